@@ -1,0 +1,2 @@
+//! The `peercdn` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! choker (to be written).

@@ -1,0 +1,36 @@
+//! # peercdn-core — the sans-IO protocol core
+//!
+//! Everything peercdn knows about the BitTorrent protocol that does not need a socket, a file
+//! or a clock lives here. Inputs are bytes and a `now` argument; outputs are values and actions.
+//! The engine (`peercdn-engine`) pumps these types over tokio; the simulator drives the very same
+//! types over modelled links.
+//!
+//! Layout:
+//! - [`bencode`]: a bounded bencode decoder that keeps the raw byte span of every value (so the
+//!   info dictionary is hashed exactly as received) and an encoder.
+//! - [`id`]: `InfoHash` (the 40-hex content ID) and `PeerId` newtypes.
+//! - [`metainfo`]: `.torrent` v1 read and write, with path validation.
+//! - [`magnet`]: magnet URI parse and format (`xt`, `dn`, `tr`, `ws`, `x.pe`).
+//! - [`wire`]: the peer wire codec (BEP 3, 6, 10, 9, 11).
+//! - [`bitfield`]: piece sets.
+//! - [`picker`]: which block to request next (rarest first, priorities, endgame).
+//! - [`choker`]: who gets upload slots (tit-for-tat, optimistic unchoke, seed mode).
+//! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
+//!
+//! Architecture invariant: this crate never depends on tokio, never opens a socket or a file and
+//! never reads the clock. Panics are bugs; nothing a remote peer sends can cause one.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod bencode;
+pub mod bitfield;
+pub mod choker;
+pub mod id;
+pub mod magnet;
+pub mod metainfo;
+pub mod picker;
+pub mod swarm;
+pub mod wire;
+
+pub use bitfield::Bitfield;
+pub use id::{InfoHash, PeerId};

@@ -1,0 +1,16 @@
+//! # peercdn-engine — the runtime
+//!
+//! Pumps the sans-IO state machines of `peercdn-core` over tokio: TCP peer connections, disk
+//! storage that verifies every piece, tracker clients (HTTP BEP 3/23, UDP BEP 15), rate limits,
+//! the node key, and the [`session`] that owns every swarm.
+//!
+//! Architecture invariant: no HTTP status codes, JSON or CLI concerns here; errors are `thiserror`
+//! enums that say what went wrong in engine terms.
+#![deny(missing_docs)]
+
+pub mod create;
+pub mod nodekey;
+pub mod ratelimit;
+pub mod storage;
+pub mod tracker;
+pub mod units;

@@ -1,0 +1,1 @@
+//! nodekey (to be written).

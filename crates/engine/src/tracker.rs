@@ -1,0 +1,1 @@
+//! tracker (to be written).
