@@ -21,7 +21,11 @@ pub struct BitfieldError {
 impl Bitfield {
     /// An empty set over `len` pieces.
     pub fn new(len: u32) -> Self {
-        Bitfield { bytes: vec![0; len.div_ceil(8) as usize], len, count: 0 }
+        Bitfield {
+            bytes: vec![0; len.div_ceil(8) as usize],
+            len,
+            count: 0,
+        }
     }
 
     /// A full set over `len` pieces.
@@ -35,11 +39,18 @@ impl Bitfield {
 
     /// Reads a wire bitfield. Its length must be exactly `ceil(len/8)` and spare bits zero.
     pub fn from_wire(bytes: &[u8], len: u32) -> Result<Self, BitfieldError> {
-        let err = BitfieldError { got: bytes.len(), pieces: len };
+        let err = BitfieldError {
+            got: bytes.len(),
+            pieces: len,
+        };
         if bytes.len() != len.div_ceil(8) as usize {
             return Err(err);
         }
-        let mut b = Bitfield { bytes: bytes.to_vec(), len, count: 0 };
+        let mut b = Bitfield {
+            bytes: bytes.to_vec(),
+            len,
+            count: 0,
+        };
         let before: u32 = b.bytes.iter().map(|x| x.count_ones()).sum();
         b.clear_spare();
         b.count = b.bytes.iter().map(|x| x.count_ones()).sum();
@@ -101,7 +112,9 @@ impl Bitfield {
     /// Iterates the pieces in the set, in order.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
         self.bytes.iter().enumerate().flat_map(|(bi, &b)| {
-            (0..8u32).filter(move |k| b & (0x80 >> k) != 0).map(move |k| bi as u32 * 8 + k)
+            (0..8u32)
+                .filter(move |k| b & (0x80 >> k) != 0)
+                .map(move |k| bi as u32 * 8 + k)
         })
     }
 

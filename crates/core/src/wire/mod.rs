@@ -126,7 +126,11 @@ impl Handshake {
         let mut reserved = [0u8; 8];
         reserved[5] |= 0x10;
         reserved[7] |= 0x04;
-        Handshake { reserved, info_hash, peer_id }
+        Handshake {
+            reserved,
+            info_hash,
+            peer_id,
+        }
     }
 
     /// The peer speaks BEP 10.
