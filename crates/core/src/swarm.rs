@@ -1,1 +1,1129 @@
-//! swarm (to be written).
+//! The per-torrent state machine: peer events in, actions out.
+//!
+//! A [`Swarm`] owns everything one torrent knows about its peers: who chokes whom, who has what,
+//! which requests are in flight each way, the [`Picker`], the [`Choker`], and the fetching of
+//! metadata (BEP 9) when the torrent started from a magnet. It performs no I/O and reads no
+//! clock: the engine feeds it events with a `now` and executes the [`Action`]s it emits.
+//!
+//! Calling rule: after every input (`add_peer`, `on_message`, `remove_peer`, `on_piece_verified`,
+//! `on_block_sent`, `set_metadata`, `tick`), drain [`Swarm::poll_action`] until it returns `None`.
+//! Call [`Swarm::tick`] about once a second.
+//!
+//! Anything a peer sends that breaks the protocol yields `Action::Disconnect` for that peer only;
+//! nothing a peer sends can panic the swarm or affect other peers' state beyond availability.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::bitfield::Bitfield;
+use crate::choker::{Candidate, Choker};
+use crate::id::InfoHash;
+use crate::picker::{Picker, Received};
+use crate::wire::ext::{self, ExtHandshake, MetadataMsg, Pex};
+use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
+
+/// The engine's handle for one connection (unique per swarm, never reused).
+pub type PeerKey = u64;
+
+/// Tunables; the defaults suit both loopback and the internet.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Regular upload slots (plus one optimistic).
+    pub upload_slots: usize,
+    /// Fewest requests kept in flight to an unchoking peer.
+    pub min_queue: u32,
+    /// Most requests kept in flight to one peer (also bounded by the peer's `reqq`).
+    pub max_queue: u32,
+    /// Requests in flight at the start, before a rate is known.
+    pub initial_queue: u32,
+    /// A peer that sends no requested block for this long gets its requests cancelled.
+    pub request_timeout: Duration,
+    /// Incoming requests queued per peer; more are rejected.
+    pub max_peer_requests: usize,
+    /// Disk reads handed to the engine per peer at a time.
+    pub max_reads_in_flight: usize,
+    /// A peer silent for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Our TCP listen port, told to peers in the extension handshake.
+    pub listen_port: Option<u16>,
+    /// Seed for tie-breaking.
+    pub seed: u64,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            upload_slots: 8,
+            min_queue: 16,
+            max_queue: 1000,
+            initial_queue: 128,
+            request_timeout: Duration::from_secs(20),
+            max_peer_requests: 2000,
+            max_reads_in_flight: 64,
+            idle_timeout: Duration::from_secs(180),
+            listen_port: None,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// What the engine must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message to a peer.
+    Send(PeerKey, Message),
+    /// Close a connection; with `ban`, never accept that address again for this swarm.
+    Disconnect {
+        /// Which connection.
+        peer: PeerKey,
+        /// Why, for the log.
+        reason: String,
+        /// Refuse this address from now on.
+        ban: bool,
+    },
+    /// Keep a received block until its piece is complete.
+    Store {
+        /// Piece.
+        index: u32,
+        /// Offset.
+        begin: u32,
+        /// Data.
+        data: Bytes,
+    },
+    /// Every block of the piece is stored: hash it, write it, then call `on_piece_verified`.
+    Verify(u32),
+    /// Read a block from storage and send it as a PIECE message, then call `on_block_sent`.
+    Read {
+        /// Requesting peer.
+        peer: PeerKey,
+        /// The block.
+        block: BlockRef,
+    },
+    /// The info dictionary arrived through ut_metadata and matches the info hash: parse it and
+    /// call `set_metadata`.
+    MetadataReceived(Bytes),
+    /// Addresses learned from peer exchange, to dial.
+    Discovered(Vec<SocketAddr>),
+    /// Every wanted piece is verified.
+    Completed,
+}
+
+/// Counters for the engine's stats.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmStats {
+    /// Payload bytes received that we had asked for.
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Bytes received that were duplicates, unrequested or failed their hash.
+    pub wasted: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Peers that are unchoking us.
+    pub unchoking_us: usize,
+    /// Download rate, bytes/s.
+    pub down_rate: u64,
+    /// Upload rate, bytes/s.
+    pub up_rate: u64,
+}
+
+/// One peer as seen by [`Swarm::peers`].
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Connection key.
+    pub key: PeerKey,
+    /// Address.
+    pub addr: SocketAddr,
+    /// Client name from the extension handshake.
+    pub client: Option<String>,
+    /// Pieces it has.
+    pub pieces: u32,
+    /// Bytes/s from it.
+    pub down_rate: u64,
+    /// Bytes/s to it.
+    pub up_rate: u64,
+    /// Requests in flight to it.
+    pub in_flight: usize,
+}
+
+/// What a peer said it has before we knew the torrent's size.
+#[derive(Debug, Default)]
+struct Pending {
+    all: bool,
+    bitfield: Option<Bytes>,
+    haves: Vec<u32>,
+}
+
+const MAX_PENDING_HAVES: usize = 100_000;
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    fast: bool,
+    extensions: bool,
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    has: Option<Bitfield>,
+    pending: Pending,
+    outstanding: VecDeque<BlockRef>,
+    queue_target: u32,
+    reqq: u32,
+    their_requests: VecDeque<BlockRef>,
+    reads_in_flight: usize,
+    ut_metadata: Option<u8>,
+    ut_pex: Option<u8>,
+    client: Option<String>,
+    metadata_requested: bool,
+    down_total: u64,
+    up_total: u64,
+    down_mark: u64,
+    up_mark: u64,
+    down_rate: u64,
+    up_rate: u64,
+    last_block: Instant,
+    last_recv: Instant,
+    last_sent: Instant,
+    hash_fails: u32,
+}
+
+/// Fetching the info dictionary over ut_metadata.
+#[derive(Debug)]
+struct MetadataFetch {
+    size: u32,
+    buf: Vec<u8>,
+    have: Vec<bool>,
+}
+
+/// The per-torrent state machine. See the module docs for the calling rule.
+#[derive(Debug)]
+pub struct Swarm {
+    info_hash: InfoHash,
+    config: SwarmConfig,
+    info_bytes: Option<Bytes>,
+    fetch: Option<MetadataFetch>,
+    picker: Option<Picker>,
+    peers: BTreeMap<PeerKey, Peer>,
+    choker: Choker,
+    contributors: BTreeMap<u32, Vec<PeerKey>>,
+    actions: VecDeque<Action>,
+    stats: SwarmStats,
+    completed_sent: bool,
+    last_tick: Option<Instant>,
+    scratch: Vec<BlockRef>,
+}
+
+impl Swarm {
+    /// A swarm that does not yet know its metadata (started from a magnet or an ID).
+    pub fn new(info_hash: InfoHash, config: SwarmConfig) -> Self {
+        let choker = Choker::new(config.upload_slots, config.seed);
+        Swarm {
+            info_hash,
+            config,
+            info_bytes: None,
+            fetch: None,
+            picker: None,
+            peers: BTreeMap::new(),
+            choker,
+            contributors: BTreeMap::new(),
+            actions: VecDeque::new(),
+            stats: SwarmStats::default(),
+            completed_sent: false,
+            last_tick: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The info hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Installs the metadata: the raw info dictionary (served to peers over ut_metadata), the
+    /// geometry, and the pieces already verified on disk. Peers' earlier announcements are
+    /// applied now.
+    pub fn set_metadata(
+        &mut self,
+        info_bytes: Bytes,
+        piece_length: u32,
+        total_length: u64,
+        num_pieces: u32,
+        have: &Bitfield,
+        now: Instant,
+    ) {
+        let mut picker = Picker::new(num_pieces, piece_length, total_length, self.config.seed);
+        for i in have.ones() {
+            picker.set_have(i);
+        }
+        self.picker = Some(picker);
+        self.info_bytes = Some(info_bytes);
+        self.fetch = None;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.send_ext_handshake_if_needed(key);
+            self.send_have_summary(key);
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut peer.pending);
+            let bits = if pending.all {
+                Ok(Bitfield::full(num_pieces))
+            } else if let Some(b) = pending.bitfield {
+                Bitfield::from_wire(&b, num_pieces)
+            } else {
+                Ok(Bitfield::new(num_pieces))
+            };
+            match bits {
+                Ok(mut bits) => {
+                    for i in pending.haves {
+                        bits.set(i, true);
+                    }
+                    self.set_peer_has(key, bits);
+                }
+                Err(e) => self.disconnect(key, e.to_string(), false),
+            }
+        }
+        self.check_complete();
+        self.refill_all(now);
+    }
+
+    /// Marks a piece as verified outside the normal flow (e.g. a recheck).
+    pub fn has_metadata(&self) -> bool {
+        self.picker.is_some()
+    }
+
+    /// Verified pieces, if the metadata is known.
+    pub fn have(&self) -> Option<&Bitfield> {
+        self.picker.as_ref().map(|p| p.have())
+    }
+
+    /// Mutable access to piece priorities (streaming deadlines use this).
+    pub fn picker_mut(&mut self) -> Option<&mut Picker> {
+        self.picker.as_mut()
+    }
+
+    /// True when every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.as_ref().is_some_and(|p| p.is_complete())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SwarmStats {
+        let mut s = self.stats.clone();
+        s.peers = self.peers.len();
+        s.unchoking_us = self.peers.values().filter(|p| !p.peer_choking).count();
+        s.down_rate = self.peers.values().map(|p| p.down_rate).sum();
+        s.up_rate = self.peers.values().map(|p| p.up_rate).sum();
+        s
+    }
+
+    /// Connected peers.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers
+            .iter()
+            .map(|(&key, p)| PeerInfo {
+                key,
+                addr: p.addr,
+                client: p.client.clone(),
+                pieces: p.has.as_ref().map_or(0, |h| h.count()),
+                down_rate: p.down_rate,
+                up_rate: p.up_rate,
+                in_flight: p.outstanding.len(),
+            })
+            .collect()
+    }
+
+    /// Number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Next action for the engine.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// A connection finished its handshake. Sends our extension handshake and what we have.
+    pub fn add_peer(&mut self, key: PeerKey, addr: SocketAddr, hs: &Handshake, now: Instant) {
+        let peer = Peer {
+            addr,
+            fast: hs.supports_fast(),
+            extensions: hs.supports_extensions(),
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            has: self.picker.as_ref().map(|p| Bitfield::new(p.num_pieces())),
+            pending: Pending::default(),
+            outstanding: VecDeque::new(),
+            queue_target: self.config.initial_queue,
+            reqq: 250,
+            their_requests: VecDeque::new(),
+            reads_in_flight: 0,
+            ut_metadata: None,
+            ut_pex: None,
+            client: None,
+            metadata_requested: false,
+            down_total: 0,
+            up_total: 0,
+            down_mark: 0,
+            up_mark: 0,
+            down_rate: 0,
+            up_rate: 0,
+            last_block: now,
+            last_recv: now,
+            last_sent: now,
+            hash_fails: 0,
+        };
+        self.peers.insert(key, peer);
+        self.send_ext_handshake_if_needed(key);
+        if self.picker.is_some() {
+            self.send_have_summary(key);
+        }
+    }
+
+    /// A connection closed (for any reason). Its requests go back to the picker.
+    pub fn remove_peer(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        if let Some(picker) = self.picker.as_mut() {
+            for b in &peer.outstanding {
+                picker.on_request_failed(b);
+            }
+            if let Some(has) = &peer.has {
+                picker.remove_peer_pieces(has);
+            }
+        }
+    }
+
+    /// A message from a peer.
+    pub fn on_message(&mut self, key: PeerKey, msg: Message, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.last_recv = now;
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_) => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.fast {
+                    // Without BEP 6 a choke silently drops every pending request.
+                    let dropped: Vec<BlockRef> = peer.outstanding.drain(..).collect();
+                    if let Some(picker) = self.picker.as_mut() {
+                        for b in &dropped {
+                            picker.on_request_failed(b);
+                        }
+                    }
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                peer.last_block = now;
+                self.fill_requests(key);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                if peer.am_choking && self.unchoked_count() <= self.choker.slots() {
+                    self.set_choking(key, false);
+                }
+            }
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Have(i) => self.on_have(key, i, now),
+            Message::Bitfield(bytes) => self.on_bitfield(key, bytes, now),
+            Message::HaveAll | Message::HaveNone if !peer.fast => {
+                self.disconnect(key, "BEP 6 message without BEP 6".into(), false)
+            }
+            Message::HaveAll => {
+                if let Some(picker) = &self.picker {
+                    let full = Bitfield::full(picker.num_pieces());
+                    self.set_peer_has(key, full);
+                    self.fill_requests(key);
+                } else {
+                    peer.pending.all = true;
+                }
+            }
+            Message::HaveNone => {}
+            Message::Request(b) => self.on_request(key, b),
+            Message::Cancel(b) => {
+                peer.their_requests.retain(|r| *r != b);
+            }
+            Message::Piece { index, begin, data } => self.on_piece(key, index, begin, data, now),
+            Message::Reject(b) => {
+                if let Some(pos) = peer.outstanding.iter().position(|r| *r == b) {
+                    peer.outstanding.remove(pos);
+                    if let Some(picker) = self.picker.as_mut() {
+                        picker.on_request_failed(&b);
+                    }
+                    self.fill_requests(key);
+                }
+            }
+            Message::Extended { id, payload } => self.on_extended(key, id, payload, now),
+        }
+    }
+
+    /// The engine finished checking (and writing) a piece that [`Action::Verify`] asked for.
+    pub fn on_piece_verified(&mut self, index: u32, ok: bool, now: Instant) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        picker.on_piece_verified(index, ok);
+        let contributors = self.contributors.remove(&index).unwrap_or_default();
+        if ok {
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                let has_it = self
+                    .peers
+                    .get(&key)
+                    .and_then(|p| p.has.as_ref())
+                    .is_some_and(|h| h.get(index));
+                if !has_it {
+                    self.send(key, Message::Have(index));
+                }
+            }
+            self.check_complete();
+        } else {
+            self.stats.hash_failures += 1;
+            let len = picker.piece_len(index) as u64;
+            self.stats.wasted += len;
+            self.stats.downloaded = self.stats.downloaded.saturating_sub(len);
+            let sole = contributors.len() == 1;
+            for key in contributors {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    continue;
+                };
+                peer.hash_fails += 1;
+                if sole || peer.hash_fails >= 2 {
+                    self.disconnect(
+                        key,
+                        format!("sent data for piece {index} that failed its hash"),
+                        true,
+                    );
+                }
+            }
+            self.refill_all(now);
+        }
+    }
+
+    /// The engine sent a block that [`Action::Read`] asked for (or gave up on it: `sent` false).
+    pub fn on_block_sent(&mut self, key: PeerKey, block: BlockRef, sent: bool) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
+        if sent {
+            peer.up_total += block.len as u64;
+            self.stats.uploaded += block.len as u64;
+        }
+        self.pump_reads(key);
+    }
+
+    /// Periodic work: rates, queue sizes, choking rounds, request timeouts, keep-alives.
+    pub fn tick(&mut self, now: Instant) {
+        let dt = self
+            .last_tick
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or(Duration::ZERO);
+        self.last_tick = Some(now);
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for &key in &keys {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if dt >= Duration::from_millis(100) {
+                let secs = dt.as_secs_f64();
+                let d = ((peer.down_total - peer.down_mark) as f64 / secs) as u64;
+                let u = ((peer.up_total - peer.up_mark) as f64 / secs) as u64;
+                peer.down_rate = (peer.down_rate + d * 3) / 4;
+                peer.up_rate = (peer.up_rate + u * 3) / 4;
+                peer.down_mark = peer.down_total;
+                peer.up_mark = peer.up_total;
+                // Keep about a second of data in flight.
+                let by_rate = (peer.down_rate / crate::wire::BLOCK_LEN as u64) as u32;
+                peer.queue_target = by_rate.clamp(
+                    self.config.min_queue,
+                    self.config.max_queue.min(peer.reqq.max(1)),
+                );
+                if peer.down_rate == 0 {
+                    peer.queue_target = peer
+                        .queue_target
+                        .max(self.config.initial_queue.min(peer.reqq.max(1)));
+                }
+            }
+            if now.saturating_duration_since(peer.last_recv) > self.config.idle_timeout {
+                self.disconnect(key, "idle".into(), false);
+                continue;
+            }
+            if !peer.outstanding.is_empty()
+                && now.saturating_duration_since(peer.last_block) > self.config.request_timeout
+            {
+                // Stuck requests (e.g. a peer that holds them and never answers): cancel and
+                // hand them to someone else.
+                let dropped: Vec<BlockRef> = peer.outstanding.drain(..).collect();
+                peer.queue_target = self.config.min_queue;
+                peer.last_block = now;
+                for b in &dropped {
+                    self.send(key, Message::Cancel(*b));
+                    if let Some(picker) = self.picker.as_mut() {
+                        picker.on_request_failed(b);
+                    }
+                }
+            }
+            if let Some(peer) = self.peers.get(&key) {
+                if now.saturating_duration_since(peer.last_sent) > Duration::from_secs(90) {
+                    self.send(key, Message::KeepAlive);
+                }
+            }
+        }
+        if self.choker.due(now) {
+            self.choke_round(now);
+        }
+        self.update_interest_all();
+        self.refill_all(now);
+    }
+
+    // ---- handlers -------------------------------------------------------------------------
+
+    fn on_have(&mut self, key: PeerKey, index: u32, now: Instant) {
+        let _ = now;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(picker) = self.picker.as_mut() else {
+            if peer.pending.haves.len() < MAX_PENDING_HAVES {
+                peer.pending.haves.push(index);
+            }
+            return;
+        };
+        if index >= picker.num_pieces() {
+            self.disconnect(key, format!("HAVE for piece {index} out of range"), false);
+            return;
+        }
+        let has = peer
+            .has
+            .get_or_insert_with(|| Bitfield::new(picker.num_pieces()));
+        if has.set(index, true) {
+            picker.add_peer_piece(index);
+            if !peer.am_interested && picker.wants(index) {
+                self.set_interested(key, true);
+            }
+            self.fill_requests(key);
+        }
+    }
+
+    fn on_bitfield(&mut self, key: PeerKey, bytes: Bytes, now: Instant) {
+        let _ = now;
+        let Some(num) = self.picker.as_ref().map(|p| p.num_pieces()) else {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.pending.bitfield = Some(bytes);
+            }
+            return;
+        };
+        match Bitfield::from_wire(&bytes, num) {
+            Ok(bits) => {
+                self.set_peer_has(key, bits);
+                self.fill_requests(key);
+            }
+            Err(e) => self.disconnect(key, e.to_string(), false),
+        }
+    }
+
+    fn on_request(&mut self, key: PeerKey, b: BlockRef) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let valid = self.picker.as_ref().is_some_and(|p| {
+            b.index < p.num_pieces()
+                && b.len > 0
+                && b.len <= MAX_REQUEST_LEN
+                && b.begin as u64 + b.len as u64 <= p.piece_len(b.index) as u64
+        });
+        if !valid {
+            self.disconnect(key, format!("invalid request {b:?}"), false);
+            return;
+        }
+        let have = self.picker.as_ref().is_some_and(|p| p.have().get(b.index));
+        let refuse =
+            peer.am_choking || !have || peer.their_requests.len() >= self.config.max_peer_requests;
+        if refuse {
+            if peer.fast {
+                self.send(key, Message::Reject(b));
+            }
+            return;
+        }
+        peer.their_requests.push_back(b);
+        self.pump_reads(key);
+    }
+
+    fn on_piece(&mut self, key: PeerKey, index: u32, begin: u32, data: Bytes, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let len = data.len() as u32;
+        let b = BlockRef { index, begin, len };
+        let pos = if peer.outstanding.front() == Some(&b) {
+            Some(0)
+        } else {
+            peer.outstanding.iter().position(|r| *r == b)
+        };
+        let Some(pos) = pos else {
+            // Not asked of this peer (or cancelled already): count and drop.
+            self.stats.wasted += len as u64;
+            return;
+        };
+        peer.outstanding.remove(pos);
+        peer.last_block = now;
+        peer.down_total += len as u64;
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        match picker.on_block_received(index, begin, len) {
+            Received::Fresh { piece_complete } => {
+                self.stats.downloaded += len as u64;
+                let c = self.contributors.entry(index).or_default();
+                if !c.contains(&key) && c.len() < 32 {
+                    c.push(key);
+                }
+                self.actions.push_back(Action::Store { index, begin, data });
+                if piece_complete {
+                    self.actions.push_back(Action::Verify(index));
+                }
+                if picker.in_endgame() {
+                    self.cancel_elsewhere(key, b);
+                }
+            }
+            Received::Duplicate | Received::Unexpected => self.stats.wasted += len as u64,
+        }
+        self.fill_requests(key);
+    }
+
+    fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
+        match id {
+            ext::EXT_HANDSHAKE_ID => {
+                let hs = match ExtHandshake::decode(&payload) {
+                    Ok(hs) => hs,
+                    Err(e) => {
+                        return self.disconnect(key, format!("bad extension handshake: {e}"), false)
+                    }
+                };
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                peer.ut_metadata = hs.id_of(ext::UT_METADATA);
+                peer.ut_pex = hs.id_of(ext::UT_PEX);
+                peer.client = hs.client.clone();
+                if let Some(r) = hs.reqq {
+                    peer.reqq = r.clamp(1, 10_000);
+                }
+                if self.picker.is_none() {
+                    if let Some(size) = hs.metadata_size {
+                        self.start_metadata_fetch(key, size);
+                    }
+                }
+            }
+            ext::OUR_UT_METADATA_ID => {
+                let msg = match MetadataMsg::decode(&payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return self.disconnect(key, format!("bad ut_metadata message: {e}"), false)
+                    }
+                };
+                self.on_metadata_msg(key, msg, now);
+            }
+            ext::OUR_UT_PEX_ID => {
+                if let Ok(pex) = Pex::decode(&payload) {
+                    let mut added = pex.added;
+                    added.truncate(Pex::MAX_PEERS);
+                    if !added.is_empty() {
+                        self.actions.push_back(Action::Discovered(added));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_metadata_msg(&mut self, key: PeerKey, msg: MetadataMsg, now: Instant) {
+        match msg {
+            MetadataMsg::Request { piece } => {
+                let Some(their_id) = self.peers.get(&key).and_then(|p| p.ut_metadata) else {
+                    return;
+                };
+                let reply = match &self.info_bytes {
+                    Some(info) => {
+                        let start = piece as usize * ext::METADATA_PIECE_LEN;
+                        if start < info.len() {
+                            let end = (start + ext::METADATA_PIECE_LEN).min(info.len());
+                            MetadataMsg::Data {
+                                piece,
+                                total_size: info.len() as u32,
+                                data: info.slice(start..end),
+                            }
+                        } else {
+                            MetadataMsg::Reject { piece }
+                        }
+                    }
+                    None => MetadataMsg::Reject { piece },
+                };
+                self.send(
+                    key,
+                    Message::Extended {
+                        id: their_id,
+                        payload: reply.encode(),
+                    },
+                );
+            }
+            MetadataMsg::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                let Some(fetch) = self.fetch.as_mut() else {
+                    return;
+                };
+                let start = piece as usize * ext::METADATA_PIECE_LEN;
+                let expected = (fetch.size as usize)
+                    .saturating_sub(start)
+                    .min(ext::METADATA_PIECE_LEN);
+                if total_size != fetch.size
+                    || piece as usize >= fetch.have.len()
+                    || data.len() != expected
+                {
+                    return self.disconnect(
+                        key,
+                        "ut_metadata piece of the wrong size".into(),
+                        false,
+                    );
+                }
+                fetch.buf[start..start + expected].copy_from_slice(&data);
+                fetch.have[piece as usize] = true;
+                if fetch.have.iter().all(|&h| h) {
+                    let buf = std::mem::take(&mut fetch.buf);
+                    self.fetch = None;
+                    if InfoHash::of_info(&buf) == self.info_hash {
+                        self.actions
+                            .push_back(Action::MetadataReceived(Bytes::from(buf)));
+                    } else {
+                        self.disconnect(key, "metadata does not match the info hash".into(), true);
+                        for p in self.peers.values_mut() {
+                            p.metadata_requested = false;
+                        }
+                    }
+                }
+            }
+            MetadataMsg::Reject { .. } => {
+                // Try someone else on the next tick.
+                let _ = now;
+            }
+        }
+    }
+
+    fn start_metadata_fetch(&mut self, key: PeerKey, size: u32) {
+        if size == 0 || size > ext::MAX_METADATA_SIZE {
+            return;
+        }
+        if self.fetch.is_none() {
+            let pieces = (size as usize).div_ceil(ext::METADATA_PIECE_LEN);
+            self.fetch = Some(MetadataFetch {
+                size,
+                buf: vec![0; size as usize],
+                have: vec![false; pieces],
+            });
+        }
+        let Some(fetch) = &self.fetch else { return };
+        if fetch.size != size {
+            return;
+        }
+        let missing: Vec<u32> = fetch
+            .have
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !**h)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(their_id) = peer.ut_metadata else {
+            return;
+        };
+        if peer.metadata_requested {
+            return;
+        }
+        peer.metadata_requested = true;
+        for piece in missing {
+            self.send(
+                key,
+                Message::Extended {
+                    id: their_id,
+                    payload: MetadataMsg::Request { piece }.encode(),
+                },
+            );
+        }
+    }
+
+    // ---- helpers --------------------------------------------------------------------------
+
+    fn send(&mut self, key: PeerKey, msg: Message) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.last_sent = self.last_tick.unwrap_or(p.last_sent).max(p.last_sent);
+        }
+        self.actions.push_back(Action::Send(key, msg));
+    }
+
+    fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
+        if self.peers.contains_key(&key) {
+            self.remove_peer(key);
+            self.actions.push_back(Action::Disconnect {
+                peer: key,
+                reason,
+                ban,
+            });
+        }
+    }
+
+    fn send_ext_handshake_if_needed(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if !peer.extensions {
+            return;
+        }
+        let size = self.info_bytes.as_ref().map(|b| b.len() as u32);
+        let mut hs = ExtHandshake::ours(size, self.config.listen_port);
+        hs.reqq = Some(self.config.max_peer_requests as u32);
+        self.send(
+            key,
+            Message::Extended {
+                id: ext::EXT_HANDSHAKE_ID,
+                payload: hs.encode(),
+            },
+        );
+    }
+
+    fn send_have_summary(&mut self, key: PeerKey) {
+        let Some(picker) = &self.picker else { return };
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let have = picker.have();
+        let msg = if peer.fast && have.is_full() {
+            Message::HaveAll
+        } else if peer.fast && have.count() == 0 {
+            Message::HaveNone
+        } else if have.count() == 0 {
+            return;
+        } else {
+            Message::Bitfield(Bytes::copy_from_slice(have.as_bytes()))
+        };
+        self.send(key, msg);
+    }
+
+    fn set_peer_has(&mut self, key: PeerKey, bits: Bitfield) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Some(old) = peer.has.take() {
+            picker.remove_peer_pieces(&old);
+        }
+        picker.add_peer_pieces(&bits);
+        let seed = bits.is_full();
+        peer.has = Some(bits);
+        if seed && picker.is_complete() {
+            self.disconnect(key, "both seeds".into(), false);
+            return;
+        }
+        self.update_interest(key);
+    }
+
+    fn update_interest(&mut self, key: PeerKey) {
+        let Some(picker) = &self.picker else { return };
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let wants = match &peer.has {
+            Some(h) if !picker.is_complete() => {
+                if h.is_full() {
+                    true
+                } else {
+                    h.ones().any(|i| picker.wants(i))
+                }
+            }
+            _ => false,
+        };
+        if wants != peer.am_interested {
+            self.set_interested(key, wants);
+        }
+    }
+
+    fn update_interest_all(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.update_interest(key);
+        }
+    }
+
+    fn set_interested(&mut self, key: PeerKey, on: bool) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.am_interested = on;
+        self.send(
+            key,
+            if on {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            },
+        );
+    }
+
+    fn set_choking(&mut self, key: PeerKey, choke: bool) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.am_choking == choke {
+            return;
+        }
+        peer.am_choking = choke;
+        let fast = peer.fast;
+        let dropped: Vec<BlockRef> = if choke {
+            peer.their_requests.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        self.send(
+            key,
+            if choke {
+                Message::Choke
+            } else {
+                Message::Unchoke
+            },
+        );
+        if fast {
+            for b in dropped {
+                self.send(key, Message::Reject(b));
+            }
+        }
+    }
+
+    fn unchoked_count(&self) -> usize {
+        self.peers.values().filter(|p| !p.am_choking).count()
+    }
+
+    fn choke_round(&mut self, now: Instant) {
+        let seeding = self.is_complete();
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .map(|(&peer, p)| Candidate {
+                peer,
+                interested: p.peer_interested,
+                rate: if seeding { p.up_rate } else { p.down_rate },
+            })
+            .collect();
+        let unchoke = self.choker.round(now, &candidates);
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.set_choking(key, !unchoke.contains(&key));
+        }
+    }
+
+    fn pump_reads(&mut self, key: PeerKey) {
+        let max = self.config.max_reads_in_flight;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while peer.reads_in_flight < max {
+            let Some(block) = peer.their_requests.pop_front() else {
+                break;
+            };
+            peer.reads_in_flight += 1;
+            self.actions.push_back(Action::Read { peer: key, block });
+        }
+    }
+
+    fn fill_requests(&mut self, key: PeerKey) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested {
+            return;
+        }
+        let Some(has) = &peer.has else { return };
+        let target = peer.queue_target.min(peer.reqq) as usize;
+        if peer.outstanding.len() >= target {
+            return;
+        }
+        let want = target - peer.outstanding.len();
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let outstanding = &peer.outstanding;
+        picker.pick(has, want, &mut out, |b| outstanding.contains(b));
+        peer.outstanding.extend(out.iter().copied());
+        for b in out.drain(..) {
+            self.actions
+                .push_back(Action::Send(key, Message::Request(b)));
+        }
+        self.scratch = out;
+    }
+
+    fn refill_all(&mut self, now: Instant) {
+        let _ = now;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill_requests(key);
+        }
+    }
+
+    fn cancel_elsewhere(&mut self, from: PeerKey, b: BlockRef) {
+        let others: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| **k != from && p.outstanding.contains(&b))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in others {
+            if let Some(p) = self.peers.get_mut(&key) {
+                p.outstanding.retain(|r| *r != b);
+            }
+            self.send(key, Message::Cancel(b));
+        }
+    }
+
+    fn check_complete(&mut self) {
+        if self.completed_sent || !self.is_complete() {
+            return;
+        }
+        self.completed_sent = true;
+        self.actions.push_back(Action::Completed);
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let seed = self
+                .peers
+                .get(&key)
+                .and_then(|p| p.has.as_ref())
+                .is_some_and(|h| h.is_full());
+            if seed {
+                self.disconnect(key, "both seeds".into(), false);
+            } else {
+                self.update_interest(key);
+            }
+        }
+    }
+}
