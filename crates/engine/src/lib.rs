@@ -10,7 +10,10 @@
 
 pub mod create;
 pub mod nodekey;
+pub mod peer;
 pub mod ratelimit;
+pub mod session;
 pub mod storage;
+pub mod torrent;
 pub mod tracker;
 pub mod units;

@@ -1,0 +1,288 @@
+//! One TCP peer connection: the handshake, then a reader task and a writer task.
+//!
+//! The reader decodes messages with `peercdn_core::wire` (block payloads are split off the
+//! receive buffer, not copied) and forwards them to the torrent's actor over a bounded channel,
+//! so a slow actor slows the socket instead of growing a queue. The writer batches outgoing
+//! messages into one buffer per write, and reads blocks for upload from storage in batches on
+//! the blocking pool. Neither task owns protocol state: that is the swarm's.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use peercdn_core::wire::{self, BlockRef, Handshake, Message, HANDSHAKE_LEN};
+use peercdn_core::{InfoHash, PeerId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::ratelimit::RateLimiter;
+use crate::storage::Storage;
+
+/// Longest message accepted from a peer: a 128 KiB block plus header, or a large bitfield /
+/// extension message. Anything longer closes the connection.
+pub const MAX_MESSAGE_LEN: u32 = 1 << 20;
+/// Time allowed for connecting and exchanging handshakes.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages buffered from a reader to the actor.
+pub const READER_QUEUE: usize = 256;
+/// Messages buffered from the actor to a writer.
+pub const WRITER_QUEUE: usize = 2048;
+/// Bytes gathered into one socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Socket error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No handshake within [`HANDSHAKE_TIMEOUT`].
+    #[error("handshake timed out")]
+    Timeout,
+    /// The peer did not speak plain BitTorrent (perhaps MSE/PE encryption).
+    #[error("not a BitTorrent handshake: {0}")]
+    Wire(#[from] wire::WireError),
+    /// The peer is in another swarm.
+    #[error("peer answered for another torrent")]
+    WrongTorrent,
+    /// We dialled ourselves.
+    #[error("connected to ourselves")]
+    SelfConnection,
+}
+
+/// What a connection tells its torrent.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A message arrived.
+    Message(u64, Message),
+    /// A block from [`Outgoing::Block`] was written (or dropped: `false`).
+    BlockSent(u64, BlockRef, bool),
+    /// The connection ended.
+    Closed(u64, String),
+}
+
+/// What the torrent asks a connection to send.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A protocol message.
+    Msg(Message),
+    /// Read this block from storage and send it as PIECE.
+    Block(BlockRef),
+}
+
+/// Dials `addr`, exchanges handshakes for `info_hash`.
+pub async fn dial(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<(TcpStream, Handshake), ConnectError> {
+    let fut = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&Handshake::ours(info_hash, our_id).encode()).await?;
+        let theirs = read_handshake(&mut stream).await?;
+        if theirs.info_hash != info_hash {
+            return Err(ConnectError::WrongTorrent);
+        }
+        if theirs.peer_id == our_id {
+            return Err(ConnectError::SelfConnection);
+        }
+        Ok((stream, theirs))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, fut).await.map_err(|_| ConnectError::Timeout)?
+}
+
+/// Reads the 68-byte handshake of an incoming connection (the caller looks up the torrent and
+/// answers with [`answer`]).
+pub async fn accept_handshake(stream: &mut TcpStream) -> Result<Handshake, ConnectError> {
+    stream.set_nodelay(true)?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(stream))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+}
+
+/// Sends our handshake on an accepted connection.
+pub async fn answer(stream: &mut TcpStream, info_hash: InfoHash, our_id: PeerId) -> Result<(), ConnectError> {
+    stream.write_all(&Handshake::ours(info_hash, our_id).encode()).await?;
+    Ok(())
+}
+
+async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, ConnectError> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    // The first byte tells a BitTorrent handshake (19) from an MSE dial (random bytes).
+    stream.read_exact(&mut buf[..1]).await?;
+    if buf[0] != 19 {
+        return Err(wire::WireError::NotBitTorrent.into());
+    }
+    stream.read_exact(&mut buf[1..]).await?;
+    Ok(Handshake::decode(&buf)?)
+}
+
+/// Handles for a running connection, held by the torrent.
+#[derive(Debug)]
+pub struct Connection {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Queue to the writer.
+    pub tx: mpsc::Sender<Outgoing>,
+    reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    /// Splits the stream and starts the reader and writer tasks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        key: u64,
+        stream: TcpStream,
+        addr: SocketAddr,
+        events: mpsc::Sender<PeerEvent>,
+        storage: Arc<OnceLock<Arc<Storage>>>,
+        down: [RateLimiter; 2],
+        up: [RateLimiter; 2],
+    ) -> Connection {
+        let (rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));
+        let writer = tokio::spawn(write_loop(key, wr, rx, events, storage, up));
+        Connection { addr, tx, reader, writer }
+    }
+
+    /// Queues a message; false if the writer's queue is full or gone (the caller then drops
+    /// the connection: a peer that does not read is not kept).
+    pub fn send(&self, out: Outgoing) -> bool {
+        self.tx.try_send(out).is_ok()
+    }
+
+    /// Stops both tasks.
+    pub fn close(&self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn read_loop(key: u64, mut rd: OwnedReadHalf, events: mpsc::Sender<PeerEvent>, limits: [RateLimiter; 2]) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let reason = loop {
+        match wire::decode(&mut buf, MAX_MESSAGE_LEN) {
+            Ok(Some(msg)) => {
+                if events.send(PeerEvent::Message(key, msg)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break format!("protocol error: {e}"),
+        }
+        // Make room for at least the rest of the message being received.
+        let need = if buf.len() >= 4 {
+            (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize + 4).saturating_sub(buf.len())
+        } else {
+            0
+        };
+        buf.reserve(need.max(32 * 1024));
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => break "closed by peer".to_string(),
+            Ok(n) => {
+                limits[0].acquire(n).await;
+                limits[1].acquire(n).await;
+            }
+            Err(e) => break format!("read error: {e}"),
+        }
+    };
+    let _ = events.send(PeerEvent::Closed(key, reason)).await;
+}
+
+async fn write_loop(
+    key: u64,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    events: mpsc::Sender<PeerEvent>,
+    storage: Arc<OnceLock<Arc<Storage>>>,
+    limits: [RateLimiter; 2],
+) {
+    let mut out = BytesMut::with_capacity(WRITE_BATCH + 32 * 1024);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(64);
+    let reason = loop {
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        while batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        // Read all requested blocks of this batch in one trip to the blocking pool.
+        let blocks: Vec<BlockRef> = batch
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Block(b) => Some(*b),
+                Outgoing::Msg(_) => None,
+            })
+            .collect();
+        let mut datas: Vec<Option<Bytes>> = Vec::new();
+        if !blocks.is_empty() {
+            let st = storage.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                blocks
+                    .iter()
+                    .map(|b| {
+                        let st = st.get()?;
+                        let mut v = vec![0u8; b.len as usize];
+                        st.read(b.index, b.begin, &mut v).ok().map(|_| Bytes::from(v))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match read {
+                Ok(d) => datas = d,
+                Err(_) => break "storage read task failed".to_string(),
+            }
+        }
+        let mut datas = datas.into_iter();
+        let mut failed = None;
+        for o in batch.drain(..) {
+            match o {
+                Outgoing::Msg(m) => wire::encode(&m, &mut out),
+                Outgoing::Block(b) => {
+                    let Some(Some(data)) = datas.next() else {
+                        let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
+                        continue;
+                    };
+                    limits[0].acquire(data.len()).await;
+                    limits[1].acquire(data.len()).await;
+                    wire::encode(&Message::Piece { index: b.index, begin: b.begin, data }, &mut out);
+                    if events.send(PeerEvent::BlockSent(key, b, true)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if out.len() >= WRITE_BATCH {
+                if let Err(e) = wr.write_all(&out).await {
+                    failed = Some(format!("write error: {e}"));
+                    break;
+                }
+                out.clear();
+            }
+        }
+        if let Some(f) = failed {
+            break f;
+        }
+        if !out.is_empty() {
+            if let Err(e) = wr.write_all(&out).await {
+                break format!("write error: {e}");
+            }
+            out.clear();
+        }
+    };
+    let _ = events.send(PeerEvent::Closed(key, reason)).await;
+}

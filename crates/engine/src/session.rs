@@ -1,0 +1,238 @@
+//! The session: one node. Owns the TCP listener, the node key and peer ID, the node-wide rate
+//! limits, and a handle per torrent ([`crate::torrent`]).
+//!
+//! Incoming connections are accepted here: the session reads the 68-byte handshake, finds the
+//! torrent by info hash and hands the socket over; unknown torrents and non-BitTorrent bytes
+//! (e.g. an MSE-encrypted dial) are closed at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use peercdn_core::{InfoHash, PeerId};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use crate::nodekey::NodeKey;
+use crate::peer;
+use crate::ratelimit::RateLimiter;
+use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
+
+/// Node configuration.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Node key, resume data, torrent copies.
+    pub data_dir: PathBuf,
+    /// Default directory for downloads.
+    pub download_dir: PathBuf,
+    /// TCP listen address for peers (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Peers dialled for every torrent.
+    pub static_peers: Vec<SocketAddr>,
+    /// Node-wide upload limit, bytes/s (0 = none).
+    pub upload_limit: u64,
+    /// Node-wide download limit, bytes/s (0 = none).
+    pub download_limit: u64,
+}
+
+/// Per-torrent options.
+#[derive(Debug, Clone, Default)]
+pub struct AddOptions {
+    /// Where the files go (default: the session's download dir).
+    pub save_dir: Option<PathBuf>,
+    /// Extra peers to dial for this torrent.
+    pub peers: Vec<SocketAddr>,
+    /// Upload limit for this torrent, bytes/s (0 = none).
+    pub upload_limit: u64,
+    /// Download limit for this torrent, bytes/s (0 = none).
+    pub download_limit: u64,
+}
+
+/// Why the session could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Binding the listen socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The node key could not be loaded or created.
+    #[error("node key: {0}")]
+    NodeKey(#[from] crate::nodekey::NodeKeyError),
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SessionConfig,
+    peer_id: PeerId,
+    key: NodeKey,
+    port: u16,
+    torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    limits: [RateLimiter; 2],
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Session {
+    /// Opens the data directory, loads (or creates) the node key, binds the listener.
+    pub async fn start(config: SessionConfig) -> Result<Session, SessionError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| SessionError::DataDir { path: config.data_dir.clone(), source })?;
+        let key = NodeKey::load_or_create(&config.data_dir)?;
+        let mut random = [0u8; 12];
+        getrandom::getrandom(&mut random).map_err(|e| SessionError::DataDir {
+            path: config.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let peer_id = PeerId::ours(random);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SessionError::Listen { addr: config.listen, source })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let limits = [RateLimiter::new(config.download_limit), RateLimiter::new(config.upload_limit)];
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let accept = tokio::spawn(accept_loop(listener, weak));
+            Inner {
+                config,
+                peer_id,
+                key,
+                port,
+                torrents: Mutex::new(HashMap::new()),
+                limits,
+                accept,
+            }
+        });
+        info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
+        Ok(Session { inner })
+    }
+
+    /// The TCP port peers reach us on.
+    pub fn listen_port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// Our peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The node's public key (hex).
+    pub fn node_key_hex(&self) -> String {
+        self.inner.key.public_hex()
+    }
+
+    /// Adds a torrent (or returns the running one with the same ID, after giving it the extra
+    /// peers).
+    pub fn add(&self, source: Source, opts: AddOptions) -> TorrentHandle {
+        let info_hash = source.info_hash();
+        let mut map = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = map.get(&info_hash) {
+            let _ = h.tx.try_send(Command::AddPeers(opts.peers));
+            return h.clone();
+        }
+        let c = &self.inner.config;
+        let mut static_peers = c.static_peers.clone();
+        static_peers.extend(opts.peers);
+        static_peers.sort();
+        static_peers.dedup();
+        let params = TorrentParams {
+            source,
+            save_dir: opts.save_dir.unwrap_or_else(|| c.download_dir.clone()),
+            state_dir: c.data_dir.join("torrents"),
+            static_peers,
+            peer_id: self.inner.peer_id,
+            listen_port: self.inner.port,
+            global: self.inner.limits.clone(),
+            local: [RateLimiter::new(opts.download_limit), RateLimiter::new(opts.upload_limit)],
+        };
+        let h = torrent::spawn(params);
+        map.insert(info_hash, h.clone());
+        h
+    }
+
+    /// A running torrent.
+    pub fn get(&self, info_hash: &InfoHash) -> Option<TorrentHandle> {
+        self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).get(info_hash).cloned()
+    }
+
+    /// All running torrents.
+    pub fn list(&self) -> Vec<TorrentHandle> {
+        self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Stops a torrent (resume data saved). Its files stay.
+    pub async fn remove(&self, info_hash: &InfoHash) -> bool {
+        let h = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).remove(info_hash);
+        let Some(h) = h else { return false };
+        let (tx, rx) = oneshot::channel();
+        if h.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+        true
+    }
+
+    /// Stops every torrent, saving resume data.
+    pub async fn shutdown(&self) {
+        let ids: Vec<InfoHash> = self.list().iter().map(|h| h.info_hash).collect();
+        for id in ids {
+            self.remove(&id).await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
+    loop {
+        let (mut stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let session = session.clone();
+        tokio::spawn(async move {
+            let hs = match peer::accept_handshake(&mut stream).await {
+                Ok(hs) => hs,
+                Err(e) => {
+                    debug!(%addr, "incoming connection dropped: {e}");
+                    return;
+                }
+            };
+            let Some(inner) = session.upgrade() else { return };
+            let handle = inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).get(&hs.info_hash).cloned();
+            drop(inner);
+            match handle {
+                Some(h) => {
+                    let _ = h.tx.send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5)).await;
+                }
+                None => debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown torrent"),
+            }
+        });
+    }
+}

@@ -1,0 +1,697 @@
+//! One torrent at run time: an actor task that owns the [`Swarm`] state machine and pumps it.
+//!
+//! The actor receives peer events (from [`crate::peer`] tasks), commands (from the session),
+//! and its own completions (piece checks, dials, tracker answers), feeds them to the swarm, and
+//! executes the swarm's actions: it queues messages to connections, keeps blocks of pieces in
+//! progress in memory, hashes and writes a complete piece on the blocking pool, dials peers, and
+//! announces to trackers. All state lives in the task (`&mut self`), no locks; the outside world
+//! sees a [`TorrentStatus`] through a `watch` channel.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peercdn_core::metainfo::{Info, Metainfo};
+use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
+use peercdn_core::wire::Handshake;
+use peercdn_core::{Bitfield, InfoHash, PeerId};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::peer::{self, Connection, Outgoing, PeerEvent};
+use crate::ratelimit::RateLimiter;
+use crate::storage::{sha1_piece, Resume, Storage};
+use crate::tracker;
+
+/// Most connections per torrent.
+pub const MAX_PEERS: usize = 80;
+/// Most known-but-unconnected addresses kept per torrent.
+pub const MAX_CANDIDATES: usize = 1000;
+/// Dials in progress at once.
+const MAX_DIALS: usize = 16;
+
+/// Where a torrent comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A `.torrent` (or metadata already known).
+    Metainfo(Box<Metainfo>),
+    /// Only the info hash (magnet or bare ID), with the trackers it named.
+    Hash {
+        /// Content ID.
+        info_hash: InfoHash,
+        /// Display name, if the magnet had one.
+        name: Option<String>,
+        /// Tracker URLs.
+        trackers: Vec<String>,
+    },
+}
+
+impl Source {
+    /// The content ID.
+    pub fn info_hash(&self) -> InfoHash {
+        match self {
+            Source::Metainfo(m) => m.info_hash,
+            Source::Hash { info_hash, .. } => *info_hash,
+        }
+    }
+}
+
+/// Everything a torrent task needs to start.
+#[derive(Debug, Clone)]
+pub struct TorrentParams {
+    /// What to download or seed.
+    pub source: Source,
+    /// Directory the torrent's files go under.
+    pub save_dir: PathBuf,
+    /// Where resume data and the `.torrent` copy are kept.
+    pub state_dir: PathBuf,
+    /// Peers to dial at start and re-dial when disconnected.
+    pub static_peers: Vec<SocketAddr>,
+    /// Our peer ID.
+    pub peer_id: PeerId,
+    /// Our listen port (0 if not listening).
+    pub listen_port: u16,
+    /// Node-wide limiters, download then upload.
+    pub global: [RateLimiter; 2],
+    /// This torrent's limiters, download then upload.
+    pub local: [RateLimiter; 2],
+}
+
+/// Life-cycle state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for the info dictionary from peers.
+    FetchingMetadata,
+    /// Hash-checking existing data.
+    Checking,
+    /// Downloading.
+    Downloading,
+    /// Complete; uploading to others.
+    Seeding,
+    /// Stopped by the user.
+    Paused,
+    /// Stopped by an error (e.g. a full disk); the message says what.
+    Error(String),
+}
+
+/// A snapshot for UIs and the API.
+#[derive(Debug, Clone)]
+pub struct TorrentStatus {
+    /// Content ID.
+    pub info_hash: InfoHash,
+    /// Name, once known.
+    pub name: Option<String>,
+    /// State.
+    pub state: State,
+    /// Total bytes, once known.
+    pub total_length: u64,
+    /// Verified bytes.
+    pub have_bytes: u64,
+    /// Verified pieces.
+    pub pieces_have: u32,
+    /// Pieces in all.
+    pub pieces_total: u32,
+    /// Payload bytes downloaded this session.
+    pub downloaded: u64,
+    /// Payload bytes uploaded this session.
+    pub uploaded: u64,
+    /// Bytes/s.
+    pub down_rate: u64,
+    /// Bytes/s.
+    pub up_rate: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Hash failures.
+    pub hash_failures: u64,
+    /// Pieces checked so far while `Checking`.
+    pub checked: u32,
+}
+
+impl TorrentStatus {
+    /// Fraction complete, 0..=1.
+    pub fn progress(&self) -> f64 {
+        if self.total_length == 0 {
+            0.0
+        } else {
+            self.have_bytes as f64 / self.total_length as f64
+        }
+    }
+}
+
+/// Commands from the session.
+#[derive(Debug)]
+pub enum Command {
+    /// A peer connected to us and sent this handshake (ours is not sent yet).
+    Incoming(TcpStream, SocketAddr, Handshake),
+    /// More addresses to try.
+    AddPeers(Vec<SocketAddr>),
+    /// Stop all transfers (keep connections closed) until `Resume`.
+    Pause,
+    /// Undo `Pause`.
+    Resume,
+    /// Save resume data and end the task.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The session's handle on a running torrent.
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    /// Content ID.
+    pub info_hash: InfoHash,
+    /// Commands.
+    pub tx: mpsc::Sender<Command>,
+    /// Status updates (about once a second, and on every state change).
+    pub status: watch::Receiver<TorrentStatus>,
+}
+
+enum Internal {
+    Checked(Result<Bitfield, String>),
+    Verified(u32, Result<bool, String>),
+    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>),
+    TrackerPeers(Vec<SocketAddr>, Duration),
+}
+
+/// Starts a torrent task.
+pub fn spawn(params: TorrentParams) -> TorrentHandle {
+    let info_hash = params.source.info_hash();
+    let (tx, cmd_rx) = mpsc::channel(64);
+    let (status_tx, status) = watch::channel(TorrentStatus {
+        info_hash,
+        name: None,
+        state: State::FetchingMetadata,
+        total_length: 0,
+        have_bytes: 0,
+        pieces_have: 0,
+        pieces_total: 0,
+        downloaded: 0,
+        uploaded: 0,
+        down_rate: 0,
+        up_rate: 0,
+        peers: 0,
+        hash_failures: 0,
+        checked: 0,
+    });
+    let span = tracing::info_span!("torrent", id = %info_hash);
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let t = Torrent::new(params, status_tx);
+            t.run(cmd_rx).await;
+        },
+        span,
+    ));
+    TorrentHandle { info_hash, tx, status }
+}
+
+struct Torrent {
+    p: TorrentParams,
+    info_hash: InfoHash,
+    swarm: Swarm,
+    info: Option<Info>,
+    metainfo: Option<Metainfo>,
+    storage: Arc<OnceLock<Arc<Storage>>>,
+    conns: HashMap<u64, Connection>,
+    addrs: HashMap<SocketAddr, u64>,
+    next_key: u64,
+    candidates: HashSet<SocketAddr>,
+    dialing: HashSet<SocketAddr>,
+    banned: HashSet<SocketAddr>,
+    buffers: HashMap<u32, Vec<u8>>,
+    state: State,
+    status_tx: watch::Sender<TorrentStatus>,
+    events_tx: mpsc::Sender<PeerEvent>,
+    events_rx: mpsc::Receiver<PeerEvent>,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: mpsc::Receiver<Internal>,
+    trackers: Vec<String>,
+    next_announce: Instant,
+    last_resume_save: Instant,
+    checked: u32,
+    dirty: bool,
+}
+
+impl Torrent {
+    fn new(p: TorrentParams, status_tx: watch::Sender<TorrentStatus>) -> Self {
+        let info_hash = p.source.info_hash();
+        let config = SwarmConfig {
+            listen_port: (p.listen_port != 0).then_some(p.listen_port),
+            seed: u64::from_le_bytes([p.peer_id.0[12], p.peer_id.0[13], p.peer_id.0[14], p.peer_id.0[15], 1, 2, 3, 4]),
+            ..SwarmConfig::default()
+        };
+        let (events_tx, events_rx) = mpsc::channel(peer::READER_QUEUE * 4);
+        let (internal_tx, internal_rx) = mpsc::channel(256);
+        let trackers = match &p.source {
+            Source::Metainfo(m) => m.trackers.iter().flatten().cloned().collect(),
+            Source::Hash { trackers, .. } => trackers.clone(),
+        };
+        let candidates = p.static_peers.iter().copied().collect();
+        Torrent {
+            info_hash,
+            swarm: Swarm::new(info_hash, config),
+            info: None,
+            metainfo: None,
+            storage: Arc::new(OnceLock::new()),
+            conns: HashMap::new(),
+            addrs: HashMap::new(),
+            next_key: 1,
+            candidates,
+            dialing: HashSet::new(),
+            banned: HashSet::new(),
+            buffers: HashMap::new(),
+            state: State::FetchingMetadata,
+            status_tx,
+            events_tx,
+            events_rx,
+            internal_tx,
+            internal_rx,
+            trackers,
+            next_announce: Instant::now(),
+            last_resume_save: Instant::now(),
+            checked: 0,
+            dirty: false,
+            p,
+        }
+    }
+
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        if let Source::Metainfo(m) = self.p.source.clone() {
+            self.install_metainfo(*m);
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(ev) = self.events_rx.recv() => self.on_peer_event(ev),
+                Some(int) = self.internal_rx.recv() => self.on_internal(int),
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            self.drain_actions();
+        }
+    }
+
+    fn install_metainfo(&mut self, m: Metainfo) {
+        let info = m.info.clone();
+        if let Err(e) = std::fs::create_dir_all(&self.p.state_dir) {
+            warn!("cannot create state dir: {e}");
+        }
+        let _ = std::fs::write(self.torrent_file_path(), m.to_bytes());
+        let storage = match Storage::open(&self.p.save_dir, &info) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.fail(format!("cannot open storage: {e}"));
+                return;
+            }
+        };
+        let _ = self.storage.set(storage.clone());
+        self.info = Some(info.clone());
+        self.metainfo = Some(m);
+        self.state = State::Checking;
+        self.publish_status();
+        let resume = self.resume_path();
+        let tx = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = Resume::load_and_check(&resume, &info, &storage, &mut |_, _| {}).map_err(|e| e.to_string());
+            let _ = tx.blocking_send(Internal::Checked(r));
+        });
+    }
+
+    fn resume_path(&self) -> PathBuf {
+        self.p.state_dir.join(format!("{}.resume", self.info_hash))
+    }
+
+    fn torrent_file_path(&self) -> PathBuf {
+        self.p.state_dir.join(format!("{}.torrent", self.info_hash))
+    }
+
+    fn on_internal(&mut self, int: Internal) {
+        let now = Instant::now();
+        match int {
+            Internal::Checked(Ok(have)) => {
+                let Some(info) = &self.info else { return };
+                let Some(m) = &self.metainfo else { return };
+                self.checked = have.count();
+                let bytes = Bytes::from(m.info_bytes.clone());
+                self.swarm.set_metadata(bytes, info.piece_length, info.total_length(), info.num_pieces(), &have, now);
+                self.state = if self.swarm.is_complete() { State::Seeding } else { State::Downloading };
+                info!(have = have.count(), of = have.len(), "checked existing data");
+                self.publish_status();
+            }
+            Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
+            Internal::Verified(index, Ok(ok)) => {
+                if !ok {
+                    warn!(index, "piece failed its hash check");
+                }
+                self.dirty = true;
+                self.swarm.on_piece_verified(index, ok, now);
+            }
+            Internal::Verified(index, Err(e)) => {
+                self.fail(format!("writing piece {index} failed: {e}"));
+            }
+            Internal::Dialed(addr, res) => {
+                self.dialing.remove(&addr);
+                match res {
+                    Ok((stream, hs)) => self.attach(stream, addr, hs),
+                    Err(e) => debug!(%addr, "dial failed: {e}"),
+                }
+            }
+            Internal::TrackerPeers(peers, interval) => {
+                self.next_announce = now + interval.clamp(Duration::from_secs(10), Duration::from_secs(3600));
+                self.add_candidates(peers);
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Incoming(mut stream, addr, hs) => {
+                if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
+                    return;
+                }
+                let (ih, id) = (self.info_hash, self.p.peer_id);
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let r = peer::answer(&mut stream, ih, id).await.map(|_| (stream, hs)).map_err(|e| e.to_string());
+                    let _ = tx.send(Internal::Dialed(addr, r)).await;
+                });
+            }
+            Command::AddPeers(peers) => self.add_candidates(peers),
+            Command::Pause => {
+                if matches!(self.state, State::Downloading | State::Seeding) {
+                    self.state = State::Paused;
+                    self.close_all();
+                    self.publish_status();
+                }
+            }
+            Command::Resume => {
+                if self.state == State::Paused {
+                    self.state = if self.swarm.is_complete() { State::Seeding } else { State::Downloading };
+                    self.publish_status();
+                }
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn accepting(&self) -> bool {
+        matches!(self.state, State::FetchingMetadata | State::Downloading | State::Seeding)
+    }
+
+    fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
+        if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
+            return;
+        }
+        if hs.peer_id == self.p.peer_id {
+            return;
+        }
+        if self.addrs.contains_key(&addr) {
+            return;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let conn = Connection::spawn(
+            key,
+            stream,
+            addr,
+            self.events_tx.clone(),
+            self.storage.clone(),
+            [self.p.global[0].clone(), self.p.local[0].clone()],
+            [self.p.global[1].clone(), self.p.local[1].clone()],
+        );
+        debug!(%addr, key, "peer connected");
+        self.conns.insert(key, conn);
+        self.addrs.insert(addr, key);
+        self.swarm.add_peer(key, addr, &hs, Instant::now());
+    }
+
+    fn on_peer_event(&mut self, ev: PeerEvent) {
+        let now = Instant::now();
+        match ev {
+            PeerEvent::Message(key, msg) => self.swarm.on_message(key, msg, now),
+            PeerEvent::BlockSent(key, block, sent) => self.swarm.on_block_sent(key, block, sent),
+            PeerEvent::Closed(key, reason) => {
+                debug!(key, %reason, "peer closed");
+                self.drop_conn(key);
+                self.swarm.remove_peer(key);
+            }
+        }
+        // Drain what is already queued before going back to select (fewer wake-ups).
+        for _ in 0..64 {
+            match self.events_rx.try_recv() {
+                Ok(PeerEvent::Message(key, msg)) => self.swarm.on_message(key, msg, now),
+                Ok(PeerEvent::BlockSent(key, block, sent)) => self.swarm.on_block_sent(key, block, sent),
+                Ok(PeerEvent::Closed(key, _)) => {
+                    self.drop_conn(key);
+                    self.swarm.remove_peer(key);
+                }
+                Err(_) => break,
+            }
+            self.drain_actions();
+        }
+    }
+
+    fn drop_conn(&mut self, key: u64) {
+        if let Some(c) = self.conns.remove(&key) {
+            self.addrs.remove(&c.addr);
+            if self.p.static_peers.contains(&c.addr) {
+                self.candidates.insert(c.addr);
+            }
+        }
+    }
+
+    fn drain_actions(&mut self) {
+        while let Some(a) = self.swarm.poll_action() {
+            match a {
+                Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
+                Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
+                Action::Disconnect { peer, reason, ban } => {
+                    debug!(peer, %reason, ban, "disconnecting");
+                    if let Some(c) = self.conns.get(&peer) {
+                        if ban {
+                            warn!(addr = %c.addr, %reason, "banning peer");
+                            self.banned.insert(c.addr);
+                        }
+                    }
+                    self.drop_conn(peer);
+                }
+                Action::Store { index, begin, data } => self.store(index, begin, &data),
+                Action::Verify(index) => self.verify(index),
+                Action::MetadataReceived(bytes) => self.on_metadata(bytes),
+                Action::Discovered(peers) => self.add_candidates(peers),
+                Action::Completed => {
+                    info!("download complete");
+                    self.state = State::Seeding;
+                    self.save_resume();
+                    self.publish_status();
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, key: u64, out: Outgoing) {
+        let ok = self.conns.get(&key).is_some_and(|c| c.send(out));
+        if !ok && self.conns.contains_key(&key) {
+            // A peer that does not read what we send is not kept.
+            self.drop_conn(key);
+            self.swarm.remove_peer(key);
+        }
+    }
+
+    fn store(&mut self, index: u32, begin: u32, data: &[u8]) {
+        let Some(info) = &self.info else { return };
+        let len = info.piece_len(index) as usize;
+        let buf = self.buffers.entry(index).or_insert_with(|| vec![0u8; len]);
+        let start = begin as usize;
+        if let Some(dst) = buf.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+        }
+    }
+
+    fn verify(&mut self, index: u32) {
+        let Some(info) = &self.info else { return };
+        let Some(buf) = self.buffers.remove(&index) else { return };
+        let Some(storage) = self.storage.get().cloned() else { return };
+        let expected = info.pieces.get(index as usize).copied();
+        let tx = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let ok = expected == Some(sha1_piece(&buf));
+            let r = if ok { storage.write_piece(index, &buf).map(|_| true).map_err(|e| e.to_string()) } else { Ok(false) };
+            let _ = tx.blocking_send(Internal::Verified(index, r));
+        });
+    }
+
+    fn on_metadata(&mut self, bytes: Bytes) {
+        let trackers = if self.trackers.is_empty() { vec![] } else { vec![self.trackers.clone()] };
+        match Metainfo::from_info_bytes(bytes.to_vec(), trackers, vec![]) {
+            Ok(m) => {
+                info!(name = %m.info.name, "metadata received");
+                self.install_metainfo(m);
+            }
+            Err(e) => warn!("metadata from peers is invalid: {e}"),
+        }
+    }
+
+    fn add_candidates(&mut self, peers: Vec<SocketAddr>) {
+        for a in peers {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if a.port() == 0 || self.banned.contains(&a) || self.addrs.contains_key(&a) || self.is_self(a) {
+                continue;
+            }
+            self.candidates.insert(a);
+        }
+    }
+
+    fn is_self(&self, a: SocketAddr) -> bool {
+        self.p.listen_port != 0 && a.port() == self.p.listen_port && a.ip().is_loopback()
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.swarm.tick(now);
+        if self.accepting() {
+            self.dial_more();
+            if !self.trackers.is_empty() && now >= self.next_announce {
+                self.announce();
+            }
+        }
+        if self.dirty && now.duration_since(self.last_resume_save) > Duration::from_secs(15) {
+            self.save_resume();
+        }
+        self.publish_status();
+    }
+
+    fn dial_more(&mut self) {
+        let room = MAX_PEERS.saturating_sub(self.conns.len() + self.dialing.len()).min(MAX_DIALS.saturating_sub(self.dialing.len()));
+        let picks: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            .filter(|a| !self.addrs.contains_key(a) && !self.dialing.contains(a))
+            .take(room)
+            .copied()
+            .collect();
+        for addr in picks {
+            // Static peers stay candidates (re-dialled after a drop); others are tried once.
+            if !self.p.static_peers.contains(&addr) {
+                self.candidates.remove(&addr);
+            }
+            self.dialing.insert(addr);
+            let (ih, id, tx) = (self.info_hash, self.p.peer_id, self.internal_tx.clone());
+            tokio::spawn(async move {
+                let r = peer::dial(addr, ih, id).await.map_err(|e| e.to_string());
+                let _ = tx.send(Internal::Dialed(addr, r)).await;
+            });
+        }
+    }
+
+    fn announce(&mut self) {
+        self.next_announce = Instant::now() + Duration::from_secs(60);
+        let st = self.swarm.stats();
+        let left = self.info.as_ref().map_or(1, |i| {
+            i.total_length().saturating_sub(self.swarm.have().map_or(0, |h| have_bytes(i, h)))
+        });
+        let req = tracker::AnnounceRequest {
+            info_hash: self.info_hash,
+            peer_id: self.p.peer_id,
+            port: self.p.listen_port,
+            uploaded: st.uploaded,
+            downloaded: st.downloaded,
+            left,
+            event: tracker::Event::Started,
+            num_want: 50,
+        };
+        for url in self.trackers.clone() {
+            let tx = self.internal_tx.clone();
+            let req = req.clone();
+            tokio::spawn(async move {
+                match tracker::announce(&url, &req).await {
+                    Ok(r) => {
+                        let _ = tx.send(Internal::TrackerPeers(r.peers, r.interval)).await;
+                    }
+                    Err(e) => debug!(%url, "announce failed: {e}"),
+                }
+            });
+        }
+    }
+
+    fn save_resume(&mut self) {
+        let (Some(storage), Some(have)) = (self.storage.get(), self.swarm.have()) else { return };
+        if let Err(e) = storage.flush() {
+            warn!("flush failed: {e}");
+        }
+        if let Err(e) = Resume::save(&self.resume_path(), &self.info_hash.to_hex(), have, storage) {
+            warn!("saving resume data failed: {e}");
+        }
+        self.dirty = false;
+        self.last_resume_save = Instant::now();
+    }
+
+    fn close_all(&mut self) {
+        let keys: Vec<u64> = self.conns.keys().copied().collect();
+        for key in keys {
+            self.drop_conn(key);
+            self.swarm.remove_peer(key);
+        }
+        self.buffers.clear();
+    }
+
+    fn fail(&mut self, msg: String) {
+        warn!("{msg}");
+        self.state = State::Error(msg);
+        self.close_all();
+        self.publish_status();
+    }
+
+    fn shutdown(&mut self) {
+        self.close_all();
+        self.save_resume();
+    }
+
+    fn publish_status(&mut self) {
+        let st = self.swarm.stats();
+        let (total, have_b, have_n, n) = match (&self.info, self.swarm.have()) {
+            (Some(i), Some(h)) => (i.total_length(), have_bytes(i, h), h.count(), h.len()),
+            (Some(i), None) => (i.total_length(), 0, 0, i.num_pieces()),
+            _ => (0, 0, 0, 0),
+        };
+        let name = self.info.as_ref().map(|i| i.name.clone()).or_else(|| match &self.p.source {
+            Source::Hash { name, .. } => name.clone(),
+            Source::Metainfo(m) => Some(m.info.name.clone()),
+        });
+        let _ = self.status_tx.send(TorrentStatus {
+            info_hash: self.info_hash,
+            name,
+            state: self.state.clone(),
+            total_length: total,
+            have_bytes: have_b,
+            pieces_have: have_n,
+            pieces_total: n,
+            downloaded: st.downloaded,
+            uploaded: st.uploaded,
+            down_rate: st.down_rate,
+            up_rate: st.up_rate,
+            peers: st.peers,
+            hash_failures: st.hash_failures,
+            checked: self.checked,
+        });
+    }
+}
+
+fn have_bytes(info: &Info, have: &Bitfield) -> u64 {
+    have.ones().map(|i| info.piece_len(i) as u64).sum()
+}
