@@ -91,11 +91,9 @@ impl Magnet {
                         info_hash = Some(InfoHash::parse(hash)?);
                     }
                 }
-                "dn" => {
-                    if name.is_none() {
-                        let v = value.replace('+', " ");
-                        name = Some(percent_decode_str(&v).decode_utf8_lossy().into_owned());
-                    }
+                "dn" if name.is_none() => {
+                    let v = value.replace('+', " ");
+                    name = Some(percent_decode_str(&v).decode_utf8_lossy().into_owned());
                 }
                 "tr" => push_capped(&mut trackers, decode(value)),
                 "ws" => push_capped(&mut web_seeds, decode(value)),
