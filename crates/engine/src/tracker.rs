@@ -1,1 +1,0 @@
-//! tracker (to be written).
