@@ -1,2 +1,155 @@
-//! The `peercdn` binary.
-fn main() {}
+//! The `peercdn` binary: command-line parsing (clap), logging, progress bars, exit codes.
+//!
+//! Exit codes a script can rely on:
+//! - 0: done (for `get --no-seed`: the download is complete and verified)
+//! - 1: an error (bad input, unreadable file, I/O failure); the message says what
+//! - 2: bad command-line usage (from clap)
+//! - 3: the download stopped with an error (e.g. a full disk)
+//! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
+
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use peercdn_core::magnet::Magnet;
+use peercdn_core::metainfo::Metainfo;
+use peercdn_core::InfoHash;
+use peercdn_engine::torrent::Source;
+use peercdn_engine::units;
+
+/// peercdn: a peer-to-peer CDN on the BitTorrent protocol.
+#[derive(Parser, Debug)]
+#[command(name = "peercdn", version, about)]
+struct Cli {
+    /// Log filter (e.g. `info`, `peercdn_engine=debug`); also RUST_LOG.
+    #[arg(long, global = true, env = "PEERCDN_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the node: seed and download what it holds until stopped.
+    Engine {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Make a BitTorrent v1 .torrent from a file or directory, print its ID and magnet, seed it.
+    Publish {
+        /// File or directory to publish.
+        path: PathBuf,
+        /// Tracker announce URL (repeatable; each is its own tier).
+        #[arg(long = "tracker")]
+        trackers: Vec<String>,
+        /// Web seed URL (BEP 19, repeatable).
+        #[arg(long = "webseed")]
+        webseeds: Vec<String>,
+        /// Piece size (e.g. 256KiB, 1MiB); default: chosen from the total size.
+        #[arg(long)]
+        piece_size: Option<String>,
+        /// Where to write the .torrent (default: NAME.torrent in the current directory).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Write the .torrent and exit without seeding.
+        #[arg(long)]
+        no_seed: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Download a torrent by ID (40 hex), magnet URI or .torrent file, with a progress bar.
+    Get {
+        /// 40-hex content ID, `acestream://ID`, `magnet:?…`, or a path to a .torrent file.
+        source: String,
+        /// Directory to save into (default: the current directory).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Exit once the download is complete instead of seeding.
+        #[arg(long)]
+        no_seed: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Flags shared by every command that runs a node.
+#[derive(Args, Debug, Clone)]
+struct NodeArgs {
+    /// TCP port for peers (0: any free port).
+    #[arg(long, env = "PEERCDN_PORT", default_value_t = 8621)]
+    port: u16,
+    /// Address to listen on for peers.
+    #[arg(long, env = "PEERCDN_BIND", default_value = "0.0.0.0")]
+    bind: std::net::IpAddr,
+    /// Data directory (node key, resume data); default $XDG_DATA_HOME/peercdn.
+    #[arg(long, env = "PEERCDN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Peer to dial, HOST:PORT (repeatable).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Upload limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
+    #[arg(long, env = "PEERCDN_UPLOAD_LIMIT", default_value = "0")]
+    upload_limit: String,
+    /// Download limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
+    #[arg(long, env = "PEERCDN_DOWNLOAD_LIMIT", default_value = "0")]
+    download_limit: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Engine { node } => node::engine(node).await,
+        Cmd::Publish { path, trackers, webseeds, piece_size, output, no_seed, node } => {
+            let piece = piece_size.map(|s| units::parse_size(&s)).transpose().context("--piece-size")?;
+            node::publish(node, path, trackers, webseeds, piece, output, no_seed).await
+        }
+        Cmd::Get { source, output, no_seed, node } => {
+            let (src, extra_peers) = parse_source(&source)?;
+            node::get(node, src, extra_peers, output, no_seed).await
+        }
+    }
+}
+
+/// Reads a `get` argument: a .torrent path, a magnet, or a bare ID.
+fn parse_source(s: &str) -> Result<(Source, Vec<SocketAddr>)> {
+    if s.starts_with("magnet:") {
+        let m = Magnet::parse(s).with_context(|| format!("bad magnet URI {s:?}"))?;
+        let peers = m.peers.iter().filter_map(|p| p.parse().ok()).collect();
+        return Ok((Source::Hash { info_hash: m.info_hash, name: m.name, trackers: m.trackers }, peers));
+    }
+    let path = PathBuf::from(s);
+    if path.is_file() {
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m = Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid .torrent", path.display()))?;
+        return Ok((Source::Metainfo(Box::new(m)), vec![]));
+    }
+    match InfoHash::parse(s) {
+        Ok(info_hash) => Ok((Source::Hash { info_hash, name: None, trackers: vec![] }, vec![])),
+        Err(_) if s.ends_with(".torrent") => bail!("no such file: {s}"),
+        Err(e) => bail!("{s:?} is neither a .torrent file, a magnet URI nor a content ID: {e}"),
+    }
+}

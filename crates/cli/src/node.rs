@@ -1,0 +1,233 @@
+//! The commands that run a node (`engine`, `publish`, `get`): session set-up from flags,
+//! progress display and shutdown on Ctrl-C / SIGTERM.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use peercdn_core::magnet::Magnet;
+use peercdn_core::metainfo::Metainfo;
+use peercdn_engine::create::{build_info, CreateOptions};
+use peercdn_engine::session::{AddOptions, Session, SessionConfig};
+use peercdn_engine::torrent::{Source, State, TorrentHandle, TorrentStatus};
+use peercdn_engine::units::{format_bytes, format_rate, parse_rate};
+
+use crate::NodeArgs;
+
+/// Exit code for a download that stopped with an error.
+const EXIT_FAILED: u8 = 3;
+/// Exit code after Ctrl-C / SIGTERM.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
+    if let Some(d) = arg {
+        return d.clone();
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("peercdn")
+}
+
+fn resolve_peers(list: &[String]) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for p in list {
+        let addrs = p.to_socket_addrs().with_context(|| format!("--peer {p}: expected HOST:PORT"))?;
+        out.extend(addrs.take(1));
+    }
+    Ok(out)
+}
+
+async fn start(node: &NodeArgs, download_dir: PathBuf) -> Result<Session> {
+    let config = SessionConfig {
+        data_dir: data_dir(&node.data_dir),
+        download_dir,
+        listen: SocketAddr::new(node.bind, node.port),
+        static_peers: resolve_peers(&node.peers)?,
+        upload_limit: parse_rate(&node.upload_limit).context("--upload-limit")?,
+        download_limit: parse_rate(&node.download_limit).context("--download-limit")?,
+    };
+    Ok(Session::start(config).await?)
+}
+
+/// Resolves when the process is asked to stop.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `peercdn engine`.
+pub async fn engine(node: NodeArgs) -> Result<ExitCode> {
+    let dl = data_dir(&node.data_dir).join("downloads");
+    let session = start(&node, dl).await?;
+    eprintln!("peercdn engine listening for peers on port {}", session.listen_port());
+    eprintln!("node key {}", session.node_key_hex());
+    stop_signal().await;
+    session.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peercdn publish`.
+pub async fn publish(
+    node: NodeArgs,
+    path: PathBuf,
+    trackers: Vec<String>,
+    webseeds: Vec<String>,
+    piece_size: Option<u64>,
+    output: Option<PathBuf>,
+    no_seed: bool,
+) -> Result<ExitCode> {
+    let path = std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let piece_length = piece_size.map(|p| u32::try_from(p).context("--piece-size too large")).transpose()?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let hash_path = path.clone();
+    let b = bar.clone();
+    let info = tokio::task::spawn_blocking(move || {
+        let opts = CreateOptions { piece_length, private: false };
+        build_info(&hash_path, &opts, &mut |done, total| {
+            b.set_length(total);
+            b.set_position(done);
+        })
+    })
+    .await
+    .context("hashing task failed")??;
+    bar.finish_and_clear();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .ok();
+    let tiers = trackers.into_iter().map(|t| vec![t]).collect();
+    let m = Metainfo::new(info, tiers, webseeds, Some(format!("peercdn/{}", env!("CARGO_PKG_VERSION"))), now);
+    let out = output.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", m.info.name)));
+    std::fs::write(&out, m.to_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("id: {}", m.info_hash);
+    println!("magnet: {}", Magnet::from_metainfo(&m));
+    println!("torrent: {}", out.display());
+    if no_seed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let save_dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let session = start(&node, save_dir.clone()).await?;
+    println!("seeding on port {}", session.listen_port());
+    let h = session.add(Source::Metainfo(Box::new(m)), AddOptions { save_dir: Some(save_dir), ..Default::default() });
+    follow(&session, h, true).await
+}
+
+/// `peercdn get`.
+pub async fn get(
+    node: NodeArgs,
+    source: Source,
+    extra_peers: Vec<SocketAddr>,
+    output: Option<PathBuf>,
+    no_seed: bool,
+) -> Result<ExitCode> {
+    let save_dir = output.unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&save_dir).with_context(|| format!("cannot create {}", save_dir.display()))?;
+    let save_dir = std::fs::canonicalize(&save_dir)?;
+    let session = start(&node, save_dir.clone()).await?;
+    let h = session.add(source, AddOptions { save_dir: Some(save_dir), peers: extra_peers, ..Default::default() });
+    follow(&session, h, !no_seed).await
+}
+
+/// Shows progress until complete (then seeds if `seed`), an error, or a stop signal.
+async fn follow(session: &Session, mut h: TorrentHandle, seed: bool) -> Result<ExitCode> {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut announced_done = false;
+    loop {
+        let st = h.status.borrow_and_update().clone();
+        bar.set_message(describe(&st));
+        match &st.state {
+            State::Error(e) => {
+                bar.abandon();
+                eprintln!("error: {e}");
+                session.shutdown().await;
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+            State::Seeding if !announced_done => {
+                announced_done = true;
+                bar.println(format!("complete: {} ({})", st.name.as_deref().unwrap_or("?"), format_bytes(st.total_length)));
+                if !seed {
+                    bar.finish_and_clear();
+                    session.shutdown().await;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            r = h.status.changed() => if r.is_err() {
+                bar.abandon();
+                anyhow::bail!("the torrent task ended unexpectedly");
+            },
+            _ = &mut stop => {
+                bar.abandon();
+                eprintln!("stopping; saving resume data");
+                session.shutdown().await;
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            }
+        }
+    }
+}
+
+fn describe(st: &TorrentStatus) -> String {
+    let name = st.name.as_deref().unwrap_or("(metadata…)");
+    match &st.state {
+        State::FetchingMetadata => format!("{name}: fetching metadata, {} peers", st.peers),
+        State::Checking => format!("{name}: checking existing data"),
+        State::Seeding => format!(
+            "{name}: seeding, {} peers, up {} ({} sent)",
+            st.peers,
+            format_rate(st.up_rate as f64),
+            format_bytes(st.uploaded)
+        ),
+        State::Paused => format!("{name}: paused"),
+        State::Error(e) => format!("{name}: error: {e}"),
+        State::Downloading => {
+            let left = st.total_length.saturating_sub(st.have_bytes);
+            let eta = if st.down_rate > 0 {
+                let s = left / st.down_rate.max(1);
+                format!("{}:{:02}", s / 60, s % 60)
+            } else {
+                "-".into()
+            };
+            format!(
+                "{name}: {:5.1}% {} of {}, down {}, up {}, {} peers, eta {eta}",
+                st.progress() * 100.0,
+                format_bytes(st.have_bytes),
+                format_bytes(st.total_length),
+                format_rate(st.down_rate as f64),
+                format_rate(st.up_rate as f64),
+                st.peers
+            )
+        }
+    }
+}
