@@ -22,9 +22,14 @@ Subcommands:
           [--peer HOST:PORT ...] [--seed-after] [--timeout S]
       Download; exit 0 after DONE unless --seed-after (then seed until killed).
 
+  --verbose (seed, leech) prints peer connect/disconnect alerts on stderr.
+  --peer addresses are dialled every 2 s until reached (connected once); a
+  reached peer is dialled again only while we are incomplete with no peer at all.
+
 Output on stdout (line-buffered, machine-readable):
   PORT 41234                      once the listen socket is up (also --port-file)
   STATUS progress=0.5300 state=downloading peers=2 down=123456 up=0   every second
+  SUMMARY seconds=1.9 bytes=N MBps=105.0   just before DONE (time since added)
   DONE                            once the torrent is complete
 Exit codes: 0 ok, 2 error (message on stderr), 3 --timeout expired.
 """
@@ -103,6 +108,8 @@ def session_settings(upload_limit=0):
             lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.storage_notification
+            | lt.alert.category_t.peer_notification
+            | lt.alert.category_t.connect_notification
         ),
     }
 
@@ -130,13 +137,34 @@ def write_port_file(path, port):
     os.replace(tmp, path)
 
 
+class Events:
+    """What the run loop learns from alerts."""
+
+    verbose = False
+    # --peer addresses we have reached: seen connected, or closed by libtorrent as
+    # a duplicate of a connection that peer opened to us, or as "upload to upload"
+    # (both sides complete). A reached peer is dialled again only while we are
+    # incomplete and have no connection at all.
+    reached = set()
+
+
 def drain_alerts(ses):
     """Pop pending alerts; raise PeerError on torrent/file errors."""
     for a in ses.pop_alerts():
-        if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+        if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert, lt.listen_failed_alert)):
             raise PeerError("libtorrent: %s" % a.message())
-        if isinstance(a, lt.listen_failed_alert):
-            raise PeerError("libtorrent: %s" % a.message())
+        if isinstance(a, lt.peer_disconnected_alert):
+            msg = a.message().lower()
+            if "duplicate" in msg or "upload to upload" in msg:
+                try:
+                    Events.reached.add((str(a.ip[0]), int(a.ip[1])))
+                except (TypeError, IndexError, ValueError):
+                    pass
+        if Events.verbose and isinstance(
+            a, (lt.peer_connect_alert, lt.peer_disconnected_alert, lt.peer_error_alert,
+                lt.incoming_connection_alert, lt.hash_failed_alert)
+        ):
+            sys.stderr.write("alert: %s\n" % a.message())
 
 
 def parse_hostport(text):
@@ -194,6 +222,8 @@ def connected_addresses(handle):
 def run_torrent(args, atp, stop_after_done, timeout):
     """Add the torrent, dial --peer addresses, print STATUS/DONE; return an exit code."""
     Stop.install()
+    Events.verbose = args.verbose
+    peers = [parse_hostport(p) for p in (args.peer or [])]
     ses, port = open_session(getattr(args, "upload_limit", 0) or 0)
     emit("PORT %d" % port)
     if args.port_file:
@@ -209,7 +239,6 @@ def run_torrent(args, atp, stop_after_done, timeout):
         # session-wide limit does not cover; the per-torrent limit does.
         handle.set_upload_limit(int(args.upload_limit))
 
-    peers = [parse_hostport(p) for p in (args.peer or [])]
     started = time.monotonic()
     next_dial = 0.0
     next_status = 0.0
@@ -222,8 +251,11 @@ def run_torrent(args, atp, stop_after_done, timeout):
 
         if peers and now >= next_dial:
             have = connected_addresses(handle)
+            Events.reached.update(hp for hp in peers if hp in have)
+            if not have and not is_complete(st):
+                Events.reached.clear()
             for hp in peers:
-                if hp not in have:
+                if hp not in have and hp not in Events.reached:
                     try:
                         handle.connect_peer(hp)
                     except RuntimeError as exc:
@@ -383,6 +415,7 @@ def parse_args(argv):
     s.add_argument("--pieces", choices=KEEP_CHOICES, default="all",
                    help="zero the other pieces first (see corrupt)")
     s.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
+    s.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
 
     l = sub.add_parser("leech", help="download a torrent")
     src = l.add_mutually_exclusive_group(required=True)
@@ -393,11 +426,14 @@ def parse_args(argv):
     l.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
     l.add_argument("--seed-after", action="store_true", help="keep seeding after DONE")
     l.add_argument("--timeout", type=float, default=0, help="seconds; exit 3 when exceeded")
+    l.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
     return p.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
+    if not hasattr(args, "verbose"):
+        args.verbose = False
     handlers = {"create": cmd_create, "corrupt": cmd_corrupt, "seed": cmd_seed, "leech": cmd_leech}
     try:
         return handlers[args.cmd](args)
