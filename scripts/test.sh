@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# peercdn's test command (the one the README names). Runs from any directory.
+#
+# Target: a fresh Debian 12 machine, run as root, with a Rust toolchain and nothing
+# else. Installs the third-party clients the interop tests drive (only those
+# missing), then runs, failing fast:
+#   fmt --check, clippy -D warnings, the fuzz crate build (if fuzz/ exists),
+#   and every workspace test (the interop tests spawn
+#   /usr/bin/python3 tests/interop/lt_peer.py).
+# Budget: < 35 minutes on 2 cores.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+# Debian packages the interop tests and benchmarks need.
+PACKAGES=(python3-libtorrent ffmpeg aria2 nginx)
+
+# Absolute path of the libtorrent peer, for tests that prefer it to
+# "$CARGO_MANIFEST_DIR/../../tests/interop/lt_peer.py" (cargo runs integration
+# tests with the crate directory as cwd, not the repo root).
+export PEERCDN_LT_PEER="$REPO_ROOT/tests/interop/lt_peer.py"
+
+TOTAL_START=$SECONDS
+
+# step NAME CMD... : print a header, run CMD, print its elapsed time.
+step() {
+    local name="$1"; shift
+    local start=$SECONDS
+    printf '\n==== %s\n==== $ %s\n' "$name" "$*"
+    "$@"
+    printf '==== %s: ok in %ds\n' "$name" $((SECONDS - start))
+}
+
+# install_missing: apt-get only the packages that dpkg does not report installed.
+install_missing() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+            missing+=("$pkg")
+        fi
+    done
+    # libfuzzer-sys (fuzz/) compiles libFuzzer's C++ sources.
+    if [[ -f fuzz/Cargo.toml ]] && ! command -v c++ >/dev/null 2>&1; then
+        missing+=(g++)
+    fi
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "all present: ${PACKAGES[*]}"
+        return 0
+    fi
+    echo "installing: ${missing[*]}"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# check_libtorrent: the interop tests need Debian's python3 to import libtorrent.
+check_libtorrent() {
+    local version
+    if ! version=$(/usr/bin/python3 -c 'import libtorrent; print(libtorrent.__version__)'); then
+        echo "FATAL: '/usr/bin/python3 -c \"import libtorrent\"' failed." >&2
+        echo "       Install python3-libtorrent (apt-get install python3-libtorrent)." >&2
+        exit 1
+    fi
+    echo "libtorrent $version"
+}
+
+build_fuzz() {
+    if [[ -f fuzz/Cargo.toml ]]; then
+        cargo build --manifest-path fuzz/Cargo.toml
+    else
+        echo "no fuzz/Cargo.toml: skipped"
+    fi
+}
+
+step "system packages" install_missing
+step "libtorrent python bindings" check_libtorrent
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "fuzz build" build_fuzz
+step "cargo test" cargo test --workspace --locked
+
+printf '\n==== ALL PASSED in %dm%02ds\n' $(((SECONDS - TOTAL_START) / 60)) $(((SECONDS - TOTAL_START) % 60))

@@ -1,0 +1,449 @@
+#!/usr/bin/python3
+"""A libtorrent peer for peercdn's interop tests and benchmarks, driven by flags.
+
+Run ONLY with Debian's /usr/bin/python3 (python3-libtorrent 2.0.8 is not importable
+by other interpreters). Everything stays on 127.0.0.1: DHT, LSD, UPnP and NAT-PMP are
+disabled in the settings handed to the session *constructor* (set later, they would
+already have sent traffic), uTP is off (TCP only) and encryption is off for outgoing
+connections, so libtorrent dials with a plain `\\x13BitTorrent protocol` handshake.
+
+Subcommands:
+
+  create  --path PATH --out FILE.torrent [--piece-size N] [--tracker URL]
+      Make a v1-only torrent of a file or directory; print the info hash (hex).
+  corrupt --torrent T --save DIR --keep even|odd|first-half|second-half|all
+      Overwrite with zeros every piece NOT kept (multi-file aware), to build
+      partial seeders.
+  seed    --torrent T --save DIR [--port-file F] [--upload-limit BPS]
+          [--pieces even|odd|all|first-half|second-half] [--peer HOST:PORT ...]
+      Check the data in DIR, seed what verifies, download the rest from peers,
+      seed until SIGTERM/SIGINT (exit 0). --pieces X first runs `corrupt --keep X`.
+  leech   (--torrent T | --magnet URI) --save DIR [--port-file F]
+          [--peer HOST:PORT ...] [--seed-after] [--timeout S]
+      Download; exit 0 after DONE unless --seed-after (then seed until killed).
+
+  --verbose (seed, leech) prints peer connect/disconnect alerts on stderr.
+  --peer addresses are dialled every 2 s until reached (connected once); a
+  reached peer is dialled again only while we are incomplete with no peer at all.
+
+Output on stdout (line-buffered, machine-readable):
+  PORT 41234                      once the listen socket is up (also --port-file)
+  STATUS progress=0.5300 state=downloading peers=2 down=123456 up=0   every second
+  SUMMARY seconds=1.9 bytes=N MBps=105.0   just before DONE (time since added)
+  DONE                            once the torrent is complete
+Exit codes: 0 ok, 2 error (message on stderr), 3 --timeout expired.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+try:
+    import libtorrent as lt
+except ImportError as exc:  # pragma: no cover - environment problem
+    sys.stderr.write(
+        "lt_peer.py: cannot import libtorrent (%s); run with /usr/bin/python3 "
+        "and install python3-libtorrent\n" % exc
+    )
+    sys.exit(2)
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+EXIT_TIMEOUT = 3
+
+KEEP_CHOICES = ["all", "even", "odd", "first-half", "second-half"]
+
+# How often --peer addresses are dialled until a connection to them exists.
+PEER_RETRY_SECONDS = 2.0
+
+
+class PeerError(Exception):
+    """A user-facing error: printed to stderr, exit code 2."""
+
+
+# --------------------------------------------------------------------------- session
+
+
+def session_settings(upload_limit=0):
+    """Settings for a loopback-only, TCP-only, plaintext, fast libtorrent session."""
+    return {
+        # Isolation: nothing may leave 127.0.0.1.
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "dht_bootstrap_nodes": "",
+        "listen_interfaces": "127.0.0.1:0",
+        "outgoing_interfaces": "127.0.0.1",
+        "listen_system_port_fallback": False,
+        # Several peers share 127.0.0.1; re-dial quickly after a close.
+        "allow_multiple_connections_per_ip": True,
+        "min_reconnect_time": 1,
+        # Trackers on 127.0.0.1 must be allowed.
+        "ssrf_mitigation": False,
+        # Plaintext only when dialling; accept both when dialled.
+        "out_enc_policy": int(lt.enc_policy.pe_disabled),
+        "in_enc_policy": int(lt.enc_policy.pe_enabled),
+        "allowed_enc_level": int(lt.enc_level.both),
+        "prefer_rc4": False,
+        # TCP only (uTP on loopback is slow and erratic).
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        # Speed on loopback.
+        "send_buffer_watermark": 8 * 1024 * 1024,
+        "send_buffer_low_watermark": 1024 * 1024,
+        "send_buffer_watermark_factor": 150,
+        "max_queued_disk_bytes": 32 * 1024 * 1024,
+        "cache_size": 8192,  # 16 KiB blocks; ignored by 2.0's mmap storage
+        "connections_limit": 500,
+        "max_out_request_queue": 1500,
+        "max_allowed_in_request_queue": 4000,
+        "unchoke_slots_limit": 32,
+        "upload_rate_limit": int(upload_limit),
+        "download_rate_limit": 0,
+        # Only what we read.
+        "alert_mask": int(
+            lt.alert.category_t.error_notification
+            | lt.alert.category_t.status_notification
+            | lt.alert.category_t.storage_notification
+            | lt.alert.category_t.peer_notification
+            | lt.alert.category_t.connect_notification
+        ),
+    }
+
+
+def open_session(upload_limit=0):
+    """Create the session (all settings in the constructor) and wait for its port."""
+    ses = lt.session(session_settings(upload_limit))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        port = ses.listen_port()
+        if port:
+            return ses, port
+        drain_alerts(ses)
+        time.sleep(0.05)
+    raise PeerError("libtorrent did not open a listen socket on 127.0.0.1")
+
+
+def write_port_file(path, port):
+    """Write the port atomically (tmp + rename) so a poller never sees half a file."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Events:
+    """What the run loop learns from alerts."""
+
+    verbose = False
+    # --peer addresses we have reached: seen connected, or closed by libtorrent as
+    # a duplicate of a connection that peer opened to us, or as "upload to upload"
+    # (both sides complete). A reached peer is dialled again only while we are
+    # incomplete and have no connection at all.
+    reached = set()
+
+
+def drain_alerts(ses):
+    """Pop pending alerts; raise PeerError on torrent/file errors."""
+    for a in ses.pop_alerts():
+        if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert, lt.listen_failed_alert)):
+            raise PeerError("libtorrent: %s" % a.message())
+        if isinstance(a, lt.peer_disconnected_alert):
+            msg = a.message().lower()
+            if "duplicate" in msg or "upload to upload" in msg:
+                try:
+                    Events.reached.add((str(a.ip[0]), int(a.ip[1])))
+                except (TypeError, IndexError, ValueError):
+                    pass
+        if Events.verbose and isinstance(
+            a, (lt.peer_connect_alert, lt.peer_disconnected_alert, lt.peer_error_alert,
+                lt.incoming_connection_alert, lt.hash_failed_alert)
+        ):
+            sys.stderr.write("alert: %s\n" % a.message())
+
+
+def parse_hostport(text):
+    """'HOST:PORT' -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PeerError("bad --peer %r (want HOST:PORT)" % text)
+    return host.strip("[]"), int(port)
+
+
+def load_torrent(path):
+    try:
+        return lt.torrent_info(path)
+    except RuntimeError as exc:
+        raise PeerError("cannot load torrent %s: %s" % (path, exc))
+
+
+# --------------------------------------------------------------------------- run loop
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT; the run loop exits cleanly with code 0."""
+
+    requested = False
+
+    @classmethod
+    def install(cls):
+        def handler(_signum, _frame):
+            cls.requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def emit(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def is_complete(st):
+    return st.state in (lt.torrent_status.seeding, lt.torrent_status.finished)
+
+
+def connected_addresses(handle):
+    """Set of (ip, port) of the peers we currently have a connection with."""
+    out = set()
+    try:
+        for p in handle.get_peer_info():
+            out.add((str(p.ip[0]), int(p.ip[1])))
+    except RuntimeError:
+        pass
+    return out
+
+
+def run_torrent(args, atp, stop_after_done, timeout):
+    """Add the torrent, dial --peer addresses, print STATUS/DONE; return an exit code."""
+    Stop.install()
+    Events.verbose = args.verbose
+    peers = [parse_hostport(p) for p in (args.peer or [])]
+    ses, port = open_session(getattr(args, "upload_limit", 0) or 0)
+    emit("PORT %d" % port)
+    if args.port_file:
+        write_port_file(args.port_file, port)
+
+    atp.save_path = os.path.abspath(args.save)
+    # Start at once: no queueing by the auto-manager, not paused.
+    atp.flags &= ~lt.torrent_flags.auto_managed
+    atp.flags &= ~lt.torrent_flags.paused
+    handle = ses.add_torrent(atp)
+    if getattr(args, "upload_limit", 0):
+        # Peers on 127.0.0.1 are in libtorrent's "local" peer class, which the
+        # session-wide limit does not cover; the per-torrent limit does.
+        handle.set_upload_limit(int(args.upload_limit))
+
+    started = time.monotonic()
+    next_dial = 0.0
+    next_status = 0.0
+    done_printed = False
+    code = EXIT_OK
+    while not Stop.requested:
+        now = time.monotonic()
+        drain_alerts(ses)
+        st = handle.status()
+
+        if peers and now >= next_dial:
+            have = connected_addresses(handle)
+            Events.reached.update(hp for hp in peers if hp in have)
+            if not have and not is_complete(st):
+                Events.reached.clear()
+            for hp in peers:
+                if hp not in have and hp not in Events.reached:
+                    try:
+                        handle.connect_peer(hp)
+                    except RuntimeError as exc:
+                        sys.stderr.write("connect_peer %s:%d: %s\n" % (hp[0], hp[1], exc))
+            next_dial = now + PEER_RETRY_SECONDS
+
+        if now >= next_status:
+            emit(
+                "STATUS progress=%.4f state=%s peers=%d down=%d up=%d"
+                % (st.progress, st.state, st.num_peers, st.download_rate, st.upload_rate)
+            )
+            next_status = now + 1.0
+
+        if not done_printed and st.has_metadata and is_complete(st):
+            emit(
+                "STATUS progress=%.4f state=%s peers=%d down=%d up=%d"
+                % (st.progress, st.state, st.num_peers, st.download_rate, st.upload_rate)
+            )
+            secs = now - started
+            emit("SUMMARY seconds=%.3f bytes=%d MBps=%.1f" % (
+                secs, st.total_wanted, st.total_wanted / 1e6 / secs if secs > 0 else 0.0))
+            emit("DONE")
+            done_printed = True
+            if stop_after_done:
+                break
+
+        if timeout and not done_printed and now - started > timeout:
+            sys.stderr.write("lt_peer.py: timeout after %.0f s (progress %.4f)\n" % (timeout, st.progress))
+            code = EXIT_TIMEOUT
+            break
+        time.sleep(0.1)
+
+    # Clean shutdown: make sure written blocks reach the files before we exit.
+    try:
+        handle.flush_cache()
+        ses.pause()
+    except RuntimeError:
+        pass
+    del handle
+    del ses
+    return code
+
+
+# --------------------------------------------------------------------------- subcommands
+
+
+def cmd_create(args):
+    path = os.path.abspath(args.path)
+    if not os.path.exists(path):
+        raise PeerError("no such path: %s" % path)
+    fs = lt.file_storage()
+    lt.add_files(fs, path)
+    if fs.num_files() == 0:
+        raise PeerError("no files under %s" % path)
+    ct = lt.create_torrent(fs, args.piece_size, flags=lt.create_torrent.v1_only)
+    if args.tracker:
+        ct.add_tracker(args.tracker)
+    ct.set_creator("peercdn lt_peer.py")
+    lt.set_piece_hashes(ct, os.path.dirname(path))
+    data = lt.bencode(ct.generate())
+    tmp = args.out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, args.out)
+    ti = lt.torrent_info(args.out)
+    emit(str(ti.info_hashes().v1))
+    return EXIT_OK
+
+
+def kept(piece, num_pieces, keep):
+    """Does `corrupt --keep KEEP` keep this piece?"""
+    half = num_pieces // 2
+    return {
+        "all": True,
+        "even": piece % 2 == 0,
+        "odd": piece % 2 == 1,
+        "first-half": piece < half,
+        "second-half": piece >= half,
+    }[keep]
+
+
+def corrupt(ti, save, keep):
+    """Zero every piece not kept; return how many pieces were zeroed."""
+    fs = ti.files()
+    zeroed = 0
+    for piece in range(ti.num_pieces()):
+        if kept(piece, ti.num_pieces(), keep):
+            continue
+        for sl in ti.map_block(piece, 0, ti.piece_size(piece)):
+            if fs.file_flags(sl.file_index) & lt.file_storage.flag_pad_file:
+                continue
+            path = os.path.join(save, fs.file_path(sl.file_index))
+            try:
+                with open(path, "r+b") as f:
+                    f.seek(sl.offset)
+                    f.write(b"\0" * sl.size)
+            except FileNotFoundError:
+                continue  # a missing file is already "not had"
+        zeroed += 1
+    return zeroed
+
+
+def cmd_corrupt(args):
+    ti = load_torrent(args.torrent)
+    n = corrupt(ti, os.path.abspath(args.save), args.keep)
+    emit("CORRUPTED %d of %d pieces" % (n, ti.num_pieces()))
+    return EXIT_OK
+
+
+def cmd_seed(args):
+    ti = load_torrent(args.torrent)
+    if args.pieces != "all":
+        corrupt(ti, os.path.abspath(args.save), args.pieces)
+    atp = lt.add_torrent_params()
+    atp.ti = ti
+    # No resume data: libtorrent hash-checks whatever is in --save, seeds the
+    # pieces that verify and downloads the others from peers.
+    return run_torrent(args, atp, stop_after_done=False, timeout=0)
+
+
+def cmd_leech(args):
+    if args.torrent:
+        atp = lt.add_torrent_params()
+        atp.ti = load_torrent(args.torrent)
+    else:
+        try:
+            atp = lt.parse_magnet_uri(args.magnet)
+        except RuntimeError as exc:
+            raise PeerError("bad magnet URI: %s" % exc)
+    os.makedirs(args.save, exist_ok=True)
+    return run_torrent(args, atp, stop_after_done=not args.seed_after, timeout=args.timeout)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="lt_peer.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("create", help="make a v1-only .torrent; print its info hash")
+    c.add_argument("--path", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--piece-size", type=int, default=0, help="bytes; 0 = libtorrent's choice")
+    c.add_argument("--tracker", help="announce URL")
+
+    k = sub.add_parser("corrupt", help="zero the pieces not kept")
+    k.add_argument("--torrent", required=True)
+    k.add_argument("--save", required=True)
+    k.add_argument("--keep", required=True, choices=KEEP_CHOICES[1:])
+
+    s = sub.add_parser("seed", help="seed (and complete) a torrent until killed")
+    s.add_argument("--torrent", required=True)
+    s.add_argument("--save", required=True)
+    s.add_argument("--port-file")
+    s.add_argument("--upload-limit", type=int, default=0, help="bytes/s; 0 = unlimited")
+    s.add_argument("--pieces", choices=KEEP_CHOICES, default="all",
+                   help="zero the other pieces first (see corrupt)")
+    s.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
+    s.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
+
+    l = sub.add_parser("leech", help="download a torrent")
+    src = l.add_mutually_exclusive_group(required=True)
+    src.add_argument("--torrent")
+    src.add_argument("--magnet")
+    l.add_argument("--save", required=True)
+    l.add_argument("--port-file")
+    l.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
+    l.add_argument("--seed-after", action="store_true", help="keep seeding after DONE")
+    l.add_argument("--timeout", type=float, default=0, help="seconds; exit 3 when exceeded")
+    l.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
+    return p.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    if not hasattr(args, "verbose"):
+        args.verbose = False
+    handlers = {"create": cmd_create, "corrupt": cmd_corrupt, "seed": cmd_seed, "leech": cmd_leech}
+    try:
+        return handlers[args.cmd](args)
+    except PeerError as exc:
+        sys.stderr.write("lt_peer.py: %s\n" % exc)
+        return EXIT_ERROR
+    except (OSError, RuntimeError) as exc:
+        sys.stderr.write("lt_peer.py: %s: %s\n" % (type(exc).__name__, exc))
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
