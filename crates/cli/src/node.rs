@@ -51,7 +51,10 @@ async fn start(node: &NodeArgs, download_dir: PathBuf) -> Result<Session> {
         upload_limit: parse_rate(&node.upload_limit).context("--upload-limit")?,
         download_limit: parse_rate(&node.download_limit).context("--download-limit")?,
     };
-    Ok(Session::start(config).await?)
+    let session = Session::start(config).await?;
+    // Scripts and tests read the port from this line.
+    println!("port: {}", session.listen_port());
+    Ok(session)
 }
 
 /// Resolves when the process is asked to stop.
@@ -79,7 +82,6 @@ async fn stop_signal() {
 pub async fn engine(node: NodeArgs) -> Result<ExitCode> {
     let dl = data_dir(&node.data_dir).join("downloads");
     let session = start(&node, dl).await?;
-    eprintln!("peercdn engine listening for peers on port {}", session.listen_port());
     eprintln!("node key {}", session.node_key_hex());
     stop_signal().await;
     session.shutdown().await;
@@ -131,7 +133,6 @@ pub async fn publish(
     }
     let save_dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let session = start(&node, save_dir.clone()).await?;
-    println!("seeding on port {}", session.listen_port());
     let h = session.add(Source::Metainfo(Box::new(m)), AddOptions { save_dir: Some(save_dir), ..Default::default() });
     follow(&session, h, true).await
 }

@@ -1,0 +1,159 @@
+//! Interop with a real libtorrent (Debian's python3-libtorrent 2.0.8 through
+//! `tests/interop/lt_peer.py`), all on 127.0.0.1, files compared byte for byte:
+//! 1. peercdn downloads a multi-file torrent from a libtorrent seeder, from the .torrent and
+//!    from a magnet (metadata through ut_metadata);
+//! 2. libtorrent downloads from a peercdn seeder a torrent that peercdn made;
+//! 3. two peercdn nodes and one libtorrent node, each starting with a different part of the
+//!    pieces, all finish.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(120);
+
+/// Reads "port: N" from a peercdn log.
+fn peercdn_port(p: &mut Proc) -> u16 {
+    let mut port = 0;
+    wait_until(Duration::from_secs(30), "peercdn to print its port", || {
+        if let Some(line) = p.log_text().lines().find(|l| l.starts_with("port: ")) {
+            port = line[6..].trim().parse().unwrap_or(0);
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
+        }
+        port != 0
+    });
+    port
+}
+
+#[test]
+fn peercdn_downloads_from_libtorrent_by_torrent_and_by_magnet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let src = make_tree(&d.join("seed"), "content", 1);
+    let torrent = d.join("c.torrent");
+    let ih = lt_create(&src, &torrent, Some(256 * 1024));
+    let (_seed, port) = lt_start(d, "lt-seed", &["seed", "--torrent", torrent.to_str().unwrap(), "--save", d.join("seed").to_str().unwrap()]);
+    let peer = format!("127.0.0.1:{port}");
+
+    // From the .torrent.
+    let out1 = d.join("out1");
+    let mut p = Proc::spawn(
+        "peercdn-get-torrent",
+        peercdn(&d.join("pc1"), &["get", torrent.to_str().unwrap(), "-o", out1.to_str().unwrap(), "--peer", &peer, "--no-seed", "--port", "0"]),
+        &d.join("pc1.log"),
+    );
+    let st = p.wait(T);
+    assert!(st.success(), "get failed ({st}):\n{}", p.log_text());
+    assert_same_tree(&src, &out1.join("content"));
+
+    // From a magnet: only the info hash and the peer.
+    let out2 = d.join("out2");
+    let magnet = format!("magnet:?xt=urn:btih:{ih}&dn=content");
+    let mut p = Proc::spawn(
+        "peercdn-get-magnet",
+        peercdn(&d.join("pc2"), &["get", &magnet, "-o", out2.to_str().unwrap(), "--peer", &peer, "--no-seed", "--port", "0"]),
+        &d.join("pc2.log"),
+    );
+    let st = p.wait(T);
+    assert!(st.success(), "get (magnet) failed ({st}):\n{}", p.log_text());
+    assert_same_tree(&src, &out2.join("content"));
+}
+
+#[test]
+fn libtorrent_downloads_from_peercdn_publish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let src = make_tree(&d.join("pub"), "published", 7);
+    let torrent = d.join("p.torrent");
+    let mut publisher = Proc::spawn(
+        "peercdn-publish",
+        peercdn(&d.join("pc"), &["publish", src.to_str().unwrap(), "-o", torrent.to_str().unwrap(), "--port", "0"]),
+        &d.join("pc.log"),
+    );
+    let port = peercdn_port(&mut publisher);
+    let log = publisher.log_text();
+    let id_line = log.lines().find(|l| l.starts_with("id: ")).expect("publish prints the id");
+    assert_eq!(id_line.len(), 4 + 40);
+
+    let out = d.join("lt-out");
+    let (mut leech, _) = lt_start(
+        d,
+        "lt-leech",
+        &["leech", "--torrent", torrent.to_str().unwrap(), "--save", out.to_str().unwrap(), "--peer", &format!("127.0.0.1:{port}"), "--timeout", "100"],
+    );
+    let st = leech.wait(T);
+    assert!(st.success(), "libtorrent leech failed ({st}):\n{}\npeercdn:\n{}", leech.log_text(), publisher.log_text());
+    assert_same_tree(&src, &out.join("published"));
+    let st = publisher.terminate(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(130), "publish stops cleanly on SIGTERM");
+}
+
+#[test]
+fn mixed_swarm_with_different_parts_all_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let src = make_tree(&d.join("orig"), "swarm", 3);
+    let torrent = d.join("s.torrent");
+    lt_create(&src, &torrent, Some(128 * 1024));
+    let t = torrent.to_str().unwrap();
+
+    // Each node's directory starts as a full copy with the pieces it must not have zeroed.
+    let prepare = |name: &str, keep: &str| {
+        let root = d.join(name);
+        copy_tree(&src, &root.join("swarm"));
+        let st = lt(&["corrupt", "--torrent", t, "--save", root.to_str().unwrap(), "--keep", keep]).status().expect("corrupt");
+        assert!(st.success());
+        root
+    };
+    let lt_dir = prepare("lt", "even");
+    let a_dir = prepare("a", "first-half");
+    let b_dir = prepare("b", "second-half");
+
+    let (_lt_seed, lt_port) = lt_start(d, "lt-partial", &["seed", "--torrent", t, "--save", lt_dir.to_str().unwrap()]);
+    let lt_peer = format!("127.0.0.1:{lt_port}");
+    let mut a = Proc::spawn(
+        "peercdn-a",
+        peercdn(&d.join("pa"), &["get", t, "-o", a_dir.to_str().unwrap(), "--peer", &lt_peer, "--port", "0"]),
+        &d.join("a.log"),
+    );
+    let a_port = peercdn_port(&mut a);
+    let mut b = Proc::spawn(
+        "peercdn-b",
+        peercdn(
+            &d.join("pb"),
+            &["get", t, "-o", b_dir.to_str().unwrap(), "--peer", &lt_peer, "--peer", &format!("127.0.0.1:{a_port}"), "--port", "0"],
+        ),
+        &d.join("b.log"),
+    );
+    let dirs = [(&lt_dir, "libtorrent"), (&a_dir, "peercdn a"), (&b_dir, "peercdn b")];
+    let complete = || dirs.iter().all(|(dir, _)| same_tree(&src, &dir.join("swarm")));
+    let deadline = std::time::Instant::now() + T;
+    while !complete() {
+        if std::time::Instant::now() > deadline {
+            let states: Vec<String> =
+                dirs.iter().map(|(dir, n)| format!("{n}: {}", same_tree(&src, &dir.join("swarm")))).collect();
+            panic!("not all finished: {states:?}\na:\n{}\nb:\n{}", a.log_text(), b.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(a.log_text().contains("complete"), "a reports completion:\n{}", a.log_text());
+    let _ = b.terminate(Duration::from_secs(20));
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
