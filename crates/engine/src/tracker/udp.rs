@@ -236,7 +236,7 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 
 /// The `key` sent with every announce: random, fixed for the life of the process, so a tracker
 /// can recognise us across IP changes.
-fn session_key() -> u32 {
+pub(super) fn session_key() -> u32 {
     static KEY: OnceLock<u32> = OnceLock::new();
     *KEY.get_or_init(rand::random)
 }
@@ -450,5 +450,14 @@ mod tests {
         assert_eq!(v4.interval, super::super::MIN_INTERVAL);
         let v6 = parse_announce(&body, true).unwrap();
         assert_eq!(v6.peers.len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_replies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), v6 in proptest::bool::ANY) {
+            if let Ok(r) = parse_announce(&body, v6) {
+                proptest::prop_assert!(r.peers.len() <= MAX_PEERS);
+            }
+        }
     }
 }
