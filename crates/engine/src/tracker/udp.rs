@@ -62,7 +62,7 @@ async fn announce_with(
     let port = url
         .port()
         .ok_or_else(|| TrackerError::BadUrl(format!("{url}: a UDP tracker needs a port")))?;
-    // `host_str` keeps the brackets of an IPv6 literal, which is what lookup_host wants.
+    // `host_str` keeps the brackets of an IPv6 literal; the (host, port) form wants them off.
     let deadline = Instant::now() + timing.deadline;
     tokio::time::timeout_at(deadline, async {
         let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
