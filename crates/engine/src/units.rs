@@ -399,4 +399,20 @@ mod tests {
             assert!(err < 0.05, "{n} -> {} -> {back}", format_bytes(n));
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(s in "\\PC{0,24}") {
+            let _ = parse_rate(&s);
+            let _ = parse_size(&s);
+        }
+
+        #[test]
+        fn bytes_round_trip(n in 0u64..(1 << 40)) {
+            proptest::prop_assert_eq!(parse_size(&n.to_string()), Ok(n));
+            proptest::prop_assert_eq!(parse_rate(&format!("{n} B/s")), Ok(n));
+            proptest::prop_assert_eq!(parse_rate(&format!("{n}KiB")), Ok(n * 1024));
+            proptest::prop_assert_eq!(parse_rate(&format!("{n}kbit/s")), Ok((n * 1000).div_ceil(8)));
+        }
+    }
 }

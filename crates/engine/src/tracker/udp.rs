@@ -62,7 +62,7 @@ async fn announce_with(
     let port = url
         .port()
         .ok_or_else(|| TrackerError::BadUrl(format!("{url}: a UDP tracker needs a port")))?;
-    // `host_str` keeps the brackets of an IPv6 literal, which is what lookup_host wants.
+    // `host_str` keeps the brackets of an IPv6 literal; the (host, port) form wants them off.
     let deadline = Instant::now() + timing.deadline;
     tokio::time::timeout_at(deadline, async {
         let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
@@ -236,7 +236,7 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 
 /// The `key` sent with every announce: random, fixed for the life of the process, so a tracker
 /// can recognise us across IP changes.
-fn session_key() -> u32 {
+pub(super) fn session_key() -> u32 {
     static KEY: OnceLock<u32> = OnceLock::new();
     *KEY.get_or_init(rand::random)
 }
@@ -450,5 +450,14 @@ mod tests {
         assert_eq!(v4.interval, super::super::MIN_INTERVAL);
         let v6 = parse_announce(&body, true).unwrap();
         assert_eq!(v6.peers.len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_replies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), v6 in proptest::bool::ANY) {
+            if let Ok(r) = parse_announce(&body, v6) {
+                proptest::prop_assert!(r.peers.len() <= MAX_PEERS);
+            }
+        }
     }
 }
