@@ -103,8 +103,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -123,11 +129,27 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Engine { node } => node::engine(node).await,
-        Cmd::Publish { path, trackers, webseeds, piece_size, output, no_seed, node } => {
-            let piece = piece_size.map(|s| units::parse_size(&s)).transpose().context("--piece-size")?;
+        Cmd::Publish {
+            path,
+            trackers,
+            webseeds,
+            piece_size,
+            output,
+            no_seed,
+            node,
+        } => {
+            let piece = piece_size
+                .map(|s| units::parse_size(&s))
+                .transpose()
+                .context("--piece-size")?;
             node::publish(node, path, trackers, webseeds, piece, output, no_seed).await
         }
-        Cmd::Get { source, output, no_seed, node } => {
+        Cmd::Get {
+            source,
+            output,
+            no_seed,
+            node,
+        } => {
             let (src, extra_peers) = parse_source(&source)?;
             node::get(node, src, extra_peers, output, no_seed).await
         }
@@ -139,16 +161,32 @@ fn parse_source(s: &str) -> Result<(Source, Vec<SocketAddr>)> {
     if s.starts_with("magnet:") {
         let m = Magnet::parse(s).with_context(|| format!("bad magnet URI {s:?}"))?;
         let peers = m.peers.iter().filter_map(|p| p.parse().ok()).collect();
-        return Ok((Source::Hash { info_hash: m.info_hash, name: m.name, trackers: m.trackers }, peers));
+        return Ok((
+            Source::Hash {
+                info_hash: m.info_hash,
+                name: m.name,
+                trackers: m.trackers,
+            },
+            peers,
+        ));
     }
     let path = PathBuf::from(s);
     if path.is_file() {
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m = Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid .torrent", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m = Metainfo::from_bytes(&bytes)
+            .with_context(|| format!("{} is not a valid .torrent", path.display()))?;
         return Ok((Source::Metainfo(Box::new(m)), vec![]));
     }
     match InfoHash::parse(s) {
-        Ok(info_hash) => Ok((Source::Hash { info_hash, name: None, trackers: vec![] }, vec![])),
+        Ok(info_hash) => Ok((
+            Source::Hash {
+                info_hash,
+                name: None,
+                trackers: vec![],
+            },
+            vec![],
+        )),
         Err(_) if s.ends_with(".torrent") => bail!("no such file: {s}"),
         Err(e) => bail!("{s:?} is neither a .torrent file, a magnet URI nor a content ID: {e}"),
     }

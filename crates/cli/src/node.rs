@@ -36,7 +36,9 @@ fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
 fn resolve_peers(list: &[String]) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
     for p in list {
-        let addrs = p.to_socket_addrs().with_context(|| format!("--peer {p}: expected HOST:PORT"))?;
+        let addrs = p
+            .to_socket_addrs()
+            .with_context(|| format!("--peer {p}: expected HOST:PORT"))?;
         out.extend(addrs.take(1));
     }
     Ok(out)
@@ -62,13 +64,14 @@ async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -98,17 +101,25 @@ pub async fn publish(
     output: Option<PathBuf>,
     no_seed: bool,
 ) -> Result<ExitCode> {
-    let path = std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let piece_length = piece_size.map(|p| u32::try_from(p).context("--piece-size too large")).transpose()?;
+    let path =
+        std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let piece_length = piece_size
+        .map(|p| u32::try_from(p).context("--piece-size too large"))
+        .transpose()?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let hash_path = path.clone();
     let b = bar.clone();
     let info = tokio::task::spawn_blocking(move || {
-        let opts = CreateOptions { piece_length, private: false };
+        let opts = CreateOptions {
+            piece_length,
+            private: false,
+        };
         build_info(&hash_path, &opts, &mut |done, total| {
             b.set_length(total);
             b.set_position(done);
@@ -122,18 +133,34 @@ pub async fn publish(
         .map(|d| d.as_secs() as i64)
         .ok();
     let tiers = trackers.into_iter().map(|t| vec![t]).collect();
-    let m = Metainfo::new(info, tiers, webseeds, Some(format!("peercdn/{}", env!("CARGO_PKG_VERSION"))), now);
+    let m = Metainfo::new(
+        info,
+        tiers,
+        webseeds,
+        Some(format!("peercdn/{}", env!("CARGO_PKG_VERSION"))),
+        now,
+    );
     let out = output.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", m.info.name)));
-    std::fs::write(&out, m.to_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(&out, m.to_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!("id: {}", m.info_hash);
     println!("magnet: {}", Magnet::from_metainfo(&m));
     println!("torrent: {}", out.display());
     if no_seed {
         return Ok(ExitCode::SUCCESS);
     }
-    let save_dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let save_dir = path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     let session = start(&node, save_dir.clone()).await?;
-    let h = session.add(Source::Metainfo(Box::new(m)), AddOptions { save_dir: Some(save_dir), ..Default::default() });
+    let h = session.add(
+        Source::Metainfo(Box::new(m)),
+        AddOptions {
+            save_dir: Some(save_dir),
+            ..Default::default()
+        },
+    );
     follow(&session, h, true).await
 }
 
@@ -146,10 +173,18 @@ pub async fn get(
     no_seed: bool,
 ) -> Result<ExitCode> {
     let save_dir = output.unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&save_dir).with_context(|| format!("cannot create {}", save_dir.display()))?;
+    std::fs::create_dir_all(&save_dir)
+        .with_context(|| format!("cannot create {}", save_dir.display()))?;
     let save_dir = std::fs::canonicalize(&save_dir)?;
     let session = start(&node, save_dir.clone()).await?;
-    let h = session.add(source, AddOptions { save_dir: Some(save_dir), peers: extra_peers, ..Default::default() });
+    let h = session.add(
+        source,
+        AddOptions {
+            save_dir: Some(save_dir),
+            peers: extra_peers,
+            ..Default::default()
+        },
+    );
     follow(&session, h, !no_seed).await
 }
 
@@ -157,7 +192,8 @@ pub async fn get(
 async fn follow(session: &Session, mut h: TorrentHandle, seed: bool) -> Result<ExitCode> {
     let bar = ProgressBar::new(1);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let stop = stop_signal();
@@ -175,7 +211,11 @@ async fn follow(session: &Session, mut h: TorrentHandle, seed: bool) -> Result<E
             }
             State::Seeding if !announced_done => {
                 announced_done = true;
-                bar.println(format!("complete: {} ({})", st.name.as_deref().unwrap_or("?"), format_bytes(st.total_length)));
+                bar.println(format!(
+                    "complete: {} ({})",
+                    st.name.as_deref().unwrap_or("?"),
+                    format_bytes(st.total_length)
+                ));
                 if !seed {
                     bar.finish_and_clear();
                     session.shutdown().await;

@@ -36,14 +36,37 @@ fn peercdn_downloads_from_libtorrent_by_torrent_and_by_magnet() {
     let src = make_tree(&d.join("seed"), "content", 1);
     let torrent = d.join("c.torrent");
     let ih = lt_create(&src, &torrent, Some(256 * 1024));
-    let (_seed, port) = lt_start(d, "lt-seed", &["seed", "--torrent", torrent.to_str().unwrap(), "--save", d.join("seed").to_str().unwrap()]);
+    let (_seed, port) = lt_start(
+        d,
+        "lt-seed",
+        &[
+            "seed",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            d.join("seed").to_str().unwrap(),
+        ],
+    );
     let peer = format!("127.0.0.1:{port}");
 
     // From the .torrent.
     let out1 = d.join("out1");
     let mut p = Proc::spawn(
         "peercdn-get-torrent",
-        peercdn(&d.join("pc1"), &["get", torrent.to_str().unwrap(), "-o", out1.to_str().unwrap(), "--peer", &peer, "--no-seed", "--port", "0"]),
+        peercdn(
+            &d.join("pc1"),
+            &[
+                "get",
+                torrent.to_str().unwrap(),
+                "-o",
+                out1.to_str().unwrap(),
+                "--peer",
+                &peer,
+                "--no-seed",
+                "--port",
+                "0",
+            ],
+        ),
         &d.join("pc1.log"),
     );
     let st = p.wait(T);
@@ -55,11 +78,28 @@ fn peercdn_downloads_from_libtorrent_by_torrent_and_by_magnet() {
     let magnet = format!("magnet:?xt=urn:btih:{ih}&dn=content");
     let mut p = Proc::spawn(
         "peercdn-get-magnet",
-        peercdn(&d.join("pc2"), &["get", &magnet, "-o", out2.to_str().unwrap(), "--peer", &peer, "--no-seed", "--port", "0"]),
+        peercdn(
+            &d.join("pc2"),
+            &[
+                "get",
+                &magnet,
+                "-o",
+                out2.to_str().unwrap(),
+                "--peer",
+                &peer,
+                "--no-seed",
+                "--port",
+                "0",
+            ],
+        ),
         &d.join("pc2.log"),
     );
     let st = p.wait(T);
-    assert!(st.success(), "get (magnet) failed ({st}):\n{}", p.log_text());
+    assert!(
+        st.success(),
+        "get (magnet) failed ({st}):\n{}",
+        p.log_text()
+    );
     assert_same_tree(&src, &out2.join("content"));
 }
 
@@ -71,22 +111,50 @@ fn libtorrent_downloads_from_peercdn_publish() {
     let torrent = d.join("p.torrent");
     let mut publisher = Proc::spawn(
         "peercdn-publish",
-        peercdn(&d.join("pc"), &["publish", src.to_str().unwrap(), "-o", torrent.to_str().unwrap(), "--port", "0"]),
+        peercdn(
+            &d.join("pc"),
+            &[
+                "publish",
+                src.to_str().unwrap(),
+                "-o",
+                torrent.to_str().unwrap(),
+                "--port",
+                "0",
+            ],
+        ),
         &d.join("pc.log"),
     );
     let port = peercdn_port(&mut publisher);
     let log = publisher.log_text();
-    let id_line = log.lines().find(|l| l.starts_with("id: ")).expect("publish prints the id");
+    let id_line = log
+        .lines()
+        .find(|l| l.starts_with("id: "))
+        .expect("publish prints the id");
     assert_eq!(id_line.len(), 4 + 40);
 
     let out = d.join("lt-out");
     let (mut leech, _) = lt_start(
         d,
         "lt-leech",
-        &["leech", "--torrent", torrent.to_str().unwrap(), "--save", out.to_str().unwrap(), "--peer", &format!("127.0.0.1:{port}"), "--timeout", "100"],
+        &[
+            "leech",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            out.to_str().unwrap(),
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "100",
+        ],
     );
     let st = leech.wait(T);
-    assert!(st.success(), "libtorrent leech failed ({st}):\n{}\npeercdn:\n{}", leech.log_text(), publisher.log_text());
+    assert!(
+        st.success(),
+        "libtorrent leech failed ({st}):\n{}\npeercdn:\n{}",
+        leech.log_text(),
+        publisher.log_text()
+    );
     assert_same_tree(&src, &out.join("published"));
     let st = publisher.terminate(Duration::from_secs(20));
     assert_eq!(st.code(), Some(130), "publish stops cleanly on SIGTERM");
@@ -105,7 +173,17 @@ fn mixed_swarm_with_different_parts_all_finish() {
     let prepare = |name: &str, keep: &str| {
         let root = d.join(name);
         copy_tree(&src, &root.join("swarm"));
-        let st = lt(&["corrupt", "--torrent", t, "--save", root.to_str().unwrap(), "--keep", keep]).status().expect("corrupt");
+        let st = lt(&[
+            "corrupt",
+            "--torrent",
+            t,
+            "--save",
+            root.to_str().unwrap(),
+            "--keep",
+            keep,
+        ])
+        .status()
+        .expect("corrupt");
         assert!(st.success());
         root
     };
@@ -113,11 +191,27 @@ fn mixed_swarm_with_different_parts_all_finish() {
     let a_dir = prepare("a", "first-half");
     let b_dir = prepare("b", "second-half");
 
-    let (_lt_seed, lt_port) = lt_start(d, "lt-partial", &["seed", "--torrent", t, "--save", lt_dir.to_str().unwrap()]);
+    let (_lt_seed, lt_port) = lt_start(
+        d,
+        "lt-partial",
+        &["seed", "--torrent", t, "--save", lt_dir.to_str().unwrap()],
+    );
     let lt_peer = format!("127.0.0.1:{lt_port}");
     let mut a = Proc::spawn(
         "peercdn-a",
-        peercdn(&d.join("pa"), &["get", t, "-o", a_dir.to_str().unwrap(), "--peer", &lt_peer, "--port", "0"]),
+        peercdn(
+            &d.join("pa"),
+            &[
+                "get",
+                t,
+                "-o",
+                a_dir.to_str().unwrap(),
+                "--peer",
+                &lt_peer,
+                "--port",
+                "0",
+            ],
+        ),
         &d.join("a.log"),
     );
     let a_port = peercdn_port(&mut a);
@@ -125,22 +219,50 @@ fn mixed_swarm_with_different_parts_all_finish() {
         "peercdn-b",
         peercdn(
             &d.join("pb"),
-            &["get", t, "-o", b_dir.to_str().unwrap(), "--peer", &lt_peer, "--peer", &format!("127.0.0.1:{a_port}"), "--port", "0"],
+            &[
+                "get",
+                t,
+                "-o",
+                b_dir.to_str().unwrap(),
+                "--peer",
+                &lt_peer,
+                "--peer",
+                &format!("127.0.0.1:{a_port}"),
+                "--port",
+                "0",
+            ],
         ),
         &d.join("b.log"),
     );
-    let dirs = [(&lt_dir, "libtorrent"), (&a_dir, "peercdn a"), (&b_dir, "peercdn b")];
-    let complete = || dirs.iter().all(|(dir, _)| same_tree(&src, &dir.join("swarm")));
+    let dirs = [
+        (&lt_dir, "libtorrent"),
+        (&a_dir, "peercdn a"),
+        (&b_dir, "peercdn b"),
+    ];
+    let complete = || {
+        dirs.iter()
+            .all(|(dir, _)| same_tree(&src, &dir.join("swarm")))
+    };
     let deadline = std::time::Instant::now() + T;
     while !complete() {
         if std::time::Instant::now() > deadline {
-            let states: Vec<String> =
-                dirs.iter().map(|(dir, n)| format!("{n}: {}", same_tree(&src, &dir.join("swarm")))).collect();
-            panic!("not all finished: {states:?}\na:\n{}\nb:\n{}", a.log_text(), b.log_text());
+            let states: Vec<String> = dirs
+                .iter()
+                .map(|(dir, n)| format!("{n}: {}", same_tree(&src, &dir.join("swarm"))))
+                .collect();
+            panic!(
+                "not all finished: {states:?}\na:\n{}\nb:\n{}",
+                a.log_text(),
+                b.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(a.log_text().contains("complete"), "a reports completion:\n{}", a.log_text());
+    assert!(
+        a.log_text().contains("complete"),
+        "a reports completion:\n{}",
+        a.log_text()
+    );
     let _ = b.terminate(Duration::from_secs(20));
 }
 
@@ -156,4 +278,3 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
-

@@ -82,7 +82,9 @@ pub async fn dial(
     let fut = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        stream.write_all(&Handshake::ours(info_hash, our_id).encode()).await?;
+        stream
+            .write_all(&Handshake::ours(info_hash, our_id).encode())
+            .await?;
         let theirs = read_handshake(&mut stream).await?;
         if theirs.info_hash != info_hash {
             return Err(ConnectError::WrongTorrent);
@@ -92,7 +94,9 @@ pub async fn dial(
         }
         Ok((stream, theirs))
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, fut).await.map_err(|_| ConnectError::Timeout)?
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+        .await
+        .map_err(|_| ConnectError::Timeout)?
 }
 
 /// Reads the 68-byte handshake of an incoming connection (the caller looks up the torrent and
@@ -105,8 +109,14 @@ pub async fn accept_handshake(stream: &mut TcpStream) -> Result<Handshake, Conne
 }
 
 /// Sends our handshake on an accepted connection.
-pub async fn answer(stream: &mut TcpStream, info_hash: InfoHash, our_id: PeerId) -> Result<(), ConnectError> {
-    stream.write_all(&Handshake::ours(info_hash, our_id).encode()).await?;
+pub async fn answer(
+    stream: &mut TcpStream,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<(), ConnectError> {
+    stream
+        .write_all(&Handshake::ours(info_hash, our_id).encode())
+        .await?;
     Ok(())
 }
 
@@ -148,7 +158,12 @@ impl Connection {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));
         let writer = tokio::spawn(write_loop(key, wr, rx, events, storage, up));
-        Connection { addr, tx, reader, writer }
+        Connection {
+            addr,
+            tx,
+            reader,
+            writer,
+        }
     }
 
     /// Queues a message; false if the writer's queue is full or gone (the caller then drops
@@ -170,7 +185,12 @@ impl Drop for Connection {
     }
 }
 
-async fn read_loop(key: u64, mut rd: OwnedReadHalf, events: mpsc::Sender<PeerEvent>, limits: [RateLimiter; 2]) {
+async fn read_loop(
+    key: u64,
+    mut rd: OwnedReadHalf,
+    events: mpsc::Sender<PeerEvent>,
+    limits: [RateLimiter; 2],
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let reason = loop {
         match wire::decode(&mut buf, MAX_MESSAGE_LEN) {
@@ -185,7 +205,8 @@ async fn read_loop(key: u64, mut rd: OwnedReadHalf, events: mpsc::Sender<PeerEve
         }
         // Make room for at least the rest of the message being received.
         let need = if buf.len() >= 4 {
-            (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize + 4).saturating_sub(buf.len())
+            (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize + 4)
+                .saturating_sub(buf.len())
         } else {
             0
         };
@@ -238,7 +259,9 @@ async fn write_loop(
                     .map(|b| {
                         let st = st.get()?;
                         let mut v = vec![0u8; b.len as usize];
-                        st.read(b.index, b.begin, &mut v).ok().map(|_| Bytes::from(v))
+                        st.read(b.index, b.begin, &mut v)
+                            .ok()
+                            .map(|_| Bytes::from(v))
                     })
                     .collect::<Vec<_>>()
             })
@@ -260,8 +283,19 @@ async fn write_loop(
                     };
                     limits[0].acquire(data.len()).await;
                     limits[1].acquire(data.len()).await;
-                    wire::encode(&Message::Piece { index: b.index, begin: b.begin, data }, &mut out);
-                    if events.send(PeerEvent::BlockSent(key, b, true)).await.is_err() {
+                    wire::encode(
+                        &Message::Piece {
+                            index: b.index,
+                            begin: b.begin,
+                            data,
+                        },
+                        &mut out,
+                    );
+                    if events
+                        .send(PeerEvent::BlockSent(key, b, true))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -100,8 +100,10 @@ impl Drop for Inner {
 impl Session {
     /// Opens the data directory, loads (or creates) the node key, binds the listener.
     pub async fn start(config: SessionConfig) -> Result<Session, SessionError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| SessionError::DataDir { path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| SessionError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let key = NodeKey::load_or_create(&config.data_dir)?;
         let mut random = [0u8; 12];
         getrandom::getrandom(&mut random).map_err(|e| SessionError::DataDir {
@@ -109,11 +111,18 @@ impl Session {
             source: std::io::Error::other(e.to_string()),
         })?;
         let peer_id = PeerId::ours(random);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| SessionError::Listen { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SessionError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let limits = [RateLimiter::new(config.download_limit), RateLimiter::new(config.upload_limit)];
+        let limits = [
+            RateLimiter::new(config.download_limit),
+            RateLimiter::new(config.upload_limit),
+        ];
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let accept = tokio::spawn(accept_loop(listener, weak));
@@ -150,7 +159,11 @@ impl Session {
     /// peers).
     pub fn add(&self, source: Source, opts: AddOptions) -> TorrentHandle {
         let info_hash = source.info_hash();
-        let mut map = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(h) = map.get(&info_hash) {
             let _ = h.tx.try_send(Command::AddPeers(opts.peers));
             return h.clone();
@@ -168,7 +181,10 @@ impl Session {
             peer_id: self.inner.peer_id,
             listen_port: self.inner.port,
             global: self.inner.limits.clone(),
-            local: [RateLimiter::new(opts.download_limit), RateLimiter::new(opts.upload_limit)],
+            local: [
+                RateLimiter::new(opts.download_limit),
+                RateLimiter::new(opts.upload_limit),
+            ],
         };
         let h = torrent::spawn(params);
         map.insert(info_hash, h.clone());
@@ -177,17 +193,33 @@ impl Session {
 
     /// A running torrent.
     pub fn get(&self, info_hash: &InfoHash) -> Option<TorrentHandle> {
-        self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).get(info_hash).cloned()
+        self.inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(info_hash)
+            .cloned()
     }
 
     /// All running torrents.
     pub fn list(&self) -> Vec<TorrentHandle> {
-        self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Stops a torrent (resume data saved). Its files stay.
     pub async fn remove(&self, info_hash: &InfoHash) -> bool {
-        let h = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).remove(info_hash);
+        let h = self
+            .inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(info_hash);
         let Some(h) = h else { return false };
         let (tx, rx) = oneshot::channel();
         if h.tx.send(Command::Shutdown(tx)).await.is_ok() {
@@ -224,14 +256,26 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
                     return;
                 }
             };
-            let Some(inner) = session.upgrade() else { return };
-            let handle = inner.torrents.lock().unwrap_or_else(|e| e.into_inner()).get(&hs.info_hash).cloned();
+            let Some(inner) = session.upgrade() else {
+                return;
+            };
+            let handle = inner
+                .torrents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&hs.info_hash)
+                .cloned();
             drop(inner);
             match handle {
                 Some(h) => {
-                    let _ = h.tx.send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5)).await;
+                    let _ = h
+                        .tx
+                        .send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5))
+                        .await;
                 }
-                None => debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown torrent"),
+                None => {
+                    debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown torrent")
+                }
             }
         });
     }

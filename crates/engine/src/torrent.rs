@@ -203,7 +203,11 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         },
         span,
     ));
-    TorrentHandle { info_hash, tx, status }
+    TorrentHandle {
+        info_hash,
+        tx,
+        status,
+    }
 }
 
 struct Torrent {
@@ -238,7 +242,16 @@ impl Torrent {
         let info_hash = p.source.info_hash();
         let config = SwarmConfig {
             listen_port: (p.listen_port != 0).then_some(p.listen_port),
-            seed: u64::from_le_bytes([p.peer_id.0[12], p.peer_id.0[13], p.peer_id.0[14], p.peer_id.0[15], 1, 2, 3, 4]),
+            seed: u64::from_le_bytes([
+                p.peer_id.0[12],
+                p.peer_id.0[13],
+                p.peer_id.0[14],
+                p.peer_id.0[15],
+                1,
+                2,
+                3,
+                4,
+            ]),
             ..SwarmConfig::default()
         };
         let (events_tx, events_rx) = mpsc::channel(peer::READER_QUEUE * 4);
@@ -325,7 +338,8 @@ impl Torrent {
         let resume = self.resume_path();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = Resume::load_and_check(&resume, &info, &storage, &mut |_, _| {}).map_err(|e| e.to_string());
+            let r = Resume::load_and_check(&resume, &info, &storage, &mut |_, _| {})
+                .map_err(|e| e.to_string());
             let _ = tx.blocking_send(Internal::Checked(r));
         });
     }
@@ -346,9 +360,24 @@ impl Torrent {
                 let Some(m) = &self.metainfo else { return };
                 self.checked = have.count();
                 let bytes = Bytes::from(m.info_bytes.clone());
-                self.swarm.set_metadata(bytes, info.piece_length, info.total_length(), info.num_pieces(), &have, now);
-                self.state = if self.swarm.is_complete() { State::Seeding } else { State::Downloading };
-                info!(have = have.count(), of = have.len(), "checked existing data");
+                self.swarm.set_metadata(
+                    bytes,
+                    info.piece_length,
+                    info.total_length(),
+                    info.num_pieces(),
+                    &have,
+                    now,
+                );
+                self.state = if self.swarm.is_complete() {
+                    State::Seeding
+                } else {
+                    State::Downloading
+                };
+                info!(
+                    have = have.count(),
+                    of = have.len(),
+                    "checked existing data"
+                );
                 self.publish_status();
             }
             Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
@@ -370,7 +399,8 @@ impl Torrent {
                 }
             }
             Internal::TrackerPeers(peers, interval) => {
-                self.next_announce = now + interval.clamp(Duration::from_secs(10), Duration::from_secs(3600));
+                self.next_announce =
+                    now + interval.clamp(Duration::from_secs(10), Duration::from_secs(3600));
                 self.add_candidates(peers);
             }
         }
@@ -379,13 +409,17 @@ impl Torrent {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Incoming(mut stream, addr, hs) => {
-                if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
+                if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS
+                {
                     return;
                 }
                 let (ih, id) = (self.info_hash, self.p.peer_id);
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
-                    let r = peer::answer(&mut stream, ih, id).await.map(|_| (stream, hs)).map_err(|e| e.to_string());
+                    let r = peer::answer(&mut stream, ih, id)
+                        .await
+                        .map(|_| (stream, hs))
+                        .map_err(|e| e.to_string());
                     let _ = tx.send(Internal::Dialed(addr, r)).await;
                 });
             }
@@ -399,7 +433,11 @@ impl Torrent {
             }
             Command::Resume => {
                 if self.state == State::Paused {
-                    self.state = if self.swarm.is_complete() { State::Seeding } else { State::Downloading };
+                    self.state = if self.swarm.is_complete() {
+                        State::Seeding
+                    } else {
+                        State::Downloading
+                    };
                     self.publish_status();
                 }
             }
@@ -408,7 +446,10 @@ impl Torrent {
     }
 
     fn accepting(&self) -> bool {
-        matches!(self.state, State::FetchingMetadata | State::Downloading | State::Seeding)
+        matches!(
+            self.state,
+            State::FetchingMetadata | State::Downloading | State::Seeding
+        )
     }
 
     fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
@@ -453,7 +494,9 @@ impl Torrent {
         for _ in 0..64 {
             match self.events_rx.try_recv() {
                 Ok(PeerEvent::Message(key, msg)) => self.swarm.on_message(key, msg, now),
-                Ok(PeerEvent::BlockSent(key, block, sent)) => self.swarm.on_block_sent(key, block, sent),
+                Ok(PeerEvent::BlockSent(key, block, sent)) => {
+                    self.swarm.on_block_sent(key, block, sent)
+                }
                 Ok(PeerEvent::Closed(key, _)) => {
                     self.drop_conn(key);
                     self.swarm.remove_peer(key);
@@ -523,19 +566,34 @@ impl Torrent {
 
     fn verify(&mut self, index: u32) {
         let Some(info) = &self.info else { return };
-        let Some(buf) = self.buffers.remove(&index) else { return };
-        let Some(storage) = self.storage.get().cloned() else { return };
+        let Some(buf) = self.buffers.remove(&index) else {
+            return;
+        };
+        let Some(storage) = self.storage.get().cloned() else {
+            return;
+        };
         let expected = info.pieces.get(index as usize).copied();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
             let ok = expected == Some(sha1_piece(&buf));
-            let r = if ok { storage.write_piece(index, &buf).map(|_| true).map_err(|e| e.to_string()) } else { Ok(false) };
+            let r = if ok {
+                storage
+                    .write_piece(index, &buf)
+                    .map(|_| true)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(false)
+            };
             let _ = tx.blocking_send(Internal::Verified(index, r));
         });
     }
 
     fn on_metadata(&mut self, bytes: Bytes) {
-        let trackers = if self.trackers.is_empty() { vec![] } else { vec![self.trackers.clone()] };
+        let trackers = if self.trackers.is_empty() {
+            vec![]
+        } else {
+            vec![self.trackers.clone()]
+        };
         match Metainfo::from_info_bytes(bytes.to_vec(), trackers, vec![]) {
             Ok(m) => {
                 info!(name = %m.info.name, "metadata received");
@@ -550,7 +608,11 @@ impl Torrent {
             if self.candidates.len() >= MAX_CANDIDATES {
                 break;
             }
-            if a.port() == 0 || self.banned.contains(&a) || self.addrs.contains_key(&a) || self.is_self(a) {
+            if a.port() == 0
+                || self.banned.contains(&a)
+                || self.addrs.contains_key(&a)
+                || self.is_self(a)
+            {
                 continue;
             }
             self.candidates.insert(a);
@@ -577,7 +639,9 @@ impl Torrent {
     }
 
     fn dial_more(&mut self) {
-        let room = MAX_PEERS.saturating_sub(self.conns.len() + self.dialing.len()).min(MAX_DIALS.saturating_sub(self.dialing.len()));
+        let room = MAX_PEERS
+            .saturating_sub(self.conns.len() + self.dialing.len())
+            .min(MAX_DIALS.saturating_sub(self.dialing.len()));
         let picks: Vec<SocketAddr> = self
             .candidates
             .iter()
@@ -603,7 +667,8 @@ impl Torrent {
         self.next_announce = Instant::now() + Duration::from_secs(60);
         let st = self.swarm.stats();
         let left = self.info.as_ref().map_or(1, |i| {
-            i.total_length().saturating_sub(self.swarm.have().map_or(0, |h| have_bytes(i, h)))
+            i.total_length()
+                .saturating_sub(self.swarm.have().map_or(0, |h| have_bytes(i, h)))
         });
         let req = tracker::AnnounceRequest {
             info_hash: self.info_hash,
@@ -630,7 +695,9 @@ impl Torrent {
     }
 
     fn save_resume(&mut self) {
-        let (Some(storage), Some(have)) = (self.storage.get(), self.swarm.have()) else { return };
+        let (Some(storage), Some(have)) = (self.storage.get(), self.swarm.have()) else {
+            return;
+        };
         if let Err(e) = storage.flush() {
             warn!("flush failed: {e}");
         }
@@ -669,10 +736,14 @@ impl Torrent {
             (Some(i), None) => (i.total_length(), 0, 0, i.num_pieces()),
             _ => (0, 0, 0, 0),
         };
-        let name = self.info.as_ref().map(|i| i.name.clone()).or_else(|| match &self.p.source {
-            Source::Hash { name, .. } => name.clone(),
-            Source::Metainfo(m) => Some(m.info.name.clone()),
-        });
+        let name = self
+            .info
+            .as_ref()
+            .map(|i| i.name.clone())
+            .or_else(|| match &self.p.source {
+                Source::Hash { name, .. } => name.clone(),
+                Source::Metainfo(m) => Some(m.info.name.clone()),
+            });
         let _ = self.status_tx.send(TorrentStatus {
             info_hash: self.info_hash,
             name,

@@ -19,8 +19,14 @@ impl Proc {
         let out = std::fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name: name.to_string(), child, log: log.to_path_buf() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        }
     }
 
     /// Waits for exit with a deadline; panics with the log on timeout.
@@ -32,7 +38,11 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("{} did not finish in {timeout:?}; log:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} did not finish in {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -71,9 +81,18 @@ pub fn wait_port_file(path: &Path, p: &mut Proc) -> u16 {
             }
         }
         if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("{} exited ({st}) before writing its port; log:\n{}", p.name, p.log_text());
+            panic!(
+                "{} exited ({st}) before writing its port; log:\n{}",
+                p.name,
+                p.log_text()
+            );
         }
-        assert!(Instant::now() < deadline, "{} wrote no port file; log:\n{}", p.name, p.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{} wrote no port file; log:\n{}",
+            p.name,
+            p.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -128,7 +147,11 @@ pub fn tree_diff(a: &Path, b: &Path) -> Option<String> {
     fa.sort();
     fb.sort();
     if fa != fb {
-        return Some(format!("file lists differ between {} and {}: {fa:?} vs {fb:?}", a.display(), b.display()));
+        return Some(format!(
+            "file lists differ between {} and {}: {fa:?} vs {fb:?}",
+            a.display(),
+            b.display()
+        ));
     }
     for rel in fa {
         let x = std::fs::read(a.join(&rel)).ok();
@@ -144,7 +167,9 @@ fn list(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -161,7 +186,9 @@ fn list(root: &Path) -> Vec<PathBuf> {
 pub fn lt_peer() -> PathBuf {
     std::env::var_os("PEERCDN_LT_PEER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lt_peer.py"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lt_peer.py")
+        })
 }
 
 /// A `/usr/bin/python3 lt_peer.py ARGS…` command.
@@ -173,12 +200,22 @@ pub fn lt(args: &[&str]) -> Command {
 
 /// Runs `lt_peer.py create`, returns the info hash.
 pub fn lt_create(path: &Path, out: &Path, piece: Option<u32>) -> String {
-    let mut c = lt(&["create", "--path", path.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let mut c = lt(&[
+        "create",
+        "--path",
+        path.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     if let Some(p) = piece {
         c.args(["--piece-size", &p.to_string()]);
     }
     let o = c.output().expect("run lt_peer.py create");
-    assert!(o.status.success(), "lt_peer create failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lt_peer create failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -204,7 +241,11 @@ pub fn peercdn(data_dir: &Path, args: &[&str]) -> Command {
 
 /// Picks a free TCP port on 127.0.0.1 (bind :0, read, release).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Waits until `cond` holds, or panics after `timeout` with `what`.
