@@ -14,21 +14,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(120);
 
-/// Reads "port: N" from a peercdn log.
-fn peercdn_port(p: &mut Proc) -> u16 {
-    let mut port = 0;
-    wait_until(Duration::from_secs(30), "peercdn to print its port", || {
-        if let Some(line) = p.log_text().lines().find(|l| l.starts_with("port: ")) {
-            port = line[6..].trim().parse().unwrap_or(0);
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
-        }
-        port != 0
-    });
-    port
-}
-
 #[test]
 fn peercdn_downloads_from_libtorrent_by_torrent_and_by_magnet() {
     let dir = tempfile::tempdir().expect("tempdir");

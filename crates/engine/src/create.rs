@@ -45,6 +45,9 @@ pub enum CreateError {
     Changed(PathBuf),
 }
 
+/// A file found by [`scan`]: path components under the torrent's directory, and length.
+pub type ScannedFile = (Vec<String>, u64);
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
     move |source| CreateError::Io {
         path: path.to_path_buf(),
@@ -56,7 +59,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
 /// `path` for a directory, empty for a single file) with its length. Directories are walked
 /// recursively in byte order of their paths; hidden entries (`.name`) are skipped and symlinks
 /// are not followed.
-pub fn scan(path: &Path) -> Result<(String, Vec<(Vec<String>, u64)>), CreateError> {
+pub fn scan(path: &Path) -> Result<(String, Vec<ScannedFile>), CreateError> {
     let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
     let name = path
         .file_name()
@@ -77,7 +80,7 @@ pub fn scan(path: &Path) -> Result<(String, Vec<(Vec<String>, u64)>), CreateErro
 fn walk(
     dir: &Path,
     prefix: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, u64)>,
+    out: &mut Vec<ScannedFile>,
 ) -> Result<(), CreateError> {
     let mut entries: Vec<(String, std::fs::FileType, u64)> = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {

@@ -256,3 +256,18 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Reads the "port: N" line a peercdn node prints once it listens.
+pub fn peercdn_port(p: &mut Proc) -> u16 {
+    let mut port = 0;
+    wait_until(Duration::from_secs(30), "peercdn to print its port", || {
+        if let Some(line) = p.log_text().lines().find(|l| l.starts_with("port: ")) {
+            port = line[6..].trim().parse().unwrap_or(0);
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
+        }
+        port != 0
+    });
+    port
+}
