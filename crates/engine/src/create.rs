@@ -71,12 +71,15 @@ pub enum CreateError {
     Changed(PathBuf),
 }
 
+/// Files found by [`scan`]: (path components relative to the scanned directory, length).
+pub type ScannedFiles = Vec<(Vec<String>, u64)>;
+
 /// Lists what a torrent of `path` holds: its name and its files as (path components relative
 /// to `path`, length). A file gives one entry with no components. A directory is walked
 /// recursively, sorted by path components (byte order), skipping hidden entries (`.name`),
 /// symbolic links and anything not a regular file; empty directories vanish, empty files stay.
 /// `path` itself may be a symbolic link.
-pub fn scan(path: &Path) -> Result<(String, Vec<(Vec<String>, u64)>), CreateError> {
+pub fn scan(path: &Path) -> Result<(String, ScannedFiles), CreateError> {
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
         move |source| CreateError::Io { path: p, source }
@@ -137,8 +140,10 @@ pub fn build_info(
     opts: &CreateOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Info, CreateError> {
-    let full = std::fs::canonicalize(path)
-        .map_err(|source| CreateError::Io { path: path.to_path_buf(), source })?;
+    let full = std::fs::canonicalize(path).map_err(|source| CreateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let is_dir = full.is_dir();
     let (name, list) = scan(&full)?;
     let total: u64 = list.iter().map(|(_, len)| *len).sum();
@@ -146,7 +151,9 @@ pub fn build_info(
         return Err(CreateError::Empty(full));
     }
     let piece_length = match opts.piece_length {
-        Some(pl) if !pl.is_power_of_two() || !(MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&pl) => {
+        Some(pl)
+            if !pl.is_power_of_two() || !(MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&pl) =>
+        {
             return Err(CreateError::BadPieceLength(pl))
         }
         Some(pl) => pl,
@@ -160,7 +167,12 @@ pub fn build_info(
     let mut files = Vec::with_capacity(list.len());
     let mut offset = 0;
     for (comps, length) in &list {
-        files.push(FileEntry { path: comps.clone(), length: *length, offset, pad: false });
+        files.push(FileEntry {
+            path: comps.clone(),
+            length: *length,
+            offset,
+            pad: false,
+        });
         offset += length;
     }
     let paths: Vec<PathBuf> = list
@@ -184,7 +196,10 @@ pub fn auto_piece_length(total: u64) -> u32 {
     let want = (total / TARGET_PIECES).max(1);
     // Nearest power of two at or above `want`, clamped.
     let pl = want.checked_next_power_of_two().unwrap_or(u64::MAX);
-    pl.clamp(u64::from(MIN_PIECE_LENGTH), u64::from(MAX_AUTO_PIECE_LENGTH)) as u32
+    pl.clamp(
+        u64::from(MIN_PIECE_LENGTH),
+        u64::from(MAX_AUTO_PIECE_LENGTH),
+    ) as u32
 }
 
 /// Hashes the concatenation of `paths` (lengths from `files`) into piece hashes.
@@ -221,10 +236,10 @@ fn hash_files(
             }
             let file = match current.as_mut() {
                 Some(f) => f,
-                None => current.insert(
-                    File::open(path)
-                        .map_err(|source| CreateError::Io { path: path.clone(), source })?,
-                ),
+                None => current.insert(File::open(path).map_err(|source| CreateError::Io {
+                    path: path.clone(),
+                    source,
+                })?),
             };
             let n = ((entry.length - file_done) as usize).min(want - filled);
             let dst = buf.get_mut(filled..filled + n).unwrap_or_default();
@@ -234,7 +249,9 @@ fn hash_files(
         }
         if filled < want {
             // Lengths come from `scan`; running out means a file vanished from the list.
-            return Err(CreateError::Changed(paths.last().cloned().unwrap_or_default()));
+            return Err(CreateError::Changed(
+                paths.last().cloned().unwrap_or_default(),
+            ));
         }
         hash_chunk(buf.get(..filled).unwrap_or_default(), pl, &mut pieces);
         hashed += filled as u64;
@@ -242,7 +259,10 @@ fn hash_files(
     }
     // A file that grew since `scan` is hashed only up to its scanned length; say so.
     if let Some(path) = paths.iter().zip(files).find_map(|(p, f)| {
-        std::fs::metadata(p).ok().filter(|m| m.len() != f.length).map(|_| p.clone())
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.len() != f.length)
+            .map(|_| p.clone())
     }) {
         return Err(CreateError::Changed(path));
     }
@@ -255,7 +275,10 @@ fn read_full(file: &mut File, dst: &mut [u8], path: &Path) -> Result<(), CreateE
         if source.kind() == io::ErrorKind::UnexpectedEof {
             CreateError::Changed(path.to_path_buf())
         } else {
-            CreateError::Io { path: path.to_path_buf(), source }
+            CreateError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })
 }
@@ -265,7 +288,10 @@ fn read_full(file: &mut File, dst: &mut [u8], path: &Path) -> Result<(), CreateE
 fn hash_chunk(data: &[u8], pl: usize, out: &mut Vec<[u8; 20]>) {
     let n = data.len().div_ceil(pl);
     if n < 2 {
-        out.extend(data.chunks(pl).map(|p| -> [u8; 20] { Sha1::digest(p).into() }));
+        out.extend(
+            data.chunks(pl)
+                .map(|p| -> [u8; 20] { Sha1::digest(p).into() }),
+        );
         return;
     }
     let split = n / 2 * pl;
@@ -288,4 +314,186 @@ fn hash_into(data: &[u8], pl: usize, out: &mut [[u8; 20]]) {
 /// A name a torrent can carry and every client can write: not `.`/`..`, no separators.
 fn is_plain(n: &str) -> bool {
     !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{sha1_piece, Storage};
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(13) ^ seed ^ (i >> 9) as u8)
+            .collect()
+    }
+
+    fn tree(dir: &Path) {
+        std::fs::create_dir_all(dir.join("b/deep")).unwrap();
+        std::fs::create_dir_all(dir.join("emptydir")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::fs::write(dir.join("a.txt"), bytes(40_000, 1)).unwrap();
+        std::fs::write(dir.join("b/deep/z.bin"), bytes(100_001, 2)).unwrap();
+        std::fs::write(dir.join("b/empty"), b"").unwrap();
+        std::fs::write(dir.join("b/c.bin"), bytes(16_385, 3)).unwrap();
+        std::fs::write(dir.join(".hidden"), b"secret").unwrap();
+        std::fs::write(dir.join(".git/config"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.join("a.txt"), dir.join("link")).unwrap();
+    }
+
+    #[test]
+    fn scan_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("content");
+        tree(&root);
+        let (name, files) = scan(&root).unwrap();
+        assert_eq!(name, "content");
+        let got: Vec<(String, u64)> = files.iter().map(|(p, l)| (p.join("/"), *l)).collect();
+        let want = [
+            ("a.txt", 40_000),
+            ("b/c.bin", 16_385),
+            ("b/deep/z.bin", 100_001),
+            ("b/empty", 0),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|(p, l)| (p.to_string(), *l)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn scan_single_file_and_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("movie.mkv");
+        std::fs::write(&f, b"hello").unwrap();
+        assert_eq!(
+            scan(&f).unwrap(),
+            ("movie.mkv".to_string(), vec![(vec![], 5)])
+        );
+        let empty = tmp.path().join("nothing");
+        std::fs::create_dir_all(empty.join("sub")).unwrap();
+        std::fs::write(empty.join(".dot"), b"x").unwrap();
+        assert!(matches!(scan(&empty), Err(CreateError::Empty(_))));
+        assert!(matches!(
+            scan(&tmp.path().join("absent")),
+            Err(CreateError::Io { .. })
+        ));
+        std::fs::write(empty.join("back\\slash"), b"x").unwrap();
+        assert!(matches!(scan(&empty), Err(CreateError::BadName(_))));
+    }
+
+    #[test]
+    fn auto_piece_length_bounds() {
+        assert_eq!(auto_piece_length(0), MIN_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(1 << 20), MIN_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(1 << 40), MAX_AUTO_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(u64::MAX), MAX_AUTO_PIECE_LENGTH);
+        let pl = auto_piece_length(1_500 << 20);
+        assert_eq!(pl, 1 << 20);
+        for total in [1u64 << 30, 3 << 30, 700 << 20] {
+            let pl = auto_piece_length(total);
+            assert!(pl.is_power_of_two());
+            let n = total.div_ceil(u64::from(pl));
+            assert!((750..=1500).contains(&n), "{total}: {n} pieces");
+        }
+    }
+
+    #[test]
+    fn build_info_directory_verifies_with_storage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("content");
+        tree(&root);
+        // A small piece length gives many pieces per buffer (the two-thread path) and pieces
+        // that straddle files.
+        let opts = CreateOptions {
+            piece_length: Some(16384),
+            private: true,
+        };
+        let mut last = (0, 0);
+        let info = build_info(&root, &opts, &mut |d, t| last = (d, t)).unwrap();
+        assert_eq!(last, (156_386, 156_386));
+        assert!(info.multi_file && info.private);
+        assert_eq!(info.name, "content");
+        assert_eq!(info.pieces.len(), 156_386usize.div_ceil(16384));
+        assert_eq!(info.files[1].offset, 40_000);
+        // The hashes match the concatenation.
+        let mut all = bytes(40_000, 1);
+        all.extend(bytes(16_385, 3));
+        all.extend(bytes(100_001, 2));
+        for (i, p) in all.chunks(16384).enumerate() {
+            assert_eq!(info.pieces[i], sha1_piece(p), "piece {i}");
+        }
+        // And storage rooted at the parent reads the very same files.
+        let st = Storage::open(tmp.path(), &info).unwrap();
+        assert!(st.check_all(&mut |_, _| {}).unwrap().is_full());
+    }
+
+    #[test]
+    fn build_info_single_file_and_big_pieces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("data.bin");
+        let data = bytes(5 << 20 | 123, 4);
+        std::fs::write(&f, &data).unwrap();
+        for pl in [None, Some(4 << 20), Some(8 << 20)] {
+            let info = build_info(
+                &f,
+                &CreateOptions {
+                    piece_length: pl,
+                    private: false,
+                },
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(!info.multi_file);
+            assert_eq!(info.files.len(), 1);
+            assert!(info.files[0].path.is_empty());
+            let pl = info.piece_length as usize;
+            assert_eq!(pl, pl.next_power_of_two());
+            let want: Vec<[u8; 20]> = data.chunks(pl).map(sha1_piece).collect();
+            assert_eq!(info.pieces, want);
+            let st = Storage::open(tmp.path(), &info).unwrap();
+            assert!(st.check_all(&mut |_, _| {}).unwrap().is_full());
+        }
+    }
+
+    #[test]
+    fn build_info_refuses_bad_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("x");
+        std::fs::write(&f, b"abc").unwrap();
+        for pl in [0, 1000, 8192, 128 << 20] {
+            let opts = CreateOptions {
+                piece_length: Some(pl),
+                private: false,
+            };
+            assert!(matches!(
+                build_info(&f, &opts, &mut |_, _| {}),
+                Err(CreateError::BadPieceLength(_))
+            ));
+        }
+        let e = tmp.path().join("e");
+        std::fs::write(&e, b"").unwrap();
+        let opts = CreateOptions::default();
+        assert!(matches!(
+            build_info(&e, &opts, &mut |_, _| {}),
+            Err(CreateError::Empty(_))
+        ));
+    }
+
+    /// Hashing throughput; run by hand: `cargo test -p peercdn-engine --lib hash_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn hash_speed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("big");
+        std::fs::write(&f, bytes(512 << 20, 5)).unwrap();
+        let t = std::time::Instant::now();
+        let opts = CreateOptions {
+            piece_length: Some(256 << 10),
+            private: false,
+        };
+        build_info(&f, &opts, &mut |_, _| {}).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "hashed 512 MiB in {secs:.3} s: {:.0} MB/s",
+            512.0 * 1.048576 / secs
+        );
+    }
 }

@@ -90,10 +90,13 @@ pub enum StorageError {
 /// [`StorageError::DiskFull`].
 pub fn io_error(path: &Path, source: io::Error) -> StorageError {
     match source.raw_os_error() {
-        Some(code) if code == libc::ENOSPC || code == libc::EDQUOT => {
-            StorageError::DiskFull { path: path.to_path_buf() }
-        }
-        _ => StorageError::Io { path: path.to_path_buf(), source },
+        Some(code) if code == libc::ENOSPC || code == libc::EDQUOT => StorageError::DiskFull {
+            path: path.to_path_buf(),
+        },
+        _ => StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -230,7 +233,12 @@ impl Storage {
     pub fn write_piece(&self, index: u32, data: &[u8]) -> Result<(), StorageError> {
         let piece_len = self.check_index(index)?;
         if data.len() != piece_len as usize {
-            return Err(StorageError::BadRange { index, begin: 0, len: data.len(), piece_len });
+            return Err(StorageError::BadRange {
+                index,
+                begin: 0,
+                len: data.len(),
+                piece_len,
+            });
         }
         let start = u64::from(index) * u64::from(self.piece_length);
         for seg in self.segments(start, data.len()) {
@@ -239,8 +247,11 @@ impl Storage {
                 continue;
             }
             let file = self.handle(seg.file, true)?;
-            let chunk = data.get(seg.buf_off..seg.buf_off + seg.len).unwrap_or_default();
-            file.write_all_at(chunk, seg.file_off).map_err(|e| io_error(&slot.path, e))?;
+            let chunk = data
+                .get(seg.buf_off..seg.buf_off + seg.len)
+                .unwrap_or_default();
+            file.write_all_at(chunk, seg.file_off)
+                .map_err(|e| io_error(&slot.path, e))?;
             self.dirty[seg.file].store(true, Ordering::Release);
         }
         Ok(())
@@ -251,7 +262,12 @@ impl Storage {
     pub fn read(&self, index: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
         let piece_len = self.check_index(index)?;
         if u64::from(begin) + buf.len() as u64 > u64::from(piece_len) {
-            return Err(StorageError::BadRange { index, begin, len: buf.len(), piece_len });
+            return Err(StorageError::BadRange {
+                index,
+                begin,
+                len: buf.len(),
+                piece_len,
+            });
         }
         let start = u64::from(index) * u64::from(self.piece_length) + u64::from(begin);
         self.read_range(start, buf)
@@ -285,9 +301,9 @@ impl Storage {
             if !flag.swap(false, Ordering::AcqRel) {
                 continue;
             }
-            let res = self.handle(i, false).and_then(|f| {
-                f.sync_data().map_err(|e| io_error(&self.files[i].path, e))
-            });
+            let res = self
+                .handle(i, false)
+                .and_then(|f| f.sync_data().map_err(|e| io_error(&self.files[i].path, e)));
             if let Err(e) = res {
                 flag.store(true, Ordering::Release);
                 return Err(e);
@@ -300,7 +316,10 @@ impl Storage {
 
     fn check_index(&self, index: u32) -> Result<u32, StorageError> {
         if index >= self.num_pieces() {
-            return Err(StorageError::BadPiece { index, pieces: self.num_pieces() });
+            return Err(StorageError::BadPiece {
+                index,
+                pieces: self.num_pieces(),
+            });
         }
         Ok(self.piece_len(index))
     }
@@ -321,7 +340,12 @@ impl Storage {
                 }
                 let file_off = pos - slot.offset;
                 let n = (slot.length - file_off).min(end - pos);
-                let seg = Segment { file: this, file_off, buf_off: (pos - start) as usize, len: n as usize };
+                let seg = Segment {
+                    file: this,
+                    file_off,
+                    buf_off: (pos - start) as usize,
+                    len: n as usize,
+                };
                 pos += n;
                 return Some(seg);
             }
@@ -342,7 +366,9 @@ impl Storage {
             let file = self.handle(seg.file, false)?;
             file.read_exact_at(chunk, seg.file_off).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
-                    StorageError::Missing { path: slot.path.clone() }
+                    StorageError::Missing {
+                        path: slot.path.clone(),
+                    }
                 } else {
                     io_error(&slot.path, e)
                 }
@@ -367,9 +393,19 @@ impl Storage {
         let sizes = self
             .files
             .iter()
-            .map(|s| if s.pad { None } else { std::fs::metadata(&s.path).ok().map(|m| m.len()) })
+            .map(|s| {
+                if s.pad {
+                    None
+                } else {
+                    std::fs::metadata(&s.path).ok().map(|m| m.len())
+                }
+            })
             .collect();
-        Recheck { sizes, buf: Vec::new(), zero_full: None }
+        Recheck {
+            sizes,
+            buf: Vec::new(),
+            zero_full: None,
+        }
     }
 
     /// Verifies one piece during a recheck, settling missing, short and all-hole pieces
@@ -418,12 +454,23 @@ impl Storage {
             }
         }
         let slot = &self.files[i];
-        let file = Arc::new(if write { open_for_write(slot)? } else { open_for_read(slot)? });
+        let file = Arc::new(if write {
+            open_for_write(slot)?
+        } else {
+            open_for_read(slot)?
+        });
         let evicted = {
             let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
             h.tick += 1;
             let used = h.tick;
-            h.map.insert(i, Handle { file: file.clone(), writable: write, used });
+            h.map.insert(
+                i,
+                Handle {
+                    file: file.clone(),
+                    writable: write,
+                    used,
+                },
+            );
             let mut evicted = None;
             if h.map.len() > MAX_OPEN_FILES {
                 if let Some(&old) = h.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k) {
@@ -591,7 +638,9 @@ fn layout(root: &Path, info: &Info) -> Result<Vec<Slot>, StorageError> {
     }
     if !info.multi_file && (info.files.len() != 1 || info.files.iter().any(|f| !f.path.is_empty()))
     {
-        return Err(StorageError::BadLayout("single-file torrent must have one unnamed file".into()));
+        return Err(StorageError::BadLayout(
+            "single-file torrent must have one unnamed file".into(),
+        ));
     }
     let base = root.join(&info.name);
     let mut seen = HashSet::new();
@@ -607,9 +656,17 @@ fn layout(root: &Path, info: &Info) -> Result<Vec<Slot>, StorageError> {
             path.push(c);
         }
         if !f.pad && !seen.insert(path.clone()) {
-            return Err(StorageError::BadLayout(format!("duplicate file {}", path.display())));
+            return Err(StorageError::BadLayout(format!(
+                "duplicate file {}",
+                path.display()
+            )));
         }
-        slots.push(Slot { path, offset, length: f.length, pad: f.pad });
+        slots.push(Slot {
+            path,
+            offset,
+            length: f.length,
+            pad: f.pad,
+        });
         offset = offset
             .checked_add(f.length)
             .ok_or_else(|| StorageError::BadLayout("total length overflows".into()))?;
@@ -656,7 +713,9 @@ fn fingerprint(info: &Info) -> [u8; 20] {
 fn open_for_read(slot: &Slot) -> Result<File, StorageError> {
     File::open(&slot.path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            StorageError::Missing { path: slot.path.clone() }
+            StorageError::Missing {
+                path: slot.path.clone(),
+            }
         } else {
             io_error(&slot.path, e)
         }
@@ -676,7 +735,8 @@ fn open_for_write(slot: &Slot) -> Result<File, StorageError> {
         .map_err(|e| io_error(&slot.path, e))?;
     let len = file.metadata().map_err(|e| io_error(&slot.path, e))?.len();
     if len < slot.length {
-        file.set_len(slot.length).map_err(|e| io_error(&slot.path, e))?;
+        file.set_len(slot.length)
+            .map_err(|e| io_error(&slot.path, e))?;
     }
     Ok(file)
 }
@@ -711,7 +771,6 @@ fn zero_hash(len: u32) -> [u8; 20] {
     h.finalize().into()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,7 +789,11 @@ mod tests {
                 pad: *pad,
             });
             for k in 0..*len {
-                data.push(if *pad { 0 } else { (k as u8).wrapping_mul(31) ^ seed ^ i as u8 });
+                data.push(if *pad {
+                    0
+                } else {
+                    (k as u8).wrapping_mul(31) ^ seed ^ i as u8
+                });
             }
             offset += len;
         }
@@ -789,8 +852,14 @@ mod tests {
         let mut block = vec![0; 100];
         st.read(9, 700, &mut block[..17]).unwrap();
         assert_eq!(&block[..17], &data[9 * 1024 + 700..9 * 1024 + 717]);
-        assert!(st.read(9, 700, &mut block).is_err(), "past the end of the last piece");
-        assert!(matches!(st.read(10, 0, &mut block), Err(StorageError::BadPiece { .. })));
+        assert!(
+            st.read(9, 700, &mut block).is_err(),
+            "past the end of the last piece"
+        );
+        assert!(matches!(
+            st.read(10, 0, &mut block),
+            Err(StorageError::BadPiece { .. })
+        ));
         assert!(st.check_all(&mut |_, _| {}).unwrap().is_full());
     }
 
@@ -800,12 +869,21 @@ mod tests {
         let (info, data) = multi();
         let st = Storage::open(dir.path(), &info).unwrap();
         let base = dir.path().join("multi");
-        assert!(base.join("sub/empty").is_file(), "zero-length files are created");
+        assert!(
+            base.join("sub/empty").is_file(),
+            "zero-length files are created"
+        );
         write_all(&st, &data, 333);
         st.flush().unwrap();
         assert_eq!(std::fs::read(base.join("a.bin")).unwrap(), data[..1000]);
-        assert_eq!(std::fs::read(base.join("sub/b.bin")).unwrap(), data[1000..1077]);
-        assert_eq!(std::fs::read(base.join("sub/deep/c.bin")).unwrap(), data[1200..]);
+        assert_eq!(
+            std::fs::read(base.join("sub/b.bin")).unwrap(),
+            data[1000..1077]
+        );
+        assert_eq!(
+            std::fs::read(base.join("sub/deep/c.bin")).unwrap(),
+            data[1200..]
+        );
         assert!(!base.join(".pad").exists(), "pad files are never created");
         // Every block, read back piece by piece in odd-sized blocks, matches.
         for i in 0..st.num_pieces() {
@@ -850,13 +928,19 @@ mod tests {
         let (info, data) = multi();
         let st = Storage::open(dir.path(), &info).unwrap();
         let mut buf = [0u8; 10];
-        assert!(matches!(st.read(0, 0, &mut buf), Err(StorageError::Missing { .. })));
+        assert!(matches!(
+            st.read(0, 0, &mut buf),
+            Err(StorageError::Missing { .. })
+        ));
         assert!(!st.verify_piece(0).unwrap());
         assert_eq!(st.check_all(&mut |_, _| {}).unwrap().count(), 0);
         // A file shorter than the torrent says: reading past its end is Missing.
         std::fs::write(dir.path().join("multi/a.bin"), &data[..500]).unwrap();
         assert!(st.verify_piece(0).unwrap());
-        assert!(matches!(st.read(1, 300, &mut buf), Err(StorageError::Missing { .. })));
+        assert!(matches!(
+            st.read(1, 300, &mut buf),
+            Err(StorageError::Missing { .. })
+        ));
         assert!(!st.verify_piece(1).unwrap());
     }
 
@@ -867,7 +951,11 @@ mod tests {
         let st = Storage::open(dir.path(), &info).unwrap();
         st.write_piece(3, &data[3 * 16384..4 * 16384]).unwrap();
         let len = std::fs::metadata(dir.path().join("one.bin")).unwrap().len();
-        assert_eq!(len, data.len() as u64, "extended to exactly the torrent length");
+        assert_eq!(
+            len,
+            data.len() as u64,
+            "extended to exactly the torrent length"
+        );
         let have = st.check_all(&mut |_, _| {}).unwrap();
         assert_eq!(have.ones().collect::<Vec<_>>(), vec![3]);
         // A piece of zeros stored as a hole still verifies.
@@ -877,7 +965,10 @@ mod tests {
         zinfo.pieces = vec![zero_hash(16384); 3];
         zinfo.name = "zeros.bin".into();
         let zs = Storage::open(dir.path(), &zinfo).unwrap();
-        File::create(dir.path().join("zeros.bin")).unwrap().set_len(3 * 16384).unwrap();
+        File::create(dir.path().join("zeros.bin"))
+            .unwrap()
+            .set_len(3 * 16384)
+            .unwrap();
         assert!(zs.check_all(&mut |_, _| {}).unwrap().is_full());
     }
 
@@ -889,7 +980,10 @@ mod tests {
         std::fs::write(dir.path().join("multi/a.bin"), &data[..1000]).unwrap();
         let st = Storage::open(dir.path(), &info).unwrap();
         st.write_piece(4, &data[4 * 333..5 * 333]).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("multi/a.bin")).unwrap(), data[..1000]);
+        assert_eq!(
+            std::fs::read(dir.path().join("multi/a.bin")).unwrap(),
+            data[..1000]
+        );
         assert!(st.verify_piece(0).unwrap());
     }
 
@@ -906,7 +1000,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut info, _) = make("x", &[(&[], 10, false)], 16, 0);
         info.name = "../escape".into();
-        assert!(matches!(Storage::open(dir.path(), &info), Err(StorageError::BadPath(_))));
+        assert!(matches!(
+            Storage::open(dir.path(), &info),
+            Err(StorageError::BadPath(_))
+        ));
     }
 
     #[test]
@@ -914,13 +1011,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut info, _) = multi();
         info.pieces.pop();
-        assert!(matches!(Storage::open(dir.path(), &info), Err(StorageError::BadLayout(_))));
+        assert!(matches!(
+            Storage::open(dir.path(), &info),
+            Err(StorageError::BadLayout(_))
+        ));
         let (mut info, _) = multi();
         info.files[2].path = info.files[0].path.clone();
-        assert!(matches!(Storage::open(dir.path(), &info), Err(StorageError::BadLayout(_))));
+        assert!(matches!(
+            Storage::open(dir.path(), &info),
+            Err(StorageError::BadLayout(_))
+        ));
         let (mut info, _) = multi();
         info.piece_length = 0;
-        assert!(matches!(Storage::open(dir.path(), &info), Err(StorageError::BadLayout(_))));
+        assert!(matches!(
+            Storage::open(dir.path(), &info),
+            Err(StorageError::BadLayout(_))
+        ));
     }
 
     #[test]
@@ -928,8 +1034,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (info, data) = multi();
         let st = Storage::open(dir.path(), &info).unwrap();
-        assert!(matches!(st.write_piece(0, &data[..332]), Err(StorageError::BadRange { .. })));
-        assert!(matches!(st.write_piece(99, &data[..333]), Err(StorageError::BadPiece { .. })));
+        assert!(matches!(
+            st.write_piece(0, &data[..332]),
+            Err(StorageError::BadRange { .. })
+        ));
+        assert!(matches!(
+            st.write_piece(99, &data[..333]),
+            Err(StorageError::BadPiece { .. })
+        ));
     }
 
     #[test]
@@ -1050,7 +1162,10 @@ mod tests {
         let rpath = dir.path().join("resume");
         // Claims everything, but then a file changes size: the claim must not be trusted.
         Resume::save(&rpath, "ab", &Bitfield::full(st.num_pieces()), &st).unwrap();
-        let a = OpenOptions::new().write(true).open(dir.path().join("multi/a.bin")).unwrap();
+        let a = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("multi/a.bin"))
+            .unwrap();
         a.set_len(10).unwrap();
         let got = Resume::load_and_check(&rpath, &info, &st, &mut |_, _| {}).unwrap();
         assert!(!got.get(0) && !got.get(2) && got.get(4));
