@@ -1,241 +1,499 @@
-//! Building a new torrent from local files (for `peercdn publish`): walk the path, hash the
-//! pieces, return the `Info` dictionary.
+//! Building a torrent's info dictionary from local files (what `peercdn publish` hashes).
 //!
-//! Files are read sequentially with one reusable 4 MiB buffer and pieces hashed as they fill,
-//! across file boundaries, so hashing runs at the speed of SHA-1 (hardware-accelerated by the
-//! `sha1` crate where the CPU has SHA-NI) with no allocation per piece.
+//! [`scan`] lists the files of a path in torrent order; [`build_info`] hashes them into an
+//! [`Info`] whose layout is exactly the one [`crate::storage::Storage`] reads back. Hashing reads
+//! files sequentially into one reusable buffer holding whole pieces and hashes the pieces of each
+//! buffer on two threads; nothing is allocated per piece.
+//!
+//! This module writes nothing to disk and knows nothing of bencode: turning the [`Info`] into a
+//! `.torrent` is the metainfo module's job.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use peercdn_core::metainfo::{auto_piece_length, FileEntry, Info};
+use peercdn_core::metainfo::{FileEntry, Info};
 use sha1::{Digest, Sha1};
 
-/// Options for [`build_info`].
-#[derive(Debug, Clone, Default)]
+/// Smallest piece length accepted (and chosen).
+pub const MIN_PIECE_LENGTH: u32 = 16 << 10;
+/// Largest piece length chosen automatically.
+pub const MAX_AUTO_PIECE_LENGTH: u32 = 16 << 20;
+/// Largest piece length accepted.
+pub const MAX_PIECE_LENGTH: u32 = 64 << 20;
+/// Most files one torrent may hold.
+pub const MAX_FILES: usize = 1_000_000;
+
+/// Bytes read per buffer (rounded to whole pieces, at least two pieces).
+const READ_CHUNK: usize = 4 << 20;
+/// Piece count the automatic piece length aims at.
+const TARGET_PIECES: u64 = 1500;
+
+/// How to build the torrent.
+#[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
-    /// Piece length; default chosen from the total size ([`auto_piece_length`]).
+    /// Piece length; `None` picks one aiming at about 1,500 pieces (16 KiB to 16 MiB).
     pub piece_length: Option<u32>,
-    /// Set the BEP 27 private flag.
+    /// Set the BEP 27 `private` flag.
     pub private: bool,
 }
 
-/// Why a torrent could not be made.
+/// Why a torrent could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    /// Reading a file or directory failed.
-    #[error("{path}: {source}")]
+    /// An I/O error on a file or directory.
+    #[error("I/O error on {path}: {source}")]
     Io {
-        /// Path.
+        /// The file or directory.
         path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
+        /// The underlying error.
+        source: io::Error,
     },
-    /// Nothing to publish.
-    #[error("{0} holds no files to publish")]
+    /// Nothing to share: no files, or only empty ones.
+    #[error("{0} holds no data to share (no non-hidden regular files, or only empty ones)")]
     Empty(PathBuf),
-    /// A name that cannot go into a torrent (not UTF-8).
-    #[error("{0}: file names must be valid UTF-8")]
+    /// A file name that is not UTF-8 or is not a plain name a torrent can carry.
+    #[error("file name {0:?} can't be put in a torrent (not UTF-8, or contains '\\\\')")]
     BadName(PathBuf),
-    /// A piece length of zero or above 64 MiB.
-    #[error("piece length {0} is out of range (16 KiB .. 64 MiB)")]
+    /// More than [`MAX_FILES`] files.
+    #[error("{0} holds more than {MAX_FILES} files")]
+    TooManyFiles(PathBuf),
+    /// The piece length asked for is not a power of two in the accepted range.
+    #[error(
+        "piece length {0} must be a power of two from {MIN_PIECE_LENGTH} to {MAX_PIECE_LENGTH}"
+    )]
     BadPieceLength(u32),
-    /// The files changed while they were being hashed.
+    /// The total size needs more pieces than a torrent can index.
+    #[error("content too large for piece length {0}")]
+    TooLarge(u32),
+    /// A file changed size while it was being hashed.
     #[error("{0} changed while it was being hashed")]
     Changed(PathBuf),
 }
 
-/// A file found by [`scan`]: path components under the torrent's directory, and length.
-pub type ScannedFile = (Vec<String>, u64);
+/// Files found by [`scan`]: (path components relative to the scanned directory, length).
+pub type ScannedFiles = Vec<(Vec<String>, u64)>;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
-    move |source| CreateError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Lists the files to publish: the torrent name, and each file's path components (relative to
-/// `path` for a directory, empty for a single file) with its length. Directories are walked
-/// recursively in byte order of their paths; hidden entries (`.name`) are skipped and symlinks
-/// are not followed.
-pub fn scan(path: &Path) -> Result<(String, Vec<ScannedFile>), CreateError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
-    let name = path
+/// Lists what a torrent of `path` holds: its name and its files as (path components relative
+/// to `path`, length). A file gives one entry with no components. A directory is walked
+/// recursively, sorted by path components (byte order), skipping hidden entries (`.name`),
+/// symbolic links and anything not a regular file; empty directories vanish, empty files stay.
+/// `path` itself may be a symbolic link.
+pub fn scan(path: &Path) -> Result<(String, ScannedFiles), CreateError> {
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| CreateError::Io { path: p, source }
+    };
+    let full = std::fs::canonicalize(path).map_err(io_err(path))?;
+    let name = full
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| CreateError::BadName(path.to_path_buf()))?
-        .to_string();
+        .filter(|n| is_plain(n))
+        .ok_or_else(|| CreateError::BadName(full.clone()))?
+        .to_owned();
+    let meta = std::fs::metadata(&full).map_err(io_err(&full))?;
     if meta.is_file() {
-        return Ok((name, vec![(vec![], meta.len())]));
+        return Ok((name, vec![(Vec::new(), meta.len())]));
     }
     let mut files = Vec::new();
-    walk(path, &mut Vec::new(), &mut files)?;
-    if files.is_empty() {
-        return Err(CreateError::Empty(path.to_path_buf()));
+    // Explicit stack of (directory, its components): no recursion depth limit to hit.
+    let mut stack = vec![(full.clone(), Vec::<String>::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let os_name = entry.file_name();
+            let Some(n) = os_name.to_str() else {
+                return Err(CreateError::BadName(entry.path()));
+            };
+            if n.starts_with('.') {
+                continue;
+            }
+            if !is_plain(n) {
+                return Err(CreateError::BadName(entry.path()));
+            }
+            let kind = entry.file_type().map_err(io_err(&entry.path()))?;
+            let mut comps = prefix.clone();
+            comps.push(n.to_owned());
+            if kind.is_dir() {
+                stack.push((entry.path(), comps));
+            } else if kind.is_file() {
+                let len = entry.metadata().map_err(io_err(&entry.path()))?.len();
+                if files.len() >= MAX_FILES {
+                    return Err(CreateError::TooManyFiles(full));
+                }
+                files.push((comps, len));
+            }
+        }
     }
+    if files.is_empty() {
+        return Err(CreateError::Empty(full));
+    }
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok((name, files))
 }
 
-fn walk(
-    dir: &Path,
-    prefix: &mut Vec<String>,
-    out: &mut Vec<ScannedFile>,
-) -> Result<(), CreateError> {
-    let mut entries: Vec<(String, std::fs::FileType, u64)> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let e = e.map_err(io(dir))?;
-        let name = e
-            .file_name()
-            .into_string()
-            .map_err(|_| CreateError::BadName(e.path()))?;
-        if name.starts_with('.') {
-            continue;
-        }
-        let meta = e.metadata().map_err(io(&e.path()))?;
-        entries.push((name, meta.file_type(), meta.len()));
-    }
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    for (name, ft, len) in entries {
-        let sub = dir.join(&name);
-        prefix.push(name);
-        if ft.is_dir() {
-            walk(&sub, prefix, out)?;
-        } else if ft.is_file() {
-            out.push((prefix.clone(), len));
-        }
-        prefix.pop();
-    }
-    Ok(())
-}
-
-/// Hashes the file or directory at `path` into an info dictionary. `progress(done, total)` is
-/// called as bytes are hashed.
+/// Builds the info dictionary of `path` (see [`scan`]), hashing every piece. `progress` gets
+/// (bytes hashed, total bytes) after each buffer. A file gives a single-file torrent, a
+/// directory a multi-file one.
 pub fn build_info(
     path: &Path,
     opts: &CreateOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Info, CreateError> {
-    let (name, list) = scan(path)?;
-    let multi_file = std::fs::metadata(path).map_err(io(path))?.is_dir();
-    let total: u64 = list.iter().map(|(_, l)| l).sum();
-    let piece_length = opts
-        .piece_length
-        .unwrap_or_else(|| auto_piece_length(total));
-    if !(16 * 1024..=64 << 20).contains(&piece_length) {
-        return Err(CreateError::BadPieceLength(piece_length));
+    let full = std::fs::canonicalize(path).map_err(|source| CreateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let is_dir = full.is_dir();
+    let (name, list) = scan(&full)?;
+    let total: u64 = list.iter().map(|(_, len)| *len).sum();
+    if total == 0 {
+        return Err(CreateError::Empty(full));
     }
+    let piece_length = match opts.piece_length {
+        Some(pl)
+            if !pl.is_power_of_two() || !(MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&pl) =>
+        {
+            return Err(CreateError::BadPieceLength(pl))
+        }
+        Some(pl) => pl,
+        None => auto_piece_length(total),
+    };
+    let num_pieces = total.div_ceil(u64::from(piece_length));
+    if num_pieces > u64::from(u32::MAX) {
+        return Err(CreateError::TooLarge(piece_length));
+    }
+
     let mut files = Vec::with_capacity(list.len());
     let mut offset = 0;
-    for (p, length) in &list {
+    for (comps, length) in &list {
         files.push(FileEntry {
-            path: p.clone(),
+            path: comps.clone(),
             length: *length,
             offset,
             pad: false,
         });
         offset += length;
     }
-    let mut pieces = Vec::with_capacity(total.div_ceil(piece_length as u64) as usize);
-    let mut hasher = Sha1::new();
-    let mut in_piece: u64 = 0;
-    let mut done: u64 = 0;
-    let mut buf = vec![0u8; 4 << 20];
-    progress(0, total);
-    for (p, length) in &list {
-        let file_path = p.iter().fold(path.to_path_buf(), |acc, c| acc.join(c));
-        let mut f = std::fs::File::open(&file_path).map_err(io(&file_path))?;
-        let mut left = *length;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = f.read(&mut buf[..want]).map_err(io(&file_path))?;
-            if n == 0 {
-                return Err(CreateError::Changed(file_path));
-            }
-            let mut chunk = &buf[..n];
-            while !chunk.is_empty() {
-                let take = chunk.len().min((piece_length as u64 - in_piece) as usize);
-                hasher.update(&chunk[..take]);
-                in_piece += take as u64;
-                chunk = &chunk[take..];
-                if in_piece == piece_length as u64 {
-                    pieces.push(hasher.finalize_reset().into());
-                    in_piece = 0;
-                }
-            }
-            left -= n as u64;
-            done += n as u64;
-            progress(done, total);
-        }
-    }
-    if in_piece > 0 {
-        pieces.push(hasher.finalize_reset().into());
-    }
+    let paths: Vec<PathBuf> = list
+        .iter()
+        .map(|(comps, _)| comps.iter().fold(full.clone(), |p, c| p.join(c)))
+        .collect();
+    let pieces = hash_files(&paths, &files, piece_length, total, progress)?;
     Ok(Info {
         name,
         piece_length,
         pieces,
         files,
         private: opts.private,
-        multi_file,
+        multi_file: is_dir,
     })
+}
+
+/// Piece length for `total` bytes: a power of two aiming at about 1,500 pieces, clamped to
+/// 16 KiB ..= 16 MiB.
+pub fn auto_piece_length(total: u64) -> u32 {
+    let want = (total / TARGET_PIECES).max(1);
+    // Nearest power of two at or above `want`, clamped.
+    let pl = want.checked_next_power_of_two().unwrap_or(u64::MAX);
+    pl.clamp(
+        u64::from(MIN_PIECE_LENGTH),
+        u64::from(MAX_AUTO_PIECE_LENGTH),
+    ) as u32
+}
+
+/// Hashes the concatenation of `paths` (lengths from `files`) into piece hashes.
+fn hash_files(
+    paths: &[PathBuf],
+    files: &[FileEntry],
+    piece_length: u32,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<[u8; 20]>, CreateError> {
+    let pl = piece_length as usize;
+    let per_chunk = (READ_CHUNK / pl).max(2);
+    let mut buf = vec![0u8; per_chunk * pl];
+    let mut pieces = Vec::with_capacity(total.div_ceil(u64::from(piece_length)) as usize);
+
+    // Reader state: which file, how much of it is read, its open handle.
+    let mut file_idx = 0;
+    let mut file_done = 0u64;
+    let mut current: Option<File> = None;
+    let mut hashed = 0u64;
+    while hashed < total {
+        // Fill the buffer (or what is left of the content).
+        let want = (total - hashed).min(buf.len() as u64) as usize;
+        let mut filled = 0;
+        while filled < want {
+            let (Some(path), Some(entry)) = (paths.get(file_idx), files.get(file_idx)) else {
+                break;
+            };
+            if file_done == entry.length {
+                file_idx += 1;
+                file_done = 0;
+                current = None;
+                continue;
+            }
+            let file = match current.as_mut() {
+                Some(f) => f,
+                None => current.insert(File::open(path).map_err(|source| CreateError::Io {
+                    path: path.clone(),
+                    source,
+                })?),
+            };
+            let n = ((entry.length - file_done) as usize).min(want - filled);
+            let dst = buf.get_mut(filled..filled + n).unwrap_or_default();
+            read_full(file, dst, path)?;
+            filled += n;
+            file_done += n as u64;
+        }
+        if filled < want {
+            // Lengths come from `scan`; running out means a file vanished from the list.
+            return Err(CreateError::Changed(
+                paths.last().cloned().unwrap_or_default(),
+            ));
+        }
+        hash_chunk(buf.get(..filled).unwrap_or_default(), pl, &mut pieces);
+        hashed += filled as u64;
+        progress(hashed, total);
+    }
+    // A file that grew since `scan` is hashed only up to its scanned length; say so.
+    if let Some(path) = paths.iter().zip(files).find_map(|(p, f)| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.len() != f.length)
+            .map(|_| p.clone())
+    }) {
+        return Err(CreateError::Changed(path));
+    }
+    Ok(pieces)
+}
+
+/// Reads exactly `dst.len()` bytes; a short file means it shrank since the scan.
+fn read_full(file: &mut File, dst: &mut [u8], path: &Path) -> Result<(), CreateError> {
+    file.read_exact(dst).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            CreateError::Changed(path.to_path_buf())
+        } else {
+            CreateError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Appends the hashes of the pieces in `data` (whole pieces, the last one possibly short),
+/// hashing the two halves on two threads when there are several pieces.
+fn hash_chunk(data: &[u8], pl: usize, out: &mut Vec<[u8; 20]>) {
+    let n = data.len().div_ceil(pl);
+    if n < 2 {
+        out.extend(
+            data.chunks(pl)
+                .map(|p| -> [u8; 20] { Sha1::digest(p).into() }),
+        );
+        return;
+    }
+    let split = n / 2 * pl;
+    let (a, b) = data.split_at(split);
+    let start = out.len();
+    out.resize(start + n, [0; 20]);
+    let (out_a, out_b) = out.get_mut(start..).unwrap_or_default().split_at_mut(n / 2);
+    std::thread::scope(|s| {
+        s.spawn(|| hash_into(b, pl, out_b));
+        hash_into(a, pl, out_a);
+    });
+}
+
+fn hash_into(data: &[u8], pl: usize, out: &mut [[u8; 20]]) {
+    for (piece, slot) in data.chunks(pl).zip(out.iter_mut()) {
+        *slot = Sha1::digest(piece).into();
+    }
+}
+
+/// A name a torrent can carry and every client can write: not `.`/`..`, no separators.
+fn is_plain(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0'])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{sha1_piece, Storage};
 
-    #[test]
-    fn hashes_match_concatenated_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("pub");
-        std::fs::create_dir_all(root.join("b/c")).unwrap();
-        let a: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
-        let c: Vec<u8> = (0..40_000u32).map(|i| (i * 3) as u8).collect();
-        std::fs::write(root.join("a.bin"), &a).unwrap();
-        std::fs::write(root.join("b/c/d.bin"), &c).unwrap();
-        std::fs::write(root.join(".hidden"), b"x").unwrap();
-        let info = build_info(
-            &root,
-            &CreateOptions {
-                piece_length: Some(16384),
-                private: false,
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
-        assert!(info.multi_file);
-        assert_eq!(info.files.len(), 2, "hidden file skipped");
-        assert_eq!(info.files[1].path, vec!["b", "c", "d.bin"]);
-        let all: Vec<u8> = a.iter().chain(&c).copied().collect();
-        let expect: Vec<[u8; 20]> = all
-            .chunks(16384)
-            .map(|ch| Sha1::digest(ch).into())
-            .collect();
-        assert_eq!(info.pieces, expect);
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(13) ^ seed ^ (i >> 9) as u8)
+            .collect()
+    }
+
+    fn tree(dir: &Path) {
+        std::fs::create_dir_all(dir.join("b/deep")).unwrap();
+        std::fs::create_dir_all(dir.join("emptydir")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::fs::write(dir.join("a.txt"), bytes(40_000, 1)).unwrap();
+        std::fs::write(dir.join("b/deep/z.bin"), bytes(100_001, 2)).unwrap();
+        std::fs::write(dir.join("b/empty"), b"").unwrap();
+        std::fs::write(dir.join("b/c.bin"), bytes(16_385, 3)).unwrap();
+        std::fs::write(dir.join(".hidden"), b"secret").unwrap();
+        std::fs::write(dir.join(".git/config"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.join("a.txt"), dir.join("link")).unwrap();
     }
 
     #[test]
-    fn single_file_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("one.ts");
-        std::fs::write(&f, vec![7u8; 1000]).unwrap();
-        let info = build_info(&f, &CreateOptions::default(), &mut |_, _| {}).unwrap();
-        assert!(!info.multi_file);
-        assert_eq!(info.name, "one.ts");
-        assert_eq!(info.files[0].path, Vec::<String>::new());
-        assert_eq!(info.pieces.len(), 1);
-        let empty = dir.path().join("empty");
-        std::fs::create_dir(&empty).unwrap();
+    fn scan_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("content");
+        tree(&root);
+        let (name, files) = scan(&root).unwrap();
+        assert_eq!(name, "content");
+        let got: Vec<(String, u64)> = files.iter().map(|(p, l)| (p.join("/"), *l)).collect();
+        let want = [
+            ("a.txt", 40_000),
+            ("b/c.bin", 16_385),
+            ("b/deep/z.bin", 100_001),
+            ("b/empty", 0),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|(p, l)| (p.to_string(), *l)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn scan_single_file_and_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("movie.mkv");
+        std::fs::write(&f, b"hello").unwrap();
+        assert_eq!(
+            scan(&f).unwrap(),
+            ("movie.mkv".to_string(), vec![(vec![], 5)])
+        );
+        let empty = tmp.path().join("nothing");
+        std::fs::create_dir_all(empty.join("sub")).unwrap();
+        std::fs::write(empty.join(".dot"), b"x").unwrap();
+        assert!(matches!(scan(&empty), Err(CreateError::Empty(_))));
         assert!(matches!(
-            build_info(&empty, &CreateOptions::default(), &mut |_, _| {}),
+            scan(&tmp.path().join("absent")),
+            Err(CreateError::Io { .. })
+        ));
+        std::fs::write(empty.join("back\\slash"), b"x").unwrap();
+        assert!(matches!(scan(&empty), Err(CreateError::BadName(_))));
+    }
+
+    #[test]
+    fn auto_piece_length_bounds() {
+        assert_eq!(auto_piece_length(0), MIN_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(1 << 20), MIN_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(1 << 40), MAX_AUTO_PIECE_LENGTH);
+        assert_eq!(auto_piece_length(u64::MAX), MAX_AUTO_PIECE_LENGTH);
+        let pl = auto_piece_length(1_500 << 20);
+        assert_eq!(pl, 1 << 20);
+        for total in [1u64 << 30, 3 << 30, 700 << 20] {
+            let pl = auto_piece_length(total);
+            assert!(pl.is_power_of_two());
+            let n = total.div_ceil(u64::from(pl));
+            assert!((750..=1500).contains(&n), "{total}: {n} pieces");
+        }
+    }
+
+    #[test]
+    fn build_info_directory_verifies_with_storage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("content");
+        tree(&root);
+        // A small piece length gives many pieces per buffer (the two-thread path) and pieces
+        // that straddle files.
+        let opts = CreateOptions {
+            piece_length: Some(16384),
+            private: true,
+        };
+        let mut last = (0, 0);
+        let info = build_info(&root, &opts, &mut |d, t| last = (d, t)).unwrap();
+        assert_eq!(last, (156_386, 156_386));
+        assert!(info.multi_file && info.private);
+        assert_eq!(info.name, "content");
+        assert_eq!(info.pieces.len(), 156_386usize.div_ceil(16384));
+        assert_eq!(info.files[1].offset, 40_000);
+        // The hashes match the concatenation.
+        let mut all = bytes(40_000, 1);
+        all.extend(bytes(16_385, 3));
+        all.extend(bytes(100_001, 2));
+        for (i, p) in all.chunks(16384).enumerate() {
+            assert_eq!(info.pieces[i], sha1_piece(p), "piece {i}");
+        }
+        // And storage rooted at the parent reads the very same files.
+        let st = Storage::open(tmp.path(), &info).unwrap();
+        assert!(st.check_all(&mut |_, _| {}).unwrap().is_full());
+    }
+
+    #[test]
+    fn build_info_single_file_and_big_pieces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("data.bin");
+        let data = bytes(5 << 20 | 123, 4);
+        std::fs::write(&f, &data).unwrap();
+        for pl in [None, Some(4 << 20), Some(8 << 20)] {
+            let info = build_info(
+                &f,
+                &CreateOptions {
+                    piece_length: pl,
+                    private: false,
+                },
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(!info.multi_file);
+            assert_eq!(info.files.len(), 1);
+            assert!(info.files[0].path.is_empty());
+            let pl = info.piece_length as usize;
+            assert_eq!(pl, pl.next_power_of_two());
+            let want: Vec<[u8; 20]> = data.chunks(pl).map(sha1_piece).collect();
+            assert_eq!(info.pieces, want);
+            let st = Storage::open(tmp.path(), &info).unwrap();
+            assert!(st.check_all(&mut |_, _| {}).unwrap().is_full());
+        }
+    }
+
+    #[test]
+    fn build_info_refuses_bad_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("x");
+        std::fs::write(&f, b"abc").unwrap();
+        for pl in [0, 1000, 8192, 128 << 20] {
+            let opts = CreateOptions {
+                piece_length: Some(pl),
+                private: false,
+            };
+            assert!(matches!(
+                build_info(&f, &opts, &mut |_, _| {}),
+                Err(CreateError::BadPieceLength(_))
+            ));
+        }
+        let e = tmp.path().join("e");
+        std::fs::write(&e, b"").unwrap();
+        let opts = CreateOptions::default();
+        assert!(matches!(
+            build_info(&e, &opts, &mut |_, _| {}),
             Err(CreateError::Empty(_))
         ));
-        assert!(build_info(
-            &dir.path().join("missing"),
-            &CreateOptions::default(),
-            &mut |_, _| {}
-        )
-        .is_err());
+    }
+
+    /// Hashing throughput; run by hand: `cargo test -p peercdn-engine --lib hash_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn hash_speed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("big");
+        std::fs::write(&f, bytes(512 << 20, 5)).unwrap();
+        let t = std::time::Instant::now();
+        let opts = CreateOptions {
+            piece_length: Some(256 << 10),
+            private: false,
+        };
+        build_info(&f, &opts, &mut |_, _| {}).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "hashed 512 MiB in {secs:.3} s: {:.0} MB/s",
+            512.0 * 1.048576 / secs
+        );
     }
 }
