@@ -7,6 +7,7 @@
 //! - 3: the download stopped with an error (e.g. a full disk)
 //! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
 
+mod demo;
 mod node;
 
 use std::net::SocketAddr;
@@ -34,6 +35,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// A self-contained tour on loopback: publish generated content on one node, download it on
+    /// another from its ID alone, check every byte, print the speed.
+    Demo {
+        /// Size of the generated content (e.g. 64MiB, 1GiB).
+        #[arg(long, default_value = "256MiB")]
+        size: String,
+        /// Keep the generated and downloaded files.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Run the node: seed and download what it holds until stopped.
     Engine {
         #[command(flatten)]
@@ -130,6 +141,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Demo { size, keep } => {
+            demo::run(units::parse_size(&size).context("--size")?, keep).await
+        }
         Cmd::Engine { node } => node::engine(node).await,
         Cmd::Publish {
             path,
