@@ -159,11 +159,11 @@ rqbit_cmd() {
     sub=$("$bin" download --help 2>&1) || true
     local args=("$bin")
     # Isolation: no DHT, no UPnP; refuse to run otherwise.
-    grep -q -- '--disable-dht\b' <<<"$top" || { echo "no --disable-dht in rqbit --help"; return 1; }
+    grep -Eq -- '--disable-dht([[:space:],=]|$)' <<<"$top" || { echo "no --disable-dht in rqbit --help"; return 1; }
     args+=(--disable-dht)
     grep -q -- '--disable-dht-persistence' <<<"$top" && args+=(--disable-dht-persistence)
     grep -q -- '--disable-upnp-port-forward' <<<"$top" && args+=(--disable-upnp-port-forward)
-    grep -q -- '--disable-upnp\b' <<<"$top" && args+=(--disable-upnp)
+    grep -Eq -- '--disable-upnp([[:space:],=]|$)' <<<"$top" && args+=(--disable-upnp)
     grep -q -- '--disable-lsd' <<<"$top" && args+=(--disable-lsd)
     args+=(download)
     grep -q -- '--initial-peers' <<<"$sub" || { echo "no --initial-peers in rqbit download --help"; return 1; }

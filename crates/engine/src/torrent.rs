@@ -31,6 +31,8 @@ use crate::tracker;
 pub const MAX_PEERS: usize = 80;
 /// Most known-but-unconnected addresses kept per torrent.
 pub const MAX_CANDIDATES: usize = 1000;
+/// Piece buffers kept for reuse.
+const BUFFER_POOL: usize = 16;
 /// Dials in progress at once.
 const MAX_DIALS: usize = 16;
 
@@ -170,7 +172,7 @@ pub struct TorrentHandle {
 
 enum Internal {
     Checked(Result<Bitfield, String>),
-    Verified(u32, Result<bool, String>),
+    Verified(u32, Result<bool, String>, Vec<u8>),
     Dialed(SocketAddr, Result<(TcpStream, Handshake), String>),
     TrackerPeers(Vec<SocketAddr>, Duration),
 }
@@ -224,6 +226,7 @@ struct Torrent {
     dialing: HashSet<SocketAddr>,
     banned: HashSet<SocketAddr>,
     buffers: HashMap<u32, Vec<u8>>,
+    pool: Vec<Vec<u8>>,
     state: State,
     status_tx: watch::Sender<TorrentStatus>,
     events_tx: mpsc::Sender<PeerEvent>,
@@ -274,6 +277,7 @@ impl Torrent {
             dialing: HashSet::new(),
             banned: HashSet::new(),
             buffers: HashMap::new(),
+            pool: Vec::new(),
             state: State::FetchingMetadata,
             status_tx,
             events_tx,
@@ -381,14 +385,15 @@ impl Torrent {
                 self.publish_status();
             }
             Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
-            Internal::Verified(index, Ok(ok)) => {
+            Internal::Verified(index, Ok(ok), buf) => {
+                self.recycle(buf);
                 if !ok {
                     warn!(index, "piece failed its hash check");
                 }
                 self.dirty = true;
                 self.swarm.on_piece_verified(index, ok, now);
             }
-            Internal::Verified(index, Err(e)) => {
+            Internal::Verified(index, Err(e), _) => {
                 self.fail(format!("writing piece {index} failed: {e}"));
             }
             Internal::Dialed(addr, res) => {
@@ -557,10 +562,24 @@ impl Torrent {
     fn store(&mut self, index: u32, begin: u32, data: &[u8]) {
         let Some(info) = &self.info else { return };
         let len = info.piece_len(index) as usize;
-        let buf = self.buffers.entry(index).or_insert_with(|| vec![0u8; len]);
+        let pool = &mut self.pool;
+        let buf = self.buffers.entry(index).or_insert_with(|| {
+            // A recycled buffer only needs resizing: every byte is overwritten by blocks
+            // before the piece is hashed.
+            let mut b = pool.pop().unwrap_or_default();
+            b.resize(len, 0);
+            b
+        });
         let start = begin as usize;
         if let Some(dst) = buf.get_mut(start..start + data.len()) {
             dst.copy_from_slice(data);
+        }
+    }
+
+    /// Keeps a few piece buffers for reuse (no allocation and zeroing per piece).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < BUFFER_POOL {
+            self.pool.push(buf);
         }
     }
 
@@ -584,7 +603,7 @@ impl Torrent {
             } else {
                 Ok(false)
             };
-            let _ = tx.blocking_send(Internal::Verified(index, r));
+            let _ = tx.blocking_send(Internal::Verified(index, r, buf));
         });
     }
 
