@@ -113,6 +113,7 @@ run_client() {
     local name="$1" out="$2"; shift 2
     local rss_file="$WORK/$name.rss" log_file="$WORK/$name.log"
     rm -rf "$out"; mkdir -p "$out"
+    sync   # the previous client's dirty pages are not this one's cost
     log "$name: $*"
     local t0 t1 rc=0
     t0=$(date +%s.%N)
@@ -176,20 +177,48 @@ rqbit_cmd() {
     printf '%s\n' "${args[@]}"
 }
 
+# aggregate: one row per client from its runs: median seconds, max RSS; FAIL if any run failed.
+aggregate() {
+    local name row n secs mbps rss status note
+    for name in peercdn libtorrent rqbit aria2c; do
+        local times=() worst_rss=0 fail="" na=""
+        for row in "${ROWS[@]}"; do
+            IFS='|' read -r n secs mbps rss status note <<<"$row"
+            [[ "$n" == "$name" ]] || continue
+            case "$status" in
+                ok) times+=("$secs"); ((rss > worst_rss)) && worst_rss=$rss ;;
+                FAIL) fail="$note"; worst_rss=${rss:-0} ;;
+                *) na="$note" ;;
+            esac
+        done
+        if [[ -n "$fail" ]]; then
+            echo "$name||||FAIL|$fail"
+        elif ((${#times[@]})); then
+            local med
+            med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+            mbps=$(awk -v b="$((SIZE_MIB * 1024 * 1024))" -v s="$med" 'BEGIN { printf "%.1f", b / 1e6 / s }')
+            echo "$name|$med|$mbps|$worst_rss|ok|runs: ${times[*]}"
+        elif [[ -n "$na" ]]; then
+            echo "$name||||n/a|$na"
+        fi
+    done
+}
+
 print_table() {
     local ref="" row name secs mbps rss status note ratio
-    for row in "${ROWS[@]}"; do
+    mapfile -t AGG < <(aggregate)
+    for row in "${AGG[@]}"; do
         IFS='|' read -r name secs mbps rss status note <<<"$row"
         [[ "$name" == peercdn && "$status" == ok ]] && ref="$mbps"
     done
     echo
     echo "VoD download, ${SIZE_MIB} MiB in $(cd "$CACHE/data" && find . -type f | wc -l) files," \
-        "one libtorrent seeder on 127.0.0.1, $(nproc) cores, $(date -u +%F)"
+        "one libtorrent seeder on 127.0.0.1, $(nproc) cores, $(date -u +%F), median of ${ROUNDS} rounds"
     echo
-    echo "| client | seconds | MB/s | peak RSS MiB | peercdn speed ÷ this |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| client | seconds | MB/s | peak RSS MiB | peercdn speed ÷ this | runs (s) |"
+    echo "| --- | ---: | ---: | ---: | ---: | --- |"
     local notes=()
-    for row in "${ROWS[@]}"; do
+    for row in "${AGG[@]}"; do
         IFS='|' read -r name secs mbps rss status note <<<"$row"
         case "$status" in
             ok)
@@ -197,12 +226,12 @@ print_table() {
                 if [[ -n "$ref" ]]; then
                     ratio=$(awk -v p="$ref" -v t="$mbps" 'BEGIN { printf "%.2f", p / t }')
                 fi
-                echo "| $name | $secs | $mbps | $rss | $ratio |" ;;
+                echo "| $name | $secs | $mbps | $rss | $ratio | ${note#runs: } |" ;;
             FAIL)
-                echo "| $name | FAIL | FAIL | ${rss:-n/a} | n/a |"
+                echo "| $name | FAIL | FAIL | n/a | n/a | |"
                 notes+=("- $name FAIL: $note") ;;
             *)
-                echo "| $name | n/a | n/a | n/a | n/a |"
+                echo "| $name | n/a | n/a | n/a | n/a | |"
                 notes+=("- $name n/a: $note") ;;
         esac
     done
@@ -255,38 +284,58 @@ SEED_PORT=$(cat "$WORK/seed.port")
 wait_line "$WORK/seed.log" '^DONE' 600 "$SEED_PID"
 log "seeder ready on 127.0.0.1:$SEED_PORT"
 
-# 4. The four downloads, one after another.
-if ((PEERCDN_OK)); then
-    mkdir -p "$WORK/peercdn-data"
-    run_client peercdn "$WORK/out-peercdn" "$PEERCDN" get "$TORRENT" -o "$WORK/out-peercdn" \
-        --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/peercdn-data" --port 0
-else
-    ROWS+=("peercdn||||FAIL|release build failed or no binary (see cargo build --release -p peercdn)")
-fi
-
-run_client libtorrent "$WORK/out-lt" "$PY" "$LT_PEER" leech --torrent "$TORRENT" \
-    --save "$WORK/out-lt" --peer "127.0.0.1:$SEED_PORT" --timeout "$TIMEOUT"
-
-if RQBIT_BIN=$(find_rqbit); then
-    if cmd=$(rqbit_cmd "$RQBIT_BIN" "$WORK/out-rqbit" "$SEED_PORT"); then
-        mapfile -t rq <<<"$cmd"
-        # rqbit keeps state (session, DHT) under XDG dirs: point them at WORK.
-        run_client rqbit "$WORK/out-rqbit" env XDG_CACHE_HOME="$WORK/rqbit-cache" \
-            XDG_DATA_HOME="$WORK/rqbit-data" XDG_CONFIG_HOME="$WORK/rqbit-config" "${rq[@]}"
+# 4. The four downloads, one after another, in BENCH_ROUNDS rounds (the order rotates each
+#    round, so no client is always first after the data set was written); the table gives the
+#    median of each client's runs.
+run_peercdn() {
+    if ((PEERCDN_OK)); then
+        rm -rf "$WORK/peercdn-data"; mkdir -p "$WORK/peercdn-data"
+        run_client peercdn "$WORK/out-peercdn" "$PEERCDN" get "$TORRENT" -o "$WORK/out-peercdn" \
+            --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/peercdn-data" --port 0 --bind 127.0.0.1
     else
-        na_row rqbit "$cmd"
+        ROWS+=("peercdn||||FAIL|release build failed or no binary (see cargo build --release -p peercdn)")
     fi
-else
-    na_row rqbit "not on PATH and cargo install rqbit failed or BENCH_RQBIT=0"
-fi
+}
 
-if command -v aria2c >/dev/null 2>&1; then
-    run_client aria2c "$WORK/out-aria2" aria2c --no-conf=true --interface=127.0.0.1 \
-        --disable-ipv6=true --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
-        --enable-peer-exchange=false --seed-time=0 --file-allocation=none \
-        --summary-interval=0 --console-log-level=warn --dir="$WORK/out-aria2" "$TORRENT"
-else
-    na_row aria2c "aria2c not installed"
-fi
+run_libtorrent() {
+    run_client libtorrent "$WORK/out-lt" "$PY" "$LT_PEER" leech --torrent "$TORRENT" \
+        --save "$WORK/out-lt" --peer "127.0.0.1:$SEED_PORT" --timeout "$TIMEOUT"
+}
+
+run_rqbit() {
+    if RQBIT_BIN=$(find_rqbit); then
+        if cmd=$(rqbit_cmd "$RQBIT_BIN" "$WORK/out-rqbit" "$SEED_PORT"); then
+            mapfile -t rq <<<"$cmd"
+            # rqbit keeps state (session, DHT) under XDG dirs: point them at WORK.
+            rm -rf "$WORK/rqbit-cache" "$WORK/rqbit-data" "$WORK/rqbit-config"
+            run_client rqbit "$WORK/out-rqbit" env XDG_CACHE_HOME="$WORK/rqbit-cache" \
+                XDG_DATA_HOME="$WORK/rqbit-data" XDG_CONFIG_HOME="$WORK/rqbit-config" "${rq[@]}"
+        else
+            na_row rqbit "$cmd"
+        fi
+    else
+        na_row rqbit "not on PATH and cargo install rqbit failed or BENCH_RQBIT=0"
+    fi
+}
+
+run_aria2c() {
+    if command -v aria2c >/dev/null 2>&1; then
+        run_client aria2c "$WORK/out-aria2" aria2c --no-conf=true --interface=127.0.0.1 \
+            --disable-ipv6=true --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+            --enable-peer-exchange=false --seed-time=0 --file-allocation=none \
+            --summary-interval=0 --console-log-level=warn --dir="$WORK/out-aria2" "$TORRENT"
+    else
+        na_row aria2c "aria2c not installed"
+    fi
+}
+
+CLIENTS=(peercdn libtorrent rqbit aria2c)
+ROUNDS="${BENCH_ROUNDS:-3}"
+for ((round = 0; round < ROUNDS; round++)); do
+    log "round $((round + 1)) of $ROUNDS"
+    for ((k = 0; k < ${#CLIENTS[@]}; k++)); do
+        "run_${CLIENTS[(k + round) % ${#CLIENTS[@]}]}"
+    done
+done
 
 print_table

@@ -59,7 +59,7 @@ impl Default for SwarmConfig {
             upload_slots: 8,
             min_queue: 16,
             max_queue: 1000,
-            initial_queue: 128,
+            initial_queue: 500,
             request_timeout: Duration::from_secs(20),
             max_peer_requests: 2000,
             max_reads_in_flight: 64,
