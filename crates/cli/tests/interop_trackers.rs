@@ -15,7 +15,9 @@ const T: Duration = Duration::from_secs(120);
 fn start_tracker(d: &Path) -> (Proc, String) {
     let port_file = d.join("tracker.port");
     let mut c = Command::new("/usr/bin/python3");
-    c.arg(lt_peer().with_file_name("tracker.py")).arg("--port-file").arg(&port_file);
+    c.arg(lt_peer().with_file_name("tracker.py"))
+        .arg("--port-file")
+        .arg(&port_file);
     let mut p = Proc::spawn("tracker", c, &d.join("tracker.log"));
     let port = wait_port_file(&port_file, &mut p);
     (p, format!("http://127.0.0.1:{port}/announce"))
@@ -28,14 +30,43 @@ fn peercdn_finds_a_libtorrent_seeder_through_a_tracker() {
     let (_tracker, url) = start_tracker(d);
     let src = make_tree(&d.join("seed"), "content", 51);
     let torrent = d.join("c.torrent");
-    let mut c = lt(&["create", "--path", src.to_str().unwrap(), "--out", torrent.to_str().unwrap(), "--tracker", &url]);
+    let mut c = lt(&[
+        "create",
+        "--path",
+        src.to_str().unwrap(),
+        "--out",
+        torrent.to_str().unwrap(),
+        "--tracker",
+        &url,
+    ]);
     assert!(c.status().unwrap().success());
-    let (_seed, _) = lt_start(d, "lt-seed", &["seed", "--torrent", torrent.to_str().unwrap(), "--save", d.join("seed").to_str().unwrap()]);
+    let (_seed, _) = lt_start(
+        d,
+        "lt-seed",
+        &[
+            "seed",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            d.join("seed").to_str().unwrap(),
+        ],
+    );
     let out = d.join("out");
     // No --peer: the only way to the seeder is the tracker.
     let mut get = Proc::spawn(
         "peercdn-get",
-        peercdn(&d.join("pc"), &["get", torrent.to_str().unwrap(), "-o", out.to_str().unwrap(), "--port", "0", "--no-seed"]),
+        peercdn(
+            &d.join("pc"),
+            &[
+                "get",
+                torrent.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--port",
+                "0",
+                "--no-seed",
+            ],
+        ),
         &d.join("get.log"),
     );
     assert!(get.wait(T).success(), "{}", get.log_text());
@@ -51,7 +82,19 @@ fn aria2_downloads_what_peercdn_publishes() {
     let torrent = d.join("p.torrent");
     let mut publisher = Proc::spawn(
         "peercdn-publish",
-        peercdn(&d.join("pc"), &["publish", src.to_str().unwrap(), "-o", torrent.to_str().unwrap(), "--tracker", &url, "--port", "0"]),
+        peercdn(
+            &d.join("pc"),
+            &[
+                "publish",
+                src.to_str().unwrap(),
+                "-o",
+                torrent.to_str().unwrap(),
+                "--tracker",
+                &url,
+                "--port",
+                "0",
+            ],
+        ),
         &d.join("pub.log"),
     );
     peercdn_port(&mut publisher);
@@ -73,6 +116,11 @@ fn aria2_downloads_what_peercdn_publishes() {
     .arg(&torrent);
     let mut aria = Proc::spawn("aria2c", c, &d.join("aria2.log"));
     let st = aria.wait(T);
-    assert!(st.success(), "aria2c failed ({st}):\n{}\npeercdn:\n{}", aria.log_text(), publisher.log_text());
+    assert!(
+        st.success(),
+        "aria2c failed ({st}):\n{}\npeercdn:\n{}",
+        aria.log_text(),
+        publisher.log_text()
+    );
     assert_same_tree(&src, &out.join("published"));
 }

@@ -235,6 +235,7 @@ struct Torrent {
     internal_rx: mpsc::Receiver<Internal>,
     trackers: Vec<String>,
     next_announce: Instant,
+    pending_event: tracker::Event,
     last_resume_save: Instant,
     checked: u32,
     dirty: bool,
@@ -286,6 +287,7 @@ impl Torrent {
             internal_rx,
             trackers,
             next_announce: Instant::now(),
+            pending_event: tracker::Event::Started,
             last_resume_save: Instant::now(),
             checked: 0,
             dirty: false,
@@ -294,8 +296,9 @@ impl Torrent {
     }
 
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
-        if let Source::Metainfo(m) = self.p.source.clone() {
-            self.install_metainfo(*m);
+        match self.p.source.clone() {
+            Source::Metainfo(m) => self.install_metainfo(*m),
+            Source::Hash { .. } => self.connect_now(),
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -383,6 +386,8 @@ impl Torrent {
                     "checked existing data"
                 );
                 self.publish_status();
+                // Start at once rather than on the next tick.
+                self.connect_now();
             }
             Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
             Internal::Verified(index, Ok(ok), buf) => {
@@ -407,6 +412,7 @@ impl Torrent {
                 self.next_announce =
                     now + interval.clamp(Duration::from_secs(10), Duration::from_secs(3600));
                 self.add_candidates(peers);
+                self.connect_now();
             }
         }
     }
@@ -428,7 +434,10 @@ impl Torrent {
                     let _ = tx.send(Internal::Dialed(addr, r)).await;
                 });
             }
-            Command::AddPeers(peers) => self.add_candidates(peers),
+            Command::AddPeers(peers) => {
+                self.add_candidates(peers);
+                self.connect_now();
+            }
             Command::Pause => {
                 if matches!(self.state, State::Downloading | State::Seeding) {
                     self.state = State::Paused;
@@ -539,9 +548,19 @@ impl Torrent {
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),
                 Action::MetadataReceived(bytes) => self.on_metadata(bytes),
-                Action::Discovered(peers) => self.add_candidates(peers),
+                Action::Discovered(peers) => {
+                    self.add_candidates(peers);
+                    self.connect_now();
+                }
                 Action::Completed => {
                     info!("download complete");
+                    if self.pending_event == tracker::Event::None
+                        && self.swarm.stats().downloaded > 0
+                    {
+                        // Tell the trackers at once (BEP 3 `completed`), not at the next interval.
+                        self.pending_event = tracker::Event::Completed;
+                        self.next_announce = Instant::now();
+                    }
                     self.state = State::Seeding;
                     self.save_resume();
                     self.publish_status();
@@ -645,16 +664,21 @@ impl Torrent {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.swarm.tick(now);
-        if self.accepting() {
-            self.dial_more();
-            if !self.trackers.is_empty() && now >= self.next_announce {
-                self.announce();
-            }
-        }
+        self.connect_now();
         if self.dirty && now.duration_since(self.last_resume_save) > Duration::from_secs(15) {
             self.save_resume();
         }
         self.publish_status();
+    }
+
+    /// Dials known peers and announces to trackers now, if the torrent is running.
+    fn connect_now(&mut self) {
+        if self.accepting() {
+            self.dial_more();
+            if !self.trackers.is_empty() && Instant::now() >= self.next_announce {
+                self.announce();
+            }
+        }
     }
 
     fn dial_more(&mut self) {
@@ -696,9 +720,10 @@ impl Torrent {
             uploaded: st.uploaded,
             downloaded: st.downloaded,
             left,
-            event: tracker::Event::Started,
+            event: self.pending_event,
             num_want: 50,
         };
+        self.pending_event = tracker::Event::None;
         for url in self.trackers.clone() {
             let tx = self.internal_tx.clone();
             let req = req.clone();
