@@ -527,6 +527,30 @@ impl Swarm {
         self.pump_reads(key);
     }
 
+    /// Piece priorities changed (e.g. a stream reader moved). Requests go out for the new
+    /// priorities at once; with `cancel_below`, requests in flight for pieces below that priority
+    /// are cancelled first, so a seek is not queued behind stale requests.
+    pub fn reprioritized(&mut self, now: Instant, cancel_below: Option<u8>) {
+        if let (Some(min), Some(picker)) = (cancel_below, self.picker.as_mut()) {
+            let mut cancels = Vec::new();
+            for (&key, peer) in self.peers.iter_mut() {
+                peer.outstanding.retain(|b| {
+                    let stale = picker.priority(b.index) < min;
+                    if stale {
+                        picker.on_request_failed(b);
+                        cancels.push((key, *b));
+                    }
+                    !stale
+                });
+            }
+            for (key, b) in cancels {
+                self.send(key, Message::Cancel(b));
+            }
+        }
+        self.update_interest_all();
+        self.refill_all(now);
+    }
+
     /// Periodic work: rates, queue sizes, choking rounds, request timeouts, keep-alives.
     pub fn tick(&mut self, now: Instant) {
         let dt = self

@@ -14,6 +14,7 @@ pub mod peer;
 pub mod ratelimit;
 pub mod session;
 pub mod storage;
+pub mod stream;
 pub mod torrent;
 pub mod tracker;
 pub mod units;

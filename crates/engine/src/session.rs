@@ -214,6 +214,11 @@ impl Session {
 
     /// Stops a torrent (resume data saved). Its files stay.
     pub async fn remove(&self, info_hash: &InfoHash) -> bool {
+        self.remove_with(info_hash, false).await
+    }
+
+    /// Stops a torrent and, with `delete_data`, deletes its files. False if it was not running.
+    pub async fn remove_with(&self, info_hash: &InfoHash, delete_data: bool) -> bool {
         let h = self
             .inner
             .torrents
@@ -222,7 +227,14 @@ impl Session {
             .remove(info_hash);
         let Some(h) = h else { return false };
         let (tx, rx) = oneshot::channel();
-        if h.tx.send(Command::Shutdown(tx)).await.is_ok() {
+        if h.tx
+            .send(Command::Shutdown {
+                done: tx,
+                delete_data,
+            })
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
         }
         true

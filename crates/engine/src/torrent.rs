@@ -7,7 +7,7 @@
 //! announces to trackers. All state lives in the task (`&mut self`), no locks; the outside world
 //! sees a [`TorrentStatus`] through a `watch` channel.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use peercdn_core::metainfo::{Info, Metainfo};
+use peercdn_core::picker;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
 use peercdn_core::wire::Handshake;
 use peercdn_core::{Bitfield, InfoHash, PeerId};
@@ -25,12 +26,15 @@ use tracing::{debug, info, warn};
 use crate::peer::{self, Connection, Outgoing, PeerEvent};
 use crate::ratelimit::RateLimiter;
 use crate::storage::{sha1_piece, Resume, Storage};
+use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 use crate::tracker;
 
 /// Most connections per torrent.
 pub const MAX_PEERS: usize = 80;
 /// Most known-but-unconnected addresses kept per torrent.
 pub const MAX_CANDIDATES: usize = 1000;
+/// Stream readers tracked per torrent.
+const MAX_READERS: usize = 256;
 /// Piece buffers kept for reuse.
 const BUFFER_POOL: usize = 16;
 /// Dials in progress at once.
@@ -155,8 +159,30 @@ pub enum Command {
     Pause,
     /// Undo `Pause`.
     Resume,
-    /// Save resume data and end the task.
-    Shutdown(oneshot::Sender<()>),
+    /// Save resume data and end the task; with `delete_data`, also delete the torrent's files
+    /// and its resume data.
+    Shutdown {
+        /// Answered when done.
+        done: oneshot::Sender<()>,
+        /// Delete the downloaded files too.
+        delete_data: bool,
+    },
+    /// A stream reader is at `piece` and wants `readahead` pieces after it (up to `last`).
+    ReaderAt {
+        /// Reader.
+        id: u64,
+        /// Piece being read.
+        piece: u32,
+        /// Last piece of the reader's file.
+        last: u32,
+        /// Pieces wanted ahead.
+        readahead: u32,
+    },
+    /// A stream reader closed.
+    ReaderGone {
+        /// Reader.
+        id: u64,
+    },
 }
 
 /// The session's handle on a running torrent.
@@ -168,6 +194,53 @@ pub struct TorrentHandle {
     pub tx: mpsc::Sender<Command>,
     /// Status updates (about once a second, and on every state change).
     pub status: watch::Receiver<TorrentStatus>,
+    /// What stream readers see.
+    pub shared: Arc<Shared>,
+}
+
+impl TorrentHandle {
+    /// The metainfo, if known yet.
+    pub fn metainfo(&self) -> Option<Arc<Metainfo>> {
+        self.shared.meta.get().cloned()
+    }
+
+    /// Waits until the metainfo is known and existing data checked (or the torrent stops).
+    pub async fn wait_ready(&self) -> Result<Arc<Metainfo>, StreamError> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(r) = self.shared.stopped.read().ok().and_then(|s| s.clone()) {
+                return Err(StreamError::Stopped(r));
+            }
+            if let (Some(m), true) = (self.shared.meta.get(), self.shared.checked()) {
+                return Ok(m.clone());
+            }
+            changed.await;
+        }
+    }
+
+    /// The files (pad files left out), once the metainfo is known.
+    pub fn files(&self) -> Option<Vec<FileInfo>> {
+        self.shared.meta.get().map(|m| stream::files(m))
+    }
+
+    /// A reader for file `index` (waits for the metainfo first).
+    pub async fn open_file(&self, index: usize) -> Result<FileReader, StreamError> {
+        let m = self.wait_ready().await?;
+        let files = stream::files(&m);
+        let count = files.len();
+        let file = files
+            .into_iter()
+            .find(|f| f.index == index)
+            .ok_or(StreamError::NoSuchFile { index, count })?;
+        Ok(FileReader::new(
+            self.shared.clone(),
+            self.tx.clone(),
+            file,
+            m.info.piece_length,
+        ))
+    }
 }
 
 enum Internal {
@@ -197,10 +270,12 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         hash_failures: 0,
         checked: 0,
     });
+    let shared = Arc::new(Shared::default());
     let span = tracing::info_span!("torrent", id = %info_hash);
+    let shared2 = shared.clone();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let t = Torrent::new(params, status_tx);
+            let t = Torrent::new(params, status_tx, shared2);
             t.run(cmd_rx).await;
         },
         span,
@@ -209,6 +284,7 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         info_hash,
         tx,
         status,
+        shared,
     }
 }
 
@@ -219,6 +295,9 @@ struct Torrent {
     info: Option<Info>,
     metainfo: Option<Metainfo>,
     storage: Arc<OnceLock<Arc<Storage>>>,
+    shared: Arc<Shared>,
+    readers: BTreeMap<u64, (u32, u32, u32)>,
+    boosted: HashSet<u32>,
     conns: HashMap<u64, Connection>,
     addrs: HashMap<SocketAddr, u64>,
     next_key: u64,
@@ -242,7 +321,7 @@ struct Torrent {
 }
 
 impl Torrent {
-    fn new(p: TorrentParams, status_tx: watch::Sender<TorrentStatus>) -> Self {
+    fn new(p: TorrentParams, status_tx: watch::Sender<TorrentStatus>, shared: Arc<Shared>) -> Self {
         let info_hash = p.source.info_hash();
         let config = SwarmConfig {
             listen_port: (p.listen_port != 0).then_some(p.listen_port),
@@ -270,7 +349,10 @@ impl Torrent {
             swarm: Swarm::new(info_hash, config),
             info: None,
             metainfo: None,
-            storage: Arc::new(OnceLock::new()),
+            storage: shared.storage.clone(),
+            shared,
+            readers: BTreeMap::new(),
+            boosted: HashSet::new(),
             conns: HashMap::new(),
             addrs: HashMap::new(),
             next_key: 1,
@@ -307,8 +389,11 @@ impl Torrent {
                 Some(ev) = self.events_rx.recv() => self.on_peer_event(ev),
                 Some(int) = self.internal_rx.recv() => self.on_internal(int),
                 cmd = cmd_rx.recv() => match cmd {
-                    Some(Command::Shutdown(done)) => {
+                    Some(Command::Shutdown { done, delete_data }) => {
                         self.shutdown();
+                        if delete_data {
+                            self.delete_data();
+                        }
                         let _ = done.send(());
                         return;
                     }
@@ -338,6 +423,7 @@ impl Torrent {
             }
         };
         let _ = self.storage.set(storage.clone());
+        let _ = self.shared.meta.set(Arc::new(m.clone()));
         self.info = Some(info.clone());
         self.metainfo = Some(m);
         self.state = State::Checking;
@@ -366,6 +452,10 @@ impl Torrent {
                 let Some(info) = &self.info else { return };
                 let Some(m) = &self.metainfo else { return };
                 self.checked = have.count();
+                if let Ok(mut h) = self.shared.have.write() {
+                    *h = Some(have.clone());
+                }
+                self.shared.changed.notify_waiters();
                 let bytes = Bytes::from(m.info_bytes.clone());
                 self.swarm.set_metadata(
                     bytes,
@@ -392,6 +482,14 @@ impl Torrent {
             Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
             Internal::Verified(index, Ok(ok), buf) => {
                 self.recycle(buf);
+                if ok {
+                    if let Ok(mut h) = self.shared.have.write() {
+                        if let Some(h) = h.as_mut() {
+                            h.set(index, true);
+                        }
+                    }
+                    self.shared.changed.notify_waiters();
+                }
                 if !ok {
                     warn!(index, "piece failed its hash check");
                 }
@@ -455,7 +553,27 @@ impl Torrent {
                     self.publish_status();
                 }
             }
-            Command::Shutdown(_) => {}
+            Command::Shutdown { .. } => {}
+            Command::ReaderAt {
+                id,
+                piece,
+                last,
+                readahead,
+            } => {
+                let seek = match self.readers.get(&id) {
+                    Some(&(old, _, ra)) => piece < old || piece > old + ra,
+                    None => true,
+                };
+                if self.readers.len() < MAX_READERS || self.readers.contains_key(&id) {
+                    self.readers.insert(id, (piece, last, readahead));
+                }
+                self.apply_reader_priorities(seek);
+            }
+            Command::ReaderGone { id } => {
+                if self.readers.remove(&id).is_some() {
+                    self.apply_reader_priorities(false);
+                }
+            }
         }
     }
 
@@ -593,6 +711,43 @@ impl Torrent {
         if let Some(dst) = buf.get_mut(start..start + data.len()) {
             dst.copy_from_slice(data);
         }
+    }
+
+    /// Raises the pieces just ahead of every stream reader (the nearest highest), returns the
+    /// others to normal, and on a seek cancels requests that are no longer urgent so the new
+    /// position is served first.
+    fn apply_reader_priorities(&mut self, seek: bool) {
+        let mut want: HashMap<u32, u8> = HashMap::new();
+        for &(piece, last, readahead) in self.readers.values() {
+            for k in 0..readahead {
+                let p = piece + k;
+                if p > last {
+                    break;
+                }
+                let prio = match k {
+                    0 | 1 => picker::TOP,
+                    2..=3 => 6,
+                    4..=7 => 5,
+                    8..=15 => 4,
+                    _ => 3,
+                };
+                let e = want.entry(p).or_insert(prio);
+                *e = (*e).max(prio);
+            }
+        }
+        let Some(pk) = self.swarm.picker_mut() else {
+            return;
+        };
+        for p in self.boosted.drain() {
+            if !want.contains_key(&p) && pk.priority(p) != picker::SKIP {
+                pk.set_priority(p, picker::NORMAL);
+            }
+        }
+        for (&p, &prio) in &want {
+            pk.set_priority(p, prio);
+            self.boosted.insert(p);
+        }
+        self.swarm.reprioritized(Instant::now(), seek.then_some(3));
     }
 
     /// Keeps a few piece buffers for reuse (no allocation and zeroing per piece).
@@ -763,12 +918,41 @@ impl Torrent {
 
     fn fail(&mut self, msg: String) {
         warn!("{msg}");
+        self.mark_stopped(&msg);
         self.state = State::Error(msg);
         self.close_all();
         self.publish_status();
     }
 
+    /// Deletes the torrent's files (only those the torrent names: its single file, or its
+    /// directory) and its resume data and torrent copy.
+    fn delete_data(&mut self) {
+        if let Some(info) = &self.info {
+            let top = self.p.save_dir.join(&info.name);
+            let r = if info.multi_file {
+                std::fs::remove_dir_all(&top)
+            } else {
+                std::fs::remove_file(&top)
+            };
+            if let Err(e) = r {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(path = %top.display(), "deleting data failed: {e}");
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.resume_path());
+        let _ = std::fs::remove_file(self.torrent_file_path());
+    }
+
+    fn mark_stopped(&self, reason: &str) {
+        if let Ok(mut s) = self.shared.stopped.write() {
+            *s = Some(reason.to_string());
+        }
+        self.shared.changed.notify_waiters();
+    }
+
     fn shutdown(&mut self) {
+        self.mark_stopped("removed");
         self.close_all();
         self.save_resume();
     }
