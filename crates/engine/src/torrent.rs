@@ -415,6 +415,11 @@ impl Torrent {
             warn!("cannot create state dir: {e}");
         }
         let _ = std::fs::write(self.torrent_file_path(), m.to_bytes());
+        // Where the files live, so a restarted engine finds them (see Session::restore).
+        let _ = std::fs::write(
+            self.save_dir_path(),
+            self.p.save_dir.as_os_str().as_encoded_bytes(),
+        );
         let storage = match Storage::open(&self.p.save_dir, &info) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -439,6 +444,10 @@ impl Torrent {
 
     fn resume_path(&self) -> PathBuf {
         self.p.state_dir.join(format!("{}.resume", self.info_hash))
+    }
+
+    fn save_dir_path(&self) -> PathBuf {
+        self.p.state_dir.join(format!("{}.savedir", self.info_hash))
     }
 
     fn torrent_file_path(&self) -> PathBuf {
@@ -942,6 +951,7 @@ impl Torrent {
         }
         let _ = std::fs::remove_file(self.resume_path());
         let _ = std::fs::remove_file(self.torrent_file_path());
+        let _ = std::fs::remove_file(self.save_dir_path());
     }
 
     fn mark_stopped(&self, reason: &str) {
