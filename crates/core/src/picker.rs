@@ -232,24 +232,7 @@ impl Picker {
         }
         // 3. endgame: duplicate requests for blocks still in flight elsewhere.
         if out.len() < target {
-            for k in 0..self.partials.len() {
-                let index = self.partials[k].index;
-                if self.priority[index as usize] == SKIP || !peer_has.get(index) {
-                    continue;
-                }
-                for b in 0..self.partials[k].blocks.len() {
-                    if out.len() >= target {
-                        return;
-                    }
-                    if let Block::Requested(n) = self.partials[k].blocks[b] {
-                        let r = self.block_ref(index, b as u32);
-                        if n < MAX_DUPLICATES && !already(&r) && !out[start..].contains(&r) {
-                            self.partials[k].blocks[b] = Block::Requested(n + 1);
-                            out.push(r);
-                        }
-                    }
-                }
-            }
+            self.duplicate_in_flight(peer_has, start, target, out, &already, |_| true);
         }
     }
 
@@ -265,18 +248,37 @@ impl Picker {
         already: impl Fn(&BlockRef) -> bool,
     ) {
         let start = out.len();
+        self.duplicate_in_flight(peer_has, start, start + max, out, &already, |prio| {
+            prio == TOP
+        });
+    }
+
+    /// Adds, up to `target` entries in `out`, a further request for blocks that are requested
+    /// but not received (at most [`MAX_DUPLICATES`] each), in pieces the peer has whose priority
+    /// passes `which`, skipping blocks this peer already asked for or that are in `out[start..]`
+    /// (picked in this same call).
+    fn duplicate_in_flight(
+        &mut self,
+        peer_has: &Bitfield,
+        start: usize,
+        target: usize,
+        out: &mut Vec<BlockRef>,
+        already: &impl Fn(&BlockRef) -> bool,
+        which: impl Fn(u8) -> bool,
+    ) {
         for k in 0..self.partials.len() {
             let index = self.partials[k].index;
-            if self.priority[index as usize] != TOP || !peer_has.get(index) {
+            let prio = self.priority[index as usize];
+            if prio == SKIP || !which(prio) || !peer_has.get(index) {
                 continue;
             }
             for b in 0..self.partials[k].blocks.len() {
-                if out.len() - start >= max {
+                if out.len() >= target {
                     return;
                 }
                 if let Block::Requested(n) = self.partials[k].blocks[b] {
                     let r = self.block_ref(index, b as u32);
-                    if n < MAX_DUPLICATES && !already(&r) {
+                    if n < MAX_DUPLICATES && !already(&r) && !out[start..].contains(&r) {
                         self.partials[k].blocks[b] = Block::Requested(n + 1);
                         out.push(r);
                     }

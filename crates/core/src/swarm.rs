@@ -479,17 +479,7 @@ impl Swarm {
         picker.on_piece_verified(index, ok);
         let contributors = self.contributors.remove(&index).unwrap_or_default();
         if ok {
-            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for key in keys {
-                let has_it = self
-                    .peers
-                    .get(&key)
-                    .and_then(|p| p.has.as_ref())
-                    .is_some_and(|h| h.get(index));
-                if !has_it {
-                    self.send(key, Message::Have(index));
-                }
-            }
+            self.announce_have(index);
             self.check_complete();
         } else {
             self.stats.hash_failures += 1;
@@ -575,17 +565,7 @@ impl Swarm {
         for (key, b) in cancels {
             self.send(key, Message::Cancel(b));
         }
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            let has_it = self
-                .peers
-                .get(&key)
-                .and_then(|p| p.has.as_ref())
-                .is_some_and(|h| h.get(index));
-            if !has_it {
-                self.send(key, Message::Have(index));
-            }
-        }
+        self.announce_have(index);
         self.check_complete();
         self.update_interest_all();
         self.refill_all(now);
@@ -956,6 +936,21 @@ impl Swarm {
             p.last_sent = self.last_tick.unwrap_or(p.last_sent).max(p.last_sent);
         }
         self.actions.push_back(Action::Send(key, msg));
+    }
+
+    /// Sends HAVE for a new piece to every peer that lacks it.
+    fn announce_have(&mut self, index: u32) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let has_it = self
+                .peers
+                .get(&key)
+                .and_then(|p| p.has.as_ref())
+                .is_some_and(|h| h.get(index));
+            if !has_it {
+                self.send(key, Message::Have(index));
+            }
+        }
     }
 
     fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
