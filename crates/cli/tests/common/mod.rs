@@ -2,6 +2,9 @@
 //! port files, deterministic test data, and the libtorrent harness (`tests/interop/lt_peer.py`).
 #![allow(dead_code)]
 
+mod fixtures;
+pub use fixtures::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
