@@ -253,8 +253,7 @@ impl WebSeed {
                 .get_mut((cursor - start) as usize..(seg_end - start) as usize)
                 .ok_or_else(|| bad_range.clone())?;
             if !file.pad {
-                self.fetch_segment(file, cursor - file.offset, out)
-                    .await?;
+                self.fetch_segment(file, cursor - file.offset, out).await?;
             }
             cursor = seg_end;
         }
