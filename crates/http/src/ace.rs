@@ -134,15 +134,18 @@ fn parse_path_id(ih: &str) -> Result<InfoHash, ApiError> {
     InfoHash::parse(ih).map_err(|e| ApiError::bad_request(format!("bad infohash: {e}")))
 }
 
-fn lookup(state: &AppState, ih: &str, session: &str) -> Result<(Playback, TorrentHandle), ApiError> {
+fn lookup(
+    state: &AppState,
+    ih: &str,
+    session: &str,
+) -> Result<(Playback, TorrentHandle), ApiError> {
     let ih = parse_path_id(ih)?;
     let pb = state
         .playback(&ih, session)
         .ok_or_else(|| ApiError::not_found("unknown playback session"))?;
-    let h = state
-        .session()
-        .get(&ih)
-        .ok_or_else(|| ApiError::not_found("the torrent of this playback session is not running"))?;
+    let h = state.session().get(&ih).ok_or_else(|| {
+        ApiError::not_found("the torrent of this playback session is not running")
+    })?;
     Ok((pb, h))
 }
 

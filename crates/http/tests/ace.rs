@@ -66,13 +66,19 @@ async fn getstream_ranges_head_and_416() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()[CONTENT_LENGTH].to_str().unwrap(), len.to_string());
+    assert_eq!(
+        r.headers()[CONTENT_LENGTH].to_str().unwrap(),
+        len.to_string()
+    );
     drop(r);
 
     // HEAD: headers only.
     let r = c.head(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()[CONTENT_LENGTH].to_str().unwrap(), len.to_string());
+    assert_eq!(
+        r.headers()[CONTENT_LENGTH].to_str().unwrap(),
+        len.to_string()
+    );
     assert_eq!(r.headers()[ACCEPT_RANGES], "bytes");
     assert!(r.bytes().await.unwrap().is_empty());
     let r = c
@@ -98,29 +104,16 @@ async fn getstream_ranges_head_and_416() {
     );
 
     // file_index picks the other file.
-    let r = c
-        .get(format!("{url}&file_index=0"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{url}&file_index=0")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(&r.bytes().await.unwrap()[..], b"hello");
-    let r = c
-        .get(format!("{url}&file_index=9"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{url}&file_index=9")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // A client that walks away mid-stream leaves the server working.
     let r = c.get(&url).send().await.unwrap();
     drop(r);
-    let r = c
-        .get(&url)
-        .header(RANGE, "bytes=0-9")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header(RANGE, "bytes=0-9").send().await.unwrap();
     assert!(r.bytes().await.unwrap()[..] == swarm.video[..10]);
     swarm.shutdown().await;
 }
@@ -206,18 +199,10 @@ async fn format_json_playback_stat_and_stop() {
     );
     assert!(swarm.viewer.get(&swarm.meta.info_hash).is_some());
     // The last stop removes the torrent (getstream started it); its data stays.
-    let r = c
-        .get(format!("{cmd2}?method=stop"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{cmd2}?method=stop")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(swarm.viewer.get(&swarm.meta.info_hash).is_none());
-    let r = c
-        .get(format!("{cmd2}?method=stop"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{cmd2}?method=stop")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = c
         .get(format!("{cmd_url}?method=dance"))
@@ -294,7 +279,10 @@ async fn version_token_and_garbage() {
     for path in garbage {
         let r = c.get(format!("{}{path}", srv.base)).send().await.unwrap();
         let status = r.status();
-        assert!(status.is_client_error() || status.is_server_error(), "{path}: {status}");
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{path}: {status}"
+        );
         assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
         let text = r.text().await.unwrap();
         assert!(!text.is_empty(), "{path}: empty error");
@@ -331,7 +319,11 @@ async fn version_token_and_garbage() {
     assert!(v["error"].is_string());
     let r = c.get(format!("{svc}&token=wrong")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c.get(format!("{svc}&token=s3%20cret")).send().await.unwrap();
+    let r = c
+        .get(format!("{svc}&token=s3%20cret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = c.get(&svc).bearer_auth("s3 cret").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
