@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::error::{ok_envelope, ApiError};
 use crate::source::{self, Params, Resolved};
-use crate::state::{AppState, Playback};
+use crate::state::{AppState, Playback, Stopped};
 use crate::stream;
 
 /// Most bytes of a `pid` kept.
@@ -134,15 +134,18 @@ fn parse_path_id(ih: &str) -> Result<InfoHash, ApiError> {
     InfoHash::parse(ih).map_err(|e| ApiError::bad_request(format!("bad infohash: {e}")))
 }
 
-fn lookup(state: &AppState, ih: &str, session: &str) -> Result<(Playback, TorrentHandle), ApiError> {
+fn lookup(
+    state: &AppState,
+    ih: &str,
+    session: &str,
+) -> Result<(Playback, TorrentHandle), ApiError> {
     let ih = parse_path_id(ih)?;
     let pb = state
         .playback(&ih, session)
         .ok_or_else(|| ApiError::not_found("unknown playback session"))?;
-    let h = state
-        .session()
-        .get(&ih)
-        .ok_or_else(|| ApiError::not_found("the torrent of this playback session is not running"))?;
+    let h = state.session().get(&ih).ok_or_else(|| {
+        ApiError::not_found("the torrent of this playback session is not running")
+    })?;
     Ok((pb, h))
 }
 
@@ -204,11 +207,12 @@ async fn command(
         Some(m) => return Err(ApiError::bad_request(format!("unknown method {m:?}"))),
         None => return Err(ApiError::bad_request("missing parameter: method")),
     }
-    let remove = state
-        .stop_playback(&ih, &session)
-        .map_err(|()| ApiError::not_found("unknown playback session"))?;
-    if let Some(ih) = remove {
-        state.session().remove_with(&ih, false).await;
+    match state.stop_playback(&ih, &session) {
+        Stopped::Unknown => return Err(ApiError::not_found("unknown playback session")),
+        Stopped::Ended { last: true } => {
+            state.session().remove_with(&ih, false).await;
+        }
+        Stopped::Ended { last: false } => {}
     }
     Ok(ok_envelope(json!("ok")))
 }

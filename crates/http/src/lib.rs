@@ -139,7 +139,10 @@ pub async fn serve(
 }
 
 fn check_exposure(addr: SocketAddr, config: &HttpConfig) -> Result<(), HttpError> {
-    let has_token = config.access_token.as_deref().is_some_and(|t| !t.is_empty());
+    let has_token = config
+        .access_token
+        .as_deref()
+        .is_some_and(|t| !t.is_empty());
     if addr.ip().is_loopback() || has_token {
         Ok(())
     } else {

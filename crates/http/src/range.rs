@@ -110,7 +110,11 @@ mod tests {
             (Some("bytes=+1-2"), 100, RangeAnswer::Full),
             (Some("items=0-1"), 100, RangeAnswer::Full),
             (Some("bytes"), 100, RangeAnswer::Full),
-            (Some("bytes=99999999999999999999999-"), 100, RangeAnswer::Full),
+            (
+                Some("bytes=99999999999999999999999-"),
+                100,
+                RangeAnswer::Full,
+            ),
             (Some(""), 100, RangeAnswer::Full),
             (Some("é"), 100, RangeAnswer::Full),
         ];

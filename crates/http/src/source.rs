@@ -46,11 +46,11 @@ impl Params {
     pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("{key}={v:?} is not a valid number"))),
+            Some(v) => {
+                v.trim().parse().map(Some).map_err(|_| {
+                    ApiError::bad_request(format!("{key}={v:?} is not a valid number"))
+                })
+            }
         }
     }
 }
@@ -195,7 +195,11 @@ pub async fn fetch_torrent(
             return Err(format!("larger than the {limit}-byte limit"));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("read failed: {e}"))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("read failed: {e}"))?
+        {
             if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(format!("larger than the {limit}-byte limit"));
             }
@@ -233,7 +237,9 @@ mod tests {
         )));
         assert_eq!(
             wanted_from_params(&p),
-            Ok(Wanted::Id(InfoHash::parse(HEX).unwrap_or(InfoHash([0; 20]))))
+            Ok(Wanted::Id(
+                InfoHash::parse(HEX).unwrap_or(InfoHash([0; 20]))
+            ))
         );
         let p = Params::parse(Some("url=ftp://example.invalid/a.torrent&magnet=x"));
         assert_eq!(

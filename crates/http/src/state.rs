@@ -25,6 +25,19 @@ pub struct Playback {
     pub pid: Option<String>,
 }
 
+/// What [`AppState::stop_playback`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// No such playback session (or not for that torrent).
+    Unknown,
+    /// The session ended.
+    Ended {
+        /// It was the last playback session on a torrent that `/ace/getstream` started: the
+        /// caller removes the torrent.
+        last: bool,
+    },
+}
+
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -109,22 +122,19 @@ impl AppState {
             .cloned()
     }
 
-    /// Ends playback session `id`. Returns the torrent to remove from the session when this was
-    /// the last playback session on a torrent that `/ace/getstream` started, or None.
-    /// Err(()) when there is no such session.
-    pub fn stop_playback(&self, info_hash: &InfoHash, id: &str) -> Result<Option<InfoHash>, ()> {
+    /// Ends playback session `id`.
+    pub fn stop_playback(&self, info_hash: &InfoHash, id: &str) -> Stopped {
         let mut p = self.lock();
         match p.by_id.get(id) {
             Some(pb) if pb.info_hash == *info_hash => {}
-            _ => return Err(()),
+            _ => return Stopped::Unknown,
         }
         p.by_id.remove(id);
         p.order.retain(|x| x != id);
         let in_use = p.by_id.values().any(|pb| pb.info_hash == *info_hash);
-        if !in_use && p.owned.remove(info_hash) {
-            return Ok(Some(*info_hash));
+        Stopped::Ended {
+            last: !in_use && p.owned.remove(info_hash),
         }
-        Ok(None)
     }
 
     /// Remembers that `/ace/getstream` started this torrent (so the last `stop` removes it).
@@ -165,4 +175,52 @@ fn new_session_id() -> String {
         b[..8].copy_from_slice(&FALLBACK.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     }
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peercdn_engine::session::SessionConfig;
+
+    #[tokio::test]
+    async fn playbacks_are_bounded_and_stop_tells_the_last() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let session = Session::start(SessionConfig {
+            data_dir: dir.path().join("data"),
+            download_dir: dir.path().join("dl"),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            static_peers: vec![],
+            upload_limit: 0,
+            download_limit: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState::new(session.clone(), HttpConfig::default());
+        let a = InfoHash([1; 20]);
+        let b = InfoHash([2; 20]);
+        let pb = |info_hash| Playback {
+            info_hash,
+            file_index: None,
+            pid: None,
+        };
+        let first = state.start_playback(pb(a));
+        for _ in 0..MAX_PLAYBACKS {
+            state.start_playback(pb(b));
+        }
+        assert_eq!(state.playback_count(), MAX_PLAYBACKS);
+        assert_eq!(state.playback(&a, &first), None, "the oldest was evicted");
+
+        state.mark_owned(a);
+        let x = state.start_playback(pb(a));
+        let y = state.start_playback(pb(a));
+        assert_eq!(state.playback(&b, &x), None, "wrong torrent");
+        assert_eq!(state.stop_playback(&b, &x), Stopped::Unknown);
+        assert_eq!(state.stop_playback(&a, &x), Stopped::Ended { last: false });
+        assert_eq!(state.stop_playback(&a, &x), Stopped::Unknown);
+        assert_eq!(state.stop_playback(&a, &y), Stopped::Ended { last: true });
+        // Not started by getstream: never removed.
+        let z = state.start_playback(pb(a));
+        assert_eq!(state.stop_playback(&a, &z), Stopped::Ended { last: false });
+        session.shutdown().await;
+    }
 }

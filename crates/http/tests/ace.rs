@@ -1,0 +1,359 @@
+//! The Ace Stream compatible routes over real sockets: a viewer session's HTTP API streams a
+//! file it is downloading from a seeder session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, http_config, serve, Lcg, Swarm, VIDEO_LEN};
+use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getstream_ranges_head_and_416() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let url = format!("{}/ace/getstream?id={}&pid=p1", srv.base, swarm.id());
+    let len = VIDEO_LEN as u64;
+
+    // Random single ranges, in all three forms, while the file downloads.
+    let mut rng = Lcg(7);
+    for i in 0..12 {
+        let a = rng.below(len);
+        let (spec, start, end) = match i % 3 {
+            0 => {
+                let b = (a + rng.below(300_000)).min(len - 1);
+                (format!("bytes={a}-{b}"), a, b)
+            }
+            1 => {
+                let a = len - 1 - rng.below(200_000);
+                (format!("bytes={a}-"), a, len - 1)
+            }
+            _ => {
+                let n = 1 + rng.below(100_000);
+                (format!("bytes=-{n}"), len - n, len - 1)
+            }
+        };
+        let r = c.get(&url).header(RANGE, &spec).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{spec}");
+        assert_eq!(r.headers()[ACCEPT_RANGES], "bytes");
+        assert_eq!(r.headers()[CONTENT_TYPE], "video/mp2t");
+        assert_eq!(
+            r.headers()[CONTENT_RANGE].to_str().unwrap(),
+            format!("bytes {start}-{end}/{len}")
+        );
+        assert_eq!(
+            r.headers()[CONTENT_LENGTH].to_str().unwrap(),
+            (end - start + 1).to_string()
+        );
+        let body = r.bytes().await.unwrap();
+        assert!(
+            body[..] == swarm.video[start as usize..=end as usize],
+            "{spec}"
+        );
+    }
+
+    // The whole file, and a multi-range request (answered in full).
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap()[..] == swarm.video[..]);
+    let r = c
+        .get(&url)
+        .header(RANGE, "bytes=0-1,5-6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[CONTENT_LENGTH].to_str().unwrap(),
+        len.to_string()
+    );
+    drop(r);
+
+    // HEAD: headers only.
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[CONTENT_LENGTH].to_str().unwrap(),
+        len.to_string()
+    );
+    assert_eq!(r.headers()[ACCEPT_RANGES], "bytes");
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = c
+        .head(&url)
+        .header(RANGE, "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()[CONTENT_LENGTH], "10");
+
+    // Unsatisfiable.
+    let r = c
+        .get(&url)
+        .header(RANGE, format!("bytes={len}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        r.headers()[CONTENT_RANGE].to_str().unwrap(),
+        format!("bytes */{len}")
+    );
+
+    // file_index picks the other file.
+    let r = c.get(format!("{url}&file_index=0")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(&r.bytes().await.unwrap()[..], b"hello");
+    let r = c.get(format!("{url}&file_index=9")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A client that walks away mid-stream leaves the server working.
+    let r = c.get(&url).send().await.unwrap();
+    drop(r);
+    let r = c.get(&url).header(RANGE, "bytes=0-9").send().await.unwrap();
+    assert!(r.bytes().await.unwrap()[..] == swarm.video[..10]);
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_json_playback_stat_and_stop() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let url = format!(
+        "{}/ace/getstream?format=json&infohash={}",
+        srv.base,
+        swarm.id()
+    );
+    let v: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert!(v["error"].is_null());
+    let r = &v["response"];
+    let sid = r["playback_session_id"].as_str().unwrap().to_string();
+    assert_eq!(r["infohash"], swarm.id());
+    assert_eq!(r["is_live"], 0);
+    assert_eq!(r["is_encrypted"], 0);
+    assert_eq!(r["client_session_id"], -1);
+    let host = format!("http://{}", srv.addr);
+    let playback = r["playback_url"].as_str().unwrap();
+    assert_eq!(playback, format!("{host}/ace/r/{}/{sid}", swarm.id()));
+    let stat_url = r["stat_url"].as_str().unwrap();
+    assert_eq!(stat_url, format!("{host}/ace/stat/{}/{sid}", swarm.id()));
+    let cmd_url = r["command_url"].as_str().unwrap();
+    assert_eq!(cmd_url, format!("{host}/ace/cmd/{}/{sid}", swarm.id()));
+
+    // A second playback session on the same torrent, from another player.
+    let v2: Value = c
+        .get(format!("{url}&pid=other"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cmd2 = v2["response"]["command_url"].as_str().unwrap().to_string();
+    assert_ne!(v2["response"]["playback_session_id"], sid.as_str());
+
+    let r = c
+        .get(playback)
+        .header(RANGE, "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.unwrap()[..] == swarm.video[1000..2000]);
+    let r = c.get(playback).send().await.unwrap();
+    assert!(r.bytes().await.unwrap()[..] == swarm.video[..]);
+
+    let st: Value = c.get(stat_url).send().await.unwrap().json().await.unwrap();
+    let s = &st["response"];
+    assert!(st["error"].is_null());
+    assert_eq!(s["total_progress"], 100, "{st}");
+    assert!(["dl", "prebuf", "check"].contains(&s["status"].as_str().unwrap()));
+    for k in ["peers", "speed_down", "speed_up", "downloaded", "uploaded"] {
+        assert!(s[k].is_u64(), "{k} in {st}");
+    }
+    assert_eq!(s["is_live"], 0);
+    assert_eq!(s["playback_session_id"], sid.as_str());
+
+    // stop: the first ends its session but the torrent stays (the other session uses it).
+    let ok: Value = c
+        .get(format!("{cmd_url}?method=stop"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["response"], "ok");
+    assert!(ok["error"].is_null());
+    let r = c.get(stat_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["response"].is_null() && e["error"].is_string());
+    assert_eq!(
+        c.get(playback).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(swarm.viewer.get(&swarm.meta.info_hash).is_some());
+    // The last stop removes the torrent (getstream started it); its data stays.
+    let r = c.get(format!("{cmd2}?method=stop")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(swarm.viewer.get(&swarm.meta.info_hash).is_none());
+    let r = c.get(format!("{cmd2}?method=stop")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = c
+        .get(format!("{cmd_url}?method=dance"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_token_and_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = peercdn_engine::session::Session::start(common::config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    let mut cfg = http_config();
+    cfg.metadata_timeout = Duration::from_millis(300);
+    let srv = serve(session.clone(), cfg.clone()).await;
+    let c = client();
+
+    let v: Value = c
+        .get(format!("{}/webui/api/service?method=get_version", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["result"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["result"]["platform"], "linux");
+    assert!(v["result"]["code"].is_u64());
+    assert!(v["error"].is_null());
+
+    // An ID nobody has: held, then 504 (JSON with format=json is answered at once instead).
+    let id = "0123456789abcdef0123456789abcdef01234567";
+    let r = c
+        .get(format!("{}/ace/getstream?id={id}", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    let r = c
+        .get(format!("{}/ace/getstream?id={id}&format=json", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let garbage = [
+        "/ace/getstream",
+        "/ace/getstream?",
+        "/ace/getstream?id=",
+        "/ace/getstream?id=zz&format=json",
+        "/ace/getstream?content_id=%ZZ%00&format=json",
+        "/ace/getstream?magnet=magnet:?xt=urn:btih:nothex",
+        "/ace/getstream?magnet=http://x&format=json",
+        "/ace/getstream?url=file:///etc/passwd&format=json",
+        "/ace/getstream?url=::::&format=json",
+        "/ace/getstream?url=http://127.0.0.1:1/x.torrent&format=json",
+        "/ace/getstream?id=0123456789abcdef0123456789abcdef01234567&file_index=-1",
+        "/ace/getstream?id=0123456789abcdef0123456789abcdef01234567&file_index=99999999999999999999999",
+        "/ace/getstream?&&&==&=&a=%",
+        "/ace/stat/x/y",
+        "/ace/stat/0123456789abcdef0123456789abcdef01234567/nosuch",
+        "/ace/cmd/0123456789abcdef0123456789abcdef01234567/nosuch?method=stop",
+        "/ace/cmd/zz/zz",
+        "/ace/r/zz/zz",
+        "/webui/api/service",
+        "/webui/api/service?method=%FF%FE",
+        "/api/v1/torrents/notanid",
+        "/api/v1/torrents/0123456789abcdef0123456789abcdef01234568",
+    ];
+    for path in garbage {
+        let r = c.get(format!("{}{path}", srv.base)).send().await.unwrap();
+        let status = r.status();
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{path}: {status}"
+        );
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(!text.is_empty(), "{path}: empty error");
+        let stream_route = path.starts_with("/ace/getstream") || path.starts_with("/ace/r/");
+        if path.contains("format=json") || !stream_route {
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {text}"));
+            assert!(v["response"].is_null() && v["error"].is_string(), "{path}");
+        }
+    }
+    let r = c
+        .get(format!("{}/ace/getstream?url=gopher://x", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .get(format!(
+            "{}/ace/getstream?url=http://127.0.0.1:1/x.torrent",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    drop(srv);
+
+    // With a token: 401 without it, OK with ?token= or a Bearer header; URLs carry it.
+    cfg.access_token = Some("s3 cret".into());
+    let srv = serve(session.clone(), cfg).await;
+    let svc = format!("{}/webui/api/service?method=get_version", srv.base);
+    let r = c.get(&svc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].is_string());
+    let r = c.get(format!("{svc}&token=wrong")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .get(format!("{svc}&token=s3%20cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c.get(&svc).bearer_auth("s3 cret").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c.get(format!("{}/metrics", srv.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = c
+        .get(format!("{}/ace/getstream?id={id}&format=json", srv.base))
+        .bearer_auth("s3 cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stat = v["response"]["stat_url"].as_str().unwrap();
+    assert!(stat.ends_with("?token=s3+cret"), "{stat}");
+    let r = c.get(stat).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_public_bind_without_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = peercdn_engine::session::Session::start(common::config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let cfg = http_config();
+    let r = peercdn_http::serve(session.clone(), cfg, listener, async {}).await;
+    assert!(matches!(r, Err(peercdn_http::HttpError::NeedsToken { .. })));
+    session.shutdown().await;
+}

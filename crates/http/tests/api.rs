@@ -1,0 +1,309 @@
+//! `/api/v1`, `/metrics`, `/` and `url=` fetches over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::routing::get;
+use common::{client, http_config, serve, Swarm};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn wait_state(c: &reqwest::Client, url: &str, want: &str) -> Value {
+    for _ in 0..100 {
+        let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        if v["state"] == want {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never reached state {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_list_inspect_pause_resume_delete() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let base = format!("{}/api/v1/torrents", srv.base);
+    let id = swarm.id();
+
+    let v: Value = c.get(&base).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["torrents"], json!([]));
+
+    // Add by ID with the seeder as a peer.
+    let r = c
+        .post(&base)
+        .json(&json!({ "id": id, "peers": [swarm.seeder_addr.to_string(), "junk"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["id"], id.as_str());
+
+    let one = format!("{base}/{id}");
+    let t = wait_state(&c, &one, "seeding").await;
+    assert_eq!(t["progress"], 1.0);
+    assert_eq!(t["name"], "movie");
+    let files = t["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "video.ts" && f["length"] == common::VIDEO_LEN as u64));
+    assert!(t["magnet"].as_str().unwrap().starts_with("magnet:?"));
+
+    let v: Value = c.get(&base).send().await.unwrap().json().await.unwrap();
+    let list = v["torrents"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    for k in [
+        "id",
+        "name",
+        "state",
+        "progress",
+        "total_length",
+        "have_bytes",
+        "down_rate",
+        "up_rate",
+        "peers",
+        "downloaded",
+        "uploaded",
+    ] {
+        assert!(!list[0][k].is_null(), "{k}");
+    }
+
+    let r = c.post(format!("{one}/pause")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_state(&c, &one, "paused").await;
+    let r = c.post(format!("{one}/resume")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_state(&c, &one, "seeding").await;
+
+    // Metrics: every sample line is `name{labels} value` or `name value`.
+    let text = c
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    check_metrics(&text);
+    assert!(text.contains("peercdn_torrents 1\n"));
+    assert!(text.contains(&format!(
+        "peercdn_progress_ratio{{infohash=\"{id}\",name=\"movie\"}} 1.000000"
+    )));
+    for m in [
+        "peercdn_downloaded_bytes_total",
+        "peercdn_uploaded_bytes_total",
+        "peercdn_peers",
+        "peercdn_download_rate_bytes",
+        "peercdn_upload_rate_bytes",
+    ] {
+        assert!(text.contains(&format!("{m}{{infohash=\"{id}\"")), "{m}");
+    }
+
+    // Delete, keeping data: the files stay.
+    let r = c
+        .delete(format!("{one}?delete_data=maybe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .delete(format!("{one}?delete_data=false"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(swarm.dir.path().join("b/dl/movie/video.ts").exists());
+    assert_eq!(
+        c.get(&one).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.delete(&one).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Add from a raw .torrent body, then delete with its data.
+    let r = c
+        .post(&base)
+        .header("content-type", "application/x-bittorrent")
+        .body(swarm.meta.to_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    wait_state(&c, &one, "seeding").await;
+    let r = c
+        .delete(format!("{one}?delete_data=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!swarm.dir.path().join("b/dl/movie/video.ts").exists());
+
+    // Bad bodies.
+    for (ctype, body) in [
+        ("application/json", b"{".to_vec()),
+        ("application/json", b"{}".to_vec()),
+        ("application/json", br#"{"magnet":"magnet:?x"}"#.to_vec()),
+        ("application/json", br#"{"id":"12"}"#.to_vec()),
+        ("application/json", br#"{"url":"ftp://x/y"}"#.to_vec()),
+        ("application/x-bittorrent", b"d4:infoi1ee".to_vec()),
+    ] {
+        let r = c
+            .post(&base)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["response"].is_null() && v["error"].is_string());
+    }
+
+    // The dashboard.
+    let r = c.get(format!("{}/", srv.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("/api/v1/torrents"));
+    swarm.shutdown().await;
+}
+
+fn check_metrics(text: &str) {
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name_labels, value) = line.rsplit_once(' ').unwrap();
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("value: {line}"));
+        let name = match name_labels.split_once('{') {
+            Some((n, rest)) => {
+                assert!(rest.ends_with('}'), "labels: {line}");
+                n
+            }
+            None => name_labels,
+        };
+        assert!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "name: {line}"
+        );
+    }
+}
+
+/// Every path in the OpenAPI document answers (with a real torrent and playback session, so no
+/// 404 means "no such route").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_routes_exist_and_url_fetch() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let id = swarm.id();
+
+    // A .torrent served over loopback, fetched with url=.
+    let bytes = swarm.meta.to_bytes();
+    let big = vec![b'x'; 20_000];
+    let app = axum::Router::new()
+        .route("/m.torrent", get(move || async move { bytes.clone() }))
+        .route("/big.torrent", get(move || async move { big.clone() }))
+        .route("/junk.torrent", get(|| async { "not bencode" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?url=http://{web}/m.torrent&format=json",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["response"]["infohash"], id.as_str());
+    let playback = v["response"]["playback_url"].as_str().unwrap().to_string();
+    let sid = v["response"]["playback_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .get(format!(
+            "{}/ace/getstream?url=http://{web}/junk.torrent&format=json",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    // Over the fetch limit.
+    let mut cfg = http_config();
+    cfg.url_fetch_limit = 10_000;
+    let small = serve(swarm.viewer.clone(), cfg).await;
+    let r = c
+        .post(format!("{}/api/v1/torrents", small.base))
+        .json(&json!({ "url": format!("http://{web}/big.torrent") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let r = c.get(&playback).send().await.unwrap();
+    assert!(r.bytes().await.unwrap()[..] == swarm.video[..]);
+
+    let doc: Value = c
+        .get(format!("{}/api/v1/openapi.json", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10);
+    // Ending requests (stop, delete) go last, so the others find the session and torrent.
+    let mut last = vec![];
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{id}", &id)
+            .replace("{infohash}", &id)
+            .replace("{session}", &sid);
+        for method in item.as_object().unwrap().keys() {
+            let query = match path.as_str() {
+                "/ace/getstream" => format!("?id={id}&format=json"),
+                "/ace/cmd/{infohash}/{session}" => "?method=stop".into(),
+                "/webui/api/service" => "?method=get_version".into(),
+                _ => String::new(),
+            };
+            let url = format!("{}{concrete}{query}", srv.base);
+            let req = match method.as_str() {
+                "get" if path.starts_with("/ace/cmd/") => {
+                    last.push(c.get(&url));
+                    continue;
+                }
+                "get" => c.get(&url),
+                "post" if path == "/api/v1/torrents" => c.post(&url).json(&json!({ "id": id })),
+                "post" => c.post(&url),
+                "delete" => {
+                    last.push(c.delete(&url));
+                    continue;
+                }
+                "parameters" => continue,
+                m => panic!("method {m} in the document"),
+            };
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        }
+    }
+    for req in last {
+        let r = req.send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    swarm.shutdown().await;
+}
