@@ -10,6 +10,7 @@
 mod config;
 mod demo;
 mod node;
+mod play;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +75,22 @@ enum Cmd {
         no_seed: bool,
         #[command(flatten)]
         node: NodeArgs,
+    },
+    /// Stream content: add it to the running engine (or start one) and print the playback URL,
+    /// or open it in a player.
+    Play {
+        /// 40-hex content ID, `acestream://ID`, `magnet:?…`, or a .torrent file.
+        source: String,
+        /// Player command to start on the URL (e.g. "mpv" or "vlc --fullscreen").
+        #[arg(long)]
+        player: Option<String>,
+        /// The engine's API.
+        #[arg(long, env = "PEERCDN_ENGINE", default_value = "http://127.0.0.1:6878")]
+        engine: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Download a torrent by ID (40 hex), magnet URI or .torrent file, with a progress bar.
     Get {
@@ -169,6 +186,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             demo::run(units::parse_size(&size).context("--size")?, keep).await
         }
         Cmd::Engine { node, http } => node::engine(node, http).await,
+        Cmd::Play {
+            source,
+            player,
+            engine,
+            node,
+            http,
+        } => play::play(node, http, source, engine, player).await,
         Cmd::Publish {
             path,
             trackers,

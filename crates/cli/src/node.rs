@@ -107,7 +107,7 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
 }
 
 /// Resolves when the process is asked to stop.
-async fn stop_signal() {
+pub async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -128,18 +128,82 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `peercdn engine`.
-pub async fn engine(node: NodeArgs, http: HttpArgs) -> Result<ExitCode> {
-    let settings = NodeSettings::resolve(&node)?;
+/// A node with its HTTP API running in this process.
+pub struct RunningEngine {
+    /// The node.
+    pub session: Session,
+    /// `http://ADDR:PORT` of the API.
+    pub base_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningEngine {
+    /// Stops the API and every torrent (resume data saved).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        self.session.shutdown().await;
+    }
+}
+
+/// Starts a node and its HTTP API; prints `port: N` and `http: URL`.
+pub async fn start_engine(settings: &NodeSettings, http: &HttpArgs) -> Result<RunningEngine> {
     let dl = settings.data_dir.join("downloads");
-    let session = start(&settings, dl).await?;
+    let session = start(settings, dl).await?;
     let restored = session.restore();
     if restored > 0 {
         eprintln!("resumed {restored} torrents");
     }
-    let _ = http;
+    let file = &settings.file;
+    let ip = if http.bind_all {
+        std::net::IpAddr::from([0, 0, 0, 0])
+    } else {
+        http.http_bind
+            .or(file.http_bind)
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+    };
+    let port = http.http_port.or(file.http_port).unwrap_or(6878);
+    let config = peercdn_http::HttpConfig {
+        bind: SocketAddr::new(ip, port),
+        access_token: http.access_token.clone().or(file.access_token.clone()),
+        ..peercdn_http::HttpConfig::default()
+    };
+    // Refuses a public address without a token now, as an error, not later as a log line.
+    let listener = peercdn_http::bind(&config).await?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    let base_url = format!("http://{shown}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let s2 = session.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = peercdn_http::serve(s2, config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        {
+            eprintln!("error: HTTP API: {e}");
+        }
+    });
+    println!("http: {base_url}");
+    Ok(RunningEngine {
+        session,
+        base_url,
+        stop,
+        server,
+    })
+}
+
+/// `peercdn engine`.
+pub async fn engine(node: NodeArgs, http: HttpArgs) -> Result<ExitCode> {
+    let settings = NodeSettings::resolve(&node)?;
+    let running = start_engine(&settings, &http).await?;
     stop_signal().await;
-    session.shutdown().await;
+    running.stop().await;
     Ok(ExitCode::from(EXIT_INTERRUPTED))
 }
 
