@@ -7,6 +7,7 @@
 //! - 3: the download stopped with an error (e.g. a full disk)
 //! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
 
+mod config;
 mod demo;
 mod node;
 
@@ -49,6 +50,8 @@ enum Cmd {
     Engine {
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Make a BitTorrent v1 .torrent from a file or directory, print its ID and magnet, seed it.
     Publish {
@@ -87,27 +90,48 @@ enum Cmd {
     },
 }
 
-/// Flags shared by every command that runs a node.
+/// Flags shared by every command that runs a node. Unset flags fall back to `PEERCDN_*`
+/// environment variables, then to `peercdn.toml`, then to the defaults shown.
 #[derive(Args, Debug, Clone)]
 struct NodeArgs {
-    /// TCP port for peers (0: any free port).
-    #[arg(long, env = "PEERCDN_PORT", default_value_t = 8621)]
-    port: u16,
-    /// Address to listen on for peers.
-    #[arg(long, env = "PEERCDN_BIND", default_value = "0.0.0.0")]
-    bind: std::net::IpAddr,
-    /// Data directory (node key, resume data); default $XDG_DATA_HOME/peercdn.
+    /// Config file (default: $XDG_CONFIG_HOME/peercdn/peercdn.toml if it exists).
+    #[arg(long, env = "PEERCDN_CONFIG")]
+    config: Option<PathBuf>,
+    /// TCP port for peers (0: any free port) [default: 8621].
+    #[arg(long, env = "PEERCDN_PORT")]
+    port: Option<u16>,
+    /// Address to listen on for peers [default: 0.0.0.0].
+    #[arg(long, env = "PEERCDN_BIND")]
+    bind: Option<std::net::IpAddr>,
+    /// Data directory (node key, resume data) [default: $XDG_DATA_HOME/peercdn].
     #[arg(long, env = "PEERCDN_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Peer to dial, HOST:PORT (repeatable).
     #[arg(long = "peer")]
     peers: Vec<String>,
     /// Upload limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
-    #[arg(long, env = "PEERCDN_UPLOAD_LIMIT", default_value = "0")]
-    upload_limit: String,
+    #[arg(long, env = "PEERCDN_UPLOAD_LIMIT")]
+    upload_limit: Option<String>,
     /// Download limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
-    #[arg(long, env = "PEERCDN_DOWNLOAD_LIMIT", default_value = "0")]
-    download_limit: String,
+    #[arg(long, env = "PEERCDN_DOWNLOAD_LIMIT")]
+    download_limit: Option<String>,
+}
+
+/// Flags of `peercdn engine` (and `play` when it starts an engine).
+#[derive(Args, Debug, Clone)]
+struct HttpArgs {
+    /// HTTP API port (0: any free port) [default: 6878].
+    #[arg(long, env = "PEERCDN_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// HTTP API address [default: 127.0.0.1]; any other address requires --access-token.
+    #[arg(long, env = "PEERCDN_HTTP_BIND")]
+    http_bind: Option<std::net::IpAddr>,
+    /// Serve the API on all addresses (as the Ace engine's --bind-all); requires --access-token.
+    #[arg(long)]
+    bind_all: bool,
+    /// Token every API request must carry (`?token=` or `Authorization: Bearer`).
+    #[arg(long, env = "PEERCDN_ACCESS_TOKEN")]
+    access_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -144,7 +168,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo { size, keep } => {
             demo::run(units::parse_size(&size).context("--size")?, keep).await
         }
-        Cmd::Engine { node } => node::engine(node).await,
+        Cmd::Engine { node, http } => node::engine(node, http).await,
         Cmd::Publish {
             path,
             trackers,

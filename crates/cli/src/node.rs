@@ -15,17 +15,64 @@ use peercdn_engine::session::{AddOptions, Session, SessionConfig};
 use peercdn_engine::torrent::{Source, State, TorrentHandle, TorrentStatus};
 use peercdn_engine::units::{format_bytes, format_rate, parse_rate};
 
-use crate::NodeArgs;
+use crate::config::{self, FileConfig};
+use crate::{HttpArgs, NodeArgs};
 
 /// Exit code for a download that stopped with an error.
 const EXIT_FAILED: u8 = 3;
 /// Exit code after Ctrl-C / SIGTERM.
 const EXIT_INTERRUPTED: u8 = 130;
 
-fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
-    if let Some(d) = arg {
-        return d.clone();
+/// A node's settings after flags, environment and config file are merged.
+pub struct NodeSettings {
+    /// The config file's contents (for the engine's HTTP settings).
+    pub file: FileConfig,
+    /// Peer listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Static peers.
+    pub peers: Vec<SocketAddr>,
+    /// Bytes/s, 0 = none.
+    pub upload_limit: u64,
+    /// Bytes/s, 0 = none.
+    pub download_limit: u64,
+}
+
+impl NodeSettings {
+    /// Merges flags (and env) over the config file over defaults.
+    pub fn resolve(node: &NodeArgs) -> Result<NodeSettings> {
+        let file = config::load(node.config.as_deref())?;
+        let port = node.port.or(file.port).unwrap_or(8621);
+        let bind = node
+            .bind
+            .or(file.bind)
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let data_dir = node
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(default_data_dir);
+        let mut peers = node.peers.clone();
+        peers.extend(file.peers.clone().unwrap_or_default());
+        let rate = |flag: &Option<String>, cfg: &Option<String>, name: &str| -> Result<u64> {
+            match flag.as_ref().or(cfg.as_ref()) {
+                Some(s) => parse_rate(s).with_context(|| format!("--{name} {s:?}")),
+                None => Ok(0),
+            }
+        };
+        Ok(NodeSettings {
+            listen: SocketAddr::new(bind, port),
+            data_dir,
+            peers: resolve_peers(&peers)?,
+            upload_limit: rate(&node.upload_limit, &file.upload_limit, "upload-limit")?,
+            download_limit: rate(&node.download_limit, &file.download_limit, "download-limit")?,
+            file,
+        })
     }
+}
+
+fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -44,14 +91,14 @@ fn resolve_peers(list: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-async fn start(node: &NodeArgs, download_dir: PathBuf) -> Result<Session> {
+async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session> {
     let config = SessionConfig {
-        data_dir: data_dir(&node.data_dir),
+        data_dir: settings.data_dir.clone(),
         download_dir,
-        listen: SocketAddr::new(node.bind, node.port),
-        static_peers: resolve_peers(&node.peers)?,
-        upload_limit: parse_rate(&node.upload_limit).context("--upload-limit")?,
-        download_limit: parse_rate(&node.download_limit).context("--download-limit")?,
+        listen: settings.listen,
+        static_peers: settings.peers.clone(),
+        upload_limit: settings.upload_limit,
+        download_limit: settings.download_limit,
     };
     let session = Session::start(config).await?;
     // Scripts and tests read the port from this line.
@@ -82,13 +129,18 @@ async fn stop_signal() {
 }
 
 /// `peercdn engine`.
-pub async fn engine(node: NodeArgs) -> Result<ExitCode> {
-    let dl = data_dir(&node.data_dir).join("downloads");
-    let session = start(&node, dl).await?;
-    eprintln!("node key {}", session.node_key_hex());
+pub async fn engine(node: NodeArgs, http: HttpArgs) -> Result<ExitCode> {
+    let settings = NodeSettings::resolve(&node)?;
+    let dl = settings.data_dir.join("downloads");
+    let session = start(&settings, dl).await?;
+    let restored = session.restore();
+    if restored > 0 {
+        eprintln!("resumed {restored} torrents");
+    }
+    let _ = http;
     stop_signal().await;
     session.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(EXIT_INTERRUPTED))
 }
 
 /// `peercdn publish`.
@@ -101,6 +153,7 @@ pub async fn publish(
     output: Option<PathBuf>,
     no_seed: bool,
 ) -> Result<ExitCode> {
+    let settings = NodeSettings::resolve(&node)?;
     let path =
         std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let piece_length = piece_size
@@ -153,7 +206,7 @@ pub async fn publish(
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    let session = start(&node, save_dir.clone()).await?;
+    let session = start(&settings, save_dir.clone()).await?;
     let h = session.add(
         Source::Metainfo(Box::new(m)),
         AddOptions {
@@ -176,7 +229,7 @@ pub async fn get(
     std::fs::create_dir_all(&save_dir)
         .with_context(|| format!("cannot create {}", save_dir.display()))?;
     let save_dir = std::fs::canonicalize(&save_dir)?;
-    let session = start(&node, save_dir.clone()).await?;
+    let session = start(&NodeSettings::resolve(&node)?, save_dir.clone()).await?;
     let h = session.add(
         source,
         AddOptions {

@@ -115,24 +115,8 @@ fn send_raw_and_expect_close(port: u16, info_hash: InfoHash, bytes: &[u8]) -> bo
 fn malformed_messages_close_only_that_connection() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = make_tree(&d.join("pub"), "content", 11);
-    let torrent = d.join("c.torrent");
-    let mut seed = Proc::spawn(
-        "publisher",
-        peercdn(
-            &d.join("pc"),
-            &[
-                "publish",
-                src.to_str().unwrap(),
-                "-o",
-                torrent.to_str().unwrap(),
-                "--port",
-                "0",
-            ],
-        ),
-        &d.join("pub.log"),
-    );
-    let port = peercdn_port(&mut seed);
+    let seed = peercdn_publisher(d, "content", 11, &[]);
+    let (src, torrent, port) = (seed.src.clone(), seed.torrent.clone(), seed.port);
     let m = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
 
     let oversized = (64u32 << 20).to_be_bytes();
@@ -160,23 +144,13 @@ fn malformed_messages_close_only_that_connection() {
 
     // The node still serves everyone else.
     let out = d.join("out");
-    let mut get = Proc::spawn(
+    let mut get = peercdn_get(
+        d,
         "getter",
-        peercdn(
-            &d.join("pg"),
-            &[
-                "get",
-                torrent.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--peer",
-                &format!("127.0.0.1:{port}"),
-                "--port",
-                "0",
-                "--no-seed",
-            ],
-        ),
-        &d.join("get.log"),
+        torrent.to_str().unwrap(),
+        &out,
+        &[format!("127.0.0.1:{port}")],
+        &[],
     );
     assert!(get.wait(T).success(), "{}", get.log_text());
     assert_same_tree(&src, &out.join("content"));
@@ -232,50 +206,18 @@ fn evil_seeder(listener: TcpListener, info_hash: InfoHash) {
 fn peer_sending_corrupt_data_is_banned_and_pieces_come_from_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = make_tree(&d.join("seed"), "content", 21);
-    let torrent = d.join("c.torrent");
-    lt_create(&src, &torrent, Some(256 * 1024));
-    let m = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
     // The honest seeder is slow, so the evil one gets asked for plenty.
-    let (_good, good_port) = lt_start(
-        d,
-        "lt-seed",
-        &[
-            "seed",
-            "--torrent",
-            torrent.to_str().unwrap(),
-            "--save",
-            d.join("seed").to_str().unwrap(),
-            "--upload-limit",
-            "4000000",
-        ],
-    );
+    let good = lt_seeder(d, 21, 256 * 1024, &["--upload-limit", "4000000"]);
+    let src = good.src.clone();
+    let m = Metainfo::from_bytes(&std::fs::read(&good.torrent).unwrap()).unwrap();
     let evil = TcpListener::bind("127.0.0.1:0").unwrap();
     let evil_port = evil.local_addr().unwrap().port();
     let ih = m.info_hash;
     std::thread::spawn(move || evil_seeder(evil, ih));
 
     let out = d.join("out");
-    let mut get = Proc::spawn(
-        "getter",
-        peercdn(
-            &d.join("pg"),
-            &[
-                "get",
-                torrent.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--peer",
-                &format!("127.0.0.1:{evil_port}"),
-                "--peer",
-                &format!("127.0.0.1:{good_port}"),
-                "--port",
-                "0",
-                "--no-seed",
-            ],
-        ),
-        &d.join("get.log"),
-    );
+    let peers = [format!("127.0.0.1:{evil_port}"), good.addr()];
+    let mut get = peercdn_get(d, "getter", good.torrent_str(), &out, &peers, &[]);
     let st = get.wait(T);
     let log = get.log_text();
     assert!(st.success(), "{log}");
@@ -294,48 +236,28 @@ fn peer_sending_corrupt_data_is_banned_and_pieces_come_from_elsewhere() {
 fn sigkill_then_resume_keeps_verified_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = make_tree(&d.join("seed"), "content", 31);
-    let torrent = d.join("c.torrent");
-    lt_create(&src, &torrent, Some(64 * 1024));
-    let (_seed, port) = lt_start(
-        d,
-        "lt-seed",
-        &[
-            "seed",
-            "--torrent",
-            torrent.to_str().unwrap(),
-            "--save",
-            d.join("seed").to_str().unwrap(),
-        ],
-    );
-    let peer = format!("127.0.0.1:{port}");
+    let seed = lt_seeder(d, 31, 64 * 1024, &[]);
+    let src = seed.src.clone();
     let out = d.join("out");
-    let args = |limit: &str| {
-        let mut c = peercdn(
-            &d.join("pg"),
-            &[
-                "get",
-                torrent.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--peer",
-                &peer,
-                "--port",
-                "0",
-                "--no-seed",
-            ],
-        );
-        c.args(["--download-limit", limit]);
-        c
+    let run = |name: &str, limit: &str| {
+        peercdn_get_in(
+            d,
+            "pg",
+            name,
+            seed.torrent_str(),
+            &out,
+            &[seed.addr()],
+            &["--download-limit", limit],
+        )
     };
-    let mut first = Proc::spawn("first", args("2MiB"), &d.join("first.log"));
+    let mut first = run("first", "2MiB");
     // Wait until a few MB are on disk, then kill without warning.
     let video = out.join("content/video.ts");
     wait_until(T, "some data on disk", || nonzero_bytes(&video) > 3_000_000);
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let mut second = Proc::spawn("second", args("0"), &d.join("second.log"));
+    let mut second = run("second", "0");
     assert!(second.wait(T).success(), "{}", second.log_text());
     assert_same_tree(&src, &out.join("content"));
     let log = second.log_text();
@@ -398,40 +320,18 @@ impl Drop for SmallDisk {
 fn full_disk_stops_with_a_clear_error_and_resumes_after() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = make_tree(&d.join("seed"), "content", 41);
-    let torrent = d.join("c.torrent");
-    lt_create(&src, &torrent, Some(64 * 1024));
-    let (_seed, port) = lt_start(
-        d,
-        "lt-seed",
-        &[
-            "seed",
-            "--torrent",
-            torrent.to_str().unwrap(),
-            "--save",
-            d.join("seed").to_str().unwrap(),
-        ],
-    );
+    let seed = lt_seeder(d, 41, 64 * 1024, &[]);
+    let src = seed.src.clone();
     let disk = SmallDisk::mount(&d.join("small"), "4m");
-    let peer = format!("127.0.0.1:{port}");
     let get = |name: &str| {
-        Proc::spawn(
+        peercdn_get_in(
+            d,
+            "pg",
             name,
-            peercdn(
-                &d.join("pg"),
-                &[
-                    "get",
-                    torrent.to_str().unwrap(),
-                    "-o",
-                    disk.0.to_str().unwrap(),
-                    "--peer",
-                    &peer,
-                    "--port",
-                    "0",
-                    "--no-seed",
-                ],
-            ),
-            &d.join(format!("{name}.log")),
+            seed.torrent_str(),
+            &disk.0,
+            &[seed.addr()],
+            &[],
         )
     };
     let mut first = get("first");

@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use peercdn_core::metainfo::Metainfo;
 
 const T: Duration = Duration::from_secs(120);
 
@@ -18,98 +19,48 @@ const T: Duration = Duration::from_secs(120);
 fn peercdn_downloads_from_libtorrent_by_torrent_and_by_magnet() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let src = make_tree(&d.join("seed"), "content", 1);
-    let torrent = d.join("c.torrent");
-    let ih = lt_create(&src, &torrent, Some(256 * 1024));
-    let (_seed, port) = lt_start(
-        d,
-        "lt-seed",
-        &[
-            "seed",
-            "--torrent",
-            torrent.to_str().unwrap(),
-            "--save",
-            d.join("seed").to_str().unwrap(),
-        ],
-    );
-    let peer = format!("127.0.0.1:{port}");
+    let seed = lt_seeder(d, 1, 256 * 1024, &[]);
+    let ih = Metainfo::from_bytes(&std::fs::read(&seed.torrent).unwrap())
+        .unwrap()
+        .info_hash;
 
     // From the .torrent.
     let out1 = d.join("out1");
-    let mut p = Proc::spawn(
-        "peercdn-get-torrent",
-        peercdn(
-            &d.join("pc1"),
-            &[
-                "get",
-                torrent.to_str().unwrap(),
-                "-o",
-                out1.to_str().unwrap(),
-                "--peer",
-                &peer,
-                "--no-seed",
-                "--port",
-                "0",
-            ],
-        ),
-        &d.join("pc1.log"),
+    let mut p = peercdn_get(
+        d,
+        "get-torrent",
+        seed.torrent_str(),
+        &out1,
+        &[seed.addr()],
+        &[],
     );
     let st = p.wait(T);
     assert!(st.success(), "get failed ({st}):\n{}", p.log_text());
-    assert_same_tree(&src, &out1.join("content"));
+    assert_same_tree(&seed.src, &out1.join("content"));
 
     // From a magnet: only the info hash and the peer.
     let out2 = d.join("out2");
     let magnet = format!("magnet:?xt=urn:btih:{ih}&dn=content");
-    let mut p = Proc::spawn(
-        "peercdn-get-magnet",
-        peercdn(
-            &d.join("pc2"),
-            &[
-                "get",
-                &magnet,
-                "-o",
-                out2.to_str().unwrap(),
-                "--peer",
-                &peer,
-                "--no-seed",
-                "--port",
-                "0",
-            ],
-        ),
-        &d.join("pc2.log"),
-    );
+    let mut p = peercdn_get(d, "get-magnet", &magnet, &out2, &[seed.addr()], &[]);
     let st = p.wait(T);
     assert!(
         st.success(),
         "get (magnet) failed ({st}):\n{}",
         p.log_text()
     );
-    assert_same_tree(&src, &out2.join("content"));
+    assert_same_tree(&seed.src, &out2.join("content"));
 }
 
 #[test]
 fn libtorrent_downloads_from_peercdn_publish() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let src = make_tree(&d.join("pub"), "published", 7);
-    let torrent = d.join("p.torrent");
-    let mut publisher = Proc::spawn(
-        "peercdn-publish",
-        peercdn(
-            &d.join("pc"),
-            &[
-                "publish",
-                src.to_str().unwrap(),
-                "-o",
-                torrent.to_str().unwrap(),
-                "--port",
-                "0",
-            ],
-        ),
-        &d.join("pc.log"),
-    );
-    let port = peercdn_port(&mut publisher);
+    let Seeded {
+        proc: mut publisher,
+        src,
+        torrent,
+        port,
+    } = peercdn_publisher(d, "published", 7, &[]);
     let log = publisher.log_text();
     let id_line = log
         .lines()

@@ -53,22 +53,7 @@ fn peercdn_finds_a_libtorrent_seeder_through_a_tracker() {
     );
     let out = d.join("out");
     // No --peer: the only way to the seeder is the tracker.
-    let mut get = Proc::spawn(
-        "peercdn-get",
-        peercdn(
-            &d.join("pc"),
-            &[
-                "get",
-                torrent.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--port",
-                "0",
-                "--no-seed",
-            ],
-        ),
-        &d.join("get.log"),
-    );
+    let mut get = peercdn_get(d, "get", torrent.to_str().unwrap(), &out, &[], &[]);
     assert!(get.wait(T).success(), "{}", get.log_text());
     assert_same_tree(&src, &out.join("content"));
 }
@@ -78,26 +63,12 @@ fn aria2_downloads_what_peercdn_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (_tracker, url) = start_tracker(d);
-    let src = make_tree(&d.join("pub"), "published", 61);
-    let torrent = d.join("p.torrent");
-    let mut publisher = Proc::spawn(
-        "peercdn-publish",
-        peercdn(
-            &d.join("pc"),
-            &[
-                "publish",
-                src.to_str().unwrap(),
-                "-o",
-                torrent.to_str().unwrap(),
-                "--tracker",
-                &url,
-                "--port",
-                "0",
-            ],
-        ),
-        &d.join("pub.log"),
-    );
-    peercdn_port(&mut publisher);
+    let Seeded {
+        proc: publisher,
+        src,
+        torrent,
+        ..
+    } = peercdn_publisher(d, "published", 61, &["--tracker", &url]);
     let out = d.join("aria2");
     let mut c = Command::new("aria2c");
     c.args([

@@ -232,21 +232,55 @@ impl Picker {
         }
         // 3. endgame: duplicate requests for blocks still in flight elsewhere.
         if out.len() < target {
-            for k in 0..self.partials.len() {
-                let index = self.partials[k].index;
-                if self.priority[index as usize] == SKIP || !peer_has.get(index) {
-                    continue;
+            self.duplicate_in_flight(peer_has, start, target, out, &already, |_| true);
+        }
+    }
+
+    /// Deadline help from an idle peer: duplicate requests (at most [`MAX_DUPLICATES`] per block)
+    /// for blocks of [`TOP`]-priority pieces that are in flight elsewhere, so a slow peer does not
+    /// hold up the piece a player waits for. Call before [`Picker::pick`] for a peer with nothing
+    /// in flight.
+    pub fn pick_urgent_duplicates(
+        &mut self,
+        peer_has: &Bitfield,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+        already: impl Fn(&BlockRef) -> bool,
+    ) {
+        let start = out.len();
+        self.duplicate_in_flight(peer_has, start, start + max, out, &already, |prio| {
+            prio == TOP
+        });
+    }
+
+    /// Adds, up to `target` entries in `out`, a further request for blocks that are requested
+    /// but not received (at most [`MAX_DUPLICATES`] each), in pieces the peer has whose priority
+    /// passes `which`, skipping blocks this peer already asked for or that are in `out[start..]`
+    /// (picked in this same call).
+    fn duplicate_in_flight(
+        &mut self,
+        peer_has: &Bitfield,
+        start: usize,
+        target: usize,
+        out: &mut Vec<BlockRef>,
+        already: &impl Fn(&BlockRef) -> bool,
+        which: impl Fn(u8) -> bool,
+    ) {
+        for k in 0..self.partials.len() {
+            let index = self.partials[k].index;
+            let prio = self.priority[index as usize];
+            if prio == SKIP || !which(prio) || !peer_has.get(index) {
+                continue;
+            }
+            for b in 0..self.partials[k].blocks.len() {
+                if out.len() >= target {
+                    return;
                 }
-                for b in 0..self.partials[k].blocks.len() {
-                    if out.len() >= target {
-                        return;
-                    }
-                    if let Block::Requested(n) = self.partials[k].blocks[b] {
-                        let r = self.block_ref(index, b as u32);
-                        if n < MAX_DUPLICATES && !already(&r) && !out[start..].contains(&r) {
-                            self.partials[k].blocks[b] = Block::Requested(n + 1);
-                            out.push(r);
-                        }
+                if let Block::Requested(n) = self.partials[k].blocks[b] {
+                    let r = self.block_ref(index, b as u32);
+                    if n < MAX_DUPLICATES && !already(&r) && !out[start..].contains(&r) {
+                        self.partials[k].blocks[b] = Block::Requested(n + 1);
+                        out.push(r);
                     }
                 }
             }
@@ -499,6 +533,22 @@ mod tests {
             p.on_block_received(b.index, b.begin, b.len),
             Received::Duplicate
         );
+    }
+
+    #[test]
+    fn urgent_duplicates_only_for_top_pieces() {
+        let mut p = picker(3);
+        let all = Bitfield::full(3);
+        let mut first = vec![];
+        p.pick(&all, 8, &mut first, |_| false); // pieces 0 and 1 in flight (4 blocks each)
+        let mut dup = vec![];
+        p.pick_urgent_duplicates(&all, 10, &mut dup, |_| false);
+        assert!(dup.is_empty(), "nothing is urgent yet");
+        let urgent = first[0].index;
+        p.set_priority(urgent, TOP);
+        p.pick_urgent_duplicates(&all, 10, &mut dup, |_| false);
+        assert_eq!(dup.len(), 4);
+        assert!(dup.iter().all(|b| b.index == urgent));
     }
 
     #[test]

@@ -479,17 +479,7 @@ impl Swarm {
         picker.on_piece_verified(index, ok);
         let contributors = self.contributors.remove(&index).unwrap_or_default();
         if ok {
-            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for key in keys {
-                let has_it = self
-                    .peers
-                    .get(&key)
-                    .and_then(|p| p.has.as_ref())
-                    .is_some_and(|h| h.get(index));
-                if !has_it {
-                    self.send(key, Message::Have(index));
-                }
-            }
+            self.announce_have(index);
             self.check_complete();
         } else {
             self.stats.hash_failures += 1;
@@ -549,6 +539,50 @@ impl Swarm {
         }
         self.update_interest_all();
         self.refill_all(now);
+    }
+
+    /// A piece was obtained and verified outside the swarm (e.g. from a web seed): mark it,
+    /// cancel what peers were still sending for it, and announce it.
+    pub fn piece_completed_elsewhere(&mut self, index: u32, now: Instant) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        if index >= picker.num_pieces() || picker.have().get(index) {
+            return;
+        }
+        picker.set_have(index);
+        self.contributors.remove(&index);
+        let mut cancels = Vec::new();
+        for (&key, peer) in self.peers.iter_mut() {
+            peer.outstanding.retain(|b| {
+                let stale = b.index == index;
+                if stale {
+                    cancels.push((key, *b));
+                }
+                !stale
+            });
+        }
+        for (key, b) in cancels {
+            self.send(key, Message::Cancel(b));
+        }
+        self.announce_have(index);
+        self.check_complete();
+        self.update_interest_all();
+        self.refill_all(now);
+    }
+
+    /// Pieces no connected peer has, that are wanted and not being fetched, highest priority
+    /// first (for web seeds: the bytes only an HTTP server can give).
+    pub fn pieces_nobody_has(&self, max: usize, skip: impl Fn(u32) -> bool) -> Vec<u32> {
+        let Some(picker) = &self.picker else {
+            return Vec::new();
+        };
+        let mut v: Vec<(u8, u32)> = (0..picker.num_pieces())
+            .filter(|&i| picker.wants(i) && picker.availability(i) == 0 && !skip(i))
+            .map(|i| (picker.priority(i), i))
+            .collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        v.into_iter().take(max).map(|(_, i)| i).collect()
     }
 
     /// Periodic work: rates, queue sizes, choking rounds, request timeouts, keep-alives.
@@ -904,6 +938,21 @@ impl Swarm {
         self.actions.push_back(Action::Send(key, msg));
     }
 
+    /// Sends HAVE for a new piece to every peer that lacks it.
+    fn announce_have(&mut self, index: u32) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let has_it = self
+                .peers
+                .get(&key)
+                .and_then(|p| p.has.as_ref())
+                .is_some_and(|h| h.get(index));
+            if !has_it {
+                self.send(key, Message::Have(index));
+            }
+        }
+    }
+
     fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
         if self.peers.contains_key(&key) {
             self.remove_peer(key);
@@ -1103,7 +1152,11 @@ impl Swarm {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let outstanding = &peer.outstanding;
-        picker.pick(has, want, &mut out, |b| outstanding.contains(b));
+        if outstanding.is_empty() {
+            picker.pick_urgent_duplicates(has, want, &mut out, |b| outstanding.contains(b));
+        }
+        let left = want - out.len();
+        picker.pick(has, left, &mut out, |b| outstanding.contains(b));
         peer.outstanding.extend(out.iter().copied());
         for b in out.drain(..) {
             self.actions

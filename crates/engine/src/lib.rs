@@ -18,3 +18,4 @@ pub mod stream;
 pub mod torrent;
 pub mod tracker;
 pub mod units;
+pub mod webseed;

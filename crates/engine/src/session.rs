@@ -191,6 +191,47 @@ impl Session {
         h
     }
 
+    /// Re-adds every torrent this data directory held when the node last ran (its `.torrent`
+    /// copy and save directory are kept beside the resume data), so a restarted engine carries
+    /// on where it stopped. Returns how many were restored; unreadable entries are skipped with
+    /// a warning.
+    pub fn restore(&self) -> usize {
+        let dir = self.inner.config.data_dir.join("torrents");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("torrent") {
+                continue;
+            }
+            let m = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    peercdn_core::metainfo::Metainfo::from_bytes(&b).map_err(|e| e.to_string())
+                }) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "skipping saved torrent: {e}");
+                    continue;
+                }
+            };
+            let save_dir = std::fs::read(path.with_extension("savedir")).ok().map(|b| {
+                PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b))
+            });
+            self.add(
+                Source::Metainfo(Box::new(m)),
+                AddOptions {
+                    save_dir,
+                    ..Default::default()
+                },
+            );
+            n += 1;
+        }
+        n
+    }
+
     /// A running torrent.
     pub fn get(&self, info_hash: &InfoHash) -> Option<TorrentHandle> {
         self.inner

@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+mod webseeds;
+
+pub use webseeds::WebSeedStat;
+
 use crate::peer::{self, Connection, Outgoing, PeerEvent};
 use crate::ratelimit::RateLimiter;
 use crate::storage::{sha1_piece, Resume, Storage};
@@ -133,6 +137,12 @@ pub struct TorrentStatus {
     pub peers: usize,
     /// Hash failures.
     pub hash_failures: u64,
+    /// Payload bytes from peers (BitTorrent).
+    pub p2p_downloaded: u64,
+    /// Payload bytes from web seeds (HTTP).
+    pub http_downloaded: u64,
+    /// Per web seed figures.
+    pub webseeds: Vec<WebSeedStat>,
     /// Pieces checked so far while `Checking`.
     pub checked: u32,
 }
@@ -248,6 +258,18 @@ enum Internal {
     Verified(u32, Result<bool, String>, Vec<u8>),
     Dialed(SocketAddr, Result<(TcpStream, Handshake), String>),
     TrackerPeers(Vec<SocketAddr>, Duration),
+    WebSeedPiece(usize, u32, Result<Bytes, String>),
+    WebSeedVerified(usize, u32, Result<bool, String>, u64),
+}
+
+/// A stream reader as the actor tracks it.
+#[derive(Debug, Clone, Copy)]
+struct Reader {
+    piece: u32,
+    last: u32,
+    readahead: u32,
+    /// When the reader reached `piece` (for web seed rescue).
+    since: Instant,
 }
 
 /// Starts a torrent task.
@@ -268,6 +290,9 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         up_rate: 0,
         peers: 0,
         hash_failures: 0,
+        p2p_downloaded: 0,
+        http_downloaded: 0,
+        webseeds: Vec::new(),
         checked: 0,
     });
     let shared = Arc::new(Shared::default());
@@ -296,7 +321,10 @@ struct Torrent {
     metainfo: Option<Metainfo>,
     storage: Arc<OnceLock<Arc<Storage>>>,
     shared: Arc<Shared>,
-    readers: BTreeMap<u64, (u32, u32, u32)>,
+    readers: BTreeMap<u64, Reader>,
+    webseeds: Vec<webseeds::Seeder>,
+    ws_pieces: HashSet<u32>,
+    http_downloaded: u64,
     boosted: HashSet<u32>,
     conns: HashMap<u64, Connection>,
     addrs: HashMap<SocketAddr, u64>,
@@ -352,6 +380,9 @@ impl Torrent {
             storage: shared.storage.clone(),
             shared,
             readers: BTreeMap::new(),
+            webseeds: Vec::new(),
+            ws_pieces: HashSet::new(),
+            http_downloaded: 0,
             boosted: HashSet::new(),
             conns: HashMap::new(),
             addrs: HashMap::new(),
@@ -384,6 +415,9 @@ impl Torrent {
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Web seed scheduling (deadline rescue) looks more often than the swarm's tick.
+        let mut fast = tokio::time::interval(Duration::from_millis(200));
+        fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(ev) = self.events_rx.recv() => self.on_peer_event(ev),
@@ -404,6 +438,7 @@ impl Torrent {
                     }
                 },
                 _ = tick.tick() => self.on_tick(),
+                _ = fast.tick(), if !self.webseeds.is_empty() => self.schedule_webseeds(),
             }
             self.drain_actions();
         }
@@ -415,6 +450,11 @@ impl Torrent {
             warn!("cannot create state dir: {e}");
         }
         let _ = std::fs::write(self.torrent_file_path(), m.to_bytes());
+        // Where the files live, so a restarted engine finds them (see Session::restore).
+        let _ = std::fs::write(
+            self.save_dir_path(),
+            self.p.save_dir.as_os_str().as_encoded_bytes(),
+        );
         let storage = match Storage::open(&self.p.save_dir, &info) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -423,7 +463,9 @@ impl Torrent {
             }
         };
         let _ = self.storage.set(storage.clone());
-        let _ = self.shared.meta.set(Arc::new(m.clone()));
+        let meta = Arc::new(m.clone());
+        self.webseeds = webseeds::from_metainfo(&meta);
+        let _ = self.shared.meta.set(meta);
         self.info = Some(info.clone());
         self.metainfo = Some(m);
         self.state = State::Checking;
@@ -439,6 +481,10 @@ impl Torrent {
 
     fn resume_path(&self) -> PathBuf {
         self.p.state_dir.join(format!("{}.resume", self.info_hash))
+    }
+
+    fn save_dir_path(&self) -> PathBuf {
+        self.p.state_dir.join(format!("{}.savedir", self.info_hash))
     }
 
     fn torrent_file_path(&self) -> PathBuf {
@@ -483,12 +529,7 @@ impl Torrent {
             Internal::Verified(index, Ok(ok), buf) => {
                 self.recycle(buf);
                 if ok {
-                    if let Ok(mut h) = self.shared.have.write() {
-                        if let Some(h) = h.as_mut() {
-                            h.set(index, true);
-                        }
-                    }
-                    self.shared.changed.notify_waiters();
+                    self.mark_have(index);
                 }
                 if !ok {
                     warn!(index, "piece failed its hash check");
@@ -505,6 +546,14 @@ impl Torrent {
                     Ok((stream, hs)) => self.attach(stream, addr, hs),
                     Err(e) => debug!(%addr, "dial failed: {e}"),
                 }
+            }
+            Internal::WebSeedPiece(k, index, r) => self.on_webseed_piece(k, index, r),
+            Internal::WebSeedVerified(k, index, Ok(ok), len) => {
+                self.on_webseed_verified(k, index, ok, len);
+                self.schedule_webseeds();
+            }
+            Internal::WebSeedVerified(_, index, Err(e), _) => {
+                self.fail(format!("writing piece {index} failed: {e}"))
             }
             Internal::TrackerPeers(peers, interval) => {
                 self.next_announce =
@@ -561,13 +610,23 @@ impl Torrent {
                 readahead,
             } => {
                 let seek = match self.readers.get(&id) {
-                    Some(&(old, _, ra)) => piece < old || piece > old + ra,
+                    Some(r) => piece < r.piece || piece > r.piece + r.readahead,
                     None => true,
                 };
                 if self.readers.len() < MAX_READERS || self.readers.contains_key(&id) {
-                    self.readers.insert(id, (piece, last, readahead));
+                    let since = Instant::now();
+                    self.readers.insert(
+                        id,
+                        Reader {
+                            piece,
+                            last,
+                            readahead,
+                            since,
+                        },
+                    );
                 }
                 self.apply_reader_priorities(seek);
+                self.schedule_webseeds();
             }
             Command::ReaderGone { id } => {
                 if self.readers.remove(&id).is_some() {
@@ -718,7 +777,13 @@ impl Torrent {
     /// position is served first.
     fn apply_reader_priorities(&mut self, seek: bool) {
         let mut want: HashMap<u32, u8> = HashMap::new();
-        for &(piece, last, readahead) in self.readers.values() {
+        for &Reader {
+            piece,
+            last,
+            readahead,
+            ..
+        } in self.readers.values()
+        {
             for k in 0..readahead {
                 let p = piece + k;
                 if p > last {
@@ -942,6 +1007,17 @@ impl Torrent {
         }
         let _ = std::fs::remove_file(self.resume_path());
         let _ = std::fs::remove_file(self.torrent_file_path());
+        let _ = std::fs::remove_file(self.save_dir_path());
+    }
+
+    /// Publishes a verified piece to stream readers.
+    fn mark_have(&self, index: u32) {
+        if let Ok(mut h) = self.shared.have.write() {
+            if let Some(h) = h.as_mut() {
+                h.set(index, true);
+            }
+        }
+        self.shared.changed.notify_waiters();
     }
 
     fn mark_stopped(&self, reason: &str) {
@@ -980,12 +1056,15 @@ impl Torrent {
             have_bytes: have_b,
             pieces_have: have_n,
             pieces_total: n,
-            downloaded: st.downloaded,
+            downloaded: st.downloaded + self.http_downloaded,
             uploaded: st.uploaded,
             down_rate: st.down_rate,
             up_rate: st.up_rate,
             peers: st.peers,
             hash_failures: st.hash_failures,
+            p2p_downloaded: st.downloaded,
+            http_downloaded: self.http_downloaded,
+            webseeds: self.webseed_stats(),
             checked: self.checked,
         });
     }

@@ -2,6 +2,10 @@
 //! port files, deterministic test data, and the libtorrent harness (`tests/interop/lt_peer.py`).
 #![allow(dead_code)]
 
+mod fixtures;
+#[allow(unused_imports)]
+pub use fixtures::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

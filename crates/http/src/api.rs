@@ -1,0 +1,246 @@
+//! peercdn's own JSON API under `/api/v1/` (described by [`crate::openapi`]):
+//!
+//! - `GET /api/v1/torrents` → `{"torrents": [torrent…]}`
+//! - `POST /api/v1/torrents` with JSON `{"magnet"|"id"|"url": "…", "peers": ["ip:port"…]}` or a
+//!   raw `.torrent` body (`Content-Type: application/x-bittorrent`) → 201 and the torrent
+//! - `GET /api/v1/torrents/{id}` → the torrent with its `files` (null until metadata is known)
+//! - `POST /api/v1/torrents/{id}/pause`, `POST /api/v1/torrents/{id}/resume`
+//! - `DELETE /api/v1/torrents/{id}?delete_data=true|false`
+//! - `GET /api/v1/openapi.json`
+//!
+//! Errors use the same `{"response": null, "error": "…"}` envelope as the Ace routes.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use peercdn_core::InfoHash;
+use peercdn_engine::session::AddOptions;
+use peercdn_engine::torrent::{Command, Source, State as TState, TorrentHandle};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::source::{self, Params};
+use crate::state::AppState;
+use crate::HttpConfig;
+
+/// Smallest body limit for `POST /api/v1/torrents` (JSON requests are small; `.torrent` bodies
+/// may reach `url_fetch_limit`).
+const MIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// The `/api/v1/` routes.
+pub fn routes(config: &HttpConfig) -> Router<AppState> {
+    let limit = usize::try_from(config.url_fetch_limit)
+        .unwrap_or(usize::MAX)
+        .max(MIN_BODY_LIMIT);
+    Router::new()
+        .route(
+            "/api/v1/torrents",
+            get(list).post(add).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/api/v1/torrents/{id}", get(inspect).delete(remove))
+        .route("/api/v1/torrents/{id}/pause", post(pause))
+        .route("/api/v1/torrents/{id}/resume", post(resume))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// A torrent's JSON form (no file list).
+pub fn torrent_json(h: &TorrentHandle) -> Value {
+    let st = h.status.borrow().clone();
+    let error = match &st.state {
+        TState::Error(e) => Some(e.clone()),
+        _ => None,
+    };
+    json!({
+        "id": h.info_hash.to_hex(),
+        "name": st.name,
+        "state": state_name(&st.state),
+        "error": error,
+        "progress": st.progress(),
+        "total_length": st.total_length,
+        "have_bytes": st.have_bytes,
+        "pieces_have": st.pieces_have,
+        "pieces_total": st.pieces_total,
+        "downloaded": st.downloaded,
+        "uploaded": st.uploaded,
+        "down_rate": st.down_rate,
+        "up_rate": st.up_rate,
+        "peers": st.peers,
+        "hash_failures": st.hash_failures,
+    })
+}
+
+/// The API name of a state.
+pub fn state_name(s: &TState) -> &'static str {
+    match s {
+        TState::FetchingMetadata => "fetching_metadata",
+        TState::Checking => "checking",
+        TState::Downloading => "downloading",
+        TState::Seeding => "seeding",
+        TState::Paused => "paused",
+        TState::Error(_) => "error",
+    }
+}
+
+async fn list(State(state): State<AppState>) -> Json<Value> {
+    let mut hs = state.session().list();
+    hs.sort_by_key(|h| h.info_hash);
+    let list: Vec<Value> = hs.iter().map(torrent_json).collect();
+    Json(json!({ "torrents": list }))
+}
+
+/// JSON body of `POST /api/v1/torrents`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct AddRequest {
+    magnet: Option<String>,
+    id: Option<String>,
+    url: Option<String>,
+    peers: Vec<String>,
+}
+
+async fn add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (source, peers) = if ctype.starts_with("application/x-bittorrent") {
+        let m = source::parse_torrent(&body)?;
+        (Source::Metainfo(Box::new(m)), vec![])
+    } else {
+        let req: AddRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "expected JSON {{\"magnet\"|\"id\"|\"url\": …}} or a .torrent body \
+                 (Content-Type: application/x-bittorrent): {e}"
+            ))
+        })?;
+        let wanted = if let Some(m) = req.magnet.as_deref() {
+            source::parse_magnet(m)?
+        } else if let Some(id) = req.id.as_deref() {
+            source::parse_id(id)?
+        } else if let Some(u) = req.url.as_deref() {
+            source::parse_url(u)?
+        } else {
+            return Err(ApiError::bad_request(
+                "give one of \"magnet\", \"id\" or \"url\"",
+            ));
+        };
+        let cfg = state.config();
+        let r = source::resolve(
+            state.client(),
+            wanted,
+            cfg.url_fetch_limit,
+            cfg.url_fetch_timeout,
+        )
+        .await?;
+        let mut peers = r.peers;
+        peers.extend(source::parse_peers(req.peers.iter().map(String::as_str)));
+        (r.source, peers)
+    };
+    let h = state.session().add(
+        source,
+        AddOptions {
+            peers,
+            ..Default::default()
+        },
+    );
+    Ok((StatusCode::CREATED, Json(torrent_json(&h))).into_response())
+}
+
+fn parse_id(id: &str) -> Result<InfoHash, ApiError> {
+    InfoHash::parse(id).map_err(|e| ApiError::bad_request(format!("bad torrent id: {e}")))
+}
+
+fn running(state: &AppState, id: &str) -> Result<TorrentHandle, ApiError> {
+    let ih = parse_id(id)?;
+    state
+        .session()
+        .get(&ih)
+        .ok_or_else(|| ApiError::not_found(format!("no torrent {ih} is running")))
+}
+
+async fn inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let h = running(&state, &id)?;
+    let mut v = torrent_json(&h);
+    let files = h.files().map(|fs| {
+        fs.iter()
+            .map(|f| {
+                json!({
+                    "index": f.index,
+                    "path": f.path,
+                    "length": f.length,
+                    "offset": f.offset,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.insert("files".into(), json!(files));
+        let magnet = h
+            .metainfo()
+            .map(|m| peercdn_core::magnet::Magnet::from_metainfo(&m).to_uri());
+        o.insert("magnet".into(), json!(magnet));
+    }
+    Ok(Json(v))
+}
+
+async fn send(state: &AppState, id: &str, cmd: Command) -> Result<Json<Value>, ApiError> {
+    let h = running(state, id)?;
+    h.tx.send(cmd)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "the torrent's task has ended"))?;
+    Ok(Json(torrent_json(&h)))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    send(&state, &id, Command::Pause).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    send(&state, &id, Command::Resume).await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let ih = parse_id(&id)?;
+    let p = Params::parse(query.as_deref());
+    let delete_data = match p.get("delete_data") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "delete_data={v:?}: expected true or false"
+            )))
+        }
+    };
+    if !state.session().remove_with(&ih, delete_data).await {
+        return Err(ApiError::not_found(format!("no torrent {ih} is running")));
+    }
+    state.forget(&ih);
+    Ok(Json(
+        json!({ "removed": ih.to_hex(), "deleted_data": delete_data }),
+    ))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}

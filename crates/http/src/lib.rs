@@ -1,0 +1,172 @@
+//! # peercdn-http — the engine's HTTP API
+//!
+//! Serves a running [`Session`] over HTTP with axum:
+//! - [`ace`]: the Ace Stream engine compatible routes (`/ace/getstream`, the playback, stat and
+//!   command URLs of a playback session, `/webui/api/service?method=get_version`);
+//! - [`api`]: peercdn's own JSON API under `/api/v1/` and its OpenAPI document ([`openapi`]);
+//! - [`metrics`]: `/metrics` in the Prometheus text format;
+//! - `/`: a one-page dashboard that polls `/api/v1/torrents`.
+//!
+//! Progressive output lives in [`stream`] (file choice, content types, the body that loops
+//! `FileReader::read_at`) and [`range`] (the `Range` header). Where torrents come from (IDs,
+//! magnets, `.torrent` URLs and bodies) is [`source`]. Errors become the Ace-style
+//! `{"response": null, "error": "…"}` envelope in [`error`].
+//!
+//! Architecture invariant: this crate owns HTTP, JSON and status codes; the engine knows none of
+//! them. Every query string and body is outside input: nothing here panics on it.
+#![deny(missing_docs)]
+
+pub mod ace;
+pub mod api;
+mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod range;
+pub mod source;
+pub mod state;
+pub mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use peercdn_engine::session::Session;
+use tokio::net::TcpListener;
+
+use crate::state::AppState;
+
+/// Default most bytes fetched for a `url=` `.torrent` (10 MiB).
+pub const DEFAULT_URL_FETCH_LIMIT: u64 = 10 << 20;
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Address to listen on (127.0.0.1:6878 by default). Used for URLs when a request has no
+    /// usable `Host` header.
+    pub bind: SocketAddr,
+    /// When set, every request must carry `?token=T` or `Authorization: Bearer T`. Required for
+    /// any non-loopback bind.
+    pub access_token: Option<String>,
+    /// Most bytes fetched for a `url=` `.torrent`.
+    pub url_fetch_limit: u64,
+    /// Time limit of a `url=` fetch.
+    pub url_fetch_timeout: Duration,
+    /// How long a stream request waits for metadata (an ID-only request) before a 504.
+    pub metadata_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 6878)),
+            access_token: None,
+            url_fetch_limit: DEFAULT_URL_FETCH_LIMIT,
+            url_fetch_timeout: Duration::from_secs(20),
+            metadata_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Binding the listen socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A non-loopback address without an access token would expose the node to the network.
+    #[error("binding {addr} (not loopback) needs an access token")]
+    NeedsToken {
+        /// Address.
+        addr: SocketAddr,
+    },
+    /// Serving failed.
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds `config.bind`, refusing a non-loopback address without an access token.
+pub async fn bind(config: &HttpConfig) -> Result<TcpListener, HttpError> {
+    check_exposure(config.bind, config)?;
+    TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| HttpError::Bind {
+            addr: config.bind,
+            source,
+        })
+}
+
+/// All routes, with the access-token check in front when a token is configured.
+pub fn router(session: Session, config: &HttpConfig) -> Router {
+    let state = AppState::new(session, config.clone());
+    Router::new()
+        .route("/", get(dashboard))
+        .merge(ace::routes())
+        .merge(api::routes(config))
+        .route("/metrics", get(metrics::handler))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes. Refuses a listener on a
+/// non-loopback address when no access token is set.
+pub async fn serve(
+    session: Session,
+    config: HttpConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    let addr = listener.local_addr().map_err(HttpError::Serve)?;
+    check_exposure(addr, &config)?;
+    check_exposure(config.bind, &config)?;
+    tracing::info!(%addr, "HTTP API listening");
+    let app = router(session, &config);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(HttpError::Serve)
+}
+
+fn check_exposure(addr: SocketAddr, config: &HttpConfig) -> Result<(), HttpError> {
+    let has_token = config.access_token.as_deref().is_some_and(|t| !t.is_empty());
+    if addr.ip().is_loopback() || has_token {
+        Ok(())
+    } else {
+        Err(HttpError::NeedsToken { addr })
+    }
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_needs_token() {
+        let mut c = HttpConfig::default();
+        let public: SocketAddr = "0.0.0.0:6878".parse().unwrap_or(c.bind);
+        assert!(check_exposure(c.bind, &c).is_ok());
+        assert!(matches!(
+            check_exposure(public, &c),
+            Err(HttpError::NeedsToken { .. })
+        ));
+        c.access_token = Some(String::new());
+        assert!(check_exposure(public, &c).is_err());
+        c.access_token = Some("s3cret".into());
+        assert!(check_exposure(public, &c).is_ok());
+    }
+}

@@ -1,0 +1,147 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4): the number of torrents
+//! and, per torrent (labels `infohash` and `name`), bytes moved, peers, rates and progress.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+/// Renders the metrics of every running torrent.
+pub async fn handler(State(state): State<AppState>) -> Response {
+    let mut hs = state.session().list();
+    hs.sort_by_key(|h| h.info_hash);
+    let rows: Vec<Row> = hs
+        .iter()
+        .map(|h| {
+            let st = h.status.borrow();
+            Row {
+                id: h.info_hash.to_hex(),
+                name: st.name.clone().unwrap_or_default(),
+                downloaded: st.downloaded,
+                uploaded: st.uploaded,
+                peers: st.peers as u64,
+                down_rate: st.down_rate,
+                up_rate: st.up_rate,
+                progress: st.progress(),
+            }
+        })
+        .collect();
+    let mut r = render(&rows).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// One torrent's figures.
+struct Row {
+    id: String,
+    name: String,
+    downloaded: u64,
+    uploaded: u64,
+    peers: u64,
+    down_rate: u64,
+    up_rate: u64,
+    progress: f64,
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::with_capacity(256 + rows.len() * 512);
+    let _ = writeln!(out, "# HELP peercdn_torrents Torrents running.");
+    let _ = writeln!(out, "# TYPE peercdn_torrents gauge");
+    let _ = writeln!(out, "peercdn_torrents {}", rows.len());
+    type Get = fn(&Row) -> String;
+    let series: [(&str, &str, &str, Get); 6] = [
+        (
+            "peercdn_downloaded_bytes_total",
+            "counter",
+            "Payload bytes downloaded this session.",
+            |r| r.downloaded.to_string(),
+        ),
+        (
+            "peercdn_uploaded_bytes_total",
+            "counter",
+            "Payload bytes uploaded this session.",
+            |r| r.uploaded.to_string(),
+        ),
+        ("peercdn_peers", "gauge", "Connected peers.", |r| {
+            r.peers.to_string()
+        }),
+        (
+            "peercdn_download_rate_bytes",
+            "gauge",
+            "Download rate, bytes per second.",
+            |r| r.down_rate.to_string(),
+        ),
+        (
+            "peercdn_upload_rate_bytes",
+            "gauge",
+            "Upload rate, bytes per second.",
+            |r| r.up_rate.to_string(),
+        ),
+        (
+            "peercdn_progress_ratio",
+            "gauge",
+            "Fraction of the torrent verified, 0 to 1.",
+            |r| format!("{:.6}", r.progress),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "{name}{{infohash=\"{}\",name=\"{}\"}} {}",
+                r.id,
+                escape(&r.name),
+                get(r)
+            );
+        }
+    }
+    out
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_escaped_labels() {
+        let rows = [Row {
+            id: "ab".into(),
+            name: "a \"b\"\\\nc".into(),
+            downloaded: 5,
+            uploaded: 6,
+            peers: 2,
+            down_rate: 7,
+            up_rate: 8,
+            progress: 0.5,
+        }];
+        let text = render(&rows);
+        assert!(text.contains("peercdn_torrents 1\n"));
+        assert!(text.contains(
+            "peercdn_downloaded_bytes_total{infohash=\"ab\",name=\"a \\\"b\\\"\\\\\\nc\"} 5\n"
+        ));
+        assert!(text.contains("peercdn_progress_ratio{infohash=\"ab\",name="));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 7);
+    }
+}

@@ -1,0 +1,194 @@
+//! The hand-written OpenAPI 3.0 document served at `/api/v1/openapi.json`. A test in
+//! `tests/api.rs` calls every path listed here, so the document and the routes stay in step.
+
+use serde_json::{json, Value};
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let id_param = json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "Content ID: 40 hex characters (32 base32 and acestream:// accepted).",
+        "schema": { "type": "string" }
+    });
+    let error = json!({ "$ref": "#/components/responses/Error" });
+    let torrent_ok = |desc: &str| {
+        json!({
+            "description": desc,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Torrent" } } }
+        })
+    };
+    let ace_session = json!([
+        { "name": "infohash", "in": "path", "required": true, "schema": { "type": "string" } },
+        { "name": "session", "in": "path", "required": true, "schema": { "type": "string" } }
+    ]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "peercdn engine API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The engine's HTTP API: Ace Stream compatible streaming routes, \
+                peercdn's own /api/v1, and Prometheus metrics. When an access token is set, \
+                every request carries ?token=T or Authorization: Bearer T."
+        },
+        "paths": {
+            "/api/v1/torrents": {
+                "get": {
+                    "summary": "List running torrents",
+                    "responses": { "200": {
+                        "description": "Torrents",
+                        "content": { "application/json": { "schema": {
+                            "type": "object",
+                            "properties": { "torrents": { "type": "array",
+                                "items": { "$ref": "#/components/schemas/Torrent" } } }
+                        } } }
+                    } }
+                },
+                "post": {
+                    "summary": "Add a torrent (or return the running one)",
+                    "requestBody": { "required": true, "content": {
+                        "application/json": { "schema": { "$ref": "#/components/schemas/AddRequest" } },
+                        "application/x-bittorrent": { "schema": { "type": "string", "format": "binary" } }
+                    } },
+                    "responses": {
+                        "201": torrent_ok("The torrent"),
+                        "400": error, "502": error
+                    }
+                }
+            },
+            "/api/v1/torrents/{id}": {
+                "parameters": [id_param],
+                "get": {
+                    "summary": "A torrent with its files (null until metadata is known)",
+                    "responses": { "200": torrent_ok("The torrent"), "400": error, "404": error }
+                },
+                "delete": {
+                    "summary": "Stop a torrent",
+                    "parameters": [{ "name": "delete_data", "in": "query",
+                        "schema": { "type": "boolean", "default": false } }],
+                    "responses": { "200": { "description": "Removed" }, "400": error, "404": error }
+                }
+            },
+            "/api/v1/torrents/{id}/pause": {
+                "parameters": [id_param],
+                "post": { "summary": "Pause", "responses": { "200": torrent_ok("The torrent"), "404": error } }
+            },
+            "/api/v1/torrents/{id}/resume": {
+                "parameters": [id_param],
+                "post": { "summary": "Resume", "responses": { "200": torrent_ok("The torrent"), "404": error } }
+            },
+            "/api/v1/openapi.json": {
+                "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } }
+            },
+            "/metrics": {
+                "get": { "summary": "Prometheus metrics", "responses": { "200": {
+                    "description": "Text exposition format",
+                    "content": { "text/plain": { "schema": { "type": "string" } } }
+                } } }
+            },
+            "/ace/getstream": {
+                "get": {
+                    "summary": "Ace Stream compatible progressive stream (HEAD too)",
+                    "parameters": [
+                        { "name": "content_id", "in": "query", "schema": { "type": "string" } },
+                        { "name": "id", "in": "query", "schema": { "type": "string" } },
+                        { "name": "infohash", "in": "query", "schema": { "type": "string" } },
+                        { "name": "url", "in": "query", "schema": { "type": "string" } },
+                        { "name": "magnet", "in": "query", "schema": { "type": "string" } },
+                        { "name": "file_index", "in": "query", "schema": { "type": "integer" } },
+                        { "name": "pid", "in": "query", "schema": { "type": "string" } },
+                        { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json"] } }
+                    ],
+                    "responses": {
+                        "200": { "description": "The file, or with format=json the playback session" },
+                        "206": { "description": "A byte range" },
+                        "400": error, "416": { "description": "Range not satisfiable" },
+                        "502": error, "504": error
+                    }
+                }
+            },
+            "/ace/r/{infohash}/{session}": {
+                "parameters": ace_session,
+                "get": { "summary": "Playback URL of a playback session",
+                    "responses": { "200": { "description": "The file" }, "206": { "description": "A byte range" }, "404": error } }
+            },
+            "/ace/stat/{infohash}/{session}": {
+                "parameters": ace_session,
+                "get": { "summary": "Playback session statistics",
+                    "responses": { "200": { "description": "Status" }, "404": error } }
+            },
+            "/ace/cmd/{infohash}/{session}": {
+                "parameters": ace_session,
+                "get": { "summary": "Playback session command (method=stop)",
+                    "parameters": [{ "name": "method", "in": "query", "required": true,
+                        "schema": { "type": "string", "enum": ["stop"] } }],
+                    "responses": { "200": { "description": "ok" }, "400": error, "404": error } }
+            },
+            "/webui/api/service": {
+                "get": { "summary": "Engine version (method=get_version)",
+                    "parameters": [{ "name": "method", "in": "query", "required": true,
+                        "schema": { "type": "string", "enum": ["get_version"] } }],
+                    "responses": { "200": { "description": "Version" }, "400": error } }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Torrent": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string" },
+                        "name": { "type": "string", "nullable": true },
+                        "state": { "type": "string", "enum": ["fetching_metadata", "checking",
+                            "downloading", "seeding", "paused", "error"] },
+                        "error": { "type": "string", "nullable": true },
+                        "progress": { "type": "number", "minimum": 0, "maximum": 1 },
+                        "total_length": { "type": "integer" },
+                        "have_bytes": { "type": "integer" },
+                        "pieces_have": { "type": "integer" },
+                        "pieces_total": { "type": "integer" },
+                        "downloaded": { "type": "integer" },
+                        "uploaded": { "type": "integer" },
+                        "down_rate": { "type": "integer", "description": "bytes/s" },
+                        "up_rate": { "type": "integer", "description": "bytes/s" },
+                        "peers": { "type": "integer" },
+                        "hash_failures": { "type": "integer" },
+                        "files": { "type": "array", "nullable": true,
+                            "items": { "$ref": "#/components/schemas/File" } },
+                        "magnet": { "type": "string", "nullable": true }
+                    }
+                },
+                "File": {
+                    "type": "object",
+                    "properties": {
+                        "index": { "type": "integer" },
+                        "path": { "type": "string" },
+                        "length": { "type": "integer" },
+                        "offset": { "type": "integer" }
+                    }
+                },
+                "AddRequest": {
+                    "type": "object",
+                    "description": "One of magnet, id or url.",
+                    "properties": {
+                        "magnet": { "type": "string" },
+                        "id": { "type": "string" },
+                        "url": { "type": "string", "description": "http(s) URL of a .torrent" },
+                        "peers": { "type": "array", "items": { "type": "string" },
+                            "description": "ip:port addresses to dial" }
+                    }
+                }
+            },
+            "responses": {
+                "Error": {
+                    "description": "Error envelope",
+                    "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "properties": {
+                            "response": { "nullable": true },
+                            "error": { "type": "string" }
+                        }
+                    } } }
+                }
+            }
+        }
+    })
+}

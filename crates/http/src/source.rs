@@ -1,0 +1,269 @@
+//! Where a torrent comes from, as HTTP clients name it: a content ID (40 hex, base32 or
+//! `acestream://`), a magnet link, an http(s) URL of a `.torrent` (fetched with a size limit
+//! and a timeout), or a `.torrent` body. Also the bounded query-string parser every route uses.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use peercdn_core::magnet::Magnet;
+use peercdn_core::metainfo::Metainfo;
+use peercdn_core::InfoHash;
+use peercdn_engine::torrent::Source;
+
+use crate::error::ApiError;
+
+/// Most query parameters looked at.
+pub const MAX_PARAMS: usize = 64;
+/// Most peer addresses taken from one request.
+pub const MAX_PEERS: usize = 64;
+
+/// Decoded query parameters; the first occurrence of a key wins.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses a raw query string (`a=1&b=2`), keeping at most [`MAX_PARAMS`] pairs.
+    pub fn parse(query: Option<&str>) -> Params {
+        let q = query.unwrap_or("");
+        Params(
+            url::form_urlencoded::parse(q.as_bytes())
+                .take(MAX_PARAMS)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `key` (empty values count as absent).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `key` as a number; Err when present but not a number.
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("{key}={v:?} is not a valid number"))),
+        }
+    }
+}
+
+/// What a request asks to play or add, before any fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// A bare content ID.
+    Id(InfoHash),
+    /// A magnet link.
+    Magnet(Magnet),
+    /// An http(s) URL of a `.torrent`.
+    Url(url::Url),
+}
+
+/// A torrent ready to add: its source and the extra peers to dial.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What to add.
+    pub source: Source,
+    /// Peers named by the request (magnet `x.pe`, API `peers`).
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Reads `content_id`, `id`, `infohash`, `url`, `magnet` (the first present wins).
+pub fn wanted_from_params(p: &Params) -> Result<Wanted, ApiError> {
+    for key in ["content_id", "id", "infohash"] {
+        if let Some(v) = p.get(key) {
+            return parse_id(v);
+        }
+    }
+    if let Some(v) = p.get("url") {
+        return parse_url(v);
+    }
+    if let Some(v) = p.get("magnet") {
+        return parse_magnet(v);
+    }
+    Err(ApiError::bad_request(
+        "missing parameter: one of content_id, id, infohash, url, magnet",
+    ))
+}
+
+/// A content ID (40 hex, 32 base32, `acestream://…`); a magnet link is accepted too.
+pub fn parse_id(v: &str) -> Result<Wanted, ApiError> {
+    if v.trim_start().starts_with("magnet:") {
+        return parse_magnet(v);
+    }
+    InfoHash::parse(v)
+        .map(Wanted::Id)
+        .map_err(|e| ApiError::bad_request(format!("bad content ID: {e}")))
+}
+
+/// A magnet link.
+pub fn parse_magnet(v: &str) -> Result<Wanted, ApiError> {
+    Magnet::parse(v)
+        .map(Wanted::Magnet)
+        .map_err(|e| ApiError::bad_request(format!("bad magnet link: {e}")))
+}
+
+/// An http(s) URL; other schemes are refused.
+pub fn parse_url(v: &str) -> Result<Wanted, ApiError> {
+    let u = url::Url::parse(v.trim())
+        .map_err(|e| ApiError::bad_request(format!("bad url {v:?}: {e}")))?;
+    match u.scheme() {
+        "http" | "https" => Ok(Wanted::Url(u)),
+        s => Err(ApiError::bad_request(format!(
+            "url scheme {s:?} is not allowed (http or https only)"
+        ))),
+    }
+}
+
+/// Peer addresses given as `ip:port` strings; others are skipped (no DNS here). At most
+/// [`MAX_PEERS`].
+pub fn parse_peers<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = items
+        .into_iter()
+        .filter_map(|s| s.trim().parse().ok())
+        .take(MAX_PEERS)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Turns what was asked into a source, fetching a `url=` `.torrent` first.
+pub async fn resolve(
+    client: &reqwest::Client,
+    wanted: Wanted,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Resolved, ApiError> {
+    match wanted {
+        Wanted::Id(info_hash) => Ok(Resolved {
+            source: Source::Hash {
+                info_hash,
+                name: None,
+                trackers: vec![],
+            },
+            peers: vec![],
+        }),
+        Wanted::Magnet(m) => Ok(Resolved {
+            peers: parse_peers(m.peers.iter().map(String::as_str)),
+            source: Source::Hash {
+                info_hash: m.info_hash,
+                name: m.name,
+                trackers: m.trackers,
+            },
+        }),
+        Wanted::Url(u) => {
+            let m = fetch_torrent(client, u, limit, timeout).await?;
+            Ok(Resolved {
+                source: Source::Metainfo(Box::new(m)),
+                peers: vec![],
+            })
+        }
+    }
+}
+
+/// Parses a `.torrent` body.
+pub fn parse_torrent(body: &[u8]) -> Result<Metainfo, ApiError> {
+    Metainfo::from_bytes(body).map_err(|e| ApiError::bad_request(format!("bad .torrent: {e}")))
+}
+
+/// Fetches a `.torrent` over http(s): at most `limit` bytes, within `timeout`.
+pub async fn fetch_torrent(
+    client: &reqwest::Client,
+    url: url::Url,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Metainfo, ApiError> {
+    let shown = url.to_string();
+    let fetch = async {
+        let mut resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("server answered {}", resp.status()));
+        }
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(format!("larger than the {limit}-byte limit"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("read failed: {e}"))? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(format!("larger than the {limit}-byte limit"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let body = match tokio::time::timeout(timeout, fetch).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(bad_gateway(&shown, &e)),
+        Err(_) => return Err(bad_gateway(&shown, &format!("timed out after {timeout:?}"))),
+    };
+    Metainfo::from_bytes(&body).map_err(|e| bad_gateway(&shown, &format!("not a .torrent: {e}")))
+}
+
+fn bad_gateway(url: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("fetching {url} failed: {why}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn first_present_wins() {
+        let p = Params::parse(Some(&format!(
+            "magnet=magnet%3A%3Fxt%3Durn%3Abtih%3A{}&infohash={HEX}&id=&url=ftp://x",
+            "f".repeat(40)
+        )));
+        assert_eq!(
+            wanted_from_params(&p),
+            Ok(Wanted::Id(InfoHash::parse(HEX).unwrap_or(InfoHash([0; 20]))))
+        );
+        let p = Params::parse(Some("url=ftp://example.invalid/a.torrent&magnet=x"));
+        assert_eq!(
+            wanted_from_params(&p).map_err(|e| e.status),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let p = Params::parse(Some(&format!("content_id=acestream://{HEX}")));
+        assert!(matches!(wanted_from_params(&p), Ok(Wanted::Id(_))));
+        let p = Params::parse(Some("magnet=magnet:?dn=x"));
+        assert!(wanted_from_params(&p).is_err());
+        assert!(wanted_from_params(&Params::parse(None)).is_err());
+    }
+
+    #[test]
+    fn peers() {
+        assert_eq!(
+            parse_peers(["127.0.0.1:1", "nope", "[::1]:2", "127.0.0.1:1"]),
+            vec![
+                "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+                "[::1]:2".parse().unwrap_or_else(|_| unreachable!()),
+            ]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_queries_never_panic(q in ".{0,200}") {
+            let p = Params::parse(Some(&q));
+            let _ = wanted_from_params(&p);
+            let _ = p.number::<usize>("file_index");
+        }
+    }
+}
