@@ -738,6 +738,31 @@ fn web_seed_carries_a_slow_swarm_stream() {
     for (k, v) in http_keys {
         assert!(v > 0.0, "stat {k} = {v} after streaming from a web seed");
     }
+    // Prometheus metrics: any web-seed/HTTP byte counter for this torrent must be > 0.
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let counters: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&s.ih))
+        .filter(|l| {
+            let name = l.split('{').next().unwrap_or_default();
+            (name.contains("http") || name.contains("web")) && name.contains("bytes")
+        })
+        .collect();
+    if counters.is_empty() {
+        eprintln!("/metrics has no web-seed byte counter");
+    }
+    for line in counters {
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(v > 0.0, "metric {line} after streaming from a web seed");
+    }
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 
