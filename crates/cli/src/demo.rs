@@ -82,6 +82,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
             info_hash: id,
             name: None,
             trackers: vec![],
+            web_seeds: vec![],
         },
         AddOptions::default(),
     );

@@ -230,6 +230,7 @@ fn parse_source(s: &str) -> Result<(Source, Vec<SocketAddr>)> {
                 info_hash: m.info_hash,
                 name: m.name,
                 trackers: m.trackers,
+                web_seeds: m.web_seeds,
             },
             peers,
         ));
@@ -248,6 +249,7 @@ fn parse_source(s: &str) -> Result<(Source, Vec<SocketAddr>)> {
                 info_hash,
                 name: None,
                 trackers: vec![],
+                web_seeds: vec![],
             },
             vec![],
         )),

@@ -692,11 +692,18 @@ fn web_seed_carries_a_slow_swarm_stream() {
     let nginx = nginx_holder.into_inner().expect("nginx started");
     let (mut engine, base) = s.engine("engine", &[]);
     let c = http();
-    let stat_url = json_session(&c, &base, &s.ih)["stat_url"]
+    // The web seed list lives in the .torrent, outside the info dictionary: an ID alone would
+    // not carry it. Hand the engine the .torrent by URL, as a player would.
+    std::fs::copy(&s.torrent, s.path().join("seed").join("media.torrent")).expect("copy torrent");
+    let torrent_url = format!("{}media.torrent", nginx.url());
+    let enc: String = url::form_urlencoded::byte_serialize(torrent_url.as_bytes()).collect();
+    let v = get_json(&c, &format!("{base}/ace/getstream?url={enc}&format=json"));
+    assert!(v["error"].is_null(), "format=json error: {v}");
+    let stat_url = v["response"]["stat_url"]
         .as_str()
         .expect("stat_url")
         .to_string();
-    let url = format!("{base}/ace/getstream?infohash={}", s.ih);
+    let url = format!("{base}/ace/getstream?url={enc}");
     let mut last = (Instant::now(), 0.0f64);
     let mut worst_stall = Duration::ZERO;
     let started = Instant::now();

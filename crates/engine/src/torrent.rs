@@ -57,6 +57,8 @@ pub enum Source {
         name: Option<String>,
         /// Tracker URLs.
         trackers: Vec<String>,
+        /// Web seed URLs (a magnet's `ws=`), used once the metadata is known.
+        web_seeds: Vec<String>,
     },
 }
 
@@ -852,7 +854,11 @@ impl Torrent {
         } else {
             vec![self.trackers.clone()]
         };
-        match Metainfo::from_info_bytes(bytes.to_vec(), trackers, vec![]) {
+        let web_seeds = match &self.p.source {
+            Source::Hash { web_seeds, .. } => web_seeds.clone(),
+            Source::Metainfo(m) => m.url_list.clone(),
+        };
+        match Metainfo::from_info_bytes(bytes.to_vec(), trackers, web_seeds) {
             Ok(m) => {
                 info!(name = %m.info.name, "metadata received");
                 self.install_metainfo(m);

@@ -68,6 +68,7 @@ async fn read_while_downloading_with_seek() {
             info_hash: id,
             name: None,
             trackers: vec![],
+            web_seeds: vec![],
         },
         AddOptions::default(),
     );

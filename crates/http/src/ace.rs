@@ -184,6 +184,8 @@ async fn stat(
         "speed_down": st.down_rate / 1024,
         "speed_up": st.up_rate / 1024,
         "downloaded": st.downloaded,
+        "downloaded_p2p": st.p2p_downloaded,
+        "downloaded_http": st.http_downloaded,
         "uploaded": st.uploaded,
         "total_progress": (st.progress() * 100.0).floor().clamp(0.0, 100.0) as u64,
         "is_live": 0,

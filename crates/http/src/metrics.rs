@@ -21,6 +21,8 @@ pub async fn handler(State(state): State<AppState>) -> Response {
                 id: h.info_hash.to_hex(),
                 name: st.name.clone().unwrap_or_default(),
                 downloaded: st.downloaded,
+                p2p: st.p2p_downloaded,
+                http: st.http_downloaded,
                 uploaded: st.uploaded,
                 peers: st.peers as u64,
                 down_rate: st.down_rate,
@@ -42,6 +44,8 @@ struct Row {
     id: String,
     name: String,
     downloaded: u64,
+    p2p: u64,
+    http: u64,
     uploaded: u64,
     peers: u64,
     down_rate: u64,
@@ -55,12 +59,24 @@ fn render(rows: &[Row]) -> String {
     let _ = writeln!(out, "# TYPE peercdn_torrents gauge");
     let _ = writeln!(out, "peercdn_torrents {}", rows.len());
     type Get = fn(&Row) -> String;
-    let series: [(&str, &str, &str, Get); 6] = [
+    let series: [(&str, &str, &str, Get); 8] = [
         (
             "peercdn_downloaded_bytes_total",
             "counter",
             "Payload bytes downloaded this session.",
             |r| r.downloaded.to_string(),
+        ),
+        (
+            "peercdn_p2p_downloaded_bytes_total",
+            "counter",
+            "Payload bytes downloaded from peers (BitTorrent).",
+            |r| r.p2p.to_string(),
+        ),
+        (
+            "peercdn_http_downloaded_bytes_total",
+            "counter",
+            "Payload bytes downloaded from web seeds / the CDN (HTTP).",
+            |r| r.http.to_string(),
         ),
         (
             "peercdn_uploaded_bytes_total",
@@ -130,6 +146,8 @@ mod tests {
             id: "ab".into(),
             name: "a \"b\"\\\nc".into(),
             downloaded: 5,
+            p2p: 4,
+            http: 1,
             uploaded: 6,
             peers: 2,
             down_rate: 7,
@@ -142,6 +160,6 @@ mod tests {
             "peercdn_downloaded_bytes_total{infohash=\"ab\",name=\"a \\\"b\\\"\\\\\\nc\"} 5\n"
         ));
         assert!(text.contains("peercdn_progress_ratio{infohash=\"ab\",name="));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 7);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 9);
     }
 }

@@ -148,6 +148,7 @@ pub async fn resolve(
                 info_hash,
                 name: None,
                 trackers: vec![],
+                web_seeds: vec![],
             },
             peers: vec![],
         }),
@@ -157,6 +158,7 @@ pub async fn resolve(
                 info_hash: m.info_hash,
                 name: m.name,
                 trackers: m.trackers,
+                web_seeds: m.web_seeds,
             },
         }),
         Wanted::Url(u) => {
