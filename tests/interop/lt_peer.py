@@ -67,8 +67,14 @@ class PeerError(Exception):
 
 
 def session_settings(upload_limit=0):
-    """Settings for a loopback-only, TCP-only, plaintext, fast libtorrent session."""
-    return {
+    """Settings for a loopback-only, TCP-only, plaintext, fast libtorrent session.
+
+    A rate-limited seeder keeps libtorrent's default send buffer (about 0.5 MB): the 8 MB
+    buffer that makes loopback transfers fast would, at a few hundred kB/s, hold tens of
+    seconds of already-read blocks that no CANCEL can take back -- not what a real slow peer
+    looks like.
+    """
+    settings = {
         # Isolation: nothing may leave 127.0.0.1.
         "enable_dht": False,
         "enable_lsd": False,
@@ -112,6 +118,10 @@ def session_settings(upload_limit=0):
             | lt.alert.category_t.connect_notification
         ),
     }
+    if upload_limit:
+        for key in ("send_buffer_watermark", "send_buffer_low_watermark", "send_buffer_watermark_factor"):
+            del settings[key]
+    return settings
 
 
 def open_session(upload_limit=0):

@@ -59,7 +59,7 @@ impl Default for SwarmConfig {
             upload_slots: 8,
             min_queue: 16,
             max_queue: 1000,
-            initial_queue: 500,
+            initial_queue: 64,
             request_timeout: Duration::from_secs(20),
             max_peer_requests: 2000,
             max_reads_in_flight: 64,
@@ -174,6 +174,9 @@ struct Peer {
     pending: Pending,
     outstanding: VecDeque<BlockRef>,
     queue_target: u32,
+    /// Blocks received since the queue last grew, and when that was (slow start).
+    grow_blocks: u32,
+    grow_since: Instant,
     reqq: u32,
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
@@ -363,6 +366,8 @@ impl Swarm {
             pending: Pending::default(),
             outstanding: VecDeque::new(),
             queue_target: self.config.initial_queue,
+            grow_blocks: 0,
+            grow_since: now,
             reqq: 250,
             their_requests: VecDeque::new(),
             reads_in_flight: 0,
@@ -741,6 +746,18 @@ impl Swarm {
         peer.outstanding.remove(pos);
         peer.last_block = now;
         peer.down_total += len as u64;
+        // Slow start: a peer that delivers a whole queue within half a second gets twice the
+        // queue, so a fast link fills in milliseconds while a slow peer (whose sent-but-queued
+        // blocks a seek cannot take back) never holds much more than a second of requests.
+        peer.grow_blocks += 1;
+        if peer.grow_blocks >= peer.queue_target {
+            if now.saturating_duration_since(peer.grow_since) < Duration::from_millis(500) {
+                let cap = self.config.max_queue.min(peer.reqq.max(1));
+                peer.queue_target = (peer.queue_target * 2).min(cap);
+            }
+            peer.grow_blocks = 0;
+            peer.grow_since = now;
+        }
         let Some(picker) = self.picker.as_mut() else {
             return;
         };
