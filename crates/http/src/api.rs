@@ -70,6 +70,13 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
         "up_rate": st.up_rate,
         "peers": st.peers,
         "hash_failures": st.hash_failures,
+        "downloaded_p2p": st.p2p_downloaded,
+        "downloaded_http": st.http_downloaded,
+        "webseeds": st.webseeds.iter().map(|w| json!({
+            "url": w.url,
+            "downloaded": w.downloaded,
+            "errors": w.errors,
+        })).collect::<Vec<_>>(),
     })
 }
 

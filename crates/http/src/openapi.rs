@@ -151,6 +151,19 @@ pub fn document() -> Value {
                         "up_rate": { "type": "integer", "description": "bytes/s" },
                         "peers": { "type": "integer" },
                         "hash_failures": { "type": "integer" },
+                        "downloaded_p2p": { "type": "integer", "description": "Payload bytes from peers." },
+                        "downloaded_http": { "type": "integer", "description": "Payload bytes from web seeds (HTTP/CDN)." },
+                        "webseeds": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "url": { "type": "string" },
+                                    "downloaded": { "type": "integer" },
+                                    "errors": { "type": "integer" }
+                                }
+                            }
+                        },
                         "files": { "type": "array", "nullable": true,
                             "items": { "$ref": "#/components/schemas/File" } },
                         "magnet": { "type": "string", "nullable": true }
