@@ -76,6 +76,11 @@ struct Peer {
     last_recv: Instant,
     last_sent: Instant,
     hash_fails: u32,
+    /// Where it accepts connections (known for peers we dialled, or from its `p`).
+    listen_addr: Option<SocketAddr>,
+    /// What our last PEX message to it listed, and when the next one is due.
+    pex_sent: Vec<SocketAddr>,
+    next_pex: Instant,
 }
 
 /// Fetching the info dictionary over ut_metadata.
@@ -267,11 +272,22 @@ impl Swarm {
             last_recv: now,
             last_sent: now,
             hash_fails: 0,
+            listen_addr: None,
+            pex_sent: Vec::new(),
+            next_pex: now + self.config.pex_interval.unwrap_or(Duration::ZERO),
         };
         self.peers.insert(key, peer);
         self.send_ext_handshake_if_needed(key);
         if self.picker.is_some() {
             self.send_have_summary(key);
+        }
+    }
+
+    /// The address a peer accepts connections on, when the engine knows it (it dialled it).
+    /// Peers that dialled us tell theirs in the extension handshake.
+    pub fn set_listen_addr(&mut self, key: PeerKey, addr: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.listen_addr = Some(addr);
         }
     }
 
@@ -529,6 +545,7 @@ impl Swarm {
                 }
             }
         }
+        self.send_pex(now);
         if self.choker.due(now) {
             self.choke_round(now);
         }
@@ -677,6 +694,11 @@ impl Swarm {
                 };
                 peer.ut_metadata = hs.id_of(ext::UT_METADATA);
                 peer.ut_pex = hs.id_of(ext::UT_PEX);
+                if let (None, Some(p)) = (peer.listen_addr, hs.listen_port) {
+                    if p != 0 {
+                        peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), p));
+                    }
+                }
                 peer.client = hs.client.clone();
                 if let Some(r) = hs.reqq {
                     peer.reqq = r.clamp(1, 10_000);
@@ -716,6 +738,74 @@ impl Swarm {
             p.last_sent = self.last_tick.unwrap_or(p.last_sent).max(p.last_sent);
         }
         self.actions.push_back(Action::Send(key, msg));
+    }
+
+    /// BEP 11: tells each peer that speaks ut_pex, at most once per interval, which of our
+    /// peers appeared and disappeared since our last message to it (at most
+    /// [`Pex::MAX_PEERS`] each way).
+    fn send_pex(&mut self, now: Instant) {
+        let Some(interval) = self.config.pex_interval else {
+            return;
+        };
+        let all: Vec<(PeerKey, SocketAddr, bool)> = self
+            .peers
+            .iter()
+            .filter_map(|(&k, p)| {
+                Some((
+                    k,
+                    p.listen_addr?,
+                    p.has.as_ref().is_some_and(|h| h.is_full()),
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (&key, peer) in self.peers.iter_mut() {
+            let Some(id) = peer.ut_pex else { continue };
+            if now < peer.next_pex {
+                continue;
+            }
+            peer.next_pex = now + interval;
+            let current: Vec<(SocketAddr, bool)> = all
+                .iter()
+                .filter(|(k, a, _)| *k != key && Some(*a) != peer.listen_addr)
+                .take(Pex::MAX_PEERS)
+                .map(|&(_, a, seed)| (a, seed))
+                .collect();
+            let added: Vec<(SocketAddr, bool)> = current
+                .iter()
+                .filter(|(a, _)| !peer.pex_sent.contains(a))
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = peer
+                .pex_sent
+                .iter()
+                .filter(|a| !current.iter().any(|(c, _)| c == *a))
+                .take(Pex::MAX_PEERS)
+                .copied()
+                .collect();
+            peer.pex_sent = current.iter().map(|(a, _)| *a).collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            let pex = Pex {
+                added: added.iter().map(|(a, _)| *a).collect(),
+                added_flags: added
+                    .iter()
+                    .map(|(_, seed)| if *seed { Pex::FLAG_SEED } else { 0 })
+                    .collect(),
+                dropped,
+            };
+            out.push((
+                key,
+                Message::Extended {
+                    id,
+                    payload: pex.encode(),
+                },
+            ));
+        }
+        for (key, msg) in out {
+            self.send(key, msg);
+        }
     }
 
     /// Sends HAVE for a new piece to every peer that lacks it.

@@ -46,6 +46,7 @@ struct Node {
     corrupt: bool,
     banned: Vec<PeerKey>,
     completed: bool,
+    discovered: Vec<SocketAddr>,
 }
 
 /// Links: (node, key) → (other node, other key).
@@ -71,6 +72,8 @@ impl Net {
     fn add(&mut self, pieces: Option<Bitfield>) -> usize {
         let cfg = SwarmConfig {
             seed: self.nodes.len() as u64 + 1,
+            pex_interval: Some(Duration::from_secs(2)),
+            listen_port: Some(1000 + self.nodes.len() as u16),
             ..SwarmConfig::default()
         };
         let mut swarm = Swarm::new(self.c.hash, cfg);
@@ -99,6 +102,7 @@ impl Net {
             corrupt: false,
             banned: vec![],
             completed: false,
+            discovered: vec![],
         });
         self.nodes.len() - 1
     }
@@ -108,11 +112,15 @@ impl Net {
         let kb = 100 + a as u64;
         self.links.insert((a, ka), (b, kb));
         self.links.insert((b, kb), (a, ka));
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // Node i listens on 127.0.0.1:(1000 + i); `a` dials `b`, so `b` sees an ephemeral port
+        // and learns `a`'s listen port from its extension handshake.
+        let listen = |i: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16));
         let hs = |i: usize| Handshake::ours(self.c.hash, PeerId::ours([i as u8; 12]));
         let (ha, hb) = (hs(a), hs(b));
-        self.nodes[a].swarm.add_peer(ka, addr, &hb, self.now);
-        self.nodes[b].swarm.add_peer(kb, addr, &ha, self.now);
+        self.nodes[a].swarm.add_peer(ka, listen(b), &hb, self.now);
+        self.nodes[a].swarm.set_listen_addr(ka, listen(b));
+        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 40000 + a as u16));
+        self.nodes[b].swarm.add_peer(kb, ephemeral, &ha, self.now);
     }
 
     /// Runs until quiet or `steps` actions; every message goes through the real codec.
@@ -200,7 +208,7 @@ impl Net {
                     self.now,
                 );
             }
-            Action::Discovered(_) => {}
+            Action::Discovered(peers) => self.nodes[i].discovered.extend(peers),
             Action::Completed => self.nodes[i].completed = true,
         }
     }
@@ -322,4 +330,35 @@ fn bad_messages_disconnect_only_that_peer() {
         assert_eq!(disconnected, vec![1]);
         assert_eq!(s.peer_count(), 1);
     }
+}
+
+/// BEP 11: B is connected to A and C; after a PEX interval, A learns C's listen address from B
+/// (C dialled B, so B knows it only from C's extension handshake) and C learns A's.
+#[test]
+fn peer_exchange_introduces_peers() {
+    let c = content(300_000);
+    let n = c.hashes.len() as u32;
+    let mut net = Net::new(c);
+    // B has half, so nobody completes (a complete pair would part as "both seeds").
+    let a = net.add(Some(Bitfield::new(n)));
+    let b = net.add(Some(halves(n, true)));
+    let c = net.add(Some(Bitfield::new(n)));
+    net.connect(a, b);
+    net.connect(c, b);
+    net.run(20_000);
+    let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16));
+    assert!(
+        net.nodes[a].discovered.contains(&addr(c)),
+        "A learned C: {:?}",
+        net.nodes[a].discovered
+    );
+    assert!(
+        net.nodes[c].discovered.contains(&addr(a)),
+        "C learned A: {:?}",
+        net.nodes[c].discovered
+    );
+    assert!(
+        !net.nodes[a].discovered.contains(&addr(a)),
+        "never told about itself"
+    );
 }

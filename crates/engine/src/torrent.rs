@@ -258,7 +258,8 @@ impl TorrentHandle {
 enum Internal {
     Checked(Result<Bitfield, String>),
     Verified(u32, Result<bool, String>, Vec<u8>),
-    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>),
+    /// A handshake finished: `true` when we dialled (so `addr` is where the peer listens).
+    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>, bool),
     TrackerPeers(Vec<SocketAddr>, Duration),
     WebSeedPiece(usize, u32, Result<Bytes, String>),
     WebSeedVerified(usize, u32, Result<bool, String>, u64),
@@ -353,8 +354,15 @@ struct Torrent {
 impl Torrent {
     fn new(p: TorrentParams, status_tx: watch::Sender<TorrentStatus>, shared: Arc<Shared>) -> Self {
         let info_hash = p.source.info_hash();
+        // BEP 27: no peer exchange for private torrents.
+        let private = matches!(&p.source, Source::Metainfo(m) if m.info.private);
         let config = SwarmConfig {
             listen_port: (p.listen_port != 0).then_some(p.listen_port),
+            pex_interval: if private {
+                None
+            } else {
+                SwarmConfig::default().pex_interval
+            },
             seed: u64::from_le_bytes([
                 p.peer_id.0[12],
                 p.peer_id.0[13],
@@ -542,10 +550,10 @@ impl Torrent {
             Internal::Verified(index, Err(e), _) => {
                 self.fail(format!("writing piece {index} failed: {e}"));
             }
-            Internal::Dialed(addr, res) => {
+            Internal::Dialed(addr, res, outgoing) => {
                 self.dialing.remove(&addr);
                 match res {
-                    Ok((stream, hs)) => self.attach(stream, addr, hs),
+                    Ok((stream, hs)) => self.attach(stream, addr, hs, outgoing),
                     Err(e) => debug!(%addr, "dial failed: {e}"),
                 }
             }
@@ -580,7 +588,7 @@ impl Torrent {
                         .await
                         .map(|_| (stream, hs))
                         .map_err(|e| e.to_string());
-                    let _ = tx.send(Internal::Dialed(addr, r)).await;
+                    let _ = tx.send(Internal::Dialed(addr, r, false)).await;
                 });
             }
             Command::AddPeers(peers) => {
@@ -645,7 +653,7 @@ impl Torrent {
         )
     }
 
-    fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
+    fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake, outgoing: bool) {
         if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
             return;
         }
@@ -670,6 +678,9 @@ impl Torrent {
         self.conns.insert(key, conn);
         self.addrs.insert(addr, key);
         self.swarm.add_peer(key, addr, &hs, Instant::now());
+        if outgoing {
+            self.swarm.set_listen_addr(key, addr);
+        }
     }
 
     fn on_peer_event(&mut self, ev: PeerEvent) {
@@ -927,7 +938,7 @@ impl Torrent {
             let (ih, id, tx) = (self.info_hash, self.p.peer_id, self.internal_tx.clone());
             tokio::spawn(async move {
                 let r = peer::dial(addr, ih, id).await.map_err(|e| e.to_string());
-                let _ = tx.send(Internal::Dialed(addr, r)).await;
+                let _ = tx.send(Internal::Dialed(addr, r, true)).await;
             });
         }
     }

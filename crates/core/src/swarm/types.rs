@@ -28,6 +28,9 @@ pub struct SwarmConfig {
     pub max_reads_in_flight: usize,
     /// A peer silent for this long is disconnected.
     pub idle_timeout: Duration,
+    /// Peer exchange (BEP 11): how often each peer is told of our other peers. `None` turns
+    /// PEX off (private torrents, BEP 27).
+    pub pex_interval: Option<Duration>,
     /// Our TCP listen port, told to peers in the extension handshake.
     pub listen_port: Option<u16>,
     /// Seed for tie-breaking.
@@ -45,6 +48,7 @@ impl Default for SwarmConfig {
             max_peer_requests: 2000,
             max_reads_in_flight: 64,
             idle_timeout: Duration::from_secs(180),
+            pex_interval: Some(Duration::from_secs(60)),
             listen_port: None,
             seed: 0x5eed,
         }
