@@ -474,7 +474,11 @@ mod tests {
         c.bind = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
         assert!(matches!(Dht::start(c), Err(DhtError::Ipv6Unsupported(_))));
         assert!(matches!(
-            Dht::start(DhtConfig { port: 0, ..config(vec![], None) }).map(|d| d.local_addr()),
+            Dht::start(DhtConfig {
+                port: 0,
+                ..config(vec![], None)
+            })
+            .map(|d| d.local_addr()),
             Ok(Some(_))
         ));
     }
