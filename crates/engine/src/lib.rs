@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod create;
+pub mod dht;
 pub mod nodekey;
 pub mod peer;
 pub mod ratelimit;
