@@ -147,7 +147,7 @@ peercdn_start() {
     local d="$WORK/pc"
     rm -rf "$d"
     mkdir -p "$d"
-    PEERCDN_LOG=warn "$PEERCDN" engine --port 0 --bind 127.0.0.1 --http-port 0 \
+    PEERCDN_LOG=warn "$PEERCDN" engine --port 0 --bind 127.0.0.1 --no-dht --http-port 0 \
         --data-dir "$d/data" --peer "$SEED" >"$d/log" 2>&1 &
     CLIENT_PID=$!
     wait_line "$d/log" '^http: ' 30 "$CLIENT_PID" || return 1

@@ -291,7 +291,7 @@ run_peercdn() {
     if ((PEERCDN_OK)); then
         rm -rf "$WORK/peercdn-data"; mkdir -p "$WORK/peercdn-data"
         run_client peercdn "$WORK/out-peercdn" "$PEERCDN" get "$TORRENT" -o "$WORK/out-peercdn" \
-            --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/peercdn-data" --port 0 --bind 127.0.0.1
+            --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/peercdn-data" --port 0 --bind 127.0.0.1 --no-dht
     else
         ROWS+=("peercdn||||FAIL|release build failed or no binary (see cargo build --release -p peercdn)")
     fi

@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub http_bind: Option<IpAddr>,
     /// Token required by the HTTP API.
     pub access_token: Option<String>,
+    /// Run the DHT (default true).
+    pub dht: Option<bool>,
+    /// Private DHT bootstrap nodes.
+    pub dht_bootstrap: Option<Vec<String>>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.

@@ -60,6 +60,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
         static_peers: peers,
         upload_limit: 0,
         download_limit: 0,
+        dht: None,
     };
     let publisher = Session::start(node("publisher", vec![])).await?;
     let pub_dir = content.parent().map(PathBuf::from).unwrap_or_default();

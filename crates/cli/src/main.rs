@@ -132,6 +132,13 @@ struct NodeArgs {
     /// Download limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
     #[arg(long, env = "PEERCDN_DOWNLOAD_LIMIT")]
     download_limit: Option<String>,
+    /// Turn the mainline DHT off (it is on by default, on UDP at the peer port).
+    #[arg(long, env = "PEERCDN_NO_DHT")]
+    no_dht: bool,
+    /// DHT bootstrap node HOST:PORT (repeatable): a private DHT of these nodes only, instead
+    /// of the public routers. Any peercdn node can serve as one.
+    #[arg(long = "dht-bootstrap")]
+    dht_bootstrap: Vec<String>,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

@@ -37,6 +37,8 @@ pub struct NodeSettings {
     pub upload_limit: u64,
     /// Bytes/s, 0 = none.
     pub download_limit: u64,
+    /// DHT: off, public, or a private bootstrap list.
+    pub dht: Option<Option<Vec<String>>>,
 }
 
 impl NodeSettings {
@@ -67,6 +69,13 @@ impl NodeSettings {
             peers: resolve_peers(&peers)?,
             upload_limit: rate(&node.upload_limit, &file.upload_limit, "upload-limit")?,
             download_limit: rate(&node.download_limit, &file.download_limit, "download-limit")?,
+            dht: if node.no_dht || file.dht == Some(false) {
+                None
+            } else if !node.dht_bootstrap.is_empty() {
+                Some(Some(node.dht_bootstrap.clone()))
+            } else {
+                Some(file.dht_bootstrap.clone())
+            },
             file,
         })
     }
@@ -99,6 +108,7 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         static_peers: settings.peers.clone(),
         upload_limit: settings.upload_limit,
         download_limit: settings.download_limit,
+        dht: settings.dht.clone(),
     };
     let session = Session::start(config).await?;
     // Scripts and tests read the port from this line.

@@ -365,6 +365,14 @@ fn write_state(path: &Path, nodes: &[String]) -> Result<(), DhtError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+impl std::fmt::Debug for Dht {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dht")
+            .field("local_addr", &self.local_addr())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
+use crate::dht::{Dht, DhtConfig};
 use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
@@ -36,6 +37,9 @@ pub struct SessionConfig {
     pub upload_limit: u64,
     /// Node-wide download limit, bytes/s (0 = none).
     pub download_limit: u64,
+    /// The mainline DHT: `None` = off; otherwise its bootstrap list (`None` inside = the
+    /// public routers, `Some(list)` = a private network). It listens on UDP at the peer port.
+    pub dht: Option<Option<Vec<String>>>,
 }
 
 /// Per-torrent options.
@@ -73,6 +77,9 @@ pub enum SessionError {
     /// The node key could not be loaded or created.
     #[error("node key: {0}")]
     NodeKey(#[from] crate::nodekey::NodeKeyError),
+    /// The DHT could not start.
+    #[error("DHT: {0}")]
+    Dht(#[from] crate::dht::DhtError),
 }
 
 /// A running node. Cheap to clone.
@@ -89,6 +96,7 @@ struct Inner {
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
+    dht: Option<Dht>,
 }
 
 impl Drop for Inner {
@@ -123,6 +131,15 @@ impl Session {
             RateLimiter::new(config.download_limit),
             RateLimiter::new(config.upload_limit),
         ];
+        let dht = match &config.dht {
+            Some(bootstrap) => Some(Dht::start(DhtConfig {
+                port,
+                bind: config.listen.ip(),
+                bootstrap: bootstrap.clone(),
+                state_file: Some(config.data_dir.join("dht.nodes")),
+            })?),
+            None => None,
+        };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let accept = tokio::spawn(accept_loop(listener, weak));
@@ -134,6 +151,7 @@ impl Session {
                 torrents: Mutex::new(HashMap::new()),
                 limits,
                 accept,
+                dht,
             }
         });
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
@@ -143,6 +161,11 @@ impl Session {
     /// The TCP port peers reach us on.
     pub fn listen_port(&self) -> u16 {
         self.inner.port
+    }
+
+    /// The DHT node, when on.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.inner.dht.as_ref()
     }
 
     /// Our peer ID.
@@ -181,6 +204,7 @@ impl Session {
             peer_id: self.inner.peer_id,
             listen_port: self.inner.port,
             global: self.inner.limits.clone(),
+            dht: self.inner.dht.clone(),
             local: [
                 RateLimiter::new(opts.download_limit),
                 RateLimiter::new(opts.upload_limit),

@@ -91,6 +91,8 @@ pub struct TorrentParams {
     pub global: [RateLimiter; 2],
     /// This torrent's limiters, download then upload.
     pub local: [RateLimiter; 2],
+    /// The node's DHT, when on: the torrent announces itself and looks up peers there.
+    pub dht: Option<crate::dht::Dht>,
 }
 
 /// Life-cycle state.
@@ -262,6 +264,7 @@ enum Internal {
     Dialed(SocketAddr, Result<(TcpStream, Handshake), String>, bool),
     TrackerPeers(Vec<SocketAddr>, Duration),
     WebSeedPiece(usize, u32, Result<Bytes, String>),
+    DhtPeers(Vec<SocketAddr>),
     WebSeedVerified(usize, u32, Result<bool, String>, u64),
 }
 
@@ -345,6 +348,8 @@ struct Torrent {
     internal_rx: mpsc::Receiver<Internal>,
     trackers: Vec<String>,
     next_announce: Instant,
+    next_dht_lookup: Instant,
+    next_dht_announce: Instant,
     pending_event: tracker::Event,
     last_resume_save: Instant,
     checked: u32,
@@ -410,6 +415,8 @@ impl Torrent {
             internal_rx,
             trackers,
             next_announce: Instant::now(),
+            next_dht_lookup: Instant::now(),
+            next_dht_announce: Instant::now(),
             pending_event: tracker::Event::Started,
             last_resume_save: Instant::now(),
             checked: 0,
@@ -558,6 +565,10 @@ impl Torrent {
                 }
             }
             Internal::WebSeedPiece(k, index, r) => self.on_webseed_piece(k, index, r),
+            Internal::DhtPeers(peers) => {
+                self.add_candidates(peers);
+                self.connect_now();
+            }
             Internal::WebSeedVerified(k, index, Ok(ok), len) => {
                 self.on_webseed_verified(k, index, ok, len);
                 self.schedule_webseeds();
@@ -908,13 +919,49 @@ impl Torrent {
         self.publish_status();
     }
 
-    /// Dials known peers and announces to trackers now, if the torrent is running.
+    /// Dials known peers and announces to trackers and the DHT now, if the torrent is
+    /// running and they are due.
     fn connect_now(&mut self) {
         if self.accepting() {
             self.dial_more();
             if !self.trackers.is_empty() && Instant::now() >= self.next_announce {
                 self.announce();
             }
+            self.dht_work();
+        }
+    }
+
+    /// DHT (BEP 5): look up peers (every 5 s while we have none, 30 s while we have few,
+    /// 5 min otherwise) and
+    /// announce ourselves every 15 min. Lookups and announces run as tasks.
+    fn dht_work(&mut self) {
+        let Some(dht) = self.p.dht.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= self.next_dht_lookup {
+            let every = match self.conns.len() {
+                0 => 5,
+                1..=4 => 30,
+                _ => 300,
+            };
+            self.next_dht_lookup = now + Duration::from_secs(every);
+            let (ih, tx, d) = (self.info_hash, self.internal_tx.clone(), dht.clone());
+            tokio::spawn(async move {
+                let peers = d.get_peers(ih, 200).await;
+                if !peers.is_empty() {
+                    let _ = tx.send(Internal::DhtPeers(peers)).await;
+                }
+            });
+        }
+        if now >= self.next_dht_announce && self.p.listen_port != 0 {
+            self.next_dht_announce = now + Duration::from_secs(15 * 60);
+            let (ih, port) = (self.info_hash, self.p.listen_port);
+            tokio::spawn(async move {
+                if let Err(e) = dht.announce(ih, port).await {
+                    debug!("DHT announce failed: {e}");
+                }
+            });
         }
     }
 

@@ -17,6 +17,7 @@ fn config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> SessionConfi
         static_peers: peers,
         upload_limit,
         download_limit: 0,
+        dht: None,
     }
 }
 

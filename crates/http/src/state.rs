@@ -192,6 +192,7 @@ mod tests {
             static_peers: vec![],
             upload_limit: 0,
             download_limit: 0,
+            dht: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

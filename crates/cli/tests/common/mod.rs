@@ -233,13 +233,17 @@ pub fn lt_start(dir: &Path, name: &str, args: &[&str]) -> (Proc, u16) {
     (p, port)
 }
 
-/// A `peercdn` command isolated on loopback with its own data dir.
+/// A `peercdn` command isolated on loopback with its own data dir (and no public DHT).
 pub fn peercdn(data_dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_peercdn"));
     c.args(args)
         .args(["--bind", "127.0.0.1", "--data-dir"])
         .arg(data_dir)
         .env("PEERCDN_LOG", "info");
+    // Tests never touch the public DHT: off unless the test gives a private bootstrap node.
+    if !args.contains(&"--dht-bootstrap") {
+        c.arg("--no-dht");
+    }
     c
 }
 

@@ -29,6 +29,7 @@ pub fn limited_config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> 
         static_peers: peers,
         upload_limit,
         download_limit: 0,
+        dht: None,
     }
 }
 
