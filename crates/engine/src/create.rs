@@ -12,13 +12,11 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use peercdn_core::metainfo::{FileEntry, Info};
+use peercdn_core::metainfo::{auto_piece_length, FileEntry, Info};
 use sha1::{Digest, Sha1};
 
 /// Smallest piece length accepted (and chosen).
 pub const MIN_PIECE_LENGTH: u32 = 16 << 10;
-/// Largest piece length chosen automatically.
-pub const MAX_AUTO_PIECE_LENGTH: u32 = 16 << 20;
 /// Largest piece length accepted.
 pub const MAX_PIECE_LENGTH: u32 = 64 << 20;
 /// Most files one torrent may hold.
@@ -26,8 +24,6 @@ pub const MAX_FILES: usize = 1_000_000;
 
 /// Bytes read per buffer (rounded to whole pieces, at least two pieces).
 const READ_CHUNK: usize = 4 << 20;
-/// Piece count the automatic piece length aims at.
-const TARGET_PIECES: u64 = 1500;
 
 /// How to build the torrent.
 #[derive(Clone, Debug, Default)]
@@ -188,18 +184,6 @@ pub fn build_info(
         private: opts.private,
         multi_file: is_dir,
     })
-}
-
-/// Piece length for `total` bytes: a power of two aiming at about 1,500 pieces, clamped to
-/// 16 KiB ..= 16 MiB.
-pub fn auto_piece_length(total: u64) -> u32 {
-    let want = (total / TARGET_PIECES).max(1);
-    // Nearest power of two at or above `want`, clamped.
-    let pl = want.checked_next_power_of_two().unwrap_or(u64::MAX);
-    pl.clamp(
-        u64::from(MIN_PIECE_LENGTH),
-        u64::from(MAX_AUTO_PIECE_LENGTH),
-    ) as u32
 }
 
 /// Hashes the concatenation of `paths` (lengths from `files`) into piece hashes.
@@ -377,22 +361,6 @@ mod tests {
         ));
         std::fs::write(empty.join("back\\slash"), b"x").unwrap();
         assert!(matches!(scan(&empty), Err(CreateError::BadName(_))));
-    }
-
-    #[test]
-    fn auto_piece_length_bounds() {
-        assert_eq!(auto_piece_length(0), MIN_PIECE_LENGTH);
-        assert_eq!(auto_piece_length(1 << 20), MIN_PIECE_LENGTH);
-        assert_eq!(auto_piece_length(1 << 40), MAX_AUTO_PIECE_LENGTH);
-        assert_eq!(auto_piece_length(u64::MAX), MAX_AUTO_PIECE_LENGTH);
-        let pl = auto_piece_length(1_500 << 20);
-        assert_eq!(pl, 1 << 20);
-        for total in [1u64 << 30, 3 << 30, 700 << 20] {
-            let pl = auto_piece_length(total);
-            assert!(pl.is_power_of_two());
-            let n = total.div_ceil(u64::from(pl));
-            assert!((750..=1500).contains(&n), "{total}: {n} pieces");
-        }
     }
 
     #[test]
