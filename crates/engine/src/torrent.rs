@@ -696,30 +696,33 @@ impl Torrent {
 
     fn on_peer_event(&mut self, ev: PeerEvent) {
         let now = Instant::now();
+        self.apply_peer_event(ev, now);
+        // Drain what is already queued before going back to select (fewer wake-ups).
+        for _ in 0..64 {
+            let Ok(ev) = self.events_rx.try_recv() else {
+                break;
+            };
+            self.apply_peer_event(ev, now);
+            self.drain_actions();
+        }
+    }
+
+    fn apply_peer_event(&mut self, ev: PeerEvent, now: Instant) {
         match ev {
             PeerEvent::Message(key, msg) => self.swarm.on_message(key, msg, now),
             PeerEvent::BlockSent(key, block, sent) => self.swarm.on_block_sent(key, block, sent),
             PeerEvent::Closed(key, reason) => {
                 debug!(key, %reason, "peer closed");
-                self.drop_conn(key);
-                self.swarm.remove_peer(key);
+                self.forget_peer(key);
             }
         }
-        // Drain what is already queued before going back to select (fewer wake-ups).
-        for _ in 0..64 {
-            match self.events_rx.try_recv() {
-                Ok(PeerEvent::Message(key, msg)) => self.swarm.on_message(key, msg, now),
-                Ok(PeerEvent::BlockSent(key, block, sent)) => {
-                    self.swarm.on_block_sent(key, block, sent)
-                }
-                Ok(PeerEvent::Closed(key, _)) => {
-                    self.drop_conn(key);
-                    self.swarm.remove_peer(key);
-                }
-                Err(_) => break,
-            }
-            self.drain_actions();
-        }
+    }
+
+    /// Closes a connection and removes the peer from the swarm (its requests go back to the
+    /// picker).
+    fn forget_peer(&mut self, key: u64) {
+        self.drop_conn(key);
+        self.swarm.remove_peer(key);
     }
 
     fn drop_conn(&mut self, key: u64) {
@@ -774,8 +777,7 @@ impl Torrent {
         let ok = self.conns.get(&key).is_some_and(|c| c.send(out));
         if !ok && self.conns.contains_key(&key) {
             // A peer that does not read what we send is not kept.
-            self.drop_conn(key);
-            self.swarm.remove_peer(key);
+            self.forget_peer(key);
         }
     }
 
@@ -857,15 +859,7 @@ impl Torrent {
         let expected = info.pieces.get(index as usize).copied();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let ok = expected == Some(sha1_piece(&buf));
-            let r = if ok {
-                storage
-                    .write_piece(index, &buf)
-                    .map(|_| true)
-                    .map_err(|e| e.to_string())
-            } else {
-                Ok(false)
-            };
+            let r = check_and_write(&storage, index, &buf, expected);
             let _ = tx.blocking_send(Internal::Verified(index, r, buf));
         });
     }
@@ -1039,8 +1033,7 @@ impl Torrent {
     fn close_all(&mut self) {
         let keys: Vec<u64> = self.conns.keys().copied().collect();
         for key in keys {
-            self.drop_conn(key);
-            self.swarm.remove_peer(key);
+            self.forget_peer(key);
         }
         self.buffers.clear();
     }
@@ -1132,6 +1125,23 @@ impl Torrent {
             checked: self.checked,
         });
     }
+}
+
+/// Hashes a complete piece and, when it matches `expected`, writes it (blocking: call on the
+/// blocking pool). `Ok(false)`: the hash does not match, nothing written.
+fn check_and_write(
+    storage: &Storage,
+    index: u32,
+    data: &[u8],
+    expected: Option<[u8; 20]>,
+) -> Result<bool, String> {
+    if expected != Some(sha1_piece(data)) {
+        return Ok(false);
+    }
+    storage
+        .write_piece(index, data)
+        .map(|_| true)
+        .map_err(|e| e.to_string())
 }
 
 fn have_bytes(info: &Info, have: &Bitfield) -> u64 {

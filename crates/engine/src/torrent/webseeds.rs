@@ -16,8 +16,7 @@ use bytes::Bytes;
 use peercdn_core::metainfo::Metainfo;
 use tracing::{debug, warn};
 
-use super::{Internal, State, Torrent};
-use crate::storage::sha1_piece;
+use super::{check_and_write, Internal, State, Torrent};
 use crate::webseed::WebSeed;
 
 /// Pieces fetched at once from one web seed.
@@ -149,14 +148,7 @@ impl Torrent {
         let expected = info.pieces.get(index as usize).copied();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = if expected == Some(sha1_piece(&data)) {
-                storage
-                    .write_piece(index, &data)
-                    .map(|_| true)
-                    .map_err(|e| e.to_string())
-            } else {
-                Ok(false)
-            };
+            let r = check_and_write(&storage, index, &data, expected);
             let _ = tx.blocking_send(Internal::WebSeedVerified(k, index, r, data.len() as u64));
         });
     }
