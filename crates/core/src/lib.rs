@@ -16,6 +16,7 @@
 //! - [`picker`]: which block to request next (rarest first, priorities, endgame).
 //! - [`choker`]: who gets upload slots (tit-for-tat, optimistic unchoke, seed mode).
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
+//! - [`live`]: live streams: descriptor, signed piece header, `pc_live` messages, live swarm.
 //!
 //! Architecture invariant: this crate never depends on tokio, never opens a socket or a file and
 //! never reads the clock. Panics are bugs; nothing a remote peer sends can cause one.
@@ -26,6 +27,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod id;
+pub mod live;
 pub mod magnet;
 pub mod metainfo;
 pub mod picker;

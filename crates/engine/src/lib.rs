@@ -10,6 +10,7 @@
 
 pub mod create;
 pub mod dht;
+pub mod live;
 pub mod nodekey;
 pub mod peer;
 pub mod ratelimit;

@@ -1,0 +1,556 @@
+//! Live streams: the descriptor, the signed piece header and the `pc_live` extension messages
+//! (DESIGN §3), and the live swarm state machine ([`swarm`]).
+//!
+//! A live stream is identified like a torrent: its content ID is the SHA-1 of the bencoded info
+//! dictionary `{"name": …, "live": {"pubkey": …, "piece duration ms": …, "max piece length": …,
+//! "window s": …}}`, so the ID binds the broadcaster's ed25519 key and viewers who know only the
+//! ID fetch the info dictionary over BEP 9 and learn the key every piece must be signed with.
+//!
+//! Every piece carries a fixed-size [`PieceHeader`]: index, timestamp, duration, flags, length,
+//! SHA-256 of the payload, and an ed25519 signature over `"peercdn-live-v1" || content_id ||
+//! every header field before it` (big-endian). A header is verified before it is relayed, the
+//! payload hash before a piece is served or played.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::bencode::{self, OwnedValue};
+use crate::id::InfoHash;
+
+pub mod swarm;
+
+/// The BEP 10 extension name of the live protocol.
+pub const PC_LIVE: &str = "pc_live";
+/// The extended message ID we assign to `pc_live` in our handshakes (1 and 2 are ut_metadata
+/// and ut_pex).
+pub const OUR_PC_LIVE_ID: u8 = 3;
+/// Domain separation prefix of header signatures.
+pub const SIGNATURE_CONTEXT: &[u8] = b"peercdn-live-v1";
+/// Size of an encoded [`PieceHeader`].
+pub const HEADER_LEN: usize = 4 + 8 + 4 + 1 + 4 + 32 + 64;
+/// Header flag: the piece starts at a random access point (keyframe) and decodes on its own.
+pub const FLAG_KEYFRAME: u8 = 0x01;
+/// Header flag: the media timeline is discontinuous before this piece.
+pub const FLAG_DISCONTINUITY: u8 = 0x02;
+/// Largest piece any descriptor may declare (a bound on what a peer makes us buffer).
+pub const MAX_PIECE_LENGTH: u32 = 8 << 20;
+/// Longest window any descriptor may declare, seconds.
+pub const MAX_WINDOW_S: u32 = 3600;
+
+/// Why live data was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LiveError {
+    /// The descriptor or info dictionary is not valid bencode.
+    #[error("live descriptor: {0}")]
+    Bencode(#[from] bencode::BencodeError),
+    /// The info dictionary lacks a field or has one out of range.
+    #[error("live descriptor: {0}")]
+    BadDescriptor(&'static str),
+    /// A header of the wrong size.
+    #[error("live piece header must be {HEADER_LEN} bytes, got {0}")]
+    HeaderLength(usize),
+    /// The signature does not verify with the stream's key and content ID.
+    #[error("live piece {0}: bad signature")]
+    BadSignature(u32),
+    /// The payload does not match the header's length or hash.
+    #[error("live piece {0}: payload does not match its header")]
+    BadPayload(u32),
+    /// A `pc_live` message that cannot be decoded.
+    #[error("pc_live message: {0}")]
+    BadMessage(&'static str),
+}
+
+/// The parameters of a live stream, from the `live` dictionary of its info dictionary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveParams {
+    /// Display name.
+    pub name: String,
+    /// The broadcaster's ed25519 public key.
+    pub pubkey: [u8; 32],
+    /// Target duration of a piece, milliseconds.
+    pub piece_duration_ms: u32,
+    /// Longest piece payload, bytes.
+    pub max_piece_length: u32,
+    /// How long pieces stay available, seconds.
+    pub window_s: u32,
+}
+
+impl LiveParams {
+    /// How many pieces the window holds (with room for short pieces cut at keyframes).
+    pub fn window_pieces(&self) -> u32 {
+        let per_s = 1000 / self.piece_duration_ms.max(1) + 1;
+        (self.window_s.max(1) * per_s * 2).clamp(16, 65_536)
+    }
+
+    /// The bencoded info dictionary; its SHA-1 is the content ID.
+    pub fn info_bytes(&self) -> Vec<u8> {
+        OwnedValue::dict()
+            .with(
+                "live",
+                OwnedValue::dict()
+                    .with(
+                        "max piece length",
+                        OwnedValue::int(self.max_piece_length.into()),
+                    )
+                    .with(
+                        "piece duration ms",
+                        OwnedValue::int(self.piece_duration_ms.into()),
+                    )
+                    .with("pubkey", OwnedValue::bytes(self.pubkey.to_vec()))
+                    .with("window s", OwnedValue::int(self.window_s.into()))
+                    .build(),
+            )
+            .with("name", OwnedValue::str(&self.name))
+            .build()
+            .encode()
+    }
+
+    /// The content ID.
+    pub fn content_id(&self) -> InfoHash {
+        InfoHash::of_info(&self.info_bytes())
+    }
+
+    /// Parses an info dictionary. `Ok(None)` when it is a valid dictionary without a `live`
+    /// key (an ordinary torrent).
+    pub fn from_info_bytes(info: &[u8]) -> Result<Option<LiveParams>, LiveError> {
+        let v = bencode::decode(info)?;
+        let d = v
+            .as_dict()
+            .ok_or(LiveError::BadDescriptor("info is not a dictionary"))?;
+        let Some(live) = d.get(b"live") else {
+            return Ok(None);
+        };
+        let live = live
+            .as_dict()
+            .ok_or(LiveError::BadDescriptor("`live` is not a dictionary"))?;
+        let name = d
+            .get_str(b"name")
+            .ok_or(LiveError::BadDescriptor("missing name"))?
+            .to_string();
+        let pubkey: [u8; 32] = live
+            .get_bytes(b"pubkey")
+            .and_then(|b| b.try_into().ok())
+            .ok_or(LiveError::BadDescriptor("pubkey must be 32 bytes"))?;
+        VerifyingKey::from_bytes(&pubkey)
+            .map_err(|_| LiveError::BadDescriptor("pubkey is not an ed25519 key"))?;
+        let int = |k: &[u8], lo: i64, hi: i64, what: &'static str| {
+            live.get_int(k)
+                .filter(|n| (lo..=hi).contains(n))
+                .map(|n| n as u32)
+                .ok_or(LiveError::BadDescriptor(what))
+        };
+        Ok(Some(LiveParams {
+            name,
+            pubkey,
+            piece_duration_ms: int(
+                b"piece duration ms",
+                10,
+                60_000,
+                "piece duration ms must be 10..=60000",
+            )?,
+            max_piece_length: int(
+                b"max piece length",
+                188,
+                MAX_PIECE_LENGTH.into(),
+                "max piece length out of range",
+            )?,
+            window_s: int(b"window s", 1, MAX_WINDOW_S.into(), "window s out of range")?,
+        }))
+    }
+}
+
+/// A `.peerlive` file: the info dictionary plus optional trackers and CDN base URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The stream's parameters.
+    pub params: LiveParams,
+    /// The info dictionary exactly as hashed.
+    pub info_bytes: Bytes,
+    /// Tracker tiers (`announce-list`).
+    pub trackers: Vec<String>,
+    /// CDN base URLs (`url-list`): each serves `BASE/ID/seg/INDEX.ts` and `.hdr`.
+    pub cdn: Vec<String>,
+}
+
+impl Descriptor {
+    /// A descriptor for new parameters.
+    pub fn new(params: LiveParams, trackers: Vec<String>, cdn: Vec<String>) -> Descriptor {
+        let info_bytes = Bytes::from(params.info_bytes());
+        Descriptor {
+            params,
+            info_bytes,
+            trackers,
+            cdn,
+        }
+    }
+
+    /// The content ID.
+    pub fn content_id(&self) -> InfoHash {
+        InfoHash::of_info(&self.info_bytes)
+    }
+
+    /// Builds the descriptor of an info dictionary fetched by ID (no trackers or CDN known).
+    pub fn from_info_bytes(info: Bytes) -> Result<Descriptor, LiveError> {
+        let params = LiveParams::from_info_bytes(&info)?.ok_or(LiveError::BadDescriptor(
+            "not a live stream (no `live` key)",
+        ))?;
+        Ok(Descriptor {
+            params,
+            info_bytes: info,
+            trackers: Vec::new(),
+            cdn: Vec::new(),
+        })
+    }
+
+    /// Parses a `.peerlive` file.
+    pub fn from_bytes(buf: &[u8]) -> Result<Descriptor, LiveError> {
+        let v = bencode::decode(buf)?;
+        let d = v
+            .as_dict()
+            .ok_or(LiveError::BadDescriptor("not a dictionary"))?;
+        let info = d
+            .get_dict(b"info")
+            .ok_or(LiveError::BadDescriptor("missing info"))?;
+        let strings = |key: &[u8]| -> Vec<String> {
+            let mut out = Vec::new();
+            for v in d.get_list(key).unwrap_or(&[]) {
+                if let Some(s) = v.as_str() {
+                    out.push(s.to_string());
+                } else if let Some(l) = v.as_list() {
+                    out.extend(l.iter().filter_map(|x| x.as_str()).map(str::to_string));
+                }
+                if out.len() >= 64 {
+                    break;
+                }
+            }
+            out
+        };
+        let mut desc = Descriptor::from_info_bytes(Bytes::copy_from_slice(info.raw()))?;
+        desc.trackers = strings(b"announce-list");
+        desc.cdn = strings(b"url-list");
+        Ok(desc)
+    }
+
+    /// Encodes the `.peerlive` file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // The info dictionary is spliced in raw so its hash cannot change.
+        let mut outer = Vec::with_capacity(self.info_bytes.len() + 256);
+        outer.push(b'd');
+        if !self.trackers.is_empty() {
+            let tiers = OwnedValue::list(
+                self.trackers
+                    .iter()
+                    .map(|t| OwnedValue::list([OwnedValue::str(t)])),
+            );
+            bencode_key(&mut outer, b"announce-list");
+            tiers.encode_into(&mut outer);
+        }
+        bencode_key(&mut outer, b"info");
+        outer.extend_from_slice(&self.info_bytes);
+        if !self.cdn.is_empty() {
+            bencode_key(&mut outer, b"url-list");
+            OwnedValue::list(self.cdn.iter().map(|u| OwnedValue::str(u))).encode_into(&mut outer);
+        }
+        outer.push(b'e');
+        outer
+    }
+}
+
+fn bencode_key(out: &mut Vec<u8>, key: &[u8]) {
+    out.extend_from_slice(key.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(key);
+}
+
+/// The signed header of one live piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceHeader {
+    /// Piece index, increasing by one per piece from the stream's start.
+    pub index: u32,
+    /// When the source made the piece, microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Media duration of the piece, microseconds.
+    pub duration_us: u32,
+    /// [`FLAG_KEYFRAME`], [`FLAG_DISCONTINUITY`].
+    pub flags: u8,
+    /// Payload length, bytes.
+    pub length: u32,
+    /// SHA-256 of the payload.
+    pub sha256: [u8; 32],
+    /// ed25519 signature (see the module doc).
+    pub signature: [u8; 64],
+}
+
+impl PieceHeader {
+    /// Makes and signs the header of `payload`.
+    pub fn sign(
+        key: &SigningKey,
+        content_id: &InfoHash,
+        index: u32,
+        timestamp_us: u64,
+        duration_us: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> PieceHeader {
+        let mut h = PieceHeader {
+            index,
+            timestamp_us,
+            duration_us,
+            flags,
+            length: payload.len() as u32,
+            sha256: Sha256::digest(payload).into(),
+            signature: [0; 64],
+        };
+        h.signature = key.sign(&h.signed_message(content_id)).to_bytes();
+        h
+    }
+
+    /// True when the piece starts at a keyframe.
+    pub fn is_keyframe(&self) -> bool {
+        self.flags & FLAG_KEYFRAME != 0
+    }
+
+    /// True when the timeline is discontinuous before this piece.
+    pub fn is_discontinuity(&self) -> bool {
+        self.flags & FLAG_DISCONTINUITY != 0
+    }
+
+    fn signed_message(&self, content_id: &InfoHash) -> [u8; 15 + 20 + HEADER_LEN - 64] {
+        let mut m = [0u8; 15 + 20 + HEADER_LEN - 64];
+        m[..15].copy_from_slice(SIGNATURE_CONTEXT);
+        m[15..35].copy_from_slice(&content_id.0);
+        let mut fields = [0u8; HEADER_LEN];
+        self.write_to(&mut fields);
+        m[35..].copy_from_slice(&fields[..HEADER_LEN - 64]);
+        m
+    }
+
+    /// Checks the signature against the stream's key and content ID.
+    pub fn verify(&self, pubkey: &[u8; 32], content_id: &InfoHash) -> Result<(), LiveError> {
+        let key =
+            VerifyingKey::from_bytes(pubkey).map_err(|_| LiveError::BadSignature(self.index))?;
+        key.verify(
+            &self.signed_message(content_id),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| LiveError::BadSignature(self.index))
+    }
+
+    /// Checks a payload against the header's length and hash.
+    pub fn check_payload(&self, payload: &[u8]) -> Result<(), LiveError> {
+        if payload.len() as u64 != u64::from(self.length)
+            || <[u8; 32]>::from(Sha256::digest(payload)) != self.sha256
+        {
+            return Err(LiveError::BadPayload(self.index));
+        }
+        Ok(())
+    }
+
+    fn write_to(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0..4].copy_from_slice(&self.index.to_be_bytes());
+        out[4..12].copy_from_slice(&self.timestamp_us.to_be_bytes());
+        out[12..16].copy_from_slice(&self.duration_us.to_be_bytes());
+        out[16] = self.flags;
+        out[17..21].copy_from_slice(&self.length.to_be_bytes());
+        out[21..53].copy_from_slice(&self.sha256);
+        out[53..117].copy_from_slice(&self.signature);
+    }
+
+    /// The 117-byte wire form.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Parses the wire form (does not verify).
+    pub fn decode(buf: &[u8]) -> Result<PieceHeader, LiveError> {
+        let b: &[u8; HEADER_LEN] = buf
+            .try_into()
+            .map_err(|_| LiveError::HeaderLength(buf.len()))?;
+        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[4..12]);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&b[21..53]);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&b[53..117]);
+        Ok(PieceHeader {
+            index: u32_at(0),
+            timestamp_us: u64::from_be_bytes(ts),
+            duration_us: u32_at(12),
+            flags: b[16],
+            length: u32_at(17),
+            sha256,
+            signature,
+        })
+    }
+}
+
+/// Most headers one `pc_live` message may carry.
+pub const MAX_HEADERS_PER_MSG: usize = 512;
+
+/// A `pc_live` extension message. Wire form: a bencoded dictionary `{"msg_type": n, …}`
+/// followed, for `Have`, by the concatenated 117-byte headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveMsg {
+    /// `msg_type 0`: the sender's window: it drops pieces before `first`; `last` is the newest
+    /// piece it knows of (`None` before any). Sent on connect and when the window moves by a lot.
+    Window {
+        /// Oldest index the sender still keeps.
+        first: u32,
+        /// Newest index the sender knows (not necessarily has).
+        last: Option<u32>,
+    },
+    /// `msg_type 1`: the sender has these pieces (verified payload); each header is signed.
+    Have(Vec<PieceHeader>),
+}
+
+impl LiveMsg {
+    /// Encodes the payload of the extended message.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        match self {
+            LiveMsg::Window { first, last } => {
+                let d = OwnedValue::dict()
+                    .with("first", OwnedValue::int((*first).into()))
+                    .with_opt("last", last.map(|l| OwnedValue::int(l.into())))
+                    .with("msg_type", OwnedValue::int(0))
+                    .build();
+                out.put_slice(&d.encode());
+            }
+            LiveMsg::Have(headers) => {
+                let d = OwnedValue::dict()
+                    .with("msg_type", OwnedValue::int(1))
+                    .build();
+                out.reserve(16 + headers.len() * HEADER_LEN);
+                out.put_slice(&d.encode());
+                for h in headers {
+                    out.put_slice(&h.encode());
+                }
+            }
+        }
+        out.freeze()
+    }
+
+    /// Decodes the payload of an extended message.
+    pub fn decode(payload: &[u8]) -> Result<LiveMsg, LiveError> {
+        let (v, used) = bencode::decode_prefix(payload)?;
+        let d = v
+            .as_dict()
+            .ok_or(LiveError::BadMessage("not a dictionary"))?;
+        let idx = |k: &[u8]| {
+            d.get_int(k)
+                .filter(|n| (0..=i64::from(u32::MAX)).contains(n))
+                .map(|n| n as u32)
+        };
+        let rest = payload.get(used..).unwrap_or(&[]);
+        match d.get_int(b"msg_type") {
+            Some(0) => Ok(LiveMsg::Window {
+                first: idx(b"first").ok_or(LiveError::BadMessage("window without first"))?,
+                last: idx(b"last"),
+            }),
+            Some(1) => {
+                if rest.len() % HEADER_LEN != 0 {
+                    return Err(LiveError::BadMessage("have: trailing bytes"));
+                }
+                if rest.len() / HEADER_LEN > MAX_HEADERS_PER_MSG {
+                    return Err(LiveError::BadMessage("have: too many headers"));
+                }
+                rest.chunks_exact(HEADER_LEN)
+                    .map(PieceHeader::decode)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(LiveMsg::Have)
+            }
+            _ => Err(LiveError::BadMessage("unknown msg_type")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn params() -> LiveParams {
+        LiveParams {
+            name: "Channel".into(),
+            pubkey: key().verifying_key().to_bytes(),
+            piece_duration_ms: 500,
+            max_piece_length: 2 << 20,
+            window_s: 120,
+        }
+    }
+
+    #[test]
+    fn descriptor_round_trip_keeps_the_id() {
+        let d = Descriptor::new(
+            params(),
+            vec!["http://127.0.0.1:1/a".into()],
+            vec!["http://127.0.0.1:2/cdn".into()],
+        );
+        let back = Descriptor::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.content_id(), params().content_id());
+        assert_eq!(
+            LiveParams::from_info_bytes(&d.info_bytes).unwrap(),
+            Some(params())
+        );
+    }
+
+    #[test]
+    fn header_signs_verifies_and_rejects_tampering() {
+        let id = params().content_id();
+        let h = PieceHeader::sign(
+            &key(),
+            &id,
+            9,
+            1_700_000_000_000_000,
+            500_000,
+            FLAG_KEYFRAME,
+            b"payload",
+        );
+        assert_eq!(PieceHeader::decode(&h.encode()).unwrap(), h);
+        h.verify(&params().pubkey, &id).unwrap();
+        h.check_payload(b"payload").unwrap();
+        assert_eq!(h.check_payload(b"paylaod"), Err(LiveError::BadPayload(9)));
+        let mut forged = h;
+        forged.index = 10;
+        assert_eq!(
+            forged.verify(&params().pubkey, &id),
+            Err(LiveError::BadSignature(10))
+        );
+        let other = InfoHash([1; 20]);
+        assert!(h.verify(&params().pubkey, &other).is_err());
+        let stranger = SigningKey::from_bytes(&[8u8; 32]);
+        let h2 = PieceHeader::sign(&stranger, &id, 9, 0, 0, 0, b"x");
+        assert!(h2.verify(&params().pubkey, &id).is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let id = params().content_id();
+        let h = PieceHeader::sign(&key(), &id, 1, 2, 3, 0, b"abc");
+        for m in [
+            LiveMsg::Window {
+                first: 5,
+                last: Some(9),
+            },
+            LiveMsg::Window {
+                first: 0,
+                last: None,
+            },
+            LiveMsg::Have(vec![h, h]),
+        ] {
+            assert_eq!(LiveMsg::decode(&m.encode()).unwrap(), m);
+        }
+        assert!(LiveMsg::decode(b"").is_err());
+        assert!(LiveMsg::decode(b"d8:msg_typei1ee\x01").is_err());
+        assert!(LiveMsg::decode(b"d8:msg_typei7ee").is_err());
+        assert!(PieceHeader::decode(&[0; 116]).is_err());
+    }
+}
