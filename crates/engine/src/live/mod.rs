@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use peercdn_core::live::{Descriptor, PieceHeader, FLAG_DISCONTINUITY, FLAG_KEYFRAME};
+use peercdn_core::live::{PieceHeader, FLAG_DISCONTINUITY, FLAG_KEYFRAME};
 use peercdn_core::InfoHash;
 use tokio::sync::watch;
 
