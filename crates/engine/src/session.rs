@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use peercdn_core::live::Descriptor;
 use peercdn_core::{InfoHash, PeerId};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::dht::{Dht, DhtConfig};
+use crate::live::{LiveBuffer, LiveHandle};
 use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
@@ -53,6 +55,31 @@ pub struct AddOptions {
     pub upload_limit: u64,
     /// Download limit for this torrent, bytes/s (0 = none).
     pub download_limit: u64,
+}
+
+/// Options of a live stream.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// Extra peers to dial for this stream.
+    pub peers: Vec<SocketAddr>,
+    /// CDN base URLs besides the descriptor's `url-list`.
+    pub cdn: Vec<String>,
+    /// Upload limit for this stream, bytes/s (0 = none).
+    pub upload_limit: u64,
+    /// Download limit for this stream, bytes/s (0 = none).
+    pub download_limit: u64,
+    /// Set when this node is the stream's source (it signs the pieces; see
+    /// [`crate::live::LiveSource`]).
+    pub source: bool,
+}
+
+/// What a bare content ID turned out to be.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A torrent (video on demand).
+    Vod(TorrentHandle),
+    /// A live stream.
+    Live(LiveHandle),
 }
 
 /// Why the session could not do something.
@@ -94,6 +121,7 @@ struct Inner {
     key: NodeKey,
     port: u16,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    lives: Mutex<HashMap<InfoHash, LiveHandle>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
@@ -149,6 +177,7 @@ impl Session {
                 key,
                 port,
                 torrents: Mutex::new(HashMap::new()),
+                lives: Mutex::new(HashMap::new()),
                 limits,
                 accept,
                 dht,
@@ -303,6 +332,67 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
         }
         true
+    }
+
+    /// Adds a live stream whose descriptor is known (or returns the running one).
+    ///
+    /// Stub until the live swarm lands: the stream gets a window but no peers.
+    pub fn add_live(&self, descriptor: Descriptor, _opts: LiveOptions) -> LiveHandle {
+        let id = descriptor.content_id();
+        let mut map = self.inner.lives.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id)
+            .or_insert_with(|| LiveHandle::detached(LiveBuffer::new(descriptor)))
+            .clone()
+    }
+
+    /// A running live stream.
+    pub fn get_live(&self, id: &InfoHash) -> Option<LiveHandle> {
+        self.inner
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// All running live streams.
+    pub fn lives(&self) -> Vec<LiveHandle> {
+        self.inner
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Stops a live stream. False if it was not running.
+    pub async fn remove_live(&self, id: &InfoHash) -> bool {
+        self.inner
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+            .is_some()
+    }
+
+    /// Finds out what a bare content ID is — a running torrent or live stream, or else by
+    /// fetching its info dictionary from peers (DHT, trackers, `opts.peers`) — and starts it.
+    ///
+    /// Stub until the live swarm lands: unknown IDs start as torrents.
+    pub async fn resolve_id(&self, id: InfoHash, opts: AddOptions) -> Resolved {
+        if let Some(l) = self.get_live(&id) {
+            return Resolved::Live(l);
+        }
+        Resolved::Vod(self.add(
+            Source::Hash {
+                info_hash: id,
+                name: None,
+                trackers: vec![],
+                web_seeds: vec![],
+            },
+            opts,
+        ))
     }
 
     /// Stops every torrent, saving resume data.
