@@ -1270,3 +1270,471 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
 fn crc_ok(section: &[u8]) -> bool {
     section.len() >= 12 && crc32_mpeg2(section) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PMT_PID: u16 = 0x1000;
+    const VIDEO_PID: u16 = 0x100;
+    const AUDIO_PID: u16 = 0x101;
+
+    /// A tiny MPEG-TS muxer for tests: PAT, PMT, video and audio PES with PCR.
+    struct Mux {
+        out: Vec<u8>,
+        cc: [u8; 0x2000],
+        stream_type: u8,
+    }
+
+    fn with_crc(mut s: Vec<u8>) -> Vec<u8> {
+        let crc = crc32_mpeg2(&s);
+        s.extend_from_slice(&crc.to_be_bytes());
+        s
+    }
+
+    fn pat_section() -> Vec<u8> {
+        let mut s = vec![0x00, 0xB0, 13, 0, 1, 0xC1, 0, 0];
+        s.extend_from_slice(&[0, 1, 0xE0 | (PMT_PID >> 8) as u8, PMT_PID as u8]);
+        with_crc(s)
+    }
+
+    fn pmt_section(video_type: u8) -> Vec<u8> {
+        let mut s = vec![0x02, 0xB0, 0, 0, 1, 0xC1, 0, 0];
+        s.extend_from_slice(&[0xE0 | (VIDEO_PID >> 8) as u8, VIDEO_PID as u8, 0xF0, 0]);
+        for (st, pid) in [(video_type, VIDEO_PID), (0x0F, AUDIO_PID)] {
+            s.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, 0]);
+        }
+        s[2] = (s.len() - 3 + 4) as u8;
+        with_crc(s)
+    }
+
+    fn pes_ts(marker: u8, t: u64) -> [u8; 5] {
+        [
+            marker | (((t >> 30) as u8 & 7) << 1) | 1,
+            (t >> 22) as u8,
+            (((t >> 15) as u8) << 1) | 1,
+            (t >> 7) as u8,
+            ((t as u8) << 1) | 1,
+        ]
+    }
+
+    impl Mux {
+        fn new(stream_type: u8) -> Self {
+            Mux {
+                out: Vec::new(),
+                cc: [0; 0x2000],
+                stream_type,
+            }
+        }
+
+        /// Writes `data` as packets of `pid`; the first gets pusi, the given AF flags and PCR.
+        fn packets(&mut self, pid: u16, data: &[u8], rai: bool, pcr: Option<u64>) {
+            let mut rest = data;
+            let mut first = true;
+            loop {
+                let mut af: Vec<u8> = Vec::new();
+                if first && (rai || pcr.is_some()) {
+                    af.push((u8::from(rai) << 6) | if pcr.is_some() { 0x10 } else { 0 });
+                    if let Some(p) = pcr {
+                        af.extend_from_slice(&[
+                            (p >> 25) as u8,
+                            (p >> 17) as u8,
+                            (p >> 9) as u8,
+                            (p >> 1) as u8,
+                            ((p as u8) << 7) | 0x7E,
+                            0,
+                        ]);
+                    }
+                }
+                let room = 184 - if af.is_empty() { 0 } else { 1 + af.len() };
+                let n = rest.len().min(room);
+                if n < room {
+                    // Stuff with the adaptation field.
+                    let need = room - n;
+                    if af.is_empty() {
+                        if need == 1 {
+                            af = Vec::new();
+                        } else {
+                            af.push(0);
+                            af.resize(need - 1, 0xFF);
+                        }
+                    } else {
+                        af.resize(af.len() + need, 0xFF);
+                    }
+                }
+                let cc = &mut self.cc[usize::from(pid)];
+                let has_af = !af.is_empty() || (n < room && room - n == 1);
+                let mut p = vec![
+                    0x47,
+                    (u8::from(first) << 6) | (pid >> 8) as u8,
+                    pid as u8,
+                    (if has_af { 0x30 } else { 0x10 }) | *cc,
+                ];
+                *cc = (*cc + 1) & 15;
+                if has_af {
+                    p.push(af.len() as u8);
+                    p.extend_from_slice(&af);
+                }
+                p.extend_from_slice(&rest[..n]);
+                assert_eq!(p.len(), 188);
+                self.out.extend_from_slice(&p);
+                rest = &rest[n..];
+                first = false;
+                if rest.is_empty() {
+                    break;
+                }
+            }
+        }
+
+        fn psi(&mut self) {
+            let mut pat = vec![0];
+            pat.extend(pat_section());
+            self.packets(0, &pat, false, None);
+            let mut pmt = vec![0];
+            pmt.extend(pmt_section(self.stream_type));
+            self.packets(PMT_PID, &pmt, false, None);
+        }
+
+        fn video(&mut self, pts: u64, key: bool, rai: bool, len: usize) {
+            let mut pes = vec![0, 0, 1, 0xE0, 0, 0, 0x80, 0xC0, 10];
+            pes.extend_from_slice(&pes_ts(0x30, pts));
+            pes.extend_from_slice(&pes_ts(0x10, pts));
+            if self.stream_type == 0x24 {
+                pes.extend_from_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]);
+            } else {
+                pes.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
+            }
+            let nals: &[u8] = match (self.stream_type, key) {
+                (0x24, true) => &[0x40, 0x01, 0x26, 0x01], // VPS, then IDR_W_RADL
+                (0x24, false) => &[0x02, 0x01],            // TRAIL_R
+                (_, true) => &[0x67, 0x65],
+                (_, false) => &[0x41],
+            };
+            for &n in nals {
+                pes.extend_from_slice(&[0, 0, 1, n, 0x88]);
+            }
+            pes.resize(len, 0xAB);
+            self.packets(VIDEO_PID, &pes, rai, Some(pts.saturating_sub(9000)));
+        }
+
+        fn audio(&mut self, pts: u64) {
+            let mut pes = vec![0, 0, 1, 0xC0, 0, 0, 0x80, 0x80, 5];
+            pes.extend_from_slice(&pes_ts(0x20, pts));
+            pes.resize(400, 0x55);
+            self.packets(AUDIO_PID, &pes, false, None);
+        }
+    }
+
+    /// `frames` frames at 25 fps, a keyframe every `gop`, PAT+PMT every `psi_every` frames.
+    fn stream(st: u8, frames: u64, gop: u64, psi_every: u64, rai: bool) -> Vec<u8> {
+        let mut m = Mux::new(st);
+        for i in 0..frames {
+            if i % psi_every == 0 {
+                m.psi();
+            }
+            let pts = 126_000 + i * 3600;
+            let key = i % gop == 0;
+            m.video(pts, key, rai && key, if key { 6000 } else { 2500 });
+            m.audio(pts);
+        }
+        m.out
+    }
+
+    fn cut_all(cfg: CutterConfig, chunks: &[&[u8]]) -> (Vec<CutPiece>, TsStats) {
+        let mut c = Cutter::new(cfg);
+        let mut out = Vec::new();
+        for ch in chunks {
+            c.push(ch).unwrap();
+            while let Some(p) = c.pop() {
+                out.push(p);
+            }
+        }
+        let mut next = c.flush();
+        while let Some(p) = next {
+            out.push(p);
+            next = c.pop();
+        }
+        (out, c.stats())
+    }
+
+    fn pid_at(payload: &[u8], i: usize) -> u16 {
+        let p = &payload[i * 188..];
+        (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2])
+    }
+
+    fn check_pieces(pieces: &[CutPiece]) {
+        for p in pieces {
+            assert_eq!(p.payload.len() % 188, 0);
+            assert!(p.payload.chunks(188).all(|c| c[0] == 0x47));
+            assert!(p.duration_us > 0);
+            if p.keyframe {
+                assert_eq!(pid_at(&p.payload, 0), 0, "keyframe piece starts with PAT");
+                assert_eq!(pid_at(&p.payload, 1), PMT_PID, "then PMT");
+            }
+        }
+    }
+
+    #[test]
+    fn keyframe_every_second_and_half_second_pieces() {
+        let ts = stream(0x1B, 100, 25, 5, false);
+        let (pieces, stats) = cut_all(CutterConfig::default(), &[&ts]);
+        check_pieces(&pieces);
+        let kinds: Vec<bool> = pieces.iter().map(|p| p.keyframe).collect();
+        assert_eq!(kinds, [true, false].repeat(4));
+        for p in &pieces {
+            assert!(
+                (480_000..=520_000).contains(&p.duration_us),
+                "{}",
+                p.duration_us
+            );
+        }
+        assert_eq!(pieces[0].pts_us, Some(126_000 * 100 / 9));
+        assert_eq!(pieces[0].pcr_us, Some(117_000 * 100 / 9));
+        assert_eq!(pieces[2].pts_us, Some((126_000 + 25 * 3600) * 100 / 9));
+        assert_eq!(stats.pieces, 8);
+        assert_eq!(stats.keyframes, 4);
+        assert_eq!(stats.resyncs, 0);
+        assert!(stats.bitrate_bps > 0);
+        // PSI right before the keyframe moved into the new piece: nothing was duplicated.
+        let total: usize = pieces.iter().map(|p| p.payload.len()).sum();
+        assert_eq!(total, ts.len());
+        assert_eq!(stats.dropped_bytes, 0);
+    }
+
+    #[test]
+    fn psi_copies_are_inserted_when_not_adjacent() {
+        // PSI every 7 frames: only frame 0's keyframe is preceded by PAT/PMT.
+        let ts = stream(0x1B, 75, 25, 7, false);
+        let (pieces, _) = cut_all(CutterConfig::default(), &[&ts]);
+        check_pieces(&pieces);
+        let keys: Vec<&CutPiece> = pieces.iter().filter(|p| p.keyframe).collect();
+        assert_eq!(keys.len(), 3);
+        let total: usize = pieces.iter().map(|p| p.payload.len()).sum();
+        assert_eq!(total, ts.len() + 2 * 2 * 188, "two inserted PAT+PMT pairs");
+        // The copies are verbatim: the latest PAT (its CC repeats, a legal duplicate).
+        let pat = &keys[1].payload[..188];
+        let originals: Vec<&[u8]> = ts
+            .chunks(188)
+            .filter(|c| c[1] & 0x1F == 0 && c[2] == 0)
+            .collect();
+        assert!(originals.contains(&pat));
+    }
+
+    #[test]
+    fn random_access_indicator_alone_marks_keyframes() {
+        // Stream type 0x10 (MPEG-4 part 2): no NAL scanning, only the RAI flag.
+        let ts = stream(0x10, 50, 25, 5, true);
+        let (pieces, _) = cut_all(CutterConfig::default(), &[&ts]);
+        check_pieces(&pieces);
+        assert_eq!(pieces.iter().filter(|p| p.keyframe).count(), 2);
+    }
+
+    #[test]
+    fn h265_irap_detected() {
+        let ts = stream(0x24, 50, 25, 5, false);
+        let (pieces, _) = cut_all(CutterConfig::default(), &[&ts]);
+        check_pieces(&pieces);
+        assert_eq!(pieces.iter().filter(|p| p.keyframe).count(), 2);
+        assert_eq!(pieces.len(), 4);
+    }
+
+    #[test]
+    fn data_before_the_first_keyframe_is_dropped() {
+        let ts = stream(0x1B, 60, 25, 5, false);
+        // Start mid-GOP (frame 10).
+        let start = ts
+            .chunks(188)
+            .position(|c| {
+                let pid = (u16::from(c[1] & 0x1F) << 8) | u16::from(c[2]);
+                pid == VIDEO_PID && c[1] & 0x40 != 0 && c[4 + 9 + 14 + 3] == 0x41
+            })
+            .unwrap();
+        let skip = (start + 200) * 188;
+        let (pieces, stats) = cut_all(CutterConfig::default(), &[&ts[skip..]]);
+        check_pieces(&pieces);
+        assert!(pieces[0].keyframe);
+        assert!(stats.dropped_bytes > 0);
+        let total: u64 = pieces.iter().map(|p| p.payload.len() as u64).sum();
+        assert_eq!(total + stats.dropped_bytes, (ts.len() - skip) as u64);
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_counted() {
+        let ts = stream(0x1B, 50, 25, 5, false);
+        let mut input = vec![0xAAu8; 1000];
+        input.extend_from_slice(&[1, 2, 3]);
+        input.extend_from_slice(&ts[..188 * 300]);
+        input.extend_from_slice(&[0x47, 9, 9, 9, 9]);
+        input.extend_from_slice(&ts[188 * 300..]);
+        let (pieces, stats) = cut_all(CutterConfig::default(), &[&input]);
+        check_pieces(&pieces);
+        assert_eq!(stats.resyncs, 1);
+        assert!(stats.dropped_bytes >= 1008);
+        assert_eq!(pieces.iter().filter(|p| p.keyframe).count(), 2);
+    }
+
+    #[test]
+    fn not_ts_after_64_kib_without_sync() {
+        let mut c = Cutter::new(CutterConfig::default());
+        c.push(&vec![0u8; 60 * 1024]).unwrap();
+        let err = c.push(&[0x11u8; 8 * 1024]).unwrap_err();
+        assert_eq!(err, TsError::NotTs);
+        assert_eq!(
+            err.to_string(),
+            "input is not MPEG-TS: no 0x47 sync in the first 64 KiB"
+        );
+        assert_eq!(c.push(&stream(0x1B, 5, 25, 5, false)), Err(TsError::NotTs));
+    }
+
+    #[test]
+    fn max_piece_len_is_honoured() {
+        let ts = stream(0x1B, 50, 25, 5, false);
+        let cfg = CutterConfig {
+            piece_duration_us: 10_000_000,
+            max_piece_len: 20 * 188 + 5,
+        };
+        let (pieces, _) = cut_all(cfg, &[&ts]);
+        check_pieces(&pieces);
+        assert!(pieces.iter().all(|p| p.payload.len() <= 20 * 188));
+        let total: usize = pieces.iter().map(|p| p.payload.len()).sum();
+        assert_eq!(total, ts.len());
+    }
+
+    #[test]
+    fn discontinuity_flags_the_next_segment() {
+        let ts = stream(0x1B, 30, 25, 5, false);
+        let mut c = Cutter::new(CutterConfig::default());
+        let mut out = Vec::new();
+        c.push(&ts).unwrap();
+        c.mark_discontinuity();
+        c.push(&ts).unwrap();
+        let mut next = c.flush();
+        while let Some(p) = next {
+            out.push(p);
+            next = c.pop();
+        }
+        check_pieces(&out);
+        let flags: Vec<(bool, bool)> = out.iter().map(|p| (p.keyframe, p.discontinuity)).collect();
+        assert_eq!(
+            flags,
+            [
+                (true, false),
+                (false, false),
+                (true, false),
+                (true, true),
+                (false, false),
+                (true, false)
+            ]
+        );
+        // The piece cut by the rewind has its measured span (5 frames).
+        assert_eq!(out[2].duration_us, 200_000);
+    }
+
+    #[test]
+    fn bad_crc_psi_is_ignored() {
+        let mut ts = stream(0x1B, 30, 25, 5, false);
+        // Corrupt the first PAT's CRC: the stream starts at the next keyframe… there is none
+        // without a valid PAT before it, so the first PAT+PMT at frame 5 make it known, and
+        // the first keyframe is frame 25.
+        // (The test muxer stuffs with the adaptation field: the CRC ends the packet.)
+        ts[185] ^= 0xFF;
+        let (pieces, stats) = cut_all(CutterConfig::default(), &[&ts]);
+        check_pieces(&pieces);
+        assert!(pieces[0].keyframe);
+        assert_eq!(pieces[0].pts_us, Some((126_000 + 25 * 3600) * 100 / 9));
+        assert!(stats.dropped_bytes > 0);
+    }
+
+    #[test]
+    fn pmt_spanning_two_packets() {
+        let mut m = Mux::new(0x1B);
+        let mut s = vec![0x02, 0xB0, 0, 0, 1, 0xC1, 0, 0];
+        s.extend_from_slice(&[0xE1, 0x00, 0xF0, 200]);
+        s.extend(std::iter::repeat_n(0xAA, 200));
+        s.extend_from_slice(&[0x1B, 0xE1, 0x00, 0xF0, 0, 0x0F, 0xE1, 0x01, 0xF0, 0]);
+        let len = s.len() - 3 + 4;
+        s[1] = 0xB0 | (len >> 8) as u8;
+        s[2] = len as u8;
+        let mut pmt = vec![0];
+        pmt.extend(with_crc(s));
+        let mut pat = vec![0];
+        pat.extend(pat_section());
+        m.packets(0, &pat, false, None);
+        m.packets(PMT_PID, &pmt, false, None);
+        m.video(126_000, true, false, 3000);
+        let (pieces, _) = cut_all(CutterConfig::default(), &[&m.out]);
+        assert_eq!(pieces.len(), 1);
+        assert!(pieces[0].keyframe);
+        assert_eq!(pieces[0].payload.len(), m.out.len());
+    }
+
+    #[test]
+    fn crc_matches_a_known_value() {
+        // CRC-32/MPEG-2 check value.
+        assert_eq!(crc32_mpeg2(b"123456789"), 0x0376_E6E7);
+    }
+
+    #[test]
+    fn unwrapper_crosses_the_33_bit_wrap() {
+        let mut u = Unwrapper::default();
+        let a = u.unwrap((1 << 33) - 1800);
+        let b = u.unwrap(1800);
+        assert_eq!(b - a, 3600);
+    }
+
+    fn chunked(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        points.sort_unstable();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for p in points {
+            out.push(data[last..p].to_vec());
+            last = p;
+        }
+        out.push(data[last..].to_vec());
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_chunking_gives_the_same_pieces(cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
+            let ts = stream(0x1B, 40, 25, 5, false);
+            let (whole, _) = cut_all(CutterConfig::default(), &[&ts]);
+            let parts = chunked(&ts, &cuts);
+            let refs: Vec<&[u8]> = parts.iter().map(|v| v.as_slice()).collect();
+            let (pieces, _) = cut_all(CutterConfig::default(), &refs);
+            prop_assert_eq!(whole, pieces);
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..20_000),
+                                cuts in proptest::collection::vec(any::<usize>(), 0..10)) {
+            let mut c = Cutter::new(CutterConfig::default());
+            for part in chunked(&data, &cuts) {
+                let _ = c.push(&part);
+                while c.pop().is_some() {}
+            }
+            while c.flush().is_some() {}
+        }
+
+        #[test]
+        fn corrupted_streams_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..200),
+                                         max_packets in 16usize..200) {
+            let mut ts = stream(0x1B, 30, 10, 3, false);
+            let len = ts.len();
+            for (at, v) in flips {
+                ts[at % len] = v;
+            }
+            let cfg = CutterConfig { piece_duration_us: 300_000, max_piece_len: max_packets * 188 };
+            let mut c = Cutter::new(cfg);
+            c.push(&ts).ok();
+            while let Some(p) = c.pop() {
+                prop_assert!(p.payload.len() <= cfg.max_piece_len + 16 * 188);
+                prop_assert_eq!(p.payload.len() % 188, 0);
+            }
+        }
+    }
+}
