@@ -75,7 +75,10 @@ impl FromStr for Input {
             return Ok(Input::Stdin);
         }
         let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix("udp://").map(|_| s.get(6..).unwrap_or_default()) {
+        if let Some(rest) = lower
+            .strip_prefix("udp://")
+            .map(|_| s.get(6..).unwrap_or_default())
+        {
             let rest = rest.strip_prefix('@').unwrap_or(rest);
             let rest = rest.split(['/', '?']).next().unwrap_or_default();
             let addr: SocketAddr = rest
@@ -394,7 +397,10 @@ async fn run_file(sink: &mut Sink, path: PathBuf, looped: bool) -> Result<(), In
     }
 }
 
-async fn run_reader<R: AsyncRead + Unpin>(sink: &mut Sink, mut reader: R) -> Result<(), IngestError> {
+async fn run_reader<R: AsyncRead + Unpin>(
+    sink: &mut Sink,
+    mut reader: R,
+) -> Result<(), IngestError> {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = tokio::select! {
@@ -483,5 +489,345 @@ async fn run_http(sink: &mut Sink, url: Url) -> Result<(), IngestError> {
         if sink.feed(&chunk).await? == Flow::Stop {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+    use tokio::io::AsyncWriteExt;
+
+    /// The brief's test source: 640x360 25 fps, 1 s GOP, ~2 Mbit/s, AAC audio. Fails (does
+    /// not skip) when ffmpeg is missing.
+    fn make_ts(dir: &Path, secs: u32) -> PathBuf {
+        let out = dir.join(format!("src{secs}.ts"));
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", &secs.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-g",
+                "25",
+                "-keyint_min",
+                "25",
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "2M",
+            ])
+            .args(["-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
+            .arg(&out)
+            .status()
+            .expect("ffmpeg must be installed for the ingest tests");
+        assert!(status.success(), "ffmpeg failed");
+        out
+    }
+
+    /// Runs `ffmpeg -v error -i FILE -f null -`: returns its error output.
+    fn decode_errors(file: &Path) -> String {
+        let out = Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-i"])
+            .arg(file)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn video_frames(file: &Path) -> u64 {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(file)
+            .output()
+            .expect("ffprobe");
+        // ffprobe prints the count once per section (program and stream): take the first.
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find_map(|w| w.trim_matches(',').parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn collect(input: Input) -> (Result<(), IngestError>, Vec<CutPiece>, Arc<IngestStats>) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let stats = Arc::new(IngestStats::default());
+        let task = tokio::spawn(run(input, CutterConfig::default(), tx, stats.clone()));
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        (task.await.unwrap(), pieces, stats)
+    }
+
+    fn check_ffmpeg_pieces(dir: &Path, pieces: &[CutPiece], secs: usize) {
+        let keys: Vec<&CutPiece> = pieces.iter().filter(|p| p.keyframe).collect();
+        assert_eq!(keys.len(), secs, "one keyframe piece per second");
+        assert!(pieces[0].keyframe);
+        assert!(
+            (2 * secs - 1..=2 * secs + 1).contains(&pieces.len()),
+            "{} pieces",
+            pieces.len()
+        );
+        for p in pieces {
+            assert!(
+                (400_000..=600_000).contains(&p.duration_us),
+                "piece of {} µs",
+                p.duration_us
+            );
+            assert!(p.pts_us.is_some() && p.pcr_us.is_some());
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let f = dir.join(format!("key{i}.ts"));
+            std::fs::write(&f, &k.payload).unwrap();
+            assert_eq!(decode_errors(&f), "", "keyframe piece {i} decodes alone");
+            assert!(
+                video_frames(&f) >= 1,
+                "keyframe piece {i} has a video frame"
+            );
+        }
+        let all = dir.join("all.ts");
+        let joined: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| p.payload.iter().copied())
+            .collect();
+        std::fs::write(&all, joined).unwrap();
+        assert_eq!(decode_errors(&all), "", "the concatenation decodes");
+        assert!(video_frames(&all) >= 25 * secs as u64 - 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn file_pieces_decode_alone_and_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = make_ts(dir.path(), 6);
+        let (res, pieces, stats) = collect(Input::File {
+            path: src.clone(),
+            looped: false,
+        })
+        .await;
+        res.unwrap();
+        check_ffmpeg_pieces(dir.path(), &pieces, 6);
+        let s = stats.snapshot();
+        assert_eq!(s.bytes_in, std::fs::metadata(&src).unwrap().len());
+        assert_eq!(s.pieces, pieces.len() as u64);
+        assert_eq!(s.keyframes, 6);
+        assert_eq!(s.resyncs, 0);
+        assert!(
+            (1_500_000..4_000_000).contains(&s.bitrate_bps),
+            "{} bit/s",
+            s.bitrate_bps
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_is_paced_in_real_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = make_ts(dir.path(), 3);
+        let started = std::time::Instant::now();
+        let (res, pieces, _) = collect(Input::File {
+            path: src,
+            looped: false,
+        })
+        .await;
+        res.unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(2500), "took {took:?}");
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+        assert_eq!(pieces.iter().filter(|p| p.keyframe).count(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_looped_file_marks_discontinuities_and_keeps_the_clock_monotonic() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = make_ts(dir.path(), 2);
+        let (tx, mut rx) = mpsc::channel(8);
+        let stats = Arc::new(IngestStats::default());
+        let input = Input::File {
+            path: src,
+            looped: true,
+        };
+        let task = tokio::spawn(run(input, CutterConfig::default(), tx, stats.clone()));
+        let t0 = Instant::now();
+        let mut arrivals = Vec::new();
+        let mut pieces = Vec::new();
+        while pieces.len() < 12 {
+            pieces.push(rx.recv().await.unwrap());
+            arrivals.push(t0.elapsed());
+        }
+        drop(rx);
+        task.await.unwrap().unwrap();
+        assert!(stats.loops() >= 2);
+        let disc: Vec<usize> = (0..pieces.len())
+            .filter(|&i| pieces[i].discontinuity)
+            .collect();
+        assert_eq!(disc, [4, 8]);
+        assert!(disc.iter().all(|&i| pieces[i].keyframe));
+        // Paced on one clock across passes: 12 half-second pieces take about 6 s.
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
+        let last = arrivals[11];
+        assert!(
+            last >= Duration::from_millis(5800) && last <= Duration::from_millis(6300),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn udp_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::fs::read(make_ts(dir.path(), 6)).unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let input: Input = format!("udp://{addr}").parse().unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let stats = Arc::new(IngestStats::default());
+        let task = tokio::spawn(run(input, CutterConfig::default(), tx, stats.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for (i, dgram) in src.chunks(1316).enumerate() {
+            sender.send_to(dgram, addr).await.unwrap();
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // UDP never ends: the last piece stays open; the others are complete.
+        let mut pieces = Vec::new();
+        while pieces.len() < 10 {
+            let p = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("pieces from UDP")
+                .unwrap();
+            pieces.push(p);
+        }
+        drop(rx);
+        task.await.unwrap().unwrap();
+        assert!(pieces[0].keyframe);
+        assert!(pieces.iter().filter(|p| p.keyframe).count() >= 5);
+        assert_eq!(stats.snapshot().resyncs, 0, "no datagram lost on loopback");
+    }
+
+    #[tokio::test]
+    async fn http_input_matches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = make_ts(dir.path(), 6);
+        let body = std::fs::read(&path).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_body = body.clone();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                req.extend_from_slice(&buf[..n]);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                server_body.len()
+            );
+            conn.write_all(head.as_bytes()).await.unwrap();
+            for part in server_body.chunks(50_000) {
+                conn.write_all(part).await.unwrap();
+            }
+            conn.shutdown().await.unwrap();
+        });
+        let input: Input = format!("http://{addr}/live.ts").parse().unwrap();
+        let (res, pieces, _) = collect(input).await;
+        res.unwrap();
+        server.await.unwrap();
+        let mut cutter = Cutter::new(CutterConfig::default());
+        cutter.push(&body).unwrap();
+        let mut expected = Vec::new();
+        while let Some(p) = cutter.pop() {
+            expected.push(p);
+        }
+        while let Some(p) = cutter.flush() {
+            expected.push(p);
+        }
+        assert_eq!(pieces, expected);
+        check_ffmpeg_pieces(dir.path(), &pieces, 6);
+    }
+
+    #[tokio::test]
+    async fn garbage_is_not_ts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("garbage.ts");
+        let data: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(7919) % 71) as u8)
+            .collect();
+        std::fs::write(&path, data).unwrap();
+        let (res, pieces, _) = collect(Input::File { path, looped: true }).await;
+        let err = res.unwrap_err();
+        assert!(matches!(err, IngestError::NotTs { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .ends_with("input is not MPEG-TS: no 0x47 sync in the first 64 KiB"));
+        assert!(pieces.is_empty());
+        // A short garbage file is refused at its end too.
+        let short = dir.path().join("short.ts");
+        std::fs::write(&short, b"hello, not a transport stream").unwrap();
+        let (res, _, _) = collect(Input::File {
+            path: short,
+            looped: false,
+        })
+        .await;
+        assert!(matches!(res, Err(IngestError::NotTs { .. })));
+    }
+
+    #[tokio::test]
+    async fn missing_file_names_the_path() {
+        let (res, _, _) = collect(Input::File {
+            path: PathBuf::from("/nonexistent/x.ts"),
+            looped: false,
+        })
+        .await;
+        let err = res.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.ts"), "{err}");
+    }
+
+    #[test]
+    fn parses_inputs() {
+        assert_eq!("-".parse::<Input>().unwrap(), Input::Stdin);
+        assert_eq!(
+            "udp://239.1.2.3:5000".parse::<Input>().unwrap(),
+            Input::Udp("239.1.2.3:5000".parse().unwrap())
+        );
+        assert_eq!(
+            "udp://@239.1.2.3:5000".parse::<Input>().unwrap(),
+            Input::Udp("239.1.2.3:5000".parse().unwrap())
+        );
+        assert_eq!(
+            "UDP://[::1]:5000".parse::<Input>().unwrap(),
+            Input::Udp("[::1]:5000".parse().unwrap())
+        );
+        assert!("udp://example.com:5000".parse::<Input>().is_err());
+        assert!(matches!(
+            "https://cdn.example/live.ts".parse::<Input>().unwrap(),
+            Input::Http(u) if u.host_str() == Some("cdn.example")
+        ));
+        assert_eq!(
+            "movie.ts".parse::<Input>().unwrap(),
+            Input::File {
+                path: PathBuf::from("movie.ts"),
+                looped: false
+            }
+        );
+        assert!("".parse::<Input>().is_err());
     }
 }
