@@ -14,10 +14,10 @@
 //! Cutting rules:
 //! - a new piece starts at every video random access point (`keyframe`); such a piece begins
 //!   with a PAT and a PMT, so it decodes on its own: when PAT and PMT packets immediately precede
-//!   the keyframe packet they move into the new piece, otherwise verbatim copies of the latest PAT
-//!   and PMT are inserted (a copy is a legal MPEG-TS *duplicate packet* — same continuity counter,
-//!   same bytes, directly after the original in its PID's sequence — so decoders of the
-//!   concatenated stream see no continuity error);
+//!   the keyframe packet they move into the new piece, otherwise copies of the latest PAT and PMT
+//!   packets are inserted, with the adaptation field's `discontinuity_indicator` set (the copy
+//!   keeps the original's continuity counter; the flag tells decoders — ffmpeg included — not to
+//!   check it, and the next original continues the PID's sequence);
 //! - a new piece also starts at the first video PES start once the current piece spans
 //!   `piece_duration_us`, at a packet boundary when no video PES start comes within a grace
 //!   period (measured on the PCR), and at `max_piece_len`;
@@ -1056,6 +1056,7 @@ impl Psi {
             Parsed::Pat(pat) => {
                 if let Some((program, pid)) = pat {
                     std::mem::swap(&mut self.pat_pkts, &mut self.pat.done_pkts);
+                    mark_copies(&mut self.pat_pkts);
                     if self.pmt_pid != Some(pid) {
                         self.pmt_pid = Some(pid);
                         self.program_number = program;
@@ -1068,6 +1069,7 @@ impl Psi {
             Parsed::Pmt(pmt) => {
                 if let Some(info) = pmt {
                     std::mem::swap(&mut self.pmt_pkts, &mut self.pmt.done_pkts);
+                    mark_copies(&mut self.pmt_pkts);
                     self.info = Some(info);
                 }
             }
@@ -1079,6 +1081,39 @@ impl Psi {
 enum Parsed {
     Pat(Option<(u16, u16)>),
     Pmt(Option<StreamInfo>),
+}
+
+/// Sets the adaptation field's `discontinuity_indicator` on stored PSI packets, so that their
+/// copies at the start of a keyframe piece are accepted with any continuity counter (ffmpeg
+/// flags a plain duplicate of a PSI packet as a continuity error). A packet without an
+/// adaptation field gets a 2-byte one when its section ends at least 2 bytes before the packet
+/// end (the bytes after a section are 0xFF stuffing); other packets stay verbatim.
+fn mark_copies(pkts: &mut [u8]) {
+    for pkt in pkts.chunks_exact_mut(PACKET_LEN) {
+        let afc = (pkt[3] >> 4) & 3;
+        if afc & 2 != 0 {
+            if pkt[4] >= 1 {
+                pkt[5] |= 0x80;
+            }
+            continue;
+        }
+        if afc != 1 || pkt[1] & 0x40 == 0 {
+            continue;
+        }
+        // Single-section packet: pointer field, then the section.
+        let start = 5 + usize::from(pkt[4]);
+        let (Some(&a), Some(&b)) = (pkt.get(start + 1), pkt.get(start + 2)) else {
+            continue;
+        };
+        let end = start + 3 + ((usize::from(a & 0x0F) << 8) | usize::from(b));
+        if end + 2 > PACKET_LEN {
+            continue;
+        }
+        pkt.copy_within(4..PACKET_LEN - 2, 6);
+        pkt[3] |= 0x20;
+        pkt[4] = 1;
+        pkt[5] = 0x80;
+    }
 }
 
 /// Reassembles one PSI section at a time from packet payloads.
@@ -1512,13 +1547,35 @@ mod tests {
         assert_eq!(keys.len(), 3);
         let total: usize = pieces.iter().map(|p| p.payload.len()).sum();
         assert_eq!(total, ts.len() + 2 * 2 * 188, "two inserted PAT+PMT pairs");
-        // The copies are verbatim: the latest PAT (its CC repeats, a legal duplicate).
-        let pat = &keys[1].payload[..188];
-        let originals: Vec<&[u8]> = ts
-            .chunks(188)
-            .filter(|c| c[1] & 0x1F == 0 && c[2] == 0)
-            .collect();
-        assert!(originals.contains(&pat));
+        // The copies are the latest PAT and PMT with the discontinuity indicator set (here in
+        // the existing stuffing adaptation field).
+        let copy = &keys[1].payload[..188];
+        assert_eq!(Header::parse(copy).unwrap().pid, 0);
+        assert_eq!(copy[5] & 0x80, 0x80);
+        let mut expected = copy.to_vec();
+        expected[5] &= !0x80;
+        assert!(ts.chunks(188).any(|c| c == expected.as_slice()));
+    }
+
+    #[test]
+    fn copies_without_adaptation_field_get_one() {
+        let mut pkt = vec![0x47, 0x40, 0x00, 0x13, 0x00];
+        pkt.extend(pat_section());
+        pkt.resize(188, 0xFF);
+        let mut copy = pkt.clone();
+        mark_copies(&mut copy);
+        assert_eq!(&copy[..6], &[0x47, 0x40, 0x00, 0x33, 1, 0x80]);
+        assert_eq!(&copy[6..], &pkt[4..186]);
+        let mut c = Cutter::new(CutterConfig::default());
+        c.push(&[copy.clone(), copy.clone(), copy].concat())
+            .unwrap();
+        assert_eq!(c.psi.pmt_pid, Some(PMT_PID), "the marked copy still parses");
+        // A section that reaches the packet end is left alone.
+        let mut full = vec![0x47, 0x40, 0x00, 0x13, 0x00, 0x00, 0xB0, 179];
+        full.resize(188, 0);
+        let mut same = full.clone();
+        mark_copies(&mut same);
+        assert_eq!(same, full);
     }
 
     #[test]

@@ -764,6 +764,72 @@ mod tests {
         check_ffmpeg_pieces(dir.path(), &pieces, 6);
     }
 
+    /// ffmpeg 5.1 writes PAT+PMT right before every keyframe, so the copy path (PAT/PMT not
+    /// adjacent) is forced here by deleting those packets: the inserted verbatim copies must
+    /// decode alone and cause no continuity complaint in the concatenation.
+    #[test]
+    fn inserted_psi_copies_decode_without_continuity_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::fs::read(make_ts(dir.path(), 3)).unwrap();
+        let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        let pkts: Vec<&[u8]> = src.chunks(188).collect();
+        let mut stripped = Vec::new();
+        let mut removed = 0;
+        for (i, p) in pkts.iter().enumerate() {
+            let before_key = |j: usize| {
+                pkts.get(j).is_some_and(|k| {
+                    pid(k) == 0x100 && k[1] & 0x40 != 0 && k[3] & 0x20 != 0 && k[5] & 0x40 != 0
+                })
+            };
+            let psi = pid(p) == 0 || pid(p) == 0x1000;
+            if i > 2 && psi && (before_key(i + 1) || before_key(i + 2)) {
+                removed += 1;
+                continue;
+            }
+            stripped.extend_from_slice(p);
+        }
+        assert_eq!(removed, 4, "PAT+PMT before the keyframes at 1 s and 2 s");
+        // Renumber the PSI continuity counters so that the stripping itself leaves no gap.
+        let mut cc = [0u8; 2];
+        for p in stripped.chunks_mut(188) {
+            let slot = match pid(p) {
+                0 => 0,
+                0x1000 => 1,
+                _ => continue,
+            };
+            p[3] = (p[3] & 0xF0) | cc[slot];
+            cc[slot] = (cc[slot] + 1) & 0x0F;
+        }
+        let mut cutter = Cutter::new(CutterConfig::default());
+        cutter.push(&stripped).unwrap();
+        let mut pieces = Vec::new();
+        while let Some(p) = cutter.pop() {
+            pieces.push(p);
+        }
+        while let Some(p) = cutter.flush() {
+            pieces.push(p);
+        }
+        let total: usize = pieces.iter().map(|p| p.payload.len()).sum();
+        // The stream's first packet (an SDT before the first PAT) is dropped.
+        let dropped = cutter.stats().dropped_bytes as usize;
+        assert_eq!(dropped, 188);
+        assert_eq!(
+            total + dropped,
+            stripped.len() + 4 * 188,
+            "two PAT+PMT copies inserted"
+        );
+        check_ffmpeg_pieces(dir.path(), &pieces, 3);
+        let all = dir.path().join("all.ts");
+        let out = Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "debug", "-i"])
+            .arg(&all)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!log.contains("Continuity check failed"), "{log}");
+    }
+
     #[tokio::test]
     async fn garbage_is_not_ts() {
         let dir = tempfile::tempdir().unwrap();
