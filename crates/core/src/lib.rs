@@ -17,6 +17,7 @@
 //! - [`choker`]: who gets upload slots (tit-for-tat, optimistic unchoke, seed mode).
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
 //! - [`live`]: live streams: descriptor, signed piece header, `pc_live` messages, live swarm.
+//! - [`ts`]: the MPEG-TS reader and live piece cutter (sync, PAT/PMT, keyframes, PTS/PCR).
 //!
 //! Architecture invariant: this crate never depends on tokio, never opens a socket or a file and
 //! never reads the clock. Panics are bugs; nothing a remote peer sends can cause one.
@@ -32,6 +33,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod picker;
 pub mod swarm;
+pub mod ts;
 pub mod wire;
 
 pub use bitfield::Bitfield;

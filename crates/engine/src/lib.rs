@@ -1,7 +1,8 @@
 //! # peercdn-engine — the runtime
 //!
 //! Pumps the sans-IO state machines of `peercdn-core` over tokio: TCP peer connections, disk
-//! storage that verifies every piece, tracker clients (HTTP BEP 3/23, UDP BEP 15), rate limits,
+//! storage that verifies every piece, live [`ingest`] of MPEG-TS sources, tracker clients
+//! (HTTP BEP 3/23, UDP BEP 15), rate limits,
 //! the node key, and the [`session`] that owns every swarm.
 //!
 //! Architecture invariant: no HTTP status codes, JSON or CLI concerns here; errors are `thiserror`
@@ -10,6 +11,7 @@
 
 pub mod create;
 pub mod dht;
+pub mod ingest;
 pub mod live;
 pub mod nodekey;
 pub mod peer;
