@@ -93,7 +93,13 @@ async fn getstream_inner(
             if json {
                 return Ok(live_envelope(state, headers, p, &h, new).into_response());
             }
-            live::respond(&h, None, *method == Method::HEAD, live::START_TIMEOUT).await
+            live::respond(
+                &h,
+                None,
+                *method == Method::HEAD,
+                live::start_timeout(state),
+            )
+            .await
         }
     }
 }
@@ -361,7 +367,7 @@ async fn playback(
     let r = async {
         if let Some((slot, h)) = lookup_live(&state, &ih, &session)? {
             let head = method == Method::HEAD;
-            return live::respond(&h, Some(slot.0), head, live::START_TIMEOUT).await;
+            return live::respond(&h, Some(slot.0), head, live::start_timeout(&state)).await;
         }
         let (pb, h) = lookup(&state, &ih, &session)?;
         stream_file(&state, &h, pb.file_index, &headers, &method).await

@@ -130,7 +130,7 @@ pub fn reader_ttl(buffer: &LiveBuffer) -> Duration {
     Duration::from_millis(ms.saturating_mul(3 * MAX_SEGMENTS as u64)).max(MIN_READER_TTL)
 }
 
-/// The playlist answer for `handle`: waits (bounded by [`live::START_TIMEOUT`]) for a first
+/// The playlist answer for `handle`: waits (bounded by [`live::start_timeout`]) for a first
 /// keyframe piece. `segment_url(index)` names the segments; `client` keys the HLS reader.
 pub async fn manifest(
     state: &AppState,
@@ -138,7 +138,7 @@ pub async fn manifest(
     client: &str,
     segment_url: impl Fn(u32) -> String,
 ) -> Result<Response, ApiError> {
-    let deadline = Instant::now() + live::START_TIMEOUT;
+    let deadline = Instant::now() + live::start_timeout(state);
     let buffer = live::wait_buffer(handle, deadline).await?;
     if live::wait_start(&buffer, deadline).await.is_none() {
         return Err(ApiError::new(

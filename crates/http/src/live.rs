@@ -33,6 +33,12 @@ use crate::error::ApiError;
 
 /// How long a new player waits for the descriptor and a first keyframe piece before a 504.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The start wait of a live request: [`START_TIMEOUT`], or the configured metadata timeout
+/// when shorter.
+pub fn start_timeout(state: &crate::state::AppState) -> Duration {
+    state.config().metadata_timeout.min(START_TIMEOUT)
+}
+
 /// Shortest wait before skipping to a later keyframe (for very short pieces).
 pub const MIN_SKIP: Duration = Duration::from_millis(200);
 
