@@ -186,7 +186,7 @@ pub async fn respond(
     let body = if head {
         Body::empty()
     } else {
-        let player = player.unwrap_or_else(LivePlayer::new);
+        let player = player.unwrap_or_default();
         let pump = Pump::new(buffer, reader, player, start);
         body(pump)
     };
