@@ -11,7 +11,7 @@
 //! HLS clients feed the playhead too: each client (stream + `pid`, empty when none) owns a
 //! reader registered in the stream's buffer, moved by its segment requests and dropped
 //! [`reader_ttl`] after its last request. Readers are capped ([`MAX_HLS_READERS`]) and so are
-//! segment requests waiting for a piece ([`MAX_WAITING_SEGMENTS`]).
+//! playlist requests and segment requests waiting for a piece ([`MAX_WAITING_SEGMENTS`]).
 //!
 //! For a VoD ID the manifest answers 400 "HLS is for live streams" (players use the progressive
 //! `/ace/getstream` there).
@@ -46,7 +46,8 @@ pub const MAX_SEGMENTS: usize = 10;
 const SCAN: usize = 64;
 /// Most HLS clients tracked (over all streams).
 pub const MAX_HLS_READERS: usize = 256;
-/// Most segment requests waiting for their piece at once.
+/// Most playlist and segment requests in progress (playlists) or waiting for their piece
+/// (segments) at once.
 pub const MAX_WAITING_SEGMENTS: usize = 256;
 /// Shortest time an HLS client's reader outlives its last request.
 pub const MIN_READER_TTL: Duration = Duration::from_secs(10);
@@ -138,6 +139,11 @@ pub async fn manifest(
     client: &str,
     segment_url: impl Fn(u32) -> String,
 ) -> Result<Response, ApiError> {
+    let _permit = state
+        .hls()
+        .waiting
+        .try_acquire()
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many HLS requests"))?;
     let deadline = Instant::now() + live::start_timeout(state);
     let buffer = live::wait_buffer(handle, deadline).await?;
     if live::wait_start(&buffer, deadline).await.is_none() {
