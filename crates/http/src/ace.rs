@@ -5,10 +5,17 @@
 //!   With `format=json` it answers at once with a playback session instead:
 //!   `{"response": {"playback_url", "stat_url", "command_url", "infohash",
 //!   "playback_session_id", "is_live", "is_encrypted", "client_session_id"}, "error": null}`.
+//! - A live stream (a running or resolved live ID, or `url=` of a `.peerlive` descriptor) is
+//!   streamed as progressive MPEG-TS (see [`crate::live`]); its `format=json` answer has
+//!   `"is_live": 1` and a `"manifest_url"`.
+//! - `/ace/manifest.m3u8` (same parameters): the HLS playlist of a live stream (see
+//!   [`crate::hls`]); 400 for VoD; `format=json` answers like `getstream`.
 //! - `/ace/r/{infohash}/{session}`: the playback URL (streams like `getstream`).
-//! - `/ace/stat/{infohash}/{session}`: status, peers, speeds (KiB/s), bytes, progress.
-//! - `/ace/cmd/{infohash}/{session}?method=stop`: ends the playback session; the last one on a
-//!   torrent that `getstream` started removes the torrent (its data stays).
+//! - `/ace/stat/{infohash}/{session}`: status, peers, speeds (KiB/s), bytes, progress (and
+//!   `livepos`, `delay_ms`, bytes by origin for live).
+//! - `/ace/cmd/{infohash}/{session}?method=stop`: ends the playback session (a live one's streams
+//!   end too); the last one on a torrent or live stream that `getstream` started removes it (a
+//!   torrent's data stays).
 //! - `/webui/api/service?method=get_version`.
 
 use axum::extract::{Path, RawQuery, State};
@@ -17,14 +24,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use peercdn_core::InfoHash;
-use peercdn_engine::session::AddOptions;
+use peercdn_engine::live::LiveHandle;
+use peercdn_engine::session::{AddOptions, LiveOptions, Resolved as Found};
 use peercdn_engine::torrent::{State as TState, TorrentHandle};
 use serde_json::json;
 
 use crate::error::{ok_envelope, ApiError};
-use crate::source::{self, Params, Resolved};
+use crate::live::{self, LivePlayer, LiveSlot};
+use crate::source::{self, Fetched, Params, Resolved, Wanted};
 use crate::state::{AppState, Playback, Stopped};
-use crate::stream;
+use crate::{hls, stream};
 
 /// Most bytes of a `pid` kept.
 const MAX_PID_LEN: usize = 128;
@@ -33,6 +42,7 @@ const MAX_PID_LEN: usize = 128;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ace/getstream", get(getstream))
+        .route("/ace/manifest.m3u8", get(manifest))
         .route("/ace/r/{infohash}/{session}", get(playback))
         .route("/ace/stat/{infohash}/{session}", get(stat))
         .route("/ace/cmd/{infohash}/{session}", get(command))
@@ -62,45 +72,225 @@ async fn getstream_inner(
     p: &Params,
     json: bool,
 ) -> Result<Response, ApiError> {
-    let wanted = source::wanted_from_params(p)?;
     let file_index = p.number::<usize>("file_index")?;
-    let cfg = state.config();
-    let resolved = source::resolve(
-        state.client(),
-        wanted,
-        cfg.url_fetch_limit,
-        cfg.url_fetch_timeout,
-    )
-    .await?;
-    let (h, new) = add(state, resolved);
-    if json {
-        if new {
-            state.mark_owned(h.info_hash);
+    match resolve_target(state, p).await? {
+        Target::Vod { h, new } => {
+            if !json {
+                return stream_file(state, &h, file_index, headers, method).await;
+            }
+            if new {
+                state.mark_owned(h.info_hash);
+            }
+            let session_id = state.start_playback(Playback {
+                info_hash: h.info_hash,
+                file_index,
+                pid: pid(p),
+                live: None,
+            });
+            Ok(envelope(state, headers, h.info_hash, &session_id, None).into_response())
         }
-        let pid = p
-            .get("pid")
-            .map(|s| s.chars().take(MAX_PID_LEN).collect::<String>());
-        let session_id = state.start_playback(Playback {
-            info_hash: h.info_hash,
-            file_index,
-            pid,
-        });
-        let base = base_url(state, headers);
-        let ih = h.info_hash.to_hex();
-        let tok = token_suffix(state);
-        let body = ok_envelope(json!({
-            "playback_url": format!("{base}/ace/r/{ih}/{session_id}{tok}"),
-            "stat_url": format!("{base}/ace/stat/{ih}/{session_id}{tok}"),
-            "command_url": format!("{base}/ace/cmd/{ih}/{session_id}{tok}"),
-            "infohash": ih,
-            "playback_session_id": session_id,
-            "is_live": 0,
-            "is_encrypted": 0,
-            "client_session_id": -1,
-        }));
-        return Ok(body.into_response());
+        Target::Live { h, new } => {
+            if json {
+                return Ok(live_envelope(state, headers, p, &h, new).into_response());
+            }
+            live::respond(
+                &h,
+                None,
+                *method == Method::HEAD,
+                live::start_timeout(state),
+            )
+            .await
+        }
     }
-    stream_file(state, &h, file_index, headers, method).await
+}
+
+/// What a `getstream`/`manifest` request names, running.
+enum Target {
+    /// A torrent; `new` when this request started it.
+    Vod { h: TorrentHandle, new: bool },
+    /// A live stream; `new` when this request started it.
+    Live { h: LiveHandle, new: bool },
+}
+
+/// Finds or starts what the request names: a bare ID goes through the session's
+/// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
+async fn resolve_target(state: &AppState, p: &Params) -> Result<Target, ApiError> {
+    let s = state.session();
+    let wanted = source::wanted_from_params(p)?;
+    let id = match &wanted {
+        Wanted::Id(ih) => Some(*ih),
+        Wanted::Magnet(m) => Some(m.info_hash),
+        Wanted::Url(_) => None,
+    };
+    if let Some(h) = id.and_then(|ih| s.get_live(&ih)) {
+        return Ok(Target::Live { h, new: false });
+    }
+    let cfg = state.config();
+    match wanted {
+        Wanted::Id(ih) => {
+            let new = s.get(&ih).is_none();
+            Ok(match s.resolve_id(ih, AddOptions::default()).await {
+                Found::Vod(h) => Target::Vod { h, new },
+                Found::Live(h) => Target::Live { h, new },
+            })
+        }
+        Wanted::Magnet(_) => {
+            let r = source::resolve(
+                state.client(),
+                wanted,
+                cfg.url_fetch_limit,
+                cfg.url_fetch_timeout,
+            )
+            .await?;
+            let (h, new) = add(state, r);
+            Ok(Target::Vod { h, new })
+        }
+        Wanted::Url(u) => {
+            let fetched = source::fetch_url(
+                state.client(),
+                u.clone(),
+                cfg.url_fetch_limit,
+                cfg.url_fetch_timeout,
+            )
+            .await?;
+            match fetched {
+                Fetched::Torrent(m) => {
+                    let (h, new) = add(
+                        state,
+                        Resolved {
+                            source: peercdn_engine::torrent::Source::Metainfo(m),
+                            peers: vec![],
+                        },
+                    );
+                    Ok(Target::Vod { h, new })
+                }
+                Fetched::Live(d) => {
+                    let id = d.content_id();
+                    let new = s.get_live(&id).is_none();
+                    let cdn = source::cdn_base(&u, &id).into_iter().collect();
+                    let h = s.add_live(
+                        *d,
+                        LiveOptions {
+                            cdn,
+                            ..Default::default()
+                        },
+                    );
+                    Ok(Target::Live { h, new })
+                }
+            }
+        }
+    }
+}
+
+/// The `pid` parameter, bounded.
+fn pid(p: &Params) -> Option<String> {
+    p.get("pid")
+        .map(|s| s.chars().take(MAX_PID_LEN).collect::<String>())
+}
+
+/// Starts a live playback session and answers its envelope (with `manifest_url`).
+fn live_envelope(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    h: &LiveHandle,
+    new: bool,
+) -> Json<serde_json::Value> {
+    let ih = h.content_id();
+    if new {
+        state.mark_owned(ih);
+    }
+    let pid = pid(p);
+    let session_id = state.start_playback(Playback {
+        info_hash: ih,
+        file_index: None,
+        pid: pid.clone(),
+        live: Some(LiveSlot(LivePlayer::new())),
+    });
+    let mut q = vec![("id", ih.to_hex())];
+    q.extend(pid.map(|v| ("pid", v)));
+    let manifest = format!(
+        "{}/ace/manifest.m3u8{}",
+        base_url(state, headers),
+        query(state, &q)
+    );
+    envelope(state, headers, ih, &session_id, Some(manifest))
+}
+
+/// The `format=json` answer of a playback session; `manifest` set for live.
+fn envelope(
+    state: &AppState,
+    headers: &HeaderMap,
+    ih: InfoHash,
+    session_id: &str,
+    manifest: Option<String>,
+) -> Json<serde_json::Value> {
+    let base = base_url(state, headers);
+    let tok = token_suffix(state);
+    let ih = ih.to_hex();
+    let mut body = json!({
+        "playback_url": format!("{base}/ace/r/{ih}/{session_id}{tok}"),
+        "stat_url": format!("{base}/ace/stat/{ih}/{session_id}{tok}"),
+        "command_url": format!("{base}/ace/cmd/{ih}/{session_id}{tok}"),
+        "infohash": ih,
+        "playback_session_id": session_id,
+        "is_live": u8::from(manifest.is_some()),
+        "is_encrypted": 0,
+        "client_session_id": -1,
+    });
+    if let (Some(m), Some(o)) = (manifest, body.as_object_mut()) {
+        o.insert("manifest_url".into(), json!(m));
+    }
+    ok_envelope(body)
+}
+
+async fn manifest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = Params::parse(query.as_deref());
+    let json = p
+        .get("format")
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    match manifest_inner(&state, &headers, &p, json).await {
+        Ok(r) => r,
+        Err(e) => e.plain_if(!json).into_response(),
+    }
+}
+
+async fn manifest_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    json: bool,
+) -> Result<Response, ApiError> {
+    let (h, new) = match resolve_target(state, p).await? {
+        Target::Live { h, new } => (h, new),
+        Target::Vod { h, new } => {
+            if new {
+                state.session().remove_with(&h.info_hash, false).await;
+            }
+            return Err(ApiError::bad_request(
+                "HLS is for live streams: play this ID with /ace/getstream",
+            ));
+        }
+    };
+    if json {
+        return Ok(live_envelope(state, headers, p, &h, new).into_response());
+    }
+    let client = hls::client_key(p);
+    let mut q = vec![];
+    if !client.is_empty() {
+        q.push(("pid", client.clone()));
+    }
+    let seg_base = format!(
+        "{}/ace/l/{}/",
+        base_url(state, headers),
+        h.content_id().to_hex()
+    );
+    let suffix = query(state, &q);
+    hls::manifest(state, &h, &client, |i| format!("{seg_base}{i}.ts{suffix}")).await
 }
 
 /// Adds the torrent (or finds the running one); true when it was not running before.
@@ -149,6 +339,25 @@ fn lookup(
     Ok((pb, h))
 }
 
+/// The live stream and player of a live playback session, None for a VoD one.
+fn lookup_live(
+    state: &AppState,
+    ih: &str,
+    session: &str,
+) -> Result<Option<(LiveSlot, LiveHandle)>, ApiError> {
+    let ih = parse_path_id(ih)?;
+    let pb = state
+        .playback(&ih, session)
+        .ok_or_else(|| ApiError::not_found("unknown playback session"))?;
+    let Some(slot) = pb.live else {
+        return Ok(None);
+    };
+    let h = state.session().get_live(&ih).ok_or_else(|| {
+        ApiError::not_found("the live stream of this playback session is not running")
+    })?;
+    Ok(Some((slot, h)))
+}
+
 async fn playback(
     State(state): State<AppState>,
     Path((ih, session)): Path<(String, String)>,
@@ -156,6 +365,10 @@ async fn playback(
     headers: HeaderMap,
 ) -> Response {
     let r = async {
+        if let Some((slot, h)) = lookup_live(&state, &ih, &session)? {
+            let head = method == Method::HEAD;
+            return live::respond(&h, Some(slot.0), head, live::start_timeout(&state)).await;
+        }
         let (pb, h) = lookup(&state, &ih, &session)?;
         stream_file(&state, &h, pb.file_index, &headers, &method).await
     };
@@ -169,6 +382,9 @@ async fn stat(
     State(state): State<AppState>,
     Path((ih, session)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some((slot, h)) = lookup_live(&state, &ih, &session)? {
+        return Ok(ok_envelope(live::stat_json(&h, Some(&slot.0), &session)));
+    }
     let (_, h) = lookup(&state, &ih, &session)?;
     let st = h.status.borrow().clone();
     let status = match st.state {
@@ -209,10 +425,16 @@ async fn command(
         Some(m) => return Err(ApiError::bad_request(format!("unknown method {m:?}"))),
         None => return Err(ApiError::bad_request("missing parameter: method")),
     }
+    if let Some(LiveSlot(player)) = state.playback(&ih, &session).and_then(|pb| pb.live) {
+        player.stop();
+    }
     match state.stop_playback(&ih, &session) {
         Stopped::Unknown => return Err(ApiError::not_found("unknown playback session")),
         Stopped::Ended { last: true } => {
-            state.session().remove_with(&ih, false).await;
+            let s = state.session();
+            if !s.remove_live(&ih).await {
+                s.remove_with(&ih, false).await;
+            }
         }
         Stopped::Ended { last: false } => {}
     }
@@ -261,6 +483,28 @@ fn valid_host(h: &str) -> bool {
         && h.len() <= 255
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+/// `?k=v&…` with the access token appended when one is set; empty when there is nothing.
+fn query(state: &AppState, pairs: &[(&str, String)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    if let Some(t) = state
+        .config()
+        .access_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        q.append_pair("token", t);
+    }
+    let q = q.finish();
+    if q.is_empty() {
+        q
+    } else {
+        format!("?{q}")
+    }
 }
 
 fn token_suffix(state: &AppState) -> String {

@@ -6,6 +6,8 @@
 //! - `GET /api/v1/torrents/{id}` → the torrent with its `files` (null until metadata is known)
 //! - `POST /api/v1/torrents/{id}/pause`, `POST /api/v1/torrents/{id}/resume`
 //! - `DELETE /api/v1/torrents/{id}?delete_data=true|false`
+//! - `GET /api/v1/live` → `{"live": [stream…]}` (see [`crate::live::live_json`])
+//! - `GET /api/v1/live/{id}` → the stream
 //! - `GET /api/v1/openapi.json`
 //!
 //! Errors use the same `{"response": null, "error": "…"}` envelope as the Ace routes.
@@ -44,6 +46,8 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/torrents/{id}", get(inspect).delete(remove))
         .route("/api/v1/torrents/{id}/pause", post(pause))
         .route("/api/v1/torrents/{id}/resume", post(resume))
+        .route("/api/v1/live", get(live_list))
+        .route("/api/v1/live/{id}", get(live_inspect))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -246,6 +250,25 @@ async fn remove(
     Ok(Json(
         json!({ "removed": ih.to_hex(), "deleted_data": delete_data }),
     ))
+}
+
+async fn live_list(State(state): State<AppState>) -> Json<Value> {
+    let mut hs = state.session().lives();
+    hs.sort_by_key(|h| h.content_id());
+    let list: Vec<Value> = hs.iter().map(crate::live::live_json).collect();
+    Json(json!({ "live": list }))
+}
+
+async fn live_inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ih = parse_id(&id)?;
+    let h = state
+        .session()
+        .get_live(&ih)
+        .ok_or_else(|| ApiError::not_found(format!("no live stream {ih} is running")))?;
+    Ok(Json(crate::live::live_json(&h)))
 }
 
 async fn openapi() -> Json<Value> {

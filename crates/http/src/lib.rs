@@ -5,7 +5,10 @@
 //!   command URLs of a playback session, `/webui/api/service?method=get_version`);
 //! - [`api`]: peercdn's own JSON API under `/api/v1/` and its OpenAPI document ([`openapi`]);
 //! - [`metrics`]: `/metrics` in the Prometheus text format;
-//! - `/`: a one-page dashboard that polls `/api/v1/torrents`.
+//! - `/`: a one-page dashboard that polls `/api/v1/torrents` and `/api/v1/live`.
+//!
+//! Live streams: progressive MPEG-TS, the stat JSON and `/api/v1/live` objects in [`live`];
+//! HLS playlists and segments in [`hls`].
 //!
 //! Progressive output lives in [`stream`] (file choice, content types, the body that loops
 //! `FileReader::read_at`) and [`range`] (the `Range` header). Where torrents come from (IDs,
@@ -20,6 +23,8 @@ pub mod ace;
 pub mod api;
 mod auth;
 pub mod error;
+pub mod hls;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -110,6 +115,7 @@ pub fn router(session: Session, config: &HttpConfig) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .merge(ace::routes())
+        .merge(hls::routes())
         .merge(api::routes(config))
         .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(

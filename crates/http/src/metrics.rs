@@ -1,5 +1,7 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4): the number of torrents
-//! and, per torrent (labels `infohash` and `name`), bytes moved, peers, rates and progress.
+//! and, per torrent (labels `infohash` and `name`), bytes moved, peers, rates and progress; the
+//! number of live streams and, per stream (labels `id` and `name`), bytes downloaded by origin
+//! (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers.
 
 use std::fmt::Write;
 
@@ -31,7 +33,28 @@ pub async fn handler(State(state): State<AppState>) -> Response {
             }
         })
         .collect();
-    let mut r = render(&rows).into_response();
+    let mut lives = state.session().lives();
+    lives.sort_by_key(|h| h.content_id());
+    let live_rows: Vec<LiveRow> = lives
+        .iter()
+        .map(|h| {
+            let st = h.status();
+            LiveRow {
+                id: h.content_id().to_hex(),
+                name: st.name.unwrap_or_default(),
+                p2p: st.p2p_downloaded,
+                cdn: st.cdn_downloaded,
+                uploaded: st.uploaded,
+                peers: st.peers as u64,
+                readers: st.readers as u64,
+                delay_s: st.delay_ms.map(|ms| ms as f64 / 1000.0),
+                banned: st.banned,
+            }
+        })
+        .collect();
+    let mut text = render(&rows);
+    render_live(&mut text, &live_rows);
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -122,6 +145,76 @@ fn render(rows: &[Row]) -> String {
     out
 }
 
+/// One live stream's figures.
+struct LiveRow {
+    id: String,
+    name: String,
+    p2p: u64,
+    cdn: u64,
+    uploaded: u64,
+    peers: u64,
+    readers: u64,
+    delay_s: Option<f64>,
+    banned: u64,
+}
+
+fn render_live(out: &mut String, rows: &[LiveRow]) {
+    let _ = writeln!(out, "# HELP peercdn_live_streams Live streams running.");
+    let _ = writeln!(out, "# TYPE peercdn_live_streams gauge");
+    let _ = writeln!(out, "peercdn_live_streams {}", rows.len());
+    let label = |r: &LiveRow| format!("id=\"{}\",name=\"{}\"", r.id, escape(&r.name));
+    let name = "peercdn_live_downloaded_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Live payload bytes downloaded, by origin (p2p: peers, cdn: HTTP)."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for r in rows {
+        let l = label(r);
+        let _ = writeln!(out, "{name}{{{l},origin=\"p2p\"}} {}", r.p2p);
+        let _ = writeln!(out, "{name}{{{l},origin=\"cdn\"}} {}", r.cdn);
+    }
+    type Get = fn(&LiveRow) -> Option<String>;
+    let series: [(&str, &str, &str, Get); 5] = [
+        (
+            "peercdn_live_uploaded_bytes",
+            "counter",
+            "Live payload bytes uploaded to peers.",
+            |r| Some(r.uploaded.to_string()),
+        ),
+        ("peercdn_live_peers", "gauge", "Connected peers.", |r| {
+            Some(r.peers.to_string())
+        }),
+        (
+            "peercdn_live_readers",
+            "gauge",
+            "Players reading the stream (progressive and HLS).",
+            |r| Some(r.readers.to_string()),
+        ),
+        (
+            "peercdn_live_delay_seconds",
+            "gauge",
+            "Now minus the source timestamp of the newest held piece.",
+            |r| r.delay_s.map(|d| format!("{d:.3}")),
+        ),
+        (
+            "peercdn_live_banned_peers",
+            "counter",
+            "Peers banned for bad pieces or headers.",
+            |r| Some(r.banned.to_string()),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for r in rows {
+            if let Some(v) = get(r) {
+                let _ = writeln!(out, "{name}{{{}}} {v}", label(r));
+            }
+        }
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -161,5 +254,32 @@ mod tests {
         ));
         assert!(text.contains("peercdn_progress_ratio{infohash=\"ab\",name="));
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 9);
+    }
+
+    #[test]
+    fn renders_live_series() {
+        let rows = [LiveRow {
+            id: "cd".into(),
+            name: "ch".into(),
+            p2p: 3,
+            cdn: 4,
+            uploaded: 5,
+            peers: 1,
+            readers: 2,
+            delay_s: None,
+            banned: 0,
+        }];
+        let mut text = String::new();
+        render_live(&mut text, &rows);
+        assert!(text.contains("peercdn_live_streams 1\n"));
+        assert!(text
+            .contains("peercdn_live_downloaded_bytes{id=\"cd\",name=\"ch\",origin=\"p2p\"} 3\n"));
+        assert!(text
+            .contains("peercdn_live_downloaded_bytes{id=\"cd\",name=\"ch\",origin=\"cdn\"} 4\n"));
+        assert!(text.contains("peercdn_live_readers{id=\"cd\",name=\"ch\"} 2\n"));
+        assert!(
+            !text.contains("peercdn_live_delay_seconds{"),
+            "unknown delay is left out"
+        );
     }
 }

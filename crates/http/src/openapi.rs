@@ -76,6 +76,30 @@ pub fn document() -> Value {
                 "parameters": [id_param],
                 "post": { "summary": "Resume", "responses": { "200": torrent_ok("The torrent"), "404": error } }
             },
+            "/api/v1/live": {
+                "get": {
+                    "summary": "List live streams",
+                    "responses": { "200": {
+                        "description": "Live streams",
+                        "content": { "application/json": { "schema": {
+                            "type": "object",
+                            "properties": { "live": { "type": "array",
+                                "items": { "$ref": "#/components/schemas/Live" } } }
+                        } } }
+                    } }
+                }
+            },
+            "/api/v1/live/{id}": {
+                "parameters": [id_param],
+                "get": {
+                    "summary": "A live stream",
+                    "responses": {
+                        "200": { "description": "The stream", "content": { "application/json": {
+                            "schema": { "$ref": "#/components/schemas/Live" } } } },
+                        "400": error, "404": error
+                    }
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } }
             },
@@ -105,6 +129,33 @@ pub fn document() -> Value {
                         "502": error, "504": error
                     }
                 }
+            },
+            "/ace/manifest.m3u8": {
+                "get": {
+                    "summary": "HLS media playlist of a live stream (segments are pieces); 400 for VoD",
+                    "parameters": [
+                        { "name": "content_id", "in": "query", "schema": { "type": "string" } },
+                        { "name": "id", "in": "query", "schema": { "type": "string" } },
+                        { "name": "infohash", "in": "query", "schema": { "type": "string" } },
+                        { "name": "url", "in": "query", "schema": { "type": "string" } },
+                        { "name": "magnet", "in": "query", "schema": { "type": "string" } },
+                        { "name": "pid", "in": "query", "schema": { "type": "string" } },
+                        { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json"] } }
+                    ],
+                    "responses": {
+                        "200": { "description": "application/vnd.apple.mpegurl, or with format=json the playback session",
+                            "content": { "application/vnd.apple.mpegurl": { "schema": { "type": "string" } } } },
+                        "400": error, "502": error, "504": error
+                    }
+                }
+            },
+            "/ace/l/{id}/{segment}": {
+                "parameters": [id_param,
+                    { "name": "segment", "in": "path", "required": true,
+                      "description": "INDEX.ts: the piece index", "schema": { "type": "string" } }],
+                "get": { "summary": "HLS segment of a live stream (one piece)",
+                    "parameters": [{ "name": "pid", "in": "query", "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "video/mp2t" }, "404": error, "503": error } }
             },
             "/ace/r/{infohash}/{session}": {
                 "parameters": ace_session,
@@ -167,6 +218,32 @@ pub fn document() -> Value {
                         "files": { "type": "array", "nullable": true,
                             "items": { "$ref": "#/components/schemas/File" } },
                         "magnet": { "type": "string", "nullable": true }
+                    }
+                },
+                "Live": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string" },
+                        "name": { "type": "string", "nullable": true },
+                        "is_source": { "type": "boolean" },
+                        "ready": { "type": "boolean", "description": "The descriptor is known." },
+                        "peers": { "type": "integer" },
+                        "p2p_downloaded": { "type": "integer" },
+                        "cdn_downloaded": { "type": "integer" },
+                        "uploaded": { "type": "integer" },
+                        "down_rate": { "type": "integer", "description": "bytes/s" },
+                        "up_rate": { "type": "integer", "description": "bytes/s" },
+                        "banned": { "type": "integer" },
+                        "first": { "type": "integer", "nullable": true },
+                        "last": { "type": "integer", "nullable": true },
+                        "edge": { "type": "integer", "nullable": true },
+                        "delay_ms": { "type": "integer", "nullable": true },
+                        "readers": { "type": "integer" },
+                        "buffer_pieces": { "type": "integer" },
+                        "buffer_bytes": { "type": "integer" },
+                        "piece_duration_ms": { "type": "integer", "nullable": true },
+                        "window_s": { "type": "integer", "nullable": true },
+                        "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } }
                     }
                 },
                 "File": {

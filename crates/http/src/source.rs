@@ -1,11 +1,13 @@
-//! Where a torrent comes from, as HTTP clients name it: a content ID (40 hex, base32 or
-//! `acestream://`), a magnet link, an http(s) URL of a `.torrent` (fetched with a size limit
-//! and a timeout), or a `.torrent` body. Also the bounded query-string parser every route uses.
+//! Where a torrent or a live stream comes from, as HTTP clients name it: a content ID (40 hex,
+//! base32 or `acestream://`), a magnet link, an http(s) URL of a `.torrent` or a `.peerlive`
+//! descriptor (fetched with a size limit and a timeout), or a `.torrent` body. Also the bounded
+//! query-string parser every route uses.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use peercdn_core::live::Descriptor;
 use peercdn_core::magnet::Magnet;
 use peercdn_core::metainfo::Metainfo;
 use peercdn_core::InfoHash;
@@ -176,6 +178,15 @@ pub fn parse_torrent(body: &[u8]) -> Result<Metainfo, ApiError> {
     Metainfo::from_bytes(body).map_err(|e| ApiError::bad_request(format!("bad .torrent: {e}")))
 }
 
+/// What an http(s) URL served.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// A `.torrent`.
+    Torrent(Box<Metainfo>),
+    /// A `.peerlive` live stream descriptor.
+    Live(Box<Descriptor>),
+}
+
 /// Fetches a `.torrent` over http(s): at most `limit` bytes, within `timeout`.
 pub async fn fetch_torrent(
     client: &reqwest::Client,
@@ -183,6 +194,51 @@ pub async fn fetch_torrent(
     limit: u64,
     timeout: Duration,
 ) -> Result<Metainfo, ApiError> {
+    let shown = url.to_string();
+    let body = fetch_body(client, url, limit, timeout).await?;
+    Metainfo::from_bytes(&body).map_err(|e| bad_gateway(&shown, &format!("not a .torrent: {e}")))
+}
+
+/// Fetches a `.torrent` or a `.peerlive` descriptor over http(s): at most `limit` bytes,
+/// within `timeout`. A body that is no torrent is tried as a descriptor.
+pub async fn fetch_url(
+    client: &reqwest::Client,
+    url: url::Url,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Fetched, ApiError> {
+    let shown = url.to_string();
+    let body = fetch_body(client, url, limit, timeout).await?;
+    let torrent_err = match Metainfo::from_bytes(&body) {
+        Ok(m) => return Ok(Fetched::Torrent(Box::new(m))),
+        Err(e) => e,
+    };
+    match Descriptor::from_bytes(&body) {
+        Ok(d) => Ok(Fetched::Live(Box::new(d))),
+        Err(e) => Err(bad_gateway(
+            &shown,
+            &format!("neither a .torrent ({torrent_err}) nor a .peerlive descriptor ({e})"),
+        )),
+    }
+}
+
+/// The CDN base URL implied by a descriptor URL of the publish layout
+/// `BASE/ID/descriptor.peerlive` (`ID` the stream's content ID): `BASE`, else None.
+pub fn cdn_base(url: &url::Url, id: &InfoHash) -> Option<String> {
+    let s = url.as_str();
+    let s = s.split(['?', '#']).next().unwrap_or(s);
+    let rest = s.strip_suffix("/descriptor.peerlive")?;
+    let (base, last) = rest.rsplit_once('/')?;
+    let is_id = InfoHash::parse(last).is_ok_and(|x| x == *id);
+    (is_id && base.contains("://") && !base.ends_with('/')).then(|| base.to_string())
+}
+
+async fn fetch_body(
+    client: &reqwest::Client,
+    url: url::Url,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
     let shown = url.to_string();
     let fetch = async {
         let mut resp = client
@@ -209,12 +265,11 @@ pub async fn fetch_torrent(
         }
         Ok(body)
     };
-    let body = match tokio::time::timeout(timeout, fetch).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return Err(bad_gateway(&shown, &e)),
-        Err(_) => return Err(bad_gateway(&shown, &format!("timed out after {timeout:?}"))),
-    };
-    Metainfo::from_bytes(&body).map_err(|e| bad_gateway(&shown, &format!("not a .torrent: {e}")))
+    match tokio::time::timeout(timeout, fetch).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(bad_gateway(&shown, &e)),
+        Err(_) => Err(bad_gateway(&shown, &format!("timed out after {timeout:?}"))),
+    }
 }
 
 fn bad_gateway(url: &str, why: &str) -> ApiError {
@@ -263,6 +318,28 @@ mod tests {
                 "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
                 "[::1]:2".parse().unwrap_or_else(|_| unreachable!()),
             ]
+        );
+    }
+
+    #[test]
+    fn cdn_base_of_the_publish_layout() {
+        let id = InfoHash::parse(HEX).unwrap_or(InfoHash([0; 20]));
+        let u = |s: &str| url::Url::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cdn_base(
+                &u(&format!("http://h:1/a/b/{HEX}/descriptor.peerlive?x=1")),
+                &id
+            ),
+            Some("http://h:1/a/b".into())
+        );
+        assert_eq!(
+            cdn_base(&u(&format!("http://h/{HEX}/descriptor.peerlive")), &id),
+            Some("http://h".into())
+        );
+        assert_eq!(cdn_base(&u("http://h/x/descriptor.peerlive"), &id), None);
+        assert_eq!(
+            cdn_base(&u(&format!("http://h/{HEX}/d.peerlive")), &id),
+            None
         );
     }
 

@@ -1,5 +1,6 @@
 //! The router's shared state: the engine session, the configuration, the HTTP client for `url=`
-//! fetches, and the Ace playback sessions (a bounded map, oldest evicted first).
+//! fetches, the Ace playback sessions (a bounded map, oldest evicted first; VoD and live share
+//! it and its cap) and the HLS clients' readers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use peercdn_core::InfoHash;
 use peercdn_engine::session::Session;
 
+use crate::hls::HlsReaders;
+use crate::live::LiveSlot;
 use crate::HttpConfig;
 
 /// Most playback sessions kept; the oldest is evicted past this.
@@ -23,6 +26,8 @@ pub struct Playback {
     pub file_index: Option<usize>,
     /// The player's `pid`, if it gave one.
     pub pid: Option<String>,
+    /// For a live stream: the session's player state (position, stop). None for VoD.
+    pub live: Option<LiveSlot>,
 }
 
 /// What [`AppState::stop_playback`] did.
@@ -49,6 +54,7 @@ struct Inner {
     config: HttpConfig,
     client: reqwest::Client,
     playbacks: Mutex<Playbacks>,
+    hls: Arc<HlsReaders>,
 }
 
 #[derive(Default)]
@@ -72,6 +78,7 @@ impl AppState {
                 config,
                 client,
                 playbacks: Mutex::new(Playbacks::default()),
+                hls: HlsReaders::new(),
             }),
         }
     }
@@ -89,6 +96,11 @@ impl AppState {
     /// The client for `url=` fetches.
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.client
+    }
+
+    /// The HLS clients' readers.
+    pub fn hls(&self) -> &HlsReaders {
+        &self.inner.hls
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Playbacks> {
@@ -203,6 +215,7 @@ mod tests {
             info_hash,
             file_index: None,
             pid: None,
+            live: None,
         };
         let first = state.start_playback(pb(a));
         for _ in 0..MAX_PLAYBACKS {

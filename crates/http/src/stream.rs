@@ -193,7 +193,16 @@ pub fn body(mut reader: FileReader, start: u64, end: u64) -> Body {
     Body::from_stream(ChunkStream(rx))
 }
 
-struct ChunkStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+/// A body stream over the receiving end of a chunk channel (the sender is a feeding task).
+#[derive(Debug)]
+pub struct ChunkStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl ChunkStream {
+    /// The stream of what `rx` receives.
+    pub fn new(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> ChunkStream {
+        ChunkStream(rx)
+    }
+}
 
 impl futures_core::Stream for ChunkStream {
     type Item = Result<Bytes, std::io::Error>;

@@ -270,6 +270,10 @@ async fn openapi_routes_exist_and_url_fetch() {
     // Ending requests (stop, delete) go last, so the others find the session and torrent.
     let mut last = vec![];
     for (path, item) in paths {
+        // Live routes need a live stream: tests/live.rs calls them.
+        if path.contains("/live") || path.starts_with("/ace/l/") || path.contains("manifest") {
+            continue;
+        }
         let concrete = path
             .replace("{id}", &id)
             .replace("{infohash}", &id)

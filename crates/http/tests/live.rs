@@ -1,0 +1,576 @@
+//! The live outputs over real sockets: a session that is the source of a stream (`add_live` +
+//! `LiveSource` pushing synthetic pieces of whole 188-byte packets, a keyframe every other
+//! piece, ~100 ms apart) served by the HTTP API on 127.0.0.1.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{client, http_config, serve};
+use ed25519_dalek::SigningKey;
+use peercdn_core::live::{Descriptor, LiveParams};
+use peercdn_engine::live::{LiveBuffer, LiveHandle, LiveSource, NewPiece};
+use peercdn_engine::session::{LiveOptions, Session};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+const PACKET: usize = 188;
+
+fn descriptor(seed: u8, name: &str, window_s: u32) -> (Descriptor, SigningKey) {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let params = LiveParams {
+        name: name.into(),
+        pubkey: key.verifying_key().to_bytes(),
+        piece_duration_ms: 100,
+        max_piece_length: 1 << 20,
+        window_s,
+    };
+    (
+        Descriptor::new(params, vec![], vec!["http://127.0.0.1:9/cdn".into()]),
+        key,
+    )
+}
+
+/// Piece `i`: `packets` TS packets, each carrying the piece index after the sync byte.
+fn payload(i: u32, packets: usize) -> Bytes {
+    let mut v = vec![0u8; packets * PACKET];
+    for (n, p) in v.chunks_mut(PACKET).enumerate() {
+        p[0] = 0x47;
+        p[1..5].copy_from_slice(&i.to_be_bytes());
+        p[5..7].copy_from_slice(&(n as u16).to_be_bytes());
+    }
+    Bytes::from(v)
+}
+
+fn is_key(i: u32) -> bool {
+    i % 2 == 0
+}
+
+fn is_disc(i: u32) -> bool {
+    i % 6 == 2
+}
+
+/// A source stream pushing a piece every 100 ms until dropped.
+struct Source {
+    handle: LiveHandle,
+    buffer: Arc<LiveBuffer>,
+    pusher: JoinHandle<()>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.pusher.abort();
+    }
+}
+
+impl Source {
+    async fn start(session: &Session, seed: u8, window_s: u32, packets: usize) -> Source {
+        let (desc, key) = descriptor(seed, &format!("channel {seed}"), window_s);
+        let handle = session.add_live(
+            desc,
+            LiveOptions {
+                source: true,
+                ..Default::default()
+            },
+        );
+        let buffer = handle.buffer().unwrap();
+        let mut src = LiveSource::new(key, buffer.clone(), 0).unwrap();
+        let pusher = tokio::spawn(async move {
+            loop {
+                let i = src.next_index();
+                src.push(NewPiece {
+                    payload: payload(i, packets),
+                    keyframe: is_key(i),
+                    discontinuity: is_disc(i),
+                    duration_us: 100_000,
+                })
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Source {
+            handle,
+            buffer,
+            pusher,
+        }
+    }
+
+    fn id(&self) -> String {
+        self.handle.content_id().to_hex()
+    }
+
+    async fn wait_pieces(&self, n: u32) {
+        for _ in 0..200 {
+            if self.buffer.range().is_some_and(|(_, l)| l + 1 >= n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the source made no pieces");
+    }
+}
+
+/// Piece indices in a byte stream, one per run of packets.
+fn pieces_in(bytes: &[u8]) -> Vec<u32> {
+    let mut out: Vec<u32> = vec![];
+    for p in bytes.chunks_exact(PACKET) {
+        assert_eq!(p[0], 0x47, "packet boundary");
+        let i = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
+        if out.last() != Some(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+async fn read_at_least(r: &mut reqwest::Response, n: usize) -> Vec<u8> {
+    let mut got = vec![];
+    while got.len() < n {
+        let c = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("the stream stalled")
+            .unwrap()
+            .expect("the stream ended");
+        got.extend_from_slice(&c);
+    }
+    got
+}
+
+async fn session() -> (tempfile::TempDir, Session) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Session::start(common::config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    (dir, s)
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..250 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progressive_starts_at_a_keyframe_and_feeds_two_players() {
+    let (_dir, s) = session().await;
+    let src = Source::start(&s, 1, 30, 20).await;
+    src.wait_pieces(5).await;
+    let srv = serve(s.clone(), http_config()).await;
+    let c = client();
+    let url = format!("{}/ace/getstream?id={}", srv.base, src.id());
+    let piece_len = 20 * PACKET;
+
+    let edge_before = src.buffer.range().unwrap().1;
+    let mut a = c.get(format!("{url}&pid=a")).send().await.unwrap();
+    let mut b = c.get(format!("{url}&pid=b")).send().await.unwrap();
+    for r in [&a, &b] {
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CONTENT_TYPE], "video/mp2t");
+        assert!(r.headers().get(CONTENT_LENGTH).is_none());
+    }
+    let (ga, gb) = tokio::join!(
+        read_at_least(&mut a, 8 * piece_len),
+        read_at_least(&mut b, 8 * piece_len)
+    );
+    for got in [ga, gb] {
+        let seq = pieces_in(&got);
+        let first = seq[0];
+        assert!(is_key(first), "starts at a keyframe piece: {seq:?}");
+        assert!(
+            first + 2 >= edge_before && first <= edge_before + 2,
+            "near the edge {edge_before}: {seq:?}"
+        );
+        for w in seq.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "consecutive: {seq:?}");
+        }
+        // Exactly the concatenation of the pieces.
+        let whole = got.len() / piece_len * piece_len;
+        let mut want = vec![];
+        for i in first..first + (whole / piece_len) as u32 {
+            want.extend_from_slice(&src.buffer.get(i).unwrap().payload);
+        }
+        assert!(got[..whole] == want[..]);
+    }
+    assert_eq!(src.buffer.readers(), 2);
+    drop(a);
+    drop(b);
+    eventually("disconnected players unregister", || {
+        src.buffer.readers() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_falls_behind_jumps_to_a_keyframe() {
+    let (_dir, s) = session().await;
+    // ~376 KB pieces, 1 s window: a player that does not read for 5 s overflows the socket
+    // buffers and falls out of the window.
+    let packets = 2000;
+    let src = Source::start(&s, 2, 1, packets).await;
+    src.wait_pieces(3).await;
+    let srv = serve(s.clone(), http_config()).await;
+    let mut r = client()
+        .get(format!("{}/ace/getstream?id={}", srv.base, src.id()))
+        .send()
+        .await
+        .unwrap();
+    let head = read_at_least(&mut r, PACKET).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut got = head;
+    let mut seq = vec![];
+    for _ in 0..400 {
+        got.extend(read_at_least(&mut r, 1).await);
+        seq = pieces_in(&got[..got.len() / PACKET * PACKET]);
+        if seq.windows(2).any(|w| w[1] > w[0] + 1) && seq.len() > 3 {
+            break;
+        }
+    }
+    let jumps: Vec<_> = seq.windows(2).filter(|w| w[1] != w[0] + 1).collect();
+    assert!(!jumps.is_empty(), "never jumped: {seq:?}");
+    for w in jumps {
+        assert!(
+            w[1] > w[0] && is_key(w[1]),
+            "jump {w:?} lands on a keyframe"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_stat_stop_manifest_and_segments() {
+    let (_dir, s) = session().await;
+    let src = Source::start(&s, 3, 30, 10).await;
+    src.wait_pieces(14).await;
+    let srv = serve(s.clone(), http_config()).await;
+    let c = client();
+    let id = src.id();
+
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?id={id}&format=json&pid=p",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["error"].is_null(), "{v}");
+    let resp = &v["response"];
+    assert_eq!(resp["is_live"], 1);
+    assert_eq!(resp["infohash"], id.as_str());
+    let get = |k: &str| resp[k].as_str().unwrap().to_string();
+    let (playback, stat, cmd, manifest) = (
+        get("playback_url"),
+        get("stat_url"),
+        get("command_url"),
+        get("manifest_url"),
+    );
+    assert!(manifest.contains("/ace/manifest.m3u8?id="), "{manifest}");
+
+    // The playback URL streams; stat follows this player.
+    let mut p = c.get(&playback).send().await.unwrap();
+    assert_eq!(p.status(), StatusCode::OK);
+    let got = read_at_least(&mut p, 3 * 10 * PACKET).await;
+    let seq = pieces_in(&got[..got.len() / PACKET * PACKET]);
+    let st: Value = c.get(&stat).send().await.unwrap().json().await.unwrap();
+    let st = &st["response"];
+    assert_eq!(st["is_live"], 1, "{st}");
+    assert_eq!(st["status"], "dl");
+    assert_eq!(st["total_progress"], 0);
+    let lp = &st["livepos"];
+    let n = |v: &Value| v.as_u64().unwrap();
+    let (first, last, pos) = (n(&lp["first"]), n(&lp["last"]), n(&lp["pos"]));
+    assert!(first <= last && pos <= last + 1, "{lp}");
+    assert!(
+        pos > u64::from(seq[0]),
+        "the position moved past what was read: {lp}"
+    );
+    assert_eq!(lp["live_first"], lp["first"]);
+    assert_eq!(lp["live_last"], lp["last"]);
+    assert!(n(&lp["first_ts"]) <= n(&lp["last_ts"]));
+    assert_eq!(n(&lp["buffer_pieces"]), last - first + 1);
+    assert!(n(&st["delay_ms"]) < 10_000, "{st}");
+    assert_eq!(st["p2p_downloaded"], 0);
+    assert_eq!(st["cdn_downloaded"], 0);
+
+    // stop ends the session and its stream.
+    let r: Value = c
+        .get(format!("{cmd}?method=stop"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["response"], "ok");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = p.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended after stop");
+    assert_eq!(
+        c.get(&stat).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        s.get_live(&src.handle.content_id()).is_some(),
+        "not ours to remove"
+    );
+
+    // HLS: playlist shape, segment bytes.
+    let r = c.get(&manifest).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[CONTENT_TYPE], "application/vnd.apple.mpegurl");
+    let text = r.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..3],
+        ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1"]
+    );
+    let seq0: u32 = lines[3]
+        .strip_prefix("#EXT-X-MEDIA-SEQUENCE:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(is_key(seq0), "starts at a keyframe: {text}");
+    let mut index = seq0;
+    let mut segments = vec![];
+    let mut it = lines[4..].iter();
+    while let Some(line) = it.next() {
+        let mut line = *line;
+        if line == "#EXT-X-DISCONTINUITY" {
+            assert!(is_disc(index) && index != seq0, "{index}: {text}");
+            line = it.next().unwrap();
+        } else {
+            assert!(
+                !is_disc(index) || index == seq0,
+                "missing discontinuity at {index}"
+            );
+        }
+        assert_eq!(line, "#EXTINF:0.100,");
+        let url = it.next().unwrap();
+        assert!(
+            url.ends_with(&format!("/ace/l/{id}/{index}.ts?pid=p")),
+            "{url}"
+        );
+        segments.push((index, url.to_string()));
+        index += 1;
+    }
+    assert!((6..=10).contains(&segments.len()), "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    for (i, url) in &segments {
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CONTENT_TYPE], "video/mp2t");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body, src.buffer.get(*i).unwrap().payload);
+    }
+    assert!(src.buffer.readers() >= 1, "the HLS client is a reader");
+    // The next-to-come segment waits for its piece; one far ahead or long gone is a 404.
+    let next = src.buffer.range().unwrap().1 + 1;
+    let seg = |i: u32| format!("{}/ace/l/{id}/{i}.ts", srv.base);
+    let r = c.get(seg(next)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), payload(next, 10));
+    assert_eq!(
+        c.get(seg(next + 1000)).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get(format!("{}/ace/l/{id}/x.ts", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The manifest's JSON form; a VoD ID gets a 400.
+    let v: Value = c
+        .get(format!(
+            "{}/ace/manifest.m3u8?id={id}&format=json",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["response"]["is_live"], 1);
+    let r = c
+        .get(format!(
+            "{}/ace/manifest.m3u8?id={}",
+            srv.base,
+            "ab".repeat(20)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_metrics_openapi_and_a_bare_id() {
+    let (_dir, s) = session().await;
+    let src = Source::start(&s, 4, 30, 5).await;
+    src.wait_pieces(4).await;
+    let srv = serve(s.clone(), http_config()).await;
+    let c = client();
+    let id = src.id();
+
+    let v: Value = c
+        .get(format!("{}/api/v1/live", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = v["live"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["name"], "channel 4");
+    assert_eq!(list[0]["piece_duration_ms"], 100);
+    let one: Value = c
+        .get(format!("{}/api/v1/live/{id}", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], id.as_str());
+    assert!(one["last"].as_u64().unwrap() >= 3);
+    assert_eq!(
+        c.get(format!("{}/api/v1/live/{}", srv.base, "cd".repeat(20)))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // A bare live ID through getstream (resolve_id finds the running stream).
+    let mut r = c
+        .get(format!(
+            "{}/ace/getstream?content_id=acestream://{id}",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = read_at_least(&mut r, 2 * 5 * PACKET).await;
+    assert!(is_key(pieces_in(&got[..got.len() / PACKET * PACKET])[0]));
+
+    let text = c
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("peercdn_live_streams 1\n"), "{text}");
+    assert!(text.contains(&format!(
+        "peercdn_live_downloaded_bytes{{id=\"{id}\",name=\"channel 4\",origin=\"p2p\"}} 0\n"
+    )));
+    assert!(text.contains(&format!(
+        "peercdn_live_readers{{id=\"{id}\",name=\"channel 4\"}} 1\n"
+    )));
+    assert!(text.contains("peercdn_live_delay_seconds{"));
+    drop(r);
+
+    // The live paths of the OpenAPI document answer.
+    let doc: Value = c
+        .get(format!("{}/api/v1/openapi.json", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = src.buffer.range().unwrap().1;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, q) in [
+        ("/api/v1/live", ""),
+        ("/api/v1/live/{id}", ""),
+        ("/ace/manifest.m3u8", "?id={id}"),
+        ("/ace/l/{id}/{segment}", ""),
+    ] {
+        assert!(paths.contains_key(path), "{path} documented");
+        let url = format!("{}{path}{q}", srv.base)
+            .replace("{id}", &id)
+            .replace("{segment}", &format!("{last}.ts"));
+        let r = c.get(&url).send().await.unwrap();
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+    }
+
+    // An empty stream: the start wait is bounded.
+    let (desc, _) = descriptor(5, "empty", 30);
+    let empty = s.add_live(desc, LiveOptions::default());
+    let mut cfg = http_config();
+    cfg.metadata_timeout = Duration::from_millis(500);
+    let srv2 = serve(s.clone(), cfg).await;
+    let r = c
+        .get(format!(
+            "{}/ace/getstream?id={}",
+            srv2.base,
+            empty.content_id().to_hex()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_of_a_descriptor_adds_the_stream() {
+    let (_dir, s) = session().await;
+    let (desc, _) = descriptor(6, "from url", 30);
+    let id = desc.content_id();
+    let bytes = desc.to_bytes();
+    let path = format!("/pub/{}/descriptor.peerlive", id.to_hex());
+    let app = axum::Router::new().route(
+        &path,
+        axum::routing::get(move || async move { bytes.clone() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let srv = serve(s.clone(), http_config()).await;
+    let c = client();
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?url=http://{web}{path}&format=json",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["error"].is_null(), "{v}");
+    assert_eq!(v["response"]["is_live"], 1);
+    assert_eq!(v["response"]["infohash"], id.to_hex().as_str());
+    let h = s.get_live(&id).expect("the stream was added");
+    assert_eq!(h.buffer().unwrap().descriptor().params.name, "from url");
+    // The last stop of a stream getstream started removes it.
+    let cmd = v["response"]["command_url"].as_str().unwrap();
+    let r = c.get(format!("{cmd}?method=stop")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(s.get_live(&id).is_none());
+}
