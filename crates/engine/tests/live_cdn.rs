@@ -59,8 +59,10 @@ async fn serve(root: PathBuf) -> u16 {
                         r.extend_from_slice(&body);
                         r
                     }
-                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_vec(),
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                 };
                 let _ = sock.write_all(&resp).await;
                 let _ = sock.shutdown().await;
@@ -154,11 +156,17 @@ fn parse_playlist(text: &str) -> Playlist {
             assert_eq!(secs.split('.').nth(1).map(str::len), Some(3), "{line}");
             extinf = Some(secs.parse::<f64>().unwrap());
         } else if !line.starts_with('#') {
-            segments.push((extinf.take().expect("EXTINF before a URI"), line.to_string()));
+            segments.push((
+                extinf.take().expect("EXTINF before a URI"),
+                line.to_string(),
+            ));
         }
     }
     assert!(version, "{text}");
-    assert!(!text.contains("#EXT-X-ENDLIST"), "a live playlist never ends");
+    assert!(
+        !text.contains("#EXT-X-ENDLIST"),
+        "a live playlist never ends"
+    );
     let p = Playlist {
         target: target.unwrap(),
         media_seq: media_seq.unwrap(),
@@ -216,8 +224,12 @@ async fn publisher_writes_segments_and_a_moving_playlist() {
     wait_written(&publisher, 40).await;
     // The playlist is rewritten after the files; wait for the last one.
     wait_for("the playlist to move", 5, || {
-        std::fs::read_to_string(sdir.join("live.m3u8"))
-            .is_ok_and(|t| t.contains("seg/39.ts"))
+        std::fs::read_to_string(sdir.join("live.m3u8")).is_ok_and(|t| t.contains("seg/39.ts"))
+    })
+    .await;
+    // Old segments are deleted right after the playlist stops listing them.
+    wait_for("old segments to go", 5, || {
+        publisher.stats().segments_deleted >= 20
     })
     .await;
     let last = parse_playlist(&std::fs::read_to_string(sdir.join("live.m3u8")).unwrap());
@@ -303,7 +315,13 @@ async fn viewer_without_peers_plays_from_the_cdn_alone() {
             .any(|(h, n)| *h == host && *n > 20 * 188),
         "{st:?}"
     );
-    assert!(viewer.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed) >= 20 * 188);
+    assert!(
+        viewer
+            .bytes_in
+            .cdn
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 20 * 188
+    );
 
     // Without a player the fallback fetches nothing.
     drop(reader);
@@ -312,6 +330,70 @@ async fn viewer_without_peers_plays_from_the_cdn_alone() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fallback.stats().pieces, before);
     feeder.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cdn_fills_only_what_peers_do_not_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buffer, key) = stream(200, 10);
+    let _publisher = spawn_publisher(buffer.clone(), dir.path().to_path_buf()).unwrap();
+    let port = serve(dir.path().to_path_buf()).await;
+    let viewer = LiveBuffer::new(buffer.descriptor().clone());
+
+    // A "peer" relays every piece to the viewer as soon as the source makes it, but only
+    // announces pieces 8 and 13 without ever delivering them.
+    let withheld = [8u32, 13];
+    let (src, dst) = (buffer.clone(), viewer.clone());
+    let peer = tokio::spawn(async move {
+        let mut rx = src.subscribe();
+        let mut seq = 0;
+        loop {
+            let (list, s) = src.inserted_since(seq);
+            seq = s;
+            for i in list {
+                if withheld.contains(&i) {
+                    dst.note_exists(i);
+                } else if let Some(mut p) = src.get(i) {
+                    p.origin = Origin::Peer;
+                    dst.insert(p);
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut source = LiveSource::new(key, buffer.clone(), 0).unwrap();
+    let feeder = tokio::spawn(async move {
+        for i in 0..40 {
+            source.push(synthetic(i, 200)).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    wait_for("peers", 10, || viewer.has(2)).await;
+    let reader = viewer.reader().unwrap();
+    reader.set_position(2);
+    let fallback = spawn_fallback(
+        viewer.clone(),
+        vec![format!("http://127.0.0.1:{port}")],
+        http(),
+        FallbackConfig::default(),
+    );
+    for p in 2..18 {
+        reader.set_position(p);
+        wait_for("the next piece", 10, || viewer.has(p)).await;
+        let want = if withheld.contains(&p) {
+            Origin::Cdn
+        } else {
+            Origin::Peer
+        };
+        assert_eq!(viewer.get(p).unwrap().origin, want, "piece {p}");
+    }
+    let st = fallback.stats();
+    assert_eq!(st.pieces, 2, "only the withheld pieces: {st:?}");
+    assert_eq!(st.playlist_polls, 0, "peers keep the edge fresh: {st:?}");
+    feeder.abort();
+    peer.abort();
 }
 
 /// Publishes pieces 0..10 and waits until they are on disk.
@@ -390,7 +472,10 @@ async fn forged_files_on_the_cdn_are_refused() {
         },
     );
     // The join fetches a verified keyframe first; then piece 5 is tried and refused.
-    wait_for("a refused piece", 10, || fallback.stats().verify_failures > 0).await;
+    wait_for("a refused piece", 10, || {
+        fallback.stats().verify_failures > 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!viewer.has(5));
 }
@@ -545,18 +630,30 @@ async fn ffmpeg_plays_the_published_playlist() {
         "http://127.0.0.1:{port}/{}/live.m3u8",
         buffer.content_id().to_hex()
     );
-    let out = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", &url])
-        .args(["-t", "3", "-f", "null", "-"])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("ffmpeg finishes")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg failed: {stderr}");
+    // `-prefer_x_start 1`: ffmpeg honours the playlist's EXT-X-START (a keyframe piece) only
+    // when asked; by default it starts three segments from the end, which may be a piece cut in
+    // the middle of a GOP: it then logs h264 errors for the frames before the next keyframe
+    // (and plays on). Both must play; the first must decode without a single error.
+    let run = |extra: &'static [&'static str]| {
+        let out = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error"])
+            .args(extra)
+            .args(["-i", &url, "-t", "3", "-f", "null", "-"])
+            .kill_on_drop(true)
+            .output();
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), out)
+                .await
+                .expect("ffmpeg finishes")
+                .unwrap()
+        }
+    };
+    let (keyframe_start, default_start) = tokio::join!(run(&["-prefer_x_start", "1"]), run(&[]));
+    let stderr = String::from_utf8_lossy(&keyframe_start.stderr);
+    assert!(keyframe_start.status.success(), "ffmpeg failed: {stderr}");
     assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
+    let stderr = String::from_utf8_lossy(&default_start.stderr);
+    assert!(default_start.status.success(), "ffmpeg failed: {stderr}");
     assert_eq!(publisher.stats().errors, 0);
     feeder.abort();
 }

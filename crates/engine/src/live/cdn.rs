@@ -288,6 +288,7 @@ pub fn spawn_publisher_with(
         max_segments: (params.window_pieces() as usize).max(64),
         listed_first: None,
         discontinuity_seq: 0,
+        target_s: 1,
     };
     let shared = Arc::new(PublisherShared::default());
     let task = tokio::spawn(publish_loop(buffer, state, shared.clone()));
@@ -348,6 +349,7 @@ async fn publish_loop(buffer: Arc<LiveBuffer>, mut state: DirState, shared: Arc<
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     duration_us: u32,
+    keyframe: bool,
     discontinuity: bool,
 }
 
@@ -362,6 +364,9 @@ struct DirState {
     max_segments: usize,
     listed_first: Option<u32>,
     discontinuity_seq: u64,
+    /// `EXT-X-TARGETDURATION`, seconds: never lowered (RFC 8216 6.2.1 forbids changing it; we
+    /// raise it only when a longer piece comes, as a live source cannot know in advance).
+    target_s: u64,
 }
 
 impl DirState {
@@ -384,6 +389,7 @@ impl DirState {
                         i,
                         Segment {
                             duration_us: p.header.duration_us,
+                            keyframe: p.header.is_keyframe(),
                             discontinuity: p.header.is_discontinuity(),
                         },
                     );
@@ -465,7 +471,12 @@ impl DirState {
             }
         }
         self.listed_first = Some(first);
-        render_playlist(&listed, self.discontinuity_seq)
+        let longest = listed.iter().map(|(_, s)| s.duration_us).max().unwrap_or(0);
+        self.target_s = self
+            .target_s
+            .max(u64::from(longest).div_ceil(1_000_000))
+            .max(1);
+        render_playlist(&listed, self.target_s, self.discontinuity_seq)
     }
 
     /// Segments to delete: beyond `keep_us` of media behind the newest, or beyond the count cap,
@@ -484,9 +495,8 @@ impl DirState {
     }
 }
 
-fn render_playlist(listed: &[(u32, Segment)], discontinuity_seq: u64) -> String {
-    let longest = listed.iter().map(|(_, s)| s.duration_us).max().unwrap_or(0);
-    let target = u64::from(longest).div_ceil(1_000_000).max(1);
+/// The playlist text. `target`, seconds, must be at least the ceiling of every listed duration.
+fn render_playlist(listed: &[(u32, Segment)], target: u64, discontinuity_seq: u64) -> String {
     let first = listed.first().map_or(0, |&(i, _)| i);
     let mut out = String::with_capacity(128 + listed.len() * 40);
     let _ = write!(
@@ -497,9 +507,20 @@ fn render_playlist(listed: &[(u32, Segment)], discontinuity_seq: u64) -> String 
     if discontinuity_seq > 0 {
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}");
     }
-    for (n, &(i, s)) in listed.iter().enumerate() {
-        // A discontinuity before the first listed segment is already behind the player.
-        if s.discontinuity && n > 0 {
+    if let Some(back_us) = start_offset_us(listed, target * 3_000_000) {
+        // Just inside the keyframe segment; PRECISE=NO plays it from its start.
+        let back_us = back_us.saturating_sub(1000);
+        let _ = writeln!(
+            out,
+            "#EXT-X-START:TIME-OFFSET=-{}.{:03},PRECISE=NO",
+            back_us / 1_000_000,
+            (back_us / 1000) % 1000
+        );
+    }
+    for &(i, s) in listed {
+        // Also before the first listed segment: the tag leaves the playlist only when its
+        // segment does, which is when EXT-X-DISCONTINUITY-SEQUENCE counts it.
+        if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         let d = s.duration_us;
@@ -511,6 +532,25 @@ fn render_playlist(listed: &[(u32, Segment)], discontinuity_seq: u64) -> String 
         );
     }
     out
+}
+
+/// Where a player should join (RFC 8216 `EXT-X-START`), as media time before the end of the
+/// playlist: the start of the newest keyframe segment at least `min_back_us` from the end (the
+/// RFC's three target durations), else of the oldest listed keyframe segment. `None` without
+/// keyframe segments. Players that start anywhere else may begin mid-GOP.
+fn start_offset_us(listed: &[(u32, Segment)], min_back_us: u64) -> Option<u64> {
+    let mut back = 0u64;
+    let mut oldest_key = None;
+    for (_, s) in listed.iter().rev() {
+        back += u64::from(s.duration_us);
+        if s.keyframe {
+            if back >= min_back_us {
+                return Some(back);
+            }
+            oldest_key = Some(back);
+        }
+    }
+    oldest_key
 }
 
 /// Writes `dir/name` through `dir/.name.tmp` and a rename.
@@ -579,8 +619,10 @@ pub async fn fetch_descriptor(
         let mut base = parsed.clone();
         base.set_query(None);
         base.set_fragment(None);
-        base.set_path(&path[..path.len() - suffix.len()]);
-        bases.push(base.to_string());
+        if let Some(prefix) = path.get(..path.len() - suffix.len()) {
+            base.set_path(prefix);
+            bases.push(base.to_string());
+        }
     }
     bases.extend(desc.cdn.iter().cloned());
     Ok((desc, normalize_bases(bases)))
@@ -1138,15 +1180,20 @@ impl FallbackState {
             for i in from..=e {
                 self.known_at.entry(i).or_insert(now);
             }
+            while self.known_at.len() > KNOWN_CAP {
+                self.known_at.pop_first();
+            }
             self.last_edge = Some(e);
         }
         if self.buffer.readers() == 0 {
             self.known_at.clear();
             return;
         }
+        // Peers move the edge once per piece duration, so "nothing moved it for a piece
+        // duration" is judged with half a piece of slack, not to flap before every piece.
         let stale = self
             .peers_seen
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.piece);
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.piece.mul_f64(1.5));
         let backing_off = self.backoff_until.is_some_and(|t| now < t);
 
         // Learn the edge from the playlist when peers do not tell it.
@@ -1179,7 +1226,7 @@ impl FallbackState {
         };
         // Forget what is behind the player, and keep the map bounded.
         self.known_at = self.known_at.split_off(&p);
-        while self.known_at.len() > KNOWN_CAP {
+        while self.known_at.len() > KNOWN_CAP / 2 {
             self.known_at.pop_last();
         }
         let Some(edge) = edge else { return };
@@ -1291,8 +1338,41 @@ mod tests {
     fn seg(ms: u32, disc: bool) -> Segment {
         Segment {
             duration_us: ms * 1000,
+            keyframe: false,
             discontinuity: disc,
         }
+    }
+
+    fn key(ms: u32) -> Segment {
+        Segment {
+            keyframe: true,
+            ..seg(ms, false)
+        }
+    }
+
+    #[test]
+    fn players_are_told_to_start_at_a_keyframe() {
+        // 500 ms pieces, a keyframe every other one; target 1 s, so at least 3 s back.
+        let listed: Vec<(u32, Segment)> = (0..12)
+            .map(|i| {
+                (
+                    i,
+                    if i % 2 == 0 {
+                        key(500)
+                    } else {
+                        seg(500, false)
+                    },
+                )
+            })
+            .collect();
+        // From the end: piece 6 starts 3.0 s back.
+        assert_eq!(start_offset_us(&listed, 3_000_000), Some(3_000_000));
+        assert!(
+            render_playlist(&listed, 1, 0).contains("#EXT-X-START:TIME-OFFSET=-2.999,PRECISE=NO\n")
+        );
+        // Too short a playlist: the oldest keyframe.
+        assert_eq!(start_offset_us(&listed[8..], 3_000_000), Some(2_000_000));
+        assert_eq!(start_offset_us(&[(1, seg(500, false))], 3_000_000), None);
     }
 
     #[test]
@@ -1303,6 +1383,7 @@ mod tests {
                 (8, seg(1234, true)),
                 (9, seg(480, false)),
             ],
+            2,
             2,
         );
         assert_eq!(
@@ -1333,6 +1414,7 @@ mod tests {
             max_segments: 1000,
             listed_first: None,
             discontinuity_seq: 0,
+            target_s: 1,
         }
     }
 
@@ -1363,5 +1445,53 @@ mod tests {
             "https://c".into(),
         ]);
         assert_eq!(b, vec!["http://a/x".to_string(), "https://c".to_string()]);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_publishing_goes_on() {
+        use ed25519_dalek::SigningKey;
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(1000, 2000);
+        st.stream_dir = dir.path().to_path_buf();
+        st.seg_dir = dir.path().join("seg"); // missing: every write fails, like a full disk
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let piece = |i: u32| {
+            let payload = Bytes::from(vec![0x47; 188]);
+            let header = PieceHeader::sign(&key, &InfoHash([0; 20]), i, 0, 100_000, 0, &payload);
+            LivePiece {
+                header,
+                payload,
+                origin: Origin::Own,
+            }
+        };
+        let sh = PublisherShared::default();
+        st.publish(&[piece(0)], &sh);
+        assert_eq!(sh.errors.load(Ordering::Relaxed), 1);
+        assert!(sh.last_error.lock().unwrap().is_some());
+        assert!(st.segments.is_empty(), "not listed");
+        assert!(!dir.path().join(PLAYLIST_FILE).exists());
+        std::fs::create_dir(dir.path().join("seg")).unwrap();
+        st.publish(&[piece(1)], &sh);
+        assert_eq!(sh.pieces_written.load(Ordering::Relaxed), 1);
+        let text = std::fs::read_to_string(dir.path().join(PLAYLIST_FILE)).unwrap();
+        assert!(text.contains("seg/1.ts"), "{text}");
+        assert!(dir.path().join("seg/1.hdr").exists());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn playlist_parser_takes_garbage(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = newest_in_playlist(&body);
+        }
+
+        #[test]
+        fn rendered_playlists_give_their_newest(first in 0u32..u32::MAX - 64, n in 1usize..40,
+                                                 ms in proptest::collection::vec(1u32..3000, 40)) {
+            let listed: Vec<(u32, Segment)> = (0..n)
+                .map(|k| (first + k as u32, seg(ms[k], k % 7 == 3)))
+                .collect();
+            let text = render_playlist(&listed, 3, 0);
+            proptest::prop_assert_eq!(newest_in_playlist(text.as_bytes()), Some(first + n as u32 - 1));
+        }
     }
 }
