@@ -295,14 +295,12 @@ async fn viewer_without_peers_plays_from_the_cdn_alone() {
     let (start, _) = viewer.range().unwrap();
     let joined = viewer.get(start).unwrap();
     assert!(joined.header.is_keyframe(), "joins at a keyframe");
-    let mut p = start;
-    for _ in 0..20 {
+    for p in start..start + 20 {
         reader.set_position(p);
         wait_for("the next piece", 10, || viewer.has(p)).await;
         let piece = viewer.get(p).unwrap();
         assert_eq!(piece.origin, Origin::Cdn);
         assert_eq!(piece.payload, payload(p));
-        p += 1;
     }
     let st = fallback.stats();
     assert!(st.pieces >= 20, "{st:?}");
