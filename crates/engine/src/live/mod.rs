@@ -12,6 +12,7 @@ use peercdn_core::InfoHash;
 use tokio::sync::watch;
 
 pub mod buffer;
+pub mod cdn;
 
 pub use buffer::{LiveBuffer, LivePiece, Origin, ReaderGuard};
 
