@@ -7,6 +7,7 @@
 //! - 3: the download stopped with an error (e.g. a full disk)
 //! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
 
+mod broadcast;
 mod config;
 mod demo;
 mod node;
@@ -87,6 +88,36 @@ enum Cmd {
         /// The engine's API.
         #[arg(long, env = "PEERCDN_ENGINE", default_value = "http://127.0.0.1:6878")]
         engine: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Broadcast a live MPEG-TS source: cut it into signed pieces at keyframes and let the
+    /// swarm relay them. Runs an engine (same flags and API) that also ingests.
+    Broadcast {
+        /// The source: an MPEG-TS file (paced in real time), `-` (stdin), `udp://HOST:PORT`
+        /// (unicast or multicast), or `http(s)://…` (a progressive TS stream).
+        #[arg(long)]
+        input: String,
+        /// The stream's name (with the node key, it fixes the content ID).
+        #[arg(long)]
+        name: String,
+        /// Restart a file input at its end (marks a discontinuity).
+        #[arg(long = "loop")]
+        looped: bool,
+        /// Write the CDN layout (descriptor, live.m3u8, segments) into this directory.
+        #[arg(long)]
+        publish_dir: Option<PathBuf>,
+        /// CDN base URL serving the publish directory (repeatable); put in the descriptor.
+        #[arg(long = "cdn")]
+        cdn: Vec<String>,
+        /// Target piece duration in milliseconds (a new piece also starts at each keyframe).
+        #[arg(long, default_value_t = 500)]
+        piece_ms: u32,
+        /// How long pieces stay available, seconds.
+        #[arg(long, default_value_t = 60)]
+        window: u32,
         #[command(flatten)]
         node: NodeArgs,
         #[command(flatten)]
@@ -200,6 +231,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             node,
             http,
         } => play::play(node, http, source, engine, player).await,
+        Cmd::Broadcast {
+            input,
+            name,
+            looped,
+            publish_dir,
+            cdn,
+            piece_ms,
+            window,
+            node,
+            http,
+        } => {
+            let opts = broadcast::BroadcastOptions {
+                input,
+                name,
+                looped,
+                publish_dir,
+                cdn,
+                piece_ms,
+                window_s: window,
+            };
+            broadcast::broadcast(node, http, opts).await
+        }
         Cmd::Publish {
             path,
             trackers,

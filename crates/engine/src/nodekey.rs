@@ -78,6 +78,12 @@ impl NodeKey {
         hex::encode(self.public())
     }
 
+    /// The ed25519 signing key (a broadcaster signs its live pieces with it, so the same data
+    /// directory and stream name give the same content ID after a restart).
+    pub fn signing_key(&self) -> SigningKey {
+        self.signing.clone()
+    }
+
     /// Signs `msg`; the signature is 64 bytes.
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.signing.sign(msg).to_bytes()

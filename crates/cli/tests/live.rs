@@ -1,0 +1,320 @@
+//! Live broadcasting, whole processes: ffmpeg makes an H.264/AAC source with a 1-second GOP at
+//! about 2 Mbit/s, `peercdn broadcast` ingests it (upload capped at 3× the bitrate, publish dir
+//! served by nginx), ten viewer engines with household upload limits relay it to each other,
+//! and ffmpeg decodes what every viewer's `/ace/getstream` serves for 60 s. Also: two players on
+//! one engine, a viewer that joins at second 30 (its stream starts at a keyframe), a viewer with
+//! no peers that plays from the CDN alone, and a plain HLS player reading the publish dir.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Seconds every viewer watches.
+const WATCH_S: u64 = 60;
+
+/// ffmpeg: an 80 s test pattern + tone, 320x240 x264 CBR ~2 Mbit/s, 1 s closed GOP, AAC, TS.
+fn make_live_source(dir: &Path) -> PathBuf {
+    let out = dir.join("source.ts");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-t",
+        "80",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-t",
+        "80",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-x264-params",
+        "keyint=25:min-keyint=25:scenecut=0:nal-hrd=cbr",
+        "-b:v",
+        "1900k",
+        "-maxrate",
+        "1900k",
+        "-bufsize",
+        "1900k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-f",
+        "mpegts",
+        out.to_str().expect("utf8"),
+    ]);
+    out
+}
+
+/// The value after `prefix` on the first log line that starts with it.
+fn wait_line(p: &mut Proc, prefix: &str) -> String {
+    let mut found = String::new();
+    wait_until(Duration::from_secs(30), prefix, || {
+        if let Some(l) = p.log_text().lines().find(|l| l.starts_with(prefix)) {
+            found = l[prefix.len()..].trim().to_string();
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
+        }
+        !found.is_empty()
+    });
+    found
+}
+
+fn http_get(url: &str) -> (u16, String) {
+    let resp = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap_or_default())
+}
+
+fn json(url: &str) -> serde_json::Value {
+    let (status, body) = http_get(url);
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+/// Reads the first `n` bytes of a progressive stream into a file.
+fn read_prefix(url: &str, n: usize, out: &Path) {
+    let mut resp = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match resp.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => panic!("reading {url}: {e}"),
+        }
+    }
+    buf.truncate(got);
+    std::fs::write(out, &buf).expect("write prefix");
+}
+
+/// Flags of the first video packet of a TS file (`K` = keyframe).
+fn first_video_packet_flags(file: &Path) -> String {
+    let o = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+            "-read_intervals",
+            "%+#1",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+struct Player {
+    proc: Proc,
+    progress: PathBuf,
+    name: String,
+}
+
+fn play(d: &Path, name: &str, url: &str) -> Player {
+    let (proc, progress) = ffmpeg_decode_start(d, name, url);
+    Player {
+        proc,
+        progress,
+        name: name.to_string(),
+    }
+}
+
+/// Stops the player and checks it decoded at least `min_s` of media with no error output.
+fn check_player(mut p: Player, min_s: f64) -> f64 {
+    let t = ffmpeg_media_time(&p.progress);
+    let _ = p.proc.child.kill();
+    let _ = p.proc.child.wait();
+    let log = p.proc.log_text();
+    let damage = ffmpeg_damage(&log);
+    assert!(damage.is_empty(), "{}: decode errors: {damage:?}", p.name);
+    assert!(
+        t >= min_s,
+        "{}: only {t:.1} s played (want ≥ {min_s}); log:\n{log}",
+        p.name
+    );
+    t
+}
+
+#[test]
+fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d);
+    let publish = d.join("publish");
+    std::fs::create_dir_all(&publish).expect("mkdir");
+    let nginx = nginx_start(d, &publish);
+
+    // The source: upload capped at 3× the bitrate (2 Mbit/s = 250 kB/s).
+    let mut bc = Proc::spawn(
+        "broadcast",
+        peercdn(
+            &d.join("bc-data"),
+            &[
+                "broadcast",
+                "--input",
+                src.to_str().expect("utf8"),
+                "--name",
+                "Test channel",
+                "--publish-dir",
+                publish.to_str().expect("utf8"),
+                "--cdn",
+                &nginx.url(),
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--upload-limit",
+                "750KB",
+            ],
+        ),
+        &d.join("broadcast.log"),
+    );
+    let bc_port = peercdn_port(&mut bc);
+    let id = wait_line(&mut bc, "id: ");
+    assert_eq!(id.len(), 40, "content ID {id:?}");
+    let bc_http = wait_line(&mut bc, "http: ");
+    let started = Instant::now();
+
+    // Ten viewers with household uplinks (2× the bitrate). The first three know the source,
+    // the others only an earlier viewer: pieces must be relayed.
+    let mut viewers: Vec<(Proc, u16, String)> = Vec::new();
+    for i in 0..10 {
+        let peer = if i < 3 {
+            format!("127.0.0.1:{bc_port}")
+        } else {
+            format!("127.0.0.1:{}", viewers[(i - 3) % 3].1)
+        };
+        let v = engine_start(
+            d,
+            &format!("viewer{i}"),
+            &["--peer", &peer, "--upload-limit", "500KB"],
+        );
+        viewers.push(v);
+    }
+    let mut players = Vec::new();
+    for (i, (_, _, base)) in viewers.iter().enumerate() {
+        players.push(play(
+            d,
+            &format!("player{i}"),
+            &format!("{base}/ace/getstream?id={id}"),
+        ));
+    }
+    // A second player on the same engine.
+    players.push(play(
+        d,
+        "player0-second",
+        &format!("{}/ace/getstream?id={id}&pid=second", viewers[0].2),
+    ));
+
+    // Second 30: a new viewer joins; the first bytes it gets start at a keyframe.
+    let until = |s: u64| {
+        let left = Duration::from_secs(s).saturating_sub(started.elapsed());
+        std::thread::sleep(left);
+    };
+    until(30);
+    let late = engine_start(
+        d,
+        "late",
+        &["--peer", &format!("127.0.0.1:{}", viewers[5].1)],
+    );
+    let prefix = d.join("late-prefix.ts");
+    read_prefix(
+        &format!("{}/ace/getstream?id={id}", late.2),
+        400_000,
+        &prefix,
+    );
+    let flags = first_video_packet_flags(&prefix);
+    assert!(
+        flags.starts_with('K'),
+        "late joiner's first video packet: {flags:?}"
+    );
+    ffmpeg(&[
+        "-i",
+        prefix.to_str().expect("utf8"),
+        "-frames:v",
+        "1",
+        "-f",
+        "null",
+        "-",
+    ]);
+
+    // A viewer with no peers plays from the CDN alone (descriptor URL in the publish dir).
+    let cdn_viewer = engine_start(d, "cdn-viewer", &[]);
+    let desc_url = format!("{}{id}/descriptor.peerlive", nginx.url());
+    let cdn_player = play(
+        d,
+        "cdn-player",
+        &format!("{}/ace/getstream?url={desc_url}", cdn_viewer.2),
+    );
+    // A plain HLS player reading the publish dir through nginx.
+    let hls_player = play(d, "hls-player", &format!("{}{id}/live.m3u8", nginx.url()));
+
+    until(WATCH_S + 5);
+    for p in players {
+        // Startup takes a moment; continuity means ~all of the rest played.
+        check_player(p, WATCH_S as f64 - 10.0);
+    }
+    check_player(cdn_player, 15.0);
+    check_player(hls_player, 15.0);
+
+    // The CDN-only viewer got its bytes from the CDN; the relaying viewers from peers.
+    let cdn_stat = json(&format!("{}/api/v1/live/{id}", cdn_viewer.2));
+    assert!(
+        cdn_stat["cdn_downloaded"].as_u64().unwrap_or(0) > 1_000_000,
+        "cdn viewer: {cdn_stat}"
+    );
+    assert_eq!(cdn_stat["p2p_downloaded"].as_u64(), Some(0), "{cdn_stat}");
+    let mut p2p_total = 0;
+    for (_, _, base) in &viewers {
+        let st = json(&format!("{base}/api/v1/live/{id}"));
+        p2p_total += st["p2p_downloaded"].as_u64().unwrap_or(0);
+    }
+    let source = json(&format!("{bc_http}/api/v1/live/{id}"));
+    let sent = source["uploaded"].as_u64().unwrap_or(0);
+    // Ten viewers received at least 10 × ~50 s × 250 kB/s; the source, capped at 3× the
+    // bitrate, cannot have sent more than a third of that: the rest was relayed.
+    assert!(
+        p2p_total > 10 * 40 * 240_000,
+        "viewers received {p2p_total} bytes"
+    );
+    assert!(
+        sent * 2 < p2p_total,
+        "source sent {sent} of {p2p_total}: no relaying?"
+    );
+    drop(late);
+    drop(nginx);
+}
