@@ -346,7 +346,10 @@ impl Actor {
                         });
                     }
                 } else {
-                    warn!(index = header.index, "live piece payload does not match its header");
+                    warn!(
+                        index = header.index,
+                        "live piece payload does not match its header"
+                    );
                 }
                 self.swarm
                     .on_piece_checked(header.index, ok, Instant::now());
@@ -406,13 +409,15 @@ impl Actor {
             match a {
                 Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
                 Action::SendBlock { peer, block } => {
-                    let data = self.buffer.as_ref().and_then(|b| b.get(block.index)).and_then(
-                        |p| {
+                    let data = self
+                        .buffer
+                        .as_ref()
+                        .and_then(|b| b.get(block.index))
+                        .and_then(|p| {
                             let s = block.begin as usize;
                             let e = s.checked_add(block.len as usize)?;
                             (e <= p.payload.len()).then(|| p.payload.slice(s..e))
-                        },
-                    );
+                        });
                     match data {
                         Some(d) => self.send(peer, Outgoing::Data(block, d)),
                         None => self.swarm.on_block_sent(peer, block, false),
@@ -505,11 +510,9 @@ impl Actor {
             if self.candidates.len() >= MAX_CANDIDATES {
                 break;
             }
-            let is_self = self.p.listen_port != 0
-                && a.port() == self.p.listen_port
-                && a.ip().is_loopback();
-            if a.port() == 0 || is_self || self.banned.contains(&a) || self.addrs.contains_key(&a)
-            {
+            let is_self =
+                self.p.listen_port != 0 && a.port() == self.p.listen_port && a.ip().is_loopback();
+            if a.port() == 0 || is_self || self.banned.contains(&a) || self.addrs.contains_key(&a) {
                 continue;
             }
             self.candidates.insert(a);
@@ -631,10 +634,7 @@ impl Actor {
             readers: 0,
         };
         if let Some(b) = &self.buffer {
-            let cdn = b
-                .bytes_in
-                .cdn
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);
             let dt = now.duration_since(self.cdn_mark.1).as_secs_f64();
             if dt >= 1.0 {
                 let r = (cdn.saturating_sub(self.cdn_mark.0) as f64 / dt) as u64;
