@@ -110,6 +110,8 @@ struct Download {
 struct Pending {
     due: Instant,
     index: u32,
+    /// The first fan-out, already told.
+    told: Vec<PeerKey>,
 }
 
 /// The live swarm state machine. See the module docs for the calling rule.
@@ -893,6 +895,7 @@ impl LiveSwarm {
             self.pending.push_back(Pending {
                 due: now + delay,
                 index,
+                told: targets.clone(),
             });
         }
         for key in targets {
@@ -914,8 +917,7 @@ impl LiveSwarm {
         );
     }
 
-    /// The source's second wave: peers that still do not have a piece hear of it now.
-    /// (The source does not track whom it told; a peer that has the piece told us so.)
+    /// The source's second wave: peers not told yet that still lack a piece hear of it now.
     fn flush_pending(&mut self, now: Instant) {
         while self.pending.front().is_some_and(|p| p.due <= now) {
             let Some(p) = self.pending.pop_front() else {
@@ -927,7 +929,9 @@ impl LiveSwarm {
             let targets: Vec<PeerKey> = self
                 .peers
                 .iter()
-                .filter(|(_, peer)| peer.ready && !peer.has.contains(&p.index))
+                .filter(|(k, peer)| {
+                    peer.ready && !peer.has.contains(&p.index) && !p.told.contains(k)
+                })
                 .map(|(&k, _)| k)
                 .collect();
             for key in targets {
