@@ -374,13 +374,20 @@ impl Session {
         static_peers.extend(opts.peers);
         static_peers.sort();
         static_peers.dedup();
-        let cdn = descriptor
+        // Extra CDN URLs join the descriptor's (the ID does not cover them).
+        let mut cdn = descriptor
             .as_ref()
             .map(|d| d.cdn.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .chain(opts.cdn)
-            .collect();
+            .unwrap_or_default();
+        for u in opts.cdn {
+            if !cdn.contains(&u) {
+                cdn.push(u);
+            }
+        }
+        let descriptor = descriptor.map(|mut d| {
+            d.cdn = cdn.clone();
+            d
+        });
         let h = actor::spawn(ActorParams {
             id,
             descriptor,

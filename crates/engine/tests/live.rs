@@ -232,3 +232,69 @@ async fn evil_peer_with_a_forged_piece_is_banned() {
     assert!(h.buffer().unwrap().get(0).is_none());
     viewer.shutdown().await;
 }
+
+/// `resolve_id` on an ordinary torrent's ID fetches its info dictionary and starts a VoD
+/// torrent with it, which downloads as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_id_of_a_torrent_starts_a_torrent() {
+    use peercdn_core::metainfo::Metainfo;
+    use peercdn_engine::create::{build_info, CreateOptions};
+    use peercdn_engine::torrent::Source;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pub_dir = d.join("pub");
+    std::fs::create_dir_all(&pub_dir).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(pub_dir.join("file.bin"), &data).unwrap();
+    let info = build_info(
+        &pub_dir.join("file.bin"),
+        &CreateOptions {
+            piece_length: Some(65536),
+            private: false,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let m = Metainfo::new(info, vec![], vec![], None, None);
+    let id = m.info_hash;
+    let seeder = Session::start(config(&d.join("a"))).await.unwrap();
+    seeder.add(
+        Source::Metainfo(Box::new(m)),
+        AddOptions {
+            save_dir: Some(pub_dir.clone()),
+            ..Default::default()
+        },
+    );
+    let viewer = Session::start(config(&d.join("b"))).await.unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        viewer.resolve_id(
+            id,
+            AddOptions {
+                peers: vec![addr(&seeder)],
+                ..AddOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("resolved before the timeout");
+    let Resolved::Vod(h) = r else {
+        panic!("a torrent ID resolved as live")
+    };
+    tokio::time::timeout(Duration::from_secs(5), h.wait_ready())
+        .await
+        .expect("metadata known")
+        .unwrap();
+    assert!(viewer.get_live(&id).is_none());
+    let mut st = h.status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        st.wait_for(|s| s.total_length > 0 && s.have_bytes == s.total_length),
+    )
+    .await
+    .expect("download completes")
+    .unwrap();
+    viewer.shutdown().await;
+    seeder.shutdown().await;
+}
