@@ -298,3 +298,70 @@ async fn resolve_id_of_a_torrent_starts_a_torrent() {
     viewer.shutdown().await;
     seeder.shutdown().await;
 }
+
+/// A source whose uplink carries less than one copy per viewer still feeds four viewers: they
+/// relay to each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_source_uplink_is_enough_when_viewers_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[45; 32]);
+    let desc = descriptor(&key);
+    let start = |n: &str| Session::start(config(&dir.path().join(n)));
+    let src = start("src").await.unwrap();
+    // About 2× the stream's bitrate (~ 135 kB/s); four viewers need 4×.
+    let src_h = src.add_live(
+        desc.clone(),
+        LiveOptions {
+            source: true,
+            upload_limit: 280_000,
+            ..LiveOptions::default()
+        },
+    );
+    let mut source = LiveSource::new(key, src_h.buffer().unwrap(), 0).unwrap();
+    let mut viewers = Vec::new();
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        let v = start(&format!("v{n}")).await.unwrap();
+        let mut peers = vec![addr(&src)];
+        peers.extend(viewers.iter().map(addr));
+        handles.push(v.add_live(
+            desc.clone(),
+            LiveOptions {
+                peers,
+                ..LiveOptions::default()
+            },
+        ));
+        viewers.push(v);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const N: u32 = 20;
+    for i in 0..N {
+        source
+            .push(NewPiece {
+                payload: payload(i),
+                keyframe: true,
+                discontinuity: false,
+                duration_us: 200_000,
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (n, h) in handles.iter().enumerate() {
+        wait_all(&format!("viewer {n}"), &h.buffer().unwrap(), N).await;
+    }
+    let produced: u64 = (0..N).map(|i| payload(i).len() as u64).sum();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up = src_h.status().uploaded;
+    let relayed: u64 = handles.iter().map(|h| h.status().uploaded).sum();
+    eprintln!(
+        "source uploaded {:.2} copies, viewers {:.2}",
+        up as f64 / produced as f64,
+        relayed as f64 / produced as f64
+    );
+    assert!(up < 3 * produced, "source uploaded {up} for {produced}");
+    assert!(relayed > produced, "viewers relayed {relayed}");
+    src.shutdown().await;
+    for v in &viewers {
+        v.shutdown().await;
+    }
+}
