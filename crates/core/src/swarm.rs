@@ -25,8 +25,10 @@ use crate::picker::{Picker, Received};
 use crate::wire::ext::{self, ExtHandshake, MetadataMsg, Pex};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
-mod metadata;
+pub(crate) mod metadata;
 mod types;
+
+use metadata::MetadataFetch;
 
 pub use types::{Action, PeerInfo, SwarmConfig, SwarmStats};
 
@@ -81,14 +83,6 @@ struct Peer {
     /// What our last PEX message to it listed, and when the next one is due.
     pex_sent: Vec<SocketAddr>,
     next_pex: Instant,
-}
-
-/// Fetching the info dictionary over ut_metadata.
-#[derive(Debug)]
-struct MetadataFetch {
-    size: u32,
-    buf: Vec<u8>,
-    have: Vec<bool>,
 }
 
 /// The per-torrent state machine. See the module docs for the calling rule.

@@ -58,7 +58,7 @@ pub enum ConnectError {
 pub enum PeerEvent {
     /// A message arrived.
     Message(u64, Message),
-    /// A block from [`Outgoing::Block`] was written (or dropped: `false`).
+    /// A block from [`Outgoing::Block`] or [`Outgoing::Data`] was written (or dropped: `false`).
     BlockSent(u64, BlockRef, bool),
     /// The connection ended.
     Closed(u64, String),
@@ -71,6 +71,9 @@ pub enum Outgoing {
     Msg(Message),
     /// Read this block from storage and send it as PIECE.
     Block(BlockRef),
+    /// Send these bytes (already in memory, e.g. a live piece) as the PIECE for this block;
+    /// like `Block`, it goes through the upload limiters and reports `BlockSent`.
+    Data(BlockRef, Bytes),
 }
 
 /// Dials `addr`, exchanges handshakes for `info_hash`.
@@ -247,7 +250,7 @@ async fn write_loop(
             .iter()
             .filter_map(|o| match o {
                 Outgoing::Block(b) => Some(*b),
-                Outgoing::Msg(_) => None,
+                Outgoing::Msg(_) | Outgoing::Data(..) => None,
             })
             .collect();
         let mut datas: Vec<Option<Bytes>> = Vec::new();
@@ -276,10 +279,17 @@ async fn write_loop(
         for o in batch.drain(..) {
             match o {
                 Outgoing::Msg(m) => wire::encode(&m, &mut out),
-                Outgoing::Block(b) => {
-                    let Some(Some(data)) = datas.next() else {
-                        let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
-                        continue;
+                Outgoing::Block(_) | Outgoing::Data(..) => {
+                    let (b, data) = match o {
+                        Outgoing::Data(b, data) => (b, data),
+                        Outgoing::Block(b) => match datas.next() {
+                            Some(Some(data)) => (b, data),
+                            _ => {
+                                let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
+                                continue;
+                            }
+                        },
+                        Outgoing::Msg(_) => continue,
                     };
                     limits[0].acquire(data.len()).await;
                     limits[1].acquire(data.len()).await;

@@ -1,9 +1,10 @@
 //! The session: one node. Owns the TCP listener, the node key and peer ID, the node-wide rate
-//! limits, and a handle per torrent ([`crate::torrent`]).
+//! limits, a handle per torrent ([`crate::torrent`]) and one per live stream
+//! ([`crate::live::actor`]).
 //!
 //! Incoming connections are accepted here: the session reads the 68-byte handshake, finds the
-//! torrent by info hash and hands the socket over; unknown torrents and non-BitTorrent bytes
-//! (e.g. an MSE-encrypted dial) are closed at once.
+//! torrent or live stream by info hash and hands the socket over; unknown IDs and
+//! non-BitTorrent bytes (e.g. an MSE-encrypted dial) are closed at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +19,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::dht::{Dht, DhtConfig};
-use crate::live::{LiveBuffer, LiveHandle};
+use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
+use crate::live::LiveHandle;
 use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
@@ -56,6 +58,10 @@ pub struct AddOptions {
     /// Download limit for this torrent, bytes/s (0 = none).
     pub download_limit: u64,
 }
+
+/// How long [`Session::resolve_id`] waits for the info dictionary of an unknown ID before it
+/// starts it as a torrent that keeps looking.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Options of a live stream.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +127,7 @@ struct Inner {
     key: NodeKey,
     port: u16,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
-    lives: Mutex<HashMap<InfoHash, LiveHandle>>,
+    lives: Mutex<HashMap<InfoHash, ActorHandle>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
@@ -334,15 +340,71 @@ impl Session {
         true
     }
 
-    /// Adds a live stream whose descriptor is known (or returns the running one).
-    ///
-    /// Stub until the live swarm lands: the stream gets a window but no peers.
-    pub fn add_live(&self, descriptor: Descriptor, _opts: LiveOptions) -> LiveHandle {
+    /// Adds a live stream whose descriptor is known (or returns the running one, after giving
+    /// it the extra peers). Its window is ready at once; its swarm dials `opts.peers`, the
+    /// session's static peers, the DHT and the descriptor's trackers.
+    pub fn add_live(&self, descriptor: Descriptor, opts: LiveOptions) -> LiveHandle {
         let id = descriptor.content_id();
+        self.start_live(id, Some(descriptor), opts).handle
+    }
+
+    /// Joins a live stream knowing only its ID (`peercdn play ID`): the info dictionary is
+    /// fetched from peers first ([`LiveHandle::wait_ready`] waits for it). If the ID turns out
+    /// to be an ordinary torrent, the stream ends (`wait_ready` gives `None`); use
+    /// [`Session::resolve_id`] when the kind is not known.
+    pub fn add_live_by_id(&self, id: InfoHash, opts: LiveOptions) -> LiveHandle {
+        self.start_live(id, None, opts).handle
+    }
+
+    fn start_live(
+        &self,
+        id: InfoHash,
+        descriptor: Option<Descriptor>,
+        opts: LiveOptions,
+    ) -> ActorHandle {
         let mut map = self.inner.lives.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(id)
-            .or_insert_with(|| LiveHandle::detached(LiveBuffer::new(descriptor)))
-            .clone()
+        if let Some(h) = map.get(&id) {
+            if !opts.peers.is_empty() {
+                let _ = h.tx.try_send(LiveCommand::AddPeers(opts.peers));
+            }
+            return h.clone();
+        }
+        let c = &self.inner.config;
+        let mut static_peers = c.static_peers.clone();
+        static_peers.extend(opts.peers);
+        static_peers.sort();
+        static_peers.dedup();
+        // Extra CDN URLs join the descriptor's (the ID does not cover them).
+        let mut cdn = descriptor
+            .as_ref()
+            .map(|d| d.cdn.clone())
+            .unwrap_or_default();
+        for u in opts.cdn {
+            if !cdn.contains(&u) {
+                cdn.push(u);
+            }
+        }
+        let descriptor = descriptor.map(|mut d| {
+            d.cdn = cdn.clone();
+            d
+        });
+        let h = actor::spawn(ActorParams {
+            id,
+            descriptor,
+            source: opts.source,
+            cdn,
+            static_peers,
+            peer_id: self.inner.peer_id,
+            listen_port: self.inner.port,
+            global: self.inner.limits.clone(),
+            local: [
+                RateLimiter::new(opts.download_limit),
+                RateLimiter::new(opts.upload_limit),
+            ],
+            dht: self.inner.dht.clone(),
+        });
+        map.insert(id, h.clone());
+        h
     }
 
     /// A running live stream.
@@ -352,7 +414,7 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .cloned()
+            .map(|h| h.handle.clone())
     }
 
     /// All running live streams.
@@ -362,29 +424,82 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
+            .map(|h| h.handle.clone())
             .collect()
     }
 
     /// Stops a live stream. False if it was not running.
     pub async fn remove_live(&self, id: &InfoHash) -> bool {
-        self.inner
+        let h = self
+            .inner
             .lives
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
-            .is_some()
+            .remove(id);
+        let Some(h) = h else { return false };
+        let (tx, rx) = oneshot::channel();
+        if h.tx.send(LiveCommand::Shutdown(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+        true
     }
 
     /// Finds out what a bare content ID is — a running torrent or live stream, or else by
-    /// fetching its info dictionary from peers (DHT, trackers, `opts.peers`) — and starts it.
-    ///
-    /// Stub until the live swarm lands: unknown IDs start as torrents.
+    /// fetching its info dictionary from peers (`opts.peers`, static peers, the DHT) — and
+    /// starts it: a live stream as with [`Session::add_live`], a torrent with its metadata
+    /// already known. When no peer answers within [`RESOLVE_TIMEOUT`], it starts as a torrent
+    /// that keeps looking for its metadata (as a magnet would).
     pub async fn resolve_id(&self, id: InfoHash, opts: AddOptions) -> Resolved {
         if let Some(l) = self.get_live(&id) {
             return Resolved::Live(l);
         }
-        Resolved::Vod(self.add(
+        if let Some(t) = self.get(&id) {
+            let _ = t.tx.try_send(Command::AddPeers(opts.peers));
+            return Resolved::Vod(t);
+        }
+        let h = self.start_live(
+            id,
+            None,
+            LiveOptions {
+                peers: opts.peers.clone(),
+                upload_limit: opts.upload_limit,
+                download_limit: opts.download_limit,
+                ..LiveOptions::default()
+            },
+        );
+        let mut kind = h.kind.clone();
+        let found = tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            kind.wait_for(|k| !matches!(k, Kind::Unknown)),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok().map(|k| k.clone()));
+        match found {
+            Some(Kind::Live) => Resolved::Live(h.handle),
+            Some(Kind::Vod(info)) => {
+                self.remove_live(&id).await;
+                match peercdn_core::metainfo::Metainfo::from_info_bytes(
+                    info.to_vec(),
+                    vec![],
+                    vec![],
+                ) {
+                    Ok(m) => Resolved::Vod(self.add(Source::Metainfo(Box::new(m)), opts)),
+                    Err(e) => {
+                        debug!(%id, "info dictionary from peers is invalid: {e}");
+                        Resolved::Vod(self.add_by_hash(id, opts))
+                    }
+                }
+            }
+            _ => {
+                self.remove_live(&id).await;
+                Resolved::Vod(self.add_by_hash(id, opts))
+            }
+        }
+    }
+
+    fn add_by_hash(&self, id: InfoHash, opts: AddOptions) -> TorrentHandle {
+        self.add(
             Source::Hash {
                 info_hash: id,
                 name: None,
@@ -392,11 +507,15 @@ impl Session {
                 web_seeds: vec![],
             },
             opts,
-        ))
+        )
     }
 
-    /// Stops every torrent, saving resume data.
+    /// Stops every torrent (saving resume data) and every live stream.
     pub async fn shutdown(&self) {
+        let lives: Vec<InfoHash> = self.lives().iter().map(|h| h.content_id()).collect();
+        for id in lives {
+            self.remove_live(&id).await;
+        }
         let ids: Vec<InfoHash> = self.list().iter().map(|h| h.info_hash).collect();
         for id in ids {
             self.remove(&id).await;
@@ -432,16 +551,30 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&hs.info_hash)
                 .cloned();
+            let live = inner
+                .lives
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&hs.info_hash)
+                .map(|h| h.tx.clone());
             drop(inner);
-            match handle {
-                Some(h) => {
+            match (handle, live) {
+                (Some(h), _) => {
                     let _ = h
                         .tx
                         .send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5))
                         .await;
                 }
-                None => {
-                    debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown torrent")
+                (None, Some(tx)) => {
+                    let _ = tx
+                        .send_timeout(
+                            LiveCommand::Incoming(stream, addr, hs),
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                }
+                (None, None) => {
+                    debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown ID")
                 }
             }
         });

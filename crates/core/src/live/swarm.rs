@@ -1,3 +1,1083 @@
-//! The live swarm state machine (to be written): peers, `pc_live` announcements, the window,
-//! deadline-driven requests, relaying, and bans for forged, altered, replayed or out-of-window
-//! pieces.
+//! The live swarm state machine: one live stream's peers, `pc_live` announcements, the window,
+//! deadline-driven requests, serving and relaying, and bans.
+//!
+//! A [`LiveSwarm`] performs no I/O and reads no clock: the engine feeds it events with `now`
+//! (and, on [`LiveSwarm::tick`], the wall clock in microseconds, to judge header timestamps) and
+//! executes the [`Action`]s it emits.
+//!
+//! Calling rule: after every input (`add_peer`, `on_message`, `remove_peer`, `on_piece_checked`,
+//! `on_piece_added`, `on_block_sent`, `set_playhead`, `tick`), drain [`LiveSwarm::poll_action`]
+//! until it returns `None`. Call `tick` about every 100 ms (latency matters).
+//!
+//! Protocol (DESIGN §3): BEP 3 handshake with the extension bit, a BEP 10 handshake naming
+//! `ut_metadata`, `ut_pex` and `pc_live`. Once both sides speak `pc_live`, each sends
+//! `Window{first, last}` and a `Have` with the signed headers of its newest held pieces
+//! ([`LiveConfig::recent_on_connect`]), then `Interested` and `Unchoke` (live unchokes everyone
+//! up to [`LiveConfig::unchoke_slots`]). Each newly held piece is announced with a `Have` at
+//! once — by a viewer to every peer, by the source first to [`LiveConfig::source_fanout`] peers
+//! (rotating) and to the rest after [`LiveConfig::source_delay`], so viewers relay to each other
+//! and the source's upload stays near the bitrate. Data moves in 16 KiB REQUEST/PIECE blocks.
+//!
+//! Trust: every header is checked before it is used or relayed — signature (key and content
+//! ID), index within `[first, edge + window]`, timestamp not older than twice the window, no
+//! conflict with a header we hold — and every payload against its header (by the engine).
+//! A peer failing any of these is disconnected and banned.
+//!
+//! Nothing a peer sends can panic the swarm; every collection a peer can grow is capped.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::id::InfoHash;
+use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG, OUR_PC_LIVE_ID, PC_LIVE};
+use crate::swarm::metadata::{self, FetchProgress, MetadataFetch};
+use crate::wire::ext::{self, ExtHandshake, MetadataMsg, Pex};
+use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
+
+mod types;
+
+pub use types::{Action, LiveConfig, LiveStats};
+
+/// The engine's handle for one connection (unique per swarm, never reused).
+pub type PeerKey = u64;
+
+/// Most headers kept in the pending-announcement queue of the source.
+const MAX_PENDING_ANNOUNCES: usize = 4096;
+/// How often an optimistic unchoke rotates when more peers want data than there are slots.
+const OPTIMISTIC_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    listen_addr: Option<SocketAddr>,
+    extensions: bool,
+    fast: bool,
+    live_id: Option<u8>,
+    meta_id: Option<u8>,
+    pex_id: Option<u8>,
+    client: Option<String>,
+    /// Both sides speak `pc_live` and the descriptor is known.
+    ready: bool,
+    am_choking: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    /// Pieces it announced (verified headers), within the window.
+    has: BTreeSet<u32>,
+    /// Its window start, from its `Window`.
+    their_first: u32,
+    outstanding: Vec<(BlockRef, Instant)>,
+    their_requests: VecDeque<BlockRef>,
+    reads_in_flight: usize,
+    metadata_requested: bool,
+    down_total: u64,
+    up_total: u64,
+    down_mark: u64,
+    up_mark: u64,
+    down_rate: u64,
+    up_rate: u64,
+    last_recv: Instant,
+    unchoked_at: Instant,
+    hash_fails: u32,
+    pex_sent: Vec<SocketAddr>,
+    next_pex: Instant,
+}
+
+/// A block of a piece being assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Missing,
+    Requested(PeerKey, Instant),
+    Done,
+}
+
+/// A piece being assembled.
+#[derive(Debug)]
+struct Download {
+    header: PieceHeader,
+    buf: BytesMut,
+    slots: Vec<Slot>,
+    contributors: Vec<PeerKey>,
+    /// After a failed check with several senders, the retry comes from one peer only, so the
+    /// next failure names the culprit.
+    only: Option<PeerKey>,
+}
+
+/// The source's announcement of a piece to the peers outside its first fan-out.
+#[derive(Debug)]
+struct Pending {
+    due: Instant,
+    index: u32,
+    /// The first fan-out, already told.
+    told: Vec<PeerKey>,
+}
+
+/// The live swarm state machine. See the module docs for the calling rule.
+#[derive(Debug)]
+pub struct LiveSwarm {
+    content_id: InfoHash,
+    config: LiveConfig,
+    params: Option<LiveParams>,
+    info_bytes: Option<Bytes>,
+    fetch: Option<MetadataFetch>,
+    peers: BTreeMap<PeerKey, Peer>,
+    /// Verified headers in the window (held or announced by someone).
+    headers: BTreeMap<u32, PieceHeader>,
+    /// Pieces held (verified payload in the engine's window).
+    have: BTreeSet<u32>,
+    /// Newest index with a verified header.
+    edge: Option<u32>,
+    downloads: BTreeMap<u32, Download>,
+    /// Pieces handed to the engine for checking, with who sent their blocks.
+    checking: BTreeMap<u32, Vec<PeerKey>>,
+    /// Pieces that failed their check with several senders, and who they were.
+    suspect: BTreeMap<u32, Vec<PeerKey>>,
+    pending: VecDeque<Pending>,
+    playhead: Option<u32>,
+    wall_us: u64,
+    rotor: usize,
+    next_optimistic: Option<Instant>,
+    last_rate: Option<Instant>,
+    actions: VecDeque<Action>,
+    stats: LiveStats,
+}
+
+impl LiveSwarm {
+    /// A swarm that knows only the content ID: it fetches the info dictionary from the first
+    /// peers (BEP 9) and emits [`Action::MetadataReceived`] or [`Action::NotLive`].
+    pub fn new(content_id: InfoHash, config: LiveConfig) -> LiveSwarm {
+        LiveSwarm {
+            content_id,
+            config,
+            params: None,
+            info_bytes: None,
+            fetch: None,
+            peers: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            have: BTreeSet::new(),
+            edge: None,
+            downloads: BTreeMap::new(),
+            checking: BTreeMap::new(),
+            suspect: BTreeMap::new(),
+            pending: VecDeque::new(),
+            playhead: None,
+            wall_us: 0,
+            rotor: 0,
+            next_optimistic: None,
+            last_rate: None,
+            actions: VecDeque::new(),
+            stats: LiveStats::default(),
+        }
+    }
+
+    /// A swarm for a stream whose info dictionary is known (it must hash to the content ID).
+    pub fn with_info(
+        info_bytes: Bytes,
+        config: LiveConfig,
+    ) -> Result<LiveSwarm, crate::live::LiveError> {
+        let params = LiveParams::from_info_bytes(&info_bytes)?.ok_or(
+            crate::live::LiveError::BadDescriptor("not a live stream (no `live` key)"),
+        )?;
+        let mut s = LiveSwarm::new(InfoHash::of_info(&info_bytes), config);
+        s.params = Some(params);
+        s.info_bytes = Some(info_bytes);
+        Ok(s)
+    }
+
+    /// The content ID.
+    pub fn content_id(&self) -> InfoHash {
+        self.content_id
+    }
+
+    /// The stream's parameters, once the info dictionary is known.
+    pub fn params(&self) -> Option<&LiveParams> {
+        self.params.as_ref()
+    }
+
+    /// The newest index with a verified header.
+    pub fn edge(&self) -> Option<u32> {
+        self.edge
+    }
+
+    /// The oldest index of the window (pieces before it are refused).
+    pub fn first(&self) -> u32 {
+        match (self.edge, &self.params) {
+            (Some(e), Some(p)) => e.saturating_sub(p.window_pieces() - 1),
+            _ => 0,
+        }
+    }
+
+    /// True when the piece is held.
+    pub fn has(&self, index: u32) -> bool {
+        self.have.contains(&index)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LiveStats {
+        let mut s = self.stats.clone();
+        s.peers = self.peers.len();
+        s.down_rate = self.peers.values().map(|p| p.down_rate).sum();
+        s.up_rate = self.peers.values().map(|p| p.up_rate).sum();
+        s
+    }
+
+    /// Number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Next action for the engine.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// A connection finished its BitTorrent handshake.
+    pub fn add_peer(&mut self, key: PeerKey, addr: SocketAddr, hs: &Handshake, now: Instant) {
+        if !hs.supports_extensions() {
+            self.actions.push_back(Action::Disconnect {
+                peer: key,
+                reason: "no extension protocol: cannot speak pc_live".into(),
+                ban: false,
+            });
+            return;
+        }
+        self.peers.insert(
+            key,
+            Peer {
+                addr,
+                listen_addr: None,
+                extensions: true,
+                fast: hs.supports_fast(),
+                live_id: None,
+                meta_id: None,
+                pex_id: None,
+                client: None,
+                ready: false,
+                am_choking: true,
+                peer_choking: true,
+                peer_interested: false,
+                has: BTreeSet::new(),
+                their_first: 0,
+                outstanding: Vec::new(),
+                their_requests: VecDeque::new(),
+                reads_in_flight: 0,
+                metadata_requested: false,
+                down_total: 0,
+                up_total: 0,
+                down_mark: 0,
+                up_mark: 0,
+                down_rate: 0,
+                up_rate: 0,
+                last_recv: now,
+                unchoked_at: now,
+                hash_fails: 0,
+                pex_sent: Vec::new(),
+                next_pex: now + self.config.pex_interval.unwrap_or(Duration::ZERO),
+            },
+        );
+        self.send_ext_handshake(key);
+    }
+
+    /// The address a peer accepts connections on, when the engine knows it (it dialled it).
+    pub fn set_listen_addr(&mut self, key: PeerKey, addr: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.listen_addr = Some(addr);
+        }
+    }
+
+    /// A connection closed (for any reason). Its requests go to other peers.
+    pub fn remove_peer(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        for (b, _) in peer.outstanding {
+            self.release(b, key);
+        }
+    }
+
+    /// The lowest piece a local player needs (`None`: no player; the node only relays).
+    pub fn set_playhead(&mut self, playhead: Option<u32>, now: Instant) {
+        if self.playhead != playhead {
+            self.playhead = playhead;
+            self.schedule(now);
+        }
+    }
+
+    /// A message from a peer.
+    pub fn on_message(&mut self, key: PeerKey, msg: Message, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.last_recv = now;
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_)
+            | Message::Have(_)
+            | Message::Bitfield(_)
+            | Message::HaveAll
+            | Message::HaveNone => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.fast {
+                    let dropped: Vec<BlockRef> =
+                        peer.outstanding.drain(..).map(|(b, _)| b).collect();
+                    for b in dropped {
+                        self.release(b, key);
+                    }
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                self.schedule(now);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                if peer.ready && peer.am_choking && self.unchoked() < self.config.unchoke_slots {
+                    self.set_choking(key, false, now);
+                }
+            }
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Request(b) => self.on_request(key, b),
+            Message::Cancel(b) => peer.their_requests.retain(|r| *r != b),
+            Message::Reject(b) => {
+                if let Some(pos) = peer.outstanding.iter().position(|(r, _)| *r == b) {
+                    peer.outstanding.swap_remove(pos);
+                    self.release(b, key);
+                    self.schedule(now);
+                }
+            }
+            Message::Piece { index, begin, data } => self.on_block(key, index, begin, data, now),
+            Message::Extended { id, payload } => self.on_extended(key, id, payload, now),
+        }
+    }
+
+    /// The engine checked a piece from [`Action::PieceComplete`]: `ok` when its payload
+    /// matched the header (it is in the window now). A mismatch bans the peers that sent it.
+    pub fn on_piece_checked(&mut self, index: u32, ok: bool, now: Instant) {
+        let contributors = self.checking.remove(&index).unwrap_or_default();
+        if ok {
+            self.stats.pieces_received += 1;
+            self.mark_have(index, now);
+        } else {
+            let len = self.headers.get(&index).map_or(0, |h| u64::from(h.length));
+            self.stats.wasted += len;
+            self.stats.downloaded = self.stats.downloaded.saturating_sub(len);
+            // A sole sender is the culprit. With several, nobody is banned yet: the piece is
+            // fetched again from one of them (the one with most failures), which settles it.
+            if let [key] = contributors.as_slice() {
+                self.disconnect(
+                    *key,
+                    format!("sent piece {index} whose payload does not match its header"),
+                    true,
+                );
+            } else {
+                for key in &contributors {
+                    if let Some(peer) = self.peers.get_mut(key) {
+                        peer.hash_fails += 1;
+                    }
+                }
+                if self.suspect.len() < 64 {
+                    self.suspect.insert(index, contributors);
+                }
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// A verified piece got into the window another way (made here by the source, fetched from
+    /// the CDN): remember it and announce it. No-op for pieces already held.
+    pub fn on_piece_added(&mut self, header: PieceHeader, now: Instant) {
+        if self.have.contains(&header.index) || self.params.is_none() {
+            return;
+        }
+        if header.index < self.first() {
+            return;
+        }
+        self.headers.insert(header.index, header);
+        self.move_edge(header.index);
+        // A download in progress for it is moot now.
+        if let Some(dl) = self.downloads.remove(&header.index) {
+            self.cancel_slots(header.index, &dl);
+        }
+        self.mark_have(header.index, now);
+        self.schedule(now);
+    }
+
+    /// The engine sent a block that [`Action::SendBlock`] asked for (or could not: `false`).
+    pub fn on_block_sent(&mut self, key: PeerKey, block: BlockRef, sent: bool) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
+        if sent {
+            peer.up_total += u64::from(block.len);
+            self.stats.uploaded += u64::from(block.len);
+            self.stats.requests_served += 1;
+        }
+        self.pump_reads(key);
+    }
+
+    /// Periodic work: rates, late requests, the source's delayed announcements, pruning of
+    /// what left the window, idle peers, optimistic unchoke, PEX. `wall_us` is the wall clock
+    /// (microseconds since the Unix epoch), used to refuse stale piece timestamps.
+    pub fn tick(&mut self, now: Instant, wall_us: u64) {
+        self.wall_us = wall_us;
+        self.update_rates(now);
+        self.prune();
+        self.flush_pending(now);
+        let idle: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_recv) > self.config.idle_timeout)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in idle {
+            self.disconnect(key, "idle".into(), false);
+        }
+        self.optimistic_unchoke(now);
+        self.retry_metadata();
+        self.send_pex(now);
+        self.schedule(now);
+    }
+
+    // ---- extension messages ------------------------------------------------------------
+
+    fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
+        match id {
+            ext::EXT_HANDSHAKE_ID => self.on_ext_handshake(key, &payload, now),
+            ext::OUR_UT_METADATA_ID => match MetadataMsg::decode(&payload) {
+                Ok(m) => self.on_metadata_msg(key, m, now),
+                Err(e) => self.disconnect(key, format!("bad ut_metadata message: {e}"), false),
+            },
+            ext::OUR_UT_PEX_ID => {
+                if let Ok(pex) = Pex::decode(&payload) {
+                    let mut added = pex.added;
+                    added.truncate(Pex::MAX_PEERS);
+                    if !added.is_empty() {
+                        self.actions.push_back(Action::Discovered(added));
+                    }
+                }
+            }
+            OUR_PC_LIVE_ID => match LiveMsg::decode(&payload) {
+                Ok(m) => self.on_live_msg(key, m, now),
+                Err(e) => self.disconnect(key, format!("bad pc_live message: {e}"), false),
+            },
+            _ => {}
+        }
+    }
+
+    fn on_ext_handshake(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
+        let hs = match ExtHandshake::decode(payload) {
+            Ok(hs) => hs,
+            Err(e) => return self.disconnect(key, format!("bad extension handshake: {e}"), false),
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.live_id = hs.id_of(PC_LIVE);
+        peer.meta_id = hs.id_of(ext::UT_METADATA);
+        peer.pex_id = hs.id_of(ext::UT_PEX);
+        peer.client = hs.client.clone();
+        if let (None, Some(p)) = (peer.listen_addr, hs.listen_port) {
+            if p != 0 {
+                peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), p));
+            }
+        }
+        if self.params.is_some() {
+            self.make_ready(key, now);
+        } else if let Some(size) = hs.metadata_size {
+            self.start_metadata_fetch(key, size);
+        }
+    }
+
+    /// Both sides know the stream: exchange windows and recent headers, open the data flow.
+    fn make_ready(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.ready {
+            return;
+        }
+        let Some(live_id) = peer.live_id else {
+            return self.disconnect(key, "peer does not speak pc_live".into(), false);
+        };
+        peer.ready = true;
+        let window = LiveMsg::Window {
+            first: self.have.first().copied().unwrap_or_else(|| self.first()),
+            last: self.edge,
+        };
+        self.send(
+            key,
+            Message::Extended {
+                id: live_id,
+                payload: window.encode(),
+            },
+        );
+        let recent = self.recent_headers();
+        if !recent.is_empty() {
+            self.stats.pieces_announced += recent.len() as u64;
+            self.send(
+                key,
+                Message::Extended {
+                    id: live_id,
+                    payload: LiveMsg::Have(recent).encode(),
+                },
+            );
+        }
+        self.send(key, Message::Interested);
+        if self.unchoked() < self.config.unchoke_slots {
+            self.set_choking(key, false, now);
+        }
+    }
+
+    /// Headers of held pieces from near the edge, newest [`LiveConfig::recent_on_connect`].
+    fn recent_headers(&self) -> Vec<PieceHeader> {
+        let Some(p) = &self.params else {
+            return Vec::new();
+        };
+        let n = (self.config.recent_on_connect.as_millis() as u64
+            / u64::from(p.piece_duration_ms.max(1)))
+        .clamp(1, MAX_HEADERS_PER_MSG as u64) as usize;
+        let mut out: Vec<PieceHeader> = self
+            .have
+            .iter()
+            .rev()
+            .take(n)
+            .filter_map(|i| self.headers.get(i).copied())
+            .collect();
+        out.reverse();
+        out
+    }
+
+    fn on_live_msg(&mut self, key: PeerKey, msg: LiveMsg, now: Instant) {
+        if !self.peers.get(&key).is_some_and(|p| p.ready) {
+            return;
+        }
+        match msg {
+            LiveMsg::Window { first, .. } => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.their_first = first;
+                    p.has = p.has.split_off(&first);
+                }
+            }
+            LiveMsg::Have(headers) => {
+                for h in headers {
+                    if let Err(reason) = self.accept_header(key, &h) {
+                        return self.disconnect(key, reason, true);
+                    }
+                }
+                self.schedule(now);
+            }
+        }
+    }
+
+    /// Checks an announced header; on success records it and that the peer has the piece.
+    fn accept_header(&mut self, key: PeerKey, h: &PieceHeader) -> Result<(), String> {
+        let Some(params) = &self.params else {
+            return Ok(());
+        };
+        let index = h.index;
+        if let Some(edge) = self.edge {
+            if index < self.first() {
+                return Err(format!("header for piece {index}, older than the window"));
+            }
+            if index > edge.saturating_add(params.window_pieces()) {
+                return Err(format!(
+                    "header for piece {index}, far beyond the edge {edge}"
+                ));
+            }
+        }
+        let window_us = u64::from(params.window_s) * 1_000_000;
+        if self.wall_us != 0 && h.timestamp_us.saturating_add(2 * window_us) < self.wall_us {
+            return Err(format!("header for piece {index} with a stale timestamp"));
+        }
+        if h.length == 0 || h.length > params.max_piece_length {
+            return Err(format!("header for piece {index} with length {}", h.length));
+        }
+        match self.headers.get(&index) {
+            Some(known) if known == h => {}
+            Some(_) => {
+                return Err(match h.verify(&params.pubkey, &self.content_id) {
+                    Ok(()) => format!("conflicting signed header for piece {index}"),
+                    Err(e) => e.to_string(),
+                })
+            }
+            None => {
+                h.verify(&params.pubkey, &self.content_id)
+                    .map_err(|e| e.to_string())?;
+                self.headers.insert(index, *h);
+                self.move_edge(index);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.has.insert(index);
+        }
+        Ok(())
+    }
+
+    fn move_edge(&mut self, index: u32) {
+        if self.edge.is_none_or(|e| index > e) {
+            self.edge = Some(index);
+            self.actions.push_back(Action::Edge(index));
+        }
+    }
+
+    // ---- metadata (BEP 9) ----------------------------------------------------------------
+
+    fn on_metadata_msg(&mut self, key: PeerKey, msg: MetadataMsg, now: Instant) {
+        match msg {
+            MetadataMsg::Request { piece } => {
+                let Some(id) = self.peers.get(&key).and_then(|p| p.meta_id) else {
+                    return;
+                };
+                let reply = metadata::serve(self.info_bytes.as_ref(), piece);
+                self.send(
+                    key,
+                    Message::Extended {
+                        id,
+                        payload: reply.encode(),
+                    },
+                );
+            }
+            MetadataMsg::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                let Some(fetch) = self.fetch.as_mut() else {
+                    return;
+                };
+                match fetch.on_data(piece, total_size, &data) {
+                    FetchProgress::More => {}
+                    FetchProgress::Bad => {
+                        self.disconnect(key, "ut_metadata piece of the wrong size".into(), false)
+                    }
+                    FetchProgress::Done(buf) => {
+                        self.fetch = None;
+                        self.on_metadata_done(key, Bytes::from(buf), now);
+                    }
+                }
+            }
+            MetadataMsg::Reject { .. } => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.metadata_requested = false;
+                }
+            }
+        }
+    }
+
+    fn on_metadata_done(&mut self, key: PeerKey, buf: Bytes, now: Instant) {
+        if InfoHash::of_info(&buf) != self.content_id {
+            self.disconnect(key, "metadata does not match the content ID".into(), true);
+            for p in self.peers.values_mut() {
+                p.metadata_requested = false;
+            }
+            return;
+        }
+        match LiveParams::from_info_bytes(&buf) {
+            Ok(Some(params)) => {
+                self.params = Some(params);
+                self.info_bytes = Some(buf.clone());
+                self.actions.push_back(Action::MetadataReceived(buf));
+                let keys: Vec<PeerKey> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.live_id.is_some())
+                    .map(|(&k, _)| k)
+                    .collect();
+                for k in keys {
+                    self.make_ready(k, now);
+                }
+            }
+            Ok(None) => self.actions.push_back(Action::NotLive(buf)),
+            Err(e) => self.disconnect(key, format!("bad live info dictionary: {e}"), true),
+        }
+    }
+
+    fn start_metadata_fetch(&mut self, key: PeerKey, size: u32) {
+        if self.fetch.is_none() {
+            self.fetch = MetadataFetch::new(size);
+        }
+        let Some(fetch) = &self.fetch else { return };
+        if fetch.size() != size {
+            return;
+        }
+        let missing = fetch.missing();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(id) = peer.meta_id else { return };
+        if peer.metadata_requested {
+            return;
+        }
+        peer.metadata_requested = true;
+        for piece in missing {
+            self.send(
+                key,
+                Message::Extended {
+                    id,
+                    payload: MetadataMsg::Request { piece }.encode(),
+                },
+            );
+        }
+    }
+
+    fn retry_metadata(&mut self) {
+        if self.params.is_some() {
+            return;
+        }
+        let Some(size) = self.fetch.as_ref().map(|f| f.size()) else {
+            return;
+        };
+        let next = self
+            .peers
+            .iter()
+            .find(|(_, p)| p.meta_id.is_some() && !p.metadata_requested)
+            .map(|(&k, _)| k);
+        if let Some(k) = next {
+            self.start_metadata_fetch(k, size);
+        }
+    }
+
+    // ---- serving ---------------------------------------------------------------------
+
+    fn on_request(&mut self, key: PeerKey, b: BlockRef) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let fast = peer.fast;
+        let valid = self.headers.get(&b.index).is_some_and(|h| {
+            b.len > 0
+                && b.len <= MAX_REQUEST_LEN
+                && u64::from(b.begin) + u64::from(b.len) <= u64::from(h.length)
+        });
+        let ok = peer.ready
+            && !peer.am_choking
+            && valid
+            && self.have.contains(&b.index)
+            && peer.their_requests.len() < self.config.max_peer_requests;
+        if !ok {
+            if fast {
+                self.send(key, Message::Reject(b));
+            }
+            return;
+        }
+        if !peer.their_requests.contains(&b) {
+            peer.their_requests.push_back(b);
+        }
+        self.pump_reads(key);
+    }
+
+    /// Hands queued requests to the engine, earliest deadline (lowest index) first.
+    fn pump_reads(&mut self, key: PeerKey) {
+        let max = self.config.max_reads_in_flight;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while peer.reads_in_flight < max {
+            let Some(pos) = peer
+                .their_requests
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| (b.index, b.begin))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let Some(block) = peer.their_requests.remove(pos) else {
+                break;
+            };
+            peer.reads_in_flight += 1;
+            self.actions
+                .push_back(Action::SendBlock { peer: key, block });
+        }
+    }
+
+    fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.am_choking == choke {
+            return;
+        }
+        peer.am_choking = choke;
+        peer.unchoked_at = now;
+        let dropped: Vec<BlockRef> = if choke {
+            peer.their_requests.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        let fast = peer.fast;
+        self.send(
+            key,
+            if choke {
+                Message::Choke
+            } else {
+                Message::Unchoke
+            },
+        );
+        if fast {
+            for b in dropped {
+                self.send(key, Message::Reject(b));
+            }
+        }
+    }
+
+    fn unchoked(&self) -> usize {
+        self.peers.values().filter(|p| !p.am_choking).count()
+    }
+
+    /// Beyond the slot cap, every [`OPTIMISTIC_EVERY`] the longest-unchoked peer makes room
+    /// for the longest-choked interested one.
+    fn optimistic_unchoke(&mut self, now: Instant) {
+        if self.next_optimistic.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_optimistic = Some(now + OPTIMISTIC_EVERY);
+        let waiting = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.ready && p.am_choking && p.peer_interested)
+            .min_by_key(|(_, p)| p.unchoked_at)
+            .map(|(&k, _)| k);
+        let Some(waiting) = waiting else { return };
+        if self.unchoked() >= self.config.unchoke_slots {
+            let oldest = self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.am_choking)
+                .min_by_key(|(_, p)| p.unchoked_at)
+                .map(|(&k, _)| k);
+            if let Some(k) = oldest {
+                self.set_choking(k, true, now);
+            }
+        }
+        self.set_choking(waiting, false, now);
+    }
+
+    // ---- announcing ------------------------------------------------------------------
+
+    /// A piece is held now: announce it (a viewer to everyone, the source to a few first).
+    fn mark_have(&mut self, index: u32, now: Instant) {
+        if !self.have.insert(index) {
+            return;
+        }
+        let Some(header) = self.headers.get(&index).copied() else {
+            return;
+        };
+        let mut targets: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.ready && !p.has.contains(&index))
+            .map(|(&k, _)| k)
+            .collect();
+        if self.config.source && targets.len() > self.config.source_fanout {
+            // Rotate who hears first, so every viewer relays its share.
+            let n = targets.len();
+            let start = self.rotor % n;
+            targets.rotate_left(start);
+            targets.truncate(self.config.source_fanout);
+            self.rotor = self.rotor.wrapping_add(self.config.source_fanout);
+            let delay = self.config.source_delay.unwrap_or_else(|| {
+                Duration::from_millis(
+                    self.params
+                        .as_ref()
+                        .map_or(500, |p| u64::from(p.piece_duration_ms)),
+                )
+            });
+            if self.pending.len() >= MAX_PENDING_ANNOUNCES {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(Pending {
+                due: now + delay,
+                index,
+                told: targets.clone(),
+            });
+        }
+        for key in targets {
+            self.announce(key, header);
+        }
+    }
+
+    fn announce(&mut self, key: PeerKey, header: PieceHeader) {
+        let Some(id) = self.peers.get(&key).and_then(|p| p.live_id) else {
+            return;
+        };
+        self.stats.pieces_announced += 1;
+        self.send(
+            key,
+            Message::Extended {
+                id,
+                payload: LiveMsg::Have(vec![header]).encode(),
+            },
+        );
+    }
+
+    /// The source's second wave: peers not told yet that still lack a piece hear of it now.
+    fn flush_pending(&mut self, now: Instant) {
+        while self.pending.front().is_some_and(|p| p.due <= now) {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            let Some(header) = self.headers.get(&p.index).copied() else {
+                continue;
+            };
+            let targets: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(k, peer)| {
+                    peer.ready && !peer.has.contains(&p.index) && !p.told.contains(k)
+                })
+                .map(|(&k, _)| k)
+                .collect();
+            for key in targets {
+                self.announce(key, header);
+            }
+        }
+    }
+
+    // ---- helpers ---------------------------------------------------------------------
+
+    fn send(&mut self, key: PeerKey, msg: Message) {
+        self.actions.push_back(Action::Send(key, msg));
+    }
+
+    fn send_ext_handshake(&mut self, key: PeerKey) {
+        if !self.peers.get(&key).is_some_and(|p| p.extensions) {
+            return;
+        }
+        let size = self.info_bytes.as_ref().map(|b| b.len() as u32);
+        let mut hs = ExtHandshake::ours(size, self.config.listen_port);
+        hs.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
+        hs.reqq = Some(self.config.max_peer_requests as u32);
+        self.send(
+            key,
+            Message::Extended {
+                id: ext::EXT_HANDSHAKE_ID,
+                payload: hs.encode(),
+            },
+        );
+    }
+
+    fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
+        if self.peers.contains_key(&key) {
+            self.remove_peer(key);
+            if ban {
+                self.stats.banned += 1;
+            }
+            self.actions.push_back(Action::Disconnect {
+                peer: key,
+                reason,
+                ban,
+            });
+        }
+    }
+
+    fn update_rates(&mut self, now: Instant) {
+        let Some(last) = self.last_rate else {
+            self.last_rate = Some(now);
+            return;
+        };
+        let dt = now.saturating_duration_since(last);
+        if dt < Duration::from_secs(1) {
+            return;
+        }
+        self.last_rate = Some(now);
+        let secs = dt.as_secs_f64();
+        for p in self.peers.values_mut() {
+            let d = ((p.down_total - p.down_mark) as f64 / secs) as u64;
+            let u = ((p.up_total - p.up_mark) as f64 / secs) as u64;
+            p.down_rate = (p.down_rate + d * 3) / 4;
+            p.up_rate = (p.up_rate + u * 3) / 4;
+            p.down_mark = p.down_total;
+            p.up_mark = p.up_total;
+        }
+    }
+
+    /// Forgets what fell out of the window.
+    fn prune(&mut self) {
+        let first = self.first();
+        if first == 0 {
+            return;
+        }
+        self.headers = self.headers.split_off(&first);
+        self.have = self.have.split_off(&first);
+        self.suspect = self.suspect.split_off(&first);
+        let stale: Vec<u32> = self.downloads.range(..first).map(|(&i, _)| i).collect();
+        for i in stale {
+            if let Some(dl) = self.downloads.remove(&i) {
+                self.cancel_slots(i, &dl);
+            }
+        }
+        for p in self.peers.values_mut() {
+            p.has = p.has.split_off(&first);
+        }
+    }
+
+    /// BEP 11, added and dropped listen addresses per peer, once per interval.
+    fn send_pex(&mut self, now: Instant) {
+        if self.config.pex_interval.is_none() {
+            return;
+        }
+        let interval = self.config.pex_interval.unwrap_or(Duration::from_secs(60));
+        let all: Vec<(PeerKey, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter_map(|(&k, p)| Some((k, p.listen_addr?)))
+            .collect();
+        let mut out = Vec::new();
+        for (&key, peer) in self.peers.iter_mut() {
+            let Some(id) = peer.pex_id else { continue };
+            if now < peer.next_pex {
+                continue;
+            }
+            peer.next_pex = now + interval;
+            let current: Vec<SocketAddr> = all
+                .iter()
+                .filter(|(k, a)| *k != key && Some(*a) != peer.listen_addr)
+                .take(Pex::MAX_PEERS)
+                .map(|&(_, a)| a)
+                .collect();
+            let added: Vec<SocketAddr> = current
+                .iter()
+                .filter(|a| !peer.pex_sent.contains(a))
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = peer
+                .pex_sent
+                .iter()
+                .filter(|a| !current.contains(a))
+                .take(Pex::MAX_PEERS)
+                .copied()
+                .collect();
+            peer.pex_sent = current;
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            let pex = Pex {
+                added_flags: vec![0; added.len()],
+                added,
+                dropped,
+            };
+            out.push((
+                key,
+                Message::Extended {
+                    id,
+                    payload: pex.encode(),
+                },
+            ));
+        }
+        for (key, msg) in out {
+            self.send(key, msg);
+        }
+    }
+}
+
+mod sched;
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
-//! Live streams in the engine: the shared window ([`buffer`]), the source side that signs the
-//! pieces the ingest cuts ([`LiveSource`]), and the handle the HTTP API and the CLI hold
-//! ([`LiveHandle`]).
+//! Live streams in the engine: the shared window ([`buffer`]), the swarm actor that fills it
+//! from peers and serves it to them ([`actor`]), the source side that signs the pieces the
+//! ingest cuts ([`LiveSource`]), and the handle the HTTP API and the CLI hold ([`LiveHandle`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +11,7 @@ use peercdn_core::live::{PieceHeader, FLAG_DISCONTINUITY, FLAG_KEYFRAME};
 use peercdn_core::InfoHash;
 use tokio::sync::watch;
 
+pub mod actor;
 pub mod buffer;
 pub mod cdn;
 

@@ -1,0 +1,252 @@
+//! The deadline scheduler: which missing blocks to request from whom, and the assembly of
+//! received blocks into pieces.
+//!
+//! Policy: walk the window in index order from the playhead (or, with no player, from
+//! `edge - relay_margin`, so a relay keeps up with the edge) to the edge; for each missing piece
+//! whose header is known, request its blocks from peers that announced it, each block from the
+//! peer with the fewest requests in flight (ties: the faster). A piece may be split over
+//! several peers. A block outstanding longer than its timeout (short for the pieces at the
+//! playhead, whose deadline is now) is cancelled and asked of another peer. Pieces beyond the
+//! edge or before the window are never requested; at most `max_in_progress` pieces are
+//! assembled at once.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Action, Download, LiveSwarm, PeerKey, Slot};
+use crate::wire::{BlockRef, Message, BLOCK_LEN};
+
+impl LiveSwarm {
+    /// Requests what is missing, in deadline order.
+    pub(super) fn schedule(&mut self, now: Instant) {
+        if self.params.is_none() {
+            return;
+        }
+        let Some(edge) = self.edge else { return };
+        let first = self.first();
+        let start = match self.playhead {
+            Some(p) => p.max(first),
+            None => edge.saturating_sub(self.config.relay_margin).max(first),
+        };
+        if start > edge {
+            return;
+        }
+        let wanted: Vec<u32> = self
+            .headers
+            .range(start..=edge)
+            .map(|(&i, _)| i)
+            .filter(|i| !self.have.contains(i) && !self.checking.contains_key(i))
+            .collect();
+        for index in wanted {
+            if !self.downloads.contains_key(&index) {
+                if self.downloads.len() >= self.config.max_in_progress {
+                    break;
+                }
+                if self.pick_peer(index, None).is_none() {
+                    continue;
+                }
+                let Some(header) = self.headers.get(&index).copied() else {
+                    continue;
+                };
+                let blocks = header.length.div_ceil(BLOCK_LEN) as usize;
+                let only = self.suspect.remove(&index).and_then(|senders| {
+                    senders
+                        .into_iter()
+                        .filter(|k| self.peers.get(k).is_some_and(|p| p.has.contains(&index)))
+                        .max_by_key(|k| self.peers.get(k).map_or(0, |p| p.hash_fails))
+                });
+                self.downloads.insert(
+                    index,
+                    Download {
+                        header,
+                        buf: BytesMut::zeroed(header.length as usize),
+                        slots: vec![Slot::Missing; blocks],
+                        contributors: Vec::new(),
+                        only,
+                    },
+                );
+            }
+            self.request_piece(index, now);
+        }
+    }
+
+    /// Requests the missing (and late) blocks of one piece.
+    fn request_piece(&mut self, index: u32, now: Instant) {
+        let timeout = self.timeout_for(index);
+        let Some(dl) = self.downloads.get(&index) else {
+            return;
+        };
+        let length = dl.header.length;
+        let only = dl.only.filter(|k| self.peers.contains_key(k));
+        let slots: Vec<(usize, Slot)> = dl.slots.iter().copied().enumerate().collect();
+        for (i, slot) in slots {
+            let exclude = match slot {
+                Slot::Done => continue,
+                Slot::Requested(_, at) if now.saturating_duration_since(at) < timeout => continue,
+                Slot::Requested(p, _) => Some(p),
+                Slot::Missing => None,
+            };
+            let pick = match only {
+                Some(k) if exclude.is_none() && self.usable(k, index) => Some(k),
+                Some(_) => None,
+                None => self.pick_peer(index, exclude),
+            };
+            let Some(peer) = pick else {
+                if exclude.is_none() {
+                    // Nobody can take more requests for this piece now.
+                    return;
+                }
+                continue;
+            };
+            let begin = i as u32 * BLOCK_LEN;
+            let b = BlockRef {
+                index,
+                begin,
+                len: BLOCK_LEN.min(length - begin),
+            };
+            if let Some(late) = exclude {
+                self.drop_request(late, b);
+            }
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.outstanding.push((b, now));
+            }
+            if let Some(s) = self
+                .downloads
+                .get_mut(&index)
+                .and_then(|d| d.slots.get_mut(i))
+            {
+                *s = Slot::Requested(peer, now);
+            }
+            self.stats.requests_sent += 1;
+            self.send(peer, Message::Request(b));
+        }
+    }
+
+    fn timeout_for(&self, index: u32) -> Duration {
+        match self.playhead {
+            Some(p) if index <= p.saturating_add(1) => self.config.urgent_timeout,
+            _ => self.config.block_timeout,
+        }
+    }
+
+    /// True when `key` announced the piece, unchokes us and has room for a request.
+    fn usable(&self, key: PeerKey, index: u32) -> bool {
+        self.peers.get(&key).is_some_and(|p| {
+            p.ready
+                && !p.peer_choking
+                && p.has.contains(&index)
+                && p.outstanding.len() < self.config.max_outstanding
+        })
+    }
+
+    /// The peer to ask for a block of `index`: a usable one with the fewest requests in
+    /// flight, then the fastest.
+    fn pick_peer(&self, index: u32, exclude: Option<PeerKey>) -> Option<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(&k, _)| Some(k) != exclude && self.usable(k, index))
+            .min_by_key(|(&k, p)| (p.outstanding.len(), Reverse(p.down_rate), k))
+            .map(|(&k, _)| k)
+    }
+
+    /// Cancels one outstanding request of `peer`.
+    fn drop_request(&mut self, peer: PeerKey, b: BlockRef) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(pos) = p.outstanding.iter().position(|(r, _)| *r == b) {
+            p.outstanding.swap_remove(pos);
+            self.send(peer, Message::Cancel(b));
+        }
+    }
+
+    /// A block from a peer.
+    pub(super) fn on_block(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: Bytes,
+        now: Instant,
+    ) {
+        let len = data.len() as u64;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let b = BlockRef {
+            index,
+            begin,
+            len: data.len() as u32,
+        };
+        // Only blocks we asked this peer for are taken.
+        let Some(pos) = peer.outstanding.iter().position(|(r, _)| *r == b) else {
+            self.stats.wasted += len;
+            return;
+        };
+        peer.outstanding.swap_remove(pos);
+        peer.down_total += len;
+        let Some(dl) = self.downloads.get_mut(&index) else {
+            self.stats.wasted += len;
+            return self.schedule(now);
+        };
+        let i = (begin / BLOCK_LEN) as usize;
+        let start = begin as usize;
+        match (
+            dl.slots.get_mut(i),
+            dl.buf.get_mut(start..start + data.len()),
+        ) {
+            (Some(slot), Some(dst)) if *slot != Slot::Done => {
+                dst.copy_from_slice(&data);
+                *slot = Slot::Done;
+                self.stats.downloaded += len;
+                if !dl.contributors.contains(&key) && dl.contributors.len() < 32 {
+                    dl.contributors.push(key);
+                }
+            }
+            _ => self.stats.wasted += len,
+        }
+        if dl.slots.iter().all(|s| *s == Slot::Done) {
+            if let Some(dl) = self.downloads.remove(&index) {
+                self.cancel_slots(index, &dl);
+                self.checking.insert(index, dl.contributors);
+                self.actions.push_back(Action::PieceComplete {
+                    header: dl.header,
+                    payload: dl.buf.freeze(),
+                });
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// A request of `key` is gone (peer left, choked or rejected): the block is missing again.
+    pub(super) fn release(&mut self, b: BlockRef, key: PeerKey) {
+        let Some(dl) = self.downloads.get_mut(&b.index) else {
+            return;
+        };
+        if let Some(slot) = dl.slots.get_mut((b.begin / BLOCK_LEN) as usize) {
+            if matches!(slot, Slot::Requested(p, _) if *p == key) {
+                *slot = Slot::Missing;
+            }
+        }
+    }
+
+    /// Cancels every request still out for a piece that is complete or no longer wanted.
+    pub(super) fn cancel_slots(&mut self, index: u32, dl: &Download) {
+        let _ = dl;
+        let holders: Vec<(PeerKey, BlockRef)> = self
+            .peers
+            .iter()
+            .flat_map(|(&k, p)| {
+                p.outstanding
+                    .iter()
+                    .filter(|(b, _)| b.index == index)
+                    .map(move |(b, _)| (k, *b))
+            })
+            .collect();
+        for (k, b) in holders {
+            self.drop_request(k, b);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Unit tests of the live swarm (the multi-node scenarios are in `tests/live_swarm.rs`).
+
+use super::*;
+use crate::live::LiveParams;
+use crate::PeerId;
+use ed25519_dalek::SigningKey;
+
+fn setup() -> (SigningKey, LiveSwarm) {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let params = LiveParams {
+        name: "t".into(),
+        pubkey: key.verifying_key().to_bytes(),
+        piece_duration_ms: 100,
+        max_piece_length: 1 << 20,
+        window_s: 2,
+    };
+    let s = LiveSwarm::with_info(Bytes::from(params.info_bytes()), LiveConfig::default()).unwrap();
+    (key, s)
+}
+
+fn drain(s: &mut LiveSwarm) -> Vec<Action> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+#[test]
+fn peer_without_extensions_is_refused() {
+    let (_, mut s) = setup();
+    let mut hs = Handshake::ours(s.content_id(), PeerId::ours([1; 12]));
+    hs.reserved = [0; 8];
+    s.add_peer(1, "127.0.0.1:1".parse().unwrap(), &hs, Instant::now());
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Disconnect { ban: false, .. }]
+    ));
+    assert_eq!(s.peer_count(), 0);
+}
+
+#[test]
+fn added_piece_moves_edge_and_prunes_the_window() {
+    let (key, mut s) = setup();
+    let now = Instant::now();
+    let id = s.content_id();
+    let wp = s.params().unwrap().window_pieces();
+    for i in 0..wp + 10 {
+        let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, b"x");
+        s.on_piece_added(h, now);
+    }
+    s.tick(now, 0);
+    assert_eq!(s.edge(), Some(wp + 9));
+    assert_eq!(s.first(), 10);
+    assert!(!s.has(9));
+    assert!(s.has(10));
+    assert!(s.have.len() <= wp as usize && s.headers.len() <= wp as usize);
+}
+
+fn ready_peer(s: &mut LiveSwarm, key: PeerKey, now: Instant) {
+    let hs = Handshake::ours(s.content_id(), PeerId::ours([key as u8; 12]));
+    let addr = SocketAddr::from(([127, 0, 0, 1], 2000 + key as u16));
+    s.add_peer(key, addr, &hs, now);
+    let mut ext = ExtHandshake::ours(None, None);
+    ext.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
+    s.on_message(
+        key,
+        Message::Extended {
+            id: ext::EXT_HANDSHAKE_ID,
+            payload: ext.encode(),
+        },
+        now,
+    );
+}
+
+fn announced_to(actions: &[Action], index: u32) -> Vec<PeerKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(k, Message::Extended { id, payload }) if *id == OUR_PC_LIVE_ID => {
+                match LiveMsg::decode(payload) {
+                    Ok(LiveMsg::Have(hs)) if hs.iter().any(|h| h.index == index) => Some(*k),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn source_tells_a_few_first_and_the_rest_after_the_delay() {
+    let (key, mut s) = setup();
+    s.config.source = true;
+    let now = Instant::now();
+    for k in 1..=6 {
+        ready_peer(&mut s, k, now);
+    }
+    drain(&mut s);
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
+    s.on_piece_added(h, now);
+    let first = announced_to(&drain(&mut s), 0);
+    assert_eq!(first.len(), s.config.source_fanout);
+    s.tick(now + Duration::from_millis(50), 1);
+    assert!(announced_to(&drain(&mut s), 0).is_empty());
+    s.tick(now + Duration::from_millis(150), 1);
+    let rest = announced_to(&drain(&mut s), 0);
+    assert_eq!(rest.len(), 6 - first.len());
+    assert!(rest.iter().all(|k| !first.contains(k)));
+    // The next piece goes first to others (rotation).
+    let h = PieceHeader::sign(&key, &s.content_id(), 1, 1, 1, 0, b"piece");
+    s.on_piece_added(h, now);
+    let second = announced_to(&drain(&mut s), 1);
+    assert!(
+        second.iter().all(|k| !first.contains(k)),
+        "{first:?} {second:?}"
+    );
+}
+
+#[test]
+fn queued_requests_are_capped() {
+    let (key, mut s) = setup();
+    s.config.max_reads_in_flight = 0;
+    let now = Instant::now();
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, &[0u8; 1 << 20]);
+    s.on_piece_added(h, now);
+    ready_peer(&mut s, 1, now);
+    s.on_message(1, Message::Interested, now);
+    for begin in 0..2000u32 {
+        let b = BlockRef {
+            index: 0,
+            begin: begin * 16,
+            len: 16,
+        };
+        s.on_message(1, Message::Request(b), now);
+    }
+    let q = s.peers.get(&1).map(|p| p.their_requests.len()).unwrap();
+    assert_eq!(q, s.config.max_peer_requests);
+}
+
+#[test]
+fn a_relay_without_player_fetches_only_near_the_edge() {
+    let (key, mut s) = setup();
+    let now = Instant::now();
+    ready_peer(&mut s, 1, now);
+    s.on_message(1, Message::Unchoke, now);
+    drain(&mut s);
+    let id = s.content_id();
+    let hs: Vec<PieceHeader> = (0..20)
+        .map(|i| PieceHeader::sign(&key, &id, i, 1, 1, 0, b"data"))
+        .collect();
+    s.on_message(
+        1,
+        Message::Extended {
+            id: OUR_PC_LIVE_ID,
+            payload: LiveMsg::Have(hs).encode(),
+        },
+        now,
+    );
+    let requested: Vec<u32> = drain(&mut s)
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(1, Message::Request(b)) => Some(b.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, vec![15, 16, 17, 18, 19]);
+    // A player at 3 pulls from there.
+    s.set_playhead(Some(3), now);
+    let requested: Vec<u32> = drain(&mut s)
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(1, Message::Request(b)) => Some(b.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested.first(), Some(&3));
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn live_messages_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = LiveMsg::decode(&data);
+            let _ = PieceHeader::decode(&data);
+        }
+
+        #[test]
+        fn have_round_trips(fields in proptest::collection::vec(
+            (any::<u32>(), any::<u64>(), any::<u32>(), any::<u8>(), any::<u32>()), 0..20)) {
+            let hs: Vec<PieceHeader> = fields.iter().map(|&(index, ts, d, flags, length)| {
+                PieceHeader { index, timestamp_us: ts, duration_us: d, flags, length,
+                    sha256: [index as u8; 32], signature: [flags; 64] }
+            }).collect();
+            let m = LiveMsg::Have(hs);
+            prop_assert_eq!(LiveMsg::decode(&m.encode()).unwrap(), m);
+        }
+
+        /// Whatever a peer sends, the swarm neither panics nor grows past its caps.
+        #[test]
+        fn garbage_from_a_peer_is_survived(msgs in proptest::collection::vec(
+            (0u8..6, any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)),
+            0..60)) {
+            let (key, mut s) = setup();
+            let now = Instant::now();
+            ready_peer(&mut s, 1, now);
+            let id = s.content_id();
+            for (kind, a, b, bytes) in msgs {
+                let msg = match kind {
+                    0 => Message::Extended { id: OUR_PC_LIVE_ID, payload: bytes.into() },
+                    1 => Message::Request(BlockRef { index: a % 8, begin: b % 100_000, len: b % 70_000 }),
+                    2 => Message::Piece { index: a % 8, begin: b % 100_000, data: bytes.into() },
+                    3 => {
+                        let h = PieceHeader::sign(&key, &id, a % 64, 1, 1, 0, &bytes);
+                        Message::Extended { id: OUR_PC_LIVE_ID, payload: LiveMsg::Have(vec![h]).encode() }
+                    }
+                    4 => Message::Extended { id: ext::OUR_UT_METADATA_ID, payload: bytes.into() },
+                    _ => Message::Unchoke,
+                };
+                s.on_message(1, msg, now);
+                s.tick(now, 1);
+                while s.poll_action().is_some() {}
+            }
+            prop_assert!(s.headers.len() <= 2 * s.params().unwrap().window_pieces() as usize + 1);
+            prop_assert!(s.downloads.len() <= s.config.max_in_progress);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The live swarm's vocabulary: configuration, the actions it asks of the engine, its figures.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::PeerKey;
+use crate::live::PieceHeader;
+use crate::wire::{BlockRef, Message};
+
+/// Tunables of a [`super::LiveSwarm`]; the defaults suit loopback and the internet.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// This node is the stream's source (announces new pieces to a few peers first).
+    pub source: bool,
+    /// Peers unchoked at once; beyond, one optimistic slot rotates.
+    pub unchoke_slots: usize,
+    /// Requests in flight to one peer, blocks.
+    pub max_outstanding: usize,
+    /// Pieces being assembled at once (bounds memory with the stream's max piece length).
+    pub max_in_progress: usize,
+    /// Source only: peers told of a new piece at once; the others hear of it after
+    /// `source_delay`, by which time viewers have relayed it to each other.
+    pub source_fanout: usize,
+    /// Source only: delay before the other peers are told (`None`: one piece duration).
+    pub source_delay: Option<Duration>,
+    /// A node without a player fetches from `edge - relay_margin` on (pieces), so it can
+    /// serve others.
+    pub relay_margin: u32,
+    /// A block requested this long ago is asked of another peer.
+    pub block_timeout: Duration,
+    /// The same for the two pieces at the playhead (their deadline is now).
+    pub urgent_timeout: Duration,
+    /// On connect, headers of held pieces this recent (by piece count × duration) are sent.
+    pub recent_on_connect: Duration,
+    /// Requests queued from one peer; more are dropped (rejected with BEP 6).
+    pub max_peer_requests: usize,
+    /// Block reads handed to the engine per peer at a time.
+    pub max_reads_in_flight: usize,
+    /// A peer silent for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Peer exchange interval (BEP 11); `None` turns it off.
+    pub pex_interval: Option<Duration>,
+    /// Our TCP listen port, told to peers in the extension handshake.
+    pub listen_port: Option<u16>,
+    /// Seed for tie-breaking and rotations.
+    pub seed: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            source: false,
+            unchoke_slots: 40,
+            max_outstanding: 32,
+            max_in_progress: 24,
+            source_fanout: 2,
+            source_delay: None,
+            relay_margin: 4,
+            block_timeout: Duration::from_secs(3),
+            urgent_timeout: Duration::from_millis(700),
+            recent_on_connect: Duration::from_secs(20),
+            max_peer_requests: 512,
+            max_reads_in_flight: 32,
+            idle_timeout: Duration::from_secs(120),
+            pex_interval: Some(Duration::from_secs(30)),
+            listen_port: None,
+            seed: 0x11fe,
+        }
+    }
+}
+
+/// What the engine must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message to a peer.
+    Send(PeerKey, Message),
+    /// Read this block of a held piece from the window, send it as PIECE, then call
+    /// [`super::LiveSwarm::on_block_sent`].
+    SendBlock {
+        /// Requesting peer.
+        peer: PeerKey,
+        /// The block.
+        block: BlockRef,
+    },
+    /// Close a connection; with `ban`, refuse that address from now on.
+    Disconnect {
+        /// Which connection.
+        peer: PeerKey,
+        /// Why, for the log.
+        reason: String,
+        /// Refuse this address from now on.
+        ban: bool,
+    },
+    /// Every block of a piece arrived: check the payload against the (verified) header, put
+    /// it in the window, then call [`super::LiveSwarm::on_piece_checked`].
+    PieceComplete {
+        /// The piece's verified header.
+        header: PieceHeader,
+        /// The assembled payload (not checked yet).
+        payload: Bytes,
+    },
+    /// A verified header moved the live edge to this index (`LiveBuffer::note_exists`).
+    Edge(u32),
+    /// Addresses learned from peer exchange, to dial.
+    Discovered(Vec<SocketAddr>),
+    /// The info dictionary arrived over ut_metadata, matches the ID and is a live stream: the
+    /// swarm runs with it now; build the window from it.
+    MetadataReceived(Bytes),
+    /// The info dictionary arrived and matches the ID but is an ordinary torrent (no `live`
+    /// key): hand it to a VoD torrent.
+    NotLive(Bytes),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Connected peers.
+    pub peers: usize,
+    /// Payload bytes received that we had asked for.
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Bytes received that were not useful (late duplicates, failed pieces).
+    pub wasted: u64,
+    /// Peers disconnected and banned.
+    pub banned: u64,
+    /// Block requests sent.
+    pub requests_sent: u64,
+    /// Block requests served.
+    pub requests_served: u64,
+    /// Piece announcements (headers) sent.
+    pub pieces_announced: u64,
+    /// Pieces received from peers that passed their check.
+    pub pieces_received: u64,
+    /// Bytes/s from peers.
+    pub down_rate: u64,
+    /// Bytes/s to peers.
+    pub up_rate: u64,
+}

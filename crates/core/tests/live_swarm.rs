@@ -1,0 +1,378 @@
+//! Scenario tests of the live swarm: a source and viewers (`LiveSwarm`s) joined by in-memory
+//! queues on a virtual clock, every message through the real codec, with the engine's duties
+//! (keeping the window, checking payloads, reading blocks) played by the harness.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm, PeerKey};
+use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID};
+use peercdn_core::wire::{self, Handshake, Message};
+use peercdn_core::{InfoHash, PeerId};
+
+const PIECE_MS: u64 = 100;
+const PIECE_LEN: usize = 40_000;
+
+struct Node {
+    swarm: LiveSwarm,
+    store: BTreeMap<u32, (PieceHeader, Bytes)>,
+    corrupt: bool,
+    banned: Vec<PeerKey>,
+    ready: bool,
+}
+
+struct Net {
+    key: SigningKey,
+    params: LiveParams,
+    id: InfoHash,
+    nodes: Vec<Node>,
+    links: BTreeMap<(usize, PeerKey), (usize, PeerKey)>,
+    wires: VecDeque<(usize, PeerKey, Message)>,
+    now: Instant,
+    wall_us: u64,
+    next_index: u32,
+}
+
+fn payload(index: u32) -> Bytes {
+    (0..PIECE_LEN)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(index) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+impl Net {
+    fn new() -> Net {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let params = LiveParams {
+            name: "live test".into(),
+            pubkey: key.verifying_key().to_bytes(),
+            piece_duration_ms: PIECE_MS as u32,
+            max_piece_length: 1 << 20,
+            window_s: 4,
+        };
+        let id = params.content_id();
+        Net {
+            key,
+            params,
+            id,
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            wires: VecDeque::new(),
+            now: Instant::now(),
+            wall_us: 1_700_000_000_000_000,
+            next_index: 0,
+        }
+    }
+
+    fn config(&self, source: bool) -> LiveConfig {
+        LiveConfig {
+            source,
+            listen_port: Some(1000 + self.nodes.len() as u16),
+            seed: self.nodes.len() as u64,
+            ..LiveConfig::default()
+        }
+    }
+
+    fn add(&mut self, source: bool) -> usize {
+        let swarm = LiveSwarm::with_info(self.params.info_bytes().into(), self.config(source))
+            .expect("valid info");
+        self.push(swarm, true)
+    }
+
+    fn add_by_id(&mut self) -> usize {
+        let swarm = LiveSwarm::new(self.id, self.config(false));
+        self.push(swarm, false)
+    }
+
+    fn push(&mut self, swarm: LiveSwarm, ready: bool) -> usize {
+        self.nodes.push(Node {
+            swarm,
+            store: BTreeMap::new(),
+            corrupt: false,
+            banned: Vec::new(),
+            ready,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// `a` dials `b`.
+    fn connect(&mut self, a: usize, b: usize) {
+        let (ka, kb) = (100 + b as u64, 100 + a as u64);
+        self.links.insert((a, ka), (b, kb));
+        self.links.insert((b, kb), (a, ka));
+        let listen = |i: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16));
+        let hs = |i: usize| Handshake::ours(self.id, PeerId::ours([i as u8; 12]));
+        let (ha, hb) = (hs(a), hs(b));
+        self.nodes[a].swarm.add_peer(ka, listen(b), &hb, self.now);
+        self.nodes[a].swarm.set_listen_addr(ka, listen(b));
+        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 40000 + a as u16));
+        self.nodes[b].swarm.add_peer(kb, ephemeral, &ha, self.now);
+    }
+
+    fn header(&self, index: u32, ts: u64, data: &[u8]) -> PieceHeader {
+        PieceHeader::sign(&self.key, &self.id, index, ts, 100_000, 1, data)
+    }
+
+    /// The source (node 0) makes the next piece.
+    fn produce(&mut self) {
+        let i = self.next_index;
+        self.next_index += 1;
+        let data = payload(i);
+        let h = self.header(i, self.wall_us, &data);
+        self.nodes[0].store.insert(i, (h, data));
+        self.nodes[0].swarm.on_piece_added(h, self.now);
+    }
+
+    /// Sends `msg` to `to` as if `from` had sent it on their link.
+    fn inject(&mut self, from: usize, to: usize, msg: Message) {
+        let Some(&(t, tkey)) = self.links.get(&(from, 100 + to as u64)) else {
+            panic!("no link {from}->{to}");
+        };
+        self.wires.push_back((t, tkey, msg));
+    }
+
+    fn forged_have(&self, h: PieceHeader) -> Message {
+        Message::Extended {
+            id: OUR_PC_LIVE_ID,
+            payload: LiveMsg::Have(vec![h]).encode(),
+        }
+    }
+
+    /// Delivers everything queued; returns when quiet.
+    fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            let mut progressed = false;
+            for i in 0..self.nodes.len() {
+                while let Some(a) = self.nodes[i].swarm.poll_action() {
+                    progressed = true;
+                    self.exec(i, a);
+                }
+            }
+            if let Some((to, key, msg)) = self.wires.pop_front() {
+                progressed = true;
+                let mut buf = BytesMut::new();
+                wire::encode(&msg, &mut buf);
+                let msg = wire::decode(&mut buf, 1 << 20).unwrap().unwrap();
+                self.nodes[to].swarm.on_message(key, msg, self.now);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("network never settled");
+    }
+
+    /// Runs `ms` of virtual time in 10 ms steps, producing a piece every `PIECE_MS` when
+    /// `produce` is set.
+    fn run(&mut self, ms: u64, produce: bool) {
+        for step in 0..ms / 10 {
+            if produce && step % (PIECE_MS / 10) == 0 {
+                self.produce();
+            }
+            self.settle();
+            self.now += Duration::from_millis(10);
+            self.wall_us += 10_000;
+            if step % 10 == 0 {
+                for n in &mut self.nodes {
+                    n.swarm.tick(self.now, self.wall_us);
+                }
+            }
+        }
+        self.settle();
+    }
+
+    fn exec(&mut self, i: usize, a: Action) {
+        match a {
+            Action::Send(key, msg) => {
+                if let Some(&(to, tkey)) = self.links.get(&(i, key)) {
+                    self.wires.push_back((to, tkey, msg));
+                }
+            }
+            Action::SendBlock { peer, block } => {
+                let data = self.nodes[i].store.get(&block.index).map(|(_, p)| {
+                    let s = block.begin as usize;
+                    let mut d = p[s..s + block.len as usize].to_vec();
+                    if self.nodes[i].corrupt {
+                        d[0] ^= 0xff;
+                    }
+                    Bytes::from(d)
+                });
+                if let (Some(data), Some(&(to, tkey))) = (&data, self.links.get(&(i, peer))) {
+                    let msg = Message::Piece {
+                        index: block.index,
+                        begin: block.begin,
+                        data: data.clone(),
+                    };
+                    self.wires.push_back((to, tkey, msg));
+                }
+                self.nodes[i]
+                    .swarm
+                    .on_block_sent(peer, block, data.is_some());
+            }
+            Action::Disconnect { peer, ban, .. } => {
+                if ban {
+                    self.nodes[i].banned.push(peer);
+                }
+                if let Some((to, tkey)) = self.links.remove(&(i, peer)) {
+                    self.links.remove(&(to, tkey));
+                    self.nodes[to].swarm.remove_peer(tkey);
+                }
+            }
+            Action::PieceComplete { header, payload } => {
+                let ok = header.check_payload(&payload).is_ok();
+                if ok {
+                    self.nodes[i].store.insert(header.index, (header, payload));
+                }
+                self.nodes[i]
+                    .swarm
+                    .on_piece_checked(header.index, ok, self.now);
+            }
+            Action::MetadataReceived(info) => {
+                assert_eq!(InfoHash::of_info(&info), self.id);
+                self.nodes[i].ready = true;
+            }
+            Action::NotLive(_) => panic!("a live stream's info was taken for a torrent"),
+            Action::Edge(_) | Action::Discovered(_) => {}
+        }
+    }
+
+    /// Asserts node `i` holds every piece from `from` to the last one produced.
+    fn assert_all(&self, i: usize, from: u32) {
+        let missing: Vec<u32> = (from..self.next_index)
+            .filter(|x| !self.nodes[i].store.contains_key(x))
+            .collect();
+        assert!(missing.is_empty(), "node {i} lacks pieces {missing:?}");
+    }
+}
+
+fn banned_key(of: usize) -> PeerKey {
+    100 + of as PeerKey
+}
+
+/// A chain and a tree of viewers below one source: every viewer gets every piece.
+#[test]
+fn chain_and_tree_receive_every_piece() {
+    let mut net = Net::new();
+    let s = net.add(true);
+    let v: Vec<usize> = (0..6).map(|_| net.add(false)).collect();
+    // Chain s <- v0 <- v1 <- v2, and a tree below v0: v3, v4; v5 below v3.
+    net.connect(v[0], s);
+    net.connect(v[1], v[0]);
+    net.connect(v[2], v[1]);
+    net.connect(v[3], v[0]);
+    net.connect(v[4], v[0]);
+    net.connect(v[5], v[3]);
+    net.run(100, false);
+    net.run(5_000, true);
+    net.run(1_000, false);
+    assert_eq!(net.next_index, 50);
+    for &i in &v {
+        net.assert_all(i, 0);
+        assert!(net.nodes[i].banned.is_empty());
+    }
+}
+
+/// With viewers that can relay, the source uploads about one or two copies of each piece, not
+/// one per viewer.
+#[test]
+fn source_upload_stays_near_the_bitrate() {
+    let mut net = Net::new();
+    let s = net.add(true);
+    let v: Vec<usize> = (0..10).map(|_| net.add(false)).collect();
+    for (n, &a) in v.iter().enumerate() {
+        net.connect(a, s);
+        for &b in &v[..n] {
+            net.connect(a, b);
+        }
+    }
+    net.run(100, false);
+    net.run(4_000, true);
+    net.run(1_000, false);
+    for &i in &v {
+        net.assert_all(i, 0);
+    }
+    let produced = u64::from(net.next_index) * PIECE_LEN as u64;
+    let up = net.nodes[s].swarm.stats().uploaded;
+    let ratio = up as f64 / produced as f64;
+    assert!(
+        ratio <= 2.05,
+        "source uploaded {ratio:.2} copies of each piece to 10 viewers"
+    );
+    eprintln!("source upload: {ratio:.2} copies per piece");
+    let viewers_up: u64 = v.iter().map(|&i| net.nodes[i].swarm.stats().uploaded).sum();
+    assert!(viewers_up >= 8 * produced, "viewers relayed {viewers_up}");
+}
+
+/// Forged, replayed, foreign, far-future headers and an altered payload each get their sender
+/// banned while the honest pieces still flow.
+#[test]
+fn bad_senders_are_banned_and_honest_pieces_flow() {
+    let mut net = Net::new();
+    let s = net.add(true);
+    let victim = net.add(false);
+    let evil: Vec<usize> = (0..5).map(|_| net.add(false)).collect();
+    net.connect(victim, s);
+    for &e in &evil {
+        net.connect(e, s);
+        net.connect(victim, e);
+    }
+    net.nodes[evil[4]].corrupt = true;
+    net.run(100, false);
+    net.run(3_000, true);
+    let edge = net.next_index - 1;
+
+    // Forged signature.
+    let mut forged = net.header(edge + 1, net.wall_us, b"evil");
+    forged.signature[0] ^= 1;
+    let m = net.forged_have(forged);
+    net.inject(evil[0], victim, m);
+    // Replayed piece: a valid header from long before the window.
+    let old = net.header(0, net.wall_us - 3_600_000_000, &payload(0));
+    let m = net.forged_have(old);
+    net.inject(evil[1], victim, m);
+    // Another content ID, same key.
+    let other = InfoHash([7; 20]);
+    let foreign = PieceHeader::sign(&net.key, &other, edge + 1, net.wall_us, 1, 0, b"x");
+    let m = net.forged_have(foreign);
+    net.inject(evil[2], victim, m);
+    // Far beyond the edge (validly signed: only the key holder could, but still refused).
+    let far = net.header(edge + 100_000, net.wall_us, b"future");
+    let m = net.forged_have(far);
+    net.inject(evil[3], victim, m);
+
+    net.run(3_000, true);
+    net.run(1_000, false);
+    for (n, &e) in evil.iter().enumerate() {
+        assert!(
+            net.nodes[victim].banned.contains(&banned_key(e)),
+            "evil node {n} was not banned"
+        );
+    }
+    assert_eq!(net.nodes[victim].swarm.stats().banned, 5);
+    assert!(!net.nodes[victim].banned.contains(&banned_key(s)));
+    net.assert_all(victim, 0);
+}
+
+/// A viewer that knows only the content ID fetches the info dictionary, then the pieces.
+#[test]
+fn viewer_joins_by_id_alone() {
+    let mut net = Net::new();
+    let s = net.add(true);
+    let v = net.add(false);
+    net.connect(v, s);
+    net.run(1_000, true);
+    let j = net.add_by_id();
+    net.connect(j, v);
+    net.run(2_000, true);
+    net.run(500, false);
+    assert!(net.nodes[j].ready);
+    assert!(net.nodes[j].swarm.params().is_some());
+    // It starts near the edge and keeps up from there.
+    let first = *net.nodes[j].store.keys().next().expect("some pieces");
+    assert!(first >= 5, "started at {first}");
+    net.assert_all(j, first);
+    net.assert_all(v, 0);
+}

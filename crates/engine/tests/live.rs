@@ -1,0 +1,367 @@
+//! Live streams over real sockets on 127.0.0.1: a source session pushing signed pieces, viewer
+//! sessions in a chain and a mesh (one joining by ID alone), and an evil raw-TCP peer that
+//! announces a forged piece and gets banned.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use peercdn_core::live::{Descriptor, LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID, PC_LIVE};
+use peercdn_core::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
+use peercdn_core::wire::{self, Handshake, Message};
+use peercdn_core::PeerId;
+use peercdn_engine::live::{LiveBuffer, LiveHandle, LiveSource, NewPiece};
+use peercdn_engine::session::{AddOptions, LiveOptions, Resolved, Session, SessionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(dir: &Path) -> SessionConfig {
+    SessionConfig {
+        data_dir: dir.join("data"),
+        download_dir: dir.join("dl"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        static_peers: vec![],
+        upload_limit: 0,
+        download_limit: 0,
+        dht: None,
+    }
+}
+
+fn addr(s: &Session) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], s.listen_port()))
+}
+
+fn descriptor(key: &SigningKey) -> Descriptor {
+    Descriptor::new(
+        LiveParams {
+            name: "engine live test".into(),
+            pubkey: key.verifying_key().to_bytes(),
+            piece_duration_ms: 200,
+            max_piece_length: 1 << 20,
+            window_s: 30,
+        },
+        vec![],
+        vec![],
+    )
+}
+
+/// A TS-like payload: whole 188-byte packets.
+fn payload(i: u32) -> Bytes {
+    let packets = 60 + (i as usize % 5) * 40;
+    let mut v = vec![0u8; packets * 188];
+    for (n, b) in v.iter_mut().enumerate() {
+        *b = if n % 188 == 0 {
+            0x47
+        } else {
+            (n as u32 ^ i) as u8
+        };
+    }
+    v.into()
+}
+
+async fn ready(h: &LiveHandle) -> Arc<LiveBuffer> {
+    tokio::time::timeout(Duration::from_secs(20), h.wait_ready())
+        .await
+        .expect("descriptor in time")
+        .expect("stream running")
+}
+
+async fn wait_all(name: &str, b: &LiveBuffer, n: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if (0..n).all(|i| b.has(i)) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let missing: Vec<u32> = (0..n).filter(|i| !b.has(*i)).collect();
+            panic!("{name} lacks pieces {missing:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_in_a_chain_and_by_id_receive_every_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let desc = descriptor(&key);
+    let id = desc.content_id();
+    let start = |n: &str| Session::start(config(&dir.path().join(n)));
+    let src = start("src").await.unwrap();
+    let src_h = src.add_live(
+        desc.clone(),
+        LiveOptions {
+            source: true,
+            ..LiveOptions::default()
+        },
+    );
+    let src_buf = src_h.buffer().expect("buffer at once");
+    let mut source = LiveSource::new(key, src_buf.clone(), 0).unwrap();
+
+    let v1 = start("v1").await.unwrap();
+    let v2 = start("v2").await.unwrap();
+    let v3 = start("v3").await.unwrap();
+    let v4 = start("v4").await.unwrap();
+    let opts = |peers: Vec<SocketAddr>| LiveOptions {
+        peers,
+        ..LiveOptions::default()
+    };
+    // v1 dials the source; v2 and v3 dial only viewers; v4 knows only the ID and v2.
+    let h1 = v1.add_live(desc.clone(), opts(vec![addr(&src)]));
+    let h2 = v2.add_live(desc.clone(), opts(vec![addr(&v1)]));
+    let h3 = v3.add_live(desc.clone(), opts(vec![addr(&v1), addr(&v2)]));
+    let h4 = match v4
+        .resolve_id(
+            id,
+            AddOptions {
+                peers: vec![addr(&v2)],
+                ..AddOptions::default()
+            },
+        )
+        .await
+    {
+        Resolved::Live(h) => h,
+        Resolved::Vod(_) => panic!("a live ID resolved as a torrent"),
+    };
+    let bufs = [
+        ready(&h1).await,
+        ready(&h2).await,
+        ready(&h3).await,
+        ready(&h4).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    const N: u32 = 15;
+    for i in 0..N {
+        source
+            .push(NewPiece {
+                payload: payload(i),
+                keyframe: i % 5 == 0,
+                discontinuity: false,
+                duration_us: 200_000,
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for (n, b) in bufs.iter().enumerate() {
+        wait_all(&format!("viewer {}", n + 1), b, N).await;
+        for i in 0..N {
+            let p = b.get(i).unwrap();
+            p.header.verify(&desc.params.pubkey, &id).unwrap();
+            p.header.check_payload(&p.payload).unwrap();
+            assert_eq!(p.payload, payload(i));
+        }
+    }
+    // The status shows the traffic.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let s1 = h1.status();
+    assert!(s1.peers >= 1 && s1.p2p_downloaded > 0, "{s1:?}");
+    assert_eq!(s1.last, Some(N - 1));
+    assert!(src_h.status().uploaded > 0);
+    assert!(src_h.status().is_source);
+    assert_eq!(h4.status().name.as_deref(), Some("engine live test"));
+    for s in [&src, &v1, &v2, &v3, &v4] {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evil_peer_with_a_forged_piece_is_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[43; 32]);
+    let desc = descriptor(&key);
+    let id = desc.content_id();
+    let viewer = Session::start(config(dir.path())).await.unwrap();
+    let h = viewer.add_live(desc.clone(), LiveOptions::default());
+
+    let mut sock = TcpStream::connect(addr(&viewer)).await.unwrap();
+    sock.write_all(&Handshake::ours(id, PeerId::ours([7; 12])).encode())
+        .await
+        .unwrap();
+    let mut hs = [0u8; 68];
+    sock.read_exact(&mut hs).await.unwrap();
+    let mut ours = ExtHandshake::ours(None, None);
+    ours.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
+    let mut out = BytesMut::new();
+    wire::encode(
+        &Message::Extended {
+            id: EXT_HANDSHAKE_ID,
+            payload: ours.encode(),
+        },
+        &mut out,
+    );
+    // A piece signed by somebody else's key, announced and then pushed.
+    let stranger = SigningKey::from_bytes(&[44; 32]);
+    let data = payload(0);
+    let forged = PieceHeader::sign(&stranger, &id, 0, 1, 200_000, 1, &data);
+    wire::encode(
+        &Message::Extended {
+            id: OUR_PC_LIVE_ID,
+            payload: LiveMsg::Have(vec![forged]).encode(),
+        },
+        &mut out,
+    );
+    wire::encode(
+        &Message::Piece {
+            index: 0,
+            begin: 0,
+            data: data.slice(..data.len().min(16384)),
+        },
+        &mut out,
+    );
+    sock.write_all(&out).await.unwrap();
+    // The viewer hangs up.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the evil peer was not disconnected");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let st = h.status();
+    assert_eq!(st.banned, 1, "{st:?}");
+    assert_eq!(st.peers, 0);
+    assert!(h.buffer().unwrap().get(0).is_none());
+    viewer.shutdown().await;
+}
+
+/// `resolve_id` on an ordinary torrent's ID fetches its info dictionary and starts a VoD
+/// torrent with it, which downloads as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_id_of_a_torrent_starts_a_torrent() {
+    use peercdn_core::metainfo::Metainfo;
+    use peercdn_engine::create::{build_info, CreateOptions};
+    use peercdn_engine::torrent::Source;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pub_dir = d.join("pub");
+    std::fs::create_dir_all(&pub_dir).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(pub_dir.join("file.bin"), &data).unwrap();
+    let info = build_info(
+        &pub_dir.join("file.bin"),
+        &CreateOptions {
+            piece_length: Some(65536),
+            private: false,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let m = Metainfo::new(info, vec![], vec![], None, None);
+    let id = m.info_hash;
+    let seeder = Session::start(config(&d.join("a"))).await.unwrap();
+    seeder.add(
+        Source::Metainfo(Box::new(m)),
+        AddOptions {
+            save_dir: Some(pub_dir.clone()),
+            ..Default::default()
+        },
+    );
+    let viewer = Session::start(config(&d.join("b"))).await.unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        viewer.resolve_id(
+            id,
+            AddOptions {
+                peers: vec![addr(&seeder)],
+                ..AddOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("resolved before the timeout");
+    let Resolved::Vod(h) = r else {
+        panic!("a torrent ID resolved as live")
+    };
+    tokio::time::timeout(Duration::from_secs(5), h.wait_ready())
+        .await
+        .expect("metadata known")
+        .unwrap();
+    assert!(viewer.get_live(&id).is_none());
+    let mut st = h.status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        st.wait_for(|s| s.total_length > 0 && s.have_bytes == s.total_length),
+    )
+    .await
+    .expect("download completes")
+    .unwrap();
+    viewer.shutdown().await;
+    seeder.shutdown().await;
+}
+
+/// A source whose uplink carries less than one copy per viewer still feeds four viewers: they
+/// relay to each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_source_uplink_is_enough_when_viewers_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[45; 32]);
+    let desc = descriptor(&key);
+    let start = |n: &str| Session::start(config(&dir.path().join(n)));
+    let src = start("src").await.unwrap();
+    // About 2× the stream's bitrate (~ 135 kB/s); four viewers need 4×.
+    let src_h = src.add_live(
+        desc.clone(),
+        LiveOptions {
+            source: true,
+            upload_limit: 280_000,
+            ..LiveOptions::default()
+        },
+    );
+    let mut source = LiveSource::new(key, src_h.buffer().unwrap(), 0).unwrap();
+    let mut viewers = Vec::new();
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        let v = start(&format!("v{n}")).await.unwrap();
+        let mut peers = vec![addr(&src)];
+        peers.extend(viewers.iter().map(addr));
+        handles.push(v.add_live(
+            desc.clone(),
+            LiveOptions {
+                peers,
+                ..LiveOptions::default()
+            },
+        ));
+        viewers.push(v);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const N: u32 = 20;
+    for i in 0..N {
+        source
+            .push(NewPiece {
+                payload: payload(i),
+                keyframe: true,
+                discontinuity: false,
+                duration_us: 200_000,
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (n, h) in handles.iter().enumerate() {
+        wait_all(&format!("viewer {n}"), &h.buffer().unwrap(), N).await;
+    }
+    let produced: u64 = (0..N).map(|i| payload(i).len() as u64).sum();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up = src_h.status().uploaded;
+    let relayed: u64 = handles.iter().map(|h| h.status().uploaded).sum();
+    eprintln!(
+        "source uploaded {:.2} copies, viewers {:.2}",
+        up as f64 / produced as f64,
+        relayed as f64 / produced as f64
+    );
+    assert!(up < 3 * produced, "source uploaded {up} for {produced}");
+    assert!(relayed > produced, "viewers relayed {relayed}");
+    src.shutdown().await;
+    for v in &viewers {
+        v.shutdown().await;
+    }
+}
