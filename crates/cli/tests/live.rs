@@ -172,7 +172,15 @@ fn check_player(mut p: Player, min_s: f64) -> f64 {
 #[test]
 fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let d = tmp.path();
+    // PEERCDN_TEST_KEEP=1 keeps the logs and files for a post-mortem.
+    let kept;
+    let d = if std::env::var_os("PEERCDN_TEST_KEEP").is_some() {
+        kept = tmp.keep();
+        eprintln!("keeping {}", kept.display());
+        kept.as_path()
+    } else {
+        tmp.path()
+    };
     let src = make_live_source(d);
     let publish = d.join("publish");
     std::fs::create_dir_all(&publish).expect("mkdir");
@@ -284,6 +292,9 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
     let hls_player = play(d, "hls-player", &format!("{}{id}/live.m3u8", nginx.url()));
 
     until(WATCH_S + 5);
+    for p in &players {
+        eprintln!("{}: {:.1} s", p.name, ffmpeg_media_time(&p.progress));
+    }
     for p in players {
         // Startup takes a moment; continuity means ~all of the rest played.
         check_player(p, WATCH_S as f64 - 10.0);

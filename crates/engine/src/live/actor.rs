@@ -169,6 +169,8 @@ struct Actor {
     last_status: Instant,
     cdn_mark: (u64, Instant),
     cdn_rate: u64,
+    /// Fetches pieces from the CDN that peers do not deliver in time (viewers with CDN URLs).
+    fallback: Option<super::cdn::Fallback>,
     done: bool,
 }
 
@@ -222,11 +224,45 @@ impl Actor {
             last_status: now,
             cdn_mark: (0, now),
             cdn_rate: 0,
+            fallback: None,
             done: false,
         }
     }
 
+    /// Starts the CDN fallback once the window exists, unless we are the source or no CDN is
+    /// known.
+    fn start_fallback(&mut self) {
+        let Some(b) = &self.buffer else { return };
+        if self.p.source || self.fallback.is_some() {
+            return;
+        }
+        let mut bases = b.descriptor().cdn.clone();
+        for u in &self.p.cdn {
+            if !bases.contains(u) {
+                bases.push(u.clone());
+            }
+        }
+        if bases.is_empty() {
+            return;
+        }
+        let client = match reqwest::Client::builder().build() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("no HTTP client for the CDN fallback: {e}");
+                return;
+            }
+        };
+        info!(?bases, "CDN fallback on");
+        self.fallback = Some(super::cdn::spawn_fallback(
+            b.clone(),
+            bases,
+            client,
+            super::cdn::FallbackConfig::default(),
+        ));
+    }
+
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<LiveCommand>) {
+        self.start_fallback();
         self.take_inserted();
         self.drain_actions();
         self.connect_now();
@@ -474,6 +510,7 @@ impl Actor {
                 });
                 let _ = self.buffer_tx.send(Some(b));
                 let _ = self.kind_tx.send(Kind::Live);
+                self.start_fallback();
             }
             Err(e) => warn!("live descriptor from peers is invalid: {e}"),
         }
