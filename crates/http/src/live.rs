@@ -360,6 +360,7 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "down_rate": st.down_rate,
         "up_rate": st.up_rate,
         "banned": st.banned,
+        "wasted": st.wasted,
         "first": st.first,
         "last": st.last,
         "edge": st.edge,

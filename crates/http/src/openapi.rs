@@ -234,6 +234,7 @@ pub fn document() -> Value {
                         "down_rate": { "type": "integer", "description": "bytes/s" },
                         "up_rate": { "type": "integer", "description": "bytes/s" },
                         "banned": { "type": "integer" },
+                        "wasted": { "type": "integer" },
                         "first": { "type": "integer", "nullable": true },
                         "last": { "type": "integer", "nullable": true },
                         "edge": { "type": "integer", "nullable": true },

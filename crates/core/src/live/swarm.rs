@@ -25,6 +25,7 @@
 //!
 //! Nothing a peer sends can panic the swarm; every collection a peer can grow is capped.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -39,15 +40,21 @@ use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
 mod types;
 
-pub use types::{Action, LiveConfig, LiveStats};
+pub use types::{Action, LiveConfig, LivePeerInfo, LiveStats};
 
 /// The engine's handle for one connection (unique per swarm, never reused).
 pub type PeerKey = u64;
 
 /// Most headers kept in the pending-announcement queue of the source.
 const MAX_PENDING_ANNOUNCES: usize = 4096;
-/// How often an optimistic unchoke rotates when more peers want data than there are slots.
-const OPTIMISTIC_EVERY: Duration = Duration::from_secs(10);
+/// Serving order of a queued request: (not in the piece's first wave, index, the peer's
+/// blocks in flight, offset); lowest first.
+type ServeRank = (bool, u32, usize, u32);
+
+/// How often the unchoked set is recomputed (and the optimistic slot rotates).
+const RECHOKE_EVERY: Duration = Duration::from_secs(3);
+/// An unchoked peer that asked for nothing this long gives its slot to a waiting one.
+const IDLE_SLOT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Peer {
@@ -80,6 +87,10 @@ struct Peer {
     up_rate: u64,
     last_recv: Instant,
     unchoked_at: Instant,
+    /// When it last asked us for a block.
+    last_request: Option<Instant>,
+    /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
+    refused: VecDeque<u32>,
     hash_fails: u32,
     pex_sent: Vec<SocketAddr>,
     next_pex: Instant,
@@ -135,6 +146,15 @@ pub struct LiveSwarm {
     /// Pieces that failed their check with several senders, and who they were.
     suspect: BTreeMap<u32, Vec<PeerKey>>,
     pending: VecDeque<Pending>,
+    /// Source only: who heard of each recent piece first; their requests for it are served
+    /// before anyone else's, so the first wave gets every piece at once and relays it.
+    first_wave: BTreeMap<u32, Vec<PeerKey>>,
+    /// Source only: which peers each recent piece is being served to (bounded like
+    /// `first_wave`); beyond [`LiveConfig::source_copies`] the source refuses, so its upload
+    /// carries new pieces instead of more copies of the same one.
+    served_to: BTreeMap<u32, Vec<PeerKey>>,
+    /// Block reads handed to the engine and not yet reported sent, all peers together.
+    reads_total: usize,
     playhead: Option<u32>,
     wall_us: u64,
     rotor: usize,
@@ -162,6 +182,9 @@ impl LiveSwarm {
             checking: BTreeMap::new(),
             suspect: BTreeMap::new(),
             pending: VecDeque::new(),
+            first_wave: BTreeMap::new(),
+            served_to: BTreeMap::new(),
+            reads_total: 0,
             playhead: None,
             wall_us: 0,
             rotor: 0,
@@ -223,6 +246,25 @@ impl LiveSwarm {
         s
     }
 
+    /// The connected peers, for the API and logs.
+    pub fn peer_infos(&self) -> Vec<LivePeerInfo> {
+        self.peers
+            .values()
+            .map(|p| LivePeerInfo {
+                addr: p.listen_addr.unwrap_or(p.addr),
+                client: p.client.clone(),
+                newest: p.has.last().copied(),
+                am_choking: p.am_choking,
+                peer_choking: p.peer_choking,
+                outstanding: p.outstanding.len(),
+                queued: p.their_requests.len(),
+                reading: p.reads_in_flight,
+                down_rate: p.down_rate,
+                up_rate: p.up_rate,
+            })
+            .collect()
+    }
+
     /// Number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -272,6 +314,8 @@ impl LiveSwarm {
                 up_rate: 0,
                 last_recv: now,
                 unchoked_at: now,
+                last_request: None,
+                refused: VecDeque::new(),
                 hash_fails: 0,
                 pex_sent: Vec::new(),
                 next_pex: now + self.config.pex_interval.unwrap_or(Duration::ZERO),
@@ -292,9 +336,11 @@ impl LiveSwarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        self.reads_total = self.reads_total.saturating_sub(peer.reads_in_flight);
         for (b, _) in peer.outstanding {
             self.release(b, key);
         }
+        self.pump_reads();
     }
 
     /// The lowest piece a local player needs (`None`: no player; the node only relays).
@@ -336,14 +382,21 @@ impl LiveSwarm {
             }
             Message::Interested => {
                 peer.peer_interested = true;
-                if peer.ready && peer.am_choking && self.unchoked() < self.config.unchoke_slots {
+                // A free slot, or the optimistic one: a newcomer is served at once.
+                if peer.ready && peer.am_choking && self.unchoked() <= self.slots() {
                     self.set_choking(key, false, now);
                 }
             }
             Message::NotInterested => peer.peer_interested = false,
-            Message::Request(b) => self.on_request(key, b),
+            Message::Request(b) => self.on_request(key, b, now),
             Message::Cancel(b) => peer.their_requests.retain(|r| *r != b),
             Message::Reject(b) => {
+                if !peer.refused.contains(&b.index) {
+                    if peer.refused.len() >= 64 {
+                        peer.refused.pop_front();
+                    }
+                    peer.refused.push_back(b.index);
+                }
                 if let Some(pos) = peer.outstanding.iter().position(|(r, _)| *r == b) {
                     peer.outstanding.swap_remove(pos);
                     self.release(b, key);
@@ -413,12 +466,13 @@ impl LiveSwarm {
             return;
         };
         peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
+        self.reads_total = self.reads_total.saturating_sub(1);
         if sent {
             peer.up_total += u64::from(block.len);
             self.stats.uploaded += u64::from(block.len);
             self.stats.requests_served += 1;
         }
-        self.pump_reads(key);
+        self.pump_reads();
     }
 
     /// Periodic work: rates, late requests, the source's delayed announcements, pruning of
@@ -438,7 +492,7 @@ impl LiveSwarm {
         for key in idle {
             self.disconnect(key, "idle".into(), false);
         }
-        self.optimistic_unchoke(now);
+        self.rechoke(now);
         self.retry_metadata();
         self.send_pex(now);
         self.schedule(now);
@@ -529,7 +583,7 @@ impl LiveSwarm {
             );
         }
         self.send(key, Message::Interested);
-        if self.unchoked() < self.config.unchoke_slots {
+        if self.unchoked() < self.slots() {
             self.set_choking(key, false, now);
         }
     }
@@ -683,14 +737,16 @@ impl LiveSwarm {
                 self.params = Some(params);
                 self.info_bytes = Some(buf.clone());
                 self.actions.push_back(Action::MetadataReceived(buf));
-                let keys: Vec<PeerKey> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| p.live_id.is_some())
-                    .map(|(&k, _)| k)
-                    .collect();
-                for k in keys {
-                    self.make_ready(k, now);
+                // Peers that joined by ID too learned from our first extension handshake that
+                // we had no metadata: tell everyone its size now (BEP 10 allows a repeat).
+                let all: Vec<PeerKey> = self.peers.keys().copied().collect();
+                for &k in &all {
+                    self.send_ext_handshake(k);
+                }
+                for k in all {
+                    if self.peers.get(&k).is_some_and(|p| p.live_id.is_some()) {
+                        self.make_ready(k, now);
+                    }
                 }
             }
             Ok(None) => self.actions.push_back(Action::NotLive(buf)),
@@ -745,53 +801,99 @@ impl LiveSwarm {
 
     // ---- serving ---------------------------------------------------------------------
 
-    fn on_request(&mut self, key: PeerKey, b: BlockRef) {
+    fn on_request(&mut self, key: PeerKey, b: BlockRef, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        peer.last_request = Some(now);
         let fast = peer.fast;
         let valid = self.headers.get(&b.index).is_some_and(|h| {
             b.len > 0
                 && b.len <= MAX_REQUEST_LEN
                 && u64::from(b.begin) + u64::from(b.len) <= u64::from(h.length)
         });
-        let ok = peer.ready
+        let mut ok = peer.ready
             && !peer.am_choking
             && valid
             && self.have.contains(&b.index)
             && peer.their_requests.len() < self.config.max_peer_requests;
+        if ok && self.config.source {
+            ok = self.source_may_serve(key, b.index);
+        }
         if !ok {
             if fast {
                 self.send(key, Message::Reject(b));
             }
             return;
         }
-        if !peer.their_requests.contains(&b) {
-            peer.their_requests.push_back(b);
-        }
-        self.pump_reads(key);
-    }
-
-    /// Hands queued requests to the engine, earliest deadline (lowest index) first.
-    fn pump_reads(&mut self, key: PeerKey) {
-        let max = self.config.max_reads_in_flight;
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        while peer.reads_in_flight < max {
-            let Some(pos) = peer
-                .their_requests
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, b)| (b.index, b.begin))
-                .map(|(i, _)| i)
-            else {
+        if !peer.their_requests.contains(&b) {
+            peer.their_requests.push_back(b);
+        }
+        self.pump_reads();
+    }
+
+    /// The source serves a piece to its first wave and to at most
+    /// [`LiveConfig::source_copies`] peers in all; the rest get it from those peers.
+    fn source_may_serve(&mut self, key: PeerKey, index: u32) -> bool {
+        if self
+            .first_wave
+            .get(&index)
+            .is_some_and(|w| w.contains(&key))
+        {
+            return true;
+        }
+        let limit = self.config.source_copies.max(self.config.source_fanout);
+        let to = self.served_to.entry(index).or_default();
+        if to.contains(&key) {
+            return true;
+        }
+        if to.len() >= limit {
+            return false;
+        }
+        to.push(key);
+        while self.served_to.len() > 64 {
+            self.served_to.pop_first();
+        }
+        true
+    }
+
+    /// Hands queued requests to the engine, at most [`LiveConfig::max_reads_total`] blocks at
+    /// a time for all peers together, so what waits behind the upload limit stays short (a
+    /// deep queue is seconds of delay for every viewer). Order: the source serves a piece's
+    /// first wave before anyone else; then the earliest deadline (lowest index) first, and
+    /// among equals the peer with the fewest blocks in flight.
+    fn pump_reads(&mut self) {
+        let per_peer = self.config.max_reads_in_flight;
+        while self.reads_total < self.config.max_reads_total {
+            let mut best: Option<(ServeRank, PeerKey, usize)> = None;
+            for (&k, p) in &self.peers {
+                if p.reads_in_flight >= per_peer {
+                    continue;
+                }
+                for (pos, b) in p.their_requests.iter().enumerate() {
+                    let later_wave = self.config.source
+                        && !self
+                            .first_wave
+                            .get(&b.index)
+                            .is_some_and(|w| w.contains(&k));
+                    let rank = (later_wave, b.index, p.reads_in_flight, b.begin);
+                    if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                        best = Some((rank, k, pos));
+                    }
+                }
+            }
+            let Some((_, key, pos)) = best else { break };
+            let Some(peer) = self.peers.get_mut(&key) else {
                 break;
             };
             let Some(block) = peer.their_requests.remove(pos) else {
                 break;
             };
             peer.reads_in_flight += 1;
+            self.reads_total += 1;
             self.actions
                 .push_back(Action::SendBlock { peer: key, block });
         }
@@ -827,36 +929,81 @@ impl LiveSwarm {
         }
     }
 
+    /// Upload slots: a viewer's [`LiveConfig::unchoke_slots`]; the source's
+    /// [`LiveConfig::source_slots`] (few, so its upload stays near the bitrate and its peers
+    /// get whole pieces fast enough to relay them).
+    fn slots(&self) -> usize {
+        if self.config.source {
+            self.config.source_slots.max(self.config.source_fanout)
+        } else {
+            self.config.unchoke_slots
+        }
+    }
+
     fn unchoked(&self) -> usize {
         self.peers.values().filter(|p| !p.am_choking).count()
     }
 
-    /// Beyond the slot cap, every [`OPTIMISTIC_EVERY`] the longest-unchoked peer makes room
-    /// for the longest-choked interested one.
-    fn optimistic_unchoke(&mut self, now: Instant) {
+    /// Every [`RECHOKE_EVERY`]: keep unchoked the peers we upload to most (they fetch from us
+    /// and relay on: a stable tree forms, each node feeding a few at full speed instead of many
+    /// at a trickle), up to [`Self::slots`], plus one optimistic slot that rotates to the
+    /// interested peer choked longest, so a newcomer always gets a way in.
+    fn rechoke(&mut self, now: Instant) {
         if self.next_optimistic.is_some_and(|t| now < t) {
-            return;
+            return self.swap_idle(now);
         }
-        self.next_optimistic = Some(now + OPTIMISTIC_EVERY);
-        let waiting = self
+        self.next_optimistic = Some(now + RECHOKE_EVERY);
+        let slots = self.slots();
+        let mut interested: Vec<(PeerKey, u64, Instant, bool)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.ready && p.am_choking && p.peer_interested)
-            .min_by_key(|(_, p)| p.unchoked_at)
-            .map(|(&k, _)| k);
-        let Some(waiting) = waiting else { return };
-        if self.unchoked() >= self.config.unchoke_slots {
-            let oldest = self
+            .filter(|(_, p)| p.ready && p.peer_interested)
+            .map(|(&k, p)| (k, p.up_rate, p.unchoked_at, p.am_choking))
+            .collect();
+        // Most served first; among equals those unchoked longest (stable).
+        interested.sort_by_key(|&(k, up, at, choking)| (Reverse(up), choking, at, k));
+        let mut keep: Vec<PeerKey> = interested.iter().take(slots).map(|x| x.0).collect();
+        let optimistic = interested
+            .iter()
+            .skip(slots)
+            .filter(|x| x.3)
+            .min_by_key(|x| x.2)
+            .or_else(|| interested.get(slots))
+            .map(|x| x.0);
+        keep.extend(optimistic);
+        let all: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in all {
+            let choke = !keep.contains(&k);
+            self.set_choking(k, choke, now);
+        }
+    }
+
+    /// Between rechokes: a slot held by a peer that has not asked for anything for
+    /// [`IDLE_SLOT`] (it is ahead of us) goes to an interested peer we choke, longest choked
+    /// first — in live, everyone is interested in everyone, so slots follow actual requests.
+    fn swap_idle(&mut self, now: Instant) {
+        let idle: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.am_choking
+                    && now.saturating_duration_since(p.unchoked_at) >= IDLE_SLOT
+                    && p.last_request
+                        .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_SLOT)
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for k in idle {
+            let waiting = self
                 .peers
                 .iter()
-                .filter(|(_, p)| !p.am_choking)
+                .filter(|(_, p)| p.ready && p.am_choking && p.peer_interested)
                 .min_by_key(|(_, p)| p.unchoked_at)
                 .map(|(&k, _)| k);
-            if let Some(k) = oldest {
-                self.set_choking(k, true, now);
-            }
+            let Some(w) = waiting else { return };
+            self.set_choking(k, true, now);
+            self.set_choking(w, false, now);
         }
-        self.set_choking(waiting, false, now);
     }
 
     // ---- announcing ------------------------------------------------------------------
@@ -876,10 +1023,20 @@ impl LiveSwarm {
             .map(|(&k, _)| k)
             .collect();
         if self.config.source && targets.len() > self.config.source_fanout {
+            // The first wave: peers we unchoke (they can fetch it at once).
+            targets.sort_by_key(|k| self.peers.get(k).is_none_or(|p| p.am_choking));
             // Rotate who hears first, so every viewer relays its share.
-            let n = targets.len();
+            let unchoked = targets
+                .iter()
+                .filter(|k| self.peers.get(k).is_some_and(|p| !p.am_choking))
+                .count();
+            let n = if unchoked == 0 {
+                targets.len()
+            } else {
+                unchoked
+            };
             let start = self.rotor % n;
-            targets.rotate_left(start);
+            targets[..n].rotate_left(start);
             targets.truncate(self.config.source_fanout);
             self.rotor = self.rotor.wrapping_add(self.config.source_fanout);
             let delay = self.config.source_delay.unwrap_or_else(|| {
@@ -897,6 +1054,11 @@ impl LiveSwarm {
                 index,
                 told: targets.clone(),
             });
+            self.first_wave.insert(index, targets.clone());
+            self.served_to.insert(index, targets.clone());
+            while self.first_wave.len() > 64 {
+                self.first_wave.pop_first();
+            }
         }
         for key in targets {
             self.announce(key, header);

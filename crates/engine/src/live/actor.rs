@@ -154,6 +154,9 @@ struct Actor {
     buffer_rx: Option<watch::Receiver<u64>>,
     conns: HashMap<u64, Connection>,
     addrs: HashMap<SocketAddr, u64>,
+    /// The connection to each peer (by peer ID) and whether we opened it.
+    ids: HashMap<PeerId, (u64, bool)>,
+    id_of: HashMap<u64, PeerId>,
     next_key: u64,
     candidates: HashSet<SocketAddr>,
     dialing: HashSet<SocketAddr>,
@@ -167,6 +170,7 @@ struct Actor {
     next_dht_announce: Instant,
     next_announce: Instant,
     last_status: Instant,
+    next_peer_log: Instant,
     cdn_mark: (u64, Instant),
     cdn_rate: u64,
     /// Fetches pieces from the CDN that peers do not deliver in time (viewers with CDN URLs).
@@ -210,6 +214,8 @@ impl Actor {
             buffer_rx,
             conns: HashMap::new(),
             addrs: HashMap::new(),
+            ids: HashMap::new(),
+            id_of: HashMap::new(),
             next_key: 1,
             dialing: HashSet::new(),
             banned: HashSet::new(),
@@ -222,6 +228,7 @@ impl Actor {
             next_dht_announce: now,
             next_announce: now,
             last_status: now,
+            next_peer_log: now,
             cdn_mark: (0, now),
             cdn_rate: 0,
             fallback: None,
@@ -420,8 +427,20 @@ impl Actor {
         {
             return;
         }
+        // One connection per peer: when both sides dialled, keep the one opened by the lower
+        // peer ID (both ends decide the same), so upload slots are not spent twice on a peer.
+        if let Some(&(old, old_outgoing)) = self.ids.get(&hs.peer_id) {
+            let opener = |outgoing: bool| if outgoing { self.p.peer_id } else { hs.peer_id };
+            if opener(outgoing).0 >= opener(old_outgoing).0 {
+                return;
+            }
+            self.drop_conn(old);
+            self.swarm.remove_peer(old);
+        }
         let key = self.next_key;
         self.next_key += 1;
+        self.ids.insert(hs.peer_id, (key, outgoing));
+        self.id_of.insert(key, hs.peer_id);
         let conn = Connection::spawn(
             key,
             stream,
@@ -526,6 +545,11 @@ impl Actor {
     }
 
     fn drop_conn(&mut self, key: u64) {
+        if let Some(id) = self.id_of.remove(&key) {
+            if self.ids.get(&id).is_some_and(|&(k, _)| k == key) {
+                self.ids.remove(&id);
+            }
+        }
         if let Some(c) = self.conns.remove(&key) {
             self.addrs.remove(&c.addr);
             if self.p.static_peers.contains(&c.addr) && !self.banned.contains(&c.addr) {
@@ -654,6 +678,18 @@ impl Actor {
     fn publish_status(&mut self, now: Instant) {
         self.last_status = now;
         let st = self.swarm.stats();
+        if tracing::enabled!(tracing::Level::DEBUG) && now >= self.next_peer_log {
+            self.next_peer_log = now + Duration::from_secs(2);
+            for p in self.swarm.peer_infos() {
+                debug!(
+                    addr = %p.addr, newest = ?p.newest, choking = p.am_choking,
+                    choked = p.peer_choking, out = p.outstanding, queued = p.queued,
+                    reading = p.reading, down = p.down_rate, up = p.up_rate,
+                    playhead = ?self.buffer.as_ref().and_then(|b| b.playhead()),
+                    "live peer"
+                );
+            }
+        }
         let mut s = LiveStatus {
             name: None,
             is_source: self.p.source,
@@ -664,6 +700,7 @@ impl Actor {
             down_rate: st.down_rate,
             up_rate: st.up_rate,
             banned: st.banned,
+            wasted: st.wasted,
             first: None,
             last: None,
             edge: self.swarm.edge(),

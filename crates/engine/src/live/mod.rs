@@ -44,6 +44,9 @@ pub struct LiveStatus {
     pub down_rate: u64,
     /// Bytes/s to peers.
     pub up_rate: u64,
+    /// Payload bytes received that were not needed (duplicates after a re-request, cancelled
+    /// blocks, failed checks).
+    pub wasted: u64,
     /// Peers disconnected and banned for forged, altered, replayed or out-of-window pieces.
     pub banned: u64,
     /// Oldest and newest piece held.

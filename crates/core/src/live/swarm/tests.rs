@@ -137,6 +137,7 @@ fn queued_requests_are_capped() {
 #[test]
 fn a_relay_without_player_fetches_only_near_the_edge() {
     let (key, mut s) = setup();
+    s.config.min_outstanding = 32;
     let now = Instant::now();
     ready_peer(&mut s, 1, now);
     s.on_message(1, Message::Unchoke, now);

@@ -14,15 +14,24 @@ use crate::wire::{BlockRef, Message};
 pub struct LiveConfig {
     /// This node is the stream's source (announces new pieces to a few peers first).
     pub source: bool,
-    /// Peers unchoked at once; beyond, one optimistic slot rotates.
+    /// Peers a viewer unchokes at once; beyond, one optimistic slot rotates. Few enough that
+    /// each gets a useful share of the upload.
     pub unchoke_slots: usize,
-    /// Requests in flight to one peer, blocks.
+    /// Peers the source unchokes at once (at least `source_fanout`).
+    pub source_slots: usize,
+    /// Requests in flight to one peer, blocks (at most; the actual room is about half a
+    /// second of what the peer delivers, at least `min_outstanding`).
     pub max_outstanding: usize,
+    /// Requests a peer may always have in flight, whatever its rate.
+    pub min_outstanding: usize,
     /// Pieces being assembled at once (bounds memory with the stream's max piece length).
     pub max_in_progress: usize,
     /// Source only: peers told of a new piece at once; the others hear of it after
     /// `source_delay`, by which time viewers have relayed it to each other.
     pub source_fanout: usize,
+    /// Source only: peers a piece is served to in all (first wave included); others are
+    /// refused (BEP 6 reject) and fetch it from those peers.
+    pub source_copies: usize,
     /// Source only: delay before the other peers are told (`None`: one piece duration).
     pub source_delay: Option<Duration>,
     /// A node without a player fetches from `edge - relay_margin` on (pieces), so it can
@@ -38,6 +47,9 @@ pub struct LiveConfig {
     pub max_peer_requests: usize,
     /// Block reads handed to the engine per peer at a time.
     pub max_reads_in_flight: usize,
+    /// Block reads handed to the engine at a time, all peers together (bounds the queue in
+    /// front of the upload limit, hence the delay it adds).
+    pub max_reads_total: usize,
     /// A peer silent for this long is disconnected.
     pub idle_timeout: Duration,
     /// Peer exchange interval (BEP 11); `None` turns it off.
@@ -52,10 +64,13 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             source: false,
-            unchoke_slots: 40,
+            unchoke_slots: 4,
+            source_slots: 4,
             max_outstanding: 32,
+            min_outstanding: 4,
             max_in_progress: 24,
             source_fanout: 2,
+            source_copies: 3,
             source_delay: None,
             relay_margin: 4,
             block_timeout: Duration::from_secs(3),
@@ -63,6 +78,7 @@ impl Default for LiveConfig {
             recent_on_connect: Duration::from_secs(20),
             max_peer_requests: 512,
             max_reads_in_flight: 32,
+            max_reads_total: 16,
             idle_timeout: Duration::from_secs(120),
             pex_interval: Some(Duration::from_secs(30)),
             listen_port: None,
@@ -137,5 +153,30 @@ pub struct LiveStats {
     /// Bytes/s from peers.
     pub down_rate: u64,
     /// Bytes/s to peers.
+    pub up_rate: u64,
+}
+
+/// One connected peer, for the API and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivePeerInfo {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its client name, if it said.
+    pub client: Option<String>,
+    /// Newest piece it announced.
+    pub newest: Option<u32>,
+    /// We choke it.
+    pub am_choking: bool,
+    /// It chokes us.
+    pub peer_choking: bool,
+    /// Our requests in flight to it.
+    pub outstanding: usize,
+    /// Its requests queued here, and handed to the engine.
+    pub queued: usize,
+    /// Its requests handed to the engine.
+    pub reading: usize,
+    /// Bytes/s from it.
+    pub down_rate: u64,
+    /// Bytes/s to it.
     pub up_rate: u64,
 }
