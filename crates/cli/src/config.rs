@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub dht: Option<bool>,
     /// Private DHT bootstrap nodes.
     pub dht_bootstrap: Option<Vec<String>>,
+    /// Run Local Service Discovery (default true).
+    pub lsd: Option<bool>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.
