@@ -38,7 +38,14 @@ impl Lan {
         ip(&["netns", "add", &lan.a]);
         ip(&["netns", "add", &lan.b]);
         ip(&[
-            "link", "add", &lan.veth_a, "type", "veth", "peer", "name", &veth_b,
+            "link",
+            "add",
+            &lan.veth_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_b,
         ]);
         ip(&["link", "set", &lan.veth_a, "netns", &lan.a]);
         ip(&["link", "set", &veth_b, "netns", &lan.b]);
@@ -150,18 +157,25 @@ fn id_only_download_found_by_local_service_discovery() {
     peercdn_port(&mut publisher);
     let mut id = String::new();
     wait_until(Duration::from_secs(30), "the publisher's id line", || {
-        if let Some(l) = publisher.log_text().lines().find_map(|l| l.strip_prefix("id: ")) {
+        if let Some(l) = publisher
+            .log_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+        {
             id = l.trim().to_string();
         }
         !id.is_empty()
     });
-    wait_until(Duration::from_secs(10), "the publisher's LSD to start", || {
-        publisher.log_text().contains("LSD started")
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the publisher's LSD to start",
+        || publisher.log_text().contains("LSD started"),
+    );
 
     // Garbage from the other namespace: unicast to the publisher, to the group, and oversize.
+    // (No newlines: bash may write a payload with newlines in several datagrams.)
     lan.send_udp(&lan.b, &ip_a, "garbage");
-    lan.send_udp(&lan.b, "239.192.152.143", "BT-SEARCH * HTTP/1.1\r\nPort: 1\r\n\r\n");
+    lan.send_udp(&lan.b, "239.192.152.143", "BT-SEARCH * HTTP/1.1 Port: 1");
     lan.send_udp(&lan.b, &ip_a, &"x".repeat(1500));
     wait_until(
         Duration::from_secs(10),
