@@ -83,4 +83,14 @@ mod tests {
         assert!(format!("{e:#}").contains("prot"), "{e:#}");
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
     }
+
+    #[test]
+    fn lsd_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("peercdn.toml");
+        std::fs::write(&p, "lsd = false\n").unwrap();
+        assert_eq!(load(Some(&p)).unwrap().lsd, Some(false));
+        std::fs::write(&p, "port = 1\n").unwrap();
+        assert_eq!(load(Some(&p)).unwrap().lsd, None);
+    }
 }

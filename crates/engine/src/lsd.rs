@@ -881,6 +881,24 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn session_on_loopback_keeps_lsd_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = crate::session::Session::start(crate::session::SessionConfig {
+            data_dir: dir.path().join("data"),
+            download_dir: dir.path().join("dl"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            static_peers: vec![],
+            upload_limit: 0,
+            download_limit: 0,
+            dht: None,
+        })
+        .await
+        .expect("session");
+        assert!(matches!(session.start_lsd(), Err(LsdError::Loopback(_))));
+        assert_eq!(session.lsd_stats(), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1600)) {
