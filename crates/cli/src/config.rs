@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub dht: Option<bool>,
     /// Private DHT bootstrap nodes.
     pub dht_bootstrap: Option<Vec<String>>,
+    /// Run Local Service Discovery (default true).
+    pub lsd: Option<bool>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.
@@ -80,5 +82,15 @@ mod tests {
         let e = load(Some(&p)).unwrap_err();
         assert!(format!("{e:#}").contains("prot"), "{e:#}");
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn lsd_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("peercdn.toml");
+        std::fs::write(&p, "lsd = false\n").unwrap();
+        assert_eq!(load(Some(&p)).unwrap().lsd, Some(false));
+        std::fs::write(&p, "port = 1\n").unwrap();
+        assert_eq!(load(Some(&p)).unwrap().lsd, None);
     }
 }

@@ -170,6 +170,10 @@ struct NodeArgs {
     /// of the public routers. Any peercdn node can serve as one.
     #[arg(long = "dht-bootstrap")]
     dht_bootstrap: Vec<String>,
+    /// Turn Local Service Discovery off (BEP 14 multicast on the LAN; on by default, always
+    /// off when bound to a loopback address).
+    #[arg(long, env = "PEERCDN_NO_LSD")]
+    no_lsd: bool,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

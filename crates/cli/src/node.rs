@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use peercdn_core::magnet::Magnet;
 use peercdn_core::metainfo::Metainfo;
 use peercdn_engine::create::{build_info, CreateOptions};
+use peercdn_engine::lsd::LsdError;
 use peercdn_engine::session::{AddOptions, Session, SessionConfig};
 use peercdn_engine::torrent::{Source, State, TorrentHandle, TorrentStatus};
 use peercdn_engine::units::{format_bytes, format_rate, parse_rate};
@@ -39,6 +40,8 @@ pub struct NodeSettings {
     pub download_limit: u64,
     /// DHT: off, public, or a private bootstrap list.
     pub dht: Option<Option<Vec<String>>>,
+    /// Local Service Discovery on (it stays off on a loopback bind address anyway).
+    pub lsd: bool,
 }
 
 impl NodeSettings {
@@ -76,6 +79,7 @@ impl NodeSettings {
             } else {
                 Some(file.dht_bootstrap.clone())
             },
+            lsd: !node.no_lsd && file.lsd != Some(false),
             file,
         })
     }
@@ -111,6 +115,14 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         dht: settings.dht.clone(),
     };
     let session = Session::start(config).await?;
+    if settings.lsd {
+        match session.start_lsd() {
+            Ok(()) => {}
+            // Loopback: off by design, nothing to report.
+            Err(LsdError::Loopback(_)) => {}
+            Err(e) => eprintln!("warning: local service discovery is off: {e}"),
+        }
+    }
     // Scripts and tests read the port from this line.
     println!("port: {}", session.listen_port());
     Ok(session)

@@ -13,6 +13,7 @@ pub mod create;
 pub mod dht;
 pub mod ingest;
 pub mod live;
+pub mod lsd;
 pub mod nodekey;
 pub mod peer;
 pub mod ratelimit;

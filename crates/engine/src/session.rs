@@ -5,11 +5,15 @@
 //! Incoming connections are accepted here: the session reads the 68-byte handshake, finds the
 //! torrent or live stream by info hash and hands the socket over; unknown IDs and
 //! non-BitTorrent bytes (e.g. an MSE-encrypted dial) are closed at once.
+//!
+//! Local Service Discovery ([`crate::lsd`]) is off until [`Session::start_lsd`]; once on, every
+//! held torrent and live stream is announced on the LAN, and each peer it finds is handed to
+//! the torrent or live stream with that info hash through its `AddPeers` command.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use peercdn_core::live::Descriptor;
@@ -21,6 +25,7 @@ use tracing::{debug, info};
 use crate::dht::{Dht, DhtConfig};
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
+use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
 use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
@@ -131,6 +136,7 @@ struct Inner {
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
+    lsd: OnceLock<Lsd>,
 }
 
 impl Drop for Inner {
@@ -187,6 +193,7 @@ impl Session {
                 limits,
                 accept,
                 dht,
+                lsd: OnceLock::new(),
             }
         });
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
@@ -201,6 +208,49 @@ impl Session {
     /// The DHT node, when on.
     pub fn dht(&self) -> Option<&Dht> {
         self.inner.dht.as_ref()
+    }
+
+    /// Starts BEP 14 Local Service Discovery on the interface of the listen address and
+    /// announces every torrent and live stream held now or added later. Errors (and does
+    /// nothing) when the node listens on a loopback address or on IPv6 ([`LsdError`]); a second
+    /// call is a no-op.
+    pub fn start_lsd(&self) -> Result<(), LsdError> {
+        if self.inner.lsd.get().is_some() {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let lsd = Lsd::start(
+            LsdConfig {
+                bind: self.inner.config.listen.ip(),
+                peer_port: self.inner.port,
+            },
+            Arc::new(move |ih, peer| {
+                if let Some(inner) = weak.upgrade() {
+                    route_peer(&inner, ih, peer);
+                }
+            }),
+        )?;
+        let lsd = self.inner.lsd.get_or_init(|| lsd);
+        for ih in self.list().iter().map(|h| h.info_hash) {
+            lsd.add(ih);
+        }
+        let lives: Vec<InfoHash> = self
+            .inner
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for ih in lives {
+            lsd.add(ih);
+        }
+        Ok(())
+    }
+
+    /// Local Service Discovery counters; `None` while LSD is off.
+    pub fn lsd_stats(&self) -> Option<LsdStats> {
+        self.inner.lsd.get().map(Lsd::stats)
     }
 
     /// Our peer ID.
@@ -247,6 +297,9 @@ impl Session {
         };
         let h = torrent::spawn(params);
         map.insert(info_hash, h.clone());
+        if let Some(lsd) = self.inner.lsd.get() {
+            lsd.add(info_hash);
+        }
         h
     }
 
@@ -326,6 +379,7 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner())
             .remove(info_hash);
         let Some(h) = h else { return false };
+        self.lsd_forget(info_hash);
         let (tx, rx) = oneshot::channel();
         if h.tx
             .send(Command::Shutdown {
@@ -404,6 +458,9 @@ impl Session {
             dht: self.inner.dht.clone(),
         });
         map.insert(id, h.clone());
+        if let Some(lsd) = self.inner.lsd.get() {
+            lsd.add(id);
+        }
         h
     }
 
@@ -437,6 +494,7 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
         let Some(h) = h else { return false };
+        self.lsd_forget(id);
         let (tx, rx) = oneshot::channel();
         if h.tx.send(LiveCommand::Shutdown(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
@@ -498,6 +556,18 @@ impl Session {
         }
     }
 
+    /// Stops announcing `id` on LSD unless a torrent or live stream still holds it.
+    fn lsd_forget(&self, id: &InfoHash) {
+        let Some(lsd) = self.inner.lsd.get() else {
+            return;
+        };
+        let held =
+            lock(&self.inner.torrents).contains_key(id) || lock(&self.inner.lives).contains_key(id);
+        if !held {
+            lsd.remove(id);
+        }
+    }
+
     fn add_by_hash(&self, id: InfoHash, opts: AddOptions) -> TorrentHandle {
         self.add(
             Source::Hash {
@@ -520,6 +590,22 @@ impl Session {
         for id in ids {
             self.remove(&id).await;
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands a peer found by LSD to the torrent, else the live stream, with that info hash
+/// (without waiting: a full command queue drops it; LSD finds it again later).
+fn route_peer(inner: &Inner, ih: InfoHash, peer: SocketAddr) {
+    if let Some(h) = lock(&inner.torrents).get(&ih) {
+        let _ = h.tx.try_send(Command::AddPeers(vec![peer]));
+        return;
+    }
+    if let Some(h) = lock(&inner.lives).get(&ih) {
+        let _ = h.tx.try_send(LiveCommand::AddPeers(vec![peer]));
     }
 }
 

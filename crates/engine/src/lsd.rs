@@ -1,0 +1,928 @@
+//! # BEP 14 Local Service Discovery — peers on the same LAN find each other by multicast
+//!
+//! Owns one UDP socket on `0.0.0.0:6771` joined to the group `239.192.152.143`, the announce
+//! schedule of every info hash the node holds, and the policy applied to what arrives:
+//! parse strictly and bounded, drop and count malformed datagrams, ignore our own announces,
+//! de-duplicate, and hand out only peers for info hashes we hold.
+//!
+//! What it deliberately does not own: peer connections (the session routes each discovered
+//! peer to the torrent or live stream with that info hash through its `AddPeers` command) and
+//! any knowledge of swarms.
+//!
+//! Layout (as in quinn): [`LsdState`] is the sans-IO core — no socket, no clock; it is fed
+//! with `now` through [`LsdState::handle_datagram`] and drained through
+//! [`LsdState::poll_transmit`] / [`LsdState::poll_timeout`]. [`Lsd`] is the thin tokio task
+//! that pumps it over the real socket.
+//!
+//! Rules:
+//! - IPv4 only (the IPv6 group `ff15::efc0:988f` is not joined).
+//! - **Off when the node is bound to a loopback address** (127.0.0.0/8): multicast sent from a
+//!   loopback-bound node would leave through another interface and reach a LAN the node cannot
+//!   serve. [`Lsd::start`] returns [`LsdError::Loopback`] then.
+//! - The socket uses `SO_REUSEADDR` + `SO_REUSEPORT` so several nodes on one host share the
+//!   port; it joins the group on the interface of the node's bind address (the default
+//!   interface for `0.0.0.0`), sends through that interface, with TTL 1 and multicast loop on
+//!   (two nodes on one host find each other).
+//! - Each held info hash is announced when added and every [`ANNOUNCE_INTERVAL`]; at most one
+//!   datagram leaves every [`ANNOUNCE_GAP`], carrying up to [`MAX_HASHES_PER_DATAGRAM`] hashes.
+//!   Nothing is ever sent in reply to a datagram (BEP 14 has no replies).
+//! - Received datagrams longer than [`MAX_DATAGRAM`] bytes, with more than
+//!   [`MAX_HASHES_PER_DATAGRAM`] info hashes, or otherwise malformed are dropped and counted.
+//! - The same (info hash, peer) is reported at most once per [`DEDUP_WINDOW`] (the table of
+//!   recent reports holds at most [`MAX_RECENT`] entries), and at most
+//!   [`MAX_PEERS_PER_SECOND`] peers are reported per second; the rest are dropped and counted.
+//! - The peer address is the datagram's source IP with the `Port` header.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peercdn_core::InfoHash;
+use tokio::sync::Notify;
+
+/// The BEP 14 IPv4 multicast group.
+pub const LSD_GROUP: Ipv4Addr = Ipv4Addr::new(239, 192, 152, 143);
+/// The BEP 14 UDP port.
+pub const LSD_PORT: u16 = 6771;
+/// Largest datagram accepted (and sent).
+pub const MAX_DATAGRAM: usize = 1400;
+/// Most info hashes in one datagram, sent or accepted.
+pub const MAX_HASHES_PER_DATAGRAM: usize = 16;
+/// How often each held info hash is announced again.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Least time between two datagrams we send.
+pub const ANNOUNCE_GAP: Duration = Duration::from_secs(1);
+/// The same (info hash, peer) is reported at most once per window. Shorter than
+/// [`ANNOUNCE_GAP`], so a peer that re-adds a hash (a stream that turned out to be a torrent)
+/// is still reported; repeats inside it are copies or floods.
+pub const DEDUP_WINDOW: Duration = Duration::from_millis(750);
+/// Most entries in the table of recently reported peers.
+pub const MAX_RECENT: usize = 1024;
+/// Most peers reported per second (a flood of forged announces is cut here).
+pub const MAX_PEERS_PER_SECOND: u32 = 64;
+/// Most header lines in a datagram.
+const MAX_HEADER_LINES: usize = 32;
+/// Longest cookie accepted.
+const MAX_COOKIE_LEN: usize = 64;
+/// The request line of every BEP 14 message.
+const REQUEST_LINE: &str = "BT-SEARCH * HTTP/1.1";
+
+/// How to start an [`Lsd`].
+#[derive(Debug, Clone, Copy)]
+pub struct LsdConfig {
+    /// The node's bind address: its interface is the one multicast is joined and sent on.
+    pub bind: IpAddr,
+    /// The TCP port peers reach us on (the `Port` header).
+    pub peer_port: u16,
+}
+
+/// Why LSD could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LsdError {
+    /// The node is bound to a loopback address; LSD stays off (see the module docs).
+    #[error("LSD is off on a loopback address ({0})")]
+    Loopback(IpAddr),
+    /// Only IPv4 is supported.
+    #[error("LSD supports IPv4 only; the node is bound to {0}")]
+    Ipv6Unsupported(IpAddr),
+    /// Port 0 cannot be announced.
+    #[error("LSD cannot announce peer port 0")]
+    InvalidPort,
+    /// Creating, configuring or binding the socket failed.
+    #[error("LSD socket: {0}")]
+    Socket(#[source] std::io::Error),
+    /// No randomness for the cookie.
+    #[error("LSD cookie: {0}")]
+    Random(String),
+}
+
+/// Why a received datagram was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Longer than [`MAX_DATAGRAM`].
+    #[error("datagram of {0} bytes is too long")]
+    TooLong(usize),
+    /// Not UTF-8 text.
+    #[error("datagram is not text")]
+    NotText,
+    /// The first line is not `BT-SEARCH * HTTP/1.1`.
+    #[error("not a BT-SEARCH request")]
+    BadRequestLine,
+    /// The header block has no terminating empty line.
+    #[error("header block is not terminated")]
+    Unterminated,
+    /// More than the allowed number of header lines.
+    #[error("too many header lines")]
+    TooManyLines,
+    /// A line is not `Name: value`.
+    #[error("malformed header line")]
+    BadHeader,
+    /// `Port` is missing.
+    #[error("no Port header")]
+    NoPort,
+    /// `Port` appears twice.
+    #[error("duplicate Port header")]
+    DuplicatePort,
+    /// `Port` is not a number in 1..=65535.
+    #[error("bad Port header")]
+    BadPort,
+    /// No `Infohash` header.
+    #[error("no Infohash header")]
+    NoInfohash,
+    /// An `Infohash` is not 40 hex digits.
+    #[error("bad Infohash header")]
+    BadInfohash,
+    /// More than [`MAX_HASHES_PER_DATAGRAM`] info hashes.
+    #[error("too many Infohash headers")]
+    TooManyInfohashes,
+    /// The cookie is empty, too long, not printable, or appears twice.
+    #[error("bad cookie header")]
+    BadCookie,
+}
+
+/// A parsed BEP 14 announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// The announcer's TCP peer port.
+    pub port: u16,
+    /// Distinct info hashes, in message order (1..=[`MAX_HASHES_PER_DATAGRAM`]).
+    pub info_hashes: Vec<InfoHash>,
+    /// The announcer's cookie, when sent.
+    pub cookie: Option<String>,
+}
+
+/// Parses one datagram strictly: request line `BT-SEARCH * HTTP/1.1`, then `Name: value`
+/// lines (names case-insensitive; `\r\n` or `\n` endings) up to an empty line; `Port` exactly
+/// once, 1 to [`MAX_HASHES_PER_DATAGRAM`] `Infohash` lines, at most one `cookie`; other
+/// headers (`Host`) are ignored, as is anything after the empty line.
+pub fn parse(datagram: &[u8]) -> Result<Announce, ParseError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(ParseError::TooLong(datagram.len()));
+    }
+    let text = std::str::from_utf8(datagram).map_err(|_| ParseError::NotText)?;
+    // Only complete lines: a fragment after the last '\n' is never taken as the empty line.
+    let mut lines = text
+        .split_inclusive('\n')
+        .map_while(|l| l.strip_suffix('\n'))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l));
+    if lines.next() != Some(REQUEST_LINE) {
+        return Err(ParseError::BadRequestLine);
+    }
+    let mut port = None;
+    let mut info_hashes: Vec<InfoHash> = Vec::new();
+    let mut cookie = None;
+    let mut terminated = false;
+    for (n, line) in lines.enumerate() {
+        if line.is_empty() {
+            terminated = true;
+            break;
+        }
+        if n >= MAX_HEADER_LINES {
+            return Err(ParseError::TooManyLines);
+        }
+        let (name, value) = line.split_once(':').ok_or(ParseError::BadHeader)?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ParseError::BadHeader);
+        }
+        let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        if name.eq_ignore_ascii_case("port") {
+            if port.is_some() {
+                return Err(ParseError::DuplicatePort);
+            }
+            port = Some(parse_port(value)?);
+        } else if name.eq_ignore_ascii_case("infohash") {
+            let ih = parse_hash(value)?;
+            if !info_hashes.contains(&ih) {
+                if info_hashes.len() >= MAX_HASHES_PER_DATAGRAM {
+                    return Err(ParseError::TooManyInfohashes);
+                }
+                info_hashes.push(ih);
+            }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            let ok = cookie.is_none()
+                && !value.is_empty()
+                && value.len() <= MAX_COOKIE_LEN
+                && value.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(ParseError::BadCookie);
+            }
+            cookie = Some(value.to_string());
+        }
+    }
+    if !terminated {
+        return Err(ParseError::Unterminated);
+    }
+    let port = port.ok_or(ParseError::NoPort)?;
+    if info_hashes.is_empty() {
+        return Err(ParseError::NoInfohash);
+    }
+    Ok(Announce {
+        port,
+        info_hashes,
+        cookie,
+    })
+}
+
+fn parse_port(value: &str) -> Result<u16, ParseError> {
+    if value.is_empty() || value.len() > 5 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::BadPort);
+    }
+    match value.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(ParseError::BadPort),
+    }
+}
+
+fn parse_hash(value: &str) -> Result<InfoHash, ParseError> {
+    let mut out = [0u8; 20];
+    if value.len() != 40 {
+        return Err(ParseError::BadInfohash);
+    }
+    hex::decode_to_slice(value, &mut out).map_err(|_| ParseError::BadInfohash)?;
+    Ok(InfoHash(out))
+}
+
+/// Encodes one announce (at most [`MAX_HASHES_PER_DATAGRAM`] hashes are written; the rest are
+/// ignored). With a cookie of up to 64 bytes the result stays well under [`MAX_DATAGRAM`].
+pub fn encode(port: u16, info_hashes: &[InfoHash], cookie: &str) -> Vec<u8> {
+    let mut s = String::with_capacity(128 + 51 * info_hashes.len());
+    let _ = write!(
+        s,
+        "{REQUEST_LINE}\r\nHost: {LSD_GROUP}:{LSD_PORT}\r\nPort: {port}\r\n"
+    );
+    for ih in info_hashes.iter().take(MAX_HASHES_PER_DATAGRAM) {
+        let _ = write!(s, "Infohash: {}\r\n", hex::encode(ih.0));
+    }
+    let _ = write!(s, "cookie: {cookie}\r\n\r\n");
+    s.into_bytes()
+}
+
+/// Counters of one LSD service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LsdStats {
+    /// Datagrams sent.
+    pub announces_sent: u64,
+    /// Datagrams received (all, including malformed and our own).
+    pub packets_received: u64,
+    /// Datagrams dropped as malformed.
+    pub malformed: u64,
+    /// Our own announces heard back (multicast loop) and ignored.
+    pub own_ignored: u64,
+    /// Peers reported for info hashes we hold.
+    pub peers_found: u64,
+    /// Peers not reported because [`MAX_PEERS_PER_SECOND`] was reached.
+    pub peers_dropped: u64,
+    /// Info hashes currently announced.
+    pub held: usize,
+}
+
+/// What one received datagram gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// New peers for info hashes we hold (possibly none).
+    Peers(Vec<(InfoHash, SocketAddr)>),
+    /// Our own announce, ignored.
+    Own,
+    /// Dropped as malformed.
+    Malformed(ParseError),
+}
+
+/// The sans-IO core: announce schedule and receive policy. Calling rules: after
+/// [`LsdState::add`] or any time passing, drain [`LsdState::poll_transmit`] until `None`, then
+/// wait until [`LsdState::poll_timeout`] (or the next datagram / command).
+#[derive(Debug)]
+pub struct LsdState {
+    peer_port: u16,
+    self_addr: Option<SocketAddr>,
+    cookie: String,
+    /// Held info hashes and when each is due to be announced.
+    held: HashMap<InfoHash, Instant>,
+    last_sent: Option<Instant>,
+    /// Recently reported (info hash, peer), for de-duplication.
+    recent: HashMap<(InfoHash, SocketAddr), Instant>,
+    /// Start of the current one-second reporting window and peers reported in it.
+    window: Option<(Instant, u32)>,
+    stats: LsdStats,
+}
+
+impl LsdState {
+    /// A new state announcing `peer_port` with `cookie`; `self_addr` (our bind IP and peer
+    /// port, when the IP is known) is never reported even without a cookie.
+    pub fn new(peer_port: u16, cookie: String, self_addr: Option<SocketAddr>) -> LsdState {
+        LsdState {
+            peer_port,
+            self_addr,
+            cookie,
+            held: HashMap::new(),
+            last_sent: None,
+            recent: HashMap::new(),
+            window: None,
+            stats: LsdStats::default(),
+        }
+    }
+
+    /// Starts announcing `info_hash` (due at once). A hash already held keeps its schedule.
+    pub fn add(&mut self, info_hash: InfoHash, now: Instant) {
+        self.held.entry(info_hash).or_insert(now);
+    }
+
+    /// Stops announcing `info_hash` and reporting peers for it.
+    pub fn remove(&mut self, info_hash: &InfoHash) {
+        self.held.remove(info_hash);
+    }
+
+    /// The next datagram to send, if one is due and [`ANNOUNCE_GAP`] has passed since the last:
+    /// up to [`MAX_HASHES_PER_DATAGRAM`] due hashes, most overdue first.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.last_sent.is_some_and(|t| now < t + ANNOUNCE_GAP) {
+            return None;
+        }
+        let mut due: Vec<(Instant, InfoHash)> = self
+            .held
+            .iter()
+            .filter(|(_, &t)| t <= now)
+            .map(|(ih, &t)| (t, *ih))
+            .collect();
+        if due.is_empty() {
+            return None;
+        }
+        due.sort_unstable();
+        due.truncate(MAX_HASHES_PER_DATAGRAM);
+        let hashes: Vec<InfoHash> = due.into_iter().map(|(_, ih)| ih).collect();
+        for ih in &hashes {
+            self.held.insert(*ih, now + ANNOUNCE_INTERVAL);
+        }
+        self.last_sent = Some(now);
+        self.stats.announces_sent += 1;
+        Some(encode(self.peer_port, &hashes, &self.cookie))
+    }
+
+    /// When [`LsdState::poll_transmit`] may next have something, if anything is held.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let earliest = self.held.values().min().copied()?;
+        Some(match self.last_sent {
+            Some(t) => earliest.max(t + ANNOUNCE_GAP),
+            None => earliest,
+        })
+    }
+
+    /// Handles one received datagram from `src`.
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, bytes: &[u8]) -> Received {
+        self.stats.packets_received += 1;
+        let announce = match parse(bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Received::Malformed(e);
+            }
+        };
+        let peer = SocketAddr::new(src.ip(), announce.port);
+        if announce.cookie.as_deref() == Some(self.cookie.as_str()) || Some(peer) == self.self_addr
+        {
+            self.stats.own_ignored += 1;
+            return Received::Own;
+        }
+        let mut found = Vec::new();
+        for ih in announce.info_hashes {
+            if !self.held.contains_key(&ih) || self.recently_reported(now, ih, peer) {
+                continue;
+            }
+            if !self.take_report_token(now) {
+                self.stats.peers_dropped += 1;
+                continue;
+            }
+            self.remember(now, ih, peer);
+            found.push((ih, peer));
+        }
+        self.stats.peers_found += found.len() as u64;
+        Received::Peers(found)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LsdStats {
+        LsdStats {
+            held: self.held.len(),
+            ..self.stats
+        }
+    }
+
+    fn recently_reported(&self, now: Instant, ih: InfoHash, peer: SocketAddr) -> bool {
+        self.recent
+            .get(&(ih, peer))
+            .is_some_and(|&t| now.saturating_duration_since(t) < DEDUP_WINDOW)
+    }
+
+    fn remember(&mut self, now: Instant, ih: InfoHash, peer: SocketAddr) {
+        if self.recent.len() >= MAX_RECENT {
+            self.recent
+                .retain(|_, t| now.saturating_duration_since(*t) < DEDUP_WINDOW);
+            if self.recent.len() >= MAX_RECENT {
+                // Still full inside one window: forget everything (only a flood gets here,
+                // and the per-second cap bounds what it can report).
+                self.recent.clear();
+            }
+        }
+        self.recent.insert((ih, peer), now);
+    }
+
+    fn take_report_token(&mut self, now: Instant) -> bool {
+        let (start, count) = match self.window {
+            Some((start, count))
+                if now.saturating_duration_since(start) < Duration::from_secs(1) =>
+            {
+                (start, count)
+            }
+            _ => (now, 0),
+        };
+        if count >= MAX_PEERS_PER_SECOND {
+            self.window = Some((start, count));
+            return false;
+        }
+        self.window = Some((start, count + 1));
+        true
+    }
+}
+
+/// Called with each discovered peer (from the LSD task; must not block).
+pub type PeerCallback = Arc<dyn Fn(InfoHash, SocketAddr) + Send + Sync>;
+
+/// A running LSD service. Cloning is cheap; the task stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Lsd {
+    shared: Arc<Shared>,
+    _task: Arc<AbortOnDrop>,
+}
+
+struct Shared {
+    state: Mutex<LsdState>,
+    wake: Notify,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Lsd {
+    /// Binds the socket (see the module docs) and starts the task; must run inside a tokio
+    /// runtime. `on_peer` is called with every peer found for a held info hash.
+    pub fn start(config: LsdConfig, on_peer: PeerCallback) -> Result<Lsd, LsdError> {
+        let bind = match config.bind {
+            IpAddr::V4(ip) if ip.is_loopback() => return Err(LsdError::Loopback(config.bind)),
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) if ip.is_loopback() => return Err(LsdError::Loopback(config.bind)),
+            IpAddr::V6(_) => return Err(LsdError::Ipv6Unsupported(config.bind)),
+        };
+        if config.peer_port == 0 {
+            return Err(LsdError::InvalidPort);
+        }
+        let socket = open_socket(bind).map_err(LsdError::Socket)?;
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random).map_err(|e| LsdError::Random(e.to_string()))?;
+        let self_addr = (!bind.is_unspecified())
+            .then(|| SocketAddr::V4(SocketAddrV4::new(bind, config.peer_port)));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(LsdState::new(
+                config.peer_port,
+                hex::encode(random),
+                self_addr,
+            )),
+            wake: Notify::new(),
+        });
+        let task = tokio::spawn(run(socket, shared.clone(), on_peer));
+        tracing::info!(%bind, port = config.peer_port, "LSD started");
+        Ok(Lsd {
+            shared,
+            _task: Arc::new(AbortOnDrop(task)),
+        })
+    }
+
+    /// Starts announcing `info_hash` (at once, within the rate limit) and reporting its peers.
+    pub fn add(&self, info_hash: InfoHash) {
+        self.state().add(info_hash, Instant::now());
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops announcing `info_hash`.
+    pub fn remove(&self, info_hash: &InfoHash) {
+        self.state().remove(info_hash);
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LsdStats {
+        self.state().stats()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LsdState> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Lsd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lsd").field("stats", &self.stats()).finish()
+    }
+}
+
+/// `0.0.0.0:6771`, shared, joined to the group on `bind`'s interface, sending through it.
+fn open_socket(bind: Ipv4Addr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, LSD_PORT)).into())?;
+    socket.join_multicast_v4(&LSD_GROUP, &bind)?;
+    if !bind.is_unspecified() {
+        socket.set_multicast_if_v4(&bind)?;
+    }
+    socket.set_multicast_loop_v4(true)?;
+    socket.set_multicast_ttl_v4(1)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// The task: receive, send what is due, sleep until the next due time or a wake-up.
+async fn run(socket: tokio::net::UdpSocket, shared: Arc<Shared>, on_peer: PeerCallback) {
+    let group = SocketAddr::V4(SocketAddrV4::new(LSD_GROUP, LSD_PORT));
+    // One byte more than accepted, so an oversize datagram is seen as such.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (sends, deadline) = {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let mut sends = Vec::new();
+            while let Some(d) = state.poll_transmit(now) {
+                sends.push(d);
+            }
+            (sends, state.poll_timeout())
+        };
+        for d in sends {
+            if let Err(e) = socket.send_to(&d, group).await {
+                tracing::debug!(error = %e, "LSD announce not sent");
+            }
+        }
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (n, src) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "LSD receive failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let bytes = buf.get(..n).unwrap_or_default();
+                let received = shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .handle_datagram(Instant::now(), src, bytes);
+                match received {
+                    Received::Peers(peers) => {
+                        for (ih, peer) in peers {
+                            tracing::debug!(%ih, %peer, "LSD peer found");
+                            on_peer(ih, peer);
+                        }
+                    }
+                    Received::Own => {}
+                    Received::Malformed(e) => {
+                        let malformed = shared
+                            .state
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .stats()
+                            .malformed;
+                        tracing::debug!(%src, error = %e, malformed, "LSD malformed packet dropped");
+                    }
+                }
+            }
+            _ = sleep => {}
+            _ = shared.wake.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ih(b: u8) -> InfoHash {
+        InfoHash([b; 20])
+    }
+
+    fn src() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 2], 6771))
+    }
+
+    #[test]
+    fn encode_parse_round_trip() {
+        let hashes: Vec<InfoHash> = (1..=16).map(ih).collect();
+        let d = encode(8621, &hashes, "c00k1e");
+        assert!(d.len() <= MAX_DATAGRAM, "{}", d.len());
+        let a = parse(&d).expect("parse");
+        assert_eq!(a.port, 8621);
+        assert_eq!(a.info_hashes, hashes);
+        assert_eq!(a.cookie.as_deref(), Some("c00k1e"));
+        // Writing more than 16 hashes is capped.
+        let more: Vec<InfoHash> = (1..=20).map(ih).collect();
+        assert_eq!(
+            parse(&encode(1, &more, "x")).map(|a| a.info_hashes.len()),
+            Ok(16)
+        );
+    }
+
+    #[test]
+    fn parses_libtorrent_style_and_variants() {
+        let h = hex::encode([0xab; 20]);
+        let lt = format!(
+            "BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 6881\r\nInfohash: {h}\r\ncookie: 1a2b\r\n\r\n\r\n"
+        );
+        let a = parse(lt.as_bytes()).expect("libtorrent format");
+        assert_eq!(a.port, 6881);
+        assert_eq!(a.info_hashes, vec![InfoHash([0xab; 20])]);
+        // Upper-case hex, no cookie, \n endings, other case of names, duplicate hash folded.
+        let up = h.to_uppercase();
+        let v =
+            format!("BT-SEARCH * HTTP/1.1\nPORT:1\ninfohash: {up}\nINFOHASH: {h}\nX-Other: y\n\n");
+        let a = parse(v.as_bytes()).expect("variant");
+        assert_eq!((a.port, a.info_hashes.len(), a.cookie), (1, 1, None));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let h = hex::encode([1u8; 20]);
+        let ok_tail = format!("Port: 1\r\nInfohash: {h}\r\n\r\n");
+        let cases: Vec<(String, ParseError)> = vec![
+            (
+                format!("GET / HTTP/1.1\r\n{ok_tail}"),
+                ParseError::BadRequestLine,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: 1\r\nInfohash: {h}\r\n"),
+                ParseError::Unterminated,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nno colon\r\n{ok_tail}"),
+                ParseError::BadHeader,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nInfohash: {h}\r\n\r\n"),
+                ParseError::NoPort,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: 2\r\n{ok_tail}"),
+                ParseError::DuplicatePort,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: 0\r\nInfohash: {h}\r\n\r\n"),
+                ParseError::BadPort,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: 70000\r\nInfohash: {h}\r\n\r\n"),
+                ParseError::BadPort,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: +1\r\nInfohash: {h}\r\n\r\n"),
+                ParseError::BadPort,
+            ),
+            (
+                "BT-SEARCH * HTTP/1.1\r\nPort: 1\r\n\r\n".to_string(),
+                ParseError::NoInfohash,
+            ),
+            (
+                "BT-SEARCH * HTTP/1.1\r\nPort: 1\r\nInfohash: xyz\r\n\r\n".to_string(),
+                ParseError::BadInfohash,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\nPort: 1\r\nInfohash: {h}zz\r\n\r\n"),
+                ParseError::BadInfohash,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\ncookie: \r\n{ok_tail}"),
+                ParseError::BadCookie,
+            ),
+            (
+                format!("BT-SEARCH * HTTP/1.1\r\ncookie: a\r\ncookie: b\r\n{ok_tail}"),
+                ParseError::BadCookie,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text.as_bytes()), Err(want.clone()), "{text:?}");
+        }
+        assert_eq!(parse(&[0xff, 0xfe, b'\n']), Err(ParseError::NotText));
+        assert_eq!(parse(&[b'a'; 1401]), Err(ParseError::TooLong(1401)));
+        let many: String = (0..17u8)
+            .map(|i| format!("Infohash: {}\r\n", hex::encode([i; 20])))
+            .collect();
+        let text = format!("BT-SEARCH * HTTP/1.1\r\nPort: 1\r\n{many}\r\n");
+        assert_eq!(parse(text.as_bytes()), Err(ParseError::TooManyInfohashes));
+        let lines: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+        let text = format!("BT-SEARCH * HTTP/1.1\r\n{lines}{ok_tail}");
+        assert_eq!(parse(text.as_bytes()), Err(ParseError::TooManyLines));
+    }
+
+    #[test]
+    fn receive_policy_own_cookie_held_only_dedup() {
+        let t0 = Instant::now();
+        let mut s = LsdState::new(9000, "mine".into(), Some("10.0.0.1:9000".parse().unwrap()));
+        s.add(ih(1), t0);
+        // Our own cookie (multicast loop) is ignored.
+        let own = encode(9000, &[ih(1)], "mine");
+        assert_eq!(s.handle_datagram(t0, src(), &own), Received::Own);
+        // Our own address without a matching cookie too.
+        let me = encode(9000, &[ih(1)], "other");
+        let from_me: SocketAddr = "10.0.0.1:6771".parse().unwrap();
+        assert_eq!(s.handle_datagram(t0, from_me, &me), Received::Own);
+        // Another node: only the held hash is reported, with the source IP + Port header.
+        let theirs = encode(7000, &[ih(1), ih(2)], "theirs");
+        let peer: SocketAddr = "10.0.0.2:7000".parse().unwrap();
+        assert_eq!(
+            s.handle_datagram(t0, src(), &theirs),
+            Received::Peers(vec![(ih(1), peer)])
+        );
+        // A copy inside the window is de-duplicated; after it, reported again.
+        assert_eq!(
+            s.handle_datagram(t0 + Duration::from_millis(10), src(), &theirs),
+            Received::Peers(vec![])
+        );
+        assert_eq!(
+            s.handle_datagram(t0 + ANNOUNCE_GAP, src(), &theirs),
+            Received::Peers(vec![(ih(1), peer)])
+        );
+        // Garbage is counted.
+        assert!(matches!(
+            s.handle_datagram(t0, src(), b"garbage"),
+            Received::Malformed(ParseError::BadRequestLine)
+        ));
+        s.remove(&ih(1));
+        assert_eq!(
+            s.handle_datagram(t0 + 10 * ANNOUNCE_GAP, src(), &theirs),
+            Received::Peers(vec![])
+        );
+        let st = s.stats();
+        assert_eq!(st.packets_received, 7);
+        assert_eq!(st.own_ignored, 2);
+        assert_eq!(st.malformed, 1);
+        assert_eq!(st.peers_found, 2);
+        assert_eq!(st.held, 0);
+    }
+
+    #[test]
+    fn reports_per_second_are_capped_and_recent_table_bounded() {
+        let t0 = Instant::now();
+        let mut s = LsdState::new(9000, "mine".into(), None);
+        s.add(ih(1), t0);
+        let d = encode(7000, &[ih(1)], "x");
+        let mut found = 0;
+        for i in 0..(MAX_RECENT as u32 + 500) {
+            let from = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1));
+            if let Received::Peers(p) = s.handle_datagram(t0, from, &d) {
+                found += p.len();
+            }
+            assert!(s.recent.len() <= MAX_RECENT);
+        }
+        assert_eq!(found, MAX_PEERS_PER_SECOND as usize);
+        assert_eq!(
+            s.stats().peers_dropped,
+            MAX_RECENT as u64 + 500 - u64::from(MAX_PEERS_PER_SECOND)
+        );
+        // The next second has a fresh budget.
+        let from = SocketAddr::from(([192, 168, 0, 1], 1));
+        assert!(matches!(
+            s.handle_datagram(t0 + Duration::from_secs(1), from, &d),
+            Received::Peers(p) if p.len() == 1
+        ));
+        // The recent table never outgrows its cap, even under a long flood.
+        for i in 0..(3 * MAX_RECENT as u32) {
+            let from = SocketAddr::from(([172, 16, (i >> 8) as u8, i as u8], 2));
+            let now = t0 + Duration::from_secs(2 + u64::from(i / MAX_PEERS_PER_SECOND));
+            s.handle_datagram(now, from, &d);
+            assert!(s.recent.len() <= MAX_RECENT);
+        }
+    }
+
+    #[test]
+    fn announce_rate_limit_and_batching() {
+        let t0 = Instant::now();
+        let mut s = LsdState::new(9000, "mine".into(), None);
+        assert_eq!(s.poll_timeout(), None);
+        assert!(s.poll_transmit(t0).is_none());
+        for b in 0..40 {
+            s.add(ih(b), t0);
+        }
+        // First datagram at once with 16 hashes; then nothing until the gap has passed.
+        let first = parse(&s.poll_transmit(t0).expect("due")).expect("ours parse");
+        assert_eq!(first.info_hashes.len(), 16);
+        assert_eq!(first.cookie.as_deref(), Some("mine"));
+        assert!(s.poll_transmit(t0).is_none());
+        assert!(s.poll_transmit(t0 + ANNOUNCE_GAP / 2).is_none());
+        assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_GAP));
+        let t1 = t0 + ANNOUNCE_GAP;
+        let second = parse(&s.poll_transmit(t1).expect("due")).expect("parse");
+        let t2 = t1 + ANNOUNCE_GAP;
+        let third = parse(&s.poll_transmit(t2).expect("due")).expect("parse");
+        assert_eq!((second.info_hashes.len(), third.info_hashes.len()), (16, 8));
+        let mut all: Vec<InfoHash> = [first, second, third]
+            .into_iter()
+            .flat_map(|a| a.info_hashes)
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 40, "every hash announced exactly once");
+        // Then nothing until the interval; re-adding a held hash keeps its schedule.
+        s.add(ih(0), t2);
+        assert!(s.poll_transmit(t2 + ANNOUNCE_GAP).is_none());
+        assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_INTERVAL));
+        // A newly added hash goes out at the next allowed moment.
+        s.add(ih(99), t2);
+        let next = parse(&s.poll_transmit(t2 + ANNOUNCE_GAP).expect("new hash")).expect("parse");
+        assert_eq!(next.info_hashes, vec![ih(99)]);
+        assert_eq!(s.stats().announces_sent, 4);
+        let again = s
+            .poll_transmit(t0 + ANNOUNCE_INTERVAL)
+            .expect("re-announce");
+        assert_eq!(parse(&again).map(|a| a.info_hashes.len()), Ok(16));
+    }
+
+    #[test]
+    fn refuses_loopback_ipv6_and_port_zero() {
+        let cb: PeerCallback = Arc::new(|_, _| {});
+        let start = |bind: IpAddr, peer_port| Lsd::start(LsdConfig { bind, peer_port }, cb.clone());
+        assert!(matches!(
+            start("127.0.0.1".parse().unwrap(), 1),
+            Err(LsdError::Loopback(_))
+        ));
+        assert!(matches!(
+            start("127.3.2.1".parse().unwrap(), 1),
+            Err(LsdError::Loopback(_))
+        ));
+        assert!(matches!(
+            start("::1".parse().unwrap(), 1),
+            Err(LsdError::Loopback(_))
+        ));
+        assert!(matches!(
+            start("fe80::1".parse().unwrap(), 1),
+            Err(LsdError::Ipv6Unsupported(_))
+        ));
+        assert!(matches!(
+            start("10.0.0.1".parse().unwrap(), 0),
+            Err(LsdError::InvalidPort)
+        ));
+    }
+
+    #[tokio::test]
+    async fn session_on_loopback_keeps_lsd_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = crate::session::Session::start(crate::session::SessionConfig {
+            data_dir: dir.path().join("data"),
+            download_dir: dir.path().join("dl"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            static_peers: vec![],
+            upload_limit: 0,
+            download_limit: 0,
+            dht: None,
+        })
+        .await
+        .expect("session");
+        assert!(matches!(session.start_lsd(), Err(LsdError::Loopback(_))));
+        assert_eq!(session.lsd_stats(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1600)) {
+            if let Ok(a) = parse(&bytes) {
+                proptest::prop_assert!(!a.info_hashes.is_empty());
+                proptest::prop_assert!(a.info_hashes.len() <= MAX_HASHES_PER_DATAGRAM);
+                proptest::prop_assert!(a.port != 0);
+            }
+        }
+
+        #[test]
+        fn parse_text_never_panics(text in "(BT-SEARCH \\* HTTP/1.1\r\n)?([A-Za-z:0-9 \r\n]{0,200})") {
+            let _ = parse(text.as_bytes());
+        }
+
+        #[test]
+        fn round_trip(port in 1u16.., n in 1usize..=16, seed in proptest::num::u8::ANY,
+                      cookie in "[a-f0-9]{1,32}") {
+            let hashes: Vec<InfoHash> =
+                (0..n).map(|i| InfoHash([seed.wrapping_add(i as u8); 20])).collect();
+            let a = parse(&encode(port, &hashes, &cookie)).expect("own encoding parses");
+            proptest::prop_assert_eq!(a.port, port);
+            proptest::prop_assert_eq!(a.info_hashes, hashes);
+            proptest::prop_assert_eq!(a.cookie, Some(cookie));
+        }
+    }
+}
