@@ -511,7 +511,10 @@ mod tests {
         ));
         let stats = dht.stats();
         assert_eq!(stats.announce_failures, 1);
-        assert_eq!((stats.lookups, stats.lookups_done, stats.announces), (1, 1, 0));
+        assert_eq!(
+            (stats.lookups, stats.lookups_done, stats.announces),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
