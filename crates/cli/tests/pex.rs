@@ -96,7 +96,14 @@ fn libtorrent_learns_a_peer_from_our_pex() {
     std::thread::sleep(Duration::from_secs(20));
 
     let out_p = d.join("p-out");
-    let mut p = peercdn_get(d, "p", seeder.torrent_str(), &out_p, &[s.clone()], &[]);
+    let mut p = peercdn_get(
+        d,
+        "p",
+        seeder.torrent_str(),
+        &out_p,
+        std::slice::from_ref(&s),
+        &[],
+    );
     let p_port = peercdn_port(&mut p);
 
     let line = wait_line(
@@ -123,7 +130,7 @@ fn libtorrent_learns_a_peer_from_our_pex() {
 fn we_learn_a_peer_from_libtorrent_pex() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let mut ls = lt_seeder(d, 32, 256 * 1024, &["--upload-limit", "100000"]);
+    let ls = lt_seeder(d, 32, 256 * 1024, &["--upload-limit", "100000"]);
     let seed = ls.addr();
 
     // Q: knows only LS and speaks no PEX, so it never dials anyone else.
@@ -153,7 +160,14 @@ fn we_learn_a_peer_from_libtorrent_pex() {
 
     // P: a peercdn leecher that knows only LS.
     let out_p = d.join("p-out");
-    let p = peercdn_get(d, "p", ls.torrent_str(), &out_p, &[seed.clone()], &[]);
+    let p = peercdn_get(
+        d,
+        "p",
+        ls.torrent_str(),
+        &out_p,
+        std::slice::from_ref(&seed),
+        &[],
+    );
 
     // LS sends P a PEX listing Q within seconds of having two peers; P dials Q.
     let line = wait_line(
@@ -167,7 +181,6 @@ fn we_learn_a_peer_from_libtorrent_pex() {
         },
     );
     assert!(parse_peer(&line).is_some(), "{line}");
-    let _ = &mut ls;
 }
 
 #[test]
