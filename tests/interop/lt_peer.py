@@ -23,6 +23,10 @@ Subcommands:
       Download; exit 0 after DONE unless --seed-after (then seed until killed).
 
   --verbose (seed, leech) prints peer connect/disconnect alerts on stderr.
+  --print-peers (seed, leech) prints a PEER line for every new connection (below).
+  --no-pex (seed, leech) runs the session without the ut_pex plugin: this peer neither
+  sends nor reads PEX (ut_metadata and smart_ban stay), so it learns peers only from
+  --peer and from peers that dial it.
   --peer addresses are dialled every 2 s until reached (connected once); a
   reached peer is dialled again only while we are incomplete with no peer at all.
 
@@ -31,6 +35,10 @@ Output on stdout (line-buffered, machine-readable):
   STATUS progress=0.5300 state=downloading peers=2 down=123456 up=0   every second
   SUMMARY seconds=1.9 bytes=N MBps=105.0   just before DONE (time since added)
   DONE                            once the torrent is complete
+  PEER 127.0.0.1:6881 dir=out src=pex,tracker client=NAME   with --print-peers, once per
+      connection seen: dir=out when we dialled it (the address is then its listen address),
+      dir=in when it dialled us; src lists how we learned of it (tracker, dht, pex, lsd,
+      resume, incoming -- libtorrent's peer_info.source); NAME may contain spaces.
 Exit codes: 0 ok, 2 error (message on stderr), 3 --timeout expired.
 """
 
@@ -124,9 +132,18 @@ def session_settings(upload_limit=0):
     return settings
 
 
-def open_session(upload_limit=0):
-    """Create the session (all settings in the constructor) and wait for its port."""
-    ses = lt.session(session_settings(upload_limit))
+def open_session(upload_limit=0, pex=True):
+    """Create the session (all settings in the constructor) and wait for its port.
+
+    pex=False: no default plugins (the constructor flags 0), then ut_metadata and smart_ban
+    added back by hand, so ut_pex is the only default plugin missing.
+    """
+    if pex:
+        ses = lt.session(session_settings(upload_limit))
+    else:
+        ses = lt.session(session_settings(upload_limit), 0)
+        ses.add_extension("ut_metadata")
+        ses.add_extension("smart_ban")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         port = ses.listen_port()
@@ -229,12 +246,39 @@ def connected_addresses(handle):
     return out
 
 
+PEER_SOURCES = (
+    (1, "tracker"), (2, "dht"), (4, "pex"), (8, "lsd"), (16, "resume"), (32, "incoming"),
+)
+
+
+def print_new_peers(handle, printed):
+    """Emit a PEER line for each connection not printed yet (keyed by address and direction)."""
+    try:
+        infos = handle.get_peer_info()
+    except RuntimeError:
+        return
+    for p in infos:
+        if p.flags & lt.peer_info.connecting or p.flags & lt.peer_info.handshake:
+            continue
+        out = bool(p.flags & lt.peer_info.local_connection)
+        key = (str(p.ip[0]), int(p.ip[1]), out)
+        if key in printed:
+            continue
+        printed.add(key)
+        src = ",".join(name for bit, name in PEER_SOURCES if p.source & bit) or "none"
+        client = p.client if isinstance(p.client, str) else repr(p.client)
+        emit("PEER %s:%d dir=%s src=%s client=%s" % (
+            key[0], key[1], "out" if out else "in", src, client))
+
+
 def run_torrent(args, atp, stop_after_done, timeout):
     """Add the torrent, dial --peer addresses, print STATUS/DONE; return an exit code."""
     Stop.install()
     Events.verbose = args.verbose
     peers = [parse_hostport(p) for p in (args.peer or [])]
-    ses, port = open_session(getattr(args, "upload_limit", 0) or 0)
+    ses, port = open_session(getattr(args, "upload_limit", 0) or 0,
+                             pex=not getattr(args, "no_pex", False))
+    printed_peers = set()
     emit("PORT %d" % port)
     if args.port_file:
         write_port_file(args.port_file, port)
@@ -271,6 +315,9 @@ def run_torrent(args, atp, stop_after_done, timeout):
                     except RuntimeError as exc:
                         sys.stderr.write("connect_peer %s:%d: %s\n" % (hp[0], hp[1], exc))
             next_dial = now + PEER_RETRY_SECONDS
+
+        if getattr(args, "print_peers", False):
+            print_new_peers(handle, printed_peers)
 
         if now >= next_status:
             emit(
@@ -426,6 +473,8 @@ def parse_args(argv):
                    help="zero the other pieces first (see corrupt)")
     s.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
     s.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
+    s.add_argument("--print-peers", action="store_true", help="a PEER line per new connection")
+    s.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
 
     l = sub.add_parser("leech", help="download a torrent")
     src = l.add_mutually_exclusive_group(required=True)
@@ -437,6 +486,8 @@ def parse_args(argv):
     l.add_argument("--seed-after", action="store_true", help="keep seeding after DONE")
     l.add_argument("--timeout", type=float, default=0, help="seconds; exit 3 when exceeded")
     l.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
+    l.add_argument("--print-peers", action="store_true", help="a PEER line per new connection")
+    l.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
     return p.parse_args(argv)
 
 

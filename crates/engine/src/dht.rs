@@ -27,7 +27,7 @@ use std::future::poll_fn;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -47,8 +47,10 @@ pub const MAX_PEERS_PER_LOOKUP: usize = 1000;
 pub const MAX_STATE_NODES: usize = 1000;
 /// Largest state file read; anything beyond is ignored.
 pub const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
-/// How often the routing table is written to the state file (and the node count refreshed).
+/// How often the routing table is written to the state file.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the background task refreshes the routing-table size in [`DhtStats::nodes`].
+pub const NODES_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How to start a [`Dht`].
 #[derive(Debug, Clone)]
@@ -93,20 +95,30 @@ pub enum DhtError {
     },
 }
 
-/// Counters of one [`Dht`] node.
+/// Counters of one [`Dht`] node. Everything but `nodes` and `bootstrapped` is counted in this
+/// wrapper: the `mainline` crate (v8) keeps no counters of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DhtStats {
-    /// Nodes in the routing table, as of the last refresh (after each query, each save, and
-    /// every [`SAVE_INTERVAL`]).
+    /// Nodes in the routing table, as of the last refresh (after each query, each save, every
+    /// [`NODES_REFRESH_INTERVAL`], and on [`Dht::current_stats`]).
     pub nodes: usize,
+    /// True once the routing table has held at least one node (the node found the network).
+    pub bootstrapped: bool,
+    /// The UDP port the node listens on.
+    pub port: u16,
     /// Announces that were stored by at least one node.
     pub announces: u64,
     /// Announces that failed or timed out.
     pub announce_failures: u64,
-    /// `get_peers` lookups run.
+    /// `get_peers` lookups started.
     pub lookups: u64,
+    /// `get_peers` lookups finished (ended, reached their `max`, or timed out).
+    pub lookups_done: u64,
     /// Distinct peers returned by all lookups (summed per lookup).
     pub peers_found: u64,
+    /// Malformed packets dropped. Always `None`: `mainline` 8 drops undecodable packets
+    /// with only a `trace!` log line and exposes no counter for them.
+    pub malformed: Option<u64>,
 }
 
 /// A running DHT node. Cloning is cheap; the node stops (and saves its state) when the last
@@ -125,7 +137,9 @@ struct Shared {
     announces: AtomicU64,
     announce_failures: AtomicU64,
     lookups: AtomicU64,
+    lookups_done: AtomicU64,
     peers_found: AtomicU64,
+    bootstrapped: AtomicBool,
 }
 
 impl Dht {
@@ -159,7 +173,9 @@ impl Dht {
             announces: AtomicU64::new(0),
             announce_failures: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
+            lookups_done: AtomicU64::new(0),
             peers_found: AtomicU64::new(0),
+            bootstrapped: AtomicBool::new(false),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(maintain(Arc::downgrade(&shared)));
@@ -225,6 +241,7 @@ impl Dht {
         };
         // On timeout we keep what arrived so far.
         let _ = tokio::time::timeout(LOOKUP_TIMEOUT, collect).await;
+        self.shared.lookups_done.fetch_add(1, Ordering::Relaxed);
         self.shared
             .peers_found
             .fetch_add(found.len() as u64, Ordering::Relaxed);
@@ -232,16 +249,27 @@ impl Dht {
         found
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (`nodes` as of the last refresh; never blocks).
     pub fn stats(&self) -> DhtStats {
         let s = &self.shared;
         DhtStats {
             nodes: s.nodes.load(Ordering::Relaxed),
+            bootstrapped: s.bootstrapped.load(Ordering::Relaxed),
+            port: s.local_addr.port(),
             announces: s.announces.load(Ordering::Relaxed),
             announce_failures: s.announce_failures.load(Ordering::Relaxed),
             lookups: s.lookups.load(Ordering::Relaxed),
+            lookups_done: s.lookups_done.load(Ordering::Relaxed),
             peers_found: s.peers_found.load(Ordering::Relaxed),
+            malformed: None,
         }
+    }
+
+    /// [`Dht::stats`] after asking the crate's actor thread for the routing-table size (one
+    /// message round trip, no network traffic).
+    pub async fn current_stats(&self) -> DhtStats {
+        self.shared.refresh_nodes().await;
+        self.stats()
     }
 
     /// Writes the routing table to the state file now (no-op without one). Blocks briefly for a
@@ -254,8 +282,15 @@ impl Dht {
 impl Shared {
     async fn refresh_nodes(&self) -> Vec<String> {
         let nodes = self.inner.to_bootstrap().await;
-        self.nodes.store(nodes.len(), Ordering::Relaxed);
+        self.set_nodes(nodes.len());
         nodes
+    }
+
+    fn set_nodes(&self, n: usize) {
+        self.nodes.store(n, Ordering::Relaxed);
+        if n > 0 {
+            self.bootstrapped.store(true, Ordering::Relaxed);
+        }
     }
 
     fn save_state_blocking(&self) -> Result<(), DhtError> {
@@ -264,7 +299,7 @@ impl Shared {
         };
         #[allow(deprecated)] // sync on purpose: also used from Drop
         let nodes = self.sync.to_bootstrap();
-        self.nodes.store(nodes.len(), Ordering::Relaxed);
+        self.set_nodes(nodes.len());
         write_state(path, &nodes)
     }
 }
@@ -277,17 +312,22 @@ impl Drop for Shared {
     }
 }
 
-/// Background upkeep: refresh the node count and save the state file every [`SAVE_INTERVAL`];
-/// ends once every [`Dht`] handle is gone.
+/// Background upkeep: refresh the node count every [`NODES_REFRESH_INTERVAL`] and save the
+/// state file every [`SAVE_INTERVAL`]; ends once every [`Dht`] handle is gone.
 async fn maintain(shared: Weak<Shared>) {
-    let mut tick = tokio::time::interval(SAVE_INTERVAL);
-    tick.tick().await; // the first tick is immediate
+    let mut tick = tokio::time::interval(NODES_REFRESH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_save = tokio::time::Instant::now() + SAVE_INTERVAL;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let nodes = shared.refresh_nodes().await;
+        if tokio::time::Instant::now() < next_save {
+            continue;
+        }
+        next_save = tokio::time::Instant::now() + SAVE_INTERVAL;
         if let Some(path) = &shared.state_file {
             if let Err(e) = write_state(path, &nodes) {
                 tracing::warn!(error = %e, "DHT state not saved");
@@ -418,8 +458,12 @@ mod tests {
         );
         let stats = b.stats();
         assert_eq!(stats.lookups, 1);
+        assert_eq!(stats.lookups_done, 1);
         assert!(stats.peers_found >= 1);
         assert!(stats.nodes > 0);
+        assert!(stats.bootstrapped);
+        assert_eq!(Some(stats.port), b.local_addr().map(|a| a.port()));
+        assert_eq!(stats.malformed, None, "mainline exposes no such counter");
 
         // An info hash nobody announced: the lookup ends (well before the timeout) empty.
         assert!(b.get_peers(hash(8), 50).await.is_empty());
@@ -454,7 +498,9 @@ mod tests {
         assert!(bootstrap_list(Some(&[]), &[]).is_empty());
         let dht = Dht::start(config(vec![], None)).expect("start");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(dht.stats().nodes, 0);
+        let stats = dht.current_stats().await;
+        assert_eq!(stats.nodes, 0);
+        assert!(!stats.bootstrapped);
         // A lookup with an empty routing table ends at once instead of hanging.
         let started = std::time::Instant::now();
         assert!(dht.get_peers(hash(1), 10).await.is_empty());
@@ -463,7 +509,31 @@ mod tests {
             dht.announce(hash(1), 1234).await,
             Err(DhtError::Announce(_))
         ));
-        assert_eq!(dht.stats().announce_failures, 1);
+        let stats = dht.stats();
+        assert_eq!(stats.announce_failures, 1);
+        assert_eq!(
+            (stats.lookups, stats.lookups_done, stats.announces),
+            (1, 1, 0)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn current_stats_sees_a_bootstrap_node_without_queries() {
+        // Node b bootstraps from node a only; without any lookup, the routing-table size and
+        // the bootstrapped flag must show up in `current_stats`.
+        let a = Dht::start(config(vec![], None)).expect("start a");
+        let a_addr = a.local_addr().map(|s| s.to_string()).unwrap_or_default();
+        let b = Dht::start(config(vec![a_addr], None)).expect("start b");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            let stats = b.current_stats().await;
+            if stats.bootstrapped || std::time::Instant::now() > deadline {
+                break stats;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(stats.bootstrapped && stats.nodes >= 1, "{stats:?}");
+        assert_eq!(stats.lookups, 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `DELETE /api/v1/torrents/{id}?delete_data=true|false`
 //! - `GET /api/v1/live` → `{"live": [stream…]}` (see [`crate::live::live_json`])
 //! - `GET /api/v1/live/{id}` → the stream
+//! - `GET /api/v1/dht` → the DHT node's figures ([`dht_json`]), or `{"enabled": false}`
 //! - `GET /api/v1/openapi.json`
 //!
 //! Errors use the same `{"response": null, "error": "…"}` envelope as the Ace routes.
@@ -19,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use peercdn_core::InfoHash;
+use peercdn_engine::dht::DhtStats;
 use peercdn_engine::session::AddOptions;
 use peercdn_engine::torrent::{Command, Source, State as TState, TorrentHandle};
 use serde::Deserialize;
@@ -48,7 +50,37 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/torrents/{id}/resume", post(resume))
         .route("/api/v1/live", get(live_list))
         .route("/api/v1/live/{id}", get(live_inspect))
+        .route("/api/v1/dht", get(dht))
         .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// The DHT's JSON form: `{"enabled": true, "nodes", "bootstrapped", "port", "lookups",
+/// "lookups_done", "peers_found", "announces", "announce_failures", "malformed"}` (`malformed`
+/// is null: the DHT crate exposes no such counter), or `{"enabled": false}` without a DHT.
+pub fn dht_json(stats: Option<&DhtStats>) -> Value {
+    let Some(s) = stats else {
+        return json!({ "enabled": false });
+    };
+    json!({
+        "enabled": true,
+        "nodes": s.nodes,
+        "bootstrapped": s.bootstrapped,
+        "port": s.port,
+        "lookups": s.lookups,
+        "lookups_done": s.lookups_done,
+        "peers_found": s.peers_found,
+        "announces": s.announces,
+        "announce_failures": s.announce_failures,
+        "malformed": s.malformed,
+    })
+}
+
+async fn dht(State(state): State<AppState>) -> Json<Value> {
+    let stats = match state.session().dht() {
+        Some(d) => Some(d.current_stats().await),
+        None => None,
+    };
+    Json(dht_json(stats.as_ref()))
 }
 
 /// A torrent's JSON form (no file list).

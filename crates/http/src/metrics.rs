@@ -1,13 +1,19 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4): the number of torrents
 //! and, per torrent (labels `infohash` and `name`), bytes moved, peers, rates and progress; the
 //! number of live streams and, per stream (labels `id` and `name`), bytes downloaded by origin
-//! (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers.
+//! (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers; and the DHT
+//! (`peercdn_dht_enabled`, then, when it runs, `peercdn_dht_nodes`, `peercdn_dht_bootstrapped`,
+//! `peercdn_dht_lookups_total`, `peercdn_dht_lookups_done_total`,
+//! `peercdn_dht_peers_found_total`, `peercdn_dht_announces_total`,
+//! `peercdn_dht_announce_failures_total`; no malformed-packet series: the DHT crate keeps no
+//! such counter).
 
 use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use peercdn_engine::dht::DhtStats;
 
 use crate::state::AppState;
 
@@ -52,8 +58,13 @@ pub async fn handler(State(state): State<AppState>) -> Response {
             }
         })
         .collect();
+    let dht = match state.session().dht() {
+        Some(d) => Some(d.current_stats().await),
+        None => None,
+    };
     let mut text = render(&rows);
     render_live(&mut text, &live_rows);
+    render_dht(&mut text, dht.as_ref());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -215,6 +226,67 @@ fn render_live(out: &mut String, rows: &[LiveRow]) {
     }
 }
 
+fn render_dht(out: &mut String, stats: Option<&DhtStats>) {
+    let _ = writeln!(
+        out,
+        "# HELP peercdn_dht_enabled 1 when the node runs a DHT node."
+    );
+    let _ = writeln!(out, "# TYPE peercdn_dht_enabled gauge");
+    let _ = writeln!(out, "peercdn_dht_enabled {}", u8::from(stats.is_some()));
+    let Some(s) = stats else {
+        return;
+    };
+    let series: [(&str, &str, &str, u64); 7] = [
+        (
+            "peercdn_dht_nodes",
+            "gauge",
+            "Nodes in the DHT routing table.",
+            s.nodes as u64,
+        ),
+        (
+            "peercdn_dht_bootstrapped",
+            "gauge",
+            "1 once the routing table has held a node.",
+            u64::from(s.bootstrapped),
+        ),
+        (
+            "peercdn_dht_lookups_total",
+            "counter",
+            "DHT get_peers lookups started.",
+            s.lookups,
+        ),
+        (
+            "peercdn_dht_lookups_done_total",
+            "counter",
+            "DHT get_peers lookups finished.",
+            s.lookups_done,
+        ),
+        (
+            "peercdn_dht_peers_found_total",
+            "counter",
+            "Peers returned by DHT lookups (summed per lookup).",
+            s.peers_found,
+        ),
+        (
+            "peercdn_dht_announces_total",
+            "counter",
+            "DHT announces stored by at least one node.",
+            s.announces,
+        ),
+        (
+            "peercdn_dht_announce_failures_total",
+            "counter",
+            "DHT announces that failed or timed out.",
+            s.announce_failures,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -254,6 +326,33 @@ mod tests {
         ));
         assert!(text.contains("peercdn_progress_ratio{infohash=\"ab\",name="));
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 9);
+    }
+
+    #[test]
+    fn renders_dht_series() {
+        let mut text = String::new();
+        render_dht(&mut text, None);
+        assert!(text.contains("peercdn_dht_enabled 0\n"));
+        assert!(!text.contains("peercdn_dht_nodes"));
+        let stats = DhtStats {
+            nodes: 12,
+            bootstrapped: true,
+            lookups: 3,
+            announces: 2,
+            ..DhtStats::default()
+        };
+        let mut text = String::new();
+        render_dht(&mut text, Some(&stats));
+        for line in [
+            "peercdn_dht_enabled 1\n",
+            "peercdn_dht_nodes 12\n",
+            "peercdn_dht_bootstrapped 1\n",
+            "peercdn_dht_lookups_total 3\n",
+            "peercdn_dht_announces_total 2\n",
+            "peercdn_dht_announce_failures_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
     }
 
     #[test]

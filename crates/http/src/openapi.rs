@@ -100,6 +100,13 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/api/v1/dht": {
+                "get": {
+                    "summary": "The mainline DHT node: routing table, lookups, announces",
+                    "responses": { "200": { "description": "The DHT figures, or {\"enabled\": false}",
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dht" } } } } }
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } }
             },
@@ -246,6 +253,25 @@ pub fn document() -> Value {
                         "window_s": { "type": "integer", "nullable": true },
                         "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } }
                     }
+                },
+                "Dht": {
+                    "type": "object",
+                    "description": "Only `enabled` when the node runs without a DHT.",
+                    "properties": {
+                        "enabled": { "type": "boolean" },
+                        "nodes": { "type": "integer", "description": "Nodes in the routing table." },
+                        "bootstrapped": { "type": "boolean",
+                            "description": "The routing table has held at least one node." },
+                        "port": { "type": "integer", "description": "UDP port." },
+                        "lookups": { "type": "integer", "description": "get_peers lookups started." },
+                        "lookups_done": { "type": "integer", "description": "get_peers lookups finished." },
+                        "peers_found": { "type": "integer", "description": "Peers returned by lookups (summed)." },
+                        "announces": { "type": "integer", "description": "announce_peer stored by at least one node." },
+                        "announce_failures": { "type": "integer" },
+                        "malformed": { "type": "integer", "nullable": true,
+                            "description": "Malformed packets dropped; null: the DHT library exposes no counter." }
+                    },
+                    "required": ["enabled"]
                 },
                 "File": {
                     "type": "object",

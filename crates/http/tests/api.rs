@@ -311,3 +311,126 @@ async fn openapi_routes_exist_and_url_fetch() {
     }
     swarm.shutdown().await;
 }
+
+/// `GET /api/v1/dht` and the `peercdn_dht_*` metrics: `{"enabled":false}` without a DHT; with a
+/// private two-node DHT on 127.0.0.1 (node A bootstraps from nobody, node B from A), B's
+/// routing table holds A, and a torrent added to B counts a lookup and a stored announce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_figures_in_api_and_metrics() {
+    use peercdn_engine::session::{AddOptions, Session};
+    use peercdn_engine::torrent::Source;
+
+    let swarm = Swarm::new().await;
+    let c = client();
+    let off = serve(swarm.viewer.clone(), http_config()).await;
+    let v: Value = c
+        .get(format!("{}/api/v1/dht", off.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({ "enabled": false }));
+    let text = c
+        .get(format!("{}/metrics", off.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("peercdn_dht_enabled 0\n"));
+    assert!(!text.contains("peercdn_dht_nodes"));
+
+    let d = swarm.dir.path();
+    let mut cfg_a = common::config(&d.join("dht-a"), vec![]);
+    cfg_a.dht = Some(Some(vec![]));
+    let a = Session::start(cfg_a).await.unwrap();
+    let a_port = a.dht().unwrap().local_addr().unwrap().port();
+    let mut cfg_b = common::config(&d.join("dht-b"), vec![]);
+    cfg_b.dht = Some(Some(vec![format!("127.0.0.1:{a_port}")]));
+    let b = Session::start(cfg_b).await.unwrap();
+    let srv = serve(b.clone(), http_config()).await;
+    let url = format!("{}/api/v1/dht", srv.base);
+
+    // B finds A on its own (the crate bootstraps at start), before any lookup.
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = c.get(&url).send().await.unwrap().json().await.unwrap();
+        if v["bootstrapped"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["enabled"], true, "{v}");
+    assert_eq!(v["bootstrapped"], true, "{v}");
+    assert!(v["nodes"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(
+        v["port"],
+        b.listen_port(),
+        "the DHT listens at the peer port"
+    );
+    assert!(
+        v["malformed"].is_null(),
+        "no counter in the DHT crate: null"
+    );
+
+    // A torrent on B: one lookup (nobody announced, so it ends empty) and one announce,
+    // stored at A.
+    b.add(
+        Source::Metainfo(Box::new(swarm.meta.clone())),
+        AddOptions {
+            save_dir: Some(d.join("dht-b-save")),
+            ..Default::default()
+        },
+    );
+    for _ in 0..300 {
+        v = c.get(&url).send().await.unwrap().json().await.unwrap();
+        if v["lookups_done"].as_u64() >= Some(1) && v["announces"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(v["lookups"].as_u64() >= Some(1), "{v}");
+    assert!(v["lookups_done"].as_u64() >= Some(1), "{v}");
+    assert_eq!(v["announces"], 1, "{v}");
+    assert_eq!(v["announce_failures"], 0, "{v}");
+
+    let text = c
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    check_metrics(&text);
+    assert!(text.contains("peercdn_dht_enabled 1\n"));
+    assert!(text.contains("peercdn_dht_bootstrapped 1\n"));
+    assert!(text.contains("peercdn_dht_announces_total 1\n"));
+    assert!(text.contains("peercdn_dht_announce_failures_total 0\n"));
+    for m in [
+        "peercdn_dht_nodes ",
+        "peercdn_dht_lookups_total ",
+        "peercdn_dht_lookups_done_total ",
+        "peercdn_dht_peers_found_total ",
+    ] {
+        assert!(text.contains(m), "{m}");
+    }
+
+    // The dashboard has a DHT line.
+    let page = c
+        .get(format!("{}/", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/api/v1/dht"));
+
+    b.shutdown().await;
+    a.shutdown().await;
+    swarm.shutdown().await;
+}
