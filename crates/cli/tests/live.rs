@@ -217,21 +217,19 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
     let bc_http = wait_line(&mut bc, "http: ");
     let started = Instant::now();
 
-    // Ten viewers with household uplinks (2× the bitrate). The first three know the source,
-    // the others only an earlier viewer: pieces must be relayed.
+    // Ten viewers with household uplinks (2× the bitrate). Each knows the source and the
+    // viewer before it; the source serves each piece to three of them at most, so the rest
+    // must come from viewers relaying to each other (and whom PEX introduces).
     let mut viewers: Vec<(Proc, u16, String)> = Vec::new();
     for i in 0..10 {
-        let peer = if i < 3 {
-            format!("127.0.0.1:{bc_port}")
-        } else {
-            format!("127.0.0.1:{}", viewers[(i - 3) % 3].1)
-        };
-        let v = engine_start(
-            d,
-            &format!("viewer{i}"),
-            &["--peer", &peer, "--upload-limit", "500KB"],
-        );
-        viewers.push(v);
+        let source = format!("127.0.0.1:{bc_port}");
+        let mut args = vec!["--upload-limit", "500KB", "--peer", &source];
+        let before;
+        if let Some(prev) = viewers.last() {
+            before = format!("127.0.0.1:{}", prev.1);
+            args.extend(["--peer", &before]);
+        }
+        viewers.push(engine_start(d, &format!("viewer{i}"), &args));
     }
     let mut players = Vec::new();
     for (i, (_, _, base)) in viewers.iter().enumerate() {

@@ -12,11 +12,24 @@
 //! Protocol (DESIGN §3): BEP 3 handshake with the extension bit, a BEP 10 handshake naming
 //! `ut_metadata`, `ut_pex` and `pc_live`. Once both sides speak `pc_live`, each sends
 //! `Window{first, last}` and a `Have` with the signed headers of its newest held pieces
-//! ([`LiveConfig::recent_on_connect`]), then `Interested` and `Unchoke` (live unchokes everyone
-//! up to [`LiveConfig::unchoke_slots`]). Each newly held piece is announced with a `Have` at
-//! once — by a viewer to every peer, by the source first to [`LiveConfig::source_fanout`] peers
-//! (rotating) and to the rest after [`LiveConfig::source_delay`], so viewers relay to each other
-//! and the source's upload stays near the bitrate. Data moves in 16 KiB REQUEST/PIECE blocks.
+//! ([`LiveConfig::recent_on_connect`]), then `Interested` and `Unchoke`. Each newly held piece
+//! is announced with a `Have` at once — by a viewer to every peer, by the source first to
+//! [`LiveConfig::source_fanout`] peers (rotating among those it unchokes) and to the rest after
+//! [`LiveConfig::source_delay`]. Data moves in 16 KiB REQUEST/PIECE blocks.
+//!
+//! Scaling (what keeps the source near the bitrate and every viewer at the edge):
+//! - the source serves a piece to at most [`LiveConfig::source_copies`] peers and refuses
+//!   (BEP 6 reject) the others, who fetch it from those peers instead;
+//! - few upload slots ([`LiveConfig::unchoke_slots`], [`LiveConfig::source_slots`]) kept for
+//!   the peers we serve most, plus one optimistic slot rotating every few seconds, and a slot
+//!   whose peer asks for nothing goes to a waiting one: each node feeds a few at full speed
+//!   rather than many at a trickle;
+//! - one serving queue for all peers ([`LiveConfig::max_reads_total`] blocks handed to the
+//!   engine), the source's first wave first, then the lowest index: what waits behind the
+//!   upload limit stays short;
+//! - a requester keeps about a second of a peer's rate in flight to it, so a busy peer gets
+//!   fewer requests and the rest go to peers with spare upload;
+//! - PEX runs a few seconds after connecting, so viewers find relays quickly.
 //!
 //! Trust: every header is checked before it is used or relayed — signature (key and content
 //! ID), index within `[first, edge + window]`, timestamp not older than twice the window, no
@@ -318,7 +331,9 @@ impl LiveSwarm {
                 refused: VecDeque::new(),
                 hash_fails: 0,
                 pex_sent: Vec::new(),
-                next_pex: now + self.config.pex_interval.unwrap_or(Duration::ZERO),
+                // The first exchange comes soon: a live viewer must find relays in seconds,
+                // not after a minute.
+                next_pex: now + self.config.first_pex,
             },
         );
         self.send_ext_handshake(key);

@@ -133,12 +133,12 @@ impl LiveSwarm {
 
     /// True when `key` announced the piece, unchokes us and has room for a request.
     ///
-    /// Room: about half a second of what the peer delivered lately (at least `min_outstanding`
+    /// Room: about a second of what the peer delivered lately (at least `min_outstanding`
     /// blocks, at most `max_outstanding`). More would only queue behind its upload limit, where a request
     /// waits instead of going to a peer with spare upload.
     fn usable(&self, key: PeerKey, index: u32) -> bool {
         self.peers.get(&key).is_some_and(|p| {
-            let room = ((p.down_rate / 2) / u64::from(BLOCK_LEN)).clamp(
+            let room = (p.down_rate / u64::from(BLOCK_LEN)).clamp(
                 self.config.min_outstanding as u64,
                 self.config.max_outstanding.max(self.config.min_outstanding) as u64,
             ) as usize;

@@ -54,6 +54,8 @@ pub struct LiveConfig {
     pub idle_timeout: Duration,
     /// Peer exchange interval (BEP 11); `None` turns it off.
     pub pex_interval: Option<Duration>,
+    /// Delay before the first PEX message to a new peer.
+    pub first_pex: Duration,
     /// Our TCP listen port, told to peers in the extension handshake.
     pub listen_port: Option<u16>,
     /// Seed for tie-breaking and rotations.
@@ -67,10 +69,10 @@ impl Default for LiveConfig {
             unchoke_slots: 4,
             source_slots: 4,
             max_outstanding: 32,
-            min_outstanding: 4,
+            min_outstanding: 8,
             max_in_progress: 24,
             source_fanout: 2,
-            source_copies: 3,
+            source_copies: 2,
             source_delay: None,
             relay_margin: 4,
             block_timeout: Duration::from_secs(3),
@@ -81,6 +83,7 @@ impl Default for LiveConfig {
             max_reads_total: 16,
             idle_timeout: Duration::from_secs(120),
             pex_interval: Some(Duration::from_secs(30)),
+            first_pex: Duration::from_secs(3),
             listen_port: None,
             seed: 0x11fe,
         }
