@@ -117,7 +117,7 @@ pub struct SwarmStats {
     pub up_rate: u64,
 }
 
-/// One peer as seen by [`Swarm::peers`].
+/// One peer as seen by [`super::Swarm::peers`].
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     /// Connection key.
