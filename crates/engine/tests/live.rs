@@ -365,3 +365,174 @@ async fn limited_source_uplink_is_enough_when_viewers_relay() {
         v.shutdown().await;
     }
 }
+
+/// A raw peer speaking just enough of the protocol: handshakes, then whatever it is told to
+/// send; it answers every REQUEST with `reply(block)` when given one.
+struct RawPeer {
+    sock: TcpStream,
+}
+
+impl RawPeer {
+    async fn connect(to: SocketAddr, id: peercdn_core::InfoHash, tag: u8) -> RawPeer {
+        let mut sock = TcpStream::connect(to).await.unwrap();
+        sock.write_all(&Handshake::ours(id, PeerId::ours([tag; 12])).encode())
+            .await
+            .unwrap();
+        let mut hs = [0u8; 68];
+        sock.read_exact(&mut hs).await.unwrap();
+        let mut ours = ExtHandshake::ours(None, None);
+        ours.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
+        let mut out = BytesMut::new();
+        wire::encode(
+            &Message::Extended {
+                id: EXT_HANDSHAKE_ID,
+                payload: ours.encode(),
+            },
+            &mut out,
+        );
+        wire::encode(&Message::Unchoke, &mut out);
+        sock.write_all(&out).await.unwrap();
+        RawPeer { sock }
+    }
+
+    async fn send(&mut self, msg: Message) {
+        let mut out = BytesMut::new();
+        wire::encode(&msg, &mut out);
+        self.sock.write_all(&out).await.unwrap();
+    }
+
+    /// Reads until the other side hangs up (true) or `secs` pass (false), answering requests
+    /// with `data` (bytes of the right length, whatever the header says).
+    async fn serve_until_closed(&mut self, data: Option<Bytes>, secs: u64) -> bool {
+        let mut buf = BytesMut::with_capacity(1 << 16);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            while let Ok(Some(msg)) = wire::decode(&mut buf, 1 << 20) {
+                if let (Message::Request(b), Some(d)) = (msg, &data) {
+                    let s = b.begin as usize;
+                    let e = (s + b.len as usize).min(d.len());
+                    let reply = Message::Piece {
+                        index: b.index,
+                        begin: b.begin,
+                        data: d.slice(s..e),
+                    };
+                    let mut out = BytesMut::new();
+                    wire::encode(&reply, &mut out);
+                    if self.sock.write_all(&out).await.is_err() {
+                        return true;
+                    }
+                }
+            }
+            let read = tokio::time::timeout_at(deadline, self.sock.read_buf(&mut buf)).await;
+            match read {
+                Err(_) => return false,
+                Ok(Ok(0)) => return true,
+                Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// While a viewer plays an honest stream from the source, raw peers attack: one relays a
+/// genuine header and then an altered payload (to a viewer that has only it), one replays a
+/// header from long before the window, one a header signed for another content ID. Each is
+/// disconnected and banned, and the playing viewer keeps receiving every honest piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_replayed_and_foreign_pieces_get_their_senders_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[51; 32]);
+    let desc = descriptor(&key);
+    let id = desc.content_id();
+    let src = Session::start(config(&dir.path().join("src")))
+        .await
+        .unwrap();
+    let src_h = src.add_live(
+        desc.clone(),
+        LiveOptions {
+            source: true,
+            ..LiveOptions::default()
+        },
+    );
+    let mut source = LiveSource::new(key.clone(), src_h.buffer().unwrap(), 0).unwrap();
+    let viewer = Session::start(config(&dir.path().join("viewer")))
+        .await
+        .unwrap();
+    let vh = viewer.add_live(
+        desc.clone(),
+        LiveOptions {
+            peers: vec![addr(&src)],
+            ..LiveOptions::default()
+        },
+    );
+    let vb = ready(&vh).await;
+    let player = vb.reader().unwrap();
+    player.set_position(0);
+    let producer = tokio::spawn(async move {
+        for i in 0..30u32 {
+            source
+                .push(NewPiece {
+                    payload: payload(i),
+                    keyframe: i % 2 == 0,
+                    discontinuity: false,
+                    duration_us: 200_000,
+                })
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let now = peercdn_engine::live::now_us();
+    let have = |h: PieceHeader| Message::Extended {
+        id: OUR_PC_LIVE_ID,
+        payload: LiveMsg::Have(vec![h]).encode(),
+    };
+
+    // 1. Altered payload: a genuine header relayed from the source (here read from its window)
+    //    and garbage bytes of the right length when asked. The target is a second viewer that
+    //    has no other peer, so it must fetch from this one.
+    let lonely = Session::start(config(&dir.path().join("lonely")))
+        .await
+        .unwrap();
+    let lh = lonely.add_live(desc.clone(), LiveOptions::default());
+    let genuine = src_h.buffer().unwrap().get(5).expect("piece 5 made");
+    let mut altered = genuine.payload.to_vec();
+    altered[100] ^= 0xff;
+    let mut p1 = RawPeer::connect(addr(&lonely), id, 61).await;
+    p1.send(have(genuine.header)).await;
+    assert!(
+        p1.serve_until_closed(Some(altered.into()), 15).await,
+        "the peer with the altered payload was not disconnected"
+    );
+    // The status is published every 250 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(lh.status().banned, 1, "{:?}", lh.status());
+    assert!(lh.buffer().unwrap().get(5).is_none());
+    lonely.shutdown().await;
+
+    // 2. Replayed: a validly signed header from long before the window.
+    let old = PieceHeader::sign(&key, &id, 1, now - 3_600_000_000, 200_000, 0, &payload(1));
+    let mut p2 = RawPeer::connect(addr(&viewer), id, 62).await;
+    p2.send(have(old)).await;
+    assert!(p2.serve_until_closed(None, 10).await, "replayer kept");
+
+    // 3. Another content ID: the same key, a header signed for another stream.
+    let other = peercdn_core::InfoHash([9; 20]);
+    let foreign = PieceHeader::sign(&key, &other, 28, now, 200_000, 0, &payload(28));
+    let mut p3 = RawPeer::connect(addr(&viewer), id, 63).await;
+    p3.send(have(foreign)).await;
+    assert!(p3.serve_until_closed(None, 10).await, "foreign header kept");
+
+    producer.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(vh.status().banned, 2, "{:?}", vh.status());
+    // The honest stream went on: every piece, each with the source's payload.
+    wait_all("viewer", &vb, 30).await;
+    for i in 0..30 {
+        assert_eq!(vb.get(i).unwrap().payload, payload(i), "piece {i}");
+    }
+    drop(player);
+    for s in [&src, &viewer] {
+        s.shutdown().await;
+    }
+}
