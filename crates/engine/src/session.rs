@@ -133,6 +133,9 @@ struct Inner {
     port: u16,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     lives: Mutex<HashMap<InfoHash, ActorHandle>>,
+    /// IDs `resolve_id` is finding out about (their actor is in `lives` to fetch the info
+    /// dictionary, but they are not known to be live streams yet).
+    resolving: Mutex<std::collections::HashSet<InfoHash>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
@@ -190,6 +193,7 @@ impl Session {
                 port,
                 torrents: Mutex::new(HashMap::new()),
                 lives: Mutex::new(HashMap::new()),
+                resolving: Mutex::new(std::collections::HashSet::new()),
                 limits,
                 accept,
                 dht,
@@ -466,6 +470,9 @@ impl Session {
 
     /// A running live stream.
     pub fn get_live(&self, id: &InfoHash) -> Option<LiveHandle> {
+        if self.is_resolving(id) {
+            return None;
+        }
         self.inner
             .lives
             .lock()
@@ -480,9 +487,14 @@ impl Session {
             .lives
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|h| h.handle.clone())
+            .iter()
+            .filter(|(id, _)| !self.is_resolving(id))
+            .map(|(_, h)| h.handle.clone())
             .collect()
+    }
+
+    fn is_resolving(&self, id: &InfoHash) -> bool {
+        lock(&self.inner.resolving).contains(id)
     }
 
     /// Stops a live stream. False if it was not running.
@@ -515,6 +527,26 @@ impl Session {
             let _ = t.tx.try_send(Command::AddPeers(opts.peers));
             return Resolved::Vod(t);
         }
+        // Another request is finding out already: wait for its answer rather than taking its
+        // half-started stream for a live one.
+        let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
+        while self.is_resolving(&id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(l) = self.get_live(&id) {
+            return Resolved::Live(l);
+        }
+        if let Some(t) = self.get(&id) {
+            let _ = t.tx.try_send(Command::AddPeers(opts.peers));
+            return Resolved::Vod(t);
+        }
+        lock(&self.inner.resolving).insert(id);
+        let resolved = self.resolve_new(id, opts).await;
+        lock(&self.inner.resolving).remove(&id);
+        resolved
+    }
+
+    async fn resolve_new(&self, id: InfoHash, opts: AddOptions) -> Resolved {
         let h = self.start_live(
             id,
             None,
@@ -534,7 +566,10 @@ impl Session {
         .ok()
         .and_then(|r| r.ok().map(|k| k.clone()));
         match found {
-            Some(Kind::Live) => Resolved::Live(h.handle),
+            Some(Kind::Live) => {
+                lock(&self.inner.resolving).remove(&id);
+                Resolved::Live(h.handle)
+            }
             Some(Kind::Vod(info)) => {
                 self.remove_live(&id).await;
                 match peercdn_core::metainfo::Metainfo::from_info_bytes(
