@@ -60,9 +60,9 @@ pub type PeerKey = u64;
 
 /// Most headers kept in the pending-announcement queue of the source.
 const MAX_PENDING_ANNOUNCES: usize = 4096;
-/// Serving order of a queued request: (not in the piece's first wave, index, the peer's
+/// Serving order of a queued request: (class: first wave, allowed copy, rescue; index, the peer's
 /// blocks in flight, offset); lowest first.
-type ServeRank = (bool, u32, usize, u32);
+type ServeRank = (u8, u32, usize, u32);
 
 /// How often the unchoked set is recomputed (and the optimistic slot rotates).
 const RECHOKE_EVERY: Duration = Duration::from_secs(3);
@@ -103,7 +103,7 @@ struct Peer {
     /// When it last asked us for a block.
     last_request: Option<Instant>,
     /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
-    refused: VecDeque<u32>,
+    refused: VecDeque<(u32, Instant)>,
     hash_fails: u32,
     pex_sent: Vec<SocketAddr>,
     next_pex: Instant,
@@ -161,13 +161,15 @@ pub struct LiveSwarm {
     pending: VecDeque<Pending>,
     /// Source only: who heard of each recent piece first; their requests for it are served
     /// before anyone else's, so the first wave gets every piece at once and relays it.
-    first_wave: BTreeMap<u32, Vec<PeerKey>>,
+    first_wave: BTreeMap<u32, (Instant, Vec<PeerKey>)>,
     /// Source only: which peers each recent piece is being served to (bounded like
     /// `first_wave`); beyond [`LiveConfig::source_copies`] the source refuses, so its upload
     /// carries new pieces instead of more copies of the same one.
     served_to: BTreeMap<u32, Vec<PeerKey>>,
     /// Block reads handed to the engine and not yet reported sent, all peers together.
     reads_total: usize,
+    /// The latest `now` the scheduler saw.
+    now: Option<Instant>,
     playhead: Option<u32>,
     wall_us: u64,
     rotor: usize,
@@ -198,6 +200,7 @@ impl LiveSwarm {
             first_wave: BTreeMap::new(),
             served_to: BTreeMap::new(),
             reads_total: 0,
+            now: None,
             playhead: None,
             wall_us: 0,
             rotor: 0,
@@ -406,12 +409,10 @@ impl LiveSwarm {
             Message::Request(b) => self.on_request(key, b, now),
             Message::Cancel(b) => peer.their_requests.retain(|r| *r != b),
             Message::Reject(b) => {
-                if !peer.refused.contains(&b.index) {
-                    if peer.refused.len() >= 64 {
-                        peer.refused.pop_front();
-                    }
-                    peer.refused.push_back(b.index);
+                if peer.refused.len() >= 64 {
+                    peer.refused.pop_front();
                 }
+                peer.refused.push_back((b.index, now));
                 if let Some(pos) = peer.outstanding.iter().position(|(r, _)| *r == b) {
                     peer.outstanding.swap_remove(pos);
                     self.release(b, key);
@@ -833,7 +834,7 @@ impl LiveSwarm {
             && self.have.contains(&b.index)
             && peer.their_requests.len() < self.config.max_peer_requests;
         if ok && self.config.source {
-            ok = self.source_may_serve(key, b.index);
+            ok = self.source_may_serve(key, b.index, now);
         }
         if !ok {
             if fast {
@@ -852,13 +853,19 @@ impl LiveSwarm {
 
     /// The source serves a piece to its first wave and to at most
     /// [`LiveConfig::source_copies`] peers in all; the rest get it from those peers.
-    fn source_may_serve(&mut self, key: PeerKey, index: u32) -> bool {
-        if self
-            .first_wave
-            .get(&index)
-            .is_some_and(|w| w.contains(&key))
-        {
-            return true;
+    ///
+    /// Once a piece is older than [`LiveConfig::source_rescue_after`], anyone may have it (a
+    /// peer whose relays failed it must not starve), but after every fresh piece: see
+    /// [`Self::pump_reads`].
+    fn source_may_serve(&mut self, key: PeerKey, index: u32, now: Instant) -> bool {
+        match self.first_wave.get(&index) {
+            Some((_, w)) if w.contains(&key) => return true,
+            Some((at, _))
+                if now.saturating_duration_since(*at) >= self.config.source_rescue_after =>
+            {
+                return true
+            }
+            _ => {}
         }
         let limit = self.config.source_copies.max(self.config.source_fanout);
         let to = self.served_to.entry(index).or_default();
@@ -889,12 +896,20 @@ impl LiveSwarm {
                     continue;
                 }
                 for (pos, b) in p.their_requests.iter().enumerate() {
-                    let later_wave = self.config.source
-                        && !self
+                    // The source: first wave, then the few copies it allows, then rescues.
+                    let class = if !self.config.source
+                        || self
                             .first_wave
                             .get(&b.index)
-                            .is_some_and(|w| w.contains(&k));
-                    let rank = (later_wave, b.index, p.reads_in_flight, b.begin);
+                            .is_some_and(|(_, w)| w.contains(&k))
+                    {
+                        0
+                    } else if self.served_to.get(&b.index).is_some_and(|w| w.contains(&k)) {
+                        1
+                    } else {
+                        2
+                    };
+                    let rank = (class, b.index, p.reads_in_flight, b.begin);
                     if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
                         best = Some((rank, k, pos));
                     }
@@ -1069,7 +1084,7 @@ impl LiveSwarm {
                 index,
                 told: targets.clone(),
             });
-            self.first_wave.insert(index, targets.clone());
+            self.first_wave.insert(index, (now, targets.clone()));
             self.served_to.insert(index, targets.clone());
             while self.first_wave.len() > 64 {
                 self.first_wave.pop_first();

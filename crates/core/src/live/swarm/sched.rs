@@ -18,9 +18,14 @@ use bytes::{Bytes, BytesMut};
 use super::{Action, Download, LiveSwarm, PeerKey, Slot};
 use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
+/// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
+/// fresh pieces beyond its copies, and serves them once they are older).
+const REFUSAL_MEMORY: Duration = Duration::from_secs(1);
+
 impl LiveSwarm {
     /// Requests what is missing, in deadline order.
     pub(super) fn schedule(&mut self, now: Instant) {
+        self.now = Some(now);
         if self.params.is_none() {
             return;
         }
@@ -91,7 +96,11 @@ impl LiveSwarm {
             let pick = match only {
                 Some(k) if exclude.is_none() && self.usable(k, index) => Some(k),
                 Some(_) => None,
-                None => self.pick_peer(index, exclude),
+                // The late peer again when nobody else has it (it may be slow, or may have
+                // dropped the request: the source does so beyond its copies).
+                None => self
+                    .pick_peer(index, exclude)
+                    .or_else(|| exclude.filter(|&p| self.usable(p, index))),
             };
             let Some(peer) = pick else {
                 if exclude.is_none() {
@@ -145,7 +154,12 @@ impl LiveSwarm {
             p.ready
                 && !p.peer_choking
                 && p.has.contains(&index)
-                && !p.refused.contains(&index)
+                && !p.refused.iter().any(|&(i, at)| {
+                    i == index
+                        && self
+                            .now
+                            .is_none_or(|n| n.saturating_duration_since(at) < REFUSAL_MEMORY)
+                })
                 && p.outstanding.len() < room
         })
     }
