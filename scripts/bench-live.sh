@@ -30,9 +30,12 @@
 #   delay       p50 / p95 of the players' delay_ms samples, seconds.
 #   source up ÷ bitrate   the source's upload over the window ÷ the muxed bitrate.
 #   from source share of the viewers' received bytes that the source uploaded.
-#   join        median of BENCH_JOINS (5) timed `ffmpeg -i VIEWER/ace/getstream?id=ID&pid=joinK
-#               -frames:v 1 -f null -` (request to first decoded frame), spread over the window
-#               and over viewers that already play the stream.
+#   join        median of BENCH_JOINS (5) timed `ffmpeg -analyzeduration 500000 -i
+#               VIEWER/ace/getstream?id=ID&pid=joinK -frames:v 1 -f null -` (request to first
+#               decoded frame), spread over the window and over viewers that already play the
+#               stream. ffmpeg's default probing reads 5 s of media before it decodes anything,
+#               so on a real-time stream it measures ffmpeg, not the engine: each join is also
+#               timed that way and printed in the notes.
 #   CPU, RSS    per viewer engine: CPU % of one core over the window; peak RSS mean / max.
 #   HLS delay   per segment request in nginx's log during the window: request time − the
 #               piece's source timestamp; p50 / p95.
@@ -50,6 +53,7 @@
 #   BENCH_SECONDS       measurement window per N (default 120)
 #   BENCH_SAMPLE        sampling interval, s (default 1)
 #   BENCH_JOINS         join measurements per N (default 5)
+#   BENCH_JOIN_PROBE_US ffmpeg -analyzeduration of the joins, µs (default 500000)
 #   BENCH_HLS_PLAYERS   cap on HLS players (default 10)
 #   BENCH_KEEP=1        keep the work directory (logs, progress files, nginx log)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
