@@ -27,6 +27,9 @@
 #               received so far and plays in real time; over each sample interval it plays if
 #               the media received ≥ position + interval, else it stalls for the difference
 #               (position waits). played / (played + stalled); mean over players (worst).
+#               ffmpeg reports progress every 0.25 s and its first report can fall inside the
+#               burst it writes when probing ends: the media held at the first frame is taken
+#               as max(media then, media at the next sample − the interval).
 #   delay       p50 / p95 of the players' delay_ms samples, seconds.
 #   source up ÷ bitrate   the source's upload over the window ÷ the muxed bitrate.
 #   from source share of the viewers' received bytes that the source uploaded.

@@ -236,6 +236,14 @@ def continuity(samples):
     start = next((i for i, (_, m) in enumerate(samples) if m > 0), None)
     if start is None:
         return None
+    # ffmpeg writes its progress every 0.25 s: its first report can fall in the middle of the
+    # burst it outputs once probing ends, before it has written what it already holds. The
+    # media it had at its first frame is estimated as max(media then, media at the next sample
+    # minus that interval): generous if the engine also bursts during that one interval.
+    if start + 1 < len(samples):
+        (t_a, m_a), (t_b, m_b) = samples[start], samples[start + 1]
+        samples = list(samples)
+        samples[start] = (t_a, max(m_a, m_b - (t_b - t_a)))
     # The media received by the first frame is the start-up buffer: playback starts at media
     # time 0 with that much ahead of it.
     pos = 0.0
@@ -365,7 +373,7 @@ http {{
             prog = self.p(f"player{k}.progress")
             proc = spawn(
                 ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", prog,
-                 "-stats_period", "0.5", "-i", resp["playback_url"], "-c", "copy",
+                 "-stats_period", "0.25", "-i", resp["playback_url"], "-c", "copy",
                  "-f", "null", "-"],
                 self.p(f"player{k}.log"),
             )
@@ -378,7 +386,7 @@ http {{
             prog = self.p(f"hls{k}.progress")
             proc = spawn(
                 ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", prog,
-                 "-stats_period", "0.5", "-i",
+                 "-stats_period", "0.25", "-i",
                  f"http://127.0.0.1:{self.nginx_port}/{self.id}/live.m3u8",
                  "-c", "copy", "-f", "null", "-"],
                 self.p(f"hls{k}.log"),
