@@ -27,6 +27,9 @@
 #               received so far and plays in real time; over each sample interval it plays if
 #               the media received ≥ position + interval, else it stalls for the difference
 #               (position waits). played / (played + stalled); mean over players (worst).
+#               The first frame is the first sample with ≥ BENCH_START_MEDIA (0.5) s of media:
+#               ffmpeg 5.1 reports its first packet (~20 ms) and then holds its probed data
+#               back for 1-2 s before writing it, which is ffmpeg's, not a stall.
 #               ffmpeg reports progress every 0.25 s and its first report can fall inside the
 #               burst it writes when probing ends: the media held at the first frame is taken
 #               as max(media then, media at the next sample − the interval).
@@ -56,6 +59,7 @@
 #   BENCH_SECONDS       measurement window per N (default 120)
 #   BENCH_SAMPLE        sampling interval, s (default 1)
 #   BENCH_JOINS         join measurements per N (default 5)
+#   BENCH_START_MEDIA   media (s) that marks a player's first frame (default 0.5)
 #   BENCH_JOIN_PROBE_US ffmpeg -analyzeduration of the joins, µs (default 500000)
 #   BENCH_HLS_PLAYERS   cap on HLS players (default 10)
 #   BENCH_KEEP=1        keep the work directory (logs, progress files, nginx log)
