@@ -599,7 +599,9 @@ http {{
         with open(self.p("samples.json"), "w") as f:
             json.dump({"players": [{"samples": pl["samples"], "delays": pl["delays"]}
                                    for pl in self.players],
-                       "hls": [h["samples"] for h in self.hls]}, f)
+                       "hls": [h["samples"] for h in self.hls],
+                       "viewer_bytes_start": v0, "viewer_bytes_end": v1,
+                       "source_uploaded": [src0, src1]}, f)
         return r
 
     def wait_ports_free(self):
