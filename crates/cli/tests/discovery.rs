@@ -41,26 +41,24 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     let started = Instant::now();
     let src_ts = make_live_source(d);
 
-    // Node 0, the bootstrap node: its DHT knows only itself (a fixed port so it can name it).
+    // Node 0, the bootstrap node: the first node of a network has an EMPTY bootstrap list,
+    // which only `peercdn.toml` can say (`dht_bootstrap = []`). Then the `mainline` crate adds
+    // every node that asks it `find_node` to its routing table. (Naming itself with
+    // `--dht-bootstrap` instead leaves its table empty forever: everyone else then knows only
+    // node 0, and node 0 spins re-bootstrapping from itself.)
     let boot_port = free_port();
     let boot = format!("127.0.0.1:{boot_port}");
-    let boot_port_arg = boot_port.to_string();
-    let mut boot_node = Proc::spawn(
-        "boot",
-        peercdn(
-            &d.join("boot-data"),
-            &[
-                "engine",
-                "--port",
-                &boot_port_arg,
-                "--http-port",
-                "0",
-                "--dht-bootstrap",
-                &boot,
-            ],
-        ),
-        &d.join("boot.log"),
-    );
+    let boot_cfg = d.join("boot.toml");
+    std::fs::write(&boot_cfg, "dht_bootstrap = []\n").expect("write boot.toml");
+    let mut boot_cmd = Command::new(env!("CARGO_BIN_EXE_peercdn"));
+    boot_cmd
+        .args(["engine", "--config"])
+        .arg(&boot_cfg)
+        .args(["--port", &boot_port.to_string(), "--http-port", "0"])
+        .args(["--bind", "127.0.0.1", "--data-dir"])
+        .arg(d.join("boot-data"))
+        .env("PEERCDN_LOG", "info");
+    let mut boot_node = Proc::spawn("boot", boot_cmd, &d.join("boot.log"));
     peercdn_port(&mut boot_node);
     let boot_http = wait_line(&mut boot_node, "http: ");
     let dht_args = ["--dht-bootstrap", boot.as_str()];
@@ -72,7 +70,7 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     }
     // The routing tables fill as the nodes bootstrap off node 0 and each other.
     wait_until(Duration::from_secs(30), "the DHT to settle", || {
-        dht_nodes(&boot_http) >= IDLE_NODES && idle.iter().all(|(_, _, b)| dht_nodes(b) >= 4)
+        dht_nodes(&boot_http) >= IDLE_NODES && idle.iter().all(|(_, _, b)| dht_nodes(b) >= 1)
     });
     eprintln!(
         "[{:.1}s] DHT of {} nodes settled",
@@ -292,7 +290,7 @@ fn viewer_checks(
             break st;
         }
         if Instant::now() > deadline {
-            return Err(format!("ffmpeg of the live ID did not finish in 45 s"));
+            return Err("ffmpeg of the live ID did not finish in 45 s".to_string());
         }
         std::thread::sleep(Duration::from_millis(100));
     };
