@@ -19,6 +19,7 @@
 #   BENCH_VOD_MIB       size of the VoD file (default 16)
 #   BENCH_WAIT_DHT=1    also wait until the viewer's DHT routing table is non-empty before the
 #                       request (a viewer whose engine has been running a moment); default 0
+#   BENCH_KEEP=1        keep the work directory (every node's and viewer's log) for a post-mortem
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn)
 set -euo pipefail
@@ -45,7 +46,11 @@ cleanup() {
     [[ -n "$VIEWER_PID" ]] && wait "$VIEWER_PID" 2>/dev/null || true
     for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${BG_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -109,7 +114,11 @@ start_network() {
     local i idle=$((NODES - 3)) api
     BOOT_PORT=$(free_port)
     BOOT="127.0.0.1:$BOOT_PORT"
-    node boot engine --port "$BOOT_PORT" --http-port 0 --dht-bootstrap "$BOOT"
+    # The first node of a network has an EMPTY bootstrap list (only peercdn.toml can say so);
+    # the mainline crate then adds every node that asks it find_node. Naming itself with
+    # --dht-bootstrap would leave its routing table empty for good.
+    echo 'dht_bootstrap = []' >"$WORK/boot.toml"
+    node boot engine --config "$WORK/boot.toml" --port "$BOOT_PORT" --http-port 0
     BG_PIDS+=("$LAST_PID")
     wait_line "$WORK/boot.log" '^http: ' 30 "$LAST_PID" || die "bootstrap node did not start"
     BOOT_API=$(line_value "$WORK/boot.log" 'http: ')
@@ -129,7 +138,7 @@ start_network() {
         [[ $(dht_field "$BOOT_API" nodes) -ge $idle ]] || settled=0
         if [[ $settled == 1 ]]; then
             for api in "${IDLE_APIS[@]}"; do
-                [[ $(dht_field "$api" nodes) -ge 4 ]] || { settled=0; break; }
+                [[ $(dht_field "$api" nodes) -ge 1 ]] || { settled=0; break; }
             done
         fi
         [[ $settled == 1 ]] && break
@@ -197,11 +206,10 @@ print(round((t1 - t0) * 1000))
 EOF
 }
 
-# one_case CASE: fresh viewer, one request; RESULT = ms to the first byte, STARTUP = ms from
+# one_case CASE REP: fresh viewer, one request; RESULT = ms to the first byte, STARTUP = ms from
 # spawn to the API being up.
 one_case() {
-    local kind="$1" name="viewer" id t0 t1 api i
-    rm -rf "$WORK/$name-data" "$WORK/$name.log"
+    local kind="$1" name="viewer-$1-$2" id t0 t1 api i
     t0=$(now_ns)
     node "$name" engine --port 0 --http-port 0 --dht-bootstrap "$BOOT"
     VIEWER_PID=$LAST_PID
@@ -222,6 +230,7 @@ one_case() {
     RESULT=$(first_byte "$api/ace/getstream?id=$id" "$WORK/chunk") \
         || { log "$kind: request failed; viewer log: $(tail -3 "$WORK/$name.log")"; stop_viewer; return 1; }
     stop_viewer
+    rm -rf "$WORK/$name-data"
     case "$kind" in
         vod)
             cmp -s "$WORK/chunk" <(head -c "$CHUNK" "$WORK/pub/movie.bin") \
@@ -235,7 +244,7 @@ one_case() {
 run_case() {
     local kind="$1" vals=() starts=() i med mn mx ratio
     for ((i = 0; i < REPS; i++)); do
-        if one_case "$kind"; then
+        if one_case "$kind" "$((i + 1))"; then
             vals+=("$RESULT")
             starts+=("$STARTUP")
             log "$kind run $((i + 1)): first byte ${RESULT} ms (engine start to request ${STARTUP} ms)"

@@ -104,7 +104,7 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     peercdn_port(&mut publisher);
     let vod_id = wait_line(&mut publisher, "id: ");
 
-    // Node 19: the broadcaster of a looped 10 s source.
+    // Node 19: the broadcaster of a looped source.
     let mut bc = Proc::spawn(
         "broadcast",
         peercdn(
@@ -133,9 +133,11 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     assert_eq!(live_id.len(), 40, "live ID {live_id:?}");
     // The broadcaster's first DHT announce has been stored somewhere (the publisher started
     // its own earlier, on the same settled network).
-    wait_until(Duration::from_secs(30), "the broadcaster's DHT announce", || {
-        dht_field(&bc_http, "announces") >= 1
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the broadcaster's DHT announce",
+        || dht_field(&bc_http, "announces") >= 1,
+    );
     eprintln!(
         "[{:.1}s] 20 nodes up: VoD {vod_id}, live {live_id}",
         started.elapsed().as_secs_f64()
@@ -208,6 +210,8 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     let _ = viewer1.child.kill();
     let _ = viewer1.child.wait();
 
+    // The only VoD holder left is get2 (failed viewer attempts are killed too); the live
+    // stream comes from the broadcaster and the relay.
     let viewer2 = viewer_with_retries(d, "viewer2", &dht_args, &vod_id, &live_id, &vod);
     eprintln!(
         "[{:.1}s] viewer2 got the VoD and played the live stream after the publisher left",
@@ -305,20 +309,25 @@ fn viewer_checks(
     Ok(())
 }
 
-/// ffmpeg: a 10 s test pattern + tone, 320x240 x264 CBR ~1 Mbit/s, 1 s closed GOP, AAC, TS.
+/// Seconds of the live source: longer than the test, so no 5 s decode straddles a loop point
+/// (each rewind restarts the TS timestamps, and ffmpeg then reports non-monotonic DTS).
+const SOURCE_S: &str = "100";
+
+/// ffmpeg: a [`SOURCE_S`] test pattern + tone, 320x240 x264 CBR ~1 Mbit/s, 1 s closed GOP,
+/// AAC, MPEG-TS (about 2 s of CPU).
 fn make_live_source(dir: &Path) -> PathBuf {
     let out = dir.join("source.ts");
     ffmpeg(&[
         "-f",
         "lavfi",
         "-t",
-        "10",
+        SOURCE_S,
         "-i",
         "testsrc2=size=320x240:rate=25",
         "-f",
         "lavfi",
         "-t",
-        "10",
+        SOURCE_S,
         "-i",
         "sine=frequency=440:sample_rate=48000",
         "-c:v",
