@@ -9,9 +9,9 @@
 # (the API is up), then starts the clock and sends the request. The clock stops at the first
 # byte of the response body (headers alone do not count). So what is measured includes the
 # viewer's DHT bootstrap, the get_peers lookup, dialling, the metadata (VoD: the info dictionary;
-# live: the descriptor) and the first piece. The engine start-to-request delay (spawn to `http:`)
-# (spawn to request) is printed separately and is not in the figures. After the clock stops, a VoD run checks that
-# the first 64 KiB are the published file's bytes and a live run that 64 KiB arrive.
+# live: the descriptor) and the first piece. The engine start-to-request delay (spawn to the
+# request) is printed separately and is not in the figures. After the clock stops, a VoD run
+# checks that the first 64 KiB are the published file's bytes and a live run that 64 KiB arrive.
 #
 # Environment:
 #   BENCH_REPS          repetitions per case (default 5)
