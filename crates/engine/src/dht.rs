@@ -38,6 +38,9 @@ use mainline::Id;
 use peercdn_core::InfoHash;
 
 /// Longest a [`Dht::get_peers`] lookup may run before returning what it has.
+/// How long a lookup keeps collecting after its first peers.
+pub const LOOKUP_GRACE: Duration = Duration::from_millis(300);
+/// Longest a lookup runs.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a [`Dht::announce`] may run before it fails with [`DhtError::Timeout`].
 pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,7 +157,12 @@ impl Dht {
             Some(path) => load_state(path),
             None => Vec::new(),
         };
-        let bootstrap = bootstrap_list(config.bootstrap.as_deref(), &state_nodes);
+        // A node named in its own bootstrap list (the first node of a private network, given the
+        // same list as the others) would wait for itself forever and never learn anyone.
+        let bootstrap: Vec<String> = bootstrap_list(config.bootstrap.as_deref(), &state_nodes)
+            .into_iter()
+            .filter(|b| !is_own_address(b, bind, config.port))
+            .collect();
         let sync = mainline::Dht::builder()
             .server_mode()
             .bind_address(bind)
@@ -195,6 +203,16 @@ impl Dht {
         if port == 0 {
             return Err(DhtError::InvalidPort);
         }
+        // Look up first: `mainline` shares one running query per target between callers, and a
+        // lookup that joins an announce's query gets no peers back. Running get_peers here
+        // makes the shared query a GetPeers one (the announce then reuses its tokens).
+        {
+            let warm = self.shared.inner.get_peers(Id::from(info_hash.0));
+            let mut warm = std::pin::pin!(warm);
+            let drain =
+                async { while poll_fn(|cx| warm.as_mut().poll_next(cx)).await.is_some() {} };
+            let _ = tokio::time::timeout(LOOKUP_TIMEOUT, drain).await;
+        }
         let query = self
             .shared
             .inner
@@ -215,7 +233,8 @@ impl Dht {
 
     /// BEP 5 `get_peers` lookup: distinct peers (port ≠ 0) in arrival order, at most
     /// `max` (itself capped at [`MAX_PEERS_PER_LOOKUP`]). Returns when `max` is reached, the
-    /// lookup ends, or [`LOOKUP_TIMEOUT`] passes.
+    /// lookup ends, [`LOOKUP_GRACE`] has passed since the first peers came, or
+    /// [`LOOKUP_TIMEOUT`] passes.
     pub async fn get_peers(&self, info_hash: InfoHash, max: usize) -> Vec<SocketAddr> {
         let max = max.min(MAX_PEERS_PER_LOOKUP);
         let mut found = Vec::new();
@@ -226,8 +245,23 @@ impl Dht {
         let stream = self.shared.inner.get_peers(Id::from(info_hash.0));
         let mut stream = std::pin::pin!(stream);
         let mut seen: HashSet<SocketAddrV4> = HashSet::new();
+        let mut grace: Option<tokio::time::Instant> = None;
         let collect = async {
-            while let Some(batch) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+            loop {
+                let next = poll_fn(|cx| stream.as_mut().poll_next(cx));
+                let batch = match grace {
+                    Some(g) => match tokio::time::timeout_at(g, next).await {
+                        Ok(b) => b,
+                        Err(_) => return,
+                    },
+                    None => next.await,
+                };
+                let Some(batch) = batch else { return };
+                // Answer soon after the first peers arrive instead of when the whole query ends
+                // (a dead node in the table costs the crate's 2 s request timeout).
+                if grace.is_none() && !batch.is_empty() {
+                    grace = Some(tokio::time::Instant::now() + LOOKUP_GRACE);
+                }
                 for addr in batch {
                     if addr.port() == 0 || !seen.insert(addr) {
                         continue;
@@ -334,6 +368,16 @@ async fn maintain(shared: Weak<Shared>) {
             }
         }
     }
+}
+
+/// True when `node` is this node's own address (port and IP, a loopback IP counting as ours
+/// when bound to all addresses).
+fn is_own_address(node: &str, bind: std::net::Ipv4Addr, port: u16) -> bool {
+    node.parse::<SocketAddrV4>().is_ok_and(|a| {
+        port != 0
+            && a.port() == port
+            && (*a.ip() == bind || (bind.is_unspecified() && a.ip().is_loopback()))
+    })
 }
 
 /// The nodes to bootstrap from: the configured list (or the public routers for `None`), then
@@ -586,5 +630,19 @@ mod tests {
             let nodes = parse_state(&text);
             proptest::prop_assert!(nodes.len() <= MAX_STATE_NODES);
         }
+    }
+
+    #[test]
+    fn own_address_is_left_out_of_the_bootstrap_list() {
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        assert!(is_own_address("127.0.0.1:6881", lo, 6881));
+        assert!(is_own_address(
+            "127.0.0.1:6881",
+            std::net::Ipv4Addr::UNSPECIFIED,
+            6881
+        ));
+        assert!(!is_own_address("127.0.0.1:6882", lo, 6881));
+        assert!(!is_own_address("127.0.0.1:6881", lo, 0));
+        assert!(!is_own_address("router.example:6881", lo, 6881));
     }
 }
