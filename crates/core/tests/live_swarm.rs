@@ -326,11 +326,17 @@ fn bad_senders_are_banned_and_honest_pieces_flow() {
     net.source_slots = Some(8);
     let s = net.add(true);
     let victim = net.add(false);
+    let honest = net.add(false);
     let evil: Vec<usize> = (0..5).map(|_| net.add(false)).collect();
     net.connect(victim, s);
+    // One honest relay besides the evil ones: the source serves each piece to two peers only,
+    // the rest comes from relays.
+    net.connect(honest, s);
+    net.connect(victim, honest);
     for &e in &evil {
         net.connect(e, s);
         net.connect(victim, e);
+        net.connect(honest, e);
     }
     net.nodes[evil[4]].corrupt = true;
     // The victim plays (a player from the start): it wants every piece, not just the edge.
@@ -360,9 +366,7 @@ fn bad_senders_are_banned_and_honest_pieces_flow() {
     net.inject(evil[3], victim, m);
 
     net.run(3_000, true);
-    // With every relay banned, the victim's pieces come from the source's rescue path (a piece
-    // older than `source_rescue_after` is served to anyone): allow for that delay.
-    net.run(4_000, false);
+    net.run(1_000, false);
     for (n, &e) in evil.iter().enumerate() {
         assert!(
             net.nodes[victim].banned.contains(&banned_key(e)),

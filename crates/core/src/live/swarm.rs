@@ -854,14 +854,16 @@ impl LiveSwarm {
     /// The source serves a piece to its first wave and to at most
     /// [`LiveConfig::source_copies`] peers in all; the rest get it from those peers.
     ///
-    /// Once a piece is older than [`LiveConfig::source_rescue_after`], anyone may have it (a
-    /// peer whose relays failed it must not starve), but after every fresh piece: see
-    /// [`Self::pump_reads`].
+    /// With [`LiveConfig::source_rescue_after`] set, a piece older than that goes to anyone
+    /// (after every fresh piece: see [`Self::pump_reads`]).
     fn source_may_serve(&mut self, key: PeerKey, index: u32, now: Instant) -> bool {
         match self.first_wave.get(&index) {
             Some((_, w)) if w.contains(&key) => return true,
             Some((at, _))
-                if now.saturating_duration_since(*at) >= self.config.source_rescue_after =>
+                if self
+                    .config
+                    .source_rescue_after
+                    .is_some_and(|after| now.saturating_duration_since(*at) >= after) =>
             {
                 return true
             }

@@ -19,8 +19,8 @@ use super::{Action, Download, LiveSwarm, PeerKey, Slot};
 use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
 /// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
-/// fresh pieces beyond its copies, and serves them once they are older).
-const REFUSAL_MEMORY: Duration = Duration::from_secs(1);
+/// pieces beyond its copies; a relay has it by the time this passes).
+const REFUSAL_MEMORY: Duration = Duration::from_secs(5);
 
 impl LiveSwarm {
     /// Requests what is missing, in deadline order.

@@ -32,9 +32,11 @@ pub struct LiveConfig {
     /// Source only: peers a piece is served to in all (first wave included); others are
     /// refused (BEP 6 reject) and fetch it from those peers.
     pub source_copies: usize,
-    /// Source only: a piece this old is served to anyone who asks (after every fresh piece),
-    /// so a peer whose relays failed it does not starve.
-    pub source_rescue_after: Duration,
+    /// Source only: a piece this old is served to anyone who asks (after every fresh piece).
+    /// Off by default: measured with 30 viewers, laggards then pull old pieces from the source
+    /// instead of from relays and the whole swarm falls behind; a viewer whose relays fail it
+    /// is better served by the CDN fallback and by PEX finding it other relays.
+    pub source_rescue_after: Option<Duration>,
     /// Source only: delay before the other peers are told (`None`: one piece duration).
     pub source_delay: Option<Duration>,
     /// A node without a player fetches from `edge - relay_margin` on (pieces), so it can
@@ -76,7 +78,7 @@ impl Default for LiveConfig {
             max_in_progress: 24,
             source_fanout: 2,
             source_copies: 2,
-            source_rescue_after: Duration::from_millis(1500),
+            source_rescue_after: None,
             source_delay: None,
             relay_margin: 4,
             block_timeout: Duration::from_secs(3),
