@@ -14,7 +14,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
 # Debian packages the interop tests and benchmarks need.
-PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl)
+# iproute2: the LSD and no-leak tests create network namespaces (`ip netns`).
+PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2)
 
 # Absolute path of the libtorrent peer, for tests that prefer it to
 # "$CARGO_MANIFEST_DIR/../../tests/interop/lt_peer.py" (cargo runs integration
