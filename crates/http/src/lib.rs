@@ -5,7 +5,7 @@
 //!   command URLs of a playback session, `/webui/api/service?method=get_version`);
 //! - [`api`]: peercdn's own JSON API under `/api/v1/` and its OpenAPI document ([`openapi`]);
 //! - [`metrics`]: `/metrics` in the Prometheus text format;
-//! - `/`: a one-page dashboard that polls `/api/v1/torrents` and `/api/v1/live`.
+//! - `/`: a one-page dashboard that polls `/api/v1/torrents`, `/api/v1/live` and `/api/v1/dht`.
 //!
 //! Live streams: progressive MPEG-TS, the stat JSON and `/api/v1/live` objects in [`live`];
 //! HLS playlists and segments in [`hls`].
