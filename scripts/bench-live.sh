@@ -63,6 +63,7 @@
 #   BENCH_JOIN_PROBE_US ffmpeg -analyzeduration of the joins, µs (default 500000)
 #   BENCH_HLS_PLAYERS   cap on HLS players (default 10)
 #   BENCH_KEEP=1        keep the work directory (logs, progress files, nginx log)
+#   BENCH_PIECE_MS      the broadcaster's --piece-ms (default: its own, 500)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn; no build)
 set -euo pipefail

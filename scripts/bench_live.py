@@ -36,6 +36,8 @@ JOIN_PROBE = int(os.environ.get("BENCH_JOIN_PROBE_US", "500000"))
 # a stall.
 START_MEDIA = float(os.environ.get("BENCH_START_MEDIA", "0.5"))
 KEEP = os.environ.get("BENCH_KEEP", "0") == "1"
+# Broadcaster piece duration in ms (BENCH_PIECE_MS; empty: the broadcaster default, 500).
+PIECE_ARGS = ["--piece-ms", os.environ["BENCH_PIECE_MS"]] if os.environ.get("BENCH_PIECE_MS") else []
 BITRATE_NOMINAL = 2_000_000  # bit/s, the "2 Mbit/s"
 # Enough source for the slowest start-up (60 engines one after another) plus the window.
 SOURCE_S = int(SECONDS) + 60
@@ -339,7 +341,7 @@ http {{
             [PEERCDN, "broadcast", "--input", self.src, "--name", "bench",
              "--publish-dir", publish, "--port", "0", "--http-port", "0",
              "--bind", "127.0.0.1", "--data-dir", self.p("bc-data"), "--no-dht",
-             "--upload-limit", "750KB"],
+             "--upload-limit", "750KB"] + PIECE_ARGS,
             logf, env=dict(NO_PROXY_ENV, PEERCDN_LOG="warn"),
         )
         self.procs.append(proc)

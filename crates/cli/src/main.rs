@@ -113,7 +113,8 @@ enum Cmd {
         #[arg(long = "cdn")]
         cdn: Vec<String>,
         /// Target piece duration in milliseconds (a new piece also starts at each keyframe).
-        #[arg(long, default_value_t = 500)]
+        /// Each relay hop forwards whole pieces, so shorter pieces mean less delay.
+        #[arg(long, default_value_t = 250)]
         piece_ms: u32,
         /// How long pieces stay available, seconds.
         #[arg(long, default_value_t = 60)]
