@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
         tmp.path()
     };
     let started = Instant::now();
-    let src_ts = make_live_source(d);
+    let src_ts = make_live_source(d, SOURCE_S, "1000k");
 
     // Node 0, the bootstrap node: the first node of a network has an EMPTY bootstrap list,
     // which only `peercdn.toml` can say (`dht_bootstrap = []`). Then the `mainline` crate adds
@@ -312,61 +312,6 @@ fn viewer_checks(
 /// Seconds of the live source: longer than the test, so no 5 s decode straddles a loop point
 /// (each rewind restarts the TS timestamps, and ffmpeg then reports non-monotonic DTS).
 const SOURCE_S: &str = "100";
-
-/// ffmpeg: a [`SOURCE_S`] test pattern + tone, 320x240 x264 CBR ~1 Mbit/s, 1 s closed GOP,
-/// AAC, MPEG-TS (about 2 s of CPU).
-fn make_live_source(dir: &Path) -> PathBuf {
-    let out = dir.join("source.ts");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-t",
-        SOURCE_S,
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-t",
-        SOURCE_S,
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-x264-params",
-        "keyint=25:min-keyint=25:scenecut=0:nal-hrd=cbr",
-        "-b:v",
-        "1000k",
-        "-maxrate",
-        "1000k",
-        "-bufsize",
-        "1000k",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "96k",
-        "-f",
-        "mpegts",
-        out.to_str().expect("utf8"),
-    ]);
-    out
-}
-
-/// The value after `prefix` on the first log line that starts with it.
-fn wait_line(p: &mut Proc, prefix: &str) -> String {
-    let mut found = String::new();
-    wait_until(Duration::from_secs(30), prefix, || {
-        if let Some(l) = p.log_text().lines().find(|l| l.starts_with(prefix)) {
-            found = l[prefix.len()..].trim().to_string();
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
-        }
-        !found.is_empty()
-    });
-    found
-}
 
 fn client(timeout: Duration) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

@@ -16,60 +16,6 @@ use common::*;
 /// Seconds every viewer watches.
 const WATCH_S: u64 = 60;
 
-/// ffmpeg: an 80 s test pattern + tone, 320x240 x264 CBR ~2 Mbit/s, 1 s closed GOP, AAC, TS.
-fn make_live_source(dir: &Path) -> PathBuf {
-    let out = dir.join("source.ts");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-t",
-        "80",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-t",
-        "80",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-x264-params",
-        "keyint=25:min-keyint=25:scenecut=0:nal-hrd=cbr",
-        "-b:v",
-        "1900k",
-        "-maxrate",
-        "1900k",
-        "-bufsize",
-        "1900k",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "96k",
-        "-f",
-        "mpegts",
-        out.to_str().expect("utf8"),
-    ]);
-    out
-}
-
-/// The value after `prefix` on the first log line that starts with it.
-fn wait_line(p: &mut Proc, prefix: &str) -> String {
-    let mut found = String::new();
-    wait_until(Duration::from_secs(30), prefix, || {
-        if let Some(l) = p.log_text().lines().find(|l| l.starts_with(prefix)) {
-            found = l[prefix.len()..].trim().to_string();
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
-        }
-        !found.is_empty()
-    });
-    found
-}
-
 fn http_get(url: &str) -> (u16, String) {
     let resp = reqwest::blocking::Client::builder()
         .no_proxy()
@@ -181,7 +127,7 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
     } else {
         tmp.path()
     };
-    let src = make_live_source(d);
+    let src = make_live_source(d, "80", "1900k");
     let publish = d.join("publish");
     std::fs::create_dir_all(&publish).expect("mkdir");
     let nginx = nginx_start(d, &publish);

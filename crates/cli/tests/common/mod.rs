@@ -351,6 +351,62 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// ffmpeg: a `seconds`-long live source in `dir/source.ts`: testsrc2 320x240 25 fps + a tone,
+/// x264 ultrafast CBR at `video_rate` (e.g. "1900k"), 1 s closed GOP, AAC 96k, MPEG-TS.
+pub fn make_live_source(dir: &Path, seconds: &str, video_rate: &str) -> PathBuf {
+    let out = dir.join("source.ts");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-t",
+        seconds,
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-t",
+        seconds,
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-x264-params",
+        "keyint=25:min-keyint=25:scenecut=0:nal-hrd=cbr",
+        "-b:v",
+        video_rate,
+        "-maxrate",
+        video_rate,
+        "-bufsize",
+        video_rate,
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-f",
+        "mpegts",
+        out.to_str().expect("utf8"),
+    ]);
+    out
+}
+
+/// The value after `prefix` on the first log line of `p` that starts with it (waits up to 30 s;
+/// panics if the process exits first).
+pub fn wait_line(p: &mut Proc, prefix: &str) -> String {
+    let mut found = String::new();
+    wait_until(Duration::from_secs(30), prefix, || {
+        if let Some(l) = p.log_text().lines().find(|l| l.starts_with(prefix)) {
+            found = l[prefix.len()..].trim().to_string();
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("{} exited early ({st}):\n{}", p.name, p.log_text());
+        }
+        !found.is_empty()
+    });
+    found
+}
+
 /// Generates `root/name/{video.ts, faststart.mp4, moov-at-end.mp4, notes.txt}`: a finite 20 s
 /// testsrc2 + sine source, 640x360, x264 ultrafast, 1 s closed GOP, CBR 2 Mbit/s (about 2 s
 /// of CPU in all). The MP4s are remuxes of the TS (same streams).
