@@ -759,35 +759,14 @@ impl Swarm {
                 continue;
             }
             peer.next_pex = now + interval;
-            let current: Vec<(SocketAddr, bool)> = all
+            let current: Vec<(SocketAddr, u8)> = all
                 .iter()
                 .filter(|(k, a, _)| *k != key && Some(*a) != peer.listen_addr)
                 .take(Pex::MAX_PEERS)
-                .map(|&(_, a, seed)| (a, seed))
+                .map(|&(_, a, seed)| (a, if seed { Pex::FLAG_SEED } else { 0 }))
                 .collect();
-            let added: Vec<(SocketAddr, bool)> = current
-                .iter()
-                .filter(|(a, _)| !peer.pex_sent.contains(a))
-                .copied()
-                .collect();
-            let dropped: Vec<SocketAddr> = peer
-                .pex_sent
-                .iter()
-                .filter(|a| !current.iter().any(|(c, _)| c == *a))
-                .take(Pex::MAX_PEERS)
-                .copied()
-                .collect();
-            peer.pex_sent = current.iter().map(|(a, _)| *a).collect();
-            if added.is_empty() && dropped.is_empty() {
+            let Some(pex) = Pex::update(&mut peer.pex_sent, &current) else {
                 continue;
-            }
-            let pex = Pex {
-                added: added.iter().map(|(a, _)| *a).collect(),
-                added_flags: added
-                    .iter()
-                    .map(|(_, seed)| if *seed { Pex::FLAG_SEED } else { 0 })
-                    .collect(),
-                dropped,
             };
             out.push((
                 key,

@@ -1230,32 +1230,14 @@ impl LiveSwarm {
                 continue;
             }
             peer.next_pex = now + interval;
-            let current: Vec<SocketAddr> = all
+            let current: Vec<(SocketAddr, u8)> = all
                 .iter()
                 .filter(|(k, a)| *k != key && Some(*a) != peer.listen_addr)
                 .take(Pex::MAX_PEERS)
-                .map(|&(_, a)| a)
+                .map(|&(_, a)| (a, 0))
                 .collect();
-            let added: Vec<SocketAddr> = current
-                .iter()
-                .filter(|a| !peer.pex_sent.contains(a))
-                .copied()
-                .collect();
-            let dropped: Vec<SocketAddr> = peer
-                .pex_sent
-                .iter()
-                .filter(|a| !current.contains(a))
-                .take(Pex::MAX_PEERS)
-                .copied()
-                .collect();
-            peer.pex_sent = current;
-            if added.is_empty() && dropped.is_empty() {
+            let Some(pex) = Pex::update(&mut peer.pex_sent, &current) else {
                 continue;
-            }
-            let pex = Pex {
-                added_flags: vec![0; added.len()],
-                added,
-                dropped,
             };
             out.push((
                 key,

@@ -309,6 +309,32 @@ pub struct Pex {
 }
 
 impl Pex {
+    /// The message that brings a peer from the addresses it was last told (`sent`) to
+    /// `current` (address and flags): what is new, and what is gone (at most [`Pex::MAX_PEERS`]).
+    /// `sent` becomes `current`. `None` when nothing changed.
+    pub fn update(sent: &mut Vec<SocketAddr>, current: &[(SocketAddr, u8)]) -> Option<Pex> {
+        let (added, added_flags): (Vec<SocketAddr>, Vec<u8>) = current
+            .iter()
+            .filter(|(a, _)| !sent.contains(a))
+            .copied()
+            .unzip();
+        let dropped: Vec<SocketAddr> = sent
+            .iter()
+            .filter(|a| !current.iter().any(|(c, _)| c == *a))
+            .take(Pex::MAX_PEERS)
+            .copied()
+            .collect();
+        *sent = current.iter().map(|(a, _)| *a).collect();
+        if added.is_empty() && dropped.is_empty() {
+            return None;
+        }
+        Some(Pex {
+            added,
+            added_flags,
+            dropped,
+        })
+    }
+
     /// At most this many peers in `added` and in `dropped` are sent per message (BEP 11).
     pub const MAX_PEERS: usize = 50;
     /// At most this many entries of each compact list (`added`, `added6`, `dropped`,
@@ -454,6 +480,19 @@ fn addr_from_compact(chunk: &[u8]) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pex_update_sends_the_difference_once() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let mut sent = vec![a];
+        let pex = Pex::update(&mut sent, &[(b, Pex::FLAG_SEED)]).unwrap();
+        assert_eq!(pex.added, vec![b]);
+        assert_eq!(pex.added_flags, vec![Pex::FLAG_SEED]);
+        assert_eq!(pex.dropped, vec![a]);
+        assert_eq!(sent, vec![b]);
+        assert!(Pex::update(&mut sent, &[(b, 0)]).is_none());
+    }
     use proptest::prelude::*;
 
     /// A libtorrent 2.0.8 handshake written by hand. (The task brief had `1:v17:` here; the
