@@ -20,6 +20,8 @@
 #   BENCH_REPS          repetitions per case (default 5)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn)
+#   BENCH_BASELINE_BIN  another peercdn binary (e.g. a build of the previous commit): adds a
+#                       baseline column measured in the same run, for before/after
 #   RQBIT_BIN           rqbit binary (default: PATH, then ~/.cache/peercdn-bench/rqbit/bin/rqbit,
 #                       else `cargo install rqbit --root ~/.cache/peercdn-bench/rqbit`)
 set -euo pipefail
@@ -279,8 +281,25 @@ if RQBIT=$(find_rqbit) && rqbit_flags; then
     log "rqbit: $RQBIT ($("$RQBIT" --version 2>&1 | head -1))"
 fi
 
+# baseline_case CASE: peercdn_case with the baseline binary.
+baseline_case() {
+    local saved="$PEERCDN" rc=0
+    PEERCDN="$BASELINE"
+    peercdn_case "$1" || rc=$?
+    PEERCDN="$saved"
+    return "$rc"
+}
+
+BASELINE="${BENCH_BASELINE_BIN:-}"
+[[ -z "$BASELINE" || -x "$BASELINE" ]] || die "BENCH_BASELINE_BIN=$BASELINE is not an executable"
+
 ROWS=()
+BROWS=()
 for c in known magnet seek80; do
+    if [[ -n "$BASELINE" ]]; then
+        median baseline "$c"
+        b=$MEDIAN
+    fi
     median peercdn "$c"
     p=$MEDIAN
     r=n/a
@@ -293,6 +312,13 @@ for c in known magnet seek80; do
         ratio=$(awk -v a="$p" -v b="$r" 'BEGIN { printf "%.2f", a / b }')
     fi
     ROWS+=("| $c | $p | $r | $ratio |")
+    if [[ -n "$BASELINE" ]]; then
+        bratio=n/a
+        if [[ "$p" =~ ^[0-9]+$ && "$b" =~ ^[0-9]+$ && "$b" -gt 0 ]]; then
+            bratio=$(awk -v a="$p" -v b="$b" 'BEGIN { printf "%.2f", a / b }')
+        fi
+        BROWS+=("| $c | $p | $b | $bratio |")
+    fi
 done
 
 echo
@@ -301,3 +327,11 @@ echo
 echo "| case | peercdn ms | rqbit ms | ratio |"
 echo "|---|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
+if [[ -n "$BASELINE" ]]; then
+    echo
+    echo "Against the baseline binary, same run"
+    echo
+    echo "| case | peercdn ms | baseline ms | ratio |"
+    echo "|---|---:|---:|---:|"
+    printf '%s\n' "${BROWS[@]}"
+fi

@@ -15,6 +15,9 @@
 #                       (default ${TMPDIR:-/tmp}/peercdn-bench-data)
 #   BENCH_RQBIT=0       skip rqbit (no `cargo install`)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
+#   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn; no build)
+#   BENCH_BASELINE_BIN  another peercdn binary (e.g. a build of the previous commit): adds a
+#                       `peercdn-baseline` row measured in the same rounds, for before/after
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +30,8 @@ SIZE_MIB="${BENCH_SIZE_MIB:-1024}"
 TIMEOUT="${BENCH_TIMEOUT:-600}"
 CACHE="${BENCH_CACHE:-${TMPDIR:-/tmp}/peercdn-bench-data}"
 RQBIT_ROOT="$HOME/.cache/peercdn-bench/rqbit"
-PEERCDN="$REPO_ROOT/target/release/peercdn"
+PEERCDN="${PEERCDN_BIN:-$REPO_ROOT/target/release/peercdn}"
+BASELINE="${BENCH_BASELINE_BIN:-}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/peercdn-bench.XXXXXX")"
 BG_PIDS=()   # background processes we started (tracker, seeder)
@@ -180,7 +184,7 @@ rqbit_cmd() {
 # aggregate: one row per client from its runs: median seconds, max RSS; FAIL if any run failed.
 aggregate() {
     local name row n secs mbps rss status note
-    for name in peercdn libtorrent rqbit aria2c; do
+    for name in peercdn peercdn-baseline libtorrent rqbit aria2c; do
         local times=() worst_rss=0 fail="" na=""
         for row in "${ROWS[@]}"; do
             IFS='|' read -r n secs mbps rss status note <<<"$row"
@@ -249,7 +253,7 @@ $PY -c 'import libtorrent' 2>/dev/null || die "/usr/bin/python3 cannot import li
 
 # 1. peercdn release build (only the binary's crate graph).
 PEERCDN_OK=1
-if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 && -z "${PEERCDN_BIN:-}" ]]; then
     log "cargo build --release -p peercdn"
     if ! cargo build --release -p peercdn >"$WORK/build.log" 2>&1; then
         PEERCDN_OK=0
@@ -297,6 +301,12 @@ run_peercdn() {
     fi
 }
 
+run_peercdn-baseline() {
+    rm -rf "$WORK/baseline-data"; mkdir -p "$WORK/baseline-data"
+    run_client peercdn-baseline "$WORK/out-baseline" "$BASELINE" get "$TORRENT" -o "$WORK/out-baseline" \
+        --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/baseline-data" --port 0 --bind 127.0.0.1 --no-dht
+}
+
 run_libtorrent() {
     run_client libtorrent "$WORK/out-lt" "$PY" "$LT_PEER" leech --torrent "$TORRENT" \
         --save "$WORK/out-lt" --peer "127.0.0.1:$SEED_PORT" --timeout "$TIMEOUT"
@@ -330,6 +340,10 @@ run_aria2c() {
 }
 
 CLIENTS=(peercdn libtorrent rqbit aria2c)
+if [[ -n "$BASELINE" ]]; then
+    [[ -x "$BASELINE" ]] || die "BENCH_BASELINE_BIN=$BASELINE is not an executable"
+    CLIENTS=(peercdn peercdn-baseline libtorrent rqbit aria2c)
+fi
 ROUNDS="${BENCH_ROUNDS:-3}"
 for ((round = 0; round < ROUNDS; round++)); do
     log "round $((round + 1)) of $ROUNDS"
