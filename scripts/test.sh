@@ -4,8 +4,8 @@
 # Target: a fresh Debian 12 machine, run as root, with a Rust toolchain and nothing
 # else. Installs the third-party clients the interop tests drive (only those
 # missing), then runs, failing fast:
-#   fmt --check, clippy -D warnings, the fuzz crate build (if fuzz/ exists),
-#   and every workspace test (the interop tests spawn
+#   fmt --check, clippy -D warnings, rustdoc -D warnings, the fuzz crate build
+#   (if fuzz/ exists), and every workspace test (the interop tests spawn
 #   /usr/bin/python3 tests/interop/lt_peer.py).
 # Budget: < 35 minutes on 2 cores.
 set -euo pipefail
@@ -80,6 +80,7 @@ step "system packages" install_missing
 step "libtorrent python bindings" check_libtorrent
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "fuzz build" build_fuzz
 step "cargo test" cargo test --workspace --locked
 
