@@ -13,6 +13,10 @@
 //! - [`magnet`]: magnet URI parse and format (`xt`, `dn`, `tr`, `ws`, `x.pe`).
 //! - [`wire`]: the peer wire codec (BEP 3, 6, 10, 9, 11).
 //! - [`bitfield`]: piece sets.
+//! - [`disconnect`]: why a swarm closes a connection ([`DisconnectReason`]), for logs, counters
+//!   and bans.
+//! - [`ext`]: the BEP 10 extension layer both swarms share (handshake, BEP 9 metadata, BEP 11
+//!   PEX), the per-peer traffic record and BEP 6 choke plumbing.
 //! - [`picker`]: which block to request next (rarest first, priorities, endgame).
 //! - [`choker`]: who gets upload slots (tit-for-tat, optimistic unchoke, seed mode).
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
@@ -27,6 +31,8 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod disconnect;
+pub mod ext;
 pub mod id;
 pub mod live;
 pub mod magnet;
@@ -37,4 +43,5 @@ pub mod ts;
 pub mod wire;
 
 pub use bitfield::Bitfield;
+pub use disconnect::{DisconnectCounts, DisconnectReason};
 pub use id::{InfoHash, PeerId};

@@ -20,15 +20,17 @@ use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
 use crate::choker::{Candidate, Choker};
+use crate::disconnect::{DisconnectReason, ProtocolViolation};
+use crate::ext::choke;
+use crate::ext::handshake::{our_handshake, Extension, PeerExtensions, EXT_HANDSHAKE_ID};
+use crate::ext::metadata::{Metadata, MetadataEvent};
+use crate::ext::peer::Traffic;
+use crate::ext::pex::{self, Pex, PexPeer};
 use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
-use crate::wire::ext::{self, ExtHandshake, MetadataMsg, Pex};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
-pub(crate) mod metadata;
 mod types;
-
-use metadata::MetadataFetch;
 
 pub use types::{Action, PeerInfo, SwarmConfig, SwarmStats};
 
@@ -64,25 +66,16 @@ struct Peer {
     reqq: u32,
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
-    ut_metadata: Option<u8>,
-    ut_pex: Option<u8>,
-    client: Option<String>,
-    metadata_requested: bool,
-    down_total: u64,
-    up_total: u64,
-    down_mark: u64,
-    up_mark: u64,
-    down_rate: u64,
-    up_rate: u64,
+    /// What its extension handshake said.
+    ext: PeerExtensions,
+    traffic: Traffic,
     last_block: Instant,
     last_recv: Instant,
     last_sent: Instant,
     hash_fails: u32,
     /// Where it accepts connections (known for peers we dialled, or from its `p`).
     listen_addr: Option<SocketAddr>,
-    /// What our last PEX message to it listed, and when the next one is due.
-    pex_sent: Vec<SocketAddr>,
-    next_pex: Instant,
+    pex: PexPeer,
 }
 
 /// The per-torrent state machine. See the module docs for the calling rule.
@@ -90,8 +83,8 @@ struct Peer {
 pub struct Swarm {
     info_hash: InfoHash,
     config: SwarmConfig,
-    info_bytes: Option<Bytes>,
-    fetch: Option<MetadataFetch>,
+    /// BEP 9: the info dictionary (served), or its fetch.
+    meta: Metadata,
     picker: Option<Picker>,
     peers: BTreeMap<PeerKey, Peer>,
     choker: Choker,
@@ -110,8 +103,7 @@ impl Swarm {
         Swarm {
             info_hash,
             config,
-            info_bytes: None,
-            fetch: None,
+            meta: Metadata::new(info_hash),
             picker: None,
             peers: BTreeMap::new(),
             choker,
@@ -146,8 +138,7 @@ impl Swarm {
             picker.set_have(i);
         }
         self.picker = Some(picker);
-        self.info_bytes = Some(info_bytes);
-        self.fetch = None;
+        self.meta.set_info(info_bytes);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.send_ext_handshake_if_needed(key);
@@ -170,7 +161,10 @@ impl Swarm {
                     }
                     self.set_peer_has(key, bits);
                 }
-                Err(e) => self.disconnect(key, e.to_string(), false),
+                Err(_) => self.disconnect(
+                    key,
+                    DisconnectReason::Protocol(ProtocolViolation::BadBitfield),
+                ),
             }
         }
         self.check_complete();
@@ -202,8 +196,8 @@ impl Swarm {
         let mut s = self.stats.clone();
         s.peers = self.peers.len();
         s.unchoking_us = self.peers.values().filter(|p| !p.peer_choking).count();
-        s.down_rate = self.peers.values().map(|p| p.down_rate).sum();
-        s.up_rate = self.peers.values().map(|p| p.up_rate).sum();
+        s.down_rate = self.peers.values().map(|p| p.traffic.down.rate()).sum();
+        s.up_rate = self.peers.values().map(|p| p.traffic.up.rate()).sum();
         s
     }
 
@@ -214,10 +208,10 @@ impl Swarm {
             .map(|(&key, p)| PeerInfo {
                 key,
                 addr: p.addr,
-                client: p.client.clone(),
+                client: p.ext.client.clone(),
                 pieces: p.has.as_ref().map_or(0, |h| h.count()),
-                down_rate: p.down_rate,
-                up_rate: p.up_rate,
+                down_rate: p.traffic.down.rate(),
+                up_rate: p.traffic.up.rate(),
                 in_flight: p.outstanding.len(),
             })
             .collect()
@@ -252,23 +246,14 @@ impl Swarm {
             reqq: 250,
             their_requests: VecDeque::new(),
             reads_in_flight: 0,
-            ut_metadata: None,
-            ut_pex: None,
-            client: None,
-            metadata_requested: false,
-            down_total: 0,
-            up_total: 0,
-            down_mark: 0,
-            up_mark: 0,
-            down_rate: 0,
-            up_rate: 0,
+            ext: PeerExtensions::default(),
+            traffic: Traffic::default(),
             last_block: now,
             last_recv: now,
             last_sent: now,
             hash_fails: 0,
             listen_addr: None,
-            pex_sent: Vec::new(),
-            next_pex: now + self.config.pex_interval.unwrap_or(Duration::ZERO),
+            pex: PexPeer::new(now + self.config.pex_interval.unwrap_or(Duration::ZERO)),
         };
         self.peers.insert(key, peer);
         self.send_ext_handshake_if_needed(key);
@@ -290,6 +275,7 @@ impl Swarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        self.meta.remove_peer(key);
         if let Some(picker) = self.picker.as_mut() {
             for b in &peer.outstanding {
                 picker.on_request_failed(b);
@@ -312,9 +298,7 @@ impl Swarm {
             | Message::Suggest(_)
             | Message::AllowedFast(_) => {}
             Message::Choke => {
-                peer.peer_choking = true;
-                if !peer.fast {
-                    // Without BEP 6 a choke silently drops every pending request.
+                if choke::on_choked(&mut peer.peer_choking, peer.fast) {
                     let dropped: Vec<BlockRef> = peer.outstanding.drain(..).collect();
                     if let Some(picker) = self.picker.as_mut() {
                         for b in &dropped {
@@ -337,9 +321,10 @@ impl Swarm {
             Message::NotInterested => peer.peer_interested = false,
             Message::Have(i) => self.on_have(key, i, now),
             Message::Bitfield(bytes) => self.on_bitfield(key, bytes, now),
-            Message::HaveAll | Message::HaveNone if !peer.fast => {
-                self.disconnect(key, "BEP 6 message without BEP 6".into(), false)
-            }
+            Message::HaveAll | Message::HaveNone if !peer.fast => self.disconnect(
+                key,
+                DisconnectReason::Protocol(ProtocolViolation::FastWithoutFast),
+            ),
             Message::HaveAll => {
                 if let Some(picker) = &self.picker {
                     let full = Bitfield::full(picker.num_pieces());
@@ -390,11 +375,7 @@ impl Swarm {
                 };
                 peer.hash_fails += 1;
                 if sole || peer.hash_fails >= 2 {
-                    self.disconnect(
-                        key,
-                        format!("sent data for piece {index} that failed its hash"),
-                        true,
-                    );
+                    self.disconnect(key, DisconnectReason::BadPiece { index });
                 }
             }
             self.refill_all(now);
@@ -408,7 +389,7 @@ impl Swarm {
         };
         peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
         if sent {
-            peer.up_total += block.len as u64;
+            peer.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += block.len as u64;
         }
         self.pump_reads(key);
@@ -495,27 +476,22 @@ impl Swarm {
                 continue;
             };
             if dt >= Duration::from_millis(100) {
-                let secs = dt.as_secs_f64();
-                let d = ((peer.down_total - peer.down_mark) as f64 / secs) as u64;
-                let u = ((peer.up_total - peer.up_mark) as f64 / secs) as u64;
-                peer.down_rate = (peer.down_rate + d * 3) / 4;
-                peer.up_rate = (peer.up_rate + u * 3) / 4;
-                peer.down_mark = peer.down_total;
-                peer.up_mark = peer.up_total;
+                peer.traffic.sample(dt);
                 // Keep about a second of data in flight.
-                let by_rate = (peer.down_rate / crate::wire::BLOCK_LEN as u64) as u32;
+                let down_rate = peer.traffic.down.rate();
+                let by_rate = (down_rate / crate::wire::BLOCK_LEN as u64) as u32;
                 peer.queue_target = by_rate.clamp(
                     self.config.min_queue,
                     self.config.max_queue.min(peer.reqq.max(1)),
                 );
-                if peer.down_rate == 0 {
+                if down_rate == 0 {
                     peer.queue_target = peer
                         .queue_target
                         .max(self.config.initial_queue.min(peer.reqq.max(1)));
                 }
             }
             if now.saturating_duration_since(peer.last_recv) > self.config.idle_timeout {
-                self.disconnect(key, "idle".into(), false);
+                self.disconnect(key, DisconnectReason::Idle);
                 continue;
             }
             if !peer.outstanding.is_empty()
@@ -539,6 +515,8 @@ impl Swarm {
                 }
             }
         }
+        self.meta.handle_timeout(now);
+        self.drain_meta();
         self.send_pex(now);
         if self.choker.due(now) {
             self.choke_round(now);
@@ -561,7 +539,10 @@ impl Swarm {
             return;
         };
         if index >= picker.num_pieces() {
-            self.disconnect(key, format!("HAVE for piece {index} out of range"), false);
+            self.disconnect(
+                key,
+                DisconnectReason::Protocol(ProtocolViolation::HaveOutOfRange),
+            );
             return;
         }
         let has = peer
@@ -589,7 +570,10 @@ impl Swarm {
                 self.set_peer_has(key, bits);
                 self.fill_requests(key);
             }
-            Err(e) => self.disconnect(key, e.to_string(), false),
+            Err(_) => self.disconnect(
+                key,
+                DisconnectReason::Protocol(ProtocolViolation::BadBitfield),
+            ),
         }
     }
 
@@ -604,15 +588,18 @@ impl Swarm {
                 && b.begin as u64 + b.len as u64 <= p.piece_len(b.index) as u64
         });
         if !valid {
-            self.disconnect(key, format!("invalid request {b:?}"), false);
+            self.disconnect(
+                key,
+                DisconnectReason::Protocol(ProtocolViolation::BadRequest),
+            );
             return;
         }
         let have = self.picker.as_ref().is_some_and(|p| p.have().get(b.index));
         let refuse =
             peer.am_choking || !have || peer.their_requests.len() >= self.config.max_peer_requests;
         if refuse {
-            if peer.fast {
-                self.send(key, Message::Reject(b));
+            if let Some(reject) = choke::refuse(peer.fast, b) {
+                self.send(key, reject);
             }
             return;
         }
@@ -638,7 +625,7 @@ impl Swarm {
         };
         peer.outstanding.remove(pos);
         peer.last_block = now;
-        peer.down_total += len as u64;
+        peer.traffic.down.add(u64::from(len));
         // Slow start: a peer that delivers a whole queue within half a second gets twice the
         // queue, so a fast link fills in milliseconds while a slow peer (whose sent-but-queued
         // blocks a seek cannot take back) never holds much more than a second of requests.
@@ -675,53 +662,50 @@ impl Swarm {
     }
 
     fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
-        match id {
-            ext::EXT_HANDSHAKE_ID => {
-                let hs = match ExtHandshake::decode(&payload) {
-                    Ok(hs) => hs,
-                    Err(e) => {
-                        return self.disconnect(key, format!("bad extension handshake: {e}"), false)
-                    }
-                };
-                let Some(peer) = self.peers.get_mut(&key) else {
-                    return;
-                };
-                peer.ut_metadata = hs.id_of(ext::UT_METADATA);
-                peer.ut_pex = hs.id_of(ext::UT_PEX);
-                if let (None, Some(p)) = (peer.listen_addr, hs.listen_port) {
-                    if p != 0 {
-                        peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), p));
-                    }
-                }
-                peer.client = hs.client.clone();
-                if let Some(r) = hs.reqq {
-                    peer.reqq = r.clamp(1, 10_000);
-                }
-                if self.picker.is_none() {
-                    if let Some(size) = hs.metadata_size {
-                        self.start_metadata_fetch(key, size);
-                    }
+        if id == EXT_HANDSHAKE_ID {
+            let theirs = match PeerExtensions::decode(&payload) {
+                Ok(t) => t,
+                Err(reason) => return self.disconnect(key, reason),
+            };
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            if peer.listen_addr.is_none() {
+                peer.listen_addr = theirs.listen_addr(peer.addr.ip());
+            }
+            if let Some(r) = theirs.reqq {
+                peer.reqq = r.clamp(1, 10_000);
+            }
+            self.meta.on_handshake(key, &theirs, now);
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.ext = theirs;
+            }
+            return self.drain_meta();
+        }
+        match Extension::from_our_id(id) {
+            Some(Extension::UtMetadata) => {
+                self.meta.on_message(key, &payload, now);
+                self.drain_meta();
+            }
+            Some(Extension::UtPex) => {
+                if let Some(added) = pex::received(&payload) {
+                    self.actions.push_back(Action::Discovered(added));
                 }
             }
-            ext::OUR_UT_METADATA_ID => {
-                let msg = match MetadataMsg::decode(&payload) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        return self.disconnect(key, format!("bad ut_metadata message: {e}"), false)
-                    }
-                };
-                self.on_metadata_msg(key, msg, now);
-            }
-            ext::OUR_UT_PEX_ID => {
-                if let Ok(pex) = Pex::decode(&payload) {
-                    let mut added = pex.added;
-                    added.truncate(Pex::MAX_PEERS);
-                    if !added.is_empty() {
-                        self.actions.push_back(Action::Discovered(added));
-                    }
+            Some(Extension::PcLive) | None => {}
+        }
+    }
+
+    /// Carries out what BEP 9 asks: messages, drops, and the dictionary once it arrived.
+    fn drain_meta(&mut self) {
+        while let Some(ev) = self.meta.poll() {
+            match ev {
+                MetadataEvent::Send(key, msg) => self.send(key, msg),
+                MetadataEvent::Disconnect(key, reason) => self.disconnect(key, reason),
+                MetadataEvent::Received { info, .. } => {
+                    self.actions.push_back(Action::MetadataReceived(info))
                 }
             }
-            _ => {}
         }
     }
 
@@ -736,47 +720,26 @@ impl Swarm {
 
     /// BEP 11: tells each peer that speaks ut_pex, at most once per interval, which of our
     /// peers appeared and disappeared since our last message to it (at most
-    /// [`Pex::MAX_PEERS`] each way).
+    /// [`Pex::MAX_PEERS`] each way). Seeds are flagged.
     fn send_pex(&mut self, now: Instant) {
         let Some(interval) = self.config.pex_interval else {
             return;
         };
-        let all: Vec<(PeerKey, SocketAddr, bool)> = self
+        let known: Vec<(PeerKey, SocketAddr, u8)> = self
             .peers
             .iter()
             .filter_map(|(&k, p)| {
-                Some((
-                    k,
-                    p.listen_addr?,
-                    p.has.as_ref().is_some_and(|h| h.is_full()),
-                ))
+                let seed = p.has.as_ref().is_some_and(|h| h.is_full());
+                Some((k, p.listen_addr?, if seed { Pex::FLAG_SEED } else { 0 }))
             })
             .collect();
-        let mut out = Vec::new();
-        for (&key, peer) in self.peers.iter_mut() {
-            let Some(id) = peer.ut_pex else { continue };
-            if now < peer.next_pex {
-                continue;
-            }
-            peer.next_pex = now + interval;
-            let current: Vec<(SocketAddr, u8)> = all
-                .iter()
-                .filter(|(k, a, _)| *k != key && Some(*a) != peer.listen_addr)
-                .take(Pex::MAX_PEERS)
-                .map(|&(_, a, seed)| (a, if seed { Pex::FLAG_SEED } else { 0 }))
-                .collect();
-            let Some(pex) = Pex::update(&mut peer.pex_sent, &current) else {
-                continue;
-            };
-            out.push((
-                key,
-                Message::Extended {
-                    id,
-                    payload: pex.encode(),
-                },
-            ));
-        }
-        for (key, msg) in out {
+        let targets = self.peers.iter_mut().map(|(&key, p)| pex::Target {
+            key,
+            their_id: p.ext.id(Extension::UtPex),
+            listen_addr: p.listen_addr,
+            state: &mut p.pex,
+        });
+        for (key, msg) in pex::round(now, interval, &known, targets) {
             self.send(key, msg);
         }
     }
@@ -796,34 +759,26 @@ impl Swarm {
         }
     }
 
-    fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
+    fn disconnect(&mut self, key: PeerKey, reason: DisconnectReason) {
         if self.peers.contains_key(&key) {
             self.remove_peer(key);
-            self.actions.push_back(Action::Disconnect {
-                peer: key,
-                reason,
-                ban,
-            });
+            self.stats.disconnects.add(&reason);
+            self.actions
+                .push_back(Action::Disconnect { peer: key, reason });
         }
     }
 
     fn send_ext_handshake_if_needed(&mut self, key: PeerKey) {
-        let Some(peer) = self.peers.get(&key) else {
-            return;
-        };
-        if !peer.extensions {
+        if !self.peers.get(&key).is_some_and(|p| p.extensions) {
             return;
         }
-        let size = self.info_bytes.as_ref().map(|b| b.len() as u32);
-        let mut hs = ExtHandshake::ours(size, self.config.listen_port);
-        hs.reqq = Some(self.config.max_peer_requests as u32);
-        self.send(
-            key,
-            Message::Extended {
-                id: ext::EXT_HANDSHAKE_ID,
-                payload: hs.encode(),
-            },
+        let msg = our_handshake(
+            &[Extension::UtMetadata, Extension::UtPex],
+            self.meta.size(),
+            self.config.listen_port,
+            self.config.max_peer_requests as u32,
         );
+        self.send(key, msg);
     }
 
     fn send_have_summary(&mut self, key: PeerKey) {
@@ -858,7 +813,7 @@ impl Swarm {
         let seed = bits.is_full();
         peer.has = Some(bits);
         if seed && picker.is_complete() {
-            self.disconnect(key, "both seeds".into(), false);
+            self.disconnect(key, DisconnectReason::BothSeeds);
             return;
         }
         self.update_interest(key);
@@ -910,28 +865,9 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.am_choking == choke {
-            return;
-        }
-        peer.am_choking = choke;
         let fast = peer.fast;
-        let dropped: Vec<BlockRef> = if choke {
-            peer.their_requests.drain(..).collect()
-        } else {
-            Vec::new()
-        };
-        self.send(
-            key,
-            if choke {
-                Message::Choke
-            } else {
-                Message::Unchoke
-            },
-        );
-        if fast {
-            for b in dropped {
-                self.send(key, Message::Reject(b));
-            }
+        for msg in choke::set_choking(&mut peer.am_choking, fast, &mut peer.their_requests, choke) {
+            self.send(key, msg);
         }
     }
 
@@ -947,7 +883,11 @@ impl Swarm {
             .map(|(&peer, p)| Candidate {
                 peer,
                 interested: p.peer_interested,
-                rate: if seeding { p.up_rate } else { p.down_rate },
+                rate: if seeding {
+                    p.traffic.up.rate()
+                } else {
+                    p.traffic.down.rate()
+                },
             })
             .collect();
         let unchoke = self.choker.round(now, &candidates);
@@ -1045,7 +985,7 @@ impl Swarm {
                 .and_then(|p| p.has.as_ref())
                 .is_some_and(|h| h.is_full());
             if seed {
-                self.disconnect(key, "both seeds".into(), false);
+                self.disconnect(key, DisconnectReason::BothSeeds);
             } else {
                 self.update_interest(key);
             }

@@ -217,8 +217,8 @@ impl Net {
                     .swarm
                     .on_block_sent(peer, block, data.is_some());
             }
-            Action::Disconnect { peer, ban, .. } => {
-                if ban {
+            Action::Disconnect { peer, reason } => {
+                if reason.ban() {
                     self.nodes[i].banned.push(peer);
                 }
                 if let Some((to, tkey)) = self.links.remove(&(i, peer)) {

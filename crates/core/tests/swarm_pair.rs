@@ -159,8 +159,8 @@ impl Net {
                     self.wires.push_back((to, tkey, msg));
                 }
             }
-            Action::Disconnect { peer, ban, .. } => {
-                if ban {
+            Action::Disconnect { peer, reason } => {
+                if reason.ban() {
                     self.nodes[i].banned.push(peer);
                 }
                 if let Some((to, tkey)) = self.links.remove(&(i, peer)) {

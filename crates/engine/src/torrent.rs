@@ -18,7 +18,7 @@ use peercdn_core::metainfo::{Info, Metainfo};
 use peercdn_core::picker;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
 use peercdn_core::wire::Handshake;
-use peercdn_core::{Bitfield, InfoHash, PeerId};
+use peercdn_core::{Bitfield, DisconnectCounts, InfoHash, PeerId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -149,6 +149,8 @@ pub struct TorrentStatus {
     pub webseeds: Vec<WebSeedStat>,
     /// Pieces checked so far while `Checking`.
     pub checked: u32,
+    /// Connections the swarm closed, by reason.
+    pub disconnects: DisconnectCounts,
 }
 
 impl TorrentStatus {
@@ -300,6 +302,7 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         http_downloaded: 0,
         webseeds: Vec::new(),
         checked: 0,
+        disconnects: DisconnectCounts::default(),
     });
     let shared = Arc::new(Shared::default());
     let span = tracing::info_span!("torrent", id = %info_hash);
@@ -739,7 +742,8 @@ impl Torrent {
             match a {
                 Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
                 Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
-                Action::Disconnect { peer, reason, ban } => {
+                Action::Disconnect { peer, reason } => {
+                    let ban = reason.ban();
                     debug!(peer, %reason, ban, "disconnecting");
                     if let Some(c) = self.conns.get(&peer) {
                         if ban {
@@ -1123,6 +1127,7 @@ impl Torrent {
             http_downloaded: self.http_downloaded,
             webseeds: self.webseed_stats(),
             checked: self.checked,
+            disconnects: st.disconnects,
         });
     }
 }

@@ -6,13 +6,15 @@
 //! `peercdn_dht_lookups_total`, `peercdn_dht_lookups_done_total`,
 //! `peercdn_dht_peers_found_total`, `peercdn_dht_announces_total`,
 //! `peercdn_dht_announce_failures_total`; no malformed-packet series: the DHT crate keeps no
-//! such counter).
+//! such counter); and the connections the swarms closed, by reason, all swarms together
+//! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed).
 
 use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use peercdn_core::DisconnectCounts;
 use peercdn_engine::dht::DhtStats;
 
 use crate::state::AppState;
@@ -39,12 +41,17 @@ pub async fn handler(State(state): State<AppState>) -> Response {
             }
         })
         .collect();
+    let mut disconnects = DisconnectCounts::default();
+    for h in &hs {
+        disconnects.merge(&h.status.borrow().disconnects);
+    }
     let mut lives = state.session().lives();
     lives.sort_by_key(|h| h.content_id());
     let live_rows: Vec<LiveRow> = lives
         .iter()
         .map(|h| {
             let st = h.status();
+            disconnects.merge(&st.disconnects);
             LiveRow {
                 id: h.content_id().to_hex(),
                 name: st.name.unwrap_or_default(),
@@ -65,6 +72,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
     let mut text = render(&rows);
     render_live(&mut text, &live_rows);
     render_dht(&mut text, dht.as_ref());
+    render_disconnects(&mut text, &disconnects);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -287,6 +295,18 @@ fn render_dht(out: &mut String, stats: Option<&DhtStats>) {
     }
 }
 
+fn render_disconnects(out: &mut String, counts: &DisconnectCounts) {
+    let name = "peercdn_peer_disconnects_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Peer connections closed by the swarms, by reason."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (reason, n) in counts.iter() {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -353,6 +373,16 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line}");
         }
+    }
+
+    #[test]
+    fn renders_disconnects_by_reason() {
+        let mut counts = DisconnectCounts::default();
+        counts.add(&peercdn_core::DisconnectReason::Idle);
+        let mut text = String::new();
+        render_disconnects(&mut text, &counts);
+        assert!(text.contains("peercdn_peer_disconnects_total{reason=\"idle\"} 1\n"));
+        assert!(text.contains("peercdn_peer_disconnects_total{reason=\"bad_piece\"} 0\n"));
     }
 
     #[test]

@@ -45,10 +45,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::disconnect::{DisconnectReason, HeaderFault, Missing, ProtocolViolation};
+use crate::ext::choke;
+use crate::ext::handshake::{our_handshake, Extension, PeerExtensions, EXT_HANDSHAKE_ID};
+use crate::ext::metadata::{Metadata, MetadataEvent};
+use crate::ext::peer::Traffic;
+use crate::ext::pex::{self, PexPeer};
 use crate::id::InfoHash;
-use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG, OUR_PC_LIVE_ID, PC_LIVE};
-use crate::swarm::metadata::{self, FetchProgress, MetadataFetch};
-use crate::wire::ext::{self, ExtHandshake, MetadataMsg, Pex};
+use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
 mod types;
@@ -75,10 +79,8 @@ struct Peer {
     listen_addr: Option<SocketAddr>,
     extensions: bool,
     fast: bool,
-    live_id: Option<u8>,
-    meta_id: Option<u8>,
-    pex_id: Option<u8>,
-    client: Option<String>,
+    /// What its extension handshake said.
+    ext: PeerExtensions,
     /// Both sides speak `pc_live` and the descriptor is known.
     ready: bool,
     am_choking: bool,
@@ -91,13 +93,7 @@ struct Peer {
     outstanding: Vec<(BlockRef, Instant)>,
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
-    metadata_requested: bool,
-    down_total: u64,
-    up_total: u64,
-    down_mark: u64,
-    up_mark: u64,
-    down_rate: u64,
-    up_rate: u64,
+    traffic: Traffic,
     last_recv: Instant,
     unchoked_at: Instant,
     /// When it last asked us for a block.
@@ -105,8 +101,7 @@ struct Peer {
     /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
     refused: VecDeque<(u32, Instant)>,
     hash_fails: u32,
-    pex_sent: Vec<SocketAddr>,
-    next_pex: Instant,
+    pex: PexPeer,
 }
 
 /// A block of a piece being assembled.
@@ -144,8 +139,8 @@ pub struct LiveSwarm {
     content_id: InfoHash,
     config: LiveConfig,
     params: Option<LiveParams>,
-    info_bytes: Option<Bytes>,
-    fetch: Option<MetadataFetch>,
+    /// BEP 9: the info dictionary (served), or its fetch.
+    meta: Metadata,
     peers: BTreeMap<PeerKey, Peer>,
     /// Verified headers in the window (held or announced by someone).
     headers: BTreeMap<u32, PieceHeader>,
@@ -187,8 +182,7 @@ impl LiveSwarm {
             content_id,
             config,
             params: None,
-            info_bytes: None,
-            fetch: None,
+            meta: Metadata::new(content_id),
             peers: BTreeMap::new(),
             headers: BTreeMap::new(),
             have: BTreeSet::new(),
@@ -221,7 +215,7 @@ impl LiveSwarm {
         )?;
         let mut s = LiveSwarm::new(InfoHash::of_info(&info_bytes), config);
         s.params = Some(params);
-        s.info_bytes = Some(info_bytes);
+        s.meta.set_info(info_bytes);
         Ok(s)
     }
 
@@ -257,8 +251,8 @@ impl LiveSwarm {
     pub fn stats(&self) -> LiveStats {
         let mut s = self.stats.clone();
         s.peers = self.peers.len();
-        s.down_rate = self.peers.values().map(|p| p.down_rate).sum();
-        s.up_rate = self.peers.values().map(|p| p.up_rate).sum();
+        s.down_rate = self.peers.values().map(|p| p.traffic.down.rate()).sum();
+        s.up_rate = self.peers.values().map(|p| p.traffic.up.rate()).sum();
         s
     }
 
@@ -268,15 +262,15 @@ impl LiveSwarm {
             .values()
             .map(|p| LivePeerInfo {
                 addr: p.listen_addr.unwrap_or(p.addr),
-                client: p.client.clone(),
+                client: p.ext.client.clone(),
                 newest: p.has.last().copied(),
                 am_choking: p.am_choking,
                 peer_choking: p.peer_choking,
                 outstanding: p.outstanding.len(),
                 queued: p.their_requests.len(),
                 reading: p.reads_in_flight,
-                down_rate: p.down_rate,
-                up_rate: p.up_rate,
+                down_rate: p.traffic.down.rate(),
+                up_rate: p.traffic.up.rate(),
             })
             .collect()
     }
@@ -294,11 +288,10 @@ impl LiveSwarm {
     /// A connection finished its BitTorrent handshake.
     pub fn add_peer(&mut self, key: PeerKey, addr: SocketAddr, hs: &Handshake, now: Instant) {
         if !hs.supports_extensions() {
-            self.actions.push_back(Action::Disconnect {
-                peer: key,
-                reason: "no extension protocol: cannot speak pc_live".into(),
-                ban: false,
-            });
+            let reason = DisconnectReason::Unsupported(Missing::ExtensionProtocol);
+            self.stats.disconnects.add(&reason);
+            self.actions
+                .push_back(Action::Disconnect { peer: key, reason });
             return;
         }
         self.peers.insert(
@@ -308,10 +301,7 @@ impl LiveSwarm {
                 listen_addr: None,
                 extensions: true,
                 fast: hs.supports_fast(),
-                live_id: None,
-                meta_id: None,
-                pex_id: None,
-                client: None,
+                ext: PeerExtensions::default(),
                 ready: false,
                 am_choking: true,
                 peer_choking: true,
@@ -321,22 +311,15 @@ impl LiveSwarm {
                 outstanding: Vec::new(),
                 their_requests: VecDeque::new(),
                 reads_in_flight: 0,
-                metadata_requested: false,
-                down_total: 0,
-                up_total: 0,
-                down_mark: 0,
-                up_mark: 0,
-                down_rate: 0,
-                up_rate: 0,
+                traffic: Traffic::default(),
                 last_recv: now,
                 unchoked_at: now,
                 last_request: None,
                 refused: VecDeque::new(),
                 hash_fails: 0,
-                pex_sent: Vec::new(),
                 // The first exchange comes soon: a live viewer must find relays in seconds,
                 // not after a minute.
-                next_pex: now + self.config.first_pex,
+                pex: PexPeer::new(now + self.config.first_pex),
             },
         );
         self.send_ext_handshake(key);
@@ -354,6 +337,7 @@ impl LiveSwarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        self.meta.remove_peer(key);
         self.reads_total = self.reads_total.saturating_sub(peer.reads_in_flight);
         for (b, _) in peer.outstanding {
             self.release(b, key);
@@ -385,8 +369,7 @@ impl LiveSwarm {
             | Message::HaveAll
             | Message::HaveNone => {}
             Message::Choke => {
-                peer.peer_choking = true;
-                if !peer.fast {
+                if choke::on_choked(&mut peer.peer_choking, peer.fast) {
                     let dropped: Vec<BlockRef> =
                         peer.outstanding.drain(..).map(|(b, _)| b).collect();
                     for b in dropped {
@@ -438,11 +421,7 @@ impl LiveSwarm {
             // A sole sender is the culprit. With several, nobody is banned yet: the piece is
             // fetched again from one of them (the one with most failures), which settles it.
             if let [key] = contributors.as_slice() {
-                self.disconnect(
-                    *key,
-                    format!("sent piece {index} whose payload does not match its header"),
-                    true,
-                );
+                self.disconnect(*key, DisconnectReason::BadPiece { index });
             } else {
                 for key in &contributors {
                     if let Some(peer) = self.peers.get_mut(key) {
@@ -484,7 +463,7 @@ impl LiveSwarm {
         peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
         self.reads_total = self.reads_total.saturating_sub(1);
         if sent {
-            peer.up_total += u64::from(block.len);
+            peer.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += u64::from(block.len);
             self.stats.requests_served += 1;
         }
@@ -506,10 +485,11 @@ impl LiveSwarm {
             .map(|(&k, _)| k)
             .collect();
         for key in idle {
-            self.disconnect(key, "idle".into(), false);
+            self.disconnect(key, DisconnectReason::Idle);
         }
         self.rechoke(now);
-        self.retry_metadata();
+        self.meta.handle_timeout(now);
+        self.drain_meta(now);
         self.send_pex(now);
         self.schedule(now);
     }
@@ -517,51 +497,46 @@ impl LiveSwarm {
     // ---- extension messages ------------------------------------------------------------
 
     fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
-        match id {
-            ext::EXT_HANDSHAKE_ID => self.on_ext_handshake(key, &payload, now),
-            ext::OUR_UT_METADATA_ID => match MetadataMsg::decode(&payload) {
-                Ok(m) => self.on_metadata_msg(key, m, now),
-                Err(e) => self.disconnect(key, format!("bad ut_metadata message: {e}"), false),
-            },
-            ext::OUR_UT_PEX_ID => {
-                if let Ok(pex) = Pex::decode(&payload) {
-                    let mut added = pex.added;
-                    added.truncate(Pex::MAX_PEERS);
-                    if !added.is_empty() {
-                        self.actions.push_back(Action::Discovered(added));
-                    }
+        if id == EXT_HANDSHAKE_ID {
+            return self.on_ext_handshake(key, &payload, now);
+        }
+        match Extension::from_our_id(id) {
+            Some(Extension::UtMetadata) => {
+                self.meta.on_message(key, &payload, now);
+                self.drain_meta(now);
+            }
+            Some(Extension::UtPex) => {
+                if let Some(added) = pex::received(&payload) {
+                    self.actions.push_back(Action::Discovered(added));
                 }
             }
-            OUR_PC_LIVE_ID => match LiveMsg::decode(&payload) {
+            Some(Extension::PcLive) => match LiveMsg::decode(&payload) {
                 Ok(m) => self.on_live_msg(key, m, now),
-                Err(e) => self.disconnect(key, format!("bad pc_live message: {e}"), false),
+                Err(_) => self.disconnect(key, ProtocolViolation::BadLiveMsg.into()),
             },
-            _ => {}
+            None => {}
         }
     }
 
     fn on_ext_handshake(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
-        let hs = match ExtHandshake::decode(payload) {
-            Ok(hs) => hs,
-            Err(e) => return self.disconnect(key, format!("bad extension handshake: {e}"), false),
+        let theirs = match PeerExtensions::decode(payload) {
+            Ok(t) => t,
+            Err(reason) => return self.disconnect(key, reason),
         };
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.live_id = hs.id_of(PC_LIVE);
-        peer.meta_id = hs.id_of(ext::UT_METADATA);
-        peer.pex_id = hs.id_of(ext::UT_PEX);
-        peer.client = hs.client.clone();
-        if let (None, Some(p)) = (peer.listen_addr, hs.listen_port) {
-            if p != 0 {
-                peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), p));
-            }
+        if peer.listen_addr.is_none() {
+            peer.listen_addr = theirs.listen_addr(peer.addr.ip());
+        }
+        self.meta.on_handshake(key, &theirs, now);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.ext = theirs;
         }
         if self.params.is_some() {
             self.make_ready(key, now);
-        } else if let Some(size) = hs.metadata_size {
-            self.start_metadata_fetch(key, size);
         }
+        self.drain_meta(now);
     }
 
     /// Both sides know the stream: exchange windows and recent headers, open the data flow.
@@ -572,8 +547,8 @@ impl LiveSwarm {
         if peer.ready {
             return;
         }
-        let Some(live_id) = peer.live_id else {
-            return self.disconnect(key, "peer does not speak pc_live".into(), false);
+        let Some(live_id) = peer.ext.id(Extension::PcLive) else {
+            return self.disconnect(key, DisconnectReason::Unsupported(Missing::PcLive));
         };
         peer.ready = true;
         let window = LiveMsg::Window {
@@ -637,7 +612,7 @@ impl LiveSwarm {
             LiveMsg::Have(headers) => {
                 for h in headers {
                     if let Err(reason) = self.accept_header(key, &h) {
-                        return self.disconnect(key, reason, true);
+                        return self.disconnect(key, reason);
                     }
                 }
                 self.schedule(now);
@@ -646,39 +621,38 @@ impl LiveSwarm {
     }
 
     /// Checks an announced header; on success records it and that the peer has the piece.
-    fn accept_header(&mut self, key: PeerKey, h: &PieceHeader) -> Result<(), String> {
+    fn accept_header(&mut self, key: PeerKey, h: &PieceHeader) -> Result<(), DisconnectReason> {
         let Some(params) = &self.params else {
             return Ok(());
         };
         let index = h.index;
+        let fault = |fault| DisconnectReason::BadHeader { index, fault };
         if let Some(edge) = self.edge {
             if index < self.first() {
-                return Err(format!("header for piece {index}, older than the window"));
+                return Err(fault(HeaderFault::BeforeWindow));
             }
             if index > edge.saturating_add(params.window_pieces()) {
-                return Err(format!(
-                    "header for piece {index}, far beyond the edge {edge}"
-                ));
+                return Err(fault(HeaderFault::BeyondEdge));
             }
         }
         let window_us = u64::from(params.window_s) * 1_000_000;
         if self.wall_us != 0 && h.timestamp_us.saturating_add(2 * window_us) < self.wall_us {
-            return Err(format!("header for piece {index} with a stale timestamp"));
+            return Err(fault(HeaderFault::Stale));
         }
         if h.length == 0 || h.length > params.max_piece_length {
-            return Err(format!("header for piece {index} with length {}", h.length));
+            return Err(fault(HeaderFault::BadLength));
         }
         match self.headers.get(&index) {
             Some(known) if known == h => {}
             Some(_) => {
-                return Err(match h.verify(&params.pubkey, &self.content_id) {
-                    Ok(()) => format!("conflicting signed header for piece {index}"),
-                    Err(e) => e.to_string(),
-                })
+                return Err(fault(match h.verify(&params.pubkey, &self.content_id) {
+                    Ok(()) => HeaderFault::Conflicting,
+                    Err(_) => HeaderFault::Forged,
+                }))
             }
             None => {
                 h.verify(&params.pubkey, &self.content_id)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| fault(HeaderFault::Forged))?;
                 self.headers.insert(index, *h);
                 self.move_edge(index);
             }
@@ -698,60 +672,21 @@ impl LiveSwarm {
 
     // ---- metadata (BEP 9) ----------------------------------------------------------------
 
-    fn on_metadata_msg(&mut self, key: PeerKey, msg: MetadataMsg, now: Instant) {
-        match msg {
-            MetadataMsg::Request { piece } => {
-                let Some(id) = self.peers.get(&key).and_then(|p| p.meta_id) else {
-                    return;
-                };
-                let reply = metadata::serve(self.info_bytes.as_ref(), piece);
-                self.send(
-                    key,
-                    Message::Extended {
-                        id,
-                        payload: reply.encode(),
-                    },
-                );
-            }
-            MetadataMsg::Data {
-                piece,
-                total_size,
-                data,
-            } => {
-                let Some(fetch) = self.fetch.as_mut() else {
-                    return;
-                };
-                match fetch.on_data(piece, total_size, &data) {
-                    FetchProgress::More => {}
-                    FetchProgress::Bad => {
-                        self.disconnect(key, "ut_metadata piece of the wrong size".into(), false)
-                    }
-                    FetchProgress::Done(buf) => {
-                        self.fetch = None;
-                        self.on_metadata_done(key, Bytes::from(buf), now);
-                    }
-                }
-            }
-            MetadataMsg::Reject { .. } => {
-                if let Some(p) = self.peers.get_mut(&key) {
-                    p.metadata_requested = false;
-                }
+    /// Carries out what BEP 9 asks: messages, drops, and the dictionary once it arrived.
+    fn drain_meta(&mut self, now: Instant) {
+        while let Some(ev) = self.meta.poll() {
+            match ev {
+                MetadataEvent::Send(key, msg) => self.send(key, msg),
+                MetadataEvent::Disconnect(key, reason) => self.disconnect(key, reason),
+                MetadataEvent::Received { info, from } => self.on_metadata_done(&from, info, now),
             }
         }
     }
 
-    fn on_metadata_done(&mut self, key: PeerKey, buf: Bytes, now: Instant) {
-        if InfoHash::of_info(&buf) != self.content_id {
-            self.disconnect(key, "metadata does not match the content ID".into(), true);
-            for p in self.peers.values_mut() {
-                p.metadata_requested = false;
-            }
-            return;
-        }
+    fn on_metadata_done(&mut self, from: &[PeerKey], buf: Bytes, now: Instant) {
         match LiveParams::from_info_bytes(&buf) {
             Ok(Some(params)) => {
                 self.params = Some(params);
-                self.info_bytes = Some(buf.clone());
                 self.actions.push_back(Action::MetadataReceived(buf));
                 // Peers that joined by ID too learned from our first extension handshake that
                 // we had no metadata: tell everyone its size now (BEP 10 allows a repeat).
@@ -760,58 +695,18 @@ impl LiveSwarm {
                     self.send_ext_handshake(k);
                 }
                 for k in all {
-                    if self.peers.get(&k).is_some_and(|p| p.live_id.is_some()) {
+                    let live = self.peers.get(&k).and_then(|p| p.ext.id(Extension::PcLive));
+                    if live.is_some() {
                         self.make_ready(k, now);
                     }
                 }
             }
             Ok(None) => self.actions.push_back(Action::NotLive(buf)),
-            Err(e) => self.disconnect(key, format!("bad live info dictionary: {e}"), true),
-        }
-    }
-
-    fn start_metadata_fetch(&mut self, key: PeerKey, size: u32) {
-        if self.fetch.is_none() {
-            self.fetch = MetadataFetch::new(size);
-        }
-        let Some(fetch) = &self.fetch else { return };
-        if fetch.size() != size {
-            return;
-        }
-        let missing = fetch.missing();
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        let Some(id) = peer.meta_id else { return };
-        if peer.metadata_requested {
-            return;
-        }
-        peer.metadata_requested = true;
-        for piece in missing {
-            self.send(
-                key,
-                Message::Extended {
-                    id,
-                    payload: MetadataMsg::Request { piece }.encode(),
-                },
-            );
-        }
-    }
-
-    fn retry_metadata(&mut self) {
-        if self.params.is_some() {
-            return;
-        }
-        let Some(size) = self.fetch.as_ref().map(|f| f.size()) else {
-            return;
-        };
-        let next = self
-            .peers
-            .iter()
-            .find(|(_, p)| p.meta_id.is_some() && !p.metadata_requested)
-            .map(|(&k, _)| k);
-        if let Some(k) = next {
-            self.start_metadata_fetch(k, size);
+            Err(_) => {
+                for &k in from {
+                    self.disconnect(k, DisconnectReason::BadLiveInfo);
+                }
+            }
         }
     }
 
@@ -837,8 +732,8 @@ impl LiveSwarm {
             ok = self.source_may_serve(key, b.index, now);
         }
         if !ok {
-            if fast {
-                self.send(key, Message::Reject(b));
+            if let Some(reject) = choke::refuse(fast, b) {
+                self.send(key, reject);
             }
             return;
         }
@@ -935,29 +830,12 @@ impl LiveSwarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.am_choking == choke {
-            return;
+        if peer.am_choking != choke {
+            peer.unchoked_at = now;
         }
-        peer.am_choking = choke;
-        peer.unchoked_at = now;
-        let dropped: Vec<BlockRef> = if choke {
-            peer.their_requests.drain(..).collect()
-        } else {
-            Vec::new()
-        };
         let fast = peer.fast;
-        self.send(
-            key,
-            if choke {
-                Message::Choke
-            } else {
-                Message::Unchoke
-            },
-        );
-        if fast {
-            for b in dropped {
-                self.send(key, Message::Reject(b));
-            }
+        for msg in choke::set_choking(&mut peer.am_choking, fast, &mut peer.their_requests, choke) {
+            self.send(key, msg);
         }
     }
 
@@ -990,7 +868,7 @@ impl LiveSwarm {
             .peers
             .iter()
             .filter(|(_, p)| p.ready && p.peer_interested)
-            .map(|(&k, p)| (k, p.up_rate, p.unchoked_at, p.am_choking))
+            .map(|(&k, p)| (k, p.traffic.up.rate(), p.unchoked_at, p.am_choking))
             .collect();
         // Most served first; among equals those unchoked longest (stable).
         interested.sort_by_key(|&(k, up, at, choking)| (Reverse(up), choking, at, k));
@@ -1098,7 +976,11 @@ impl LiveSwarm {
     }
 
     fn announce(&mut self, key: PeerKey, header: PieceHeader) {
-        let Some(id) = self.peers.get(&key).and_then(|p| p.live_id) else {
+        let Some(id) = self
+            .peers
+            .get(&key)
+            .and_then(|p| p.ext.id(Extension::PcLive))
+        else {
             return;
         };
         self.stats.pieces_announced += 1;
@@ -1144,30 +1026,24 @@ impl LiveSwarm {
         if !self.peers.get(&key).is_some_and(|p| p.extensions) {
             return;
         }
-        let size = self.info_bytes.as_ref().map(|b| b.len() as u32);
-        let mut hs = ExtHandshake::ours(size, self.config.listen_port);
-        hs.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
-        hs.reqq = Some(self.config.max_peer_requests as u32);
-        self.send(
-            key,
-            Message::Extended {
-                id: ext::EXT_HANDSHAKE_ID,
-                payload: hs.encode(),
-            },
+        let msg = our_handshake(
+            &Extension::ALL,
+            self.meta.size(),
+            self.config.listen_port,
+            self.config.max_peer_requests as u32,
         );
+        self.send(key, msg);
     }
 
-    fn disconnect(&mut self, key: PeerKey, reason: String, ban: bool) {
+    fn disconnect(&mut self, key: PeerKey, reason: DisconnectReason) {
         if self.peers.contains_key(&key) {
             self.remove_peer(key);
-            if ban {
+            self.stats.disconnects.add(&reason);
+            if reason.ban() {
                 self.stats.banned += 1;
             }
-            self.actions.push_back(Action::Disconnect {
-                peer: key,
-                reason,
-                ban,
-            });
+            self.actions
+                .push_back(Action::Disconnect { peer: key, reason });
         }
     }
 
@@ -1181,14 +1057,8 @@ impl LiveSwarm {
             return;
         }
         self.last_rate = Some(now);
-        let secs = dt.as_secs_f64();
         for p in self.peers.values_mut() {
-            let d = ((p.down_total - p.down_mark) as f64 / secs) as u64;
-            let u = ((p.up_total - p.up_mark) as f64 / secs) as u64;
-            p.down_rate = (p.down_rate + d * 3) / 4;
-            p.up_rate = (p.up_rate + u * 3) / 4;
-            p.down_mark = p.down_total;
-            p.up_mark = p.up_total;
+            p.traffic.sample(dt);
         }
     }
 
@@ -1214,40 +1084,21 @@ impl LiveSwarm {
 
     /// BEP 11, added and dropped listen addresses per peer, once per interval.
     fn send_pex(&mut self, now: Instant) {
-        if self.config.pex_interval.is_none() {
+        let Some(interval) = self.config.pex_interval else {
             return;
-        }
-        let interval = self.config.pex_interval.unwrap_or(Duration::from_secs(60));
-        let all: Vec<(PeerKey, SocketAddr)> = self
+        };
+        let known: Vec<(PeerKey, SocketAddr, u8)> = self
             .peers
             .iter()
-            .filter_map(|(&k, p)| Some((k, p.listen_addr?)))
+            .filter_map(|(&k, p)| Some((k, p.listen_addr?, 0)))
             .collect();
-        let mut out = Vec::new();
-        for (&key, peer) in self.peers.iter_mut() {
-            let Some(id) = peer.pex_id else { continue };
-            if now < peer.next_pex {
-                continue;
-            }
-            peer.next_pex = now + interval;
-            let current: Vec<(SocketAddr, u8)> = all
-                .iter()
-                .filter(|(k, a)| *k != key && Some(*a) != peer.listen_addr)
-                .take(Pex::MAX_PEERS)
-                .map(|&(_, a)| (a, 0))
-                .collect();
-            let Some(pex) = Pex::update(&mut peer.pex_sent, &current) else {
-                continue;
-            };
-            out.push((
-                key,
-                Message::Extended {
-                    id,
-                    payload: pex.encode(),
-                },
-            ));
-        }
-        for (key, msg) in out {
+        let targets = self.peers.iter_mut().map(|(&key, p)| pex::Target {
+            key,
+            their_id: p.ext.id(Extension::UtPex),
+            listen_addr: p.listen_addr,
+            state: &mut p.pex,
+        });
+        for (key, msg) in pex::round(now, interval, &known, targets) {
             self.send(key, msg);
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::PeerKey;
+use crate::disconnect::{DisconnectCounts, DisconnectReason};
 use crate::wire::{BlockRef, Message};
 
 /// Tunables; the defaults suit both loopback and the internet.
@@ -60,14 +61,12 @@ impl Default for SwarmConfig {
 pub enum Action {
     /// Send a message to a peer.
     Send(PeerKey, Message),
-    /// Close a connection; with `ban`, never accept that address again for this swarm.
+    /// Close a connection; with [`DisconnectReason::ban`], refuse that peer from now on.
     Disconnect {
         /// Which connection.
         peer: PeerKey,
-        /// Why, for the log.
-        reason: String,
-        /// Refuse this address from now on.
-        ban: bool,
+        /// Why: for the log, the counters, and whether to ban.
+        reason: DisconnectReason,
     },
     /// Keep a received block until its piece is complete.
     Store {
@@ -115,6 +114,8 @@ pub struct SwarmStats {
     pub down_rate: u64,
     /// Upload rate, bytes/s.
     pub up_rate: u64,
+    /// Connections this swarm closed, by reason.
+    pub disconnects: DisconnectCounts,
 }
 
 /// One peer as seen by [`super::Swarm::peers`].

@@ -478,9 +478,9 @@ impl Actor {
                         None => self.swarm.on_block_sent(peer, block, false),
                     }
                 }
-                Action::Disconnect { peer, reason, ban } => {
+                Action::Disconnect { peer, reason } => {
                     if let Some(c) = self.conns.get(&peer) {
-                        if ban {
+                        if reason.ban() {
                             warn!(addr = %c.addr, %reason, "banning live peer");
                             self.banned.insert(c.addr);
                             self.candidates.remove(&c.addr);
@@ -706,6 +706,7 @@ impl Actor {
             edge: self.swarm.edge(),
             delay_ms: None,
             readers: 0,
+            disconnects: st.disconnects,
         };
         if let Some(b) = &self.buffer {
             let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);

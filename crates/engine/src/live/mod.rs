@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use peercdn_core::live::{PieceHeader, FLAG_DISCONTINUITY, FLAG_KEYFRAME};
-use peercdn_core::InfoHash;
+use peercdn_core::{DisconnectCounts, InfoHash};
 use tokio::sync::watch;
 
 pub mod actor;
@@ -59,6 +59,8 @@ pub struct LiveStatus {
     pub delay_ms: Option<u64>,
     /// Players reading this stream.
     pub readers: usize,
+    /// Connections the swarm closed, by reason.
+    pub disconnects: DisconnectCounts,
 }
 
 /// The handle to a live stream in the session. Cheap to clone.

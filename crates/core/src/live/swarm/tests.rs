@@ -1,7 +1,8 @@
 //! Unit tests of the live swarm (the multi-node scenarios are in `tests/live_swarm.rs`).
 
 use super::*;
-use crate::live::LiveParams;
+use crate::live::{LiveParams, OUR_PC_LIVE_ID, PC_LIVE};
+use crate::wire::ext::{self, ExtHandshake};
 use crate::PeerId;
 use ed25519_dalek::SigningKey;
 
@@ -30,7 +31,10 @@ fn peer_without_extensions_is_refused() {
     s.add_peer(1, "127.0.0.1:1".parse().unwrap(), &hs, Instant::now());
     assert!(matches!(
         drain(&mut s).as_slice(),
-        [Action::Disconnect { ban: false, .. }]
+        [Action::Disconnect {
+            reason: DisconnectReason::Unsupported(Missing::ExtensionProtocol),
+            ..
+        }]
     ));
     assert_eq!(s.peer_count(), 0);
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::PeerKey;
+use crate::disconnect::{DisconnectCounts, DisconnectReason};
 use crate::live::PieceHeader;
 use crate::wire::{BlockRef, Message};
 
@@ -109,14 +110,12 @@ pub enum Action {
         /// The block.
         block: BlockRef,
     },
-    /// Close a connection; with `ban`, refuse that address from now on.
+    /// Close a connection; with [`DisconnectReason::ban`], refuse that peer from now on.
     Disconnect {
         /// Which connection.
         peer: PeerKey,
-        /// Why, for the log.
-        reason: String,
-        /// Refuse this address from now on.
-        ban: bool,
+        /// Why: for the log, the counters, and whether to ban.
+        reason: DisconnectReason,
     },
     /// Every block of a piece arrived: check the payload against the (verified) header, put
     /// it in the window, then call [`super::LiveSwarm::on_piece_checked`].
@@ -163,6 +162,8 @@ pub struct LiveStats {
     pub down_rate: u64,
     /// Bytes/s to peers.
     pub up_rate: u64,
+    /// Connections this swarm closed, by reason.
+    pub disconnects: DisconnectCounts,
 }
 
 /// One connected peer, for the API and logs.

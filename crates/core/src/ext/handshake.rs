@@ -1,0 +1,180 @@
+//! BEP 10 in both swarms: the extensions a swarm speaks, the extension handshake we send
+//! from that list, and the peer's handshake parsed into what we keep per connection.
+//!
+//! Codec: [`ExtHandshake`] (in [`crate::wire::ext`], re-exported here). Node state: the list of
+//! [`Extension`]s a swarm speaks, given to [`our_handshake`]. Per-connection state:
+//! [`PeerExtensions`] — the IDs the peer wants each extension sent with, its client name, its
+//! request queue depth (`reqq`), its listen port and the metadata size it announced.
+//!
+//! Owns naming and numbering only. What a swarm does once a peer speaks an extension (fetch
+//! metadata, exchange peers, open `pc_live`) belongs to that extension's module or the swarm.
+
+use std::net::{IpAddr, SocketAddr};
+
+pub use crate::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
+
+use crate::disconnect::{DisconnectReason, ProtocolViolation};
+use crate::live::{OUR_PC_LIVE_ID, PC_LIVE};
+use crate::wire::ext::{OUR_UT_METADATA_ID, OUR_UT_PEX_ID, UT_METADATA, UT_PEX};
+use crate::wire::Message;
+
+/// An extension this crate speaks over BEP 10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Extension {
+    /// BEP 9 metadata exchange.
+    UtMetadata,
+    /// BEP 11 peer exchange.
+    UtPex,
+    /// peercdn's live stream announcements (DESIGN §3).
+    PcLive,
+}
+
+impl Extension {
+    /// Every extension, in the order of [`Extension::index`].
+    pub const ALL: [Extension; 3] = [Extension::UtMetadata, Extension::UtPex, Extension::PcLive];
+
+    /// Its name in the handshake's `m` dictionary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Extension::UtMetadata => UT_METADATA,
+            Extension::UtPex => UT_PEX,
+            Extension::PcLive => PC_LIVE,
+        }
+    }
+
+    /// The ID we ask peers to send it with.
+    pub fn our_id(self) -> u8 {
+        match self {
+            Extension::UtMetadata => OUR_UT_METADATA_ID,
+            Extension::UtPex => OUR_UT_PEX_ID,
+            Extension::PcLive => OUR_PC_LIVE_ID,
+        }
+    }
+
+    /// The extension a peer's extended message with `id` is for (our numbering); `None` for
+    /// the handshake itself (0) and for IDs we never gave out.
+    pub fn from_our_id(id: u8) -> Option<Extension> {
+        Extension::ALL.into_iter().find(|e| e.our_id() == id)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Our extension handshake: the extensions we speak under our IDs, the size of the info
+/// dictionary once we have it, our listen port, and how many requests we queue per peer.
+pub fn our_handshake(
+    speaks: &[Extension],
+    metadata_size: Option<u32>,
+    listen_port: Option<u16>,
+    reqq: u32,
+) -> Message {
+    let mut hs = ExtHandshake::ours(metadata_size, listen_port);
+    hs.m = speaks
+        .iter()
+        .map(|e| (e.name().to_string(), e.our_id()))
+        .collect();
+    hs.reqq = Some(reqq);
+    Message::Extended {
+        id: EXT_HANDSHAKE_ID,
+        payload: hs.encode(),
+    }
+}
+
+/// What a peer told us in its (latest) extension handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerExtensions {
+    ids: [Option<u8>; Extension::ALL.len()],
+    /// Its client name and version (`v`, ≤ [`crate::wire::ext::MAX_CLIENT_LEN`] bytes).
+    pub client: Option<String>,
+    /// How many requests it queues (`reqq`), if it said.
+    pub reqq: Option<u32>,
+    /// Its listen port (`p`), if it said.
+    pub listen_port: Option<u16>,
+    /// The size of the info dictionary it announced (`metadata_size`, BEP 9), if any.
+    pub metadata_size: Option<u32>,
+}
+
+impl PeerExtensions {
+    /// Parses a peer's extension handshake. A payload that is not a bencoded dictionary is a
+    /// protocol violation; fields that are absent or out of range are simply absent.
+    pub fn decode(payload: &[u8]) -> Result<PeerExtensions, DisconnectReason> {
+        ExtHandshake::decode(payload)
+            .map(|hs| PeerExtensions::from_handshake(&hs))
+            .map_err(|_| DisconnectReason::Protocol(ProtocolViolation::BadExtHandshake))
+    }
+
+    /// What we keep of a decoded handshake.
+    pub fn from_handshake(hs: &ExtHandshake) -> PeerExtensions {
+        let mut ids = [None; Extension::ALL.len()];
+        for e in Extension::ALL {
+            ids[e.index()] = hs.id_of(e.name());
+        }
+        PeerExtensions {
+            ids,
+            client: hs.client.clone(),
+            reqq: hs.reqq,
+            listen_port: hs.listen_port,
+            metadata_size: hs.metadata_size,
+        }
+    }
+
+    /// The ID the peer wants `ext` sent with; `None` when it does not speak it.
+    pub fn id(&self, ext: Extension) -> Option<u8> {
+        self.ids[ext.index()]
+    }
+
+    /// Where the peer accepts connections: its connection's IP and the port it announced.
+    pub fn listen_addr(&self, ip: IpAddr) -> Option<SocketAddr> {
+        self.listen_port.map(|p| SocketAddr::new(ip, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_handshake_lists_what_the_swarm_speaks() {
+        let msg = our_handshake(
+            &[Extension::UtMetadata, Extension::PcLive],
+            Some(1234),
+            Some(6881),
+            512,
+        );
+        let Message::Extended { id, payload } = msg else {
+            panic!("not extended");
+        };
+        assert_eq!(id, EXT_HANDSHAKE_ID);
+        let theirs = PeerExtensions::decode(&payload).unwrap();
+        assert_eq!(theirs.id(Extension::UtMetadata), Some(OUR_UT_METADATA_ID));
+        assert_eq!(theirs.id(Extension::PcLive), Some(OUR_PC_LIVE_ID));
+        assert_eq!(theirs.id(Extension::UtPex), None);
+        assert_eq!(theirs.metadata_size, Some(1234));
+        assert_eq!(theirs.reqq, Some(512));
+        assert!(theirs
+            .client
+            .as_deref()
+            .is_some_and(|c| c.starts_with("peercdn/")));
+        assert_eq!(
+            theirs.listen_addr("10.0.0.1".parse().unwrap()),
+            Some("10.0.0.1:6881".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ids_map_back_and_garbage_is_a_protocol_violation() {
+        for e in Extension::ALL {
+            assert_eq!(Extension::from_our_id(e.our_id()), Some(e));
+        }
+        assert_eq!(Extension::from_our_id(EXT_HANDSHAKE_ID), None);
+        assert_eq!(Extension::from_our_id(200), None);
+        assert_eq!(
+            PeerExtensions::decode(b"li1ee"),
+            Err(DisconnectReason::Protocol(
+                ProtocolViolation::BadExtHandshake
+            ))
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! BEP 11 peer exchange in both swarms: each peer that speaks `ut_pex` is told, at most once
+//! per interval, which listen addresses appeared and went since our last message to it.
+//!
+//! Codec: [`Pex`] (in [`crate::wire::ext`], re-exported here). Per-connection state:
+//! [`PexPeer`] (what it was last told, when the next message is due). Node state: the interval
+//! and the list of known addresses the swarm passes to [`round`].
+//!
+//! Owns the exchange only: which addresses to dial, and how many, is the connection manager's.
+//! Bounds: a message carries at most [`Pex::MAX_PEERS`] added and dropped addresses; a
+//! peer's sent set is at most [`Pex::MAX_PEERS`] addresses; what a peer sends us is cut to
+//! [`Pex::MAX_PEERS`] addresses.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub use crate::wire::ext::Pex;
+
+use super::PeerKey;
+use crate::wire::Message;
+
+/// One connection's exchange state.
+#[derive(Debug, Clone)]
+pub struct PexPeer {
+    sent: Vec<SocketAddr>,
+    next: Instant,
+}
+
+impl PexPeer {
+    /// A new connection whose first message is due at `first`.
+    pub fn new(first: Instant) -> PexPeer {
+        PexPeer {
+            sent: Vec::new(),
+            next: first,
+        }
+    }
+
+    /// When the next message to this peer is due.
+    pub fn due(&self) -> Instant {
+        self.next
+    }
+}
+
+/// One connection as [`round`] sees it.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// The connection.
+    pub key: PeerKey,
+    /// The ID it wants `ut_pex` sent with (`None`: it does not speak PEX; skipped).
+    pub their_id: Option<u8>,
+    /// Its own listen address (never told to itself).
+    pub listen_addr: Option<SocketAddr>,
+    /// Its exchange state.
+    pub state: &'a mut PexPeer,
+}
+
+/// The PEX messages due at `now`: for every target that speaks `ut_pex` and whose message is
+/// due, the difference between what it was last told and `known` (listen address, flags, and
+/// the connection it belongs to, which is never told its own address). The next message to
+/// each of them is due `interval` later.
+pub fn round<'a>(
+    now: Instant,
+    interval: Duration,
+    known: &[(PeerKey, SocketAddr, u8)],
+    targets: impl IntoIterator<Item = Target<'a>>,
+) -> Vec<(PeerKey, Message)> {
+    let mut out = Vec::new();
+    for t in targets {
+        let Some(id) = t.their_id else { continue };
+        if now < t.state.next {
+            continue;
+        }
+        t.state.next = now + interval;
+        let current: Vec<(SocketAddr, u8)> = known
+            .iter()
+            .filter(|(k, a, _)| *k != t.key && Some(*a) != t.listen_addr)
+            .take(Pex::MAX_PEERS)
+            .map(|&(_, a, flags)| (a, flags))
+            .collect();
+        let Some(pex) = Pex::update(&mut t.state.sent, &current) else {
+            continue;
+        };
+        out.push((
+            t.key,
+            Message::Extended {
+                id,
+                payload: pex.encode(),
+            },
+        ));
+    }
+    out
+}
+
+/// The addresses a peer's PEX message adds (at most [`Pex::MAX_PEERS`]); `None` when it adds
+/// none or does not decode (a bad PEX message is ignored, not punished: BEP 11 is advisory).
+pub fn received(payload: &[u8]) -> Option<Vec<SocketAddr>> {
+    let mut added = Pex::decode(payload).ok()?.added;
+    added.truncate(Pex::MAX_PEERS);
+    (!added.is_empty()).then_some(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn round_tells_each_peer_the_others_once_per_interval() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(60);
+        let known = [(1, addr(1), 0), (2, addr(2), Pex::FLAG_SEED)];
+        let mut a = PexPeer::new(now);
+        let mut b = PexPeer::new(now + Duration::from_secs(5));
+        let out = round(
+            now,
+            interval,
+            &known,
+            [
+                Target {
+                    key: 1,
+                    their_id: Some(9),
+                    listen_addr: Some(addr(1)),
+                    state: &mut a,
+                },
+                Target {
+                    key: 2,
+                    their_id: Some(9),
+                    listen_addr: Some(addr(2)),
+                    state: &mut b,
+                },
+            ],
+        );
+        // Only peer 1 is due; it hears of peer 2 (a seed), never of itself.
+        assert_eq!(out.len(), 1);
+        let (key, Message::Extended { id, payload }) = &out[0] else {
+            panic!("not extended");
+        };
+        assert_eq!((*key, *id), (1, 9));
+        let pex = Pex::decode(payload).unwrap();
+        assert_eq!(pex.added, vec![addr(2)]);
+        assert_eq!(pex.added_flags, vec![Pex::FLAG_SEED]);
+        assert_eq!(a.due(), now + interval);
+        // Due again, nothing changed: no message.
+        let later = now + interval;
+        let t = Target {
+            key: 1,
+            their_id: Some(9),
+            listen_addr: Some(addr(1)),
+            state: &mut a,
+        };
+        assert!(round(later, interval, &known, [t]).is_empty());
+    }
+
+    #[test]
+    fn received_is_capped_and_garbage_ignored() {
+        let many = Pex {
+            added: (0..60).map(addr).collect(),
+            ..Pex::default()
+        };
+        assert_eq!(
+            received(&many.encode()).map(|v| v.len()),
+            Some(Pex::MAX_PEERS)
+        );
+        assert_eq!(received(b"garbage"), None);
+        assert_eq!(received(&Pex::default().encode()), None);
+    }
+}
