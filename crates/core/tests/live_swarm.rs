@@ -11,7 +11,10 @@ use ed25519_dalek::SigningKey;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm, PeerKey};
 use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID};
 use peercdn_core::wire::{self, Handshake, Message};
-use peercdn_core::{InfoHash, PeerId};
+use peercdn_core::{DisconnectReason, InfoHash, PeerId};
+
+mod common;
+use common::{alter, MetaMode};
 
 const PIECE_MS: u64 = 100;
 const PIECE_LEN: usize = 40_000;
@@ -21,7 +24,11 @@ struct Node {
     store: BTreeMap<u32, (PieceHeader, Bytes)>,
     corrupt: bool,
     banned: Vec<PeerKey>,
+    /// Every disconnect it asked for, with the reason.
+    dropped: Vec<(PeerKey, DisconnectReason)>,
     ready: bool,
+    /// How its outgoing metadata messages are altered.
+    meta: MetaMode,
 }
 
 struct Net {
@@ -98,7 +105,9 @@ impl Net {
             store: BTreeMap::new(),
             corrupt: false,
             banned: Vec::new(),
+            dropped: Vec::new(),
             ready,
+            meta: MetaMode::Honest,
         });
         self.nodes.len() - 1
     }
@@ -193,6 +202,7 @@ impl Net {
         match a {
             Action::Send(key, msg) => {
                 if let Some(&(to, tkey)) = self.links.get(&(i, key)) {
+                    let msg = alter(self.nodes[i].meta, msg);
                     self.wires.push_back((to, tkey, msg));
                 }
             }
@@ -218,6 +228,7 @@ impl Net {
                     .on_block_sent(peer, block, data.is_some());
             }
             Action::Disconnect { peer, reason } => {
+                self.nodes[i].dropped.push((peer, reason));
                 if reason.ban() {
                     self.nodes[i].banned.push(peer);
                 }
@@ -417,4 +428,49 @@ fn id_only_viewers_chained_before_anyone_has_metadata() {
     assert!(net.nodes[a].ready && net.nodes[b].ready);
     let first = *net.nodes[b].store.keys().next().expect("b got pieces");
     net.assert_all(b, first);
+}
+
+/// The live twin of the VoD test: a viewer joining by ID whose first peer announced a wrong
+/// `metadata_size` sized its fetch buffer by that claim and ignored every peer announcing the
+/// true size, so it never learned the stream even once an honest peer was connected. Now the
+/// sizes are settled by the content ID: the liar is dropped and the viewer plays.
+#[test]
+fn viewer_by_id_survives_a_peer_lying_about_the_metadata_size() {
+    for (mode, reason) in [
+        (MetaMode::LiesAboutSize, DisconnectReason::MetadataWrongSize),
+        (
+            MetaMode::LiesConsistently,
+            DisconnectReason::MetadataMismatch,
+        ),
+    ] {
+        let mut net = Net::new();
+        let s = net.add(true);
+        let liar = net.add(false);
+        net.nodes[liar].meta = mode;
+        let honest = net.add(false);
+        net.connect(liar, s);
+        net.connect(honest, s);
+        net.run(1_000, true);
+        let j = net.add_by_id();
+        net.connect(j, liar);
+        net.run(500, true);
+        // The honest peer is learned later (PEX, DHT): connected only now.
+        net.connect(j, honest);
+        net.run(2_000, true);
+        net.run(500, false);
+        assert!(net.nodes[j].ready, "{reason}");
+        let first = *net.nodes[j].store.keys().next().expect("some pieces");
+        net.assert_all(j, first);
+        let liar_key = banned_key(liar);
+        assert!(
+            net.nodes[j].dropped.contains(&(liar_key, reason)),
+            "{:?}",
+            net.nodes[j].dropped
+        );
+        assert_eq!(net.nodes[j].banned.contains(&liar_key), reason.ban());
+        assert_eq!(
+            net.nodes[j].swarm.stats().disconnects.get(reason.label()),
+            1
+        );
+    }
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use peercdn_core::swarm::{Action, PeerKey, Swarm, SwarmConfig};
 use peercdn_core::wire::{self, Handshake, Message};
-use peercdn_core::{Bitfield, InfoHash, PeerId};
+use peercdn_core::{Bitfield, DisconnectReason, InfoHash, PeerId};
 use sha1::{Digest, Sha1};
+
+mod common;
+use common::{alter, MetaMode};
 
 const PIECE: u32 = 64 * 1024;
 
@@ -45,8 +48,12 @@ struct Node {
     have_meta: bool,
     corrupt: bool,
     banned: Vec<PeerKey>,
+    /// Every disconnect it asked for, with the reason.
+    dropped: Vec<(PeerKey, DisconnectReason)>,
     completed: bool,
     discovered: Vec<SocketAddr>,
+    /// How its outgoing metadata messages are altered.
+    meta: MetaMode,
 }
 
 /// Links: (node, key) → (other node, other key).
@@ -101,8 +108,10 @@ impl Net {
             have_meta,
             corrupt: false,
             banned: vec![],
+            dropped: vec![],
             completed: false,
             discovered: vec![],
+            meta: MetaMode::Honest,
         });
         self.nodes.len() - 1
     }
@@ -156,10 +165,12 @@ impl Net {
         match a {
             Action::Send(key, msg) => {
                 if let Some(&(to, tkey)) = self.links.get(&(i, key)) {
+                    let msg = alter(self.nodes[i].meta, msg);
                     self.wires.push_back((to, tkey, msg));
                 }
             }
             Action::Disconnect { peer, reason } => {
+                self.nodes[i].dropped.push((peer, reason));
                 if reason.ban() {
                     self.nodes[i].banned.push(peer);
                 }
@@ -361,4 +372,70 @@ fn peer_exchange_introduces_peers() {
         !net.nodes[a].discovered.contains(&addr(a)),
         "never told about itself"
     );
+}
+
+/// Before the shared BEP 9 layer, the VoD swarm answered a metadata REJECT with "try someone
+/// else on the next tick" and nothing ever retried: a magnet download whose only peer did not
+/// have the dictionary yet waited for another peer for ever. Now the peer is asked again after
+/// a backoff, and the download completes once it can serve.
+#[test]
+fn magnet_completes_once_its_only_peer_stops_rejecting_metadata() {
+    let c = content(300_000);
+    let n = c.hashes.len() as u32;
+    let mut net = Net::new(c);
+    let seed = net.add(Some(Bitfield::full(n)));
+    let leech = net.add(None);
+    net.nodes[seed].meta = MetaMode::Rejects;
+    net.connect(seed, leech);
+    net.run(200);
+    assert!(!net.nodes[leech].have_meta, "rejected so far");
+    net.nodes[seed].meta = MetaMode::Honest;
+    net.run(200_000);
+    assert!(net.nodes[leech].have_meta);
+    assert!(net.nodes[leech].completed);
+    assert_eq!(net.nodes[leech].store, net.c.data);
+    assert!(net.nodes[leech]
+        .dropped
+        .iter()
+        .all(|(_, r)| *r == DisconnectReason::BothSeeds));
+}
+
+/// A download by ID whose first peer announces a wrong `metadata_size` used to stall for good,
+/// even after an honest seeder turned up (tried in the engine: not complete after 60 s): the
+/// fetch buffer was sized by the first announcement and peers announcing another size were
+/// ignored. Now sizes are candidates settled by the info hash: the liar is dropped (banned when
+/// its bytes fail the hash) and the honest size is fetched.
+#[test]
+fn download_by_id_survives_a_peer_lying_about_the_metadata_size() {
+    for (mode, reason) in [
+        (MetaMode::LiesAboutSize, DisconnectReason::MetadataWrongSize),
+        (
+            MetaMode::LiesConsistently,
+            DisconnectReason::MetadataMismatch,
+        ),
+    ] {
+        let c = content(300_000);
+        let n = c.hashes.len() as u32;
+        let mut net = Net::new(c);
+        let liar = net.add(Some(Bitfield::full(n)));
+        net.nodes[liar].meta = mode;
+        let seed = net.add(Some(Bitfield::full(n)));
+        let leech = net.add(None);
+        net.connect(liar, leech);
+        net.run(50);
+        // The honest seeder is learned later (PEX, DHT): connected only now.
+        net.connect(seed, leech);
+        net.run(200_000);
+        assert!(net.nodes[leech].completed, "{reason}");
+        assert_eq!(net.nodes[leech].store, net.c.data);
+        let liar_key = 100 + liar as PeerKey;
+        let dropped: Vec<_> = net.nodes[leech]
+            .dropped
+            .iter()
+            .filter(|(_, r)| *r != DisconnectReason::BothSeeds)
+            .copied()
+            .collect();
+        assert_eq!(dropped, vec![(liar_key, reason)]);
+        assert_eq!(net.nodes[leech].banned.contains(&liar_key), reason.ban());
+    }
 }
