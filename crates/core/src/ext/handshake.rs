@@ -30,7 +30,7 @@ pub enum Extension {
 }
 
 impl Extension {
-    /// Every extension, in the order of [`Extension::index`].
+    /// Every extension (the order of the per-peer ID table).
     pub const ALL: [Extension; 3] = [Extension::UtMetadata, Extension::UtPex, Extension::PcLive];
 
     /// Its name in the handshake's `m` dictionary.
