@@ -22,10 +22,10 @@ use crate::bitfield::Bitfield;
 use crate::choker::{Candidate, Choker};
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::ext::choke;
-use crate::ext::handshake::{our_handshake, Extension, PeerExtensions, EXT_HANDSHAKE_ID};
+use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::{Metadata, MetadataEvent};
-use crate::ext::peer::Traffic;
-use crate::ext::pex::{self, Pex, PexPeer};
+use crate::ext::peer::PeerRecord;
+use crate::ext::pex::{self, Pex};
 use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
@@ -49,7 +49,7 @@ const MAX_PENDING_HAVES: usize = 100_000;
 
 #[derive(Debug)]
 struct Peer {
-    addr: SocketAddr,
+    rec: PeerRecord,
     fast: bool,
     extensions: bool,
     am_choking: bool,
@@ -66,16 +66,9 @@ struct Peer {
     reqq: u32,
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
-    /// What its extension handshake said.
-    ext: PeerExtensions,
-    traffic: Traffic,
     last_block: Instant,
-    last_recv: Instant,
     last_sent: Instant,
     hash_fails: u32,
-    /// Where it accepts connections (known for peers we dialled, or from its `p`).
-    listen_addr: Option<SocketAddr>,
-    pex: PexPeer,
 }
 
 /// The per-torrent state machine. See the module docs for the calling rule.
@@ -196,8 +189,8 @@ impl Swarm {
         let mut s = self.stats.clone();
         s.peers = self.peers.len();
         s.unchoking_us = self.peers.values().filter(|p| !p.peer_choking).count();
-        s.down_rate = self.peers.values().map(|p| p.traffic.down.rate()).sum();
-        s.up_rate = self.peers.values().map(|p| p.traffic.up.rate()).sum();
+        s.down_rate = self.peers.values().map(|p| p.rec.traffic.down.rate()).sum();
+        s.up_rate = self.peers.values().map(|p| p.rec.traffic.up.rate()).sum();
         s
     }
 
@@ -207,11 +200,11 @@ impl Swarm {
             .iter()
             .map(|(&key, p)| PeerInfo {
                 key,
-                addr: p.addr,
-                client: p.ext.client.clone(),
+                addr: p.rec.addr,
+                client: p.rec.ext.client.clone(),
                 pieces: p.has.as_ref().map_or(0, |h| h.count()),
-                down_rate: p.traffic.down.rate(),
-                up_rate: p.traffic.up.rate(),
+                down_rate: p.rec.traffic.down.rate(),
+                up_rate: p.rec.traffic.up.rate(),
                 in_flight: p.outstanding.len(),
             })
             .collect()
@@ -229,8 +222,9 @@ impl Swarm {
 
     /// A connection finished its handshake. Sends our extension handshake and what we have.
     pub fn add_peer(&mut self, key: PeerKey, addr: SocketAddr, hs: &Handshake, now: Instant) {
+        let first_pex = now + self.config.pex_interval.unwrap_or(Duration::ZERO);
         let peer = Peer {
-            addr,
+            rec: PeerRecord::new(addr, now, first_pex),
             fast: hs.supports_fast(),
             extensions: hs.supports_extensions(),
             am_choking: true,
@@ -246,14 +240,9 @@ impl Swarm {
             reqq: 250,
             their_requests: VecDeque::new(),
             reads_in_flight: 0,
-            ext: PeerExtensions::default(),
-            traffic: Traffic::default(),
             last_block: now,
-            last_recv: now,
             last_sent: now,
             hash_fails: 0,
-            listen_addr: None,
-            pex: PexPeer::new(now + self.config.pex_interval.unwrap_or(Duration::ZERO)),
         };
         self.peers.insert(key, peer);
         self.send_ext_handshake_if_needed(key);
@@ -266,7 +255,7 @@ impl Swarm {
     /// Peers that dialled us tell theirs in the extension handshake.
     pub fn set_listen_addr(&mut self, key: PeerKey, addr: SocketAddr) {
         if let Some(p) = self.peers.get_mut(&key) {
-            p.listen_addr = Some(addr);
+            p.rec.listen_addr = Some(addr);
         }
     }
 
@@ -291,7 +280,7 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.last_recv = now;
+        peer.rec.last_recv = now;
         match msg {
             Message::KeepAlive
             | Message::Port(_)
@@ -389,7 +378,7 @@ impl Swarm {
         };
         peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
         if sent {
-            peer.traffic.up.add(u64::from(block.len));
+            peer.rec.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += block.len as u64;
         }
         self.pump_reads(key);
@@ -476,9 +465,9 @@ impl Swarm {
                 continue;
             };
             if dt >= Duration::from_millis(100) {
-                peer.traffic.sample(dt);
+                peer.rec.traffic.sample(dt);
                 // Keep about a second of data in flight.
-                let down_rate = peer.traffic.down.rate();
+                let down_rate = peer.rec.traffic.down.rate();
                 let by_rate = (down_rate / crate::wire::BLOCK_LEN as u64) as u32;
                 peer.queue_target = by_rate.clamp(
                     self.config.min_queue,
@@ -490,7 +479,7 @@ impl Swarm {
                         .max(self.config.initial_queue.min(peer.reqq.max(1)));
                 }
             }
-            if now.saturating_duration_since(peer.last_recv) > self.config.idle_timeout {
+            if now.saturating_duration_since(peer.rec.last_recv) > self.config.idle_timeout {
                 self.disconnect(key, DisconnectReason::Idle);
                 continue;
             }
@@ -625,7 +614,7 @@ impl Swarm {
         };
         peer.outstanding.remove(pos);
         peer.last_block = now;
-        peer.traffic.down.add(u64::from(len));
+        peer.rec.traffic.down.add(u64::from(len));
         // Slow start: a peer that delivers a whole queue within half a second gets twice the
         // queue, so a fast link fills in milliseconds while a slow peer (whose sent-but-queued
         // blocks a seek cannot take back) never holds much more than a second of requests.
@@ -663,22 +652,16 @@ impl Swarm {
 
     fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
         if id == EXT_HANDSHAKE_ID {
-            let theirs = match PeerExtensions::decode(&payload) {
-                Ok(t) => t,
-                Err(reason) => return self.disconnect(key, reason),
-            };
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
             };
-            if peer.listen_addr.is_none() {
-                peer.listen_addr = theirs.listen_addr(peer.addr.ip());
-            }
-            if let Some(r) = theirs.reqq {
-                peer.reqq = r.clamp(1, 10_000);
-            }
-            self.meta.on_handshake(key, &theirs, now);
-            if let Some(peer) = self.peers.get_mut(&key) {
-                peer.ext = theirs;
+            match handshake::receive(&payload, key, &mut peer.rec, &mut self.meta, now) {
+                Err(reason) => return self.disconnect(key, reason),
+                Ok(()) => {
+                    if let Some(r) = peer.rec.ext.reqq {
+                        peer.reqq = r.clamp(1, 10_000);
+                    }
+                }
             }
             return self.drain_meta();
         }
@@ -725,21 +708,12 @@ impl Swarm {
         let Some(interval) = self.config.pex_interval else {
             return;
         };
-        let known: Vec<(PeerKey, SocketAddr, u8)> = self
-            .peers
-            .iter()
-            .filter_map(|(&k, p)| {
-                let seed = p.has.as_ref().is_some_and(|h| h.is_full());
-                Some((k, p.listen_addr?, if seed { Pex::FLAG_SEED } else { 0 }))
-            })
-            .collect();
-        let targets = self.peers.iter_mut().map(|(&key, p)| pex::Target {
-            key,
-            their_id: p.ext.id(Extension::UtPex),
-            listen_addr: p.listen_addr,
-            state: &mut p.pex,
-        });
-        for (key, msg) in pex::round(now, interval, &known, targets) {
+        let known = pex::known(self.peers.iter().map(|(&k, p)| {
+            let seed = p.has.as_ref().is_some_and(|h| h.is_full());
+            (k, &p.rec, if seed { Pex::FLAG_SEED } else { 0 })
+        }));
+        let peers = self.peers.iter_mut().map(|(&k, p)| (k, &mut p.rec));
+        for (key, msg) in pex::round(now, interval, &known, peers) {
             self.send(key, msg);
         }
     }
@@ -884,9 +858,9 @@ impl Swarm {
                 peer,
                 interested: p.peer_interested,
                 rate: if seeding {
-                    p.traffic.up.rate()
+                    p.rec.traffic.up.rate()
                 } else {
-                    p.traffic.down.rate()
+                    p.rec.traffic.down.rate()
                 },
             })
             .collect();

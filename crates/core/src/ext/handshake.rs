@@ -10,9 +10,13 @@
 //! metadata, exchange peers, open `pc_live`) belongs to that extension's module or the swarm.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 pub use crate::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 
+use super::metadata::Metadata;
+use super::peer::PeerRecord;
+use super::PeerKey;
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::live::{OUR_PC_LIVE_ID, PC_LIVE};
 use crate::wire::ext::{OUR_UT_METADATA_ID, OUR_UT_PEX_ID, UT_METADATA, UT_PEX};
@@ -129,6 +133,22 @@ impl PeerExtensions {
     pub fn listen_addr(&self, ip: IpAddr) -> Option<SocketAddr> {
         self.listen_port.map(|p| SocketAddr::new(ip, p))
     }
+}
+
+/// A peer's extension handshake (extended message 0) arrived: its record keeps what it said
+/// and BEP 9 learns the size it announces. A payload that does not decode is a protocol
+/// violation (the caller closes the connection).
+pub fn receive(
+    payload: &[u8],
+    key: PeerKey,
+    rec: &mut PeerRecord,
+    meta: &mut Metadata,
+    now: Instant,
+) -> Result<(), DisconnectReason> {
+    let theirs = PeerExtensions::decode(payload)?;
+    meta.on_handshake(key, &theirs, now);
+    rec.on_ext_handshake(theirs);
+    Ok(())
 }
 
 #[cfg(test)]

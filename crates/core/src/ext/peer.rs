@@ -1,10 +1,56 @@
-//! The per-peer traffic record shared by both swarms: byte totals each way and their smoothed
-//! rates, sampled by the swarm on its own cadence.
+//! The per-peer record shared by both swarms ([`PeerRecord`]): where the connection comes from
+//! and where the peer listens, what its extension handshake said, its traffic with smoothed
+//! rates ([`Traffic`]), its PEX state, and when it was last heard from.
 //!
-//! Owns counting and smoothing only. Choosing whom to serve by these rates is the chokers'
-//! business; when to sample is the swarm's.
+//! Owns bookkeeping only. Choosing whom to serve by these rates is the chokers' business; when
+//! to sample them, and when silence means idle, is the swarm's.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::handshake::PeerExtensions;
+use super::pex::PexPeer;
+
+/// What both swarms keep of every connection, besides their own policy state.
+#[derive(Debug, Clone)]
+pub struct PeerRecord {
+    /// The connection's remote address.
+    pub addr: SocketAddr,
+    /// Where the peer accepts connections: known for peers we dialled, or from its handshake.
+    pub listen_addr: Option<SocketAddr>,
+    /// What its (latest) extension handshake said.
+    pub ext: PeerExtensions,
+    /// Bytes each way, and rates.
+    pub traffic: Traffic,
+    /// BEP 11 state.
+    pub pex: PexPeer,
+    /// When it last sent anything.
+    pub last_recv: Instant,
+}
+
+impl PeerRecord {
+    /// A connection from `addr` that completed its handshake at `now`; its first PEX message
+    /// is due at `first_pex`.
+    pub fn new(addr: SocketAddr, now: Instant, first_pex: Instant) -> PeerRecord {
+        PeerRecord {
+            addr,
+            listen_addr: None,
+            ext: PeerExtensions::default(),
+            traffic: Traffic::default(),
+            pex: PexPeer::new(first_pex),
+            last_recv: now,
+        }
+    }
+
+    /// Keeps the peer's extension handshake; its listen address is learned from it unless
+    /// known already (a peer we dialled listens where we reached it).
+    pub fn on_ext_handshake(&mut self, theirs: PeerExtensions) {
+        if self.listen_addr.is_none() {
+            self.listen_addr = theirs.listen_addr(self.addr.ip());
+        }
+        self.ext = theirs;
+    }
+}
 
 /// Bytes moved one way on one connection, and a smoothed rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +109,22 @@ impl Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_address_comes_from_the_handshake_unless_known() {
+        let now = Instant::now();
+        let hs = crate::wire::ext::ExtHandshake::ours(None, Some(7000));
+        let theirs = PeerExtensions::from_handshake(&hs);
+        let mut r = PeerRecord::new("10.0.0.2:40000".parse().unwrap(), now, now);
+        r.on_ext_handshake(theirs.clone());
+        assert_eq!(r.listen_addr, Some("10.0.0.2:7000".parse().unwrap()));
+        let dialled: SocketAddr = "10.0.0.3:6881".parse().unwrap();
+        let mut r = PeerRecord::new(dialled, now, now);
+        r.listen_addr = Some(dialled);
+        r.on_ext_handshake(theirs);
+        assert_eq!(r.listen_addr, Some(dialled));
+        assert!(r.ext.client.is_some());
+    }
 
     #[test]
     fn rate_smooths_towards_the_period_and_decays() {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::wire::ext::Pex;
 
+use super::handshake::Extension;
+use super::peer::PeerRecord;
 use super::PeerKey;
 use crate::wire::Message;
 
@@ -40,47 +42,45 @@ impl PexPeer {
     }
 }
 
-/// One connection as [`round`] sees it.
-#[derive(Debug)]
-pub struct Target<'a> {
-    /// The connection.
-    pub key: PeerKey,
-    /// The ID it wants `ut_pex` sent with (`None`: it does not speak PEX; skipped).
-    pub their_id: Option<u8>,
-    /// Its own listen address (never told to itself).
-    pub listen_addr: Option<SocketAddr>,
-    /// Its exchange state.
-    pub state: &'a mut PexPeer,
+/// The listen addresses PEX can tell, each with its flags and the connection it belongs to.
+pub fn known<'a>(
+    peers: impl IntoIterator<Item = (PeerKey, &'a PeerRecord, u8)>,
+) -> Vec<(PeerKey, SocketAddr, u8)> {
+    peers
+        .into_iter()
+        .filter_map(|(k, r, flags)| Some((k, r.listen_addr?, flags)))
+        .collect()
 }
 
-/// The PEX messages due at `now`: for every target that speaks `ut_pex` and whose message is
-/// due, the difference between what it was last told and `known` (listen address, flags, and
-/// the connection it belongs to, which is never told its own address). The next message to
-/// each of them is due `interval` later.
+/// The PEX messages due at `now`: for every peer that speaks `ut_pex` and whose message is
+/// due, the difference between what it was last told and `known` (see [`known`]; a peer is
+/// never told its own address). The next message to each of them is due `interval` later.
 pub fn round<'a>(
     now: Instant,
     interval: Duration,
     known: &[(PeerKey, SocketAddr, u8)],
-    targets: impl IntoIterator<Item = Target<'a>>,
+    peers: impl IntoIterator<Item = (PeerKey, &'a mut PeerRecord)>,
 ) -> Vec<(PeerKey, Message)> {
     let mut out = Vec::new();
-    for t in targets {
-        let Some(id) = t.their_id else { continue };
-        if now < t.state.next {
+    for (key, rec) in peers {
+        let Some(id) = rec.ext.id(Extension::UtPex) else {
+            continue;
+        };
+        if now < rec.pex.next {
             continue;
         }
-        t.state.next = now + interval;
+        rec.pex.next = now + interval;
         let current: Vec<(SocketAddr, u8)> = known
             .iter()
-            .filter(|(k, a, _)| *k != t.key && Some(*a) != t.listen_addr)
+            .filter(|(k, a, _)| *k != key && Some(*a) != rec.listen_addr)
             .take(Pex::MAX_PEERS)
             .map(|&(_, a, flags)| (a, flags))
             .collect();
-        let Some(pex) = Pex::update(&mut t.state.sent, &current) else {
+        let Some(pex) = Pex::update(&mut rec.pex.sent, &current) else {
             continue;
         };
         out.push((
-            t.key,
+            key,
             Message::Extended {
                 id,
                 payload: pex.encode(),
@@ -101,37 +101,32 @@ pub fn received(payload: &[u8]) -> Option<Vec<SocketAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ext::handshake::PeerExtensions;
+    use crate::wire::ext::ExtHandshake;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn peer(port: u16, first: Instant) -> PeerRecord {
+        let mut r = PeerRecord::new(addr(port), first, first);
+        let hs = ExtHandshake {
+            m: vec![(crate::wire::ext::UT_PEX.to_string(), 9)],
+            ..ExtHandshake::default()
+        };
+        r.on_ext_handshake(PeerExtensions::from_handshake(&hs));
+        r.listen_addr = Some(addr(port));
+        r
     }
 
     #[test]
     fn round_tells_each_peer_the_others_once_per_interval() {
         let now = Instant::now();
         let interval = Duration::from_secs(60);
-        let known = [(1, addr(1), 0), (2, addr(2), Pex::FLAG_SEED)];
-        let mut a = PexPeer::new(now);
-        let mut b = PexPeer::new(now + Duration::from_secs(5));
-        let out = round(
-            now,
-            interval,
-            &known,
-            [
-                Target {
-                    key: 1,
-                    their_id: Some(9),
-                    listen_addr: Some(addr(1)),
-                    state: &mut a,
-                },
-                Target {
-                    key: 2,
-                    their_id: Some(9),
-                    listen_addr: Some(addr(2)),
-                    state: &mut b,
-                },
-            ],
-        );
+        let mut a = peer(1, now);
+        let mut b = peer(2, now + Duration::from_secs(5));
+        let known = known([(1, &a, 0), (2, &b, Pex::FLAG_SEED)]);
+        let out = round(now, interval, &known, [(1, &mut a), (2, &mut b)]);
         // Only peer 1 is due; it hears of peer 2 (a seed), never of itself.
         assert_eq!(out.len(), 1);
         let (key, Message::Extended { id, payload }) = &out[0] else {
@@ -141,16 +136,11 @@ mod tests {
         let pex = Pex::decode(payload).unwrap();
         assert_eq!(pex.added, vec![addr(2)]);
         assert_eq!(pex.added_flags, vec![Pex::FLAG_SEED]);
-        assert_eq!(a.due(), now + interval);
-        // Due again, nothing changed: no message.
+        assert_eq!(a.pex.due(), now + interval);
+        // Due again, nothing changed: no message. A peer without ut_pex is never told.
+        let mut c = PeerRecord::new(addr(3), now, now);
         let later = now + interval;
-        let t = Target {
-            key: 1,
-            their_id: Some(9),
-            listen_addr: Some(addr(1)),
-            state: &mut a,
-        };
-        assert!(round(later, interval, &known, [t]).is_empty());
+        assert!(round(later, interval, &known, [(1, &mut a), (3, &mut c)]).is_empty());
     }
 
     #[test]

@@ -47,10 +47,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing, ProtocolViolation};
 use crate::ext::choke;
-use crate::ext::handshake::{our_handshake, Extension, PeerExtensions, EXT_HANDSHAKE_ID};
+use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::{Metadata, MetadataEvent};
-use crate::ext::peer::Traffic;
-use crate::ext::pex::{self, PexPeer};
+use crate::ext::peer::PeerRecord;
+use crate::ext::pex;
 use crate::id::InfoHash;
 use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
@@ -75,12 +75,9 @@ const IDLE_SLOT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Peer {
-    addr: SocketAddr,
-    listen_addr: Option<SocketAddr>,
+    rec: PeerRecord,
     extensions: bool,
     fast: bool,
-    /// What its extension handshake said.
-    ext: PeerExtensions,
     /// Both sides speak `pc_live` and the descriptor is known.
     ready: bool,
     am_choking: bool,
@@ -93,15 +90,12 @@ struct Peer {
     outstanding: Vec<(BlockRef, Instant)>,
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
-    traffic: Traffic,
-    last_recv: Instant,
     unchoked_at: Instant,
     /// When it last asked us for a block.
     last_request: Option<Instant>,
     /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
     refused: VecDeque<(u32, Instant)>,
     hash_fails: u32,
-    pex: PexPeer,
 }
 
 /// A block of a piece being assembled.
@@ -219,6 +213,11 @@ impl LiveSwarm {
         Ok(s)
     }
 
+    /// Next action for the engine (see the calling rule in the module docs).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
     /// The content ID.
     pub fn content_id(&self) -> InfoHash {
         self.content_id
@@ -251,8 +250,8 @@ impl LiveSwarm {
     pub fn stats(&self) -> LiveStats {
         let mut s = self.stats.clone();
         s.peers = self.peers.len();
-        s.down_rate = self.peers.values().map(|p| p.traffic.down.rate()).sum();
-        s.up_rate = self.peers.values().map(|p| p.traffic.up.rate()).sum();
+        s.down_rate = self.peers.values().map(|p| p.rec.traffic.down.rate()).sum();
+        s.up_rate = self.peers.values().map(|p| p.rec.traffic.up.rate()).sum();
         s
     }
 
@@ -261,16 +260,16 @@ impl LiveSwarm {
         self.peers
             .values()
             .map(|p| LivePeerInfo {
-                addr: p.listen_addr.unwrap_or(p.addr),
-                client: p.ext.client.clone(),
+                addr: p.rec.listen_addr.unwrap_or(p.rec.addr),
+                client: p.rec.ext.client.clone(),
                 newest: p.has.last().copied(),
                 am_choking: p.am_choking,
                 peer_choking: p.peer_choking,
                 outstanding: p.outstanding.len(),
                 queued: p.their_requests.len(),
                 reading: p.reads_in_flight,
-                down_rate: p.traffic.down.rate(),
-                up_rate: p.traffic.up.rate(),
+                down_rate: p.rec.traffic.down.rate(),
+                up_rate: p.rec.traffic.up.rate(),
             })
             .collect()
     }
@@ -278,11 +277,6 @@ impl LiveSwarm {
     /// Number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
-    }
-
-    /// Next action for the engine.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
     }
 
     /// A connection finished its BitTorrent handshake.
@@ -297,11 +291,11 @@ impl LiveSwarm {
         self.peers.insert(
             key,
             Peer {
-                addr,
-                listen_addr: None,
+                // The first exchange comes soon: a live viewer must find relays in seconds,
+                // not after a minute.
+                rec: PeerRecord::new(addr, now, now + self.config.first_pex),
                 extensions: true,
                 fast: hs.supports_fast(),
-                ext: PeerExtensions::default(),
                 ready: false,
                 am_choking: true,
                 peer_choking: true,
@@ -311,25 +305,13 @@ impl LiveSwarm {
                 outstanding: Vec::new(),
                 their_requests: VecDeque::new(),
                 reads_in_flight: 0,
-                traffic: Traffic::default(),
-                last_recv: now,
                 unchoked_at: now,
                 last_request: None,
                 refused: VecDeque::new(),
                 hash_fails: 0,
-                // The first exchange comes soon: a live viewer must find relays in seconds,
-                // not after a minute.
-                pex: PexPeer::new(now + self.config.first_pex),
             },
         );
         self.send_ext_handshake(key);
-    }
-
-    /// The address a peer accepts connections on, when the engine knows it (it dialled it).
-    pub fn set_listen_addr(&mut self, key: PeerKey, addr: SocketAddr) {
-        if let Some(p) = self.peers.get_mut(&key) {
-            p.listen_addr = Some(addr);
-        }
     }
 
     /// A connection closed (for any reason). Its requests go to other peers.
@@ -345,6 +327,13 @@ impl LiveSwarm {
         self.pump_reads();
     }
 
+    /// The address a peer accepts connections on, when the engine knows it (it dialled it).
+    pub fn set_listen_addr(&mut self, key: PeerKey, addr: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.rec.listen_addr = Some(addr);
+        }
+    }
+
     /// The lowest piece a local player needs (`None`: no player; the node only relays).
     pub fn set_playhead(&mut self, playhead: Option<u32>, now: Instant) {
         if self.playhead != playhead {
@@ -353,21 +342,13 @@ impl LiveSwarm {
         }
     }
 
-    /// A message from a peer.
+    /// A message from a peer: the BitTorrent wire, `pc_live` and the other extensions.
     pub fn on_message(&mut self, key: PeerKey, msg: Message, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.last_recv = now;
+        peer.rec.last_recv = now;
         match msg {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Have(_)
-            | Message::Bitfield(_)
-            | Message::HaveAll
-            | Message::HaveNone => {}
             Message::Choke => {
                 if choke::on_choked(&mut peer.peer_choking, peer.fast) {
                     let dropped: Vec<BlockRef> =
@@ -404,6 +385,16 @@ impl LiveSwarm {
             }
             Message::Piece { index, begin, data } => self.on_block(key, index, begin, data, now),
             Message::Extended { id, payload } => self.on_extended(key, id, payload, now),
+            // Availability comes in signed `pc_live` headers, not in HAVE or bitfields; the
+            // rest (keep-alive, DHT port, suggestions) needs no answer.
+            Message::Have(_)
+            | Message::Bitfield(_)
+            | Message::HaveAll
+            | Message::HaveNone
+            | Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_) => {}
         }
     }
 
@@ -463,7 +454,7 @@ impl LiveSwarm {
         peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
         self.reads_total = self.reads_total.saturating_sub(1);
         if sent {
-            peer.traffic.up.add(u64::from(block.len));
+            peer.rec.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += u64::from(block.len);
             self.stats.requests_served += 1;
         }
@@ -481,7 +472,9 @@ impl LiveSwarm {
         let idle: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_recv) > self.config.idle_timeout)
+            .filter(|(_, p)| {
+                now.saturating_duration_since(p.rec.last_recv) > self.config.idle_timeout
+            })
             .map(|(&k, _)| k)
             .collect();
         for key in idle {
@@ -519,19 +512,11 @@ impl LiveSwarm {
     }
 
     fn on_ext_handshake(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
-        let theirs = match PeerExtensions::decode(payload) {
-            Ok(t) => t,
-            Err(reason) => return self.disconnect(key, reason),
-        };
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.listen_addr.is_none() {
-            peer.listen_addr = theirs.listen_addr(peer.addr.ip());
-        }
-        self.meta.on_handshake(key, &theirs, now);
-        if let Some(peer) = self.peers.get_mut(&key) {
-            peer.ext = theirs;
+        if let Err(reason) = handshake::receive(payload, key, &mut peer.rec, &mut self.meta, now) {
+            return self.disconnect(key, reason);
         }
         if self.params.is_some() {
             self.make_ready(key, now);
@@ -547,7 +532,7 @@ impl LiveSwarm {
         if peer.ready {
             return;
         }
-        let Some(live_id) = peer.ext.id(Extension::PcLive) else {
+        let Some(live_id) = peer.rec.ext.id(Extension::PcLive) else {
             return self.disconnect(key, DisconnectReason::Unsupported(Missing::PcLive));
         };
         peer.ready = true;
@@ -695,7 +680,10 @@ impl LiveSwarm {
                     self.send_ext_handshake(k);
                 }
                 for k in all {
-                    let live = self.peers.get(&k).and_then(|p| p.ext.id(Extension::PcLive));
+                    let live = self
+                        .peers
+                        .get(&k)
+                        .and_then(|p| p.rec.ext.id(Extension::PcLive));
                     if live.is_some() {
                         self.make_ready(k, now);
                     }
@@ -868,7 +856,7 @@ impl LiveSwarm {
             .peers
             .iter()
             .filter(|(_, p)| p.ready && p.peer_interested)
-            .map(|(&k, p)| (k, p.traffic.up.rate(), p.unchoked_at, p.am_choking))
+            .map(|(&k, p)| (k, p.rec.traffic.up.rate(), p.unchoked_at, p.am_choking))
             .collect();
         // Most served first; among equals those unchoked longest (stable).
         interested.sort_by_key(|&(k, up, at, choking)| (Reverse(up), choking, at, k));
@@ -979,7 +967,7 @@ impl LiveSwarm {
         let Some(id) = self
             .peers
             .get(&key)
-            .and_then(|p| p.ext.id(Extension::PcLive))
+            .and_then(|p| p.rec.ext.id(Extension::PcLive))
         else {
             return;
         };
@@ -1058,7 +1046,7 @@ impl LiveSwarm {
         }
         self.last_rate = Some(now);
         for p in self.peers.values_mut() {
-            p.traffic.sample(dt);
+            p.rec.traffic.sample(dt);
         }
     }
 
@@ -1087,18 +1075,10 @@ impl LiveSwarm {
         let Some(interval) = self.config.pex_interval else {
             return;
         };
-        let known: Vec<(PeerKey, SocketAddr, u8)> = self
-            .peers
-            .iter()
-            .filter_map(|(&k, p)| Some((k, p.listen_addr?, 0)))
-            .collect();
-        let targets = self.peers.iter_mut().map(|(&key, p)| pex::Target {
-            key,
-            their_id: p.ext.id(Extension::UtPex),
-            listen_addr: p.listen_addr,
-            state: &mut p.pex,
-        });
-        for (key, msg) in pex::round(now, interval, &known, targets) {
+        // No flags: a live peer is never a seed.
+        let known = pex::known(self.peers.iter().map(|(&k, p)| (k, &p.rec, 0)));
+        let peers = self.peers.iter_mut().map(|(&k, p)| (k, &mut p.rec));
+        for (key, msg) in pex::round(now, interval, &known, peers) {
             self.send(key, msg);
         }
     }

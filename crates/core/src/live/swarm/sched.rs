@@ -147,7 +147,7 @@ impl LiveSwarm {
     /// waits instead of going to a peer with spare upload.
     fn usable(&self, key: PeerKey, index: u32) -> bool {
         self.peers.get(&key).is_some_and(|p| {
-            let room = (p.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
+            let room = (p.rec.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
                 self.config.min_outstanding as u64,
                 self.config.max_outstanding.max(self.config.min_outstanding) as u64,
             ) as usize;
@@ -170,7 +170,7 @@ impl LiveSwarm {
         self.peers
             .iter()
             .filter(|(&k, _)| Some(k) != exclude && self.usable(k, index))
-            .min_by_key(|(&k, p)| (p.outstanding.len(), Reverse(p.traffic.down.rate()), k))
+            .min_by_key(|(&k, p)| (p.outstanding.len(), Reverse(p.rec.traffic.down.rate()), k))
             .map(|(&k, _)| k)
     }
 
@@ -209,7 +209,7 @@ impl LiveSwarm {
             return;
         };
         peer.outstanding.swap_remove(pos);
-        peer.traffic.down.add(len);
+        peer.rec.traffic.down.add(len);
         let Some(dl) = self.downloads.get_mut(&index) else {
             self.stats.wasted += len;
             return self.schedule(now);
