@@ -45,12 +45,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::disconnect::{DisconnectReason, HeaderFault, Missing, ProtocolViolation};
+use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
 use crate::ext::choke;
-use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
-use crate::ext::metadata::{Metadata, MetadataEvent};
+use crate::ext::handshake::Extension;
+use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
-use crate::ext::pex;
 use crate::id::InfoHash;
 use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
@@ -487,43 +486,6 @@ impl LiveSwarm {
         self.schedule(now);
     }
 
-    // ---- extension messages ------------------------------------------------------------
-
-    fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
-        if id == EXT_HANDSHAKE_ID {
-            return self.on_ext_handshake(key, &payload, now);
-        }
-        match Extension::from_our_id(id) {
-            Some(Extension::UtMetadata) => {
-                self.meta.on_message(key, &payload, now);
-                self.drain_meta(now);
-            }
-            Some(Extension::UtPex) => {
-                if let Some(added) = pex::received(&payload) {
-                    self.actions.push_back(Action::Discovered(added));
-                }
-            }
-            Some(Extension::PcLive) => match LiveMsg::decode(&payload) {
-                Ok(m) => self.on_live_msg(key, m, now),
-                Err(_) => self.disconnect(key, ProtocolViolation::BadLiveMsg.into()),
-            },
-            None => {}
-        }
-    }
-
-    fn on_ext_handshake(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if let Err(reason) = handshake::receive(payload, key, &mut peer.rec, &mut self.meta, now) {
-            return self.disconnect(key, reason);
-        }
-        if self.params.is_some() {
-            self.make_ready(key, now);
-        }
-        self.drain_meta(now);
-    }
-
     /// Both sides know the stream: exchange windows and recent headers, open the data flow.
     fn make_ready(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
@@ -652,49 +614,6 @@ impl LiveSwarm {
         if self.edge.is_none_or(|e| index > e) {
             self.edge = Some(index);
             self.actions.push_back(Action::Edge(index));
-        }
-    }
-
-    // ---- metadata (BEP 9) ----------------------------------------------------------------
-
-    /// Carries out what BEP 9 asks: messages, drops, and the dictionary once it arrived.
-    fn drain_meta(&mut self, now: Instant) {
-        while let Some(ev) = self.meta.poll() {
-            match ev {
-                MetadataEvent::Send(key, msg) => self.send(key, msg),
-                MetadataEvent::Disconnect(key, reason) => self.disconnect(key, reason),
-                MetadataEvent::Received { info, from } => self.on_metadata_done(&from, info, now),
-            }
-        }
-    }
-
-    fn on_metadata_done(&mut self, from: &[PeerKey], buf: Bytes, now: Instant) {
-        match LiveParams::from_info_bytes(&buf) {
-            Ok(Some(params)) => {
-                self.params = Some(params);
-                self.actions.push_back(Action::MetadataReceived(buf));
-                // Peers that joined by ID too learned from our first extension handshake that
-                // we had no metadata: tell everyone its size now (BEP 10 allows a repeat).
-                let all: Vec<PeerKey> = self.peers.keys().copied().collect();
-                for &k in &all {
-                    self.send_ext_handshake(k);
-                }
-                for k in all {
-                    let live = self
-                        .peers
-                        .get(&k)
-                        .and_then(|p| p.rec.ext.id(Extension::PcLive));
-                    if live.is_some() {
-                        self.make_ready(k, now);
-                    }
-                }
-            }
-            Ok(None) => self.actions.push_back(Action::NotLive(buf)),
-            Err(_) => {
-                for &k in from {
-                    self.disconnect(k, DisconnectReason::BadLiveInfo);
-                }
-            }
         }
     }
 
@@ -1010,19 +929,6 @@ impl LiveSwarm {
         self.actions.push_back(Action::Send(key, msg));
     }
 
-    fn send_ext_handshake(&mut self, key: PeerKey) {
-        if !self.peers.get(&key).is_some_and(|p| p.extensions) {
-            return;
-        }
-        let msg = our_handshake(
-            &Extension::ALL,
-            self.meta.size(),
-            self.config.listen_port,
-            self.config.max_peer_requests as u32,
-        );
-        self.send(key, msg);
-    }
-
     fn disconnect(&mut self, key: PeerKey, reason: DisconnectReason) {
         if self.peers.contains_key(&key) {
             self.remove_peer(key);
@@ -1069,21 +975,9 @@ impl LiveSwarm {
             p.has = p.has.split_off(&first);
         }
     }
-
-    /// BEP 11, added and dropped listen addresses per peer, once per interval.
-    fn send_pex(&mut self, now: Instant) {
-        let Some(interval) = self.config.pex_interval else {
-            return;
-        };
-        // No flags: a live peer is never a seed.
-        let known = pex::known(self.peers.iter().map(|(&k, p)| (k, &p.rec, 0)));
-        let peers = self.peers.iter_mut().map(|(&k, p)| (k, &mut p.rec));
-        for (key, msg) in pex::round(now, interval, &known, peers) {
-            self.send(key, msg);
-        }
-    }
 }
 
+mod ext;
 mod sched;
 
 #[cfg(test)]
