@@ -74,12 +74,6 @@ pub enum HeaderFault {
     Forged,
     /// Validly signed, but differs from the header we hold for the same index.
     Conflicting,
-    /// The index is older than the window.
-    BeforeWindow,
-    /// The index is more than a window beyond the edge.
-    BeyondEdge,
-    /// The timestamp is older than twice the window.
-    Stale,
     /// The length is zero or above the stream's maximum.
     BadLength,
 }
@@ -220,9 +214,6 @@ impl fmt::Display for HeaderFault {
         f.write_str(match self {
             HeaderFault::Forged => "bad signature",
             HeaderFault::Conflicting => "conflicts with the signed header we hold",
-            HeaderFault::BeforeWindow => "older than the window",
-            HeaderFault::BeyondEdge => "far beyond the edge",
-            HeaderFault::Stale => "stale timestamp",
             HeaderFault::BadLength => "bad length",
         })
     }
@@ -274,10 +265,10 @@ mod tests {
         assert_eq!(
             DisconnectReason::BadHeader {
                 index: 7,
-                fault: HeaderFault::Stale
+                fault: HeaderFault::Conflicting
             }
             .to_string(),
-            "header for piece 7: stale timestamp"
+            "header for piece 7: conflicts with the signed header we hold"
         );
     }
 }

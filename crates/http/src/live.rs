@@ -251,10 +251,9 @@ impl Pump {
                 stalled_since = None;
                 continue;
             }
-            let behind = self
-                .buffer
-                .range()
-                .is_some_and(|(first, _)| self.next < first);
+            // Before the window (by the live edge: the core rule the swarm follows too), the
+            // piece is gone for everyone: after a pause, say. Jump.
+            let behind = self.buffer.first().is_some_and(|first| self.next < first);
             let later_key = self.buffer.keyframe_after(self.next);
             let mut deadline = None;
             match (later_key, behind) {

@@ -1,5 +1,6 @@
 //! Live streams: the descriptor, the signed piece header and the `pc_live` extension messages
-//! (DESIGN §3), and the live swarm state machine ([`swarm`]).
+//! (DESIGN §3), the live swarm state machine ([`swarm`]) and the window rule it shares with the
+//! engine's buffer ([`window`]).
 //!
 //! A live stream is identified like a torrent: its content ID is the SHA-1 of the bencoded info
 //! dictionary `{"name": …, "live": {"pubkey": …, "piece duration ms": …, "max piece length": …,
@@ -19,6 +20,7 @@ use crate::bencode::{self, OwnedValue};
 use crate::id::InfoHash;
 
 pub mod swarm;
+pub mod window;
 
 /// The BEP 10 extension name of the live protocol.
 pub const PC_LIVE: &str = "pc_live";

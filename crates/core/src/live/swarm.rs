@@ -2,8 +2,8 @@
 //! deadline-driven requests, serving and relaying, and bans.
 //!
 //! A [`LiveSwarm`] performs no I/O and reads no clock: the engine feeds it events with `now`
-//! (and, on [`LiveSwarm::tick`], the wall clock in microseconds, to judge header timestamps) and
-//! executes the [`Action`]s it emits.
+//! (and, on [`LiveSwarm::tick`], the wall clock in microseconds, to judge header timestamps;
+//! between ticks the wall clock is derived from `now`) and executes the [`Action`]s it emits.
 //!
 //! Calling rule: after every input (`add_peer`, `on_message`, `remove_peer`, `on_piece_checked`,
 //! `on_piece_added`, `on_block_sent`, `set_playhead`, `tick`), drain [`LiveSwarm::poll_action`]
@@ -32,9 +32,13 @@
 //! - PEX runs a few seconds after connecting, so viewers find relays quickly.
 //!
 //! Trust: every header is checked before it is used or relayed — signature (key and content
-//! ID), index within `[first, edge + window]`, timestamp not older than twice the window, no
-//! conflict with a header we hold — and every payload against its header (by the engine).
-//! A peer failing any of these is disconnected and banned.
+//! ID), length, no conflict with a header we hold — and every payload against its header (by
+//! the engine). A peer failing any of these is disconnected and banned: an honest peer cannot
+//! produce them. Headers that are merely out of date (older than the window, timestamped long
+//! ago) or beyond what the source's clock allows are ignored, not punished: an honest peer
+//! sends exactly those after a pause (a laptop lid, SIGSTOP), from socket buffers or from what
+//! it still holds. A validly signed, recent header far beyond our edge moves the edge (the
+//! window jumps; see [`crate::live::window`] for the rule and its bounds).
 //!
 //! Nothing a peer sends can panic the swarm; every collection a peer can grow is capped.
 
@@ -52,6 +56,7 @@ use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
 use crate::id::InfoHash;
 use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
+use crate::live::window::{Judgement, Window};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
 mod types;
@@ -159,7 +164,9 @@ pub struct LiveSwarm {
     /// The latest `now` the scheduler saw.
     now: Option<Instant>,
     playhead: Option<u32>,
-    wall_us: u64,
+    /// The wall clock (µs since the epoch) at an instant, from the last `tick`: the wall clock
+    /// at any later `now` is derived from it.
+    wall: Option<(Instant, u64)>,
     rotor: usize,
     next_optimistic: Option<Instant>,
     last_rate: Option<Instant>,
@@ -189,7 +196,7 @@ impl LiveSwarm {
             reads_total: 0,
             now: None,
             playhead: None,
-            wall_us: 0,
+            wall: None,
             rotor: 0,
             next_optimistic: None,
             last_rate: None,
@@ -234,10 +241,15 @@ impl LiveSwarm {
 
     /// The oldest index of the window (pieces before it are refused).
     pub fn first(&self) -> u32 {
-        match (self.edge, &self.params) {
-            (Some(e), Some(p)) => e.saturating_sub(p.window_pieces() - 1),
+        match (self.edge, self.window()) {
+            (Some(e), Some(w)) => w.first(e),
             _ => 0,
         }
+    }
+
+    /// The stream's window rule, once the info dictionary is known.
+    pub fn window(&self) -> Option<Window> {
+        self.params.as_ref().map(Window::new)
     }
 
     /// True when the piece is held.
@@ -464,7 +476,7 @@ impl LiveSwarm {
     /// what left the window, idle peers, optimistic unchoke, PEX. `wall_us` is the wall clock
     /// (microseconds since the Unix epoch), used to refuse stale piece timestamps.
     pub fn tick(&mut self, now: Instant, wall_us: u64) {
-        self.wall_us = wall_us;
+        self.wall = (wall_us != 0).then_some((now, wall_us));
         self.update_rates(now);
         self.prune();
         self.flush_pending(now);
@@ -558,7 +570,7 @@ impl LiveSwarm {
             }
             LiveMsg::Have(headers) => {
                 for h in headers {
-                    if let Err(reason) = self.accept_header(key, &h) {
+                    if let Err(reason) = self.accept_header(key, &h, now) {
                         return self.disconnect(key, reason);
                     }
                 }
@@ -568,24 +580,20 @@ impl LiveSwarm {
     }
 
     /// Checks an announced header; on success records it and that the peer has the piece.
-    fn accept_header(&mut self, key: PeerKey, h: &PieceHeader) -> Result<(), DisconnectReason> {
+    /// `Err` (the peer is banned) only for what no honest peer sends: a malformed header, a
+    /// bad signature, a signed header conflicting with one we hold. Out-of-date and
+    /// implausible headers are ignored (counted in [`LiveStats::ignored_headers`]).
+    fn accept_header(
+        &mut self,
+        key: PeerKey,
+        h: &PieceHeader,
+        now: Instant,
+    ) -> Result<(), DisconnectReason> {
         let Some(params) = &self.params else {
             return Ok(());
         };
         let index = h.index;
         let fault = |fault| DisconnectReason::BadHeader { index, fault };
-        if let Some(edge) = self.edge {
-            if index < self.first() {
-                return Err(fault(HeaderFault::BeforeWindow));
-            }
-            if index > edge.saturating_add(params.window_pieces()) {
-                return Err(fault(HeaderFault::BeyondEdge));
-            }
-        }
-        let window_us = u64::from(params.window_s) * 1_000_000;
-        if self.wall_us != 0 && h.timestamp_us.saturating_add(2 * window_us) < self.wall_us {
-            return Err(fault(HeaderFault::Stale));
-        }
         if h.length == 0 || h.length > params.max_piece_length {
             return Err(fault(HeaderFault::BadLength));
         }
@@ -598,16 +606,38 @@ impl LiveSwarm {
                 }))
             }
             None => {
+                let window = Window::new(params);
+                let wall = self.wall_at(now);
+                let edge = self
+                    .edge
+                    .map(|e| (e, self.headers.get(&e).map_or(wall, |h| h.timestamp_us)));
+                let judgement = window.judge(index, h.timestamp_us, edge, wall);
+                if matches!(judgement, Judgement::Old | Judgement::Implausible) {
+                    self.stats.ignored_headers += 1;
+                    return Ok(());
+                }
                 h.verify(&params.pubkey, &self.content_id)
                     .map_err(|_| fault(HeaderFault::Forged))?;
                 self.headers.insert(index, *h);
                 self.move_edge(index);
+                if judgement == Judgement::Jump {
+                    // Keep only the new window (what we waited for left everyone's).
+                    self.prune();
+                }
             }
         }
         if let Some(p) = self.peers.get_mut(&key) {
             p.has.insert(index);
         }
         Ok(())
+    }
+
+    /// The wall clock at `now` (µs since the epoch; 0 = unknown), derived from the last tick.
+    fn wall_at(&self, now: Instant) -> u64 {
+        self.wall.map_or(0, |(at, us)| {
+            let since = now.saturating_duration_since(at).as_micros();
+            us.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        })
     }
 
     fn move_edge(&mut self, index: u32) {

@@ -2,8 +2,11 @@
 //! shared by the swarm actor (which fills it from peers), the source (which fills it from the
 //! ingest), the CDN fallback and publisher, and the HTTP outputs (which read it).
 //!
-//! Bounded: pieces older than the window (by count and by the source's timestamps) are dropped
-//! on insert. Readers wait on a `watch` channel that changes on every insert — no polling.
+//! Bounded: pieces older than the window are dropped on insert and when the live edge moves.
+//! The window is core's rule ([`peercdn_core::live::window::Window`], the one the swarm uses):
+//! the last `pieces()` indices up to the edge, and the last `span_us()` of source time before
+//! the newest held piece. A jump of the edge (a viewer back from a pause) empties what is
+//! behind the new window at once. Readers wait on a `watch` channel that changes on every insert — no polling.
 //! Player positions are registered here ([`LiveBuffer::reader`]) so the swarm and the CDN
 //! fallback know which pieces are needed first.
 
@@ -12,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use peercdn_core::live::window::Window;
 use peercdn_core::live::{Descriptor, PieceHeader};
 use peercdn_core::InfoHash;
 use tokio::sync::watch;
@@ -72,8 +76,7 @@ struct Ring {
 pub struct LiveBuffer {
     descriptor: Descriptor,
     content_id: InfoHash,
-    max_pieces: usize,
-    window_us: u64,
+    window: Window,
     ring: Mutex<Ring>,
     changed: watch::Sender<u64>,
     /// Bytes inserted, by origin.
@@ -83,14 +86,11 @@ pub struct LiveBuffer {
 impl LiveBuffer {
     /// An empty window for this stream.
     pub fn new(descriptor: Descriptor) -> Arc<LiveBuffer> {
-        let p = &descriptor.params;
-        let max_pieces = p.window_pieces() as usize;
-        let window_us = u64::from(p.window_s) * 1_000_000;
+        let window = Window::new(&descriptor.params);
         Arc::new(LiveBuffer {
             content_id: descriptor.content_id(),
             descriptor,
-            max_pieces,
-            window_us,
+            window,
             ring: Mutex::new(Ring::default()),
             changed: watch::channel(0).0,
             bytes_in: OriginBytes::default(),
@@ -143,28 +143,24 @@ impl LiveBuffer {
         true
     }
 
+    /// Outside the window: before the first index of the edge's window, or expired by the
+    /// newest held piece's timestamp.
     fn too_old(&self, r: &Ring, h: &PieceHeader) -> bool {
-        let Some((&newest_idx, newest)) = r.pieces.last_key_value() else {
-            return false;
-        };
-        h.index.saturating_add(self.max_pieces as u32) <= newest_idx
-            || h.timestamp_us.saturating_add(self.window_us) < newest.header.timestamp_us
+        r.edge.is_some_and(|e| self.window.before(h.index, e))
+            || r.pieces.last_key_value().is_some_and(|(_, newest)| {
+                self.window
+                    .expired(h.timestamp_us, newest.header.timestamp_us)
+            })
     }
 
     fn trim(&self, r: &mut Ring) {
-        while let Some((&first, p)) = r.pieces.first_key_value() {
-            let (&last, newest) = match r.pieces.last_key_value() {
-                Some(x) => x,
-                None => break,
-            };
-            let old_by_count = r.pieces.len() > self.max_pieces
-                || first.saturating_add(self.max_pieces as u32) <= last;
-            let old_by_time =
-                p.header.timestamp_us.saturating_add(self.window_us) < newest.header.timestamp_us;
-            if !(old_by_count || old_by_time) {
+        while let Some((_, p)) = r.pieces.first_key_value() {
+            let too_many = r.pieces.len() > self.window.pieces() as usize;
+            if !(too_many || self.too_old(r, &p.header)) {
                 break;
             }
             let len = p.payload.len() as u64;
+            let first = p.header.index;
             r.bytes -= len;
             r.pieces.remove(&first);
         }
@@ -229,13 +225,23 @@ impl LiveBuffer {
         self.ring().edge
     }
 
-    /// Records that a piece exists (a verified announcement), moving the live edge.
+    /// The oldest index of the window (by the live edge): pieces before it are gone for
+    /// everyone, a player waiting for one must jump.
+    pub fn first(&self) -> Option<u32> {
+        Some(self.window.first(self.ring().edge?))
+    }
+
+    /// Records that a piece exists (a verified announcement), moving the live edge and
+    /// dropping what falls out of its window.
     pub fn note_exists(&self, index: u32) {
         let moved = {
             let mut r = self.ring();
             let new = r.edge.map_or(index, |e| e.max(index));
             let moved = r.edge != Some(new);
             r.edge = Some(new);
+            if moved {
+                self.trim(&mut r);
+            }
             moved
         };
         if moved {
@@ -369,6 +375,26 @@ mod tests {
         let (ev, seq) = b.inserted_since(8);
         assert_eq!((ev, seq), (vec![8, 9], 10));
         assert_eq!(b.bytes_in.peer.load(Ordering::Relaxed), 10 * 188);
+    }
+
+    /// The buffer and the swarm follow one window rule: when a viewer back from a pause learns
+    /// of an edge far ahead, what is behind the new window goes at once, and older pieces are
+    /// refused (before, the buffer kept its own copy of the rule, by the newest held piece
+    /// only, and kept the stale window until new pieces pushed it out).
+    #[test]
+    fn an_edge_jump_drops_what_left_the_window() {
+        let (b, key) = setup();
+        for i in 0..4 {
+            assert!(b.insert(piece(&b, &key, i, 0)));
+        }
+        let w = Window::new(&b.descriptor().params);
+        let edge = 1000;
+        b.note_exists(edge);
+        assert_eq!(b.range(), None, "everything held left the window");
+        assert_eq!(b.first(), Some(w.first(edge)));
+        assert!(!b.insert(piece(&b, &key, 5, 0)), "older than the window");
+        assert!(b.insert(piece(&b, &key, edge - 2, 100)));
+        assert_eq!(b.held(), (1, 188));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The deadline scheduler: which missing blocks to request from whom, and the assembly of
 //! received blocks into pieces.
 //!
-//! Policy: walk the window in index order from the playhead (or, with no player, from
-//! `edge - relay_margin`, so a relay keeps up with the edge) to the edge; for each missing piece
+//! Policy: walk the window in index order from the playhead (or, with no player or one that
+//! fell out of the window, from `edge - relay_margin`, so a relay keeps up with the edge) to
+//! the edge; for each missing piece
 //! whose header is known, request its blocks from peers that announced it, each block from the
 //! peer with the fewest requests in flight (ties: the faster). A piece may be split over
 //! several peers. A block outstanding longer than its timeout (short for the pieces at the
@@ -31,8 +32,11 @@ impl LiveSwarm {
         }
         let Some(edge) = self.edge else { return };
         let first = self.first();
-        let start = match self.playhead {
-            Some(p) => p.max(first),
+        // A player that fell out of the window (a pause, a slow reader) starts again near the
+        // edge like a new one: what it waited for left everyone's window.
+        let resume = self.window().and_then(|w| w.resume(self.playhead?, edge));
+        let start = match resume {
+            Some(p) => p,
             None => edge.saturating_sub(self.config.relay_margin).max(first),
         };
         if start > edge {

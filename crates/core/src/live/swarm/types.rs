@@ -150,6 +150,9 @@ pub struct LiveStats {
     pub wasted: u64,
     /// Peers disconnected and banned.
     pub banned: u64,
+    /// Validly shaped headers ignored: older than the window, timestamped long ago, or beyond
+    /// what the source's clock allows (what honest peers send after a pause; not banned).
+    pub ignored_headers: u64,
     /// Block requests sent.
     pub requests_sent: u64,
     /// Block requests served.
