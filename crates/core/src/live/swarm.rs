@@ -55,8 +55,8 @@ use crate::ext::handshake::Extension;
 use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
 use crate::id::InfoHash;
-use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
 use crate::live::window::{Judgement, Window};
+use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
 mod types;
@@ -611,13 +611,15 @@ impl LiveSwarm {
                 let edge = self
                     .edge
                     .map(|e| (e, self.headers.get(&e).map_or(wall, |h| h.timestamp_us)));
+                // Verified whatever its age: a forgery is a forgery (and an honest peer's old
+                // headers are few: a window's worth).
+                h.verify(&params.pubkey, &self.content_id)
+                    .map_err(|_| fault(HeaderFault::Forged))?;
                 let judgement = window.judge(index, h.timestamp_us, edge, wall);
                 if matches!(judgement, Judgement::Old | Judgement::Implausible) {
                     self.stats.ignored_headers += 1;
                     return Ok(());
                 }
-                h.verify(&params.pubkey, &self.content_id)
-                    .map_err(|_| fault(HeaderFault::Forged))?;
                 self.headers.insert(index, *h);
                 self.move_edge(index);
                 if judgement == Judgement::Jump {

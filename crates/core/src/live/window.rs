@@ -24,7 +24,7 @@ use super::LiveParams;
 /// span, when longer) may still move the edge past its ordinary reach.
 pub const FUTURE_SLACK_US: u64 = 30_000_000;
 
-/// What to do with a validly shaped header, before its signature is checked.
+/// What to do with a validly signed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Judgement {
     /// Within reach of the edge: verify it and use it.
