@@ -94,7 +94,7 @@ impl fmt::Debug for InfoHash {
 }
 
 /// A 20-byte BitTorrent peer ID. Ours start with the Azureus-style prefix `-PC0100-`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub [u8; 20]);
 
 impl PeerId {

@@ -19,6 +19,8 @@
 //!   PEX), the per-peer traffic record and BEP 6 choke plumbing.
 //! - [`picker`]: which block to request next (rarest first, priorities, endgame).
 //! - [`choker`]: who gets upload slots (tit-for-tat, optimistic unchoke, seed mode).
+//! - [`conn`]: the connection manager shared by both swarms: candidates, dials, bans, one
+//!   connection per peer ID, slots and eviction, DHT/tracker timers.
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
 //! - [`live`]: live streams: descriptor, signed piece header, `pc_live` messages, live swarm.
 //! - [`ts`]: the MPEG-TS reader and live piece cutter (sync, PAT/PMT, keyframes, PTS/PCR).
@@ -31,6 +33,7 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod conn;
 pub mod disconnect;
 pub mod ext;
 pub mod id;

@@ -1,0 +1,540 @@
+//! Unit tests of the connection manager (virtual time, no I/O).
+#![allow(clippy::needless_range_loop)] // the simultaneous-open model indexes [end][tcp]
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn id(n: u8) -> PeerId {
+    PeerId([n; 20])
+}
+
+fn lo(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn net(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], port))
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn drain(m: &mut ConnManager) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll_action()).collect()
+}
+
+fn dials(actions: &[Action]) -> Vec<SocketAddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dial(a) => Some(*a),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pid(n: u16) -> PeerId {
+    let mut p = [0xee; 20];
+    p[..2].copy_from_slice(&n.to_be_bytes());
+    PeerId(p)
+}
+
+fn manager(statics: &[SocketAddr], t0: Instant) -> ConnManager {
+    active(ConnConfig::default(), statics, t0)
+}
+
+fn active(cfg: ConnConfig, statics: &[SocketAddr], t0: Instant) -> ConnManager {
+    let mut m = ConnManager::new(cfg, id(50), statics, t0);
+    m.set_active(true, t0);
+    m
+}
+
+fn attach(m: &mut ConnManager, addr: SocketAddr, peer: PeerId, now: Instant) -> ConnId {
+    match m.on_incoming(addr, peer, now) {
+        Admission::Attach(c) => c,
+        other => panic!("expected attach, got {other:?}"),
+    }
+}
+
+#[test]
+fn statics_are_dialled_at_once_within_the_dial_limit() {
+    let t0 = Instant::now();
+    let statics: Vec<SocketAddr> = (1..=20).map(|i| net(i, 6881)).collect();
+    let mut m = manager(&statics, t0);
+    assert_eq!(dials(&drain(&mut m)).len(), 16);
+    assert_eq!(m.dialing(), 16);
+    // A finished dial frees room for one more.
+    assert!(matches!(
+        m.on_dialed(net(1, 6881), id(1), t0),
+        Admission::Attach(_)
+    ));
+    assert_eq!(dials(&drain(&mut m)).len(), 1);
+}
+
+#[test]
+fn dials_stop_at_the_peer_limit() {
+    let t0 = Instant::now();
+    let cfg = ConnConfig {
+        max_peers: 3,
+        ..ConnConfig::default()
+    };
+    let mut m = active(cfg, &[], t0);
+    m.add_candidates((1..=10).map(|i| net(i, 1)), Source::Pex, t0);
+    assert_eq!(dials(&drain(&mut m)).len(), 3);
+}
+
+/// Failed dials: a static peer is retried with a doubling delay, any other address is given up
+/// after three failures.
+#[test]
+fn failed_dials_back_off() {
+    let t0 = Instant::now();
+    let s = net(1, 1);
+    let p = net(2, 1);
+    let mut m = manager(&[s], t0);
+    m.add_candidates([p], Source::Dht, t0);
+    assert_eq!(dials(&drain(&mut m)), vec![s, p]);
+    let mut now = t0;
+    let mut static_retries = vec![];
+    for _ in 0..4 {
+        m.on_dial_failed(s, now);
+        m.on_dial_failed(p, now);
+        drain(&mut m);
+        let next = m.poll_timeout().expect("a retry is scheduled");
+        static_retries.push(next - now);
+        now = next;
+        m.handle_timeout(now);
+        let d = dials(&drain(&mut m));
+        assert!(d.contains(&s));
+    }
+    assert_eq!(static_retries, vec![secs(1), secs(2), secs(4), secs(8)]);
+    assert_eq!(m.candidate_count(), 1, "the DHT address was forgotten");
+}
+
+#[test]
+fn a_static_peer_is_redialled_after_a_drop() {
+    let t0 = Instant::now();
+    let s = net(1, 1);
+    let mut m = manager(&[s], t0);
+    drain(&mut m);
+    let Admission::Attach(c) = m.on_dialed(s, id(1), t0) else {
+        panic!()
+    };
+    assert_eq!(m.poll_timeout(), None);
+    m.on_closed(c, t0 + secs(30));
+    assert!(dials(&drain(&mut m)).is_empty());
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(31)));
+    m.handle_timeout(t0 + secs(31));
+    assert_eq!(dials(&drain(&mut m)), vec![s]);
+}
+
+/// Bans were keyed by `SocketAddr`: a banned peer that reconnected from a new source port was
+/// accepted. Now a non-loopback ban covers the IP: new ports, dials to any port of it, all refused.
+#[test]
+fn a_ban_holds_across_source_ports() {
+    let t0 = Instant::now();
+    let mut m = manager(&[], t0);
+    let c = attach(&mut m, net(9, 40000), id(9), t0);
+    m.ban(c, t0);
+    assert_eq!(
+        m.on_incoming(net(9, 40001), id(10), t0),
+        Admission::Refuse(Refusal::Banned)
+    );
+    assert!(m.refuses(net(9, 40002)));
+    m.add_candidates([net(9, 6881)], Source::Pex, t0);
+    assert!(dials(&drain(&mut m)).is_empty());
+    assert!(matches!(
+        m.on_incoming(net(8, 1), id(8), t0),
+        Admission::Attach(_)
+    ));
+}
+
+/// On loopback every peer shares 127.0.0.1: the ban covers the peer ID and its addresses, not
+/// the IP, and a banned static peer is never dialled again (VoD re-dialled it every second).
+#[test]
+fn a_loopback_ban_covers_the_peer_id_and_its_addresses() {
+    let t0 = Instant::now();
+    let s = lo(7000);
+    let mut m = manager(&[s], t0);
+    assert_eq!(dials(&drain(&mut m)), vec![s]);
+    let Admission::Attach(c) = m.on_dialed(s, id(7), t0) else {
+        panic!()
+    };
+    m.ban(c, t0);
+    for t in 1..100 {
+        m.handle_timeout(t0 + secs(t));
+        assert!(
+            dials(&drain(&mut m)).is_empty(),
+            "banned static peer re-dialled"
+        );
+    }
+    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(
+        m.on_incoming(lo(50123), id(7), t0),
+        Admission::Refuse(Refusal::Banned),
+        "same peer ID from a new port"
+    );
+    m.add_candidates([s], Source::Pex, t0);
+    assert!(dials(&drain(&mut m)).is_empty());
+    assert!(matches!(
+        m.on_incoming(lo(50124), id(8), t0),
+        Admission::Attach(_)
+    ));
+}
+
+/// What a second connection with an existing peer ID gets, for every direction and tie-break.
+#[test]
+fn duplicate_rule_table() {
+    // (existing outgoing, newcomer outgoing, their ID vs ours (50), expected)
+    let cases = [
+        (true, true, 10, "refuse"),
+        (false, false, 10, "refuse"),
+        (true, true, 90, "refuse"),
+        (false, false, 90, "refuse"),
+        // Lower ID opened the winner: ours (50) opens outgoing ones.
+        (true, false, 10, "hold"), // they (10) opened the newcomer: it wins, is held
+        (true, false, 90, "refuse"), // we (50) opened the existing one: it wins
+        (false, true, 10, "refuse"), // they (10) opened the existing one
+        (false, true, 90, "hold"), // we (50) opened the newcomer
+    ];
+    for (existing_out, new_out, their, want) in cases {
+        let t0 = Instant::now();
+        let peer = net(1, 6881);
+        let mut m = manager(&[], t0);
+        if existing_out {
+            m.add_candidates([peer], Source::Pex, t0);
+            drain(&mut m);
+            assert!(matches!(
+                m.on_dialed(peer, id(their), t0),
+                Admission::Attach(_)
+            ));
+        } else {
+            attach(&mut m, net(1, 50000), id(their), t0);
+        }
+        let got = if new_out {
+            m.add_candidates([net(1, 6882)], Source::Pex, t0);
+            drain(&mut m);
+            m.on_dialed(net(1, 6882), id(their), t0)
+        } else {
+            m.on_incoming(net(1, 50001), id(their), t0)
+        };
+        let got = match got {
+            Admission::Attach(_) => "attach",
+            Admission::Hold(_) => "hold",
+            Admission::Refuse(_) => "refuse",
+        };
+        assert_eq!(
+            got, want,
+            "existing out {existing_out}, new out {new_out}, id {their}"
+        );
+        assert_eq!(m.peer_count(), 1);
+    }
+}
+
+/// A peer claiming the ID of a peer we dialled (and winning the tie-break) used to displace
+/// that connection in the live actor. Now it is held until it times out, and the real
+/// connection stays.
+#[test]
+fn an_impostor_cannot_displace_a_dialled_peer() {
+    let t0 = Instant::now();
+    let relay = lo(7000);
+    let mut m = manager(&[relay], t0);
+    drain(&mut m);
+    let Admission::Attach(real) = m.on_dialed(relay, id(10), t0) else {
+        panic!()
+    };
+    let Admission::Hold(imp) = m.on_incoming(lo(50000), id(10), t0) else {
+        panic!("the tie-break favours the claimed ID")
+    };
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(10)));
+    m.handle_timeout(t0 + secs(10));
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::Close {
+            conn: imp,
+            reason: Refusal::HoldExpired
+        }]
+    );
+    assert_eq!(m.peer_id(real), Some(id(10)));
+    assert_eq!(m.peer_count(), 1);
+    // A second impostor is refused while another one is held.
+    let Admission::Hold(_) = m.on_incoming(lo(50001), id(10), t0 + secs(11)) else {
+        panic!()
+    };
+    assert_eq!(
+        m.on_incoming(lo(50002), id(10), t0 + secs(11)),
+        Admission::Refuse(Refusal::Duplicate)
+    );
+}
+
+/// Both ends of a simultaneous open keep the same connection, whatever order each end sees
+/// the two handshakes in and whichever ID is lower.
+#[test]
+fn a_simultaneous_open_converges() {
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum St {
+        Attached,
+        Held,
+        Closed,
+    }
+    for (a_id, b_id) in [(10u8, 90u8), (90, 10)] {
+        for a_first in [0usize, 1] {
+            for b_first in [0usize, 1] {
+                let t0 = Instant::now();
+                let (addr_a, addr_b) = (net(1, 6881), net(2, 6881));
+                let mut a = ConnManager::new(ConnConfig::default(), id(a_id), &[addr_b], t0);
+                let mut b = ConnManager::new(ConnConfig::default(), id(b_id), &[addr_a], t0);
+                a.set_active(true, t0);
+                b.set_active(true, t0);
+                drain(&mut a);
+                drain(&mut b);
+                // TCP connection 0 is A→B, 1 is B→A. conn[end][tcp] = (id, state).
+                let mut conn = [[(0u64, St::Closed); 2]; 2];
+                for (end, first) in [(0, a_first), (1, b_first)] {
+                    for tcp in [first, 1 - first] {
+                        let m = if end == 0 { &mut a } else { &mut b };
+                        let (peer, peer_listen) = if end == 0 {
+                            (id(b_id), addr_b)
+                        } else {
+                            (id(a_id), addr_a)
+                        };
+                        let outgoing = tcp == end;
+                        let r = if outgoing {
+                            m.on_dialed(peer_listen, peer, t0)
+                        } else {
+                            m.on_incoming(net(9 - end as u8, 40000 + tcp as u16), peer, t0)
+                        };
+                        conn[end][tcp] = match r {
+                            Admission::Attach(c) => (c, St::Attached),
+                            Admission::Hold(c) => (c, St::Held),
+                            Admission::Refuse(_) => (0, St::Closed),
+                        };
+                    }
+                }
+                let settle = |a: &mut ConnManager,
+                              b: &mut ConnManager,
+                              conn: &mut [[(u64, St); 2]; 2],
+                              now: Instant| {
+                    loop {
+                        let mut changed = false;
+                        // A TCP connection closed at one end is closed at the other.
+                        for tcp in 0..2 {
+                            for end in 0..2 {
+                                let other = 1 - end;
+                                if conn[end][tcp].1 == St::Closed
+                                    && conn[other][tcp].1 != St::Closed
+                                {
+                                    let m = if other == 0 { &mut *a } else { &mut *b };
+                                    m.on_closed(conn[other][tcp].0, now);
+                                    conn[other][tcp].1 = St::Closed;
+                                    changed = true;
+                                }
+                            }
+                        }
+                        for end in 0..2 {
+                            let m = if end == 0 { &mut *a } else { &mut *b };
+                            for act in drain(m) {
+                                for tcp in 0..2 {
+                                    match act {
+                                        Action::Attach(c) if conn[end][tcp].0 == c => {
+                                            conn[end][tcp].1 = St::Attached;
+                                            changed = true;
+                                        }
+                                        Action::Close { conn: c, .. } if conn[end][tcp].0 == c => {
+                                            conn[end][tcp].1 = St::Closed;
+                                            changed = true;
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                        }
+                        if !changed {
+                            break;
+                        }
+                    }
+                };
+                settle(&mut a, &mut b, &mut conn, t0);
+                let later = t0 + secs(11);
+                a.handle_timeout(later);
+                b.handle_timeout(later);
+                settle(&mut a, &mut b, &mut conn, later);
+                let alive: Vec<usize> = (0..2)
+                    .filter(|&t| conn[0][t].1 == St::Attached && conn[1][t].1 == St::Attached)
+                    .collect();
+                assert_eq!(
+                    alive.len(),
+                    1,
+                    "ids {a_id}/{b_id}, orders {a_first}/{b_first}: {conn:?}"
+                );
+                assert!(conn.iter().flatten().all(|c| c.1 != St::Held));
+                assert_eq!((a.peer_count(), b.peer_count()), (1, 1));
+            }
+        }
+    }
+}
+
+/// 500 idle connections that completed the handshake took all 80 slots of a seeder, and a
+/// real downloader could not join. Now a newcomer evicts an idle peer once the grace period
+/// is over; peers that move data are kept.
+#[test]
+fn a_newcomer_evicts_the_idlest_peer_when_full() {
+    let t0 = Instant::now();
+    let mut m = manager(&[], t0);
+    let mut conns = vec![];
+    for i in 0..80u16 {
+        conns.push(attach(&mut m, lo(10000 + i), pid(i), t0));
+    }
+    // Within the grace period nobody can be evicted.
+    assert_eq!(
+        m.on_incoming(lo(20000), id(200), t0 + secs(1)),
+        Admission::Refuse(Refusal::Full)
+    );
+    let now = t0 + secs(6);
+    // Peers 0..10 move data, 10..20 said they are interested, the rest are idle.
+    for &c in &conns[..10] {
+        m.on_activity(c, Activity::Received(16384), now);
+    }
+    for &c in &conns[10..20] {
+        m.on_activity(c, Activity::Interested, now);
+    }
+    let mut evicted = vec![];
+    for k in 0..70u16 {
+        assert!(matches!(
+            m.on_incoming(lo(30000 + k), pid(1000 + k), now),
+            Admission::Attach(_)
+        ));
+        for a in drain(&mut m) {
+            if let Action::Close { conn, reason } = a {
+                assert_eq!(reason, Refusal::Evicted);
+                evicted.push(conn);
+            }
+        }
+    }
+    // The 60 idle ones went first, then the interested ones; the busy ones stay.
+    assert_eq!(&evicted[..60], &conns[20..]);
+    assert_eq!(&evicted[60..], &conns[10..20]);
+    assert_eq!(m.peer_count(), 80);
+    // Now every slot is young or busy: a newcomer is refused.
+    assert_eq!(
+        m.on_incoming(lo(40000), id(250), now),
+        Admission::Refuse(Refusal::Full)
+    );
+}
+
+/// DHT: a lookup at start, then every 5 s with no peers, 30 s with few, 5 min with many; an
+/// announce every 15 min (only when listening).
+#[test]
+fn dht_cadence_follows_the_peer_count() {
+    let t0 = Instant::now();
+    let cfg = ConnConfig {
+        dht: true,
+        listen_port: Some(6881),
+        ..ConnConfig::default()
+    };
+    let mut m = active(cfg, &[], t0);
+    m.set_active(true, t0);
+    assert_eq!(drain(&mut m), vec![Action::DhtLookup, Action::DhtAnnounce]);
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(5)));
+    let c = attach(&mut m, net(1, 1), id(1), t0 + secs(1));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(30)));
+    for i in 2..=5 {
+        attach(&mut m, net(i, 1), id(i), t0 + secs(1));
+    }
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(300)));
+    m.on_closed(c, t0 + secs(2));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(30)));
+    m.handle_timeout(t0 + secs(30));
+    assert_eq!(drain(&mut m), vec![Action::DhtLookup]);
+    m.handle_timeout(t0 + secs(900));
+    assert_eq!(drain(&mut m), vec![Action::DhtLookup, Action::DhtAnnounce]);
+    // Not listening: lookups only.
+    let mut m = manager(&[], t0);
+    m.config.dht = true;
+    m.handle_timeout(t0);
+    assert_eq!(drain(&mut m), vec![Action::DhtLookup]);
+}
+
+/// Trackers: `started` first, then after the tracker's interval (clamped), `completed` at once.
+#[test]
+fn tracker_cadence_respects_the_interval() {
+    let t0 = Instant::now();
+    let mut m = manager(&[], t0);
+    m.enable_trackers(t0);
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::TrackerAnnounce {
+            event: TrackerEvent::Started
+        }]
+    );
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(60)));
+    m.on_tracker_answer(secs(1800), t0 + secs(1));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(1801)));
+    m.on_tracker_answer(secs(1), t0 + secs(1));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(11)));
+    m.on_completed(t0 + secs(5));
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::TrackerAnnounce {
+            event: TrackerEvent::Completed
+        }]
+    );
+    m.handle_timeout(t0 + secs(65));
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::TrackerAnnounce {
+            event: TrackerEvent::None
+        }]
+    );
+}
+
+#[test]
+fn an_inactive_manager_neither_dials_nor_admits() {
+    let t0 = Instant::now();
+    let mut m = ConnManager::new(ConnConfig::default(), id(50), &[net(1, 1)], t0);
+    m.enable_trackers(t0);
+    m.add_candidates([net(2, 1)], Source::Tracker, t0);
+    assert!(drain(&mut m).is_empty());
+    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(
+        m.on_incoming(net(3, 1), id(3), t0),
+        Admission::Refuse(Refusal::Inactive)
+    );
+    m.set_active(true, t0);
+    let acts = drain(&mut m);
+    assert_eq!(dials(&acts), vec![net(1, 1), net(2, 1)]);
+}
+
+#[test]
+fn our_own_addresses_and_ids_are_skipped() {
+    let t0 = Instant::now();
+    let cfg = ConnConfig {
+        listen_port: Some(7000),
+        ..ConnConfig::default()
+    };
+    let mut m = active(cfg, &[lo(7000)], t0);
+    m.add_candidates(
+        [lo(7000), lo(0), SocketAddr::new(IpAddr::from([0; 4]), 7000)],
+        Source::Pex,
+        t0,
+    );
+    assert!(drain(&mut m).is_empty());
+    assert_eq!(
+        m.on_incoming(lo(1), id(50), t0),
+        Admission::Refuse(Refusal::OwnId)
+    );
+}
+
+#[test]
+fn candidates_are_bounded() {
+    let t0 = Instant::now();
+    let cfg = ConnConfig {
+        max_dials: 0,
+        ..ConnConfig::default()
+    };
+    let mut m = active(cfg, &[], t0);
+    m.add_candidates((0..3000u16).map(|p| net(1, p + 1)), Source::Pex, t0);
+    assert_eq!(m.candidate_count(), 1000);
+}
