@@ -11,6 +11,7 @@
 
 pub mod create;
 pub mod dht;
+pub mod host;
 pub mod ingest;
 pub mod live;
 pub mod lsd;

@@ -74,6 +74,8 @@ pub enum Outgoing {
     /// Send these bytes (already in memory, e.g. a live piece) as the PIECE for this block;
     /// like `Block`, it goes through the upload limiters and reports `BlockSent`.
     Data(BlockRef, Bytes),
+    /// Bytes written as they are (our handshake answer on an accepted connection).
+    Raw(Bytes),
 }
 
 /// Dials `addr`, exchanges handshakes for `info_hash`.
@@ -250,7 +252,7 @@ async fn write_loop(
             .iter()
             .filter_map(|o| match o {
                 Outgoing::Block(b) => Some(*b),
-                Outgoing::Msg(_) | Outgoing::Data(..) => None,
+                Outgoing::Msg(_) | Outgoing::Data(..) | Outgoing::Raw(_) => None,
             })
             .collect();
         let mut datas: Vec<Option<Bytes>> = Vec::new();
@@ -279,6 +281,7 @@ async fn write_loop(
         for o in batch.drain(..) {
             match o {
                 Outgoing::Msg(m) => wire::encode(&m, &mut out),
+                Outgoing::Raw(b) => out.extend_from_slice(&b),
                 Outgoing::Block(_) | Outgoing::Data(..) => {
                     let (b, data) = match o {
                         Outgoing::Data(b, data) => (b, data),
@@ -289,7 +292,7 @@ async fn write_loop(
                                 continue;
                             }
                         },
-                        Outgoing::Msg(_) => continue,
+                        Outgoing::Msg(_) | Outgoing::Raw(_) => continue,
                     };
                     limits[0].acquire(data.len()).await;
                     limits[1].acquire(data.len()).await;

@@ -4,7 +4,10 @@
 //!
 //! Incoming connections are accepted here: the session reads the 68-byte handshake, finds the
 //! torrent or live stream by info hash and hands the socket over; unknown IDs and
-//! non-BitTorrent bytes (e.g. an MSE-encrypted dial) are closed at once.
+//! non-BitTorrent bytes (e.g. an MSE-encrypted dial) are closed at once. At most
+//! [`MAX_HANDSHAKES_IN_FLIGHT`] handshakes are read at once; a connection beyond that is closed
+//! as soon as it is accepted (slow or silent sockets cannot pile up tasks). Whether the swarm
+//! keeps the peer is its connection manager's decision ([`crate::host`]).
 //!
 //! Local Service Discovery ([`crate::lsd`]) is off until [`Session::start_lsd`]; once on, every
 //! held torrent and live stream is announced on the LAN, and each peer it finds is handed to
@@ -63,6 +66,9 @@ pub struct AddOptions {
     /// Download limit for this torrent, bytes/s (0 = none).
     pub download_limit: u64,
 }
+
+/// Incoming connections whose handshake is being read at once; more are closed at accept.
+pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 64;
 
 /// How long [`Session::resolve_id`] waits for the info dictionary of an unknown ID before it
 /// starts it as a torrent that keeps looking.
@@ -645,6 +651,7 @@ fn route_peer(inner: &Inner, ih: InfoHash, peer: SocketAddr) {
 }
 
 async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     loop {
         let (mut stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -654,9 +661,15 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
                 continue;
             }
         };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            debug!(%addr, "too many handshakes in flight: connection closed");
+            continue;
+        };
         let session = session.clone();
         tokio::spawn(async move {
-            let hs = match peer::accept_handshake(&mut stream).await {
+            let hs = peer::accept_handshake(&mut stream).await;
+            drop(permit);
+            let hs = match hs {
                 Ok(hs) => hs,
                 Err(e) => {
                     debug!(%addr, "incoming connection dropped: {e}");

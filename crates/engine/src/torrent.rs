@@ -1,11 +1,12 @@
 //! One torrent at run time: an actor task that owns the [`Swarm`] state machine and pumps it.
 //!
 //! The actor receives peer events (from [`crate::peer`] tasks), commands (from the session),
-//! and its own completions (piece checks, dials, tracker answers), feeds them to the swarm, and
-//! executes the swarm's actions: it queues messages to connections, keeps blocks of pieces in
-//! progress in memory, hashes and writes a complete piece on the blocking pool, dials peers, and
-//! announces to trackers. All state lives in the task (`&mut self`), no locks; the outside world
-//! sees a [`TorrentStatus`] through a `watch` channel.
+//! and its own completions (piece checks, web seed fetches), feeds them to the swarm, and
+//! executes the swarm's actions: it keeps blocks of pieces in progress in memory, hashes and
+//! writes a complete piece on the blocking pool, and saves resume data. Connections, dials,
+//! bans, the DHT and trackers are the [`Host`]'s, shared with the live actor. All state lives
+//! in the task (`&mut self`), no locks; the outside world sees a [`TorrentStatus`] through a
+//! `watch` channel.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::metainfo::{Info, Metainfo};
 use peercdn_core::picker;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
@@ -27,22 +29,16 @@ mod webseeds;
 
 pub use webseeds::WebSeedStat;
 
-use crate::peer::{self, Connection, Outgoing, PeerEvent};
+use crate::host::{Host, HostParams, Totals};
+use crate::peer::Outgoing;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{sha1_piece, Resume, Storage};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
-use crate::tracker;
 
-/// Most connections per torrent.
-pub const MAX_PEERS: usize = 80;
-/// Most known-but-unconnected addresses kept per torrent.
-pub const MAX_CANDIDATES: usize = 1000;
 /// Stream readers tracked per torrent.
 const MAX_READERS: usize = 256;
 /// Piece buffers kept for reuse.
 const BUFFER_POOL: usize = 16;
-/// Dials in progress at once.
-const MAX_DIALS: usize = 16;
 
 /// Where a torrent comes from.
 #[derive(Debug, Clone)]
@@ -262,11 +258,7 @@ impl TorrentHandle {
 enum Internal {
     Checked(Result<Bitfield, String>),
     Verified(u32, Result<bool, String>, Vec<u8>),
-    /// A handshake finished: `true` when we dialled (so `addr` is where the peer listens).
-    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>, bool),
-    TrackerPeers(Vec<SocketAddr>, Duration),
     WebSeedPiece(usize, u32, Result<Bytes, String>),
-    DhtPeers(Vec<SocketAddr>),
     WebSeedVerified(usize, u32, Result<bool, String>, u64),
 }
 
@@ -335,25 +327,14 @@ struct Torrent {
     ws_pieces: HashSet<u32>,
     http_downloaded: u64,
     boosted: HashSet<u32>,
-    conns: HashMap<u64, Connection>,
-    addrs: HashMap<SocketAddr, u64>,
-    next_key: u64,
-    candidates: HashSet<SocketAddr>,
-    dialing: HashSet<SocketAddr>,
-    banned: HashSet<SocketAddr>,
+    host: Host,
     buffers: HashMap<u32, Vec<u8>>,
     pool: Vec<Vec<u8>>,
     state: State,
     status_tx: watch::Sender<TorrentStatus>,
-    events_tx: mpsc::Sender<PeerEvent>,
-    events_rx: mpsc::Receiver<PeerEvent>,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
     trackers: Vec<String>,
-    next_announce: Instant,
-    next_dht_lookup: Instant,
-    next_dht_announce: Instant,
-    pending_event: tracker::Event,
     last_resume_save: Instant,
     checked: u32,
     dirty: bool,
@@ -383,44 +364,45 @@ impl Torrent {
             ]),
             ..SwarmConfig::default()
         };
-        let (events_tx, events_rx) = mpsc::channel(peer::READER_QUEUE * 4);
         let (internal_tx, internal_rx) = mpsc::channel(256);
         let trackers = match &p.source {
             Source::Metainfo(m) => m.trackers.iter().flatten().cloned().collect(),
             Source::Hash { trackers, .. } => trackers.clone(),
         };
-        let candidates = p.static_peers.iter().copied().collect();
+        let storage = shared.storage.clone();
+        let host = Host::new(
+            HostParams {
+                info_hash,
+                peer_id: p.peer_id,
+                listen_port: p.listen_port,
+                static_peers: p.static_peers.clone(),
+                dht: p.dht.clone(),
+                global: p.global.clone(),
+                local: p.local.clone(),
+                storage: storage.clone(),
+            },
+            Instant::now(),
+        );
         Torrent {
             info_hash,
             swarm: Swarm::new(info_hash, config),
             info: None,
             metainfo: None,
-            storage: shared.storage.clone(),
+            storage,
             shared,
             readers: BTreeMap::new(),
             webseeds: Vec::new(),
             ws_pieces: HashSet::new(),
             http_downloaded: 0,
             boosted: HashSet::new(),
-            conns: HashMap::new(),
-            addrs: HashMap::new(),
-            next_key: 1,
-            candidates,
-            dialing: HashSet::new(),
-            banned: HashSet::new(),
+            host,
             buffers: HashMap::new(),
             pool: Vec::new(),
             state: State::FetchingMetadata,
             status_tx,
-            events_tx,
-            events_rx,
             internal_tx,
             internal_rx,
             trackers,
-            next_announce: Instant::now(),
-            next_dht_lookup: Instant::now(),
-            next_dht_announce: Instant::now(),
-            pending_event: tracker::Event::Started,
             last_resume_save: Instant::now(),
             checked: 0,
             dirty: false,
@@ -431,7 +413,7 @@ impl Torrent {
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         match self.p.source.clone() {
             Source::Metainfo(m) => self.install_metainfo(*m),
-            Source::Hash { .. } => self.connect_now(),
+            Source::Hash { .. } => self.update_active(),
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -440,7 +422,7 @@ impl Torrent {
         fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(ev) = self.events_rx.recv() => self.on_peer_event(ev),
+                wake = self.host.recv() => self.on_host(wake),
                 Some(int) = self.internal_rx.recv() => self.on_internal(int),
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Command::Shutdown { done, delete_data }) => {
@@ -489,6 +471,7 @@ impl Torrent {
         self.info = Some(info.clone());
         self.metainfo = Some(m);
         self.state = State::Checking;
+        self.update_active();
         self.publish_status();
         let resume = self.resume_path();
         let tx = self.internal_tx.clone();
@@ -542,8 +525,7 @@ impl Torrent {
                     "checked existing data"
                 );
                 self.publish_status();
-                // Start at once rather than on the next tick.
-                self.connect_now();
+                self.update_active();
             }
             Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
             Internal::Verified(index, Ok(ok), buf) => {
@@ -560,18 +542,7 @@ impl Torrent {
             Internal::Verified(index, Err(e), _) => {
                 self.fail(format!("writing piece {index} failed: {e}"));
             }
-            Internal::Dialed(addr, res, outgoing) => {
-                self.dialing.remove(&addr);
-                match res {
-                    Ok((stream, hs)) => self.attach(stream, addr, hs, outgoing),
-                    Err(e) => debug!(%addr, "dial failed: {e}"),
-                }
-            }
             Internal::WebSeedPiece(k, index, r) => self.on_webseed_piece(k, index, r),
-            Internal::DhtPeers(peers) => {
-                self.add_candidates(peers);
-                self.connect_now();
-            }
             Internal::WebSeedVerified(k, index, Ok(ok), len) => {
                 self.on_webseed_verified(k, index, ok, len);
                 self.schedule_webseeds();
@@ -579,40 +550,24 @@ impl Torrent {
             Internal::WebSeedVerified(_, index, Err(e), _) => {
                 self.fail(format!("writing piece {index} failed: {e}"))
             }
-            Internal::TrackerPeers(peers, interval) => {
-                self.next_announce =
-                    now + interval.clamp(Duration::from_secs(10), Duration::from_secs(3600));
-                self.add_candidates(peers);
-                self.connect_now();
-            }
         }
     }
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Incoming(mut stream, addr, hs) => {
-                if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS
-                {
-                    return;
-                }
-                let (ih, id) = (self.info_hash, self.p.peer_id);
-                let tx = self.internal_tx.clone();
-                tokio::spawn(async move {
-                    let r = peer::answer(&mut stream, ih, id)
-                        .await
-                        .map(|_| (stream, hs))
-                        .map_err(|e| e.to_string());
-                    let _ = tx.send(Internal::Dialed(addr, r, false)).await;
-                });
+            Command::Incoming(stream, addr, hs) => {
+                self.host
+                    .incoming(stream, addr, hs, &mut self.swarm, Instant::now());
             }
             Command::AddPeers(peers) => {
-                self.add_candidates(peers);
-                self.connect_now();
+                self.host
+                    .add_candidates(peers, PeerSource::User, &mut self.swarm, Instant::now());
             }
             Command::Pause => {
                 if matches!(self.state, State::Downloading | State::Seeding) {
                     self.state = State::Paused;
                     self.close_all();
+                    self.update_active();
                     self.publish_status();
                 }
             }
@@ -623,6 +578,7 @@ impl Torrent {
                     } else {
                         State::Downloading
                     };
+                    self.update_active();
                     self.publish_status();
                 }
             }
@@ -667,121 +623,69 @@ impl Torrent {
         )
     }
 
-    fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake, outgoing: bool) {
-        if !self.accepting() || self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
-            return;
-        }
-        if hs.peer_id == self.p.peer_id {
-            return;
-        }
-        if self.addrs.contains_key(&addr) {
-            return;
-        }
-        let key = self.next_key;
-        self.next_key += 1;
-        let conn = Connection::spawn(
-            key,
-            stream,
-            addr,
-            self.events_tx.clone(),
-            self.storage.clone(),
-            [self.p.global[0].clone(), self.p.local[0].clone()],
-            [self.p.global[1].clone(), self.p.local[1].clone()],
-        );
-        debug!(%addr, key, "peer connected");
-        self.conns.insert(key, conn);
-        self.addrs.insert(addr, key);
-        self.swarm.add_peer(key, addr, &hs, Instant::now());
-        if outgoing {
-            self.swarm.set_listen_addr(key, addr);
+    /// Dialling, accepting and announcing follow the state: on while fetching metadata,
+    /// downloading or seeding; off while checking, paused or failed.
+    fn update_active(&mut self) {
+        let now = Instant::now();
+        let active = self.accepting();
+        self.host.set_active(active, &mut self.swarm, now);
+        if active {
+            self.host
+                .set_trackers(self.trackers.clone(), &mut self.swarm, now);
         }
     }
 
-    fn on_peer_event(&mut self, ev: PeerEvent) {
+    fn on_host(&mut self, wake: crate::host::Wake) {
         let now = Instant::now();
-        self.apply_peer_event(ev, now);
+        self.host.handle(wake, &mut self.swarm, now);
         // Drain what is already queued before going back to select (fewer wake-ups).
         for _ in 0..64 {
-            let Ok(ev) = self.events_rx.try_recv() else {
+            let Some(w) = self.host.try_recv() else {
                 break;
             };
-            self.apply_peer_event(ev, now);
             self.drain_actions();
-        }
-    }
-
-    fn apply_peer_event(&mut self, ev: PeerEvent, now: Instant) {
-        match ev {
-            PeerEvent::Message(key, msg) => self.swarm.on_message(key, msg, now),
-            PeerEvent::BlockSent(key, block, sent) => self.swarm.on_block_sent(key, block, sent),
-            PeerEvent::Closed(key, reason) => {
-                debug!(key, %reason, "peer closed");
-                self.forget_peer(key);
-            }
-        }
-    }
-
-    /// Closes a connection and removes the peer from the swarm (its requests go back to the
-    /// picker).
-    fn forget_peer(&mut self, key: u64) {
-        self.drop_conn(key);
-        self.swarm.remove_peer(key);
-    }
-
-    fn drop_conn(&mut self, key: u64) {
-        if let Some(c) = self.conns.remove(&key) {
-            self.addrs.remove(&c.addr);
-            if self.p.static_peers.contains(&c.addr) {
-                self.candidates.insert(c.addr);
-            }
+            self.host.handle(w, &mut self.swarm, now);
         }
     }
 
     fn drain_actions(&mut self) {
         while let Some(a) = self.swarm.poll_action() {
             match a {
-                Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
-                Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
+                Action::Send(key, msg) => {
+                    self.host.send(key, Outgoing::Msg(msg), &mut self.swarm);
+                }
+                Action::Read { peer, block } => {
+                    self.host
+                        .send(peer, Outgoing::Block(block), &mut self.swarm);
+                }
                 Action::Disconnect { peer, reason } => {
                     let ban = reason.ban();
                     debug!(peer, %reason, ban, "disconnecting");
-                    if let Some(c) = self.conns.get(&peer) {
-                        if ban {
-                            warn!(addr = %c.addr, %reason, "banning peer");
-                            self.banned.insert(c.addr);
-                        }
-                    }
-                    self.drop_conn(peer);
+                    self.host
+                        .disconnect(peer, ban, &mut self.swarm, Instant::now());
                 }
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),
                 Action::MetadataReceived(bytes) => self.on_metadata(bytes),
                 Action::Discovered(peers) => {
-                    self.add_candidates(peers);
-                    self.connect_now();
+                    self.host.add_candidates(
+                        peers,
+                        PeerSource::Pex,
+                        &mut self.swarm,
+                        Instant::now(),
+                    );
                 }
                 Action::Completed => {
                     info!("download complete");
-                    if self.pending_event == tracker::Event::None
-                        && self.swarm.stats().downloaded > 0
-                    {
+                    if self.swarm.stats().downloaded > 0 {
                         // Tell the trackers at once (BEP 3 `completed`), not at the next interval.
-                        self.pending_event = tracker::Event::Completed;
-                        self.next_announce = Instant::now();
+                        self.host.completed(&mut self.swarm, Instant::now());
                     }
                     self.state = State::Seeding;
                     self.save_resume();
                     self.publish_status();
                 }
             }
-        }
-    }
-
-    fn send(&mut self, key: u64, out: Outgoing) {
-        let ok = self.conns.get(&key).is_some_and(|c| c.send(out));
-        if !ok && self.conns.contains_key(&key) {
-            // A peer that does not read what we send is not kept.
-            self.forget_peer(key);
         }
     }
 
@@ -887,137 +791,13 @@ impl Torrent {
         }
     }
 
-    fn add_candidates(&mut self, peers: Vec<SocketAddr>) {
-        for a in peers {
-            if self.candidates.len() >= MAX_CANDIDATES {
-                break;
-            }
-            if a.port() == 0
-                || self.banned.contains(&a)
-                || self.addrs.contains_key(&a)
-                || self.is_self(a)
-            {
-                continue;
-            }
-            self.candidates.insert(a);
-        }
-    }
-
-    fn is_self(&self, a: SocketAddr) -> bool {
-        self.p.listen_port != 0 && a.port() == self.p.listen_port && a.ip().is_loopback()
-    }
-
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.swarm.tick(now);
-        self.connect_now();
         if self.dirty && now.duration_since(self.last_resume_save) > Duration::from_secs(15) {
             self.save_resume();
         }
         self.publish_status();
-    }
-
-    /// Dials known peers and announces to trackers and the DHT now, if the torrent is
-    /// running and they are due.
-    fn connect_now(&mut self) {
-        if self.accepting() {
-            self.dial_more();
-            if !self.trackers.is_empty() && Instant::now() >= self.next_announce {
-                self.announce();
-            }
-            self.dht_work();
-        }
-    }
-
-    /// DHT (BEP 5): look up peers (every 5 s while we have none, 30 s while we have few,
-    /// 5 min otherwise) and
-    /// announce ourselves every 15 min. Lookups and announces run as tasks.
-    fn dht_work(&mut self) {
-        let Some(dht) = self.p.dht.clone() else {
-            return;
-        };
-        let now = Instant::now();
-        if now >= self.next_dht_lookup {
-            let every = match self.conns.len() {
-                0 => 5,
-                1..=4 => 30,
-                _ => 300,
-            };
-            self.next_dht_lookup = now + Duration::from_secs(every);
-            let (ih, tx, d) = (self.info_hash, self.internal_tx.clone(), dht.clone());
-            tokio::spawn(async move {
-                let peers = d.get_peers(ih, 200).await;
-                if !peers.is_empty() {
-                    let _ = tx.send(Internal::DhtPeers(peers)).await;
-                }
-            });
-        }
-        if now >= self.next_dht_announce && self.p.listen_port != 0 {
-            self.next_dht_announce = now + Duration::from_secs(15 * 60);
-            let (ih, port) = (self.info_hash, self.p.listen_port);
-            tokio::spawn(async move {
-                if let Err(e) = dht.announce(ih, port).await {
-                    debug!("DHT announce failed: {e}");
-                }
-            });
-        }
-    }
-
-    fn dial_more(&mut self) {
-        let room = MAX_PEERS
-            .saturating_sub(self.conns.len() + self.dialing.len())
-            .min(MAX_DIALS.saturating_sub(self.dialing.len()));
-        let picks: Vec<SocketAddr> = self
-            .candidates
-            .iter()
-            .filter(|a| !self.addrs.contains_key(a) && !self.dialing.contains(a))
-            .take(room)
-            .copied()
-            .collect();
-        for addr in picks {
-            // Static peers stay candidates (re-dialled after a drop); others are tried once.
-            if !self.p.static_peers.contains(&addr) {
-                self.candidates.remove(&addr);
-            }
-            self.dialing.insert(addr);
-            let (ih, id, tx) = (self.info_hash, self.p.peer_id, self.internal_tx.clone());
-            tokio::spawn(async move {
-                let r = peer::dial(addr, ih, id).await.map_err(|e| e.to_string());
-                let _ = tx.send(Internal::Dialed(addr, r, true)).await;
-            });
-        }
-    }
-
-    fn announce(&mut self) {
-        self.next_announce = Instant::now() + Duration::from_secs(60);
-        let st = self.swarm.stats();
-        let left = self.info.as_ref().map_or(1, |i| {
-            i.total_length()
-                .saturating_sub(self.swarm.have().map_or(0, |h| have_bytes(i, h)))
-        });
-        let req = tracker::AnnounceRequest {
-            info_hash: self.info_hash,
-            peer_id: self.p.peer_id,
-            port: self.p.listen_port,
-            uploaded: st.uploaded,
-            downloaded: st.downloaded,
-            left,
-            event: self.pending_event,
-            num_want: 50,
-        };
-        self.pending_event = tracker::Event::None;
-        for url in self.trackers.clone() {
-            let tx = self.internal_tx.clone();
-            let req = req.clone();
-            tokio::spawn(async move {
-                match tracker::announce(&url, &req).await {
-                    Ok(r) => {
-                        let _ = tx.send(Internal::TrackerPeers(r.peers, r.interval)).await;
-                    }
-                    Err(e) => debug!(%url, "announce failed: {e}"),
-                }
-            });
-        }
     }
 
     fn save_resume(&mut self) {
@@ -1035,10 +815,7 @@ impl Torrent {
     }
 
     fn close_all(&mut self) {
-        let keys: Vec<u64> = self.conns.keys().copied().collect();
-        for key in keys {
-            self.forget_peer(key);
-        }
+        self.host.close_all(&mut self.swarm, Instant::now());
         self.buffers.clear();
     }
 
@@ -1047,6 +824,7 @@ impl Torrent {
         self.mark_stopped(&msg);
         self.state = State::Error(msg);
         self.close_all();
+        self.update_active();
         self.publish_status();
     }
 
@@ -1096,6 +874,15 @@ impl Torrent {
 
     fn publish_status(&mut self) {
         let st = self.swarm.stats();
+        let left = self.info.as_ref().map_or(1, |i| {
+            i.total_length()
+                .saturating_sub(self.swarm.have().map_or(0, |h| have_bytes(i, h)))
+        });
+        self.host.set_totals(Totals {
+            uploaded: st.uploaded,
+            downloaded: st.downloaded,
+            left,
+        });
         let (total, have_b, have_n, n) = match (&self.info, self.swarm.have()) {
             (Some(i), Some(h)) => (i.total_length(), have_bytes(i, h), h.count(), h.len()),
             (Some(i), None) => (i.total_length(), 0, 0, i.num_pieces()),

@@ -41,14 +41,16 @@
 //! one ID), it is refused. When the directions differ (possibly a simultaneous open), the
 //! tie-break picks the connection opened by the lower peer ID; if that is the existing one, the
 //! newcomer is refused; if it is the newcomer, the newcomer is *held* ([`Admission::Hold`]:
-//! handshake answered, not attached, no slot) until the existing connection closes — then it
-//! is attached ([`Action::Attach`]) — or for at most [`ConnConfig::hold_timeout`] — then it is
-//! closed. In a genuine simultaneous open the other end applies the same rule to the same two
-//! connections: it either refuses its newcomer (our existing connection closes at once and our
-//! held one is attached: both keep the tie-break's winner), or it holds too (both held
-//! connections time out and both ends keep the loser). Either way both ends keep the same
-//! connection. An impostor gets at most a held socket that times out: the real peer never
-//! closes our existing connection for it.
+//! kept aside, not attached, no slot, and an incoming one not answered) until the existing
+//! connection closes — then it is attached ([`Action::Attach`]) — or for at most
+//! [`ConnConfig::hold_timeout`] — then it is closed. In a genuine simultaneous open the other
+//! end applies the same rule to the same two connections. If it refused its newcomer (our
+//! existing connection), that one closes at once and our held one is attached: both ends keep
+//! the tie-break's winner. If it holds too, or our hold left its dial unanswered (it then
+//! sees a single connection), the held connection and the unanswered dial both time out and
+//! both ends keep the other one. Either way both ends keep the same connection. An impostor
+//! gets at most a held, unanswered socket that times out: the real peer never closes our
+//! existing connection for it, and no message of the impostor's reaches the swarm.
 //!
 //! # Slots an idle attacker cannot exhaust
 //! Connections that only complete the handshake would otherwise keep every slot (500 idle
@@ -196,8 +198,9 @@ pub enum Refusal {
 pub enum Admission {
     /// Attach the connection under this ID (answer the handshake if incoming).
     Attach(ConnId),
-    /// Answer the handshake but keep the socket aside under this ID: a possible simultaneous
-    /// open. Wait for [`Action::Attach`] or [`Action::Close`] for it.
+    /// Keep the socket aside under this ID, unattached (and, if incoming, unanswered until
+    /// attached): a possible simultaneous open. Wait for [`Action::Attach`] or
+    /// [`Action::Close`] for it.
     Hold(ConnId),
     /// Close the socket.
     Refuse(Refusal),

@@ -1,6 +1,7 @@
 //! Unit tests of the connection manager (virtual time, no I/O).
 #![allow(clippy::needless_range_loop)] // the simultaneous-open model indexes [end][tcp]
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -270,107 +271,157 @@ fn an_impostor_cannot_displace_a_dialled_peer() {
 }
 
 /// Both ends of a simultaneous open keep the same connection, whatever order each end sees
-/// the two handshakes in and whichever ID is lower.
+/// the handshakes in, whether a dial's answer arrives at once or late, and whichever ID is
+/// lower. A held incoming connection is not answered, so its dial does not complete.
 #[test]
 fn a_simultaneous_open_converges() {
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum St {
-        Attached,
-        Held,
+        Waiting,
+        Attached(ConnId),
+        Held(ConnId),
         Closed,
     }
-    for (a_id, b_id) in [(10u8, 90u8), (90, 10)] {
-        for a_first in [0usize, 1] {
-            for b_first in [0usize, 1] {
-                let t0 = Instant::now();
-                let (addr_a, addr_b) = (net(1, 6881), net(2, 6881));
-                let mut a = ConnManager::new(ConnConfig::default(), id(a_id), &[addr_b], t0);
-                let mut b = ConnManager::new(ConnConfig::default(), id(b_id), &[addr_a], t0);
-                a.set_active(true, t0);
-                b.set_active(true, t0);
-                drain(&mut a);
-                drain(&mut b);
-                // TCP connection 0 is A→B, 1 is B→A. conn[end][tcp] = (id, state).
-                let mut conn = [[(0u64, St::Closed); 2]; 2];
-                for (end, first) in [(0, a_first), (1, b_first)] {
-                    for tcp in [first, 1 - first] {
-                        let m = if end == 0 { &mut a } else { &mut b };
-                        let (peer, peer_listen) = if end == 0 {
-                            (id(b_id), addr_b)
-                        } else {
-                            (id(a_id), addr_a)
-                        };
-                        let outgoing = tcp == end;
-                        let r = if outgoing {
-                            m.on_dialed(peer_listen, peer, t0)
-                        } else {
-                            m.on_incoming(net(9 - end as u8, 40000 + tcp as u16), peer, t0)
-                        };
-                        conn[end][tcp] = match r {
-                            Admission::Attach(c) => (c, St::Attached),
-                            Admission::Hold(c) => (c, St::Held),
-                            Admission::Refuse(_) => (0, St::Closed),
-                        };
-                    }
-                }
-                let settle = |a: &mut ConnManager,
-                              b: &mut ConnManager,
-                              conn: &mut [[(u64, St); 2]; 2],
-                              now: Instant| {
-                    loop {
-                        let mut changed = false;
-                        // A TCP connection closed at one end is closed at the other.
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        /// The answerer of TCP connection `t` reads its handshake.
+        Incoming(usize),
+        /// The dialer of `t` reads the answer.
+        Answered(usize),
+    }
+    struct World {
+        m: [ConnManager; 2],
+        ids: [PeerId; 2],
+        listen: [SocketAddr; 2],
+        /// st[end][tcp]; TCP connection `t` is dialled by end `t`.
+        st: [[St; 2]; 2],
+        queue: VecDeque<Ev>,
+        late: bool,
+    }
+    impl World {
+        fn admitted(&mut self, end: usize, tcp: usize, a: Admission, now: Instant) {
+            self.st[end][tcp] = match a {
+                Admission::Attach(c) => St::Attached(c),
+                Admission::Hold(c) => St::Held(c),
+                Admission::Refuse(_) => St::Closed,
+            };
+            match self.st[end][tcp] {
+                St::Attached(_) if end != tcp => self.answer(tcp),
+                St::Closed => self.closed_by(end, tcp, now),
+                _ => {}
+            }
+        }
+        fn answer(&mut self, tcp: usize) {
+            if self.late {
+                self.queue.push_back(Ev::Answered(tcp));
+            } else {
+                self.queue.push_front(Ev::Answered(tcp));
+            }
+        }
+        /// `end` closed `tcp`: the other end learns it.
+        fn closed_by(&mut self, end: usize, tcp: usize, now: Instant) {
+            let other = 1 - end;
+            match self.st[other][tcp] {
+                St::Attached(c) | St::Held(c) => self.m[other].on_closed(c, now),
+                St::Waiting if other == tcp => self.m[other].on_dial_failed(self.listen[end], now),
+                _ => {}
+            }
+            self.st[other][tcp] = St::Closed;
+            self.queue
+                .retain(|e| !matches!(e, Ev::Answered(t) if *t == tcp));
+        }
+        fn run(&mut self, now: Instant) {
+            loop {
+                for end in 0..2 {
+                    for act in drain(&mut self.m[end]) {
                         for tcp in 0..2 {
-                            for end in 0..2 {
-                                let other = 1 - end;
-                                if conn[end][tcp].1 == St::Closed
-                                    && conn[other][tcp].1 != St::Closed
-                                {
-                                    let m = if other == 0 { &mut *a } else { &mut *b };
-                                    m.on_closed(conn[other][tcp].0, now);
-                                    conn[other][tcp].1 = St::Closed;
-                                    changed = true;
-                                }
-                            }
-                        }
-                        for end in 0..2 {
-                            let m = if end == 0 { &mut *a } else { &mut *b };
-                            for act in drain(m) {
-                                for tcp in 0..2 {
-                                    match act {
-                                        Action::Attach(c) if conn[end][tcp].0 == c => {
-                                            conn[end][tcp].1 = St::Attached;
-                                            changed = true;
-                                        }
-                                        Action::Close { conn: c, .. } if conn[end][tcp].0 == c => {
-                                            conn[end][tcp].1 = St::Closed;
-                                            changed = true;
-                                        }
-                                        _ => {}
+                            match (act.clone(), self.st[end][tcp]) {
+                                (Action::Attach(c), St::Held(h)) if c == h => {
+                                    self.st[end][tcp] = St::Attached(c);
+                                    if end != tcp {
+                                        self.answer(tcp);
                                     }
                                 }
+                                (Action::Close { conn, .. }, St::Held(h) | St::Attached(h))
+                                    if conn == h =>
+                                {
+                                    self.st[end][tcp] = St::Closed;
+                                    self.closed_by(end, tcp, now);
+                                }
+                                _ => {}
                             }
                         }
-                        if !changed {
-                            break;
+                    }
+                }
+                let Some(ev) = self.queue.pop_front() else {
+                    return;
+                };
+                match ev {
+                    Ev::Incoming(tcp) => {
+                        let end = 1 - tcp;
+                        let from = net(9, 40000 + tcp as u16);
+                        let a = self.m[end].on_incoming(from, self.ids[tcp], now);
+                        self.admitted(end, tcp, a, now);
+                    }
+                    Ev::Answered(tcp) => {
+                        if self.st[tcp][tcp] == St::Waiting {
+                            let a =
+                                self.m[tcp].on_dialed(self.listen[1 - tcp], self.ids[1 - tcp], now);
+                            self.admitted(tcp, tcp, a, now);
                         }
                     }
+                }
+            }
+        }
+    }
+    for (a_id, b_id) in [(10u8, 90u8), (90, 10)] {
+        for first in [0usize, 1] {
+            for late in [false, true] {
+                let t0 = Instant::now();
+                let listen = [net(1, 6881), net(2, 6881)];
+                let mk = |me: u8, peer: SocketAddr| {
+                    let mut m = ConnManager::new(ConnConfig::default(), id(me), &[peer], t0);
+                    m.set_active(true, t0);
+                    drain(&mut m);
+                    m
                 };
-                settle(&mut a, &mut b, &mut conn, t0);
+                let mut w = World {
+                    m: [mk(a_id, listen[1]), mk(b_id, listen[0])],
+                    ids: [id(a_id), id(b_id)],
+                    listen,
+                    st: [[St::Waiting; 2]; 2],
+                    queue: [Ev::Incoming(first), Ev::Incoming(1 - first)].into(),
+                    late,
+                };
+                w.run(t0);
+                // Handshake and hold timeouts.
                 let later = t0 + secs(11);
-                a.handle_timeout(later);
-                b.handle_timeout(later);
-                settle(&mut a, &mut b, &mut conn, later);
+                for tcp in 0..2 {
+                    if w.st[tcp][tcp] == St::Waiting {
+                        w.st[tcp][tcp] = St::Closed;
+                        w.m[tcp].on_dial_failed(w.listen[1 - tcp], later);
+                        w.closed_by(tcp, tcp, later);
+                    }
+                }
+                for end in 0..2 {
+                    w.m[end].handle_timeout(later);
+                }
+                w.run(later);
                 let alive: Vec<usize> = (0..2)
-                    .filter(|&t| conn[0][t].1 == St::Attached && conn[1][t].1 == St::Attached)
+                    .filter(|&t| {
+                        matches!(w.st[0][t], St::Attached(_))
+                            && matches!(w.st[1][t], St::Attached(_))
+                    })
                     .collect();
-                assert_eq!(
-                    alive.len(),
-                    1,
-                    "ids {a_id}/{b_id}, orders {a_first}/{b_first}: {conn:?}"
+                let case = format!("ids {a_id}/{b_id}, first {first}, late {late}: {:?}", w.st);
+                assert_eq!(alive.len(), 1, "{case}");
+                assert!(
+                    w.st.iter()
+                        .flatten()
+                        .all(|s| matches!(s, St::Attached(_) | St::Closed)),
+                    "{case}"
                 );
-                assert!(conn.iter().flatten().all(|c| c.1 != St::Held));
-                assert_eq!((a.peer_count(), b.peer_count()), (1, 1));
+                assert_eq!((w.m[0].peer_count(), w.m[1].peer_count()), (1, 1), "{case}");
             }
         }
     }

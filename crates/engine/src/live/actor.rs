@@ -5,20 +5,21 @@
 //! commands, the playhead of local players and the pieces others put in the [`LiveBuffer`]
 //! (the local source, the CDN fallback), and executes the swarm's actions: it queues messages
 //! and block data to connections, checks assembled payloads on the blocking pool and inserts
-//! verified pieces into the buffer (`Origin::Peer`), dials peers (static, `LiveOptions.peers`,
-//! PEX, DHT, the descriptor's trackers) and publishes a [`LiveStatus`] about every 250 ms.
+//! verified pieces into the buffer (`Origin::Peer`) and publishes a [`LiveStatus`] about every
+//! 250 ms. Connections, dials (static, `LiveOptions.peers`, PEX, DHT, the descriptor's
+//! trackers) and bans are the [`Host`]'s, shared with the torrent actor.
 //! Ticks every 100 ms: a live piece is late after a few hundred milliseconds.
 //!
 //! Started by ID only, it first fetches the info dictionary (BEP 9): a live one creates the
 //! buffer (published on the handle's buffer watch); an ordinary torrent's is reported on the
 //! `resolved` watch and the actor ends, so the session can start a VoD torrent with it.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{Descriptor, PieceHeader};
 use peercdn_core::wire::Handshake;
@@ -29,16 +30,10 @@ use tracing::{debug, info, warn};
 
 use super::{now_us, LiveBuffer, LiveHandle, LivePiece, LiveStatus, Origin};
 use crate::dht::Dht;
-use crate::peer::{self, Connection, Outgoing, PeerEvent};
+use crate::host::{Host, HostParams, Totals};
+use crate::peer::Outgoing;
 use crate::ratelimit::RateLimiter;
-use crate::tracker;
 
-/// Most connections per live stream.
-pub const MAX_PEERS: usize = 80;
-/// Most known-but-unconnected addresses kept per stream.
-const MAX_CANDIDATES: usize = 1000;
-/// Dials in progress at once.
-const MAX_DIALS: usize = 16;
 /// Swarm tick.
 const TICK: Duration = Duration::from_millis(100);
 /// Status publication interval.
@@ -134,12 +129,8 @@ pub fn spawn(p: ActorParams) -> ActorHandle {
 }
 
 enum Internal {
-    /// A handshake finished: `true` when we dialled (so `addr` is where the peer listens).
-    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>, bool),
     /// A payload was checked against its header.
     Checked(PieceHeader, Bytes, bool),
-    /// Addresses from the DHT or a tracker.
-    Peers(Vec<SocketAddr>),
 }
 
 struct Actor {
@@ -152,23 +143,9 @@ struct Actor {
     /// Read position in the buffer's insert log.
     seq: u64,
     buffer_rx: Option<watch::Receiver<u64>>,
-    conns: HashMap<u64, Connection>,
-    addrs: HashMap<SocketAddr, u64>,
-    /// The connection to each peer (by peer ID) and whether we opened it.
-    ids: HashMap<PeerId, (u64, bool)>,
-    id_of: HashMap<u64, PeerId>,
-    next_key: u64,
-    candidates: HashSet<SocketAddr>,
-    dialing: HashSet<SocketAddr>,
-    banned: HashSet<SocketAddr>,
-    no_storage: Arc<OnceLock<Arc<crate::storage::Storage>>>,
-    events_tx: mpsc::Sender<PeerEvent>,
-    events_rx: mpsc::Receiver<PeerEvent>,
+    host: Host,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    next_dht_lookup: Instant,
-    next_dht_announce: Instant,
-    next_announce: Instant,
     last_status: Instant,
     next_peer_log: Instant,
     cdn_mark: (u64, Instant),
@@ -198,12 +175,23 @@ impl Actor {
                 .unwrap_or_else(|_| LiveSwarm::new(p.id, config)),
             None => LiveSwarm::new(p.id, config),
         };
-        let (events_tx, events_rx) = mpsc::channel(peer::READER_QUEUE * 4);
         let (internal_tx, internal_rx) = mpsc::channel(256);
         let now = Instant::now();
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
+        let host = Host::new(
+            HostParams {
+                info_hash: p.id,
+                peer_id: p.peer_id,
+                listen_port: p.listen_port,
+                static_peers: p.static_peers.clone(),
+                dht: p.dht.clone(),
+                global: p.global.clone(),
+                local: p.local.clone(),
+                storage: Arc::new(OnceLock::new()),
+            },
+            now,
+        );
         Actor {
-            candidates: p.static_peers.iter().copied().collect(),
             p,
             swarm,
             buffer,
@@ -212,21 +200,9 @@ impl Actor {
             kind_tx,
             seq: 0,
             buffer_rx,
-            conns: HashMap::new(),
-            addrs: HashMap::new(),
-            ids: HashMap::new(),
-            id_of: HashMap::new(),
-            next_key: 1,
-            dialing: HashSet::new(),
-            banned: HashSet::new(),
-            no_storage: Arc::new(OnceLock::new()),
-            events_tx,
-            events_rx,
+            host,
             internal_tx,
             internal_rx,
-            next_dht_lookup: now,
-            next_dht_announce: now,
-            next_announce: now,
             last_status: now,
             next_peer_log: now,
             cdn_mark: (0, now),
@@ -272,7 +248,8 @@ impl Actor {
         self.start_fallback();
         self.take_inserted();
         self.drain_actions();
-        self.connect_now();
+        self.host.set_active(true, &mut self.swarm, Instant::now());
+        self.set_trackers();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -283,7 +260,7 @@ impl Actor {
                 }
             };
             tokio::select! {
-                Some(ev) = self.events_rx.recv() => self.on_peer_event(ev),
+                wake = self.host.recv() => self.on_host(wake),
                 Some(int) = self.internal_rx.recv() => self.on_internal(int),
                 alive = changed => {
                     if alive {
@@ -298,10 +275,12 @@ impl Actor {
                         let _ = done.send(());
                         return;
                     }
-                    Some(LiveCommand::Incoming(stream, addr, hs)) => self.on_incoming(stream, addr, hs),
+                    Some(LiveCommand::Incoming(stream, addr, hs)) => {
+                        self.host.incoming(stream, addr, hs, &mut self.swarm, Instant::now());
+                    }
                     Some(LiveCommand::AddPeers(peers)) => {
-                        self.add_candidates(peers);
-                        self.connect_now();
+                        let now = Instant::now();
+                        self.host.add_candidates(peers, PeerSource::User, &mut self.swarm, now);
                     }
                     None => {
                         self.close_all();
@@ -324,7 +303,6 @@ impl Actor {
             self.swarm.set_playhead(b.playhead(), now);
         }
         self.swarm.tick(now, now_us());
-        self.connect_now();
         if now.duration_since(self.last_status) >= STATUS_EVERY {
             self.publish_status(now);
         }
@@ -346,39 +324,29 @@ impl Actor {
         }
     }
 
-    fn on_peer_event(&mut self, ev: PeerEvent) {
+    fn on_host(&mut self, wake: crate::host::Wake) {
         let now = Instant::now();
-        self.apply_peer_event(ev, now);
+        self.host.handle(wake, &mut self.swarm, now);
         for _ in 0..64 {
-            let Ok(ev) = self.events_rx.try_recv() else {
+            let Some(w) = self.host.try_recv() else {
                 break;
             };
-            self.apply_peer_event(ev, now);
             self.drain_actions();
+            self.host.handle(w, &mut self.swarm, now);
         }
     }
 
-    fn apply_peer_event(&mut self, ev: PeerEvent, now: Instant) {
-        match ev {
-            PeerEvent::Message(key, msg) => self.swarm.on_message(key, msg, now),
-            PeerEvent::BlockSent(key, block, sent) => self.swarm.on_block_sent(key, block, sent),
-            PeerEvent::Closed(key, reason) => {
-                debug!(key, %reason, "peer closed");
-                self.drop_conn(key);
-                self.swarm.remove_peer(key);
-            }
+    /// Announces to the descriptor's trackers, once it is known.
+    fn set_trackers(&mut self) {
+        if let Some(b) = &self.buffer {
+            let urls = b.descriptor().trackers.clone();
+            self.host
+                .set_trackers(urls, &mut self.swarm, Instant::now());
         }
     }
 
     fn on_internal(&mut self, int: Internal) {
         match int {
-            Internal::Dialed(addr, res, outgoing) => {
-                self.dialing.remove(&addr);
-                match res {
-                    Ok((stream, hs)) => self.attach(stream, addr, hs, outgoing),
-                    Err(e) => debug!(%addr, "dial failed: {e}"),
-                }
-            }
             Internal::Checked(header, payload, ok) => {
                 if ok {
                     if let Some(b) = &self.buffer {
@@ -397,72 +365,15 @@ impl Actor {
                 self.swarm
                     .on_piece_checked(header.index, ok, Instant::now());
             }
-            Internal::Peers(peers) => {
-                self.add_candidates(peers);
-                self.connect_now();
-            }
-        }
-    }
-
-    fn on_incoming(&mut self, mut stream: TcpStream, addr: SocketAddr, hs: Handshake) {
-        if self.banned.contains(&addr) || self.conns.len() >= MAX_PEERS {
-            return;
-        }
-        let (id, our) = (self.p.id, self.p.peer_id);
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let r = peer::answer(&mut stream, id, our)
-                .await
-                .map(|_| (stream, hs))
-                .map_err(|e| e.to_string());
-            let _ = tx.send(Internal::Dialed(addr, r, false)).await;
-        });
-    }
-
-    fn attach(&mut self, stream: TcpStream, addr: SocketAddr, hs: Handshake, outgoing: bool) {
-        if self.banned.contains(&addr)
-            || self.conns.len() >= MAX_PEERS
-            || hs.peer_id == self.p.peer_id
-            || self.addrs.contains_key(&addr)
-        {
-            return;
-        }
-        // One connection per peer: when both sides dialled, keep the one opened by the lower
-        // peer ID (both ends decide the same), so upload slots are not spent twice on a peer.
-        if let Some(&(old, old_outgoing)) = self.ids.get(&hs.peer_id) {
-            let opener = |outgoing: bool| if outgoing { self.p.peer_id } else { hs.peer_id };
-            if opener(outgoing).0 >= opener(old_outgoing).0 {
-                return;
-            }
-            self.drop_conn(old);
-            self.swarm.remove_peer(old);
-        }
-        let key = self.next_key;
-        self.next_key += 1;
-        self.ids.insert(hs.peer_id, (key, outgoing));
-        self.id_of.insert(key, hs.peer_id);
-        let conn = Connection::spawn(
-            key,
-            stream,
-            addr,
-            self.events_tx.clone(),
-            self.no_storage.clone(),
-            [self.p.global[0].clone(), self.p.local[0].clone()],
-            [self.p.global[1].clone(), self.p.local[1].clone()],
-        );
-        debug!(%addr, key, "live peer connected");
-        self.conns.insert(key, conn);
-        self.addrs.insert(addr, key);
-        self.swarm.add_peer(key, addr, &hs, Instant::now());
-        if outgoing {
-            self.swarm.set_listen_addr(key, addr);
         }
     }
 
     fn drain_actions(&mut self) {
         while let Some(a) = self.swarm.poll_action() {
             match a {
-                Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
+                Action::Send(key, msg) => {
+                    self.host.send(key, Outgoing::Msg(msg), &mut self.swarm);
+                }
                 Action::SendBlock { peer, block } => {
                     let data = self
                         .buffer
@@ -474,21 +385,22 @@ impl Actor {
                             (e <= p.payload.len()).then(|| p.payload.slice(s..e))
                         });
                     match data {
-                        Some(d) => self.send(peer, Outgoing::Data(block, d)),
+                        Some(d) => {
+                            self.host
+                                .send(peer, Outgoing::Data(block, d), &mut self.swarm);
+                        }
                         None => self.swarm.on_block_sent(peer, block, false),
                     }
                 }
                 Action::Disconnect { peer, reason } => {
-                    if let Some(c) = self.conns.get(&peer) {
-                        if reason.ban() {
-                            warn!(addr = %c.addr, %reason, "banning live peer");
-                            self.banned.insert(c.addr);
-                            self.candidates.remove(&c.addr);
-                        } else {
-                            debug!(addr = %c.addr, %reason, "disconnecting live peer");
-                        }
+                    let ban = reason.ban();
+                    if ban {
+                        warn!(peer, %reason, "banning live peer");
+                    } else {
+                        debug!(peer, %reason, "disconnecting live peer");
                     }
-                    self.drop_conn(peer);
+                    self.host
+                        .disconnect(peer, ban, &mut self.swarm, Instant::now());
                 }
                 Action::PieceComplete { header, payload } => {
                     let tx = self.internal_tx.clone();
@@ -503,8 +415,12 @@ impl Actor {
                     }
                 }
                 Action::Discovered(peers) => {
-                    self.add_candidates(peers);
-                    self.connect_now();
+                    self.host.add_candidates(
+                        peers,
+                        PeerSource::Pex,
+                        &mut self.swarm,
+                        Instant::now(),
+                    );
                 }
                 Action::MetadataReceived(info) => self.on_metadata(info),
                 Action::NotLive(info) => {
@@ -530,154 +446,24 @@ impl Actor {
                 let _ = self.buffer_tx.send(Some(b));
                 let _ = self.kind_tx.send(Kind::Live);
                 self.start_fallback();
+                self.set_trackers();
             }
             Err(e) => warn!("live descriptor from peers is invalid: {e}"),
         }
     }
 
-    fn send(&mut self, key: u64, out: Outgoing) {
-        let ok = self.conns.get(&key).is_some_and(|c| c.send(out));
-        if !ok && self.conns.contains_key(&key) {
-            // A peer that does not read what we send is not kept.
-            self.drop_conn(key);
-            self.swarm.remove_peer(key);
-        }
-    }
-
-    fn drop_conn(&mut self, key: u64) {
-        if let Some(id) = self.id_of.remove(&key) {
-            if self.ids.get(&id).is_some_and(|&(k, _)| k == key) {
-                self.ids.remove(&id);
-            }
-        }
-        if let Some(c) = self.conns.remove(&key) {
-            self.addrs.remove(&c.addr);
-            if self.p.static_peers.contains(&c.addr) && !self.banned.contains(&c.addr) {
-                self.candidates.insert(c.addr);
-            }
-        }
-    }
-
     fn close_all(&mut self) {
-        let keys: Vec<u64> = self.conns.keys().copied().collect();
-        for key in keys {
-            self.drop_conn(key);
-            self.swarm.remove_peer(key);
-        }
-    }
-
-    fn add_candidates(&mut self, peers: Vec<SocketAddr>) {
-        for a in peers {
-            if self.candidates.len() >= MAX_CANDIDATES {
-                break;
-            }
-            let is_self =
-                self.p.listen_port != 0 && a.port() == self.p.listen_port && a.ip().is_loopback();
-            if a.port() == 0 || is_self || self.banned.contains(&a) || self.addrs.contains_key(&a) {
-                continue;
-            }
-            self.candidates.insert(a);
-        }
-    }
-
-    fn connect_now(&mut self) {
-        self.dial_more();
-        self.dht_work();
-        self.tracker_work();
-    }
-
-    fn dial_more(&mut self) {
-        let room = MAX_PEERS
-            .saturating_sub(self.conns.len() + self.dialing.len())
-            .min(MAX_DIALS.saturating_sub(self.dialing.len()));
-        let picks: Vec<SocketAddr> = self
-            .candidates
-            .iter()
-            .filter(|a| !self.addrs.contains_key(a) && !self.dialing.contains(a))
-            .take(room)
-            .copied()
-            .collect();
-        for addr in picks {
-            if !self.p.static_peers.contains(&addr) {
-                self.candidates.remove(&addr);
-            }
-            self.dialing.insert(addr);
-            let (id, our, tx) = (self.p.id, self.p.peer_id, self.internal_tx.clone());
-            tokio::spawn(async move {
-                let r = peer::dial(addr, id, our).await.map_err(|e| e.to_string());
-                let _ = tx.send(Internal::Dialed(addr, r, true)).await;
-            });
-        }
-    }
-
-    /// DHT (BEP 5) as torrents do: look up peers every 5 s while we have none, 30 s while we
-    /// have few, 5 min otherwise; announce every 15 min.
-    fn dht_work(&mut self) {
-        let Some(dht) = self.p.dht.clone() else {
-            return;
-        };
-        let now = Instant::now();
-        if now >= self.next_dht_lookup {
-            let every = match self.conns.len() {
-                0 => 5,
-                1..=4 => 30,
-                _ => 300,
-            };
-            self.next_dht_lookup = now + Duration::from_secs(every);
-            let (id, tx, d) = (self.p.id, self.internal_tx.clone(), dht.clone());
-            tokio::spawn(async move {
-                let peers = d.get_peers(id, 200).await;
-                if !peers.is_empty() {
-                    let _ = tx.send(Internal::Peers(peers)).await;
-                }
-            });
-        }
-        if now >= self.next_dht_announce && self.p.listen_port != 0 {
-            self.next_dht_announce = now + Duration::from_secs(15 * 60);
-            let (id, port) = (self.p.id, self.p.listen_port);
-            tokio::spawn(async move {
-                if let Err(e) = dht.announce(id, port).await {
-                    debug!("DHT announce failed: {e}");
-                }
-            });
-        }
-    }
-
-    /// Announces to the descriptor's trackers once a minute.
-    fn tracker_work(&mut self) {
-        let Some(b) = &self.buffer else { return };
-        let now = Instant::now();
-        if b.descriptor().trackers.is_empty() || now < self.next_announce {
-            return;
-        }
-        self.next_announce = now + Duration::from_secs(60);
-        let st = self.swarm.stats();
-        let req = tracker::AnnounceRequest {
-            info_hash: self.p.id,
-            peer_id: self.p.peer_id,
-            port: self.p.listen_port,
-            uploaded: st.uploaded,
-            downloaded: st.downloaded,
-            left: if self.p.source { 0 } else { 1 },
-            event: tracker::Event::None,
-            num_want: 50,
-        };
-        for url in b.descriptor().trackers.clone() {
-            let (tx, req) = (self.internal_tx.clone(), req.clone());
-            tokio::spawn(async move {
-                match tracker::announce(&url, &req).await {
-                    Ok(r) => {
-                        let _ = tx.send(Internal::Peers(r.peers)).await;
-                    }
-                    Err(e) => debug!(%url, "announce failed: {e}"),
-                }
-            });
-        }
+        self.host.close_all(&mut self.swarm, Instant::now());
     }
 
     fn publish_status(&mut self, now: Instant) {
         self.last_status = now;
         let st = self.swarm.stats();
+        self.host.set_totals(Totals {
+            uploaded: st.uploaded,
+            downloaded: st.downloaded,
+            left: if self.p.source { 0 } else { 1 },
+        });
         if tracing::enabled!(tracing::Level::DEBUG) && now >= self.next_peer_log {
             self.next_peer_log = now + Duration::from_secs(2);
             for p in self.swarm.peer_infos() {
