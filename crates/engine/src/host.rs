@@ -41,6 +41,8 @@ use crate::tracker;
 
 /// Finished dials, lookups and announces queued to the host.
 pub const INTERNAL_QUEUE: usize = 256;
+/// Peer events handled per [`Host::handle`] call at most.
+pub const BURST: usize = 64;
 
 /// What the host needs from a swarm (both [`peercdn_core::swarm::Swarm`] and
 /// [`peercdn_core::live::swarm::LiveSwarm`] provide it).
@@ -57,61 +59,74 @@ pub trait PeerSwarm {
     fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool);
 }
 
-impl PeerSwarm for peercdn_core::swarm::Swarm {
-    fn add_peer(&mut self, key: ConnId, addr: SocketAddr, hs: &Handshake, now: Instant) {
-        self.add_peer(key, addr, hs, now)
-    }
-    fn set_listen_addr(&mut self, key: ConnId, addr: SocketAddr) {
-        self.set_listen_addr(key, addr)
-    }
-    fn remove_peer(&mut self, key: ConnId) {
-        self.remove_peer(key)
-    }
-    fn on_message(&mut self, key: ConnId, msg: Message, now: Instant) {
-        self.on_message(key, msg, now)
-    }
-    fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool) {
-        self.on_block_sent(key, block, sent)
-    }
+/// Implements [`PeerSwarm`] by forwarding to the swarm's own methods of the same names.
+macro_rules! peer_swarm {
+    ($t:ty) => {
+        impl PeerSwarm for $t {
+            fn add_peer(&mut self, key: ConnId, addr: SocketAddr, hs: &Handshake, now: Instant) {
+                <$t>::add_peer(self, key, addr, hs, now)
+            }
+            fn set_listen_addr(&mut self, key: ConnId, addr: SocketAddr) {
+                <$t>::set_listen_addr(self, key, addr)
+            }
+            fn remove_peer(&mut self, key: ConnId) {
+                <$t>::remove_peer(self, key)
+            }
+            fn on_message(&mut self, key: ConnId, msg: Message, now: Instant) {
+                <$t>::on_message(self, key, msg, now)
+            }
+            fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool) {
+                <$t>::on_block_sent(self, key, block, sent)
+            }
+        }
+    };
 }
 
-impl PeerSwarm for peercdn_core::live::swarm::LiveSwarm {
-    fn add_peer(&mut self, key: ConnId, addr: SocketAddr, hs: &Handshake, now: Instant) {
-        self.add_peer(key, addr, hs, now)
+peer_swarm!(peercdn_core::swarm::Swarm);
+peer_swarm!(peercdn_core::live::swarm::LiveSwarm);
+
+/// What the session gives every swarm (torrent or live stream) about its peers.
+#[derive(Debug, Clone)]
+pub struct PeerParams {
+    /// Peers to dial at start and re-dial when disconnected.
+    pub static_peers: Vec<SocketAddr>,
+    /// Our peer ID.
+    pub peer_id: PeerId,
+    /// Our listen port (0 if not listening).
+    pub listen_port: u16,
+    /// Node-wide limiters, download then upload.
+    pub global: [RateLimiter; 2],
+    /// This swarm's limiters, download then upload.
+    pub local: [RateLimiter; 2],
+    /// The node's DHT, when on: the swarm looks up peers and announces itself there.
+    pub dht: Option<Dht>,
+}
+
+impl PeerParams {
+    /// Our listen port for the swarms' configs (`None`: not listening).
+    pub fn port(&self) -> Option<u16> {
+        (self.listen_port != 0).then_some(self.listen_port)
     }
-    fn set_listen_addr(&mut self, key: ConnId, addr: SocketAddr) {
-        self.set_listen_addr(key, addr)
-    }
-    fn remove_peer(&mut self, key: ConnId) {
-        self.remove_peer(key)
-    }
-    fn on_message(&mut self, key: ConnId, msg: Message, now: Instant) {
-        self.on_message(key, msg, now)
-    }
-    fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool) {
-        self.on_block_sent(key, block, sent)
+
+    /// A seed for a swarm's random choices, from our peer ID and a per-kind salt.
+    pub fn seed(&self, salt: [u8; 4]) -> u64 {
+        let id = &self.peer_id.0;
+        u64::from_le_bytes([
+            id[12], id[13], id[14], id[15], salt[0], salt[1], salt[2], salt[3],
+        ])
     }
 }
 
 /// Everything a host needs to start.
 #[derive(Debug, Clone)]
-pub struct HostParams {
-    /// The swarm's content ID.
-    pub info_hash: InfoHash,
-    /// Our peer ID.
-    pub peer_id: PeerId,
-    /// Our listen port (0 if not listening).
-    pub listen_port: u16,
-    /// Peers dialled first and re-dialled after a drop.
-    pub static_peers: Vec<SocketAddr>,
-    /// The node's DHT, when on.
-    pub dht: Option<Dht>,
-    /// Node-wide limiters, download then upload.
-    pub global: [RateLimiter; 2],
-    /// This swarm's limiters, download then upload.
-    pub local: [RateLimiter; 2],
-    /// Where connection writers read blocks for upload (empty for live streams).
-    pub storage: Arc<OnceLock<Arc<Storage>>>,
+struct HostParams {
+    info_hash: InfoHash,
+    peer_id: PeerId,
+    listen_port: u16,
+    dht: Option<Dht>,
+    global: [RateLimiter; 2],
+    local: [RateLimiter; 2],
+    storage: Arc<OnceLock<Arc<Storage>>>,
 }
 
 /// Figures a tracker announce reports, kept up to date by the actor.
@@ -173,15 +188,30 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host with no connections. Inactive until [`Host::set_active`] (nothing dialled or
-    /// accepted before).
-    pub fn new(p: HostParams, now: Instant) -> Host {
+    /// A host for the swarm `info_hash`, with no connections; `storage` is where connection
+    /// writers read blocks for upload (empty for live streams). Inactive until
+    /// [`Host::set_active`] (nothing dialled or accepted before).
+    pub fn new(
+        info_hash: InfoHash,
+        peers: &PeerParams,
+        storage: Arc<OnceLock<Arc<Storage>>>,
+        now: Instant,
+    ) -> Host {
         let config = ConnConfig {
-            listen_port: (p.listen_port != 0).then_some(p.listen_port),
-            dht: p.dht.is_some(),
+            listen_port: peers.port(),
+            dht: peers.dht.is_some(),
             ..ConnConfig::default()
         };
-        let mgr = ConnManager::new(config, p.peer_id, &p.static_peers, now);
+        let mgr = ConnManager::new(config, peers.peer_id, &peers.static_peers, now);
+        let p = HostParams {
+            info_hash,
+            peer_id: peers.peer_id,
+            listen_port: peers.listen_port,
+            dht: peers.dht.clone(),
+            global: peers.global.clone(),
+            local: peers.local.clone(),
+            storage,
+        };
         let (events_tx, events_rx) = mpsc::channel(peer::READER_QUEUE * 4);
         let (tasks_tx, tasks_rx) = mpsc::channel(INTERNAL_QUEUE);
         Host {
@@ -214,13 +244,22 @@ impl Host {
         }
     }
 
-    /// A peer event already queued, if any (to handle a burst before going back to `select!`).
-    pub fn try_recv(&mut self) -> Option<Wake> {
-        self.events_rx.try_recv().ok().map(Wake::Peer)
+    /// Handles what [`Host::recv`] returned, and the peer events already queued behind it
+    /// (up to [`BURST`]: fewer wake-ups of the actor under load).
+    pub fn handle<S: PeerSwarm>(&mut self, wake: Wake, swarm: &mut S, now: Instant) {
+        let burst = matches!(wake, Wake::Peer(_));
+        self.handle_one(wake, swarm, now);
+        if burst {
+            for _ in 1..BURST {
+                let Ok(ev) = self.events_rx.try_recv() else {
+                    break;
+                };
+                self.handle_one(Wake::Peer(ev), swarm, now);
+            }
+        }
     }
 
-    /// Handles what [`Host::recv`] returned.
-    pub fn handle<S: PeerSwarm>(&mut self, wake: Wake, swarm: &mut S, now: Instant) {
+    fn handle_one<S: PeerSwarm>(&mut self, wake: Wake, swarm: &mut S, now: Instant) {
         match wake {
             Wake::Peer(PeerEvent::Message(key, msg)) => {
                 if let Some(a) = activity(&msg) {

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::dht::{Dht, DhtConfig};
+use crate::host::PeerParams;
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
 use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
@@ -287,23 +288,11 @@ impl Session {
             return h.clone();
         }
         let c = &self.inner.config;
-        let mut static_peers = c.static_peers.clone();
-        static_peers.extend(opts.peers);
-        static_peers.sort();
-        static_peers.dedup();
         let params = TorrentParams {
             source,
             save_dir: opts.save_dir.unwrap_or_else(|| c.download_dir.clone()),
             state_dir: c.data_dir.join("torrents"),
-            static_peers,
-            peer_id: self.inner.peer_id,
-            listen_port: self.inner.port,
-            global: self.inner.limits.clone(),
-            dht: self.inner.dht.clone(),
-            local: [
-                RateLimiter::new(opts.download_limit),
-                RateLimiter::new(opts.upload_limit),
-            ],
+            peers: self.peer_params(opts.peers, opts.download_limit, opts.upload_limit),
         };
         let h = torrent::spawn(params);
         map.insert(info_hash, h.clone());
@@ -311,6 +300,31 @@ impl Session {
             lsd.add(info_hash);
         }
         h
+    }
+
+    /// What a new torrent or live stream is given about its peers: the node's static peers
+    /// plus `extra`, our identity, the node-wide limits and its own, the DHT.
+    fn peer_params(
+        &self,
+        extra: Vec<SocketAddr>,
+        download_limit: u64,
+        upload_limit: u64,
+    ) -> PeerParams {
+        let mut static_peers = self.inner.config.static_peers.clone();
+        static_peers.extend(extra);
+        static_peers.sort();
+        static_peers.dedup();
+        PeerParams {
+            static_peers,
+            peer_id: self.inner.peer_id,
+            listen_port: self.inner.port,
+            global: self.inner.limits.clone(),
+            local: [
+                RateLimiter::new(download_limit),
+                RateLimiter::new(upload_limit),
+            ],
+            dht: self.inner.dht.clone(),
+        }
     }
 
     /// Re-adds every torrent this data directory held when the node last ran (its `.torrent`
@@ -433,11 +447,7 @@ impl Session {
             }
             return h.clone();
         }
-        let c = &self.inner.config;
-        let mut static_peers = c.static_peers.clone();
-        static_peers.extend(opts.peers);
-        static_peers.sort();
-        static_peers.dedup();
+        let peers = self.peer_params(opts.peers, opts.download_limit, opts.upload_limit);
         // Extra CDN URLs join the descriptor's (the ID does not cover them).
         let mut cdn = descriptor
             .as_ref()
@@ -457,15 +467,7 @@ impl Session {
             descriptor,
             source: opts.source,
             cdn,
-            static_peers,
-            peer_id: self.inner.peer_id,
-            listen_port: self.inner.port,
-            global: self.inner.limits.clone(),
-            local: [
-                RateLimiter::new(opts.download_limit),
-                RateLimiter::new(opts.upload_limit),
-            ],
-            dht: self.inner.dht.clone(),
+            peers,
         });
         map.insert(id, h.clone());
         if let Some(lsd) = self.inner.lsd.get() {

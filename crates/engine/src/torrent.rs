@@ -20,7 +20,7 @@ use peercdn_core::metainfo::{Info, Metainfo};
 use peercdn_core::picker;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
 use peercdn_core::wire::Handshake;
-use peercdn_core::{Bitfield, DisconnectCounts, InfoHash, PeerId};
+use peercdn_core::{Bitfield, DisconnectCounts, InfoHash};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -29,9 +29,8 @@ mod webseeds;
 
 pub use webseeds::WebSeedStat;
 
-use crate::host::{Host, HostParams, Totals};
+use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
-use crate::ratelimit::RateLimiter;
 use crate::storage::{sha1_piece, Resume, Storage};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 
@@ -77,18 +76,8 @@ pub struct TorrentParams {
     pub save_dir: PathBuf,
     /// Where resume data and the `.torrent` copy are kept.
     pub state_dir: PathBuf,
-    /// Peers to dial at start and re-dial when disconnected.
-    pub static_peers: Vec<SocketAddr>,
-    /// Our peer ID.
-    pub peer_id: PeerId,
-    /// Our listen port (0 if not listening).
-    pub listen_port: u16,
-    /// Node-wide limiters, download then upload.
-    pub global: [RateLimiter; 2],
-    /// This torrent's limiters, download then upload.
-    pub local: [RateLimiter; 2],
-    /// The node's DHT, when on: the torrent announces itself and looks up peers there.
-    pub dht: Option<crate::dht::Dht>,
+    /// Peers, identity, limits and DHT.
+    pub peers: PeerParams,
 }
 
 /// Life-cycle state.
@@ -346,22 +335,13 @@ impl Torrent {
         // BEP 27: no peer exchange for private torrents.
         let private = matches!(&p.source, Source::Metainfo(m) if m.info.private);
         let config = SwarmConfig {
-            listen_port: (p.listen_port != 0).then_some(p.listen_port),
+            listen_port: p.peers.port(),
             pex_interval: if private {
                 None
             } else {
                 SwarmConfig::default().pex_interval
             },
-            seed: u64::from_le_bytes([
-                p.peer_id.0[12],
-                p.peer_id.0[13],
-                p.peer_id.0[14],
-                p.peer_id.0[15],
-                1,
-                2,
-                3,
-                4,
-            ]),
+            seed: p.peers.seed([1, 2, 3, 4]),
             ..SwarmConfig::default()
         };
         let (internal_tx, internal_rx) = mpsc::channel(256);
@@ -370,19 +350,7 @@ impl Torrent {
             Source::Hash { trackers, .. } => trackers.clone(),
         };
         let storage = shared.storage.clone();
-        let host = Host::new(
-            HostParams {
-                info_hash,
-                peer_id: p.peer_id,
-                listen_port: p.listen_port,
-                static_peers: p.static_peers.clone(),
-                dht: p.dht.clone(),
-                global: p.global.clone(),
-                local: p.local.clone(),
-                storage: storage.clone(),
-            },
-            Instant::now(),
-        );
+        let host = Host::new(info_hash, &p.peers, storage.clone(), Instant::now());
         Torrent {
             info_hash,
             swarm: Swarm::new(info_hash, config),
@@ -636,28 +604,14 @@ impl Torrent {
     }
 
     fn on_host(&mut self, wake: crate::host::Wake) {
-        let now = Instant::now();
-        self.host.handle(wake, &mut self.swarm, now);
-        // Drain what is already queued before going back to select (fewer wake-ups).
-        for _ in 0..64 {
-            let Some(w) = self.host.try_recv() else {
-                break;
-            };
-            self.drain_actions();
-            self.host.handle(w, &mut self.swarm, now);
-        }
+        self.host.handle(wake, &mut self.swarm, Instant::now());
     }
 
     fn drain_actions(&mut self) {
         while let Some(a) = self.swarm.poll_action() {
             match a {
-                Action::Send(key, msg) => {
-                    self.host.send(key, Outgoing::Msg(msg), &mut self.swarm);
-                }
-                Action::Read { peer, block } => {
-                    self.host
-                        .send(peer, Outgoing::Block(block), &mut self.swarm);
-                }
+                Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
+                Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
                 Action::Disconnect { peer, reason } => {
                     let ban = reason.ban();
                     debug!(peer, %reason, ban, "disconnecting");
@@ -667,14 +621,7 @@ impl Torrent {
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),
                 Action::MetadataReceived(bytes) => self.on_metadata(bytes),
-                Action::Discovered(peers) => {
-                    self.host.add_candidates(
-                        peers,
-                        PeerSource::Pex,
-                        &mut self.swarm,
-                        Instant::now(),
-                    );
-                }
+                Action::Discovered(peers) => self.discovered(peers),
                 Action::Completed => {
                     info!("download complete");
                     if self.swarm.stats().downloaded > 0 {
@@ -687,6 +634,17 @@ impl Torrent {
                 }
             }
         }
+    }
+
+    fn send(&mut self, key: u64, out: Outgoing) {
+        self.host.send(key, out, &mut self.swarm);
+    }
+
+    /// Addresses a peer told us (PEX).
+    fn discovered(&mut self, peers: Vec<SocketAddr>) {
+        let now = Instant::now();
+        self.host
+            .add_candidates(peers, PeerSource::Pex, &mut self.swarm, now);
     }
 
     fn store(&mut self, index: u32, begin: u32, data: &[u8]) {

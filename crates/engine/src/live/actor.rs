@@ -23,16 +23,14 @@ use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{Descriptor, PieceHeader};
 use peercdn_core::wire::Handshake;
-use peercdn_core::{InfoHash, PeerId};
+use peercdn_core::InfoHash;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{now_us, LiveBuffer, LiveHandle, LivePiece, LiveStatus, Origin};
-use crate::dht::Dht;
-use crate::host::{Host, HostParams, Totals};
+use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
-use crate::ratelimit::RateLimiter;
 
 /// Swarm tick.
 const TICK: Duration = Duration::from_millis(100);
@@ -72,18 +70,8 @@ pub struct ActorParams {
     pub source: bool,
     /// CDN base URLs besides the descriptor's (kept in the descriptor built by ID).
     pub cdn: Vec<String>,
-    /// Peers to dial at start and re-dial when disconnected.
-    pub static_peers: Vec<SocketAddr>,
-    /// Our peer ID.
-    pub peer_id: PeerId,
-    /// Our listen port (0 if not listening).
-    pub listen_port: u16,
-    /// Node-wide limiters, download then upload.
-    pub global: [RateLimiter; 2],
-    /// This stream's limiters, download then upload.
-    pub local: [RateLimiter; 2],
-    /// The node's DHT, when on.
-    pub dht: Option<Dht>,
+    /// Peers, identity, limits and DHT.
+    pub peers: PeerParams,
 }
 
 /// The session's side of a running live actor.
@@ -163,11 +151,10 @@ impl Actor {
         status_tx: watch::Sender<LiveStatus>,
         kind_tx: watch::Sender<Kind>,
     ) -> Actor {
-        let id = &p.peer_id.0;
         let config = LiveConfig {
             source: p.source,
-            listen_port: (p.listen_port != 0).then_some(p.listen_port),
-            seed: u64::from_le_bytes([id[12], id[13], id[14], id[15], 5, 6, 7, 8]),
+            listen_port: p.peers.port(),
+            seed: p.peers.seed([5, 6, 7, 8]),
             ..LiveConfig::default()
         };
         let swarm = match &p.descriptor {
@@ -178,19 +165,7 @@ impl Actor {
         let (internal_tx, internal_rx) = mpsc::channel(256);
         let now = Instant::now();
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
-        let host = Host::new(
-            HostParams {
-                info_hash: p.id,
-                peer_id: p.peer_id,
-                listen_port: p.listen_port,
-                static_peers: p.static_peers.clone(),
-                dht: p.dht.clone(),
-                global: p.global.clone(),
-                local: p.local.clone(),
-                storage: Arc::new(OnceLock::new()),
-            },
-            now,
-        );
+        let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
         Actor {
             p,
             swarm,
@@ -325,15 +300,7 @@ impl Actor {
     }
 
     fn on_host(&mut self, wake: crate::host::Wake) {
-        let now = Instant::now();
-        self.host.handle(wake, &mut self.swarm, now);
-        for _ in 0..64 {
-            let Some(w) = self.host.try_recv() else {
-                break;
-            };
-            self.drain_actions();
-            self.host.handle(w, &mut self.swarm, now);
-        }
+        self.host.handle(wake, &mut self.swarm, Instant::now());
     }
 
     /// Announces to the descriptor's trackers, once it is known.
