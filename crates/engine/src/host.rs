@@ -405,8 +405,10 @@ impl Host {
         self.totals = t;
     }
 
-    /// Closes every connection (attached and held).
+    /// Stops dialling and accepting, and closes every connection (attached and held);
+    /// [`Host::set_active`] starts again.
     pub fn close_all<S: PeerSwarm>(&mut self, swarm: &mut S, now: Instant) {
+        self.mgr.set_active(false, now);
         let keys: Vec<ConnId> = self.conns.keys().chain(self.held.keys()).copied().collect();
         for key in keys {
             self.conns.remove(&key);
@@ -414,8 +416,7 @@ impl Host {
             swarm.remove_peer(key);
             self.mgr.on_closed(key, now);
         }
-        // Re-dials the manager schedules are the caller's business (it is inactive or ending).
-        while self.mgr.poll_action().is_some() {}
+        self.pump(swarm, now);
     }
 
     /// Attached connections.

@@ -423,10 +423,6 @@ impl ConnManager {
             if a.port() == 0 || self.is_self(a) || self.bans.addr_banned(a) {
                 continue;
             }
-            if source == Source::User && !self.statics.contains(&a) {
-                // A peer given by the user is kept like a static one.
-                self.statics.insert(a);
-            }
             if self.candidates.contains_key(&a) || self.connected_to(a) {
                 continue;
             }
