@@ -28,7 +28,7 @@ use peercdn_core::conn::{
     Action, Activity, Admission, ConnConfig, ConnId, ConnManager, Source, TrackerEvent,
 };
 use peercdn_core::wire::{BlockRef, Handshake, Message};
-use peercdn_core::{InfoHash, PeerId};
+use peercdn_core::{DisconnectReason, InfoHash, PeerId};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -342,18 +342,21 @@ impl Host {
         false
     }
 
-    /// Closes a connection the swarm gave up on; with `ban`, bans the peer behind it (see
-    /// [`ConnManager::ban`]).
+    /// Closes a connection the swarm gave up on, and logs why; when the reason calls for it
+    /// ([`DisconnectReason::ban`]), bans the peer behind it (see [`ConnManager::ban`]).
     pub fn disconnect<S: PeerSwarm>(
         &mut self,
         key: ConnId,
-        ban: bool,
+        reason: DisconnectReason,
         swarm: &mut S,
         now: Instant,
     ) {
+        let ban = reason.ban();
         if let Some(c) = self.conns.remove(&key) {
             if ban {
-                warn!(addr = %c.addr, "banning peer");
+                warn!(addr = %c.addr, %reason, "banning peer");
+            } else {
+                debug!(addr = %c.addr, %reason, "disconnecting peer");
             }
         }
         swarm.remove_peer(key);

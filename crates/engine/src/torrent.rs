@@ -23,7 +23,7 @@ use peercdn_core::wire::Handshake;
 use peercdn_core::{Bitfield, DisconnectCounts, InfoHash};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 mod webseeds;
 
@@ -613,10 +613,8 @@ impl Torrent {
                 Action::Send(key, msg) => self.send(key, Outgoing::Msg(msg)),
                 Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
                 Action::Disconnect { peer, reason } => {
-                    let ban = reason.ban();
-                    debug!(peer, %reason, ban, "disconnecting");
                     self.host
-                        .disconnect(peer, ban, &mut self.swarm, Instant::now());
+                        .disconnect(peer, reason, &mut self.swarm, Instant::now());
                 }
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),

@@ -360,14 +360,8 @@ impl Actor {
                     }
                 }
                 Action::Disconnect { peer, reason } => {
-                    let ban = reason.ban();
-                    if ban {
-                        warn!(peer, %reason, "banning live peer");
-                    } else {
-                        debug!(peer, %reason, "disconnecting live peer");
-                    }
                     self.host
-                        .disconnect(peer, ban, &mut self.swarm, Instant::now());
+                        .disconnect(peer, reason, &mut self.swarm, Instant::now());
                 }
                 Action::PieceComplete { header, payload } => {
                     let tx = self.internal_tx.clone();
