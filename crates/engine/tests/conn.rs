@@ -479,3 +479,37 @@ async fn a_broadcaster_with_90_idle_connections_still_serves() {
     viewer.shutdown().await;
     src.shutdown().await;
 }
+
+/// Each incoming socket spawned a handshake reader with no cap, so a flood of silent sockets
+/// grew tasks without bound. Now at most `MAX_HANDSHAKES_IN_FLIGHT` are read at once and a
+/// socket beyond that is closed at accept; once the silent ones go, peers are answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_in_flight_are_capped() {
+    use peercdn_engine::session::MAX_HANDSHAKES_IN_FLIGHT;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, pub_dir) = make_torrent(dir.path(), 100_000);
+    let (seeder, _h) = seed(dir.path(), &m, &pub_dir).await;
+    let mut silent = Vec::new();
+    for _ in 0..MAX_HANDSHAKES_IN_FLIGHT {
+        silent.push(TcpStream::connect(addr(&seeder)).await.unwrap());
+    }
+    let mut over = raw_dial(addr(&seeder), m.info_hash, peer_id(1)).await;
+    assert!(
+        answered(&mut over).await.is_none(),
+        "a handshake beyond the cap was read"
+    );
+    drop(silent);
+    // The session frees a slot as it sees each silent socket close: retry until then.
+    tokio::time::timeout(BOUND, async {
+        loop {
+            let mut fresh = raw_dial(addr(&seeder), m.info_hash, peer_id(2)).await;
+            if answered(&mut fresh).await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("answered once the silent sockets are gone");
+    seeder.shutdown().await;
+}
