@@ -259,6 +259,12 @@ impl Swarm {
         }
     }
 
+    /// Where a connected peer listens, if known (we dialled it, or its extension handshake
+    /// said).
+    pub fn listen_addr(&self, key: PeerKey) -> Option<SocketAddr> {
+        self.peers.get(&key).and_then(|p| p.rec.listen_addr)
+    }
+
     /// A connection closed (for any reason). Its requests go back to the picker.
     pub fn remove_peer(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.remove(&key) else {

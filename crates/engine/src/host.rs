@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use peercdn_core::conn::{
     Action, Activity, Admission, ConnConfig, ConnId, ConnManager, Source, TrackerEvent,
 };
+use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{BlockRef, Handshake, Message};
 use peercdn_core::{DisconnectReason, InfoHash, PeerId};
 use tokio::net::TcpStream;
@@ -51,6 +52,8 @@ pub trait PeerSwarm {
     fn add_peer(&mut self, key: ConnId, addr: SocketAddr, hs: &Handshake, now: Instant);
     /// The address a peer listens on (known when we dialled it).
     fn set_listen_addr(&mut self, key: ConnId, addr: SocketAddr);
+    /// Where a peer listens, if known (we dialled it, or its extension handshake said).
+    fn listen_addr(&self, key: ConnId) -> Option<SocketAddr>;
     /// A connection ended.
     fn remove_peer(&mut self, key: ConnId);
     /// A message arrived.
@@ -68,6 +71,9 @@ macro_rules! peer_swarm {
             }
             fn set_listen_addr(&mut self, key: ConnId, addr: SocketAddr) {
                 <$t>::set_listen_addr(self, key, addr)
+            }
+            fn listen_addr(&self, key: ConnId) -> Option<SocketAddr> {
+                <$t>::listen_addr(self, key)
             }
             fn remove_peer(&mut self, key: ConnId) {
                 <$t>::remove_peer(self, key)
@@ -265,7 +271,21 @@ impl Host {
                 if let Some(a) = activity(&msg) {
                     self.mgr.on_activity(key, a, now);
                 }
+                let ext_handshake = matches!(
+                    msg,
+                    Message::Extended {
+                        id: EXT_HANDSHAKE_ID,
+                        ..
+                    }
+                );
                 swarm.on_message(key, msg, now);
+                if ext_handshake {
+                    // Where a peer that dialled us listens: a ban covers it, and we do not
+                    // dial it while connected.
+                    if let Some(a) = swarm.listen_addr(key) {
+                        self.mgr.set_listen_addr(key, a);
+                    }
+                }
             }
             Wake::Peer(PeerEvent::BlockSent(key, block, sent)) => {
                 if sent {

@@ -21,8 +21,10 @@
 //! A ban is keyed by the peer's IP address, so a banned peer that comes back from a new source
 //! port (or listens on a new port) is refused. Loopback is the exception: every peer of a test
 //! (and of a single-host deployment) shares 127.0.0.1, so banning the IP would ban everyone.
-//! There the ban covers the peer ID and the addresses the peer used and listens on. A banned
-//! static peer is taken off the static list: it is never dialled again.
+//! There the ban covers the peer ID and the addresses the peer used and listens on (a listen
+//! address a peer tells is on its own IP, so only on loopback could a liar name another
+//! local peer's port: acceptable for tests and single-host setups). A banned static peer is
+//! taken off the static list: it is never dialled again.
 //!
 //! # One connection per peer ID, and why an impostor cannot use it
 //! A second connection to a peer wastes a slot and an upload slot, so each peer ID gets one.

@@ -185,6 +185,23 @@ fn a_loopback_ban_covers_the_peer_id_and_its_addresses() {
     ));
 }
 
+/// A peer that dialled us tells where it listens: we do not dial that address while
+/// connected, and a loopback ban covers it.
+#[test]
+fn a_told_listen_address_counts_as_connected_and_banned() {
+    let t0 = Instant::now();
+    let mut m = manager(&[], t0);
+    let c = attach(&mut m, lo(50000), id(9), t0);
+    m.set_listen_addr(c, lo(7009));
+    m.add_candidates([lo(7009)], Source::Pex, t0);
+    assert!(dials(&drain(&mut m)).is_empty());
+    m.ban(c, t0);
+    m.add_candidates([lo(7009)], Source::Pex, t0);
+    assert!(dials(&drain(&mut m)).is_empty());
+    m.add_candidates([lo(7010)], Source::Pex, t0);
+    assert_eq!(dials(&drain(&mut m)), vec![lo(7010)]);
+}
+
 /// What a second connection with an existing peer ID gets, for every direction and tie-break.
 #[test]
 fn duplicate_rule_table() {

@@ -345,6 +345,12 @@ impl LiveSwarm {
         }
     }
 
+    /// Where a connected peer listens, if known (we dialled it, or its extension handshake
+    /// said).
+    pub fn listen_addr(&self, key: PeerKey) -> Option<SocketAddr> {
+        self.peers.get(&key).and_then(|p| p.rec.listen_addr)
+    }
+
     /// The lowest piece a local player needs (`None`: no player; the node only relays).
     pub fn set_playhead(&mut self, playhead: Option<u32>, now: Instant) {
         if self.playhead != playhead {
