@@ -24,6 +24,8 @@
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
 //! - [`live`]: live streams: descriptor, signed piece header, `pc_live` messages, live swarm.
 //! - [`ts`]: the MPEG-TS reader and live piece cutter (sync, PAT/PMT, keyframes, PTS/PCR).
+//! - [`time`]: the time contract (`handle_timeout`/`poll_timeout`) and the wall clock derived
+//!   from the one monotonic time input.
 //!
 //! Architecture invariant: this crate never depends on tokio, never opens a socket or a file and
 //! never reads the clock. Panics are bugs; nothing a remote peer sends can cause one.
@@ -42,6 +44,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod picker;
 pub mod swarm;
+pub mod time;
 pub mod ts;
 pub mod wire;
 

@@ -5,9 +5,11 @@
 //! metadata (BEP 9) when the torrent started from a magnet. It performs no I/O and reads no
 //! clock: the engine feeds it events with a `now` and executes the [`Action`]s it emits.
 //!
-//! Calling rule: after every input (`add_peer`, `on_message`, `remove_peer`, `on_piece_verified`,
-//! `on_block_sent`, `set_metadata`, `tick`), drain [`Swarm::poll_action`] until it returns `None`.
-//! Call [`Swarm::tick`] about once a second.
+//! Calling rule (the time contract of [`crate::time`]): after every input (`add_peer`,
+//! `on_message`, `remove_peer`, `on_piece_verified`, `on_block_sent`, `set_metadata`,
+//! `handle_timeout`, …), drain [`Swarm::poll_action`] until it returns `None`; then wake the swarm
+//! with [`Swarm::handle_timeout`] at the instant [`Swarm::poll_timeout`] names (rate meters,
+//! choking rounds, request timeouts, idle peers, keep-alives, PEX). There is no fixed tick.
 //!
 //! Anything a peer sends that breaks the protocol yields `Action::Disconnect` for that peer only;
 //! nothing a peer sends can panic the swarm or affect other peers' state beyond availability.
@@ -30,6 +32,7 @@ use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
+mod timers;
 mod types;
 
 pub use types::{Action, PeerInfo, SwarmConfig, SwarmStats};
@@ -67,7 +70,10 @@ struct Peer {
     their_requests: VecDeque<BlockRef>,
     reads_in_flight: usize,
     last_block: Instant,
-    last_sent: Instant,
+    /// Something was sent to it since the last keep-alive check.
+    sent_recently: bool,
+    /// The next keep-alive check (a keep-alive goes out if nothing was sent since the last).
+    keepalive_at: Instant,
     hash_fails: u32,
 }
 
@@ -85,7 +91,10 @@ pub struct Swarm {
     actions: VecDeque<Action>,
     stats: SwarmStats,
     completed_sent: bool,
-    last_tick: Option<Instant>,
+    /// When the rate meters were last updated (`None` until the first peer).
+    last_rate: Option<Instant>,
+    /// When the next choking round is due (`None` until the first peer).
+    next_choke: Option<Instant>,
     scratch: Vec<BlockRef>,
 }
 
@@ -104,7 +113,8 @@ impl Swarm {
             actions: VecDeque::new(),
             stats: SwarmStats::default(),
             completed_sent: false,
-            last_tick: None,
+            last_rate: None,
+            next_choke: None,
             scratch: Vec::new(),
         }
     }
@@ -241,9 +251,16 @@ impl Swarm {
             their_requests: VecDeque::new(),
             reads_in_flight: 0,
             last_block: now,
-            last_sent: now,
+            sent_recently: false,
+            keepalive_at: now + timers::KEEPALIVE_CHECK,
             hash_fails: 0,
         };
+        if self.peers.is_empty() {
+            // Rates are measured from now (an idle swarm does not wake to measure nothing).
+            self.last_rate = Some(now);
+        }
+        // The first choking round is due at once.
+        self.next_choke.get_or_insert(now);
         self.peers.insert(key, peer);
         self.send_ext_handshake_if_needed(key);
         if self.picker.is_some() {
@@ -458,68 +475,6 @@ impl Swarm {
         v.into_iter().take(max).map(|(_, i)| i).collect()
     }
 
-    /// Periodic work: rates, queue sizes, choking rounds, request timeouts, keep-alives.
-    pub fn tick(&mut self, now: Instant) {
-        let dt = self
-            .last_tick
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or(Duration::ZERO);
-        self.last_tick = Some(now);
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for &key in &keys {
-            let Some(peer) = self.peers.get_mut(&key) else {
-                continue;
-            };
-            if dt >= Duration::from_millis(100) {
-                peer.rec.traffic.sample(dt);
-                // Keep about a second of data in flight.
-                let down_rate = peer.rec.traffic.down.rate();
-                let by_rate = (down_rate / crate::wire::BLOCK_LEN as u64) as u32;
-                peer.queue_target = by_rate.clamp(
-                    self.config.min_queue,
-                    self.config.max_queue.min(peer.reqq.max(1)),
-                );
-                if down_rate == 0 {
-                    peer.queue_target = peer
-                        .queue_target
-                        .max(self.config.initial_queue.min(peer.reqq.max(1)));
-                }
-            }
-            if now.saturating_duration_since(peer.rec.last_recv) > self.config.idle_timeout {
-                self.disconnect(key, DisconnectReason::Idle);
-                continue;
-            }
-            if !peer.outstanding.is_empty()
-                && now.saturating_duration_since(peer.last_block) > self.config.request_timeout
-            {
-                // Stuck requests (e.g. a peer that holds them and never answers): cancel and
-                // hand them to someone else.
-                let dropped: Vec<BlockRef> = peer.outstanding.drain(..).collect();
-                peer.queue_target = self.config.min_queue;
-                peer.last_block = now;
-                for b in &dropped {
-                    self.send(key, Message::Cancel(*b));
-                    if let Some(picker) = self.picker.as_mut() {
-                        picker.on_request_failed(b);
-                    }
-                }
-            }
-            if let Some(peer) = self.peers.get(&key) {
-                if now.saturating_duration_since(peer.last_sent) > Duration::from_secs(90) {
-                    self.send(key, Message::KeepAlive);
-                }
-            }
-        }
-        self.meta.handle_timeout(now);
-        self.drain_meta();
-        self.send_pex(now);
-        if self.choker.due(now) {
-            self.choke_round(now);
-        }
-        self.update_interest_all();
-        self.refill_all(now);
-    }
-
     // ---- handlers -------------------------------------------------------------------------
 
     fn on_have(&mut self, key: PeerKey, index: u32, now: Instant) {
@@ -702,7 +657,7 @@ impl Swarm {
 
     fn send(&mut self, key: PeerKey, msg: Message) {
         if let Some(p) = self.peers.get_mut(&key) {
-            p.last_sent = self.last_tick.unwrap_or(p.last_sent).max(p.last_sent);
+            p.sent_recently = true;
         }
         self.actions.push_back(Action::Send(key, msg));
     }
@@ -921,6 +876,7 @@ impl Swarm {
         let left = want - out.len();
         picker.pick(has, left, &mut out, |b| outstanding.contains(b));
         peer.outstanding.extend(out.iter().copied());
+        peer.sent_recently |= !out.is_empty();
         for b in out.drain(..) {
             self.actions
                 .push_back(Action::Send(key, Message::Request(b)));

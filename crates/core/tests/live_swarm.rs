@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm, PeerKey};
 use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID};
+use peercdn_core::time::WallClock;
 use peercdn_core::wire::{self, Handshake, Message};
 use peercdn_core::{DisconnectReason, InfoHash, PeerId};
 
@@ -46,7 +47,8 @@ struct Net {
     links: BTreeMap<(usize, PeerKey), (usize, PeerKey)>,
     wires: VecDeque<(usize, PeerKey, Message)>,
     now: Instant,
-    wall_us: u64,
+    /// The wall clock every node derives from the virtual `now`.
+    wall: WallClock,
     next_index: u32,
     /// Overrides the source's upload slots (default: `LiveConfig`'s).
     source_slots: Option<usize>,
@@ -70,6 +72,7 @@ impl Net {
             window_s: 4,
         };
         let id = params.content_id();
+        let now = Instant::now();
         Net {
             key,
             params,
@@ -77,8 +80,8 @@ impl Net {
             nodes: Vec::new(),
             links: BTreeMap::new(),
             wires: VecDeque::new(),
-            now: Instant::now(),
-            wall_us: 1_700_000_000_000_000,
+            now,
+            wall: WallClock::new(now, 1_700_000_000_000_000),
             next_index: 0,
             source_slots: None,
         }
@@ -91,6 +94,7 @@ impl Net {
             listen_port: Some(1000 + self.nodes.len() as u16),
             seed: self.nodes.len() as u64,
             source_slots: self.source_slots.unwrap_or(d.source_slots),
+            wall_clock: Some(self.wall),
             ..d
         }
     }
@@ -146,7 +150,7 @@ impl Net {
         let i = self.next_index;
         self.next_index += 1;
         let data = payload(i);
-        let h = self.header(i, self.wall_us, &data);
+        let h = self.header(i, self.wall_us(), &data);
         self.nodes[0].store.insert(i, (h, data));
         self.nodes[0].swarm.on_piece_added(h, self.now);
     }
@@ -197,24 +201,51 @@ impl Net {
         panic!("network never settled");
     }
 
-    /// Runs `ms` of virtual time in 10 ms steps, producing a piece every `PIECE_MS` when
-    /// `produce` is set.
+    /// The wall clock at the virtual `now`, microseconds since the Unix epoch.
+    fn wall_us(&self) -> u64 {
+        self.wall.unix_us(self.now)
+    }
+
+    /// Runs `ms` of virtual time, producing a piece every `PIECE_MS` when `produce` is set.
+    /// The clock jumps from event to event: the next piece, or the earliest node's
+    /// `poll_timeout` (which is then woken with `handle_timeout`), as the engine does.
     fn run(&mut self, ms: u64, produce: bool) {
-        for step in 0..ms / 10 {
-            if produce && step % (PIECE_MS / 10) == 0 {
-                self.produce();
-            }
+        let end = self.now + Duration::from_millis(ms);
+        let mut next_piece = produce.then_some(self.now);
+        for _ in 0..1_000_000 {
             self.settle();
-            self.now += Duration::from_millis(10);
-            self.wall_us += 10_000;
-            if step % 10 == 0 {
-                for n in self.nodes.iter_mut().filter(|n| !n.paused) {
-                    n.swarm.tick(self.now, self.wall_us);
+            self.play();
+            self.settle();
+            let timer = self
+                .nodes
+                .iter()
+                .filter(|n| !n.paused)
+                .filter_map(|n| n.swarm.poll_timeout())
+                .min();
+            let next = [Some(end), next_piece, timer]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end)
+                .max(self.now);
+            if next >= end && timer.is_none_or(|t| t > end) && next_piece.is_none_or(|p| p >= end) {
+                self.now = end;
+                self.settle();
+                return;
+            }
+            self.now = next;
+            if next_piece.is_some_and(|p| p <= self.now) {
+                self.produce();
+                next_piece = Some(self.now + Duration::from_millis(PIECE_MS));
+            }
+            let now = self.now;
+            for n in self.nodes.iter_mut().filter(|n| !n.paused) {
+                if n.swarm.poll_timeout().is_some_and(|t| t <= now) {
+                    n.swarm.handle_timeout(now);
                 }
             }
-            self.play();
         }
-        self.settle();
+        panic!("virtual time never reached the end");
     }
 
     /// Players play what is held in order; one that fell out of the window jumps to the
@@ -238,15 +269,15 @@ impl Net {
     }
 
     /// Resumes a paused node: its clock jumps, then it reads what waited in its sockets.
-    /// Messages come first, as they may in the engine: the swarm derives its wall clock from
-    /// `now` until its next tick.
+    /// Messages come first, as they may in the engine (the swarm derives its wall clock from
+    /// `now`), then its overdue timers.
     fn resume(&mut self, i: usize) {
         self.nodes[i].paused = false;
-        let (now, wall) = (self.now, self.wall_us);
+        let now = self.now;
         while let Some((key, msg)) = self.nodes[i].inbox.pop_front() {
             self.nodes[i].swarm.on_message(key, msg, now);
         }
-        self.nodes[i].swarm.tick(now, wall);
+        self.nodes[i].swarm.handle_timeout(now);
     }
 
     fn exec(&mut self, i: usize, a: Action) {
@@ -411,22 +442,22 @@ fn bad_senders_are_banned_and_honest_pieces_flow() {
     let edge = net.next_index - 1;
 
     // Forged signature.
-    let mut forged = net.header(edge + 1, net.wall_us, b"evil");
+    let mut forged = net.header(edge + 1, net.wall_us(), b"evil");
     forged.signature[0] ^= 1;
     let m = net.forged_have(forged);
     net.inject(evil[0], victim, m);
     // Replayed piece: a valid header from long ago, for an index the victim holds.
-    let old = net.header(0, net.wall_us - 3_600_000_000, &payload(0));
+    let old = net.header(0, net.wall_us() - 3_600_000_000, &payload(0));
     let m = net.forged_have(old);
     net.inject(evil[1], victim, m);
     // Another content ID, same key.
     let other = InfoHash([7; 20]);
-    let foreign = PieceHeader::sign(&net.key, &other, edge + 1, net.wall_us, 1, 0, b"x");
+    let foreign = PieceHeader::sign(&net.key, &other, edge + 1, net.wall_us(), 1, 0, b"x");
     let m = net.forged_have(foreign);
     net.inject(evil[2], victim, m);
     // Far beyond the edge, validly signed (only the key holder could), relayed by the honest
     // node: ignored, the relay not punished.
-    let far = net.header(edge + 100_000, net.wall_us, b"future");
+    let far = net.header(edge + 100_000, net.wall_us(), b"future");
     let m = net.forged_have(far);
     net.inject(honest, victim, m);
 

@@ -132,7 +132,7 @@ impl Net {
         self.nodes[b].swarm.add_peer(kb, ephemeral, &ha, self.now);
     }
 
-    /// Runs until quiet or `steps` actions; every message goes through the real codec.
+    /// Runs until complete, quiet with no timer left, or `steps` actions; every message goes through the real codec.
     fn run(&mut self, steps: usize) {
         for _ in 0..steps {
             let mut progressed = false;
@@ -150,12 +150,24 @@ impl Net {
                 self.nodes[to].swarm.on_message(key, msg, self.now);
             }
             if !progressed {
-                self.now += Duration::from_secs(1);
-                for n in &mut self.nodes {
-                    n.swarm.tick(self.now);
-                }
                 if self.nodes.iter().all(|n| n.swarm.is_complete()) {
                     return;
+                }
+                // Quiet: jump the virtual clock to the earliest node's next timeout.
+                let Some(t) = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.swarm.poll_timeout())
+                    .min()
+                else {
+                    return;
+                };
+                self.now = self.now.max(t);
+                let now = self.now;
+                for n in &mut self.nodes {
+                    if n.swarm.poll_timeout().is_some_and(|t| t <= now) {
+                        n.swarm.handle_timeout(now);
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! enums that say what went wrong in engine terms.
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod create;
 pub mod dht;
 pub mod host;

@@ -19,6 +19,7 @@ use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::metainfo::{Info, Metainfo};
 use peercdn_core::picker;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
+use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
 use peercdn_core::{Bitfield, DisconnectCounts, InfoHash};
 use tokio::net::TcpStream;
@@ -29,6 +30,7 @@ mod webseeds;
 
 pub use webseeds::WebSeedStat;
 
+use crate::clock;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
 use crate::storage::{sha1_piece, Resume, Storage};
@@ -38,6 +40,12 @@ use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 const MAX_READERS: usize = 256;
 /// Piece buffers kept for reuse.
 const BUFFER_POOL: usize = 16;
+/// Status publications at least this often.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Resume data saved at most this often while pieces arrive.
+const RESUME_EVERY: Duration = Duration::from_secs(15);
+/// Web seeds looked at this often while downloading (deadline rescue).
+const WEBSEED_EVERY: Duration = Duration::from_millis(200);
 
 /// Where a torrent comes from.
 #[derive(Debug, Clone)]
@@ -325,6 +333,10 @@ struct Torrent {
     internal_rx: mpsc::Receiver<Internal>,
     trackers: Vec<String>,
     last_resume_save: Instant,
+    /// The next status publication (about once a second, besides state changes).
+    next_status: Instant,
+    /// The next look for web seed work (until the web seed policy lives in core).
+    next_webseeds: Instant,
     checked: u32,
     dirty: bool,
 }
@@ -350,7 +362,8 @@ impl Torrent {
             Source::Hash { trackers, .. } => trackers.clone(),
         };
         let storage = shared.storage.clone();
-        let host = Host::new(info_hash, &p.peers, storage.clone(), Instant::now());
+        let now = clock::now();
+        let host = Host::new(info_hash, &p.peers, storage.clone(), now);
         Torrent {
             info_hash,
             swarm: Swarm::new(info_hash, config),
@@ -371,7 +384,9 @@ impl Torrent {
             internal_tx,
             internal_rx,
             trackers,
-            last_resume_save: Instant::now(),
+            last_resume_save: now,
+            next_status: now,
+            next_webseeds: now,
             checked: 0,
             dirty: false,
             p,
@@ -383,12 +398,10 @@ impl Torrent {
             Source::Metainfo(m) => self.install_metainfo(*m),
             Source::Hash { .. } => self.update_active(),
         }
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Web seed scheduling (deadline rescue) looks more often than the swarm's tick.
-        let mut fast = tokio::time::interval(Duration::from_millis(200));
-        fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // No fixed tick: sleep until the swarm or the actor itself has something due (the
+            // host wakes itself for the connection manager's deadlines).
+            let deadline = self.next_deadline();
             tokio::select! {
                 wake = self.host.recv() => self.on_host(wake),
                 Some(int) = self.internal_rx.recv() => self.on_internal(int),
@@ -407,8 +420,7 @@ impl Torrent {
                         return;
                     }
                 },
-                _ = tick.tick() => self.on_tick(),
-                _ = fast.tick(), if !self.webseeds.is_empty() => self.schedule_webseeds(),
+                _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
         }
@@ -463,7 +475,7 @@ impl Torrent {
     }
 
     fn on_internal(&mut self, int: Internal) {
-        let now = Instant::now();
+        let now = clock::now();
         match int {
             Internal::Checked(Ok(have)) => {
                 let Some(info) = &self.info else { return };
@@ -525,11 +537,11 @@ impl Torrent {
         match cmd {
             Command::Incoming(stream, addr, hs) => {
                 self.host
-                    .incoming(stream, addr, hs, &mut self.swarm, Instant::now());
+                    .incoming(stream, addr, hs, &mut self.swarm, clock::now());
             }
             Command::AddPeers(peers) => {
                 self.host
-                    .add_candidates(peers, PeerSource::User, &mut self.swarm, Instant::now());
+                    .add_candidates(peers, PeerSource::User, &mut self.swarm, clock::now());
             }
             Command::Pause => {
                 if matches!(self.state, State::Downloading | State::Seeding) {
@@ -562,7 +574,7 @@ impl Torrent {
                     None => true,
                 };
                 if self.readers.len() < MAX_READERS || self.readers.contains_key(&id) {
-                    let since = Instant::now();
+                    let since = clock::now();
                     self.readers.insert(
                         id,
                         Reader {
@@ -594,7 +606,7 @@ impl Torrent {
     /// Dialling, accepting and announcing follow the state: on while fetching metadata,
     /// downloading or seeding; off while checking, paused or failed.
     fn update_active(&mut self) {
-        let now = Instant::now();
+        let now = clock::now();
         let active = self.accepting();
         self.host.set_active(active, &mut self.swarm, now);
         if active {
@@ -604,7 +616,7 @@ impl Torrent {
     }
 
     fn on_host(&mut self, wake: crate::host::Wake) {
-        self.host.handle(wake, &mut self.swarm, Instant::now());
+        self.host.handle(wake, &mut self.swarm, clock::now());
     }
 
     fn drain_actions(&mut self) {
@@ -614,7 +626,7 @@ impl Torrent {
                 Action::Read { peer, block } => self.send(peer, Outgoing::Block(block)),
                 Action::Disconnect { peer, reason } => {
                     self.host
-                        .disconnect(peer, reason, &mut self.swarm, Instant::now());
+                        .disconnect(peer, reason, &mut self.swarm, clock::now());
                 }
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),
@@ -624,7 +636,7 @@ impl Torrent {
                     info!("download complete");
                     if self.swarm.stats().downloaded > 0 {
                         // Tell the trackers at once (BEP 3 `completed`), not at the next interval.
-                        self.host.completed(&mut self.swarm, Instant::now());
+                        self.host.completed(&mut self.swarm, clock::now());
                     }
                     self.state = State::Seeding;
                     self.save_resume();
@@ -640,7 +652,7 @@ impl Torrent {
 
     /// Addresses a peer told us (PEX).
     fn discovered(&mut self, peers: Vec<SocketAddr>) {
-        let now = Instant::now();
+        let now = clock::now();
         self.host
             .add_candidates(peers, PeerSource::Pex, &mut self.swarm, now);
     }
@@ -702,7 +714,7 @@ impl Torrent {
             pk.set_priority(p, prio);
             self.boosted.insert(p);
         }
-        self.swarm.reprioritized(Instant::now(), seek.then_some(3));
+        self.swarm.reprioritized(clock::now(), seek.then_some(3));
     }
 
     /// Keeps a few piece buffers for reuse (no allocation and zeroing per piece).
@@ -747,13 +759,37 @@ impl Torrent {
         }
     }
 
-    fn on_tick(&mut self) {
-        let now = Instant::now();
-        self.swarm.tick(now);
-        if self.dirty && now.duration_since(self.last_resume_save) > Duration::from_secs(15) {
+    /// The earliest of the swarm's [`Swarm::poll_timeout`] and the actor's own deadlines
+    /// (status, resume data, web seeds). [`Self::on_timeout`] moves each on when it comes, so
+    /// none stays in the past.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t = earliest(self.swarm.poll_timeout(), Some(self.next_status));
+        if self.dirty && self.storage.get().is_some() && self.swarm.have().is_some() {
+            t = earliest(t, Some(self.last_resume_save + RESUME_EVERY));
+        }
+        if !self.webseeds.is_empty() && self.state == State::Downloading {
+            t = earliest(t, Some(self.next_webseeds));
+        }
+        t
+    }
+
+    /// Does what is due: the swarm's timers, web seeds, resume data, the status.
+    fn on_timeout(&mut self) {
+        let now = clock::now();
+        if self.swarm.poll_timeout().is_some_and(|t| t <= now) {
+            self.swarm.handle_timeout(now);
+        }
+        if now >= self.next_webseeds {
+            self.next_webseeds = now + WEBSEED_EVERY;
+            self.schedule_webseeds();
+        }
+        if self.dirty && now.saturating_duration_since(self.last_resume_save) >= RESUME_EVERY {
+            self.last_resume_save = now;
             self.save_resume();
         }
-        self.publish_status();
+        if now >= self.next_status {
+            self.publish_status();
+        }
     }
 
     fn save_resume(&mut self) {
@@ -767,11 +803,11 @@ impl Torrent {
             warn!("saving resume data failed: {e}");
         }
         self.dirty = false;
-        self.last_resume_save = Instant::now();
+        self.last_resume_save = clock::now();
     }
 
     fn close_all(&mut self) {
-        self.host.close_all(&mut self.swarm, Instant::now());
+        self.host.close_all(&mut self.swarm, clock::now());
         self.buffers.clear();
     }
 
@@ -829,6 +865,7 @@ impl Torrent {
     }
 
     fn publish_status(&mut self) {
+        self.next_status = clock::now() + STATUS_EVERY;
         let st = self.swarm.stats();
         let left = self.info.as_ref().map_or(1, |i| {
             i.total_length()

@@ -1,13 +1,17 @@
 //! The live swarm state machine: one live stream's peers, `pc_live` announcements, the window,
 //! deadline-driven requests, serving and relaying, and bans.
 //!
-//! A [`LiveSwarm`] performs no I/O and reads no clock: the engine feeds it events with `now`
-//! (and, on [`LiveSwarm::tick`], the wall clock in microseconds, to judge header timestamps;
-//! between ticks the wall clock is derived from `now`) and executes the [`Action`]s it emits.
+//! A [`LiveSwarm`] performs no I/O and reads no clock: the engine feeds it events with a
+//! monotonic `now` and executes the [`Action`]s it emits. Header timestamps are judged against
+//! the wall clock derived from `now` ([`LiveConfig::wall_clock`], see [`crate::time`]).
 //!
-//! Calling rule: after every input (`add_peer`, `on_message`, `remove_peer`, `on_piece_checked`,
-//! `on_piece_added`, `on_block_sent`, `set_playhead`, `tick`), drain [`LiveSwarm::poll_action`]
-//! until it returns `None`. Call `tick` about every 100 ms (latency matters).
+//! Calling rule (the time contract of [`crate::time`]): after every input (`add_peer`,
+//! `on_message`, `remove_peer`, `on_piece_checked`, `on_piece_added`, `on_block_sent`,
+//! `set_playhead`, `handle_timeout`), drain [`LiveSwarm::poll_action`] until it returns `None`;
+//! then wake the swarm with [`LiveSwarm::handle_timeout`] at the instant
+//! [`LiveSwarm::poll_timeout`] names (late blocks, the source's second-wave announcements,
+//! rechokes and idle slots, rates, PEX, idle peers, metadata retries). There is no fixed tick:
+//! a relay announces and requests the moment something is due.
 //!
 //! Protocol (DESIGN §3): BEP 3 handshake with the extension bit, a BEP 10 handshake naming
 //! `ut_metadata`, `ut_pex` and `pc_live`. Once both sides speak `pc_live`, each sends
@@ -106,7 +110,11 @@ struct Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Missing,
+    /// Asked of a peer at an instant; late after the piece's timeout.
     Requested(PeerKey, Instant),
+    /// Asked of a peer, late, and nobody else could take it yet: it moves on the next event
+    /// that frees a peer (it is no timer's business any more).
+    Late(PeerKey),
     Done,
 }
 
@@ -161,12 +169,7 @@ pub struct LiveSwarm {
     served_to: BTreeMap<u32, Vec<PeerKey>>,
     /// Block reads handed to the engine and not yet reported sent, all peers together.
     reads_total: usize,
-    /// The latest `now` the scheduler saw.
-    now: Option<Instant>,
     playhead: Option<u32>,
-    /// The wall clock (µs since the epoch) at an instant, from the last `tick`: the wall clock
-    /// at any later `now` is derived from it.
-    wall: Option<(Instant, u64)>,
     rotor: usize,
     next_optimistic: Option<Instant>,
     last_rate: Option<Instant>,
@@ -194,9 +197,7 @@ impl LiveSwarm {
             first_wave: BTreeMap::new(),
             served_to: BTreeMap::new(),
             reads_total: 0,
-            now: None,
             playhead: None,
-            wall: None,
             rotor: 0,
             next_optimistic: None,
             last_rate: None,
@@ -299,6 +300,12 @@ impl LiveSwarm {
                 .push_back(Action::Disconnect { peer: key, reason });
             return;
         }
+        if self.peers.is_empty() {
+            // Rates are measured from now (an idle swarm does not wake to measure nothing).
+            self.last_rate = Some(now);
+        }
+        // The first rechoke is due at once.
+        self.next_optimistic.get_or_insert(now);
         self.peers.insert(
             key,
             Peer {
@@ -478,32 +485,6 @@ impl LiveSwarm {
         self.pump_reads();
     }
 
-    /// Periodic work: rates, late requests, the source's delayed announcements, pruning of
-    /// what left the window, idle peers, optimistic unchoke, PEX. `wall_us` is the wall clock
-    /// (microseconds since the Unix epoch), used to refuse stale piece timestamps.
-    pub fn tick(&mut self, now: Instant, wall_us: u64) {
-        self.wall = (wall_us != 0).then_some((now, wall_us));
-        self.update_rates(now);
-        self.prune();
-        self.flush_pending(now);
-        let idle: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                now.saturating_duration_since(p.rec.last_recv) > self.config.idle_timeout
-            })
-            .map(|(&k, _)| k)
-            .collect();
-        for key in idle {
-            self.disconnect(key, DisconnectReason::Idle);
-        }
-        self.rechoke(now);
-        self.meta.handle_timeout(now);
-        self.drain_meta(now);
-        self.send_pex(now);
-        self.schedule(now);
-    }
-
     /// Both sides know the stream: exchange windows and recent headers, open the data flow.
     fn make_ready(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
@@ -613,7 +594,7 @@ impl LiveSwarm {
             }
             None => {
                 let window = Window::new(params);
-                let wall = self.wall_at(now);
+                let wall = self.wall_us(now);
                 let edge = self
                     .edge
                     .map(|e| (e, self.headers.get(&e).map_or(wall, |h| h.timestamp_us)));
@@ -640,18 +621,13 @@ impl LiveSwarm {
         Ok(())
     }
 
-    /// The wall clock at `now` (µs since the epoch; 0 = unknown), derived from the last tick.
-    fn wall_at(&self, now: Instant) -> u64 {
-        self.wall.map_or(0, |(at, us)| {
-            let since = now.saturating_duration_since(at).as_micros();
-            us.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
-        })
-    }
-
     fn move_edge(&mut self, index: u32) {
         if self.edge.is_none_or(|e| index > e) {
             self.edge = Some(index);
             self.actions.push_back(Action::Edge(index));
+            // What fell out of the window goes at once (not on a timer: a source without
+            // peers has no timers, and its window must stay bounded all the same).
+            self.prune();
         }
     }
 
@@ -985,7 +961,7 @@ impl LiveSwarm {
             return;
         };
         let dt = now.saturating_duration_since(last);
-        if dt < Duration::from_secs(1) {
+        if dt < timers::RATE_EVERY {
             return;
         }
         self.last_rate = Some(now);
@@ -1017,6 +993,7 @@ impl LiveSwarm {
 
 mod ext;
 mod sched;
+mod timers;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,8 @@
 //! verified pieces into the buffer (`Origin::Peer`) and publishes a [`LiveStatus`] about every
 //! 250 ms. Connections, dials (static, `LiveOptions.peers`, PEX, DHT, the descriptor's
 //! trackers) and bans are the [`Host`]'s, shared with the torrent actor.
-//! Ticks every 100 ms: a live piece is late after a few hundred milliseconds.
+//! No fixed tick: the loop sleeps until the swarm's `poll_timeout` or the next status, so a
+//! relay announces and requests the moment something is due.
 //!
 //! Started by ID only, it first fetches the info dictionary (BEP 9): a live one creates the
 //! buffer (published on the handle's buffer watch); an ordinary torrent's is reported on the
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{Descriptor, PieceHeader};
+use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
 use peercdn_core::InfoHash;
 use tokio::net::TcpStream;
@@ -29,11 +31,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{now_us, LiveBuffer, LiveHandle, LivePiece, LiveStatus, Origin};
+use crate::clock;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
 
-/// Swarm tick.
-const TICK: Duration = Duration::from_millis(100);
 /// Status publication interval.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
@@ -155,6 +156,7 @@ impl Actor {
             source: p.source,
             listen_port: p.peers.port(),
             seed: p.peers.seed([5, 6, 7, 8]),
+            wall_clock: Some(clock::wall()),
             ..LiveConfig::default()
         };
         let swarm = match &p.descriptor {
@@ -163,7 +165,7 @@ impl Actor {
             None => LiveSwarm::new(p.id, config),
         };
         let (internal_tx, internal_rx) = mpsc::channel(256);
-        let now = Instant::now();
+        let now = clock::now();
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
         let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
         Actor {
@@ -223,11 +225,16 @@ impl Actor {
         self.start_fallback();
         self.take_inserted();
         self.drain_actions();
-        self.host.set_active(true, &mut self.swarm, Instant::now());
+        self.host.set_active(true, &mut self.swarm, clock::now());
         self.set_trackers();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The players' position, before deciding what is due (cheap: a lock and a min).
+            self.update_playhead();
+            self.drain_actions();
+            let deadline = earliest(
+                self.swarm.poll_timeout(),
+                Some(self.last_status + STATUS_EVERY),
+            );
             let changed = async {
                 match self.buffer_rx.as_mut() {
                     Some(rx) => rx.changed().await.is_ok(),
@@ -251,10 +258,10 @@ impl Actor {
                         return;
                     }
                     Some(LiveCommand::Incoming(stream, addr, hs)) => {
-                        self.host.incoming(stream, addr, hs, &mut self.swarm, Instant::now());
+                        self.host.incoming(stream, addr, hs, &mut self.swarm, clock::now());
                     }
                     Some(LiveCommand::AddPeers(peers)) => {
-                        let now = Instant::now();
+                        let now = clock::now();
                         self.host.add_candidates(peers, PeerSource::User, &mut self.swarm, now);
                     }
                     None => {
@@ -262,7 +269,7 @@ impl Actor {
                         return;
                     }
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
             if self.done {
@@ -272,13 +279,19 @@ impl Actor {
         }
     }
 
-    fn on_tick(&mut self) {
-        let now = Instant::now();
+    fn update_playhead(&mut self) {
         if let Some(b) = &self.buffer {
-            self.swarm.set_playhead(b.playhead(), now);
+            self.swarm.set_playhead(b.playhead(), clock::now());
         }
-        self.swarm.tick(now, now_us());
-        if now.duration_since(self.last_status) >= STATUS_EVERY {
+    }
+
+    /// Does what is due: the swarm's timers, the status.
+    fn on_timeout(&mut self) {
+        let now = clock::now();
+        if self.swarm.poll_timeout().is_some_and(|t| t <= now) {
+            self.swarm.handle_timeout(now);
+        }
+        if now.saturating_duration_since(self.last_status) >= STATUS_EVERY {
             self.publish_status(now);
         }
     }
@@ -288,7 +301,7 @@ impl Actor {
         let Some(b) = self.buffer.clone() else { return };
         let (list, seq) = b.inserted_since(self.seq);
         self.seq = seq;
-        let now = Instant::now();
+        let now = clock::now();
         for i in list {
             if self.swarm.has(i) {
                 continue;
@@ -300,15 +313,14 @@ impl Actor {
     }
 
     fn on_host(&mut self, wake: crate::host::Wake) {
-        self.host.handle(wake, &mut self.swarm, Instant::now());
+        self.host.handle(wake, &mut self.swarm, clock::now());
     }
 
     /// Announces to the descriptor's trackers, once it is known.
     fn set_trackers(&mut self) {
         if let Some(b) = &self.buffer {
             let urls = b.descriptor().trackers.clone();
-            self.host
-                .set_trackers(urls, &mut self.swarm, Instant::now());
+            self.host.set_trackers(urls, &mut self.swarm, clock::now());
         }
     }
 
@@ -329,8 +341,7 @@ impl Actor {
                         "live piece payload does not match its header"
                     );
                 }
-                self.swarm
-                    .on_piece_checked(header.index, ok, Instant::now());
+                self.swarm.on_piece_checked(header.index, ok, clock::now());
             }
         }
     }
@@ -361,7 +372,7 @@ impl Actor {
                 }
                 Action::Disconnect { peer, reason } => {
                     self.host
-                        .disconnect(peer, reason, &mut self.swarm, Instant::now());
+                        .disconnect(peer, reason, &mut self.swarm, clock::now());
                 }
                 Action::PieceComplete { header, payload } => {
                     let tx = self.internal_tx.clone();
@@ -376,12 +387,8 @@ impl Actor {
                     }
                 }
                 Action::Discovered(peers) => {
-                    self.host.add_candidates(
-                        peers,
-                        PeerSource::Pex,
-                        &mut self.swarm,
-                        Instant::now(),
-                    );
+                    self.host
+                        .add_candidates(peers, PeerSource::Pex, &mut self.swarm, clock::now());
                 }
                 Action::MetadataReceived(info) => self.on_metadata(info),
                 Action::NotLive(info) => {
@@ -414,7 +421,7 @@ impl Actor {
     }
 
     fn close_all(&mut self) {
-        self.host.close_all(&mut self.swarm, Instant::now());
+        self.host.close_all(&mut self.swarm, clock::now());
     }
 
     fn publish_status(&mut self, now: Instant) {

@@ -3,7 +3,6 @@
 //! ingest cuts ([`LiveSource`]), and the handle the HTTP API and the CLI hold ([`LiveHandle`]).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
@@ -17,12 +16,9 @@ pub mod cdn;
 
 pub use buffer::{LiveBuffer, LivePiece, Origin, ReaderGuard};
 
-/// Microseconds since the Unix epoch (piece timestamps).
+/// Microseconds since the Unix epoch (piece timestamps): [`crate::clock::unix_us`].
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_us()
 }
 
 /// A snapshot of one live stream for UIs and the API.

@@ -56,7 +56,7 @@ pub(super) fn from_metainfo(m: &Arc<Metainfo>) -> Vec<Seeder> {
                 ws,
                 in_flight: 0,
                 failures: 0,
-                retry_at: Instant::now(),
+                retry_at: crate::clock::now(),
                 errors: 0,
                 disabled: false,
             }),
@@ -72,7 +72,7 @@ impl Torrent {
         if self.webseeds.is_empty() || self.state != State::Downloading {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         for k in 0..self.webseeds.len() {
             loop {
                 let s = &self.webseeds[k];
@@ -128,7 +128,7 @@ impl Torrent {
                     s.errors += 1;
                     s.failures += 1;
                     let backoff = Duration::from_secs(1 << s.failures.min(6));
-                    s.retry_at = Instant::now() + backoff;
+                    s.retry_at = crate::clock::now() + backoff;
                     warn!(
                         url = s.ws.url(),
                         index,
@@ -173,7 +173,8 @@ impl Torrent {
         self.http_downloaded += len;
         self.dirty = true;
         self.mark_have(index);
-        self.swarm.piece_completed_elsewhere(index, Instant::now());
+        self.swarm
+            .piece_completed_elsewhere(index, crate::clock::now());
     }
 
     /// Figures per web seed.

@@ -21,12 +21,11 @@ use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
 /// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
 /// pieces beyond its copies; a relay has it by the time this passes).
-const REFUSAL_MEMORY: Duration = Duration::from_secs(5);
+pub(super) const REFUSAL_MEMORY: Duration = Duration::from_secs(5);
 
 impl LiveSwarm {
     /// Requests what is missing, in deadline order.
     pub(super) fn schedule(&mut self, now: Instant) {
-        self.now = Some(now);
         if self.params.is_none() {
             return;
         }
@@ -53,7 +52,7 @@ impl LiveSwarm {
                 if self.downloads.len() >= self.config.max_in_progress {
                     break;
                 }
-                if self.pick_peer(index, None).is_none() {
+                if self.pick_peer(index, None, now).is_none() {
                     continue;
                 }
                 let Some(header) = self.headers.get(&index).copied() else {
@@ -94,22 +93,30 @@ impl LiveSwarm {
             let exclude = match slot {
                 Slot::Done => continue,
                 Slot::Requested(_, at) if now.saturating_duration_since(at) < timeout => continue,
-                Slot::Requested(p, _) => Some(p),
+                Slot::Requested(p, _) | Slot::Late(p) => Some(p),
                 Slot::Missing => None,
             };
             let pick = match only {
-                Some(k) if exclude.is_none() && self.usable(k, index) => Some(k),
+                Some(k) if exclude.is_none() && self.usable(k, index, now) => Some(k),
                 Some(_) => None,
                 // The late peer again when nobody else has it (it may be slow, or may have
                 // dropped the request: the source does so beyond its copies).
                 None => self
-                    .pick_peer(index, exclude)
-                    .or_else(|| exclude.filter(|&p| self.usable(p, index))),
+                    .pick_peer(index, exclude, now)
+                    .or_else(|| exclude.filter(|&p| self.usable(p, index, now))),
             };
             let Some(peer) = pick else {
-                if exclude.is_none() {
+                let Some(late) = exclude else {
                     // Nobody can take more requests for this piece now.
                     return;
+                };
+                // Still out to the late peer; no timer for it any more.
+                if let Some(s) = self
+                    .downloads
+                    .get_mut(&index)
+                    .and_then(|d| d.slots.get_mut(i))
+                {
+                    *s = Slot::Late(late);
                 }
                 continue;
             };
@@ -137,6 +144,42 @@ impl LiveSwarm {
         }
     }
 
+    /// When the next block request in flight becomes late (see [`Self::timeout_for`]).
+    pub(super) fn next_block_timeout(&self) -> Option<Instant> {
+        self.downloads
+            .iter()
+            .flat_map(|(&index, dl)| {
+                let timeout = self.timeout_for(index);
+                dl.slots.iter().filter_map(move |s| match s {
+                    Slot::Requested(_, at) => Some(*at + timeout),
+                    _ => None,
+                })
+            })
+            .min()
+    }
+
+    /// Marks the requests that are late at `now` and still out (nobody else could take them):
+    /// from now on they move on events, so no deadline stays in the past.
+    pub(super) fn mark_late(&mut self, now: Instant) {
+        let timeouts: Vec<(u32, Duration)> = self
+            .downloads
+            .keys()
+            .map(|&i| (i, self.timeout_for(i)))
+            .collect();
+        for (index, timeout) in timeouts {
+            let Some(dl) = self.downloads.get_mut(&index) else {
+                continue;
+            };
+            for s in &mut dl.slots {
+                if let Slot::Requested(p, at) = *s {
+                    if now.saturating_duration_since(at) >= timeout {
+                        *s = Slot::Late(p);
+                    }
+                }
+            }
+        }
+    }
+
     fn timeout_for(&self, index: u32) -> Duration {
         match self.playhead {
             Some(p) if index <= p.saturating_add(1) => self.config.urgent_timeout,
@@ -149,7 +192,7 @@ impl LiveSwarm {
     /// Room: about a second of what the peer delivered lately (at least `min_outstanding`
     /// blocks, at most `max_outstanding`). More would only queue behind its upload limit, where a request
     /// waits instead of going to a peer with spare upload.
-    fn usable(&self, key: PeerKey, index: u32) -> bool {
+    fn usable(&self, key: PeerKey, index: u32, now: Instant) -> bool {
         self.peers.get(&key).is_some_and(|p| {
             let room = (p.rec.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
                 self.config.min_outstanding as u64,
@@ -159,10 +202,7 @@ impl LiveSwarm {
                 && !p.peer_choking
                 && p.has.contains(&index)
                 && !p.refused.iter().any(|&(i, at)| {
-                    i == index
-                        && self
-                            .now
-                            .is_none_or(|n| n.saturating_duration_since(at) < REFUSAL_MEMORY)
+                    i == index && now.saturating_duration_since(at) < REFUSAL_MEMORY
                 })
                 && p.outstanding.len() < room
         })
@@ -170,10 +210,10 @@ impl LiveSwarm {
 
     /// The peer to ask for a block of `index`: a usable one with the fewest requests in
     /// flight, then the fastest.
-    fn pick_peer(&self, index: u32, exclude: Option<PeerKey>) -> Option<PeerKey> {
+    fn pick_peer(&self, index: u32, exclude: Option<PeerKey>, now: Instant) -> Option<PeerKey> {
         self.peers
             .iter()
-            .filter(|(&k, _)| Some(k) != exclude && self.usable(k, index))
+            .filter(|(&k, _)| Some(k) != exclude && self.usable(k, index, now))
             .min_by_key(|(&k, p)| (p.outstanding.len(), Reverse(p.rec.traffic.down.rate()), k))
             .map(|(&k, _)| k)
     }
@@ -253,7 +293,7 @@ impl LiveSwarm {
             return;
         };
         if let Some(slot) = dl.slots.get_mut((b.begin / BLOCK_LEN) as usize) {
-            if matches!(slot, Slot::Requested(p, _) if *p == key) {
+            if matches!(slot, Slot::Requested(p, _) | Slot::Late(p) if *p == key) {
                 *slot = Slot::Missing;
             }
         }

@@ -39,6 +39,9 @@ fn peer_without_extensions_is_refused() {
     assert_eq!(s.peer_count(), 0);
 }
 
+/// A source without peers has no timers (`poll_timeout` is `None`); before the time contract
+/// its window was pruned only on the 100 ms tick, so without a tick it would have grown with
+/// every piece. Now the window is pruned when the edge moves.
 #[test]
 fn added_piece_moves_edge_and_prunes_the_window() {
     let (key, mut s) = setup();
@@ -49,7 +52,7 @@ fn added_piece_moves_edge_and_prunes_the_window() {
         let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, b"x");
         s.on_piece_added(h, now);
     }
-    s.tick(now, 0);
+    assert_eq!(s.poll_timeout(), None, "no peers, nothing due");
     assert_eq!(s.edge(), Some(wp + 9));
     assert_eq!(s.first(), 10);
     assert!(!s.has(9));
@@ -101,9 +104,9 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
     s.on_piece_added(h, now);
     let first = announced_to(&drain(&mut s), 0);
     assert_eq!(first.len(), s.config.source_fanout);
-    s.tick(now + Duration::from_millis(50), 1);
+    s.handle_timeout(now + Duration::from_millis(50));
     assert!(announced_to(&drain(&mut s), 0).is_empty());
-    s.tick(now + Duration::from_millis(150), 1);
+    s.handle_timeout(now + Duration::from_millis(150));
     let rest = announced_to(&drain(&mut s), 0);
     assert_eq!(rest.len(), 6 - first.len());
     assert!(rest.iter().all(|k| !first.contains(k)));
@@ -115,6 +118,100 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
         second.iter().all(|k| !first.contains(k)),
         "{first:?} {second:?}"
     );
+}
+
+/// Drives `s` from deadline to deadline (as the engine does) until `until`, and returns each
+/// action with the instant it was emitted at.
+fn run_timers(s: &mut LiveSwarm, until: Instant) -> Vec<(Instant, Action)> {
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        match s.poll_timeout() {
+            Some(t) if t <= until => {
+                s.handle_timeout(t);
+                out.extend(drain(s).into_iter().map(|a| (t, a)));
+                assert!(
+                    s.poll_timeout().is_none_or(|n| n > t),
+                    "a deadline stayed in the past"
+                );
+            }
+            _ => return out,
+        }
+    }
+    panic!("timers never quiet");
+}
+
+/// The time contract: the source's second wave goes out at its due instant (one piece
+/// duration after the first), not on the next tick of a fixed 100 ms clock (which lost up to
+/// a tick per announcement).
+#[test]
+fn second_wave_goes_out_exactly_when_due() {
+    let (key, mut s) = setup();
+    s.config.source = true;
+    s.config.source_delay = Some(Duration::from_millis(137));
+    let t0 = Instant::now();
+    for k in 1..=6 {
+        ready_peer(&mut s, k, t0);
+    }
+    run_timers(&mut s, t0);
+    drain(&mut s);
+    let now = t0 + Duration::from_millis(3);
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
+    s.on_piece_added(h, now);
+    let first = announced_to(&drain(&mut s), 0);
+    assert_eq!(first.len(), s.config.source_fanout);
+    let due = now + Duration::from_millis(137);
+    assert!(s.poll_timeout().is_some_and(|t| t <= due));
+    let acts = run_timers(&mut s, now + Duration::from_secs(1));
+    let rest: Vec<(Instant, PeerKey)> = acts
+        .iter()
+        .filter_map(|(t, a)| {
+            announced_to(std::slice::from_ref(a), 0)
+                .first()
+                .map(|&k| (*t, k))
+        })
+        .collect();
+    assert_eq!(rest.len(), 6 - first.len());
+    assert!(rest.iter().all(|&(t, _)| t == due), "{rest:?} due {due:?}");
+}
+
+/// A block request in flight makes its timeout a deadline: `poll_timeout` names it, and at
+/// that instant the block is asked of another peer.
+#[test]
+fn late_block_is_a_deadline() {
+    let (key, mut s) = setup();
+    let t0 = Instant::now();
+    for k in 1..=2 {
+        ready_peer(&mut s, k, t0);
+        s.on_message(k, Message::Unchoke, t0);
+    }
+    run_timers(&mut s, t0);
+    drain(&mut s);
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
+    let have = Message::Extended {
+        id: OUR_PC_LIVE_ID,
+        payload: LiveMsg::Have(vec![h]).encode(),
+    };
+    s.on_message(1, have.clone(), t0);
+    let asked: Vec<PeerKey> = drain(&mut s)
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(k, Message::Request(_)) => Some(*k),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![1]);
+    s.on_message(2, have, t0);
+    let late = t0 + s.config.block_timeout;
+    assert!(s.poll_timeout().is_some_and(|t| t <= late));
+    let acts = run_timers(&mut s, late);
+    let moved: Vec<(Instant, PeerKey)> = acts
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Send(k, Message::Request(_)) => Some((*t, *k)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, vec![(late, 2)]);
 }
 
 #[test]
@@ -222,8 +319,10 @@ mod prop {
                     _ => Message::Unchoke,
                 };
                 s.on_message(1, msg, now);
-                s.tick(now, 1);
+                s.handle_timeout(now);
                 while s.poll_action().is_some() {}
+                // Whatever was due has been done: no deadline is left in the past.
+                prop_assert!(s.poll_timeout().is_none_or(|t| t > now));
             }
             prop_assert!(s.headers.len() <= 2 * s.params().unwrap().window_pieces() as usize + 1);
             prop_assert!(s.downloads.len() <= s.config.max_in_progress);

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::PeerKey;
 use crate::disconnect::{DisconnectCounts, DisconnectReason};
 use crate::live::PieceHeader;
+use crate::time::WallClock;
 use crate::wire::{BlockRef, Message};
 
 /// Tunables of a [`super::LiveSwarm`]; the defaults suit loopback and the internet.
@@ -66,6 +67,9 @@ pub struct LiveConfig {
     pub listen_port: Option<u16>,
     /// Seed for tie-breaking and rotations.
     pub seed: u64,
+    /// The wall clock derived from the monotonic `now` ([`crate::time`]), to refuse headers
+    /// with stale timestamps; `None` judges no timestamp.
+    pub wall_clock: Option<WallClock>,
 }
 
 impl Default for LiveConfig {
@@ -93,6 +97,7 @@ impl Default for LiveConfig {
             first_pex: Duration::from_secs(3),
             listen_port: None,
             seed: 0x11fe,
+            wall_clock: None,
         }
     }
 }
