@@ -237,16 +237,10 @@ impl Host {
     /// Waits for the next thing to handle. Cancel-safe (use it in `select!`).
     pub async fn recv(&mut self) -> Wake {
         let deadline = self.mgr.poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             Some(ev) = self.events_rx.recv() => Wake::Peer(ev),
             Some(t) = self.tasks_rx.recv() => Wake::Task(t),
-            _ = timer => Wake::Timeout,
+            _ = crate::clock::sleep_until(deadline) => Wake::Timeout,
         }
     }
 
@@ -358,7 +352,7 @@ impl Host {
         debug!(key, "peer does not read: dropped");
         self.conns.remove(&key);
         swarm.remove_peer(key);
-        self.mgr.on_closed(key, Instant::now());
+        self.mgr.on_closed(key, crate::clock::now());
         false
     }
 
