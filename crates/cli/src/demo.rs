@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -77,7 +77,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
 
     println!("4. node B downloads it knowing only the content ID and node A's address");
     let viewer = Session::start(node("viewer", vec![seed_addr])).await?;
-    let started = Instant::now();
+    let started = peercdn_engine::clock::now();
     let mut h = viewer.add(
         Source::Hash {
             info_hash: id,
@@ -98,7 +98,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
             State::Error(e) => bail!("download failed: {e}"),
             _ => {}
         }
-        if Instant::now() > deadline {
+        if peercdn_engine::clock::now() > deadline {
             bail!("download did not finish in 5 minutes");
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), h.status.changed()).await;

@@ -267,10 +267,7 @@ pub async fn publish(
     .await
     .context("hashing task failed")??;
     bar.finish_and_clear();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .ok();
+    let now = i64::try_from(peercdn_engine::clock::unix_secs()).ok();
     let tiers = trackers.into_iter().map(|t| vec![t]).collect();
     let m = Metainfo::new(
         info,

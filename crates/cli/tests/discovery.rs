@@ -10,6 +10,7 @@
 //! (a VoD holder and live relay itself) are killed, and a NEW viewer with only the IDs still
 //! gets the VoD bytes (from the `get` node, found through the DHT; the dead peers' announces
 //! are still stored) and plays the live stream (from the broadcaster and the relay).
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

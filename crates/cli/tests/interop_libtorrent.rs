@@ -5,6 +5,7 @@
 //! 2. libtorrent downloads from a peercdn seeder a torrent that peercdn made;
 //! 3. two peercdn nodes and one libtorrent node, each starting with a different part of the
 //!    pieces, all finish.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! and ffmpeg decodes what every viewer's `/ace/getstream` serves for 60 s. Also: two players on
 //! one engine, a viewer that joins at second 30 (its stream starts at a keyframe), a viewer with
 //! no peers that plays from the CDN alone, and a plain HLS player reading the publish dir.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! A live viewer paused and resumed, whole processes: a broadcaster with a 5 s window, a relay
 //! engine and a viewer engine whose player reads `/ace/getstream`; the viewer is stopped
 //! (SIGSTOP, as a closed laptop lid stops it) for longer than twice the window, then resumed.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

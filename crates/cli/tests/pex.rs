@@ -12,6 +12,7 @@
 //!     client.
 //!
 //! Seeders are rate-limited so nobody completes (and stops wanting peers) before the check.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

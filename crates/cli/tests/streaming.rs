@@ -8,6 +8,7 @@
 //!
 //! Needs Debian's `ffmpeg`, `nginx` and `python3-libtorrent` (scripts/test.sh installs them).
 //! Every child process is a [`Proc`], killed when the test ends, even on panic.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
 

@@ -80,6 +80,7 @@ impl Choker {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
 

@@ -58,6 +58,7 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
     use std::time::Duration;

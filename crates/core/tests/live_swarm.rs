@@ -1,6 +1,7 @@
 //! Scenario tests of the live swarm: a source and viewers (`LiveSwarm`s) joined by in-memory
 //! queues on a virtual clock, every message through the real codec, with the engine's duties
 //! (keeping the window, checking payloads, reading blocks) played by the harness.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! Scenario tests of the swarm state machine: several `Swarm`s joined by in-memory queues and a
 //! virtual clock, with the engine's duties (storing blocks, hashing pieces, reading blocks)
 //! played by the harness. Runs in milliseconds and the same every time.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! The VoD swarm under the time contract: `poll_timeout` names the instant of the swarm's own
 //! next work, and `handle_timeout` at that instant does it (no fixed tick).
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

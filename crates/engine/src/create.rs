@@ -301,6 +301,7 @@ fn is_plain(n: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests measure real elapsed time
 mod tests {
     use super::*;
     use crate::storage::{sha1_piece, Storage};

@@ -260,7 +260,7 @@ impl Dht {
                 // Answer soon after the first peers arrive instead of when the whole query ends
                 // (a dead node in the table costs the crate's 2 s request timeout).
                 if grace.is_none() && !batch.is_empty() {
-                    grace = Some(tokio::time::Instant::now() + LOOKUP_GRACE);
+                    grace = Some(crate::clock::tokio_now() + LOOKUP_GRACE);
                 }
                 for addr in batch {
                     if addr.port() == 0 || !seen.insert(addr) {
@@ -351,17 +351,17 @@ impl Drop for Shared {
 async fn maintain(shared: Weak<Shared>) {
     let mut tick = tokio::time::interval(NODES_REFRESH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_save = tokio::time::Instant::now() + SAVE_INTERVAL;
+    let mut next_save = crate::clock::tokio_now() + SAVE_INTERVAL;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let nodes = shared.refresh_nodes().await;
-        if tokio::time::Instant::now() < next_save {
+        if crate::clock::tokio_now() < next_save {
             continue;
         }
-        next_save = tokio::time::Instant::now() + SAVE_INTERVAL;
+        next_save = crate::clock::tokio_now() + SAVE_INTERVAL;
         if let Some(path) = &shared.state_file {
             if let Err(e) = write_state(path, &nodes) {
                 tracing::warn!(error = %e, "DHT state not saved");
@@ -458,6 +458,7 @@ impl std::fmt::Debug for Dht {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests measure real elapsed time
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

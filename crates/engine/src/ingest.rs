@@ -324,7 +324,7 @@ impl Pacer {
     }
 
     fn due(&mut self, piece: &CutPiece) -> Instant {
-        let start = *self.start.get_or_insert_with(Instant::now);
+        let start = *self.start.get_or_insert_with(crate::clock::tokio_now);
         let rel = match (piece.pcr_us.or(piece.pts_us), self.anchor) {
             (Some(m), None) => {
                 self.anchor = Some(m.saturating_sub(self.pass_end));
@@ -493,6 +493,7 @@ async fn run_http(sink: &mut Sink, url: Url) -> Result<(), IngestError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests measure real elapsed time
 mod tests {
     use super::*;
     use std::path::Path;

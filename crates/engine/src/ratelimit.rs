@@ -53,7 +53,7 @@ impl RateLimiter {
                 rate: AtomicU64::new(bytes_per_sec),
                 bucket: Mutex::new(Bucket {
                     tokens: burst_of(bytes_per_sec) as f64,
-                    last: Instant::now(),
+                    last: crate::clock::tokio_now(),
                 }),
             }),
         }
@@ -82,10 +82,10 @@ impl RateLimiter {
             // Leaving (or staying) unlimited: start from a full bucket, not from stale state.
             b.tokens = burst_of(bytes_per_sec) as f64;
         } else {
-            b.refill(self.rate(), Instant::now());
+            b.refill(self.rate(), crate::clock::tokio_now());
             b.tokens = b.tokens.min(burst_of(bytes_per_sec) as f64);
         }
-        b.last = Instant::now();
+        b.last = crate::clock::tokio_now();
         self.inner.rate.store(bytes_per_sec, Ordering::Relaxed);
     }
 
@@ -104,7 +104,7 @@ impl RateLimiter {
         if rate == 0 || n == 0 {
             return None;
         }
-        let now = Instant::now();
+        let now = crate::clock::tokio_now();
         let mut b = self.lock();
         b.refill(rate, now);
         b.tokens -= n as f64;
@@ -171,6 +171,7 @@ impl Limits {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests measure real elapsed time
 mod tests {
     use super::*;
 

@@ -537,8 +537,8 @@ impl Session {
         }
         // Another request is finding out already: wait for its answer rather than taking its
         // half-started stream for a live one.
-        let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
-        while self.is_resolving(&id) && tokio::time::Instant::now() < deadline {
+        let deadline = crate::clock::tokio_now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
+        while self.is_resolving(&id) && crate::clock::tokio_now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(l) = self.get_live(&id) {

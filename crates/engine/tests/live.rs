@@ -1,6 +1,7 @@
 //! Live streams over real sockets on 127.0.0.1: a source session pushing signed pieces, viewer
 //! sessions in a chain and a mesh (one joining by ID alone), and an evil raw-TCP peer that
 //! announces a forged piece and gets banned.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::net::SocketAddr;
 use std::path::Path;

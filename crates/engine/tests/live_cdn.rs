@@ -2,6 +2,7 @@
 //! directory served by a tiny static HTTP server on 127.0.0.1; a viewer with no peers plays the
 //! stream from that server alone through the fallback; forged files on the server are refused;
 //! and ffmpeg, a player that knows nothing of peercdn, plays `live.m3u8`.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

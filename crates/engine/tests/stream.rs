@@ -1,5 +1,6 @@
 //! Streaming reads over real sockets: a second session reads a file of a torrent that it is
 //! still downloading from the first, from the start and after a seek, and gets the file's bytes.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -144,7 +144,7 @@ pub async fn manifest(
         .waiting
         .try_acquire()
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many HLS requests"))?;
-    let deadline = Instant::now() + live::start_timeout(state);
+    let deadline = peercdn_engine::clock::tokio_now() + live::start_timeout(state);
     let buffer = live::wait_buffer(handle, deadline).await?;
     if live::wait_start(&buffer, deadline).await.is_none() {
         return Err(ApiError::new(
@@ -223,7 +223,7 @@ async fn segment_inner(
             let _permit = state.hls().waiting.try_acquire().map_err(|_| {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many segment requests")
             })?;
-            let deadline = Instant::now() + live::skip_after(&buffer);
+            let deadline = peercdn_engine::clock::tokio_now() + live::skip_after(&buffer);
             wait_piece(&buffer, index, deadline)
                 .await
                 .ok_or_else(gone)?
@@ -304,7 +304,7 @@ impl HlsReaders {
         let k = (buffer.content_id(), key.to_string());
         let mut map = self.lock();
         if let Some(r) = map.get(&k).filter(|r| Arc::ptr_eq(&r.buffer, buffer)) {
-            *r.seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            *r.seen.lock().unwrap_or_else(|e| e.into_inner()) = peercdn_engine::clock::tokio_now();
             if moved {
                 r.reader.set_position(index);
             }
@@ -321,7 +321,7 @@ impl HlsReaders {
         let entry = Arc::new(HlsReader {
             buffer: buffer.clone(),
             reader,
-            seen: Mutex::new(Instant::now()),
+            seen: Mutex::new(peercdn_engine::clock::tokio_now()),
         });
         map.insert(k.clone(), entry.clone());
         drop(map);

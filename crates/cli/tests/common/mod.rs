@@ -1,5 +1,6 @@
 //! Shared helpers for whole-process tests: child processes that are killed when dropped,
 //! port files, deterministic test data, and the libtorrent harness (`tests/interop/lt_peer.py`).
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 #![allow(dead_code)]
 
 mod fixtures;

@@ -1,4 +1,5 @@
 //! Unit tests of the connection manager (virtual time, no I/O).
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 #![allow(clippy::needless_range_loop)] // the simultaneous-open model indexes [end][tcp]
 
 use std::collections::VecDeque;

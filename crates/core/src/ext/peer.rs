@@ -107,6 +107,7 @@ impl Traffic {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
 

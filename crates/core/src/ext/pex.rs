@@ -99,6 +99,7 @@ pub fn received(payload: &[u8]) -> Option<Vec<SocketAddr>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
     use crate::ext::handshake::PeerExtensions;

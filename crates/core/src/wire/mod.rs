@@ -369,6 +369,7 @@ fn block_ref(body: &[u8]) -> Option<BlockRef> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1137,7 +1137,7 @@ async fn fallback_loop(buffer: Arc<LiveBuffer>, client: Arc<CdnClient>, cfg: Fal
     let mut rx = f.buffer.subscribe();
     let mut jobs: JoinSet<Job> = JoinSet::new();
     loop {
-        f.step(Instant::now(), &mut jobs);
+        f.step(crate::clock::tokio_now(), &mut jobs);
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
@@ -1146,7 +1146,7 @@ async fn fallback_loop(buffer: Arc<LiveBuffer>, client: Arc<CdnClient>, cfg: Fal
             }
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 if let Ok(job) = done {
-                    f.finish(Instant::now(), job);
+                    f.finish(crate::clock::tokio_now(), job);
                 }
             }
             _ = tokio::time::sleep(tick) => {}

@@ -63,7 +63,7 @@ async fn announce_with(
         .port()
         .ok_or_else(|| TrackerError::BadUrl(format!("{url}: a UDP tracker needs a port")))?;
     // `host_str` keeps the brackets of an IPv6 literal; the (host, port) form wants them off.
-    let deadline = Instant::now() + timing.deadline;
+    let deadline = crate::clock::tokio_now() + timing.deadline;
     tokio::time::timeout_at(deadline, async {
         let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await?
@@ -150,7 +150,7 @@ async fn exchange(
 ) -> Result<Option<usize>, TrackerError> {
     let want_action = read_u32(packet, 8).unwrap_or(u32::MAX);
     sock.send(packet).await?;
-    let until = Instant::now() + timeout;
+    let until = crate::clock::tokio_now() + timeout;
     loop {
         let len = match tokio::time::timeout_at(until, sock.recv(buf)).await {
             Err(_) => return Ok(None),
@@ -266,7 +266,7 @@ fn cache_id(addr: SocketAddr, id: u64) {
             ids.clear();
         }
     }
-    ids.insert(addr, (id, Instant::now()));
+    ids.insert(addr, (id, crate::clock::tokio_now()));
 }
 
 fn forget_id(addr: SocketAddr) {
@@ -274,6 +274,7 @@ fn forget_id(addr: SocketAddr) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests measure real elapsed time
 mod tests {
     use super::super::tests::request;
     use super::super::Event;

@@ -1,5 +1,6 @@
 //! Unit tests of BEP 9 fetching and serving: one [`Metadata`] driven by hand, peers played by
 //! the test (what they announce, what they answer), on a virtual clock.
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use super::*;
 use crate::wire::ext::ExtHandshake;

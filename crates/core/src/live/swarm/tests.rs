@@ -1,4 +1,5 @@
 //! Unit tests of the live swarm (the multi-node scenarios are in `tests/live_swarm.rs`).
+#![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use super::*;
 use crate::live::{LiveParams, OUR_PC_LIVE_ID, PC_LIVE};
