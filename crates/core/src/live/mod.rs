@@ -1,6 +1,7 @@
 //! Live streams: the descriptor, the signed piece header and the `pc_live` extension messages
-//! (DESIGN §3), the live swarm state machine ([`swarm`]) and the window rule it shares with the
-//! engine's buffer ([`window`]).
+//! (DESIGN §3), the live swarm state machine ([`swarm`]), the window rule it shares with the
+//! engine's buffer ([`window`]), the CDN fallback policy ([`fallback`]) and HLS playlists
+//! ([`hls`]).
 //!
 //! A live stream is identified like a torrent: its content ID is the SHA-1 of the bencoded info
 //! dictionary `{"name": …, "live": {"pubkey": …, "piece duration ms": …, "max piece length": …,
@@ -19,6 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::bencode::{self, OwnedValue};
 use crate::id::InfoHash;
 
+pub mod fallback;
+pub mod hls;
 pub mod swarm;
 pub mod window;
 

@@ -79,6 +79,8 @@ pub struct LiveBuffer {
     window: Window,
     ring: Mutex<Ring>,
     changed: watch::Sender<u64>,
+    /// Bumped when a player registers, leaves or moves (see [`LiveBuffer::subscribe_players`]).
+    players: watch::Sender<u64>,
     /// Bytes inserted, by origin.
     pub bytes_in: OriginBytes,
 }
@@ -93,6 +95,7 @@ impl LiveBuffer {
             window,
             ring: Mutex::new(Ring::default()),
             changed: watch::channel(0).0,
+            players: watch::channel(0).0,
             bytes_in: OriginBytes::default(),
         })
     }
@@ -268,15 +271,30 @@ impl LiveBuffer {
         self.changed.subscribe()
     }
 
+    /// A receiver that changes when a player registers, leaves or moves to another piece (the
+    /// CDN fallback wakes on it; the pieces' own receiver, [`LiveBuffer::subscribe`], does not
+    /// fire for players).
+    pub fn subscribe_players(&self) -> watch::Receiver<u64> {
+        self.players.subscribe()
+    }
+
+    fn players_changed(&self) {
+        self.players.send_modify(|v| *v += 1);
+    }
+
     /// Registers a player; `None` when [`MAX_READERS`] are already registered.
     pub fn reader(self: &Arc<Self>) -> Option<ReaderGuard> {
-        let mut r = self.ring();
-        if r.readers.len() >= MAX_READERS {
-            return None;
-        }
-        r.next_reader += 1;
-        let id = r.next_reader;
-        r.readers.insert(id, None);
+        let id = {
+            let mut r = self.ring();
+            if r.readers.len() >= MAX_READERS {
+                return None;
+            }
+            r.next_reader += 1;
+            let id = r.next_reader;
+            r.readers.insert(id, None);
+            id
+        };
+        self.players_changed();
         Some(ReaderGuard {
             buffer: self.clone(),
             id,
@@ -304,8 +322,12 @@ pub struct ReaderGuard {
 impl ReaderGuard {
     /// The player needs `index` next.
     pub fn set_position(&self, index: u32) {
-        if let Some(p) = self.buffer.ring().readers.get_mut(&self.id) {
-            *p = Some(index);
+        let moved = match self.buffer.ring().readers.get_mut(&self.id) {
+            Some(p) => p.replace(index) != Some(index),
+            None => false,
+        };
+        if moved {
+            self.buffer.players_changed();
         }
     }
 }
@@ -313,6 +335,7 @@ impl ReaderGuard {
 impl Drop for ReaderGuard {
     fn drop(&mut self) {
         self.buffer.ring().readers.remove(&self.id);
+        self.buffer.players_changed();
     }
 }
 
