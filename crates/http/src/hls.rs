@@ -1,12 +1,12 @@
-//! HLS output of live streams: the media playlist of `/ace/manifest.m3u8` (built here, routed
-//! in [`crate::ace`]) and its segments `/ace/l/{id}/{index}.ts`.
+//! HLS output of live streams: the media playlist of `/ace/manifest.m3u8` (routed in
+//! [`crate::ace`]) and its segments `/ace/l/{id}/{index}.ts`.
 //!
-//! A segment is one piece, so segment numbers are piece indices and `#EXT-X-MEDIA-SEQUENCE` is
-//! the first listed index. The playlist lists the newest run of consecutive held pieces,
-//! starting at a keyframe piece, about [`MIN_SEGMENTS`]–[`MAX_SEGMENTS`] long (longer only when
-//! keyframes are rarer). `#EXT-X-DISCONTINUITY` precedes a flagged piece (not the first listed:
-//! a sliding playlist cannot keep an honest `EXT-X-DISCONTINUITY-SEQUENCE`, so the first
-//! segment's flag is not repeated).
+//! Which pieces the playlist lists and how it writes them is core's `live::hls` (shared with the
+//! publisher's `live.m3u8`): the newest run of consecutive held pieces, starting at a keyframe
+//! piece, about 6–10 long (longer only when keyframes are rarer), no discontinuity tag on the
+//! first segment (a playlist built afresh per request keeps no discontinuity sequence). This
+//! file owns the HTTP side: waiting for a first keyframe, status codes, headers, segment
+//! requests and the HLS clients' readers.
 //!
 //! HLS clients feed the playhead too: each client (stream + `pid`, empty when none) owns a
 //! reader registered in the stream's buffer, moved by its segment requests and dropped
@@ -17,7 +17,6 @@
 //! `/ace/getstream` there).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use peercdn_core::live::PieceHeader;
+use peercdn_core::live::hls::{self, RenderOptions, Segment, MAX_SEGMENTS};
 use peercdn_core::InfoHash;
 use peercdn_engine::live::{LiveBuffer, LiveHandle, LivePiece, ReaderGuard};
 use tokio::sync::Semaphore;
@@ -38,10 +37,6 @@ use crate::live;
 use crate::source::Params;
 use crate::state::AppState;
 
-/// Segments a playlist aims for, at least.
-pub const MIN_SEGMENTS: usize = 6;
-/// Segments a playlist aims for, at most (exceeded only when keyframes are rarer).
-pub const MAX_SEGMENTS: usize = 10;
 /// Newest headers looked at for a playlist.
 const SCAN: usize = 64;
 /// Most HLS clients tracked (over all streams).
@@ -57,71 +52,6 @@ const MAX_KEY_LEN: usize = 128;
 /// The segment route.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ace/l/{id}/{segment}", get(segment))
-}
-
-/// The segments of a playlist among `held` (headers in increasing index order): the newest run
-/// of consecutive pieces, from the newest keyframe piece that leaves at least
-/// [`MIN_SEGMENTS`] (or the run's oldest keyframe). Without a keyframe in the run, the last
-/// [`MAX_SEGMENTS`] pieces.
-pub fn pick_segments(held: &[PieceHeader]) -> &[PieceHeader] {
-    let Some(mut a) = held.len().checked_sub(1) else {
-        return &[];
-    };
-    while a > 0 && held.get(a - 1).map(|h| h.index.wrapping_add(1)) == held.get(a).map(|h| h.index)
-    {
-        a -= 1;
-    }
-    let run = held.get(a..).unwrap_or(&[]);
-    let n = run.len();
-    let mut start = None;
-    for j in (0..n).rev() {
-        if !run.get(j).is_some_and(PieceHeader::is_keyframe) {
-            continue;
-        }
-        if n - j > MAX_SEGMENTS && start.is_some() {
-            break;
-        }
-        start = Some(j);
-        if n - j >= MIN_SEGMENTS {
-            break;
-        }
-    }
-    let start = start.unwrap_or(n.saturating_sub(MAX_SEGMENTS));
-    run.get(start..).unwrap_or(&[])
-}
-
-/// The media playlist of `segments`; `url(index)` is a segment's URL and `default_us` the
-/// duration used for pieces that carry none.
-pub fn playlist(segments: &[PieceHeader], default_us: u32, url: impl Fn(u32) -> String) -> String {
-    let dur = |h: &PieceHeader| {
-        if h.duration_us == 0 {
-            default_us
-        } else {
-            h.duration_us
-        }
-    };
-    let max_us = segments.iter().map(dur).max().unwrap_or(default_us);
-    let target = u64::from(max_us).div_ceil(1_000_000).max(1);
-    let first = segments.first().map_or(0, |h| h.index);
-    let mut out = String::with_capacity(128 + segments.len() * 96);
-    let _ = write!(
-        out,
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
-    );
-    for (i, h) in segments.iter().enumerate() {
-        if i > 0 && h.is_discontinuity() {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        let d = dur(h);
-        let _ = write!(
-            out,
-            "#EXTINF:{}.{:03},\n{}\n",
-            d / 1_000_000,
-            (d % 1_000_000) / 1000,
-            url(h.index)
-        );
-    }
-    out
 }
 
 /// How long an HLS client's reader lives after its last request: three piece durations times
@@ -156,17 +86,26 @@ pub async fn manifest(
         ));
     }
     let last = buffer.range().map_or(0, |r| r.1);
-    let held = buffer.headers(last.saturating_sub(SCAN as u32 - 1), SCAN);
-    let segs = pick_segments(&held);
-    if let Some(first) = segs.first() {
-        state.hls().touch(&buffer, client, first.index, false);
-    }
     let default_us = buffer
         .descriptor()
         .params
         .piece_duration_ms
         .saturating_mul(1000);
-    let text = playlist(segs, default_us, segment_url);
+    let held: Vec<Segment> = buffer
+        .headers(last.saturating_sub(SCAN as u32 - 1), SCAN)
+        .iter()
+        .map(|h| Segment::from_header(h, default_us))
+        .collect();
+    let segs = hls::from_keyframe(&held);
+    if let Some(first) = segs.first() {
+        state.hls().touch(&buffer, client, first.index, false);
+    }
+    let opts = RenderOptions {
+        target_s: hls::target_duration_s(segs),
+        discontinuity_sequence: None,
+        start_at_keyframe: false,
+    };
+    let text = hls::render(segs, &opts, segment_url);
     let mut r = text.into_response();
     let hs = r.headers_mut();
     hs.insert(
@@ -344,64 +283,5 @@ impl HlsReaders {
                 return;
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(index: u32, key: bool, disc: bool, duration_us: u32) -> PieceHeader {
-        PieceHeader {
-            index,
-            timestamp_us: 0,
-            duration_us,
-            flags: u8::from(key) | (u8::from(disc) << 1),
-            length: 0,
-            sha256: [0; 32],
-            signature: [0; 64],
-        }
-    }
-
-    fn indices(s: &[PieceHeader]) -> Vec<u32> {
-        s.iter().map(|h| h.index).collect()
-    }
-
-    #[test]
-    fn picks_the_newest_run_from_a_keyframe() {
-        let every_other: Vec<_> = (0..20).map(|i| h(i, i % 2 == 0, false, 1)).collect();
-        assert_eq!(
-            indices(pick_segments(&every_other)),
-            (14..20).collect::<Vec<_>>()
-        );
-        // A gap: only the run after it counts.
-        let mut gap: Vec<_> = (0..10).map(|i| h(i, i % 2 == 0, false, 1)).collect();
-        gap.extend((12..16).map(|i| h(i, i % 2 == 0, false, 1)));
-        assert_eq!(indices(pick_segments(&gap)), vec![12, 13, 14, 15]);
-        // Rare keyframes: from the only one.
-        let rare: Vec<_> = (0..40).map(|i| h(i, i == 5, false, 1)).collect();
-        assert_eq!(pick_segments(&rare).len(), 35);
-        // No keyframe at all: the newest MAX_SEGMENTS.
-        let none: Vec<_> = (0..40).map(|i| h(i, false, false, 1)).collect();
-        assert_eq!(pick_segments(&none).len(), MAX_SEGMENTS);
-        assert!(pick_segments(&[]).is_empty());
-    }
-
-    #[test]
-    fn playlist_shape() {
-        let segs = [
-            h(7, true, true, 500_000),
-            h(8, false, false, 1_200_000),
-            h(9, true, true, 0),
-        ];
-        let text = playlist(&segs, 400_000, |i| format!("/s/{i}.ts"));
-        assert_eq!(
-            text,
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
-             #EXTINF:0.500,\n/s/7.ts\n#EXTINF:1.200,\n/s/8.ts\n\
-             #EXT-X-DISCONTINUITY\n#EXTINF:0.400,\n/s/9.ts\n"
-        );
-        let empty = playlist(&[], 500_000, |i| i.to_string());
-        assert!(empty.contains("#EXT-X-TARGETDURATION:1\n"));
     }
 }

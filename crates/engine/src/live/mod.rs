@@ -13,6 +13,7 @@ use tokio::sync::watch;
 pub mod actor;
 pub mod buffer;
 pub mod cdn;
+pub mod player;
 
 pub use buffer::{LiveBuffer, LivePiece, Origin, ReaderGuard};
 
