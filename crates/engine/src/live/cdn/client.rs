@@ -127,7 +127,7 @@ fn transport(url: &str, e: reqwest::Error) -> CdnError {
     }
 }
 
-/// Counters of a [`CdnClient`] (and of the [`Fallback`] that drives it).
+/// Counters of a [`CdnClient`] (and of the [`Fallback`](super::Fallback) that drives it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CdnStats {
     /// Body bytes received, by base host (`host` or `host:port`), in base order.

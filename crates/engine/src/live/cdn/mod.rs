@@ -1,5 +1,5 @@
 //! The CDN side of a live stream (DESIGN §3, "CDN layout"): the [`Publisher`] that mirrors a
-//! [`LiveBuffer`] into a directory any HTTP server can serve, and the fallback client
+//! [`LiveBuffer`](crate::live::LiveBuffer) into a directory any HTTP server can serve, and the fallback client
 //! ([`fetch_descriptor`], [`CdnClient`], [`spawn_fallback`]) that fetches pieces from such a
 //! server when no peer can deliver them in time.
 //!
@@ -24,7 +24,7 @@
 //! that sends more can never make us hold more. A CDN that serves a forged piece is refused and
 //! counted. The fallback fetches only what a registered player needs next and no peer delivered
 //! before its deadline; the bytes it fetches are counted per base host and as
-//! [`Origin::Cdn`] in the buffer.
+//! [`Origin::Cdn`](crate::live::Origin::Cdn) in the buffer.
 //!
 //! Files: `publish.rs` (the [`Publisher`]), `client.rs` (HTTP fetching and verifying of
 //! descriptor, playlist, headers and segments: [`CdnClient`], [`fetch_descriptor`]) and
@@ -33,7 +33,7 @@
 //! Playlist text comes from core's `live::hls` (one module for this playlist and the HTTP API's).
 //!
 //! Architecture invariant: this module knows nothing of the swarm or of HTTP serving; it talks
-//! to the rest of the engine only through the [`LiveBuffer`].
+//! to the rest of the engine only through the [`LiveBuffer`](crate::live::LiveBuffer).
 
 use std::io;
 use std::path::PathBuf;
