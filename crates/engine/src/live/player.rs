@@ -172,7 +172,7 @@ impl Pump {
                     continue;
                 }
                 (Some(k), false) => {
-                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    let since = *stalled_since.get_or_insert_with(crate::clock::tokio_now);
                     if since.elapsed() >= self.skip_after {
                         tracing::debug!(from = self.next, to = k, "live piece missing, skip");
                         self.next = k;

@@ -12,10 +12,10 @@ use peercdn_core::live::fallback::{
     Failed, FallbackAction, FallbackPolicy, Outcome, PolicyConfig, WindowView,
 };
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 
 use super::client::CdnStats;
 use super::{CdnClient, CdnError};
+use crate::clock::{now, sleep_until};
 use crate::live::buffer::{LiveBuffer, LivePiece};
 
 /// How the fallback decides when to use the CDN.
@@ -167,7 +167,6 @@ async fn fallback_loop(buffer: Arc<LiveBuffer>, client: Arc<CdnClient>, cfg: Fal
     let mut pieces = buffer.subscribe();
     let mut players = buffer.subscribe_players();
     let mut jobs: JoinSet<Job> = JoinSet::new();
-    let now = || Instant::now().into_std();
     policy.handle_window(now(), &View(&buffer));
     loop {
         while let Some(action) = policy.poll_action() {
@@ -184,7 +183,7 @@ async fn fallback_loop(buffer: Arc<LiveBuffer>, client: Arc<CdnClient>, cfg: Fal
                 }
             }
         }
-        let wake = policy.poll_timeout().map(Instant::from_std);
+        let wake = policy.poll_timeout();
         tokio::select! {
             changed = pieces.changed() => {
                 if changed.is_err() {
@@ -209,14 +208,6 @@ async fn fallback_loop(buffer: Arc<LiveBuffer>, client: Arc<CdnClient>, cfg: Fal
             }
         }
         policy.handle_window(now(), &View(&buffer));
-    }
-}
-
-/// Sleeps until `at`, or for ever.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
