@@ -70,7 +70,9 @@ check_libtorrent() {
 
 build_fuzz() {
     if [[ -f fuzz/Cargo.toml ]]; then
-        cargo build --manifest-path fuzz/Cargo.toml
+        # The workspace's target dir: fuzz/Cargo.lock pins the workspace's versions and fuzz/
+        # uses its dev profile, so dependencies built for the workspace are reused.
+        CARGO_TARGET_DIR="$REPO_ROOT/target" cargo build --manifest-path fuzz/Cargo.toml --locked
     else
         echo "no fuzz/Cargo.toml: skipped"
     fi

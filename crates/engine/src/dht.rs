@@ -415,8 +415,9 @@ fn load_state(path: &Path) -> Vec<SocketAddrV4> {
     }
 }
 
-/// Parses `ip:port` lines; skips blanks, garbage, IPv6 and port 0; at most [`MAX_STATE_NODES`].
-fn parse_state(text: &str) -> Vec<SocketAddrV4> {
+/// Parses the state file's text (`ip:port` lines); skips blanks, garbage, IPv6 and port 0; at
+/// most [`MAX_STATE_NODES`], without duplicates. Public for the fuzz target of this file format.
+pub fn parse_state(text: &str) -> Vec<SocketAddrV4> {
     let mut nodes = Vec::new();
     for line in text.lines() {
         if nodes.len() >= MAX_STATE_NODES {

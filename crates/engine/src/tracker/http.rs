@@ -121,7 +121,7 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, TrackerErro
 }
 
 /// Parses a bencoded announce response.
-fn parse_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
+pub(super) fn parse_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let value = bencode::decode_with(body, DECODE_LIMITS)
         .map_err(|e| TrackerError::BadResponse(e.to_string()))?;
     let dict = value

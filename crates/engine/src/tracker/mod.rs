@@ -139,6 +139,19 @@ pub async fn announce(url: &str, req: &AnnounceRequest) -> Result<AnnounceRespon
     }
 }
 
+/// Parses an HTTP tracker's bencoded announce response (BEP 3, compact BEP 23, `peers6` BEP 7):
+/// a `failure reason` is [`TrackerError::Failure`]. Public for the fuzz target of tracker replies.
+pub fn parse_http_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
+    http::parse_response(body)
+}
+
+/// Parses the body of a UDP tracker's announce reply (BEP 15), whose action and transaction ID
+/// the caller has checked; `ipv6` when it came over IPv6 (18-byte peers). Public for the fuzz
+/// target of tracker replies.
+pub fn parse_udp_announce(body: &[u8], ipv6: bool) -> Result<AnnounceResponse, TrackerError> {
+    udp::parse_announce(body, ipv6)
+}
+
 // --- shared helpers ---------------------------------------------------------------------------
 
 /// Collects peers: de-duplicated, usable, at most [`MAX_PEERS`].

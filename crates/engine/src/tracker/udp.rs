@@ -206,7 +206,7 @@ fn transaction_id(packet: &[u8]) -> u32 {
 }
 
 /// Parses an announce reply (action and transaction id already checked).
-fn parse_announce(body: &[u8], ipv6: bool) -> Result<AnnounceResponse, TrackerError> {
+pub(super) fn parse_announce(body: &[u8], ipv6: bool) -> Result<AnnounceResponse, TrackerError> {
     let field = |at| {
         read_u32(body, at)
             .ok_or_else(|| TrackerError::BadResponse("short UDP announce response".into()))

@@ -1,0 +1,23 @@
+//! Fuzz target: the BEP 10 extension handshake decoder must never panic, must keep its documented
+//! bounds (`m` entries and names, client length, metadata size), and what it accepts must encode
+//! to bytes that decode to the same handshake.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use peercdn_core::wire::ext::{
+    ExtHandshake, MAX_CLIENT_LEN, MAX_EXT_NAME_LEN, MAX_METADATA_SIZE, MAX_M_ENTRIES,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(h) = ExtHandshake::decode(data) else {
+        return;
+    };
+    assert!(h.m.len() <= MAX_M_ENTRIES);
+    assert!(h.m.iter().all(|(name, _)| name.len() <= MAX_EXT_NAME_LEN));
+    assert!(h.client.as_ref().is_none_or(|c| c.len() <= MAX_CLIENT_LEN));
+    assert!(h
+        .metadata_size
+        .is_none_or(|s| (1..=MAX_METADATA_SIZE).contains(&s)));
+    let again = ExtHandshake::decode(&h.encode()).expect("our own handshake decodes");
+    assert_eq!(again, h);
+});
