@@ -16,23 +16,12 @@ use peercdn_core::wire::{self, Handshake, Message};
 use peercdn_core::PeerId;
 use peercdn_engine::live::{LiveBuffer, LiveHandle, LiveSource, NewPiece};
 use peercdn_engine::session::{AddOptions, LiveOptions, Resolved, Session, SessionConfig};
+use peercdn_testkit::fixtures::{self, addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(dir: &Path) -> SessionConfig {
-    SessionConfig {
-        data_dir: dir.join("data"),
-        download_dir: dir.join("dl"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        static_peers: vec![],
-        upload_limit: 0,
-        download_limit: 0,
-        dht: None,
-    }
-}
-
-fn addr(s: &Session) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], s.listen_port()))
+    fixtures::config(dir, vec![])
 }
 
 fn descriptor(key: &SigningKey) -> Descriptor {
@@ -238,35 +227,14 @@ async fn evil_peer_with_a_forged_piece_is_banned() {
 /// torrent with it, which downloads as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_id_of_a_torrent_starts_a_torrent() {
-    use peercdn_core::metainfo::Metainfo;
-    use peercdn_engine::create::{build_info, CreateOptions};
-    use peercdn_engine::torrent::Source;
-
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pub_dir = d.join("pub");
-    std::fs::create_dir_all(&pub_dir).unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
-    std::fs::write(pub_dir.join("file.bin"), &data).unwrap();
-    let info = build_info(
-        &pub_dir.join("file.bin"),
-        &CreateOptions {
-            piece_length: Some(65536),
-            private: false,
-        },
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let m = Metainfo::new(info, vec![], vec![], None, None);
+    let m = fixtures::torrent_of(&pub_dir, "file.bin", &[("", &data)], 65536);
     let id = m.info_hash;
     let seeder = Session::start(config(&d.join("a"))).await.unwrap();
-    seeder.add(
-        Source::Metainfo(Box::new(m)),
-        AddOptions {
-            save_dir: Some(pub_dir.clone()),
-            ..Default::default()
-        },
-    );
+    fixtures::seed(&seeder, &m, &pub_dir);
     let viewer = Session::start(config(&d.join("b"))).await.unwrap();
     let r = tokio::time::timeout(
         Duration::from_secs(15),

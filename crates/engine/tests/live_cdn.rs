@@ -16,6 +16,7 @@ use peercdn_engine::live::cdn::{
     FallbackConfig, Publisher, PublisherConfig,
 };
 use peercdn_engine::live::{LiveBuffer, LiveSource, NewPiece, Origin};
+use peercdn_testkit::fixtures::{ffmpeg_available, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -112,17 +113,6 @@ fn synthetic(i: u32, ms: u32) -> NewPiece {
         keyframe: i % 2 == 0,
         discontinuity: false,
         duration_us: ms * 1000,
-    }
-}
-
-async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -521,13 +511,6 @@ async fn a_forging_base_is_skipped_for_the_next() {
 // ---------------------------------------------------------------------------------------------
 // ffmpeg plays the published playlist
 // ---------------------------------------------------------------------------------------------
-
-fn ffmpeg_available() -> bool {
-    std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Cuts a TS file into pieces of whole packets: a new piece at every video random access point
 /// and in the middle of each GOP (by counting video PES starts), so about 0.5 s each at 25 fps

@@ -2,78 +2,29 @@
 //! still downloading from the first, from the start and after a seek, and gets the file's bytes.
 #![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
-use std::net::SocketAddr;
-use std::path::Path;
-
-use peercdn_core::metainfo::Metainfo;
-use peercdn_engine::create::{build_info, CreateOptions};
-use peercdn_engine::session::{AddOptions, Session, SessionConfig};
-use peercdn_engine::torrent::Source;
-
-fn config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> SessionConfig {
-    SessionConfig {
-        data_dir: dir.join("data"),
-        download_dir: dir.join("dl"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        static_peers: peers,
-        upload_limit,
-        download_limit: 0,
-        dht: None,
-    }
-}
-
-fn content(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u64).wrapping_mul(2654435761).rotate_left(7) as u8)
-        .collect()
-}
+use peercdn_engine::session::AddOptions;
+use peercdn_engine::session::Session;
+use peercdn_testkit::fixtures::{addr, by_hash, content, limited_config, seed, torrent_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_while_downloading_with_seek() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pub_dir = d.join("pub");
-    std::fs::create_dir_all(pub_dir.join("movie")).unwrap();
     let video = content(6_000_000);
-    std::fs::write(pub_dir.join("movie/a.txt"), b"hello").unwrap();
-    std::fs::write(pub_dir.join("movie/video.ts"), &video).unwrap();
-    let info = build_info(
-        &pub_dir.join("movie"),
-        &CreateOptions {
-            piece_length: Some(65536),
-            private: false,
-        },
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let m = Metainfo::new(info, vec![], vec![], None, None);
-    let id = m.info_hash;
+    let files: [(&str, &[u8]); 2] = [("a.txt", b"hello"), ("video.ts", &video)];
+    let m = torrent_of(&pub_dir, "movie", &files, 65536);
 
     // The seeder uploads at 2 MB/s, so the reader really waits for pieces.
-    let seeder = Session::start(config(&d.join("a"), vec![], 2_000_000))
+    let seeder = Session::start(limited_config(&d.join("a"), vec![], 2_000_000))
         .await
         .unwrap();
-    seeder.add(
-        Source::Metainfo(Box::new(m)),
-        AddOptions {
-            save_dir: Some(pub_dir.clone()),
-            ..Default::default()
-        },
-    );
-    let addr: SocketAddr = ([127, 0, 0, 1], seeder.listen_port()).into();
+    seed(&seeder, &m, &pub_dir);
 
-    let viewer = Session::start(config(&d.join("b"), vec![addr], 0))
+    let viewer = Session::start(limited_config(&d.join("b"), vec![addr(&seeder)], 0))
         .await
         .unwrap();
-    let h = viewer.add(
-        Source::Hash {
-            info_hash: id,
-            name: None,
-            trackers: vec![],
-            web_seeds: vec![],
-        },
-        AddOptions::default(),
-    );
+    let h = viewer.add(by_hash(&m), AddOptions::default());
     h.wait_ready().await.unwrap();
     let files = h.files().unwrap();
     let f = files.iter().find(|f| f.path == "video.ts").unwrap();
