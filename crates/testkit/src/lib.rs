@@ -8,7 +8,7 @@
 //!   by [`netem`] links, every message through the real codec, the engine's duties (storing,
 //!   hashing, reading, checking payloads) played by the harness — a swarm-policy finding becomes
 //!   a test that runs in milliseconds;
-//! - [`fixtures`] (feature `engine`): session configurations, content, a seeder and a viewer of
+//! - `fixtures` (feature `engine`): session configurations, content, a seeder and a viewer of
 //!   a torrent on real sockets (127.0.0.1, ports chosen by the OS), temp dirs that clean up;
 //! - [`Lcg`]: deterministic pseudo-random numbers without a `rand` dependency.
 //!
