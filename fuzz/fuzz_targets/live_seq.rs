@@ -41,20 +41,62 @@ struct Input {
 #[derive(Arbitrary, Debug)]
 enum Op {
     Connect,
-    Message { peer: u8, msg: Msg },
-    ExtHandshake { peer: u8, pc_live: u8, ut_metadata: u8, metadata_size: bool },
-    Window { peer: u8, first: u16, last: Option<u16> },
+    Message {
+        peer: u8,
+        msg: Msg,
+    },
+    ExtHandshake {
+        peer: u8,
+        pc_live: u8,
+        ut_metadata: u8,
+        metadata_size: bool,
+    },
+    Window {
+        peer: u8,
+        first: u16,
+        last: Option<u16>,
+    },
     /// Announces pieces `index..index + count` with headers stamped `age_ms` ago.
-    Have { peer: u8, index: u16, count: u8, age_ms: u16, len: u16, keyframe: bool, forged: bool },
+    Have {
+        peer: u8,
+        index: u16,
+        count: u8,
+        age_ms: u16,
+        len: u16,
+        keyframe: bool,
+        forged: bool,
+    },
     /// A block of the real payload of `index` (as announced with length `len`).
-    Piece { peer: u8, index: u16, len: u16, begin: u16, size: u16 },
-    MetadataPiece { peer: u8, piece: u8 },
-    MetadataRequest { peer: u8, piece: u32 },
-    Close { peer: u8 },
-    Advance { ms: u16 },
+    Piece {
+        peer: u8,
+        index: u16,
+        len: u16,
+        begin: u16,
+        size: u16,
+    },
+    MetadataPiece {
+        peer: u8,
+        piece: u8,
+    },
+    MetadataRequest {
+        peer: u8,
+        piece: u32,
+    },
+    Close {
+        peer: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     /// The source cuts its next piece (ignored by viewers).
-    Produce { len: u16 },
-    Complete { n: u8, read: bool, sent: bool },
+    Produce {
+        len: u16,
+    },
+    Complete {
+        n: u8,
+        read: bool,
+        sent: bool,
+    },
     Playhead(Option<u16>),
 }
 
@@ -104,7 +146,10 @@ impl Engine {
                 self.swarm.remove_peer(peer);
             }
             Action::PieceComplete { header, payload } => {
-                assert!(header.verify(&self.params.pubkey, &self.id).is_ok(), "unsigned header");
+                assert!(
+                    header.verify(&self.params.pubkey, &self.id).is_ok(),
+                    "unsigned header"
+                );
                 self.checks.push((header, payload));
             }
             Action::Edge(e) => self.edge = Some(self.edge.map_or(e, |x| x.max(e))),
@@ -118,7 +163,15 @@ impl Engine {
     fn header(&self, index: u32, ts: u64, len: u16, keyframe: bool) -> PieceHeader {
         let flags = if keyframe { FLAG_KEYFRAME } else { 0 };
         let data = payload(index, len);
-        PieceHeader::sign(&self.key, &self.id, index, ts, PIECE_MS * 1000, flags, &data)
+        PieceHeader::sign(
+            &self.key,
+            &self.id,
+            index,
+            ts,
+            PIECE_MS * 1000,
+            flags,
+            &data,
+        )
     }
 
     fn op(&mut self, op: Op) {
@@ -130,7 +183,9 @@ impl Engine {
                 self.swarm.add_peer(key, addr, &hs, now);
             }
             Op::Message { peer, msg } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 // Blocks of piece `index` as if announced with the smallest length.
                 let m = msg.to_message(|index, begin, len| {
                     let p = payload(index, 0);
@@ -141,26 +196,54 @@ impl Engine {
                     self.swarm.on_message(k, m, now);
                 }
             }
-            Op::ExtHandshake { peer, pc_live, ut_metadata, metadata_size } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+            Op::ExtHandshake {
+                peer,
+                pc_live,
+                ut_metadata,
+                metadata_size,
+            } => {
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let size = metadata_size.then(|| self.params.info_bytes().len() as u32);
                 let mut hs = ExtHandshake::ours(size, Some(7000));
-                hs.m = vec![("pc_live".into(), pc_live), ("ut_metadata".into(), ut_metadata)];
-                let m = Message::Extended { id: 0, payload: hs.encode() };
+                hs.m = vec![
+                    ("pc_live".into(), pc_live),
+                    ("ut_metadata".into(), ut_metadata),
+                ];
+                let m = Message::Extended {
+                    id: 0,
+                    payload: hs.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
             Op::Window { peer, first, last } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let base = self.next_index.saturating_sub(32);
                 let w = LiveMsg::Window {
                     first: base + u32::from(first),
                     last: last.map(|l| base + u32::from(l)),
                 };
-                let m = Message::Extended { id: OUR_PC_LIVE_ID, payload: w.encode() };
+                let m = Message::Extended {
+                    id: OUR_PC_LIVE_ID,
+                    payload: w.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
-            Op::Have { peer, index, count, age_ms, len, keyframe, forged } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+            Op::Have {
+                peer,
+                index,
+                count,
+                age_ms,
+                len,
+                keyframe,
+                forged,
+            } => {
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let ts = self.wall_us.saturating_sub(u64::from(age_ms) * 1000);
                 let first = self.next_index.saturating_sub(32) + u32::from(index);
                 let headers: Vec<PieceHeader> = (first..first + u32::from(count % 16) + 1)
@@ -178,17 +261,31 @@ impl Engine {
                 };
                 self.swarm.on_message(k, m, now);
             }
-            Op::Piece { peer, index, len, begin, size } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+            Op::Piece {
+                peer,
+                index,
+                len,
+                begin,
+                size,
+            } => {
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let index = self.next_index.saturating_sub(32) + u32::from(index);
                 let p = payload(index, len);
                 let begin = (usize::from(begin) * 188).min(p.len());
                 let end = (begin + usize::from(size)).min(p.len());
-                let m = Message::Piece { index, begin: begin as u32, data: p.slice(begin..end) };
+                let m = Message::Piece {
+                    index,
+                    begin: begin as u32,
+                    data: p.slice(begin..end),
+                };
                 self.swarm.on_message(k, m, now);
             }
             Op::MetadataPiece { peer, piece } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let info = Bytes::from(self.params.info_bytes());
                 let start = (usize::from(piece) * 16384).min(info.len());
                 let msg = MetadataMsg::Data {
@@ -196,17 +293,27 @@ impl Engine {
                     total_size: info.len() as u32,
                     data: info.slice(start..(start + 16384).min(info.len())),
                 };
-                let m = Message::Extended { id: OUR_UT_METADATA_ID, payload: msg.encode() };
+                let m = Message::Extended {
+                    id: OUR_UT_METADATA_ID,
+                    payload: msg.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
             Op::MetadataRequest { peer, piece } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 let msg = MetadataMsg::Request { piece };
-                let m = Message::Extended { id: OUR_UT_METADATA_ID, payload: msg.encode() };
+                let m = Message::Extended {
+                    id: OUR_UT_METADATA_ID,
+                    payload: msg.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
             Op::Close { peer } => {
-                let Some(k) = self.conns.pick(peer) else { return };
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
                 self.conns.close(k);
                 self.swarm.remove_peer(k);
             }
@@ -252,7 +359,10 @@ fuzz_target!(|input: Input| {
         window_s: 4,
     };
     let id = params.content_id();
-    let cfg = LiveConfig { source: input.source, ..LiveConfig::default() };
+    let cfg = LiveConfig {
+        source: input.source,
+        ..LiveConfig::default()
+    };
     let swarm = if input.by_id && !input.source {
         LiveSwarm::new(id, cfg)
     } else {

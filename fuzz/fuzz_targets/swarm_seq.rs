@@ -39,20 +39,54 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Connect { fast: bool, extensions: bool },
-    Message { peer: u8, msg: Msg },
-    ExtHandshake { peer: u8, metadata_size: Option<u32>, ut_metadata: u8, ut_pex: u8 },
+    Connect {
+        fast: bool,
+        extensions: bool,
+    },
+    Message {
+        peer: u8,
+        msg: Msg,
+    },
+    ExtHandshake {
+        peer: u8,
+        metadata_size: Option<u32>,
+        ut_metadata: u8,
+        ut_pex: u8,
+    },
     /// A `ut_metadata` data message with the real bytes of `piece`.
-    MetadataPiece { peer: u8, piece: u8 },
-    MetadataRequest { peer: u8, piece: u32, reject: bool },
+    MetadataPiece {
+        peer: u8,
+        piece: u8,
+    },
+    MetadataRequest {
+        peer: u8,
+        piece: u32,
+        reject: bool,
+    },
     /// A `ut_pex` message with these addresses (port, last octet).
-    Pex { peer: u8, added: Vec<(u16, u8)>, dropped: Vec<(u16, u8)> },
-    Close { peer: u8 },
-    Advance { ms: u16 },
+    Pex {
+        peer: u8,
+        added: Vec<(u16, u8)>,
+        dropped: Vec<(u16, u8)>,
+    },
+    Close {
+        peer: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     /// Completes the `n`th pending verification or read.
-    Complete { n: u8, read: bool, sent: bool },
-    CompletedElsewhere { index: u8 },
-    Reprioritized { cancel_below: Option<u8> },
+    Complete {
+        n: u8,
+        read: bool,
+        sent: bool,
+    },
+    CompletedElsewhere {
+        index: u8,
+    },
+    Reprioritized {
+        cancel_below: Option<u8>,
+    },
     SetMetadata,
 }
 
@@ -131,7 +165,8 @@ impl Engine {
         self.meta = true;
         let have = self.have.clone();
         let info = self.info.clone();
-        self.swarm.set_metadata(info, PIECE, LEN, PIECES, &have, self.now);
+        self.swarm
+            .set_metadata(info, PIECE, LEN, PIECES, &have, self.now);
     }
 
     fn verify(&mut self, index: u32) {
@@ -141,7 +176,10 @@ impl Engine {
         for (&(_, begin), data) in self.stored.range((index, 0)..=(index, u32::MAX)) {
             let base = u64::from(index) * u64::from(PIECE) + u64::from(begin);
             ok &= u64::from(begin) == at
-                && data.iter().enumerate().all(|(i, b)| *b == byte_at(base + i as u64));
+                && data
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == byte_at(base + i as u64));
             at = u64::from(begin) + data.len() as u64;
         }
         ok &= at == piece_len(index);
@@ -168,59 +206,106 @@ impl Engine {
                 self.swarm.add_peer(key, addr, &hs, now);
             }
             Op::Message { peer: p, msg } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 let m = msg.to_message(|index, begin, len| {
                     let base = u64::from(index) * u64::from(PIECE) + u64::from(begin);
-                    (0..len as u64).map(|i| byte_at(base + i)).collect::<Vec<u8>>().into()
+                    (0..len as u64)
+                        .map(|i| byte_at(base + i))
+                        .collect::<Vec<u8>>()
+                        .into()
                 });
                 if let Some(m) = m {
                     self.swarm.on_message(k, m, now);
                 }
             }
-            Op::ExtHandshake { peer: p, metadata_size, ut_metadata, ut_pex } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+            Op::ExtHandshake {
+                peer: p,
+                metadata_size,
+                ut_metadata,
+                ut_pex,
+            } => {
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 let mut hs = ExtHandshake::ours(
-                    metadata_size.map(|s| if s % 2 == 0 { self.info.len() as u32 } else { s }),
+                    metadata_size.map(|s| {
+                        if s % 2 == 0 {
+                            self.info.len() as u32
+                        } else {
+                            s
+                        }
+                    }),
                     Some(6881),
                 );
-                hs.m = vec![("ut_metadata".into(), ut_metadata), ("ut_pex".into(), ut_pex)];
+                hs.m = vec![
+                    ("ut_metadata".into(), ut_metadata),
+                    ("ut_pex".into(), ut_pex),
+                ];
                 let payload = hs.encode();
-                self.swarm.on_message(k, Message::Extended { id: 0, payload }, now);
+                self.swarm
+                    .on_message(k, Message::Extended { id: 0, payload }, now);
             }
             Op::MetadataPiece { peer: p, piece } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 let start = (usize::from(piece) * 16384).min(self.info.len());
                 let msg = MetadataMsg::Data {
                     piece: u32::from(piece),
                     total_size: self.info.len() as u32,
                     data: self.info.slice(start..(start + 16384).min(self.info.len())),
                 };
-                let m = Message::Extended { id: OUR_UT_METADATA_ID, payload: msg.encode() };
+                let m = Message::Extended {
+                    id: OUR_UT_METADATA_ID,
+                    payload: msg.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
-            Op::MetadataRequest { peer: p, piece, reject } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+            Op::MetadataRequest {
+                peer: p,
+                piece,
+                reject,
+            } => {
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 let msg = if reject {
                     MetadataMsg::Reject { piece }
                 } else {
                     MetadataMsg::Request { piece }
                 };
-                let m = Message::Extended { id: OUR_UT_METADATA_ID, payload: msg.encode() };
+                let m = Message::Extended {
+                    id: OUR_UT_METADATA_ID,
+                    payload: msg.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
-            Op::Pex { peer: p, added, dropped } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+            Op::Pex {
+                peer: p,
+                added,
+                dropped,
+            } => {
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 let addr = |(port, o): (u16, u8)| std::net::SocketAddr::from(([10, 1, 0, o], port));
                 let pex = peercdn_core::wire::ext::Pex {
                     added: added.iter().copied().map(addr).collect(),
                     added_flags: Vec::new(),
                     dropped: dropped.iter().copied().map(addr).collect(),
                 };
-                let m = Message::Extended { id: OUR_UT_PEX_ID, payload: pex.encode() };
+                let m = Message::Extended {
+                    id: OUR_UT_PEX_ID,
+                    payload: pex.encode(),
+                };
                 self.swarm.on_message(k, m, now);
             }
             Op::Close { peer: p } => {
-                let Some(k) = peer(&self.conns, p) else { return };
+                let Some(k) = peer(&self.conns, p) else {
+                    return;
+                };
                 self.conns.close(k);
                 self.swarm.remove_peer(k);
             }
@@ -278,7 +363,11 @@ fuzz_target!(|input: Input| {
         info,
         hash,
         meta: false,
-        have: if input.with_metadata { have } else { Bitfield::new(PIECES) },
+        have: if input.with_metadata {
+            have
+        } else {
+            Bitfield::new(PIECES)
+        },
         stored: BTreeMap::new(),
         verifies: Vec::new(),
         reads: Vec::new(),

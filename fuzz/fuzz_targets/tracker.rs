@@ -4,13 +4,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peercdn_engine::tracker::{
-    self, AnnounceResponse, MAX_INTERVAL, MAX_PEERS, MIN_INTERVAL,
-};
+use peercdn_engine::tracker::{self, AnnounceResponse, MAX_INTERVAL, MAX_PEERS, MIN_INTERVAL};
 
 fn check(r: &AnnounceResponse) {
     assert!(r.peers.len() <= MAX_PEERS);
-    assert!(r.peers.iter().all(|p| p.port() != 0 && !p.ip().is_unspecified()));
+    assert!(r
+        .peers
+        .iter()
+        .all(|p| p.port() != 0 && !p.ip().is_unspecified()));
     let mut sorted = r.peers.clone();
     sorted.sort();
     sorted.dedup();

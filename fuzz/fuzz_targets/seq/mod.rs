@@ -26,9 +26,19 @@ pub enum Msg {
     /// BITFIELD with these bytes.
     Bitfield(Vec<u8>),
     /// REQUEST (or CANCEL / REJECT with `kind`).
-    Block { kind: u8, index: u16, begin: u32, len: u32 },
+    Block {
+        kind: u8,
+        index: u16,
+        begin: u32,
+        len: u32,
+    },
     /// PIECE carrying `len` bytes of the real content (or garbage when `garbage`).
-    Piece { index: u16, begin: u32, len: u16, garbage: bool },
+    Piece {
+        index: u16,
+        begin: u32,
+        len: u16,
+        garbage: bool,
+    },
     /// An extended message with this ID and payload.
     Extended { id: u8, payload: Vec<u8> },
     /// Any bytes through `wire::decode` (skipped unless they decode to a message).
@@ -110,7 +120,10 @@ impl Conns {
         self.next += 1;
         self.live.insert(self.next);
         let port = 1024 + (self.next % 60_000) as u16;
-        (self.next, SocketAddr::from(([10, 0, (self.next >> 8) as u8, self.next as u8], port)))
+        (
+            self.next,
+            SocketAddr::from(([10, 0, (self.next >> 8) as u8, self.next as u8], port)),
+        )
     }
 
     /// The `pick`th live connection (any, modulo the count).
@@ -118,7 +131,10 @@ impl Conns {
         if self.live.is_empty() {
             return None;
         }
-        self.live.iter().nth(usize::from(pick) % self.live.len()).copied()
+        self.live
+            .iter()
+            .nth(usize::from(pick) % self.live.len())
+            .copied()
     }
 
     /// Forgets a connection; false if it was not open.

@@ -165,6 +165,9 @@ impl LiveParams {
     }
 }
 
+/// Most tracker URLs, and most CDN base URLs, kept from a `.peerlive` file.
+pub const MAX_DESCRIPTOR_URLS: usize = 64;
+
 /// A `.peerlive` file: the info dictionary plus optional trackers and CDN base URLs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Descriptor {
@@ -223,9 +226,11 @@ impl Descriptor {
                 if let Some(s) = v.as_str() {
                     out.push(s.to_string());
                 } else if let Some(l) = v.as_list() {
-                    out.extend(l.iter().filter_map(|x| x.as_str()).map(str::to_string));
+                    let room = MAX_DESCRIPTOR_URLS - out.len();
+                    let urls = l.iter().filter_map(|x| x.as_str()).take(room);
+                    out.extend(urls.map(str::to_string));
                 }
-                if out.len() >= 64 {
+                if out.len() >= MAX_DESCRIPTOR_URLS {
                     break;
                 }
             }
@@ -505,6 +510,24 @@ mod tests {
             LiveParams::from_info_bytes(&d.info_bytes).unwrap(),
             Some(params())
         );
+    }
+
+    /// Found writing the `descriptor` fuzz target: the cap of 64 tracker URLs was checked only
+    /// between tiers, so one `announce-list` tier of any length was kept whole (a file of a few
+    /// MB could name a hundred thousand trackers), and such a descriptor did not survive a
+    /// re-encode (written back one tier per URL, it parsed to 64). Now every list stops at
+    /// [`MAX_DESCRIPTOR_URLS`].
+    #[test]
+    fn one_long_tier_is_cut_to_the_url_cap() {
+        let tier: Vec<String> = (0..1000).map(|i| format!("http://t{i}/a")).collect();
+        let mut raw = b"d13:announce-listl".to_vec();
+        OwnedValue::list(tier.iter().map(|t| OwnedValue::str(t))).encode_into(&mut raw);
+        raw.extend_from_slice(b"e4:info");
+        raw.extend_from_slice(&params().info_bytes());
+        raw.push(b'e');
+        let d = Descriptor::from_bytes(&raw).unwrap();
+        assert_eq!(d.trackers, tier[..MAX_DESCRIPTOR_URLS]);
+        assert_eq!(Descriptor::from_bytes(&d.to_bytes()).unwrap(), d);
     }
 
     #[test]

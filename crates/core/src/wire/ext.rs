@@ -170,7 +170,14 @@ impl ExtHandshake {
         }
         let client = dict.get_bytes(b"v").map(|v| {
             let cut = v.get(..MAX_CLIENT_LEN).unwrap_or(v);
-            String::from_utf8_lossy(cut).into_owned()
+            let mut s = String::from_utf8_lossy(cut).into_owned();
+            // Each invalid byte became a 3-byte U+FFFD: cut again, at a character boundary.
+            let mut end = s.len().min(MAX_CLIENT_LEN);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s
         });
         let listen_port = dict
             .get_int(b"p")
@@ -510,6 +517,23 @@ mod tests {
         assert_eq!(hs.reqq, Some(500));
         assert_eq!(hs.client.as_deref(), Some("libtorrent/2.0.8.0"));
         assert_eq!(hs.your_ip, None);
+    }
+
+    /// Found writing the `ext_handshake` fuzz target: a client string of invalid UTF-8 was cut to
+    /// [`MAX_CLIENT_LEN`] bytes *before* the lossy conversion, which turns each bad byte into a
+    /// 3-byte U+FFFD, so a peer could make us keep (and show in `/api/v1` peer lists) a 384-byte
+    /// client name against the documented 128-byte bound, and the handshake did not survive a
+    /// re-encode. Now the converted string is cut again at a character boundary.
+    #[test]
+    fn invalid_utf8_client_stays_within_the_bound() {
+        let mut raw = b"d1:md11:ut_metadatai1ee1:v128:".to_vec();
+        raw.extend_from_slice(&[0xff; 128]);
+        raw.push(b'e');
+        let hs = ExtHandshake::decode(&raw).unwrap();
+        let client = hs.client.clone().unwrap();
+        assert!(client.len() <= MAX_CLIENT_LEN, "{} bytes", client.len());
+        assert!(client.chars().all(|c| c == char::REPLACEMENT_CHARACTER));
+        assert_eq!(ExtHandshake::decode(&hs.encode()).unwrap(), hs);
     }
 
     #[test]
