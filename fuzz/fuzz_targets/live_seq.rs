@@ -3,6 +3,7 @@
 //! headers, piece data, BEP 9 payloads, closes, time advances, the source's new pieces and the
 //! engine's completions (payload checks, block reads) driven into `LiveSwarm` through its public
 //! API, the fuzzer playing the engine. Besides "no panic" it checks:
+//! - a deadline `handle_timeout` handled is not still due (the engine's loop would spin);
 //! - no action names a connection the engine does not hold, and none follows its `Disconnect`;
 //! - a completed piece carries a header signed by the stream's key; blocks to serve are of
 //!   pieces the swarm holds; metadata handed up hashes to the content ID;
@@ -21,6 +22,7 @@ use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, FLAG_KEYFRAME, OUR_PC_LIVE_ID};
+use peercdn_core::time::WallClock;
 use peercdn_core::wire::ext::{ExtHandshake, MetadataMsg, OUR_UT_METADATA_ID};
 use peercdn_core::wire::{BlockRef, Handshake, Message};
 use peercdn_core::{InfoHash, PeerId};
@@ -35,6 +37,8 @@ struct Input {
     source: bool,
     /// A viewer that knows only the content ID (fetches the info dictionary over BEP 9).
     by_id: bool,
+    /// Read to the end of the input (up to [`MAX_OPS`]).
+    #[arbitrary(with = seq::ops)]
     ops: Vec<Op>,
 }
 
@@ -85,9 +89,12 @@ enum Op {
     Close {
         peer: u8,
     },
+    /// Moves the clock, waking the swarm at each `poll_timeout` on the way, as the engine does.
     Advance {
         ms: u16,
     },
+    /// A spurious wake-up: `handle_timeout` now, whatever `poll_timeout` says.
+    Wake,
     /// The source cuts its next piece (ignored by viewers).
     Produce {
         len: u16,
@@ -112,7 +119,7 @@ struct Engine {
     swarm: LiveSwarm,
     conns: Conns,
     now: Instant,
-    wall_us: u64,
+    wall: WallClock,
     key: SigningKey,
     params: LiveParams,
     id: InfoHash,
@@ -158,6 +165,35 @@ impl Engine {
                 assert_eq!(InfoHash::of_info(&info), self.id);
             }
         }
+    }
+
+    /// Moves the clock to `end`, waking the swarm at each deadline on the way; a deadline must
+    /// never stay in the past once handled (the engine would spin).
+    fn advance(&mut self, end: Instant) {
+        for _ in 0..10_000 {
+            match self.swarm.poll_timeout() {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.wake();
+                    let now = self.now;
+                    assert!(
+                        self.swarm.poll_timeout().is_none_or(|t| t > now),
+                        "a deadline stayed in the past"
+                    );
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn wake(&mut self) {
+        self.swarm.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn wall_us(&self) -> u64 {
+        self.wall.unix_us(self.now)
     }
 
     fn header(&self, index: u32, ts: u64, len: u16, keyframe: bool) -> PieceHeader {
@@ -244,7 +280,7 @@ impl Engine {
                 let Some(k) = self.conns.pick(peer) else {
                     return;
                 };
-                let ts = self.wall_us.saturating_sub(u64::from(age_ms) * 1000);
+                let ts = self.wall_us().saturating_sub(u64::from(age_ms) * 1000);
                 let first = self.next_index.saturating_sub(32) + u32::from(index);
                 let headers: Vec<PieceHeader> = (first..first + u32::from(count % 16) + 1)
                     .map(|i| {
@@ -318,15 +354,14 @@ impl Engine {
                 self.swarm.remove_peer(k);
             }
             Op::Advance { ms } => {
-                let d = Duration::from_millis(u64::from(ms) * 4);
-                self.now += d;
-                self.wall_us += d.as_micros() as u64;
-                self.swarm.tick(self.now, self.wall_us);
+                let end = self.now + Duration::from_millis(u64::from(ms) * 4);
+                self.advance(end);
             }
+            Op::Wake => self.wake(),
             Op::Produce { len } => {
                 let i = self.next_index;
                 self.next_index += 1;
-                let h = self.header(i, self.wall_us, len, i % 4 == 0);
+                let h = self.header(i, self.wall_us(), len, i % 4 == 0);
                 self.swarm.on_piece_added(h, now);
             }
             Op::Complete { n, read, sent } => {
@@ -359,8 +394,11 @@ fuzz_target!(|input: Input| {
         window_s: 4,
     };
     let id = params.content_id();
+    let now = Instant::now();
+    let wall = WallClock::new(now, WALL_START_US);
     let cfg = LiveConfig {
         source: input.source,
+        wall_clock: Some(wall),
         ..LiveConfig::default()
     };
     let swarm = if input.by_id && !input.source {
@@ -371,8 +409,8 @@ fuzz_target!(|input: Input| {
     let mut e = Engine {
         swarm,
         conns: Conns::default(),
-        now: Instant::now(),
-        wall_us: WALL_START_US,
+        now,
+        wall,
         key,
         params,
         id,

@@ -2,6 +2,7 @@
 //! well-formed, some raw bytes through the real decoder), BEP 9/11 payloads, closes, time
 //! advances and the engine's completions (piece checks, block reads) driven into `Swarm` through
 //! its public API, the fuzzer playing the engine. Besides "no panic" it checks:
+//! - a deadline `handle_timeout` handled is not still due (the engine's loop would spin);
 //! - no action names a connection the engine does not hold, and none follows its `Disconnect`;
 //! - stored blocks and pieces to verify lie inside the torrent; reads lie inside a piece;
 //! - metadata handed up hashes to the info hash;
@@ -34,6 +35,8 @@ struct Input {
     with_metadata: bool,
     /// Pieces held at the start (bit i: piece i).
     have: u8,
+    /// Read to the end of the input (up to [`MAX_OPS`]).
+    #[arbitrary(with = seq::ops)]
     ops: Vec<Op>,
 }
 
@@ -72,9 +75,12 @@ enum Op {
     Close {
         peer: u8,
     },
+    /// Moves the clock, waking the swarm at each `poll_timeout` on the way, as the engine does.
     Advance {
         ms: u16,
     },
+    /// A spurious wake-up: `handle_timeout` now, whatever `poll_timeout` says.
+    Wake,
     /// Completes the `n`th pending verification or read.
     Complete {
         n: u8,
@@ -156,6 +162,31 @@ impl Engine {
             Action::Discovered(addrs) => assert!(addrs.len() <= 1000),
             Action::Completed => assert!(self.meta),
         }
+    }
+
+    /// Moves the clock to `end`, waking the swarm at each deadline on the way; a deadline must
+    /// never stay in the past once handled (the engine would spin).
+    fn advance(&mut self, end: Instant) {
+        for _ in 0..10_000 {
+            match self.swarm.poll_timeout() {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.wake();
+                    let now = self.now;
+                    assert!(
+                        self.swarm.poll_timeout().is_none_or(|t| t > now),
+                        "a deadline stayed in the past"
+                    );
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn wake(&mut self) {
+        self.swarm.handle_timeout(self.now);
+        self.drain();
     }
 
     fn set_metadata(&mut self) {
@@ -310,9 +341,10 @@ impl Engine {
                 self.swarm.remove_peer(k);
             }
             Op::Advance { ms } => {
-                self.now += Duration::from_millis(u64::from(ms) * 16);
-                self.swarm.tick(self.now);
+                let end = self.now + Duration::from_millis(u64::from(ms) * 16);
+                self.advance(end);
             }
+            Op::Wake => self.wake(),
             Op::Complete { n, read, sent } => {
                 if read && !self.reads.is_empty() {
                     let (k, block) = self.reads.remove(usize::from(n) % self.reads.len());

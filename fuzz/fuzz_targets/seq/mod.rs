@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use peercdn_core::wire::{self, BlockRef, Message};
 
@@ -14,6 +14,16 @@ pub const MAX_OPS: usize = 400;
 /// Most actions one input may produce: every queue the swarm fills is bounded, so more than this
 /// means one is not.
 pub const MAX_ACTIONS_PER_INPUT: usize = 20_000;
+
+/// Inputs read one after another until the data runs out (or [`MAX_OPS`]): a `Vec`'s own
+/// `Arbitrary` stops at a coin flip per element, which keeps sequences short.
+pub fn ops<'a, T: Arbitrary<'a>>(u: &mut Unstructured<'a>) -> arbitrary::Result<Vec<T>> {
+    let mut out = Vec::new();
+    while !u.is_empty() && out.len() < MAX_OPS {
+        out.push(T::arbitrary(u)?);
+    }
+    Ok(out)
+}
 
 /// A message from a peer, mostly well-formed (so the fuzzer gets past the codec), sometimes any
 /// bytes through the real decoder.
