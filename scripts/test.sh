@@ -70,9 +70,10 @@ check_libtorrent() {
 
 build_fuzz() {
     if [[ -f fuzz/Cargo.toml ]]; then
-        # The workspace's target dir: fuzz/Cargo.lock pins the workspace's versions and fuzz/
-        # uses its dev profile, so dependencies built for the workspace are reused.
-        CARGO_TARGET_DIR="$REPO_ROOT/target" cargo build --manifest-path fuzz/Cargo.toml --locked
+        # Its own target dir (fuzz/target): sharing the workspace's left a test binary's
+        # incremental cache pointing at symbols of a dependency the other workspace rebuilt
+        # (rust-lld: undefined hidden symbol when linking crates/http/tests/api.rs).
+        cargo build --manifest-path fuzz/Cargo.toml --locked
     else
         echo "no fuzz/Cargo.toml: skipped"
     fi
