@@ -342,6 +342,12 @@ async fn follow(session: &Session, mut h: TorrentHandle, seed: bool) -> Result<E
             State::Error(e) => {
                 bar.abandon();
                 eprintln!("error: {e}");
+                if e.is_disk_full() {
+                    eprintln!(
+                        "the disk is full: free some space and run the same command again \
+                         (verified pieces are kept and not fetched twice)"
+                    );
+                }
                 session.shutdown().await;
                 return Ok(ExitCode::from(EXIT_FAILED));
             }

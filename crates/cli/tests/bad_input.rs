@@ -343,6 +343,10 @@ fn full_disk_stops_with_a_clear_error_and_resumes_after() {
         "a full disk ends the download with exit 3:\n{log}"
     );
     assert!(log.contains("disk full"), "clear message:\n{log}");
+    assert!(
+        log.contains("the disk is full: free some space"),
+        "a full disk is told apart from other errors (the typed storage error reaches the CLI):\n{log}"
+    );
 
     disk.grow("64m");
     let mut second = get("second");

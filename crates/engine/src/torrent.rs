@@ -33,7 +33,7 @@ pub use webseeds::WebSeedStat;
 use crate::clock;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
-use crate::storage::{sha1_piece, Resume, Storage};
+use crate::storage::{sha1_piece, Resume, Storage, StorageError};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 
 /// Stream readers tracked per torrent.
@@ -101,8 +101,65 @@ pub enum State {
     Seeding,
     /// Stopped by the user.
     Paused,
-    /// Stopped by an error (e.g. a full disk); the message says what.
-    Error(String),
+    /// Stopped by an error (e.g. a full disk): [`TorrentError::is_disk_full`] tells a full
+    /// disk apart, `Display` says what happened.
+    Error(TorrentError),
+}
+
+/// Why a torrent stopped: the storage error that stopped it, kept typed from the blocking pool
+/// to the CLI and the API (a full disk is told apart from other I/O errors).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TorrentError {
+    /// Opening (creating) the torrent's files failed.
+    #[error("cannot open storage: {0}")]
+    Open(Arc<StorageError>),
+    /// Checking the data already on disk failed.
+    #[error("checking existing data failed: {0}")]
+    Check(Arc<StorageError>),
+    /// Writing a verified piece failed.
+    #[error("writing piece {index} failed: {source}")]
+    Write {
+        /// The piece.
+        index: u32,
+        /// What the disk said.
+        source: Arc<StorageError>,
+    },
+}
+
+/// Two errors are equal when they say the same thing (`State` compares by value).
+impl PartialEq for TorrentError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for TorrentError {}
+
+impl TorrentError {
+    /// The storage error underneath.
+    pub fn storage(&self) -> &StorageError {
+        match self {
+            TorrentError::Open(e) | TorrentError::Check(e) => e,
+            TorrentError::Write { source, .. } => source,
+        }
+    }
+
+    /// True when the disk (or the user's quota) is full: free space, then resume.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self.storage(), StorageError::DiskFull { .. })
+    }
+
+    /// A short machine-readable kind for APIs: `disk_full`, `io`, `missing`, `layout`.
+    pub fn kind(&self) -> &'static str {
+        match self.storage() {
+            StorageError::DiskFull { .. } => "disk_full",
+            StorageError::Missing { .. } => "missing",
+            StorageError::BadPath(_) | StorageError::BadLayout(_) => "layout",
+            StorageError::Io { .. }
+            | StorageError::BadPiece { .. }
+            | StorageError::BadRange { .. } => "io",
+        }
+    }
 }
 
 /// A snapshot for UIs and the API.
@@ -253,10 +310,10 @@ impl TorrentHandle {
 }
 
 enum Internal {
-    Checked(Result<Bitfield, String>),
-    Verified(u32, Result<bool, String>, Vec<u8>),
+    Checked(Result<Bitfield, StorageError>),
+    Verified(u32, Result<bool, StorageError>, Vec<u8>),
     WebSeedPiece(usize, u32, Result<Bytes, String>),
-    WebSeedVerified(usize, u32, Result<bool, String>, u64),
+    WebSeedVerified(usize, u32, Result<bool, StorageError>, u64),
 }
 
 /// A stream reader as the actor tracks it.
@@ -440,7 +497,7 @@ impl Torrent {
         let storage = match Storage::open(&self.p.save_dir, &info) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                self.fail(format!("cannot open storage: {e}"));
+                self.fail(TorrentError::Open(Arc::new(e)));
                 return;
             }
         };
@@ -456,8 +513,7 @@ impl Torrent {
         let resume = self.resume_path();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = Resume::load_and_check(&resume, &info, &storage, &mut |_, _| {})
-                .map_err(|e| e.to_string());
+            let r = Resume::load_and_check(&resume, &info, &storage, &mut |_, _| {});
             let _ = tx.blocking_send(Internal::Checked(r));
         });
     }
@@ -507,7 +563,7 @@ impl Torrent {
                 self.publish_status();
                 self.update_active();
             }
-            Internal::Checked(Err(e)) => self.fail(format!("checking existing data failed: {e}")),
+            Internal::Checked(Err(e)) => self.fail(TorrentError::Check(Arc::new(e))),
             Internal::Verified(index, Ok(ok), buf) => {
                 self.recycle(buf);
                 if ok {
@@ -520,16 +576,20 @@ impl Torrent {
                 self.swarm.on_piece_verified(index, ok, now);
             }
             Internal::Verified(index, Err(e), _) => {
-                self.fail(format!("writing piece {index} failed: {e}"));
+                self.fail(TorrentError::Write {
+                    index,
+                    source: Arc::new(e),
+                });
             }
             Internal::WebSeedPiece(k, index, r) => self.on_webseed_piece(k, index, r),
             Internal::WebSeedVerified(k, index, Ok(ok), len) => {
                 self.on_webseed_verified(k, index, ok, len);
                 self.schedule_webseeds();
             }
-            Internal::WebSeedVerified(_, index, Err(e), _) => {
-                self.fail(format!("writing piece {index} failed: {e}"))
-            }
+            Internal::WebSeedVerified(_, index, Err(e), _) => self.fail(TorrentError::Write {
+                index,
+                source: Arc::new(e),
+            }),
         }
     }
 
@@ -811,10 +871,10 @@ impl Torrent {
         self.buffers.clear();
     }
 
-    fn fail(&mut self, msg: String) {
-        warn!("{msg}");
-        self.mark_stopped(&msg);
-        self.state = State::Error(msg);
+    fn fail(&mut self, e: TorrentError) {
+        warn!("{e}");
+        self.mark_stopped(&e.to_string());
+        self.state = State::Error(e);
         self.close_all();
         self.update_active();
         self.publish_status();
@@ -919,16 +979,39 @@ fn check_and_write(
     index: u32,
     data: &[u8],
     expected: Option<[u8; 20]>,
-) -> Result<bool, String> {
+) -> Result<bool, StorageError> {
     if expected != Some(sha1_piece(data)) {
         return Ok(false);
     }
-    storage
-        .write_piece(index, data)
-        .map(|_| true)
-        .map_err(|e| e.to_string())
+    storage.write_piece(index, data).map(|_| true)
 }
 
 fn have_bytes(info: &Info, have: &Bitfield) -> u64 {
     have.ones().map(|i| info.piece_len(i) as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk used to reach the CLI and the API as a plain string, so nothing could tell it
+    /// from any other I/O error; the typed error keeps the difference.
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_storage_errors() {
+        let full = TorrentError::Write {
+            index: 7,
+            source: Arc::new(StorageError::DiskFull {
+                path: PathBuf::from("x"),
+            }),
+        };
+        assert!(full.is_disk_full());
+        assert_eq!(full.kind(), "disk_full");
+        assert!(full.to_string().contains("writing piece 7 failed: disk full"));
+        let io = TorrentError::Check(Arc::new(StorageError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::other("boom"),
+        }));
+        assert!(!io.is_disk_full());
+        assert_eq!(io.kind(), "io");
+    }
 }

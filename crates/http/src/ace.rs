@@ -407,8 +407,8 @@ async fn stat(
         "is_live": 0,
         "playback_session_id": session,
     });
-    if let (TState::Error(msg), Some(o)) = (&st.state, body.as_object_mut()) {
-        o.insert("error_message".into(), json!(msg));
+    if let (TState::Error(e), Some(o)) = (&st.state, body.as_object_mut()) {
+        o.insert("error_message".into(), json!(e.to_string()));
     }
     Ok(ok_envelope(body))
 }

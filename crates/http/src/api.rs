@@ -86,15 +86,16 @@ async fn dht(State(state): State<AppState>) -> Json<Value> {
 /// A torrent's JSON form (no file list).
 pub fn torrent_json(h: &TorrentHandle) -> Value {
     let st = h.status.borrow().clone();
-    let error = match &st.state {
-        TState::Error(e) => Some(e.clone()),
-        _ => None,
+    let (error, error_kind) = match &st.state {
+        TState::Error(e) => (Some(e.to_string()), Some(e.kind())),
+        _ => (None, None),
     };
     json!({
         "id": h.info_hash.to_hex(),
         "name": st.name,
         "state": state_name(&st.state),
         "error": error,
+        "error_kind": error_kind,
         "progress": st.progress(),
         "total_length": st.total_length,
         "have_bytes": st.have_bytes,

@@ -198,6 +198,7 @@ pub fn document() -> Value {
                         "state": { "type": "string", "enum": ["fetching_metadata", "checking",
                             "downloading", "seeding", "paused", "error"] },
                         "error": { "type": "string", "nullable": true },
+                        "error_kind": { "type": "string", "nullable": true, "enum": ["disk_full", "io", "missing", "layout", null], "description": "What kind of storage error stopped the torrent: disk_full means free space, then resume" },
                         "progress": { "type": "number", "minimum": 0, "maximum": 1 },
                         "total_length": { "type": "integer" },
                         "have_bytes": { "type": "integer" },
