@@ -1006,7 +1006,9 @@ mod tests {
         };
         assert!(full.is_disk_full());
         assert_eq!(full.kind(), "disk_full");
-        assert!(full.to_string().contains("writing piece 7 failed: disk full"));
+        assert!(full
+            .to_string()
+            .contains("writing piece 7 failed: disk full"));
         let io = TorrentError::Check(Arc::new(StorageError::Io {
             path: PathBuf::from("x"),
             source: std::io::Error::other("boom"),
