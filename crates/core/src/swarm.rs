@@ -32,8 +32,10 @@ use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
+pub mod readers;
 mod timers;
 mod types;
+pub mod webseed;
 
 pub use types::{Action, PeerInfo, SwarmConfig, SwarmStats};
 
@@ -96,6 +98,8 @@ pub struct Swarm {
     /// When the next choking round is due (`None` until the first peer).
     next_choke: Option<Instant>,
     scratch: Vec<BlockRef>,
+    /// Stream readers and the priority ladder they set.
+    readers: readers::Readers,
 }
 
 impl Swarm {
@@ -116,6 +120,7 @@ impl Swarm {
             last_rate: None,
             next_choke: None,
             scratch: Vec::new(),
+            readers: readers::Readers::default(),
         }
     }
 
@@ -187,6 +192,35 @@ impl Swarm {
     /// Mutable access to piece priorities (streaming deadlines use this).
     pub fn picker_mut(&mut self) -> Option<&mut Picker> {
         self.picker.as_mut()
+    }
+
+    /// Stream reader `id` is at `piece` (of a file ending at `last`) and wants `readahead`
+    /// pieces: the priority ladder ([`readers::ladder`]) is applied at once, and a seek cancels
+    /// requests in flight below [`readers::SEEK_CANCEL_BELOW`]. Bounded by
+    /// [`readers::MAX_READERS`].
+    pub fn set_reader(&mut self, id: u64, piece: u32, last: u32, readahead: u32, now: Instant) {
+        let seek = self.readers.set(id, piece, last, readahead, now);
+        self.apply_readers(seek, now);
+    }
+
+    /// Stream reader `id` closed: the pieces only it needed return to normal priority.
+    pub fn remove_reader(&mut self, id: u64, now: Instant) {
+        if self.readers.remove(id) {
+            self.apply_readers(false, now);
+        }
+    }
+
+    /// The stream readers (web seed rescue looks at how long they have waited).
+    pub fn readers(&self) -> &readers::Readers {
+        &self.readers
+    }
+
+    fn apply_readers(&mut self, seek: bool, now: Instant) {
+        let Some(pk) = self.picker.as_mut() else {
+            return;
+        };
+        self.readers.apply(pk);
+        self.reprioritized(now, seek.then_some(readers::SEEK_CANCEL_BELOW));
     }
 
     /// True when every wanted piece is verified.

@@ -8,7 +8,7 @@
 //! in the task (`&mut self`), no locks; the outside world sees a [`TorrentStatus`] through a
 //! `watch` channel.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::metainfo::{Info, Metainfo};
-use peercdn_core::picker;
+use peercdn_core::swarm::webseed::WebSeedPolicy;
 use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
 use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
@@ -36,16 +36,12 @@ use crate::peer::Outgoing;
 use crate::storage::{sha1_piece, Resume, Storage, StorageError};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 
-/// Stream readers tracked per torrent.
-const MAX_READERS: usize = 256;
 /// Piece buffers kept for reuse.
 const BUFFER_POOL: usize = 16;
 /// Status publications at least this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// Resume data saved at most this often while pieces arrive.
 const RESUME_EVERY: Duration = Duration::from_secs(15);
-/// Web seeds looked at this often while downloading (deadline rescue).
-const WEBSEED_EVERY: Duration = Duration::from_millis(200);
 
 /// Where a torrent comes from.
 #[derive(Debug, Clone)]
@@ -316,16 +312,6 @@ enum Internal {
     WebSeedVerified(usize, u32, Result<bool, StorageError>, u64),
 }
 
-/// A stream reader as the actor tracks it.
-#[derive(Debug, Clone, Copy)]
-struct Reader {
-    piece: u32,
-    last: u32,
-    readahead: u32,
-    /// When the reader reached `piece` (for web seed rescue).
-    since: Instant,
-}
-
 /// Starts a torrent task.
 pub fn spawn(params: TorrentParams) -> TorrentHandle {
     let info_hash = params.source.info_hash();
@@ -376,11 +362,10 @@ struct Torrent {
     metainfo: Option<Metainfo>,
     storage: Arc<OnceLock<Arc<Storage>>>,
     shared: Arc<Shared>,
-    readers: BTreeMap<u64, Reader>,
-    webseeds: Vec<webseeds::Seeder>,
-    ws_pieces: HashSet<u32>,
+    webseeds: Vec<crate::webseed::WebSeed>,
+    /// When web seeds fetch what (core's policy, with its own deadlines).
+    ws_policy: WebSeedPolicy,
     http_downloaded: u64,
-    boosted: HashSet<u32>,
     host: Host,
     buffers: HashMap<u32, Vec<u8>>,
     pool: Vec<Vec<u8>>,
@@ -392,8 +377,6 @@ struct Torrent {
     last_resume_save: Instant,
     /// The next status publication (about once a second, besides state changes).
     next_status: Instant,
-    /// The next look for web seed work (until the web seed policy lives in core).
-    next_webseeds: Instant,
     checked: u32,
     dirty: bool,
 }
@@ -428,11 +411,9 @@ impl Torrent {
             metainfo: None,
             storage,
             shared,
-            readers: BTreeMap::new(),
             webseeds: Vec::new(),
-            ws_pieces: HashSet::new(),
+            ws_policy: WebSeedPolicy::default(),
             http_downloaded: 0,
-            boosted: HashSet::new(),
             host,
             buffers: HashMap::new(),
             pool: Vec::new(),
@@ -443,7 +424,6 @@ impl Torrent {
             trackers,
             last_resume_save: now,
             next_status: now,
-            next_webseeds: now,
             checked: 0,
             dirty: false,
             p,
@@ -480,6 +460,9 @@ impl Torrent {
                 _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
+            // Any event may give web seeds work (a peer gone, a reader moved, a fetch done, a
+            // rescue or backoff deadline come); the policy answers at once when none is ready.
+            self.schedule_webseeds();
         }
     }
 
@@ -503,7 +486,7 @@ impl Torrent {
         };
         let _ = self.storage.set(storage.clone());
         let meta = Arc::new(m.clone());
-        self.webseeds = webseeds::from_metainfo(&meta);
+        (self.webseeds, self.ws_policy) = webseeds::from_metainfo(&meta);
         let _ = self.shared.meta.set(meta);
         self.info = Some(info.clone());
         self.metainfo = Some(m);
@@ -584,7 +567,6 @@ impl Torrent {
             Internal::WebSeedPiece(k, index, r) => self.on_webseed_piece(k, index, r),
             Internal::WebSeedVerified(k, index, Ok(ok), len) => {
                 self.on_webseed_verified(k, index, ok, len);
-                self.schedule_webseeds();
             }
             Internal::WebSeedVerified(_, index, Err(e), _) => self.fail(TorrentError::Write {
                 index,
@@ -629,29 +611,11 @@ impl Torrent {
                 last,
                 readahead,
             } => {
-                let seek = match self.readers.get(&id) {
-                    Some(r) => piece < r.piece || piece > r.piece + r.readahead,
-                    None => true,
-                };
-                if self.readers.len() < MAX_READERS || self.readers.contains_key(&id) {
-                    let since = clock::now();
-                    self.readers.insert(
-                        id,
-                        Reader {
-                            piece,
-                            last,
-                            readahead,
-                            since,
-                        },
-                    );
-                }
-                self.apply_reader_priorities(seek);
-                self.schedule_webseeds();
+                self.swarm
+                    .set_reader(id, piece, last, readahead, clock::now());
             }
             Command::ReaderGone { id } => {
-                if self.readers.remove(&id).is_some() {
-                    self.apply_reader_priorities(false);
-                }
+                self.swarm.remove_reader(id, clock::now());
             }
         }
     }
@@ -734,49 +698,6 @@ impl Torrent {
         }
     }
 
-    /// Raises the pieces just ahead of every stream reader (the nearest highest), returns the
-    /// others to normal, and on a seek cancels requests that are no longer urgent so the new
-    /// position is served first.
-    fn apply_reader_priorities(&mut self, seek: bool) {
-        let mut want: HashMap<u32, u8> = HashMap::new();
-        for &Reader {
-            piece,
-            last,
-            readahead,
-            ..
-        } in self.readers.values()
-        {
-            for k in 0..readahead {
-                let p = piece + k;
-                if p > last {
-                    break;
-                }
-                let prio = match k {
-                    0 | 1 => picker::TOP,
-                    2..=3 => 6,
-                    4..=7 => 5,
-                    8..=15 => 4,
-                    _ => 3,
-                };
-                let e = want.entry(p).or_insert(prio);
-                *e = (*e).max(prio);
-            }
-        }
-        let Some(pk) = self.swarm.picker_mut() else {
-            return;
-        };
-        for p in self.boosted.drain() {
-            if !want.contains_key(&p) && pk.priority(p) != picker::SKIP {
-                pk.set_priority(p, picker::NORMAL);
-            }
-        }
-        for (&p, &prio) in &want {
-            pk.set_priority(p, prio);
-            self.boosted.insert(p);
-        }
-        self.swarm.reprioritized(clock::now(), seek.then_some(3));
-    }
-
     /// Keeps a few piece buffers for reuse (no allocation and zeroing per piece).
     fn recycle(&mut self, buf: Vec<u8>) {
         if self.pool.len() < BUFFER_POOL {
@@ -828,7 +749,7 @@ impl Torrent {
             t = earliest(t, Some(self.last_resume_save + RESUME_EVERY));
         }
         if !self.webseeds.is_empty() && self.state == State::Downloading {
-            t = earliest(t, Some(self.next_webseeds));
+            t = earliest(t, self.ws_policy.poll_timeout(&self.swarm));
         }
         t
     }
@@ -839,9 +760,12 @@ impl Torrent {
         if self.swarm.poll_timeout().is_some_and(|t| t <= now) {
             self.swarm.handle_timeout(now);
         }
-        if now >= self.next_webseeds {
-            self.next_webseeds = now + WEBSEED_EVERY;
-            self.schedule_webseeds();
+        if self
+            .ws_policy
+            .poll_timeout(&self.swarm)
+            .is_some_and(|t| t <= now)
+        {
+            self.ws_policy.handle_timeout(now);
         }
         if self.dirty && now.saturating_duration_since(self.last_resume_save) >= RESUME_EVERY {
             self.last_resume_save = now;

@@ -1,41 +1,20 @@
-//! Web seeds (BEP 19) in the torrent actor: when HTTP servers take part, and how their bytes
-//! are counted.
+//! Web seeds (BEP 19) in the torrent actor: HTTP fetching, verification and byte counts.
 //!
-//! Peers come first. A web seed fetches a piece only when
-//! - no connected peer has it (the swarm is empty, or nobody has that part yet), or
-//! - a stream reader has waited longer than [`RESCUE_AFTER`] for the piece it is reading
-//!   (deadline rescue: the peers are too slow for playback).
-//!
-//! Each web seed fetches at most [`PARALLEL`] pieces at a time; a failing one backs off
-//! exponentially, and one that serves data failing the hash check is dropped.
+//! When a web seed fetches which piece (deadline rescue, pieces no peer has, parallelism,
+//! backoff, disabling a seed serving bad data) is core's policy,
+//! [`peercdn_core::swarm::webseed::WebSeedPolicy`]; the actor wakes at its `poll_timeout` and
+//! runs the fetches it asks for. This module must not decide anything itself.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use peercdn_core::metainfo::Metainfo;
+use peercdn_core::swarm::webseed::{Fetched, WebSeedPolicy, MAX_WEBSEEDS};
 use tracing::{debug, warn};
 
 use super::{check_and_write, Internal, State, Torrent};
+use crate::clock;
 use crate::webseed::WebSeed;
-
-/// Pieces fetched at once from one web seed.
-pub const PARALLEL: usize = 4;
-/// A reader waiting this long for its piece gets it from a web seed.
-pub const RESCUE_AFTER: Duration = Duration::from_millis(700);
-/// Web seeds kept per torrent.
-pub const MAX_WEBSEEDS: usize = 8;
-
-/// One web seed's state in a torrent.
-#[derive(Debug)]
-pub(super) struct Seeder {
-    pub(super) ws: WebSeed,
-    in_flight: usize,
-    failures: u32,
-    retry_at: Instant,
-    pub(super) errors: u64,
-    disabled: bool,
-}
 
 /// Per web seed figures for the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,100 +27,54 @@ pub struct WebSeedStat {
     pub errors: u64,
 }
 
-pub(super) fn from_metainfo(m: &Arc<Metainfo>) -> Vec<Seeder> {
+/// The torrent's web seeds (their index is their [`peercdn_core::swarm::webseed::SeedId`]) and
+/// the policy that drives them.
+pub(super) fn from_metainfo(m: &Arc<Metainfo>) -> (Vec<WebSeed>, WebSeedPolicy) {
     let mut out = Vec::new();
     for url in m.url_list.iter().take(MAX_WEBSEEDS) {
         match WebSeed::new(url, m.clone()) {
-            Ok(ws) => out.push(Seeder {
-                ws,
-                in_flight: 0,
-                failures: 0,
-                retry_at: crate::clock::now(),
-                errors: 0,
-                disabled: false,
-            }),
+            Ok(ws) => out.push(ws),
             Err(e) => warn!(%url, "ignoring web seed: {e}"),
         }
     }
-    out
+    let policy = WebSeedPolicy::new(out.len());
+    (out, policy)
 }
 
 impl Torrent {
-    /// Gives idle web seeds work, if any is due. Cheap when there are no web seeds.
+    /// Starts the fetches the web seed policy wants now. Cheap when there are no web seeds.
     pub(super) fn schedule_webseeds(&mut self) {
         if self.webseeds.is_empty() || self.state != State::Downloading {
             return;
         }
-        let now = crate::clock::now();
-        for k in 0..self.webseeds.len() {
-            loop {
-                let s = &self.webseeds[k];
-                if s.disabled || s.in_flight >= PARALLEL || now < s.retry_at {
-                    break;
-                }
-                let Some(index) = self.next_webseed_piece(now) else {
-                    return;
-                };
-                self.ws_pieces.insert(index);
-                let s = &mut self.webseeds[k];
-                s.in_flight += 1;
-                let ws = s.ws.clone();
-                let tx = self.internal_tx.clone();
-                debug!(url = ws.url(), index, "web seed fetch");
-                tokio::spawn(async move {
-                    let r = ws.fetch_piece(index).await.map_err(|e| e.to_string());
-                    let _ = tx.send(Internal::WebSeedPiece(k, index, r)).await;
-                });
-            }
+        let now = clock::now();
+        while let Some((k, index)) = self.ws_policy.next_fetch(&self.swarm, now) {
+            let Some(ws) = self.webseeds.get(k).cloned() else {
+                return;
+            };
+            let tx = self.internal_tx.clone();
+            debug!(url = ws.url(), index, "web seed fetch");
+            tokio::spawn(async move {
+                let r = ws.fetch_piece(index).await.map_err(|e| e.to_string());
+                let _ = tx.send(Internal::WebSeedPiece(k, index, r)).await;
+            });
         }
-    }
-
-    /// Rescue first (readers waiting too long), then pieces no peer has.
-    fn next_webseed_piece(&self, now: Instant) -> Option<u32> {
-        let have = |i: u32| self.shared.has_piece(i);
-        for r in self.readers.values() {
-            if now.duration_since(r.since) < RESCUE_AFTER {
-                continue;
-            }
-            for p in [r.piece, r.piece + 1] {
-                if p <= r.last && !have(p) && !self.ws_pieces.contains(&p) {
-                    return Some(p);
-                }
-            }
-        }
-        self.swarm
-            .pieces_nobody_has(1, |i| self.ws_pieces.contains(&i))
-            .first()
-            .copied()
     }
 
     /// A web seed answered for a piece.
     pub(super) fn on_webseed_piece(&mut self, k: usize, index: u32, r: Result<Bytes, String>) {
-        if let Some(s) = self.webseeds.get_mut(k) {
-            s.in_flight = s.in_flight.saturating_sub(1);
-        }
+        let now = clock::now();
         let data = match r {
             Ok(d) => d,
             Err(e) => {
-                self.ws_pieces.remove(&index);
-                if let Some(s) = self.webseeds.get_mut(k) {
-                    s.errors += 1;
-                    s.failures += 1;
-                    let backoff = Duration::from_secs(1 << s.failures.min(6));
-                    s.retry_at = crate::clock::now() + backoff;
-                    warn!(
-                        url = s.ws.url(),
-                        index,
-                        ?backoff,
-                        "web seed request failed: {e}"
-                    );
+                self.ws_policy.on_fetched(k, index, Fetched::Failed, now);
+                if let Some(ws) = self.webseeds.get(k) {
+                    warn!(url = ws.url(), index, "web seed request failed: {e}");
                 }
                 return;
             }
         };
-        if let Some(s) = self.webseeds.get_mut(k) {
-            s.failures = 0;
-        }
+        self.ws_policy.on_fetched(k, index, Fetched::Received, now);
         let (Some(info), Some(storage)) = (&self.info, self.storage.get().cloned()) else {
             return;
         };
@@ -155,15 +88,13 @@ impl Torrent {
 
     /// A web seed's piece was checked (and written).
     pub(super) fn on_webseed_verified(&mut self, k: usize, index: u32, ok: bool, len: u64) {
-        self.ws_pieces.remove(&index);
+        self.ws_policy.on_checked(k, index, ok);
         if !ok {
-            if let Some(s) = self.webseeds.get_mut(k) {
+            if let Some(ws) = self.webseeds.get(k) {
                 warn!(
-                    url = s.ws.url(),
+                    url = ws.url(),
                     index, "web seed sent data that failed its hash: dropping it"
                 );
-                s.disabled = true;
-                s.errors += 1;
             }
             return;
         }
@@ -173,18 +104,18 @@ impl Torrent {
         self.http_downloaded += len;
         self.dirty = true;
         self.mark_have(index);
-        self.swarm
-            .piece_completed_elsewhere(index, crate::clock::now());
+        self.swarm.piece_completed_elsewhere(index, clock::now());
     }
 
     /// Figures per web seed.
     pub(super) fn webseed_stats(&self) -> Vec<WebSeedStat> {
         self.webseeds
             .iter()
-            .map(|s| WebSeedStat {
-                url: s.ws.url().to_string(),
-                downloaded: s.ws.downloaded(),
-                errors: s.errors,
+            .enumerate()
+            .map(|(k, ws)| WebSeedStat {
+                url: ws.url().to_string(),
+                downloaded: ws.downloaded(),
+                errors: self.ws_policy.errors(k),
             })
             .collect()
     }
