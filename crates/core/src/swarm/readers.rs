@@ -115,6 +115,7 @@ impl Readers {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
     use super::*;
 
@@ -155,7 +156,10 @@ mod tests {
         let mut r = Readers::default();
         let mut pk = picker(100);
         r.set(1, 10, 99, 8, now);
-        assert!(!r.set(1, 12, 99, 8, now), "moving forward within the readahead");
+        assert!(
+            !r.set(1, 12, 99, 8, now),
+            "moving forward within the readahead"
+        );
         assert!(r.set(1, 11, 99, 8, now), "moving back");
         assert!(r.set(1, 50, 99, 8, now), "jumping far ahead");
         r.apply(&mut pk);
@@ -163,7 +167,11 @@ mod tests {
         assert!(r.remove(1));
         assert!(!r.remove(1));
         r.apply(&mut pk);
-        assert_eq!(pk.priority(50), picker::NORMAL, "no reader needs it any more");
+        assert_eq!(
+            pk.priority(50),
+            picker::NORMAL,
+            "no reader needs it any more"
+        );
     }
 
     #[test]

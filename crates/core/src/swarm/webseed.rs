@@ -186,4 +186,5 @@ impl WebSeedPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests;

@@ -57,7 +57,11 @@ fn rescue_fires_at_exactly_700ms() {
     w.handle_timeout(early);
     assert_eq!(w.poll_timeout(&s), Some(t0 + RESCUE_AFTER), "not due yet");
     w.handle_timeout(t0 + RESCUE_AFTER);
-    assert_eq!(w.poll_timeout(&s), None, "the deadline passed: no busy wake-ups");
+    assert_eq!(
+        w.poll_timeout(&s),
+        None,
+        "the deadline passed: no busy wake-ups"
+    );
     assert_eq!(w.next_fetch(&s, t0 + RESCUE_AFTER), Some((0, 10)));
     assert_eq!(w.next_fetch(&s, t0 + RESCUE_AFTER), Some((0, 11)));
     assert_eq!(w.next_fetch(&s, t0 + RESCUE_AFTER), None);
@@ -74,7 +78,11 @@ fn rescue_comes_before_pieces_nobody_has() {
     s.set_reader(1, 20, PIECES - 1, 2, t0);
     let mut w = WebSeedPolicy::new(1);
     let before = w.next_fetch(&s, t0).map(|(_, p)| p);
-    assert_eq!(before, Some(20), "the reader's pieces are the top priority anyway");
+    assert_eq!(
+        before,
+        Some(20),
+        "the reader's pieces are the top priority anyway"
+    );
     let mut w = WebSeedPolicy::new(1);
     // Reader 1 at 5 (its file's end) wants no readahead: piece 5 keeps normal priority, so
     // only the rescue picks it before reader 2's raised pieces.
@@ -83,7 +91,11 @@ fn rescue_comes_before_pieces_nobody_has() {
     let at = t0 + RESCUE_AFTER;
     s.set_reader(2, 30, PIECES - 1, 2, at);
     w.handle_timeout(at);
-    assert_eq!(w.next_fetch(&s, at), Some((0, 5)), "the waiting reader first");
+    assert_eq!(
+        w.next_fetch(&s, at),
+        Some((0, 5)),
+        "the waiting reader first"
+    );
 }
 
 #[test]
@@ -105,7 +117,11 @@ fn failures_back_off_exponentially_and_success_resets() {
     assert_eq!(p2, p, "the failed piece is free again");
     w.on_fetched(k, p2, Fetched::Failed, t1);
     assert_eq!(w.poll_timeout(&s), Some(t1 + Duration::from_secs(4)));
-    assert_eq!(WebSeedPolicy::backoff(30), Duration::from_secs(64), "capped");
+    assert_eq!(
+        WebSeedPolicy::backoff(30),
+        Duration::from_secs(64),
+        "capped"
+    );
     let t2 = t1 + Duration::from_secs(4);
     w.handle_timeout(t2);
     let (k, p3) = w.next_fetch(&s, t2).unwrap();
