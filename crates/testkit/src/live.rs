@@ -334,10 +334,7 @@ impl Net {
     }
 
     fn send(&mut self, i: usize, key: PeerKey, msg: &Message) {
-        let mut buf = BytesMut::new();
-        wire::encode(msg, &mut buf);
-        let size = buf.len();
-        self.net.send(self.now, (i, key), buf, size);
+        self.net.send_message(self.now, (i, key), msg);
     }
 
     fn exec(&mut self, i: usize, a: Action) {

@@ -96,6 +96,22 @@ pub struct Netem<M> {
     bytes_sent: u64,
 }
 
+impl Netem<bytes::BytesMut> {
+    /// Encodes a peer wire message (through the real codec) and sends it from `from` at `now`;
+    /// false when no link is there. Both scenario harnesses send this way.
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        from: End,
+        msg: &peercdn_core::wire::Message,
+    ) -> bool {
+        let mut buf = bytes::BytesMut::new();
+        peercdn_core::wire::encode(msg, &mut buf);
+        let size = buf.len();
+        self.send(now, from, buf, size)
+    }
+}
+
 impl<M> Default for Netem<M> {
     fn default() -> Self {
         Netem::new(0x6e65_7465)
