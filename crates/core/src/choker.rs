@@ -5,6 +5,15 @@
 //! rate", which spreads a seed's bandwidth to the peers that can use it), get the regular slots;
 //! one more slot rotates every third round among the rest (optimistic unchoke), so newcomers get
 //! a chance to show what they give. Pure logic: the swarm passes in rates and `now`.
+//!
+//! Upload snubbing, for both swarms: an unchoked peer whose blocks do not drain (blocks handed
+//! to the engine for it and not reported sent for [`SNUB_AFTER`]: it requests and never reads)
+//! is *snubbed* ([`Drain`]). Between rounds it gives its slot to a waiting peer ([`swaps`]),
+//! and at rounds it counts as not interested, until its blocks drain. Without this, peers
+//! that request and never read held every slot (40 of them: an honest downloader got nothing
+//! from a seeder in 90 s).
+//!
+//! Owns who gets a slot; what a choke puts on the wire is [`crate::ext::choke`]'s.
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +88,107 @@ impl Choker {
     }
 }
 
+/// An unchoked peer with blocks handed to the engine and none sent for this long is snubbed.
+pub const SNUB_AFTER: Duration = Duration::from_secs(3);
+
+/// Whether a peer's upload drains: blocks handed to the engine for it ([`Drain::handed`]),
+/// reported done ([`Drain::done`]), and since when none was while some waited. The swarm
+/// calls [`Drain::update`] on its timeouts.
+#[derive(Debug, Clone, Default)]
+pub struct Drain {
+    in_flight: usize,
+    done: u64,
+    seen: u64,
+    stalled_since: Option<Instant>,
+    /// `update` saw the stall pass [`SNUB_AFTER`]: no deadline to wake for any more.
+    past: bool,
+}
+
+impl Drain {
+    /// A block was handed to the engine for this peer.
+    pub fn handed(&mut self) {
+        self.in_flight += 1;
+    }
+
+    /// The engine reported a block sent (or given up).
+    pub fn done(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.done = self.done.wrapping_add(1);
+    }
+
+    /// Blocks handed and not reported yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Notes progress at `now`: the stall clock starts when blocks wait and none was done
+    /// since the previous call, and stops at any progress.
+    pub fn update(&mut self, now: Instant) {
+        if self.in_flight == 0 {
+            self.stalled_since = None;
+        } else if self.done != self.seen || self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+        self.seen = self.done;
+        self.past = self.snubbed(now);
+    }
+
+    /// True when blocks have waited without progress for [`SNUB_AFTER`].
+    pub fn snubbed(&self, now: Instant) -> bool {
+        self.in_flight > 0
+            && self
+                .stalled_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= SNUB_AFTER)
+    }
+
+    /// When the peer will count as snubbed if nothing drains (for `poll_timeout`); `None`
+    /// once an `update` saw it snubbed.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.stalled_since
+            .filter(|_| self.in_flight > 0 && !self.past)
+            .map(|t| t + SNUB_AFTER)
+    }
+}
+
+/// One peer as the between-rounds slot rule ([`swaps`]) sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotPeer {
+    /// The swarm's key for the peer.
+    pub peer: u64,
+    /// We unchoke it.
+    pub unchoked: bool,
+    /// It is interested (and ready to be served).
+    pub interested: bool,
+    /// Its blocks do not drain ([`Drain::snubbed`]): it loses its slot and waits for none.
+    pub snubbed: bool,
+    /// It holds a slot without using it (the live swarm: asked for nothing lately).
+    pub idle: bool,
+    /// When its choke state last changed (the longest-choked waiting peer goes first).
+    pub since: Instant,
+}
+
+/// Between rounds: each unchoked peer that is snubbed or idle gives its slot to a waiting
+/// peer (interested, choked, not snubbed), longest choked first. Returns `(choke, unchoke)`
+/// pairs; a slot is only taken away when someone waits for it.
+pub fn swaps(peers: &[SlotPeer]) -> Vec<(u64, u64)> {
+    let mut waiting: Vec<&SlotPeer> = peers
+        .iter()
+        .filter(|p| !p.unchoked && p.interested && !p.snubbed)
+        .collect();
+    waiting.sort_by_key(|p| (p.since, p.peer));
+    let mut losing: Vec<&SlotPeer> = peers
+        .iter()
+        .filter(|p| p.unchoked && (p.snubbed || p.idle))
+        .collect();
+    // Snubbed first: they cost the node's upload, idle ones only a slot.
+    losing.sort_by_key(|p| (!p.snubbed, p.since, p.peer));
+    losing
+        .iter()
+        .zip(waiting)
+        .map(|(l, w)| (l.peer, w.peer))
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests: a real instant as the origin of a virtual clock
 mod tests {
@@ -117,5 +227,54 @@ mod tests {
         let mut ch = Choker::new(4, 1);
         let u = ch.round(Instant::now(), &[c(1, true, 0), c(2, true, 0)]);
         assert_eq!(u.len(), 2);
+    }
+
+    /// The snub rule: a peer whose handed blocks do not drain for SNUB_AFTER loses its slot
+    /// to a waiting peer; one that drains keeps it; nobody waiting, nothing changes.
+    #[test]
+    fn a_peer_that_does_not_read_loses_its_slot() {
+        let t0 = Instant::now();
+        let mut stuck = Drain::default();
+        let mut reading = Drain::default();
+        for _ in 0..4 {
+            stuck.handed();
+            reading.handed();
+        }
+        let mut t = t0;
+        while t < t0 + SNUB_AFTER + Duration::from_secs(1) {
+            stuck.update(t);
+            reading.done();
+            reading.handed();
+            reading.update(t);
+            t += Duration::from_millis(500);
+        }
+        assert!(stuck.snubbed(t) && !reading.snubbed(t));
+        assert_eq!(stuck.deadline(), None, "passed: nothing to wake for");
+        let p = |peer, unchoked, snubbed, idle, ago: u64| SlotPeer {
+            peer,
+            unchoked,
+            interested: true,
+            snubbed,
+            idle,
+            since: t0 - Duration::from_secs(ago),
+        };
+        let peers = [
+            p(1, true, true, false, 0),
+            p(2, true, false, false, 0),
+            p(3, true, false, true, 9),
+            p(4, false, true, false, 50),
+            p(5, false, false, false, 5),
+            p(6, false, false, false, 7),
+        ];
+        // The snubbed peer goes first, to the longest-waiting peer that reads; then the idle
+        // one; a choked snubbed peer waits for nothing.
+        assert_eq!(swaps(&peers), vec![(1, 6), (3, 5)]);
+        assert!(swaps(&peers[..4]).is_empty(), "nobody waits");
+        // Once its blocks drain it is no longer snubbed.
+        for _ in 0..4 {
+            stuck.done();
+        }
+        stuck.update(t);
+        assert!(!stuck.snubbed(t) && stuck.deadline().is_none());
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
-use crate::choker::{Candidate, Choker};
+use crate::choker::{self, Candidate, Choker, Drain, SlotPeer};
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::ext::choke;
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
@@ -70,7 +70,10 @@ struct Peer {
     grow_since: Instant,
     reqq: u32,
     their_requests: VecDeque<BlockRef>,
-    reads_in_flight: usize,
+    /// Blocks handed to the engine for it ([`Action::Read`]) and whether they drain.
+    drain: Drain,
+    /// When we last choked or unchoked it.
+    choke_since: Instant,
     last_block: Instant,
     /// Something was sent to it since the last keep-alive check.
     sent_recently: bool,
@@ -283,7 +286,8 @@ impl Swarm {
             grow_since: now,
             reqq: 250,
             their_requests: VecDeque::new(),
-            reads_in_flight: 0,
+            drain: Drain::default(),
+            choke_since: now,
             last_block: now,
             sent_recently: false,
             keepalive_at: now + timers::KEEPALIVE_CHECK,
@@ -361,7 +365,7 @@ impl Swarm {
             Message::Interested => {
                 peer.peer_interested = true;
                 if peer.am_choking && self.unchoked_count() <= self.choker.slots() {
-                    self.set_choking(key, false);
+                    self.set_choking(key, false, now);
                 }
             }
             Message::NotInterested => peer.peer_interested = false,
@@ -433,7 +437,7 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
+        peer.drain.done();
         if sent {
             peer.rec.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += block.len as u64;
@@ -830,10 +834,13 @@ impl Swarm {
         );
     }
 
-    fn set_choking(&mut self, key: PeerKey, choke: bool) {
+    fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        if peer.am_choking != choke {
+            peer.choke_since = now;
+        }
         let fast = peer.fast;
         for msg in choke::set_choking(&mut peer.am_choking, fast, &mut peer.their_requests, choke) {
             self.send(key, msg);
@@ -851,7 +858,8 @@ impl Swarm {
             .iter()
             .map(|(&peer, p)| Candidate {
                 peer,
-                interested: p.peer_interested,
+                // A peer whose blocks do not drain waits until they do.
+                interested: p.peer_interested && !p.drain.snubbed(now),
                 rate: if seeding {
                     p.rec.traffic.up.rate()
                 } else {
@@ -862,7 +870,28 @@ impl Swarm {
         let unchoke = self.choker.round(now, &candidates);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
-            self.set_choking(key, !unchoke.contains(&key));
+            self.set_choking(key, !unchoke.contains(&key), now);
+        }
+    }
+
+    /// Between rounds: a peer whose blocks do not drain gives its slot to a waiting one
+    /// ([`choker::swaps`]).
+    fn swap_snubbed(&mut self, now: Instant) {
+        let peers: Vec<SlotPeer> = self
+            .peers
+            .iter()
+            .map(|(&peer, p)| SlotPeer {
+                peer,
+                unchoked: !p.am_choking,
+                interested: p.peer_interested,
+                snubbed: p.drain.snubbed(now),
+                idle: false,
+                since: p.choke_since,
+            })
+            .collect();
+        for (lose, take) in choker::swaps(&peers) {
+            self.set_choking(lose, true, now);
+            self.set_choking(take, false, now);
         }
     }
 
@@ -871,11 +900,11 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        while peer.reads_in_flight < max {
+        while peer.drain.in_flight() < max {
             let Some(block) = peer.their_requests.pop_front() else {
                 break;
             };
-            peer.reads_in_flight += 1;
+            peer.drain.handed();
             self.actions.push_back(Action::Read { peer: key, block });
         }
     }

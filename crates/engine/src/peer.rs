@@ -5,6 +5,13 @@
 //! so a slow actor slows the socket instead of growing a queue. The writer batches outgoing
 //! messages into one buffer per write, and reads blocks for upload from storage in batches on
 //! the blocking pool. Neither task owns protocol state: that is the swarm's.
+//!
+//! A block is reported sent (`PeerEvent::BlockSent`) once the socket took it, not when it was
+//! queued: a peer that requests and never reads then shows up in core as blocks that do not
+//! drain, and loses its upload slot (`peercdn_core::choker`). What such a peer can take of the
+//! node's upload budget is bounded: the limiter tokens of one write batch ([`WRITE_BATCH`]);
+//! further blocks wait in the queue without tokens, and a write that makes no progress for
+//! [`WRITE_STALL`] closes the connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +38,10 @@ pub const READER_QUEUE: usize = 256;
 /// Messages buffered from the actor to a writer.
 pub const WRITER_QUEUE: usize = 2048;
 /// Bytes gathered into one socket write.
-const WRITE_BATCH: usize = 256 * 1024;
+pub const WRITE_BATCH: usize = 256 * 1024;
+/// A socket write that makes no progress for this long closes the connection (the peer does
+/// not read what we send).
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +248,8 @@ async fn write_loop(
 ) {
     let mut out = BytesMut::with_capacity(WRITE_BATCH + 32 * 1024);
     let mut batch: Vec<Outgoing> = Vec::with_capacity(64);
+    // Blocks encoded into `out`, reported sent once it is written.
+    let mut encoded: Vec<BlockRef> = Vec::with_capacity(64);
     let reason = loop {
         let Some(first) = rx.recv().await else { return };
         batch.push(first);
@@ -304,32 +316,58 @@ async fn write_loop(
                         },
                         &mut out,
                     );
-                    if events
-                        .send(PeerEvent::BlockSent(key, b, true))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    encoded.push(b);
                 }
             }
             if out.len() >= WRITE_BATCH {
-                if let Err(e) = wr.write_all(&out).await {
-                    failed = Some(format!("write error: {e}"));
+                if let Err(e) = flush(&mut wr, &mut out, &mut encoded, key, &events).await {
+                    failed = Some(e);
                     break;
                 }
-                out.clear();
             }
         }
         if let Some(f) = failed {
             break f;
         }
-        if !out.is_empty() {
-            if let Err(e) = wr.write_all(&out).await {
-                break format!("write error: {e}");
-            }
-            out.clear();
+        if let Err(e) = flush(&mut wr, &mut out, &mut encoded, key, &events).await {
+            break e;
         }
     };
     let _ = events.send(PeerEvent::Closed(key, reason)).await;
+}
+
+/// Writes `out` (no progress for [`WRITE_STALL`] is an error), then reports the blocks in it
+/// sent. `Err` ends the connection with its reason.
+async fn flush(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    encoded: &mut Vec<BlockRef>,
+    key: u64,
+    events: &mpsc::Sender<PeerEvent>,
+) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < out.len() {
+        match tokio::time::timeout(WRITE_STALL, wr.write(&out[pos..])).await {
+            Ok(Ok(0)) => return Err("write error: connection closed".into()),
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => return Err(format!("write error: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "the peer read nothing for {}s",
+                    WRITE_STALL.as_secs()
+                ))
+            }
+        }
+    }
+    out.clear();
+    for b in encoded.drain(..) {
+        if events
+            .send(PeerEvent::BlockSent(key, b, true))
+            .await
+            .is_err()
+        {
+            return Err("the swarm is gone".into());
+        }
+    }
+    Ok(())
 }

@@ -81,6 +81,9 @@ pub struct Node {
     pub completed: bool,
     /// Addresses it learned by PEX.
     pub discovered: Vec<SocketAddr>,
+    /// It requests and never reads: blocks for it are handed to the "engine" of the sending
+    /// node and never reported sent.
+    pub never_reads: bool,
 }
 
 /// The network of nodes.
@@ -147,6 +150,7 @@ impl Net {
             banned: vec![],
             dropped: vec![],
             meta: MetaMode::Honest,
+            never_reads: false,
             completed: false,
             discovered: vec![],
         });
@@ -249,6 +253,11 @@ impl Net {
                 self.nodes[i].swarm.on_piece_verified(index, ok, self.now);
             }
             Action::Read { peer, block } => {
+                let to = self.net.peer_of((i, peer)).map(|(to, _)| to);
+                if to.is_some_and(|t| self.nodes[t].never_reads) {
+                    // Stuck in the writer forever: never reported sent.
+                    return;
+                }
                 let s = (block.index * PIECE + block.begin) as usize;
                 let mut data = self.nodes[i].store[s..s + block.len as usize].to_vec();
                 if self.nodes[i].corrupt {

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::choker::{self, Drain, SlotPeer};
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
 use crate::ext::choke;
 use crate::ext::handshake::Extension;
@@ -97,7 +98,8 @@ struct Peer {
     their_first: u32,
     outstanding: Vec<(BlockRef, Instant)>,
     their_requests: VecDeque<BlockRef>,
-    reads_in_flight: usize,
+    /// Blocks handed to the engine for it ([`Action::SendBlock`]) and whether they drain.
+    drain: Drain,
     unchoked_at: Instant,
     /// When it last asked us for a block.
     last_request: Option<Instant>,
@@ -279,7 +281,7 @@ impl LiveSwarm {
                 peer_choking: p.peer_choking,
                 outstanding: p.outstanding.len(),
                 queued: p.their_requests.len(),
-                reading: p.reads_in_flight,
+                reading: p.drain.in_flight(),
                 down_rate: p.rec.traffic.down.rate(),
                 up_rate: p.rec.traffic.up.rate(),
             })
@@ -322,7 +324,7 @@ impl LiveSwarm {
                 their_first: 0,
                 outstanding: Vec::new(),
                 their_requests: VecDeque::new(),
-                reads_in_flight: 0,
+                drain: Drain::default(),
                 unchoked_at: now,
                 last_request: None,
                 refused: VecDeque::new(),
@@ -338,7 +340,7 @@ impl LiveSwarm {
             return;
         };
         self.meta.remove_peer(key);
-        self.reads_total = self.reads_total.saturating_sub(peer.reads_in_flight);
+        self.reads_total = self.reads_total.saturating_sub(peer.drain.in_flight());
         for (b, _) in peer.outstanding {
             self.release(b, key);
         }
@@ -475,7 +477,7 @@ impl LiveSwarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.reads_in_flight = peer.reads_in_flight.saturating_sub(1);
+        peer.drain.done();
         self.reads_total = self.reads_total.saturating_sub(1);
         if sent {
             peer.rec.traffic.up.add(u64::from(block.len));
@@ -710,7 +712,7 @@ impl LiveSwarm {
         while self.reads_total < self.config.max_reads_total {
             let mut best: Option<(ServeRank, PeerKey, usize)> = None;
             for (&k, p) in &self.peers {
-                if p.reads_in_flight >= per_peer {
+                if p.drain.in_flight() >= per_peer {
                     continue;
                 }
                 for (pos, b) in p.their_requests.iter().enumerate() {
@@ -727,7 +729,7 @@ impl LiveSwarm {
                     } else {
                         2
                     };
-                    let rank = (class, b.index, p.reads_in_flight, b.begin);
+                    let rank = (class, b.index, p.drain.in_flight(), b.begin);
                     if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
                         best = Some((rank, k, pos));
                     }
@@ -740,7 +742,7 @@ impl LiveSwarm {
             let Some(block) = peer.their_requests.remove(pos) else {
                 break;
             };
-            peer.reads_in_flight += 1;
+            peer.drain.handed();
             self.reads_total += 1;
             self.actions
                 .push_back(Action::SendBlock { peer: key, block });
@@ -781,14 +783,15 @@ impl LiveSwarm {
     /// interested peer choked longest, so a newcomer always gets a way in.
     fn rechoke(&mut self, now: Instant) {
         if self.next_optimistic.is_some_and(|t| now < t) {
-            return self.swap_idle(now);
+            return self.swap_slots(now);
         }
         self.next_optimistic = Some(now + RECHOKE_EVERY);
         let slots = self.slots();
         let mut interested: Vec<(PeerKey, u64, Instant, bool)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.ready && p.peer_interested)
+            // A peer whose blocks do not drain waits until they do.
+            .filter(|(_, p)| p.ready && p.peer_interested && !p.drain.snubbed(now))
             .map(|(&k, p)| (k, p.rec.traffic.up.rate(), p.unchoked_at, p.am_choking))
             .collect();
         // Most served first; among equals those unchoked longest (stable).
@@ -809,31 +812,28 @@ impl LiveSwarm {
         }
     }
 
-    /// Between rechokes: a slot held by a peer that has not asked for anything for
-    /// [`IDLE_SLOT`] (it is ahead of us) goes to an interested peer we choke, longest choked
+    /// Between rechokes ([`choker::swaps`]): a slot held by a peer whose blocks do not drain
+    /// (snubbed: it requests and never reads), or that has not asked for anything for
+    /// [`IDLE_SLOT`] (it is ahead of us), goes to an interested peer we choke, longest choked
     /// first — in live, everyone is interested in everyone, so slots follow actual requests.
-    fn swap_idle(&mut self, now: Instant) {
-        let idle: Vec<PeerKey> = self
+    fn swap_slots(&mut self, now: Instant) {
+        let peers: Vec<SlotPeer> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                !p.am_choking
-                    && now.saturating_duration_since(p.unchoked_at) >= IDLE_SLOT
+            .map(|(&peer, p)| SlotPeer {
+                peer,
+                unchoked: !p.am_choking,
+                interested: p.ready && p.peer_interested,
+                snubbed: p.drain.snubbed(now),
+                idle: now.saturating_duration_since(p.unchoked_at) >= IDLE_SLOT
                     && p.last_request
-                        .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_SLOT)
+                        .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_SLOT),
+                since: p.unchoked_at,
             })
-            .map(|(&k, _)| k)
             .collect();
-        for k in idle {
-            let waiting = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.ready && p.am_choking && p.peer_interested)
-                .min_by_key(|(_, p)| p.unchoked_at)
-                .map(|(&k, _)| k);
-            let Some(w) = waiting else { return };
-            self.set_choking(k, true, now);
-            self.set_choking(w, false, now);
+        for (lose, take) in choker::swaps(&peers) {
+            self.set_choking(lose, true, now);
+            self.set_choking(take, false, now);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The swarm's own timers under the time contract ([`crate::time`]): what [`Swarm::poll_timeout`]
 //! reports and what [`Swarm::handle_timeout`] does when it comes — rate meters and queue sizes,
-//! idle peers, request timeouts, keep-alives, PEX, the choking round, the BEP 9 fetch's
+//! idle peers, request timeouts, keep-alives, PEX, the choking round and upload snubbing
+//! (`choker::Drain`, checked at least at every rate update), the BEP 9 fetch's
 //! deadlines (`ext::metadata`).
 //!
 //! Owns no state of its own (the deadlines live on the swarm and its peers) and never reads a
@@ -35,6 +36,7 @@ impl Swarm {
         for p in self.peers.values() {
             t = earliest(t, Some(p.rec.last_recv + self.config.idle_timeout));
             t = earliest(t, Some(p.keepalive_at));
+            t = earliest(t, p.drain.deadline());
             if !p.outstanding.is_empty() {
                 t = earliest(t, Some(p.last_block + self.config.request_timeout));
             }
@@ -79,6 +81,7 @@ impl Swarm {
                         .max(self.config.initial_queue.min(peer.reqq.max(1)));
                 }
             }
+            peer.drain.update(now);
             if now.saturating_duration_since(peer.rec.last_recv) >= self.config.idle_timeout {
                 self.disconnect(key, DisconnectReason::Idle);
                 continue;
@@ -106,6 +109,8 @@ impl Swarm {
         if self.next_choke.is_some_and(|t| now >= t) {
             self.next_choke = Some(now + choker::ROUND);
             self.choke_round(now);
+        } else {
+            self.swap_snubbed(now);
         }
         self.update_interest_all();
         self.refill_all(now);

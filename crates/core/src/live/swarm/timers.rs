@@ -34,6 +34,7 @@ impl LiveSwarm {
         let pex = self.config.pex_interval.is_some();
         for p in self.peers.values() {
             t = earliest(t, Some(p.rec.last_recv + self.config.idle_timeout));
+            t = earliest(t, p.drain.deadline());
             if pex && p.rec.ext.id(Extension::UtPex).is_some() {
                 t = earliest(t, Some(p.rec.pex.due()));
             }
@@ -66,6 +67,9 @@ impl LiveSwarm {
             p.refused
                 .retain(|&(_, at)| now.saturating_duration_since(at) < sched::REFUSAL_MEMORY);
         }
+        for p in self.peers.values_mut() {
+            p.drain.update(now);
+        }
         self.rechoke(now);
         self.meta.handle_timeout(now);
         self.drain_meta(now);
@@ -74,7 +78,7 @@ impl LiveSwarm {
         self.mark_late(now);
     }
 
-    /// When [`Self::swap_idle`] has work: the first unchoked peer whose slot goes idle while
+    /// When [`Self::swap_slots`] has idle work (its snub work is the peers' `drain` deadlines): the first unchoked peer whose slot goes idle while
     /// an interested peer waits for one.
     fn next_idle_swap(&self) -> Option<Instant> {
         let waiting = self
