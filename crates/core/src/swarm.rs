@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
-use crate::choker::{self, Candidate, Choker, Drain, SlotPeer};
+use crate::choker::{self, Candidate, Choker, SlotPeer};
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
-use crate::ext::choke;
+use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::{Metadata, MetadataEvent};
 use crate::ext::peer::PeerRecord;
@@ -57,7 +57,8 @@ struct Peer {
     rec: PeerRecord,
     fast: bool,
     extensions: bool,
-    am_choking: bool,
+    /// Our upload side to it: choke state, its requests, whether our blocks drain.
+    up: UploadSlot,
     am_interested: bool,
     peer_choking: bool,
     peer_interested: bool,
@@ -69,11 +70,6 @@ struct Peer {
     grow_blocks: u32,
     grow_since: Instant,
     reqq: u32,
-    their_requests: VecDeque<BlockRef>,
-    /// Blocks handed to the engine for it ([`Action::Read`]) and whether they drain.
-    drain: Drain,
-    /// When we last choked or unchoked it.
-    choke_since: Instant,
     last_block: Instant,
     /// Something was sent to it since the last keep-alive check.
     sent_recently: bool,
@@ -274,7 +270,7 @@ impl Swarm {
             rec: PeerRecord::new(addr, now, first_pex),
             fast: hs.supports_fast(),
             extensions: hs.supports_extensions(),
-            am_choking: true,
+            up: UploadSlot::new(now),
             am_interested: false,
             peer_choking: true,
             peer_interested: false,
@@ -285,9 +281,6 @@ impl Swarm {
             grow_blocks: 0,
             grow_since: now,
             reqq: 250,
-            their_requests: VecDeque::new(),
-            drain: Drain::default(),
-            choke_since: now,
             last_block: now,
             sent_recently: false,
             keepalive_at: now + timers::KEEPALIVE_CHECK,
@@ -364,7 +357,7 @@ impl Swarm {
             }
             Message::Interested => {
                 peer.peer_interested = true;
-                if peer.am_choking && self.unchoked_count() <= self.choker.slots() {
+                if peer.up.am_choking && self.unchoked_count() <= self.choker.slots() {
                     self.set_choking(key, false, now);
                 }
             }
@@ -387,7 +380,7 @@ impl Swarm {
             Message::HaveNone => {}
             Message::Request(b) => self.on_request(key, b),
             Message::Cancel(b) => {
-                peer.their_requests.retain(|r| *r != b);
+                peer.up.queued.retain(|r| *r != b);
             }
             Message::Piece { index, begin, data } => self.on_piece(key, index, begin, data, now),
             Message::Reject(b) => {
@@ -437,7 +430,7 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.drain.done();
+        peer.up.drain.done();
         if sent {
             peer.rec.traffic.up.add(u64::from(block.len));
             self.stats.uploaded += block.len as u64;
@@ -584,14 +577,14 @@ impl Swarm {
         }
         let have = self.picker.as_ref().is_some_and(|p| p.have().get(b.index));
         let refuse =
-            peer.am_choking || !have || peer.their_requests.len() >= self.config.max_peer_requests;
+            peer.up.am_choking || !have || peer.up.queued.len() >= self.config.max_peer_requests;
         if refuse {
             if let Some(reject) = choke::refuse(peer.fast, b) {
                 self.send(key, reject);
             }
             return;
         }
-        peer.their_requests.push_back(b);
+        peer.up.queued.push_back(b);
         self.pump_reads(key);
     }
 
@@ -835,20 +828,16 @@ impl Swarm {
     }
 
     fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if peer.am_choking != choke {
-            peer.choke_since = now;
-        }
-        let fast = peer.fast;
-        for msg in choke::set_choking(&mut peer.am_choking, fast, &mut peer.their_requests, choke) {
-            self.send(key, msg);
+        if let Some(p) = self.peers.get_mut(&key) {
+            let msgs = p.up.set_choking(p.fast, choke, now);
+            p.sent_recently |= !msgs.is_empty();
+            let sends = msgs.into_iter().map(|m| Action::Send(key, m));
+            self.actions.extend(sends);
         }
     }
 
     fn unchoked_count(&self) -> usize {
-        self.peers.values().filter(|p| !p.am_choking).count()
+        self.peers.values().filter(|p| !p.up.am_choking).count()
     }
 
     fn choke_round(&mut self, now: Instant) {
@@ -859,7 +848,7 @@ impl Swarm {
             .map(|(&peer, p)| Candidate {
                 peer,
                 // A peer whose blocks do not drain waits until they do.
-                interested: p.peer_interested && !p.drain.snubbed(now),
+                interested: p.peer_interested && !p.up.drain.snubbed(now),
                 rate: if seeding {
                     p.rec.traffic.up.rate()
                 } else {
@@ -882,11 +871,11 @@ impl Swarm {
             .iter()
             .map(|(&peer, p)| SlotPeer {
                 peer,
-                unchoked: !p.am_choking,
+                unchoked: !p.up.am_choking,
                 interested: p.peer_interested,
-                snubbed: p.drain.snubbed(now),
+                snubbed: p.up.drain.snubbed(now),
                 idle: false,
-                since: p.choke_since,
+                since: p.up.since,
             })
             .collect();
         for (lose, take) in choker::swaps(&peers) {
@@ -900,11 +889,11 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        while peer.drain.in_flight() < max {
-            let Some(block) = peer.their_requests.pop_front() else {
+        while peer.up.drain.in_flight() < max {
+            let Some(block) = peer.up.queued.pop_front() else {
                 break;
             };
-            peer.drain.handed();
+            peer.up.drain.handed();
             self.actions.push_back(Action::Read { peer: key, block });
         }
     }

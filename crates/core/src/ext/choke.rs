@@ -1,12 +1,51 @@
 //! BEP 6 choke plumbing shared by both swarms: what a CHOKE or UNCHOKE puts on the wire, what
 //! happens to the requests a choke drops, and how a request we will not serve is refused.
 //!
-//! Owns the wire consequences only; who gets a slot is the choking policy's (the VoD
-//! [`crate::choker`], the live swarm's rechoke), never this module's.
+//! Owns the wire consequences and our upload side's per-peer state ([`UploadSlot`]); who gets
+//! a slot is the choking policy's (the VoD [`crate::choker`], the live swarm's rechoke), never
+//! this module's.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
+use crate::choker::Drain;
 use crate::wire::{BlockRef, Message};
+
+/// Our upload side to one peer, the same for both swarms: whether we choke it and since when,
+/// the requests it queued with us, and whether the blocks we hand the engine for it drain
+/// (upload snubbing, [`crate::choker::Drain`]).
+#[derive(Debug, Clone)]
+pub struct UploadSlot {
+    /// We choke it (every peer starts choked).
+    pub am_choking: bool,
+    /// When we last choked or unchoked it.
+    pub since: Instant,
+    /// Its requests waiting to be served (emptied by a choke).
+    pub queued: VecDeque<BlockRef>,
+    /// Blocks handed to the engine for it and whether they drain.
+    pub drain: Drain,
+}
+
+impl UploadSlot {
+    /// A new peer at `now`: choked, nothing queued.
+    pub fn new(now: Instant) -> UploadSlot {
+        UploadSlot {
+            am_choking: true,
+            since: now,
+            queued: VecDeque::new(),
+            drain: Drain::default(),
+        }
+    }
+
+    /// We choke or unchoke it at `now` ([`set_choking`]); a change restarts [`Self::since`].
+    /// Returns the messages to send.
+    pub fn set_choking(&mut self, fast: bool, choke: bool, now: Instant) -> Vec<Message> {
+        if self.am_choking != choke {
+            self.since = now;
+        }
+        set_choking(&mut self.am_choking, fast, &mut self.queued, choke)
+    }
+}
 
 /// We choke (`choke`) or unchoke a peer. `am_choking` is our side's state for it, `queued` its
 /// requests waiting to be served. Returns the messages to send, in order: nothing when the

@@ -53,9 +53,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::choker::{self, Drain, SlotPeer};
+use crate::choker::{self, SlotPeer};
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
-use crate::ext::choke;
+use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::Extension;
 use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
@@ -89,7 +89,8 @@ struct Peer {
     fast: bool,
     /// Both sides speak `pc_live` and the descriptor is known.
     ready: bool,
-    am_choking: bool,
+    /// Our upload side to it: choke state, its requests, whether our blocks drain.
+    up: UploadSlot,
     peer_choking: bool,
     peer_interested: bool,
     /// Pieces it announced (verified headers), within the window.
@@ -97,10 +98,6 @@ struct Peer {
     /// Its window start, from its `Window`.
     their_first: u32,
     outstanding: Vec<(BlockRef, Instant)>,
-    their_requests: VecDeque<BlockRef>,
-    /// Blocks handed to the engine for it ([`Action::SendBlock`]) and whether they drain.
-    drain: Drain,
-    unchoked_at: Instant,
     /// When it last asked us for a block.
     last_request: Option<Instant>,
     /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
@@ -277,11 +274,11 @@ impl LiveSwarm {
                 addr: p.rec.listen_addr.unwrap_or(p.rec.addr),
                 client: p.rec.ext.client.clone(),
                 newest: p.has.last().copied(),
-                am_choking: p.am_choking,
+                am_choking: p.up.am_choking,
                 peer_choking: p.peer_choking,
                 outstanding: p.outstanding.len(),
-                queued: p.their_requests.len(),
-                reading: p.drain.in_flight(),
+                queued: p.up.queued.len(),
+                reading: p.up.drain.in_flight(),
                 down_rate: p.rec.traffic.down.rate(),
                 up_rate: p.rec.traffic.up.rate(),
             })
@@ -317,15 +314,12 @@ impl LiveSwarm {
                 extensions: true,
                 fast: hs.supports_fast(),
                 ready: false,
-                am_choking: true,
+                up: UploadSlot::new(now),
                 peer_choking: true,
                 peer_interested: false,
                 has: BTreeSet::new(),
                 their_first: 0,
                 outstanding: Vec::new(),
-                their_requests: VecDeque::new(),
-                drain: Drain::default(),
-                unchoked_at: now,
                 last_request: None,
                 refused: VecDeque::new(),
                 hash_fails: 0,
@@ -340,7 +334,7 @@ impl LiveSwarm {
             return;
         };
         self.meta.remove_peer(key);
-        self.reads_total = self.reads_total.saturating_sub(peer.drain.in_flight());
+        self.reads_total = self.reads_total.saturating_sub(peer.up.drain.in_flight());
         for (b, _) in peer.outstanding {
             self.release(b, key);
         }
@@ -391,13 +385,13 @@ impl LiveSwarm {
             Message::Interested => {
                 peer.peer_interested = true;
                 // A free slot, or the optimistic one: a newcomer is served at once.
-                if peer.ready && peer.am_choking && self.unchoked() <= self.slots() {
+                if peer.ready && peer.up.am_choking && self.unchoked() <= self.slots() {
                     self.set_choking(key, false, now);
                 }
             }
             Message::NotInterested => peer.peer_interested = false,
             Message::Request(b) => self.on_request(key, b, now),
-            Message::Cancel(b) => peer.their_requests.retain(|r| *r != b),
+            Message::Cancel(b) => peer.up.queued.retain(|r| *r != b),
             Message::Reject(b) => {
                 if peer.refused.len() >= 64 {
                     peer.refused.pop_front();
@@ -477,7 +471,7 @@ impl LiveSwarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.drain.done();
+        peer.up.drain.done();
         self.reads_total = self.reads_total.saturating_sub(1);
         if sent {
             peer.rec.traffic.up.add(u64::from(block.len));
@@ -647,10 +641,10 @@ impl LiveSwarm {
                 && u64::from(b.begin) + u64::from(b.len) <= u64::from(h.length)
         });
         let mut ok = peer.ready
-            && !peer.am_choking
+            && !peer.up.am_choking
             && valid
             && self.have.contains(&b.index)
-            && peer.their_requests.len() < self.config.max_peer_requests;
+            && peer.up.queued.len() < self.config.max_peer_requests;
         if ok && self.config.source {
             ok = self.source_may_serve(key, b.index, now);
         }
@@ -663,8 +657,8 @@ impl LiveSwarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if !peer.their_requests.contains(&b) {
-            peer.their_requests.push_back(b);
+        if !peer.up.queued.contains(&b) {
+            peer.up.queued.push_back(b);
         }
         self.pump_reads();
     }
@@ -712,10 +706,10 @@ impl LiveSwarm {
         while self.reads_total < self.config.max_reads_total {
             let mut best: Option<(ServeRank, PeerKey, usize)> = None;
             for (&k, p) in &self.peers {
-                if p.drain.in_flight() >= per_peer {
+                if p.up.drain.in_flight() >= per_peer {
                     continue;
                 }
-                for (pos, b) in p.their_requests.iter().enumerate() {
+                for (pos, b) in p.up.queued.iter().enumerate() {
                     // The source: first wave, then the few copies it allows, then rescues.
                     let class = if !self.config.source
                         || self
@@ -729,7 +723,7 @@ impl LiveSwarm {
                     } else {
                         2
                     };
-                    let rank = (class, b.index, p.drain.in_flight(), b.begin);
+                    let rank = (class, b.index, p.up.drain.in_flight(), b.begin);
                     if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
                         best = Some((rank, k, pos));
                     }
@@ -739,10 +733,10 @@ impl LiveSwarm {
             let Some(peer) = self.peers.get_mut(&key) else {
                 break;
             };
-            let Some(block) = peer.their_requests.remove(pos) else {
+            let Some(block) = peer.up.queued.remove(pos) else {
                 break;
             };
-            peer.drain.handed();
+            peer.up.drain.handed();
             self.reads_total += 1;
             self.actions
                 .push_back(Action::SendBlock { peer: key, block });
@@ -750,15 +744,10 @@ impl LiveSwarm {
     }
 
     fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if peer.am_choking != choke {
-            peer.unchoked_at = now;
-        }
-        let fast = peer.fast;
-        for msg in choke::set_choking(&mut peer.am_choking, fast, &mut peer.their_requests, choke) {
-            self.send(key, msg);
+        if let Some(p) = self.peers.get_mut(&key) {
+            let msgs = p.up.set_choking(p.fast, choke, now);
+            self.actions
+                .extend(msgs.into_iter().map(|m| Action::Send(key, m)));
         }
     }
 
@@ -774,7 +763,7 @@ impl LiveSwarm {
     }
 
     fn unchoked(&self) -> usize {
-        self.peers.values().filter(|p| !p.am_choking).count()
+        self.peers.values().filter(|p| !p.up.am_choking).count()
     }
 
     /// Every [`RECHOKE_EVERY`]: keep unchoked the peers we upload to most (they fetch from us
@@ -791,8 +780,8 @@ impl LiveSwarm {
             .peers
             .iter()
             // A peer whose blocks do not drain waits until they do.
-            .filter(|(_, p)| p.ready && p.peer_interested && !p.drain.snubbed(now))
-            .map(|(&k, p)| (k, p.rec.traffic.up.rate(), p.unchoked_at, p.am_choking))
+            .filter(|(_, p)| p.ready && p.peer_interested && !p.up.drain.snubbed(now))
+            .map(|(&k, p)| (k, p.rec.traffic.up.rate(), p.up.since, p.up.am_choking))
             .collect();
         // Most served first; among equals those unchoked longest (stable).
         interested.sort_by_key(|&(k, up, at, choking)| (Reverse(up), choking, at, k));
@@ -822,13 +811,13 @@ impl LiveSwarm {
             .iter()
             .map(|(&peer, p)| SlotPeer {
                 peer,
-                unchoked: !p.am_choking,
+                unchoked: !p.up.am_choking,
                 interested: p.ready && p.peer_interested,
-                snubbed: p.drain.snubbed(now),
-                idle: now.saturating_duration_since(p.unchoked_at) >= IDLE_SLOT
+                snubbed: p.up.drain.snubbed(now),
+                idle: now.saturating_duration_since(p.up.since) >= IDLE_SLOT
                     && p.last_request
                         .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_SLOT),
-                since: p.unchoked_at,
+                since: p.up.since,
             })
             .collect();
         for (lose, take) in choker::swaps(&peers) {
@@ -855,11 +844,11 @@ impl LiveSwarm {
             .collect();
         if self.config.source && targets.len() > self.config.source_fanout {
             // The first wave: peers we unchoke (they can fetch it at once).
-            targets.sort_by_key(|k| self.peers.get(k).is_none_or(|p| p.am_choking));
+            targets.sort_by_key(|k| self.peers.get(k).is_none_or(|p| p.up.am_choking));
             // Rotate who hears first, so every viewer relays its share.
             let unchoked = targets
                 .iter()
-                .filter(|k| self.peers.get(k).is_some_and(|p| !p.am_choking))
+                .filter(|k| self.peers.get(k).is_some_and(|p| !p.up.am_choking))
                 .count();
             let n = if unchoked == 0 {
                 targets.len()

@@ -36,7 +36,7 @@ impl Swarm {
         for p in self.peers.values() {
             t = earliest(t, Some(p.rec.last_recv + self.config.idle_timeout));
             t = earliest(t, Some(p.keepalive_at));
-            t = earliest(t, p.drain.deadline());
+            t = earliest(t, p.up.drain.deadline());
             if !p.outstanding.is_empty() {
                 t = earliest(t, Some(p.last_block + self.config.request_timeout));
             }
@@ -81,7 +81,7 @@ impl Swarm {
                         .max(self.config.initial_queue.min(peer.reqq.max(1)));
                 }
             }
-            peer.drain.update(now);
+            peer.up.drain.update(now);
             if now.saturating_duration_since(peer.rec.last_recv) >= self.config.idle_timeout {
                 self.disconnect(key, DisconnectReason::Idle);
                 continue;

@@ -232,7 +232,7 @@ fn queued_requests_are_capped() {
         };
         s.on_message(1, Message::Request(b), now);
     }
-    let q = s.peers.get(&1).map(|p| p.their_requests.len()).unwrap();
+    let q = s.peers.get(&1).map(|p| p.up.queued.len()).unwrap();
     assert_eq!(q, s.config.max_peer_requests);
 }
 

@@ -34,7 +34,7 @@ impl LiveSwarm {
         let pex = self.config.pex_interval.is_some();
         for p in self.peers.values() {
             t = earliest(t, Some(p.rec.last_recv + self.config.idle_timeout));
-            t = earliest(t, p.drain.deadline());
+            t = earliest(t, p.up.drain.deadline());
             if pex && p.rec.ext.id(Extension::UtPex).is_some() {
                 t = earliest(t, Some(p.rec.pex.due()));
             }
@@ -68,7 +68,7 @@ impl LiveSwarm {
                 .retain(|&(_, at)| now.saturating_duration_since(at) < sched::REFUSAL_MEMORY);
         }
         for p in self.peers.values_mut() {
-            p.drain.update(now);
+            p.up.drain.update(now);
         }
         self.rechoke(now);
         self.meta.handle_timeout(now);
@@ -84,14 +84,14 @@ impl LiveSwarm {
         let waiting = self
             .peers
             .values()
-            .any(|p| p.ready && p.am_choking && p.peer_interested);
+            .any(|p| p.ready && p.up.am_choking && p.peer_interested);
         if !waiting {
             return None;
         }
         self.peers
             .values()
-            .filter(|p| !p.am_choking)
-            .map(|p| p.unchoked_at.max(p.last_request.unwrap_or(p.unchoked_at)) + IDLE_SLOT)
+            .filter(|p| !p.up.am_choking)
+            .map(|p| p.up.since.max(p.last_request.unwrap_or(p.up.since)) + IDLE_SLOT)
             .min()
     }
 
