@@ -4,6 +4,7 @@
 //! It owns what tests across the crates share, so that no fixture is copied between them:
 //! - [`netem`]: an in-memory network whose links have latency, a rate limit and optional loss
 //!   (str0m's netem is the model), deterministic, on a virtual clock;
+//! - [`mesh`]: what both harnesses share (addresses, dialling, delivery, disconnects);
 //! - [`vod`] and [`live`]: the core scenario harnesses, several `Swarm`s or `LiveSwarm`s joined
 //!   by [`netem`] links, every message through the real codec, the engine's duties (storing,
 //!   hashing, reading, checking payloads) played by the harness — a swarm-policy finding becomes
@@ -21,6 +22,7 @@
 #[cfg(feature = "engine")]
 pub mod fixtures;
 pub mod live;
+pub mod mesh;
 pub mod meta;
 pub mod netem;
 pub mod vod;

@@ -2,12 +2,10 @@
 //! on a virtual clock, every message through the real codec, with the engine's duties (keeping
 //! the window, checking payloads, reading blocks) played here.
 //!
-//! Node `i` listens on `127.0.0.1:(1000 + i)`; the connection from `a` to `b` is key
-//! `100 + b` at `a` and `100 + a` at `b`. Node 0 is the source when added first with
-//! `add(true)`. The wall clock (header timestamps) moves with the virtual clock.
+//! Nodes are addressed and dialled as [`crate::mesh`] says. Node 0 is the source when added
+//! first with `add(true)`. The wall clock (header timestamps) moves with the virtual clock.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,10 +13,11 @@ use ed25519_dalek::SigningKey;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm, PeerKey};
 use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID};
 use peercdn_core::time::WallClock;
-use peercdn_core::wire::{self, Handshake, Message};
-use peercdn_core::{DisconnectReason, InfoHash, PeerId};
+use peercdn_core::wire::Message;
+use peercdn_core::{DisconnectReason, InfoHash};
 
-use crate::meta::{alter, MetaMode};
+use crate::mesh;
+use crate::meta::MetaMode;
 use crate::netem::{LinkSpec, Netem};
 
 /// Duration of a piece, milliseconds.
@@ -38,7 +37,7 @@ pub fn payload(index: u32) -> Bytes {
 
 /// The key node `of`'s connection is known by at its peers (what a ban names).
 pub fn banned_key(of: usize) -> PeerKey {
-    100 + of as PeerKey
+    mesh::key(of)
 }
 
 /// One node: its swarm and what the harness keeps for it as its engine.
@@ -66,6 +65,13 @@ pub struct Node {
     pub player: Option<u32>,
     /// How many pieces the player played.
     pub played: u32,
+}
+
+impl mesh::Node for Node {
+    type Swarm = LiveSwarm;
+    fn parts(&mut self) -> mesh::Parts<'_, LiveSwarm> {
+        (&mut self.swarm, &mut self.banned, &mut self.dropped)
+    }
 }
 
 /// The network of nodes.
@@ -170,23 +176,10 @@ impl Net {
         self.nodes.len() - 1
     }
 
-    /// `a` dials `b` over a link like [`Net::link`].
+    /// `a` dials `b` over a link like [`Net::link`] ([`mesh::dial`]).
     pub fn connect(&mut self, a: usize, b: usize) {
-        let spec = self.link;
-        self.connect_with(a, b, spec);
-    }
-
-    /// `a` dials `b` over a link that behaves as `spec`.
-    pub fn connect_with(&mut self, a: usize, b: usize, spec: LinkSpec) {
-        let (ka, kb) = (100 + b as u64, 100 + a as u64);
-        self.net.connect((a, ka), (b, kb), spec);
-        let listen = |i: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16));
-        let hs = |i: usize| Handshake::ours(self.id, PeerId::ours([i as u8; 12]));
-        let (ha, hb) = (hs(a), hs(b));
-        self.nodes[a].swarm.add_peer(ka, listen(b), &hb, self.now);
-        self.nodes[a].swarm.set_listen_addr(ka, listen(b));
-        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 40000 + a as u16));
-        self.nodes[b].swarm.add_peer(kb, ephemeral, &ha, self.now);
+        let (spec, id, now) = (self.link, self.id, self.now);
+        mesh::dial(&mut self.net, &mut self.nodes, (a, b), spec, id, now);
     }
 
     /// A header for piece `index` signed by the broadcaster's key.
@@ -234,9 +227,8 @@ impl Net {
                     self.exec(i, a);
                 }
             }
-            if let Some(((to, key), mut buf)) = self.net.pop_due(self.now) {
+            if let Some((to, key, msg)) = mesh::pop_due(&mut self.net, self.now) {
                 progressed = true;
-                let msg = wire::decode(&mut buf, 1 << 20).unwrap().unwrap();
                 if self.nodes[to].paused {
                     self.nodes[to].inbox.push_back((key, msg));
                     continue;
@@ -340,8 +332,7 @@ impl Net {
     fn exec(&mut self, i: usize, a: Action) {
         match a {
             Action::Send(key, msg) => {
-                let msg = alter(self.nodes[i].meta, msg);
-                self.send(i, key, &msg);
+                mesh::send(&mut self.net, self.now, (i, key), self.nodes[i].meta, msg)
             }
             Action::SendBlock { peer, block } => {
                 let data = self.nodes[i].store.get(&block.index).map(|(_, p)| {
@@ -365,13 +356,7 @@ impl Net {
                     .on_block_sent(peer, block, data.is_some());
             }
             Action::Disconnect { peer, reason } => {
-                self.nodes[i].dropped.push((peer, reason));
-                if reason.ban() {
-                    self.nodes[i].banned.push(peer);
-                }
-                if let Some((to, tkey)) = self.net.cut((i, peer)) {
-                    self.nodes[to].swarm.remove_peer(tkey);
-                }
+                mesh::disconnect(&mut self.net, &mut self.nodes, i, peer, reason)
             }
             Action::PieceComplete { header, payload } => {
                 let ok = header.check_payload(&payload).is_ok();

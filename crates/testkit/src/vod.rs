@@ -3,19 +3,19 @@
 //! pieces, reading blocks, installing metadata) played here. Runs in milliseconds and the same
 //! every time.
 //!
-//! Node `i` listens on `127.0.0.1:(1000 + i)`; the connection from `a` to `b` is key
-//! `100 + b` at `a` and `100 + a` at `b`.
+//! Nodes are addressed and dialled as [`crate::mesh`] says.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use peercdn_core::swarm::{Action, PeerKey, Swarm, SwarmConfig};
-use peercdn_core::wire::{self, Handshake, Message};
-use peercdn_core::{Bitfield, DisconnectReason, InfoHash, PeerId};
+use peercdn_core::wire::Message;
+use peercdn_core::{Bitfield, DisconnectReason, InfoHash};
 use sha1::{Digest, Sha1};
 
-use crate::meta::{alter, MetaMode};
+use crate::mesh;
+use crate::meta::MetaMode;
 use crate::netem::{LinkSpec, Netem};
 
 /// Piece length of the harness's torrents.
@@ -84,6 +84,13 @@ pub struct Node {
     /// It requests and never reads: blocks for it are handed to the "engine" of the sending
     /// node and never reported sent.
     pub never_reads: bool,
+}
+
+impl mesh::Node for Node {
+    type Swarm = Swarm;
+    fn parts(&mut self) -> mesh::Parts<'_, Swarm> {
+        (&mut self.swarm, &mut self.banned, &mut self.dropped)
+    }
 }
 
 /// The network of nodes.
@@ -157,26 +164,10 @@ impl Net {
         self.nodes.len() - 1
     }
 
-    /// `a` dials `b` over a link like [`Net::link`].
+    /// `a` dials `b` over a link like [`Net::link`] ([`mesh::dial`]).
     pub fn connect(&mut self, a: usize, b: usize) {
-        let spec = self.link;
-        self.connect_with(a, b, spec);
-    }
-
-    /// `a` dials `b` over a link that behaves as `spec`.
-    pub fn connect_with(&mut self, a: usize, b: usize, spec: LinkSpec) {
-        let ka = 100 + b as u64;
-        let kb = 100 + a as u64;
-        self.net.connect((a, ka), (b, kb), spec);
-        // `a` dials `b`, so `b` sees an ephemeral port and learns `a`'s listen port from its
-        // extension handshake.
-        let listen = |i: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16));
-        let hs = |i: usize| Handshake::ours(self.c.hash, PeerId::ours([i as u8; 12]));
-        let (ha, hb) = (hs(a), hs(b));
-        self.nodes[a].swarm.add_peer(ka, listen(b), &hb, self.now);
-        self.nodes[a].swarm.set_listen_addr(ka, listen(b));
-        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 40000 + a as u16));
-        self.nodes[b].swarm.add_peer(kb, ephemeral, &ha, self.now);
+        let (spec, id, now) = (self.link, self.c.hash, self.now);
+        mesh::dial(&mut self.net, &mut self.nodes, (a, b), spec, id, now);
     }
 
     /// Runs until every node is complete, the network is quiet with no timer left, or `steps`
@@ -192,10 +183,9 @@ impl Net {
                     self.exec(i, a);
                 }
             }
-            if let Some(((to, key), mut buf)) = self.net.pop_due(self.now) {
-                progressed = true;
-                let msg = wire::decode(&mut buf, 1 << 20).unwrap().unwrap();
+            if let Some((to, key, msg)) = mesh::pop_due(&mut self.net, self.now) {
                 self.nodes[to].swarm.on_message(key, msg, self.now);
+                continue;
             }
             if progressed {
                 continue;
@@ -229,17 +219,10 @@ impl Net {
     fn exec(&mut self, i: usize, a: Action) {
         match a {
             Action::Send(key, msg) => {
-                let msg = alter(self.nodes[i].meta, msg);
-                self.send(i, key, &msg);
+                mesh::send(&mut self.net, self.now, (i, key), self.nodes[i].meta, msg)
             }
             Action::Disconnect { peer, reason } => {
-                self.nodes[i].dropped.push((peer, reason));
-                if reason.ban() {
-                    self.nodes[i].banned.push(peer);
-                }
-                if let Some((to, tkey)) = self.net.cut((i, peer)) {
-                    self.nodes[to].swarm.remove_peer(tkey);
-                }
+                mesh::disconnect(&mut self.net, &mut self.nodes, i, peer, reason)
             }
             Action::Store { index, begin, data } => {
                 let s = (index * PIECE + begin) as usize;
