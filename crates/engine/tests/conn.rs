@@ -15,47 +15,20 @@ use peercdn_core::metainfo::Metainfo;
 use peercdn_core::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 use peercdn_core::wire::{self, Handshake, Message};
 use peercdn_core::{Bitfield, InfoHash, PeerId};
-use peercdn_engine::create::{build_info, CreateOptions};
 use peercdn_engine::live::{LiveBuffer, LiveSource, NewPiece};
-use peercdn_engine::session::{AddOptions, LiveOptions, Session, SessionConfig};
+use peercdn_engine::session::{AddOptions, LiveOptions, Session};
 use peercdn_engine::torrent::{Source, TorrentHandle};
+use peercdn_testkit::fixtures::{addr, config, content, torrent_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const BOUND: Duration = Duration::from_secs(60);
 
-fn config(dir: &Path, static_peers: Vec<SocketAddr>) -> SessionConfig {
-    SessionConfig {
-        data_dir: dir.join("data"),
-        download_dir: dir.join("dl"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        static_peers,
-        upload_limit: 0,
-        download_limit: 0,
-        dht: None,
-    }
-}
-
-fn addr(s: &Session) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], s.listen_port()))
-}
-
-/// A one-file torrent of `len` bytes in `dir/pub`, pieces of 64 KiB.
+/// A one-file torrent of `len` bytes in `dir/pub`, pieces of 64 KiB, and that directory.
 fn make_torrent(dir: &Path, len: usize) -> (Metainfo, std::path::PathBuf) {
     let pub_dir = dir.join("pub");
-    std::fs::create_dir_all(&pub_dir).unwrap();
-    let data: Vec<u8> = (0..len as u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    std::fs::write(pub_dir.join("file.bin"), &data).unwrap();
-    let info = build_info(
-        &pub_dir.join("file.bin"),
-        &CreateOptions {
-            piece_length: Some(65536),
-            private: false,
-        },
-        &mut |_, _| {},
-    )
-    .unwrap();
-    (Metainfo::new(info, vec![], vec![], None, None), pub_dir)
+    let meta = torrent_of(&pub_dir, "file.bin", &[("", &content(len))], 65536);
+    (meta, pub_dir)
 }
 
 async fn seed(dir: &Path, m: &Metainfo, pub_dir: &Path) -> (Session, TorrentHandle) {
