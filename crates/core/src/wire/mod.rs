@@ -274,13 +274,16 @@ pub fn decode(buf: &mut BytesMut, max_len: u32) -> Result<Option<Message>, WireE
     Ok(Some(msg))
 }
 
-/// Appends `msg` to `out`, length prefix included.
-pub fn encode(msg: &Message, out: &mut BytesMut) {
-    let (msg_id, len) = match msg {
-        Message::KeepAlive => {
-            out.put_u32(0);
-            return;
-        }
+/// The bytes [`encode`] appends for `msg`, length prefix included, without encoding it (a
+/// simulator charges links by it).
+pub fn encoded_len(msg: &Message) -> usize {
+    4 + id_and_len(msg).map_or(0, |(_, len)| len)
+}
+
+/// A message's id and its length after the prefix (id byte included); `None`: keep-alive.
+fn id_and_len(msg: &Message) -> Option<(u8, usize)> {
+    Some(match msg {
+        Message::KeepAlive => return None,
         Message::Choke => (id::CHOKE, 1),
         Message::Unchoke => (id::UNCHOKE, 1),
         Message::Interested => (id::INTERESTED, 1),
@@ -297,6 +300,14 @@ pub fn encode(msg: &Message, out: &mut BytesMut) {
         Message::Reject(_) => (id::REJECT, 13),
         Message::AllowedFast(_) => (id::ALLOWED_FAST, 5),
         Message::Extended { payload, .. } => (id::EXTENDED, 2 + payload.len()),
+    })
+}
+
+/// Appends `msg` to `out`, length prefix included.
+pub fn encode(msg: &Message, out: &mut BytesMut) {
+    let Some((msg_id, len)) = id_and_len(msg) else {
+        out.put_u32(0);
+        return;
     };
     out.reserve(4 + len);
     // Payloads are ours (blocks ≤ 128 KiB, bitfields and extension payloads far below 4 GiB).
@@ -428,6 +439,13 @@ mod tests {
                 payload: Bytes::new(),
             },
         ]
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_appends() {
+        for m in all_fixed() {
+            assert_eq!(encoded_len(&m), enc(&m).len(), "{m:?}");
+        }
     }
 
     #[test]

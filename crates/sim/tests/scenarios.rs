@@ -1,0 +1,95 @@
+//! Behaviour of the simulator on small scenarios: the same seed gives the same report, a
+//! well-provisioned swarm plays smoothly near the source, and a starved one shows it.
+
+use peercdn_sim::{Arrival, Report, Scenario, Sim};
+
+/// Few viewers close together (10–20 ms RTT), everyone reachable, uplinks of 4x the bit
+/// rate, no churn: the conditions of `scripts/bench-live.sh` at N = 10, where real processes
+/// measured p50/p95 delay 0.57/0.86 s and 100 % continuity.
+fn generous(viewers: usize, seconds: f64, seed: u64) -> Scenario {
+    Scenario {
+        seconds,
+        seed,
+        viewer_up_mean_x: 4.0,
+        viewer_below_share: 0.0,
+        nat_share: 0.0,
+        churn_per_min: 0.0,
+        rtt_ms: (10, 20),
+        arrival: Arrival::Steady { over_s: 5.0 },
+        ..Scenario::goal(viewers)
+    }
+}
+
+fn run(sc: Scenario) -> Report {
+    let r = Sim::new(sc).run();
+    eprintln!("{}", r.table());
+    r
+}
+
+#[test]
+fn same_seed_same_report_other_seed_other_report() {
+    let sc = Scenario {
+        seconds: 20.0,
+        ..Scenario::goal(15)
+    };
+    let a = run(sc.clone()).without_cost();
+    let b = run(sc.clone()).without_cost();
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    let c = run(Scenario { seed: 2, ..sc }).without_cost();
+    assert_ne!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&c).unwrap()
+    );
+}
+
+/// Every viewer starts and plays near the source. Not yet 100 %: viewers arriving while the
+/// relay tree forms stall briefly (the simulator shows it between seconds 5 and 10), which
+/// is the protocol's to fix, so the worst viewer's bound is looser than the mean's.
+#[test]
+fn a_well_provisioned_swarm_plays_smoothly_near_the_source() {
+    let r = run(generous(10, 30.0, 7));
+    assert_eq!(r.never_started, 0);
+    assert_eq!(r.sessions, 10);
+    assert!(
+        r.continuity_mean >= 0.99,
+        "mean continuity {}",
+        r.continuity_mean
+    );
+    assert!(
+        r.continuity_worst >= 0.95,
+        "worst continuity {}",
+        r.continuity_worst
+    );
+    assert!(r.arrival_p95_s <= 1.5, "arrival p95 {}", r.arrival_p95_s);
+    assert!(r.delay_p95_s <= 2.0, "p95 delay {}", r.delay_p95_s);
+    assert!(r.join_p95_s <= 2.0, "join p95 {}", r.join_p95_s);
+    assert!(
+        r.source_upload_x <= 2.1,
+        "source upload {}x",
+        r.source_upload_x
+    );
+    assert_eq!(r.cdn_share, 0.0);
+    assert!(r.p2p_share > 0.99);
+}
+
+#[test]
+fn a_starved_swarm_shows_it() {
+    // Viewers upload half the bit rate and the source only 2x: the audience cannot carry
+    // the stream.
+    let sc = Scenario {
+        source_up_bps: 10_000_000,
+        viewer_up_mean_x: 0.5,
+        viewer_below_share: 1.0,
+        ..generous(20, 30.0, 7)
+    };
+    let r = run(sc);
+    assert!(
+        r.continuity_mean < 0.9 || r.delay_p95_s > 5.0,
+        "continuity {} p95 delay {}",
+        r.continuity_mean,
+        r.delay_p95_s
+    );
+}
