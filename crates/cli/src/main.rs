@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod node;
 mod play;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -123,6 +124,30 @@ enum Cmd {
         node: NodeArgs,
         #[command(flatten)]
         http: HttpArgs,
+    },
+    /// Simulate a live stream's swarm on the real protocol core (deterministic, seeded):
+    /// the goal scenario — 5 Mbit/s, source uplink 100 Mbit/s, viewer uplinks mean 1.5x the
+    /// bitrate (30 % below it), half behind NAT, 40–200 ms RTT, 5 % churn per minute.
+    /// Prints a table; writes a JSON report and SVG pictures on request.
+    Sim {
+        /// Concurrent viewers (1,000 runs in about a minute here; 10,000 takes longer).
+        #[arg(long, default_value_t = 1000)]
+        viewers: usize,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Seed: the same seed gives the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The scenario: `goal` (above) or `bench-live` (scripts/bench-live.sh's conditions).
+        #[arg(long, value_enum, default_value_t = sim::Preset::Goal)]
+        preset: sim::Preset,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the pictures (delay CDF, audience over time) into this directory.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Download a torrent by ID (40 hex), magnet URI or .torrent file, with a progress bar.
     Get {
@@ -272,6 +297,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .transpose()
                 .context("--piece-size")?;
             node::publish(node, path, trackers, webseeds, piece, output, no_seed).await
+        }
+        Cmd::Sim {
+            viewers,
+            seconds,
+            seed,
+            preset,
+            json,
+            svg,
+        } => {
+            let o = sim::SimOptions {
+                viewers,
+                seconds,
+                seed,
+                preset,
+                json,
+                svg,
+            };
+            tokio::task::spawn_blocking(move || sim::run(o))
+                .await
+                .context("the simulation panicked")??;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Get {
             source,

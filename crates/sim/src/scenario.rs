@@ -52,6 +52,8 @@ pub struct Scenario {
     pub viewer_up_mean_x: f64,
     /// Share of viewers whose uplink is below the bit rate (drawn from 0.5x..1x).
     pub viewer_below_share: f64,
+    /// Every viewer's uplink is exactly the mean (no draw): a benchmark's upload cap.
+    pub viewer_up_fixed: bool,
     /// Viewer (and source) downlink, bits per second.
     pub down_bps: u64,
     /// Share of viewers that cannot be dialled (behind NAT); they still dial out.
@@ -83,12 +85,33 @@ impl Scenario {
             source_up_bps: 100_000_000,
             viewer_up_mean_x: 1.5,
             viewer_below_share: 0.3,
+            viewer_up_fixed: false,
             down_bps: 50_000_000,
             nat_share: 0.5,
             rtt_ms: (40, 200),
             churn_per_min: 0.05,
             arrival: Arrival::Steady { over_s: 10.0 },
             tracker_peers: 50,
+        }
+    }
+
+    /// The conditions of `scripts/bench-live.sh` at `viewers` viewers: 2.1 Mbit/s, source
+    /// capped at 3x, every viewer at 2x, everyone reachable, loopback-like RTT (1 ms), no
+    /// churn, arrivals over 5 s. (The bench tells each viewer the source and the viewer
+    /// before it and lets PEX do the rest; here a tracker lists up to 50 random nodes.)
+    pub fn bench_live(viewers: usize) -> Scenario {
+        Scenario {
+            bitrate_bps: 2_100_000,
+            source_up_bps: 6_300_000,
+            viewer_up_mean_x: 2.0,
+            viewer_below_share: 0.0,
+            viewer_up_fixed: true,
+            down_bps: 1_000_000_000,
+            nat_share: 0.0,
+            rtt_ms: (1, 1),
+            churn_per_min: 0.0,
+            arrival: Arrival::Steady { over_s: 5.0 },
+            ..Scenario::goal(viewers)
         }
     }
 
@@ -107,10 +130,13 @@ impl Scenario {
         self.bitrate_bps as f64 / 8.0
     }
 
-    /// Draws a viewer's uplink, bits per second: with probability `viewer_below_share` from
+    /// Draws a viewer's uplink, bits per second (the mean when `viewer_up_fixed`): with probability `viewer_below_share` from
     /// 0.5x..1x the bit rate, otherwise uniformly from 1x up to what makes the mean
     /// `viewer_up_mean_x`.
     pub fn draw_uplink(&self, rng: &mut ChaCha8Rng) -> u64 {
+        if self.viewer_up_fixed {
+            return (self.viewer_up_mean_x * self.bitrate_bps as f64) as u64;
+        }
         let b = self.viewer_below_share.clamp(0.0, 1.0);
         let x = if rng.gen_bool(b) {
             rng.gen_range(0.5..1.0)

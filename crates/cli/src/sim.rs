@@ -1,0 +1,99 @@
+//! `peercdn sim`: runs the simulator (`peercdn_sim`) on the goal scenario or a variation, with
+//! a progress bar in simulated seconds, then prints the table and writes the JSON report and
+//! the SVG pictures. The simulation itself is the library's; this is flags and files.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use peercdn_sim::{svg, Scenario, Sim};
+
+/// What `peercdn sim` was asked.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Concurrent viewers.
+    pub viewers: usize,
+    /// Simulated seconds.
+    pub seconds: f64,
+    /// Seed.
+    pub seed: u64,
+    /// `goal` or `bench-live`.
+    pub preset: Preset,
+    /// Where to write the JSON report.
+    pub json: Option<PathBuf>,
+    /// Where to write the SVG pictures.
+    pub svg: Option<PathBuf>,
+}
+
+/// Which scenario `peercdn sim` varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The live-at-scale goal: 5 Mbit/s, source 100 Mbit/s, viewers mean 1.5x, NAT, churn.
+    Goal,
+    /// `scripts/bench-live.sh`'s conditions (2.1 Mbit/s, caps 3x and 2x, loopback RTT), to
+    /// compare with real processes.
+    BenchLive,
+}
+
+/// Runs the simulation (blocking: call it off the async runtime).
+pub fn run(o: SimOptions) -> Result<()> {
+    let base = match o.preset {
+        Preset::Goal => Scenario::goal(o.viewers),
+        Preset::BenchLive => Scenario::bench_live(o.viewers),
+    };
+    let sc = Scenario {
+        seconds: o.seconds,
+        seed: o.seed,
+        ..base
+    };
+    eprintln!(
+        "simulating {} viewers for {} s (seed {}): {} kbit/s stream, source uplink {} Mbit/s, \
+         viewer uplinks mean {}x ({} % below the bitrate), {} % behind NAT, RTT {}-{} ms, \
+         {} % churn per minute",
+        sc.viewers,
+        sc.seconds,
+        sc.seed,
+        sc.bitrate_bps / 1000,
+        sc.source_up_bps / 1_000_000,
+        sc.viewer_up_mean_x,
+        (sc.viewer_below_share * 100.0).round(),
+        (sc.nat_share * 100.0).round(),
+        sc.rtt_ms.0,
+        sc.rtt_ms.1,
+        (sc.churn_per_min * 100.0).round(),
+    );
+    let mut sim = Sim::new(sc);
+    let bar = ProgressBar::new(o.seconds.ceil() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} simulated s  {elapsed_precise} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut t = 0.0;
+    while t < o.seconds {
+        t = (t + 1.0).min(o.seconds);
+        sim.run_until(t);
+        bar.set_position(t.ceil() as u64);
+    }
+    bar.finish_and_clear();
+    let report = sim.report();
+    print!("{}", report.table());
+    if let Some(path) = &o.json {
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    if let Some(dir) = &o.svg {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, body) in [
+            ("delay-cdf.svg", svg::delay_cdf(sim.delays())),
+            ("audience.svg", svg::audience(&report.timeline)),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("picture: {}", p.display());
+        }
+    }
+    Ok(())
+}
