@@ -142,6 +142,10 @@ enum Cmd {
         /// The scenario: `goal` (above) or `bench-live` (scripts/bench-live.sh's conditions).
         #[arg(long, value_enum, default_value_t = sim::Preset::Goal)]
         preset: sim::Preset,
+        /// A CDN of this capacity (Mbit/s) that viewers fall back to when peers are late
+        /// (core's fallback policy); default: no CDN.
+        #[arg(long)]
+        cdn_mbps: Option<f64>,
         /// Write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -303,6 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seconds,
             seed,
             preset,
+            cdn_mbps,
             json,
             svg,
         } => {
@@ -311,6 +316,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 seconds,
                 seed,
                 preset,
+                cdn_mbps,
                 json,
                 svg,
             };

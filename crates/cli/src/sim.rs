@@ -19,6 +19,8 @@ pub struct SimOptions {
     pub seed: u64,
     /// `goal` or `bench-live`.
     pub preset: Preset,
+    /// A CDN of this many Mbit/s (none when `None`).
+    pub cdn_mbps: Option<f64>,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
     /// Where to write the SVG pictures.
@@ -44,12 +46,13 @@ pub fn run(o: SimOptions) -> Result<()> {
     let sc = Scenario {
         seconds: o.seconds,
         seed: o.seed,
+        cdn_bps: o.cdn_mbps.map(|m| (m.max(0.0) * 1e6) as u64),
         ..base
     };
     eprintln!(
         "simulating {} viewers for {} s (seed {}): {} kbit/s stream, source uplink {} Mbit/s, \
          viewer uplinks mean {}x ({} % below the bitrate), {} % behind NAT, RTT {}-{} ms, \
-         {} % churn per minute",
+         {} % churn per minute, {}",
         sc.viewers,
         sc.seconds,
         sc.seed,
@@ -61,6 +64,10 @@ pub fn run(o: SimOptions) -> Result<()> {
         sc.rtt_ms.0,
         sc.rtt_ms.1,
         (sc.churn_per_min * 100.0).round(),
+        match sc.cdn_bps {
+            Some(b) => format!("CDN {} Mbit/s", b / 1_000_000),
+            None => "no CDN".into(),
+        },
     );
     let mut sim = Sim::new(sc);
     let bar = ProgressBar::new(o.seconds.ceil() as u64);

@@ -9,6 +9,7 @@
 //!   goal scenario;
 //! - [`queue`]: the event queue and the virtual clock (no clock is read);
 //! - [`link`]: the flow-level link model — what it models and what it does not;
+//! - [`cdn`]: the optional CDN mirror viewers fall back to (the policy is core's);
 //! - [`sim`]: the nodes (swarm + connection manager + the engine's duties), the run loop;
 //! - [`player`]: the player model (start, stall, skip; join time, delay, continuity);
 //! - [`metrics`]: the report (JSON), histograms, the run's own cost;
@@ -21,11 +22,12 @@
 //! Usage: `Sim::new(Scenario::goal(1000)).run()` gives a [`Report`]; `peercdn sim` wraps
 //! it with a progress bar, a table, the JSON and the SVG files.
 //!
-//! Not modelled (yet): a CDN (the fallback policy), BEP 9 metadata fetch, DHT, packet loss
+//! Not modelled (yet): BEP 9 metadata fetch, DHT, packet loss
 //! and TCP dynamics (see [`link`]), adversaries, the relay tree's depth.
 
 #![deny(missing_docs)]
 
+pub mod cdn;
 pub mod link;
 pub mod metrics;
 pub mod player;

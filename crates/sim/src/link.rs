@@ -53,6 +53,16 @@ impl Access {
     pub fn up_free(&self) -> Nanos {
         self.up_free
     }
+
+    /// When the downlink has received everything on its way so far.
+    pub fn down_free(&self) -> Nanos {
+        self.down_free
+    }
+
+    /// Books the downlink until `t` (a transfer from outside the swarm, e.g. the CDN).
+    pub fn set_down_free(&mut self, t: Nanos) {
+        self.down_free = self.down_free.max(t);
+    }
 }
 
 /// One-way latency between two nodes, nanoseconds.

@@ -174,6 +174,9 @@ impl Player {
                         .take_while(|(a, b)| **a == *b)
                         .count();
                     if (run as u64) < u64::from(s.start_pieces.max(1)) {
+                        // The engine's pump holds its reader here while the player buffers:
+                        // the swarm fetches from the first piece missing after the start.
+                        wake.playhead = Some(k + run as u32);
                         return wake;
                     }
                     self.started = Some(now);

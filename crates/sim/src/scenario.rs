@@ -64,6 +64,11 @@ pub struct Scenario {
     pub churn_per_min: f64,
     /// How the initial audience arrives.
     pub arrival: Arrival,
+    /// A CDN (HTTP mirror) of this capacity, bits per second, that viewers fall back to when
+    /// peers are late (core's fallback policy); `None`: no CDN.
+    pub cdn_bps: Option<u64>,
+    /// RTT between the CDN and every viewer, milliseconds.
+    pub cdn_rtt_ms: u32,
     /// Peers a tracker answer lists (random among the present nodes).
     pub tracker_peers: usize,
 }
@@ -91,6 +96,8 @@ impl Scenario {
             rtt_ms: (40, 200),
             churn_per_min: 0.05,
             arrival: Arrival::Steady { over_s: 10.0 },
+            cdn_bps: None,
+            cdn_rtt_ms: 30,
             tracker_peers: 50,
         }
     }

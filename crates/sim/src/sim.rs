@@ -23,7 +23,8 @@
 //! simultaneous open is closed instead; the tracker answers after one RTT with random present
 //! nodes; the payload check compares with the source's payload (the same verdict as the hash
 //! in an honest network, much cheaper); viewers know the info dictionary from the start (no
-//! BEP 9 fetch); there is no CDN.
+//! BEP 9 fetch); the CDN is [`crate::cdn`]'s mirror, driven by core's fallback policy, and a
+//! viewer's player counts as registered with it from the moment it joins.
 //!
 //! Bounds: events in flight are bounded by what the swarms allow in flight (requests, blocks
 //! handed out, announcements) plus one timer and one player wake per node; finished sessions
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use peercdn_core::conn::{self, Activity, Admission, ConnConfig, ConnId, ConnManager, Source};
+use peercdn_core::live::fallback::{FallbackAction, FallbackPolicy, Outcome, PolicyConfig};
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{LiveParams, PieceHeader};
 use peercdn_core::time::{earliest, WallClock};
@@ -46,6 +48,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::cdn::{Cdn, View};
 use crate::link::{control, one_way, transfer, Access};
 use crate::metrics::{self, Histogram, Report, Sample, Stopwatch};
 use crate::player::{Player, Stream};
@@ -102,6 +105,17 @@ enum Ev {
     Closed { node: usize, key: ConnId, link: u64 },
     /// The tracker answers `node`'s announce.
     TrackerAnswer(usize),
+    /// A CDN fetch, poll or join of `node` ended.
+    Cdn { node: usize, what: CdnDone },
+}
+
+/// What a CDN request brought.
+#[derive(Debug, Clone, Copy)]
+enum CdnDone {
+    /// Piece `index` (a fetch; a join when `join` carries the newest listed index).
+    Piece { index: u32, join: Option<u32> },
+    /// The playlist's newest index.
+    Playlist(Option<u32>),
 }
 
 /// One end of a connection.
@@ -124,6 +138,13 @@ struct Node {
     /// Indices of the verified pieces in its window.
     held: BTreeSet<u32>,
     player: Option<Player>,
+    /// The player's playhead as told to the swarm.
+    playhead: Option<u32>,
+    /// Core's CDN fallback policy (viewers, when the scenario has a CDN).
+    fallback: Option<FallbackPolicy>,
+    /// Payload bytes received from peers, and the CDN's newest listed piece.
+    peer_bytes: u64,
+    cdn_edge: Option<u32>,
     /// Scheduled core wake, and the pending player wake.
     wake_at: Option<Nanos>,
     player_wake: Option<Nanos>,
@@ -157,8 +178,10 @@ pub struct Sim {
     /// Nodes the tracker knows (present and announced), and each node's place in it.
     tracker: Vec<usize>,
     tracker_pos: BTreeMap<usize, usize>,
-    /// The payloads of the window, by index (the one copy all nodes share).
-    pieces: BTreeMap<u32, Bytes>,
+    /// The pieces of the window, by index (the one copy all nodes share).
+    pieces: BTreeMap<u32, (PieceHeader, Bytes)>,
+    cdn: Option<Cdn>,
+    cdn_bytes: u64,
     next_piece: u32,
     next_link: u64,
     delays: Histogram,
@@ -211,6 +234,8 @@ impl Sim {
             tracker: Vec::new(),
             tracker_pos: BTreeMap::new(),
             pieces: BTreeMap::new(),
+            cdn: sc.cdn_bps.map(|bps| Cdn::new(bps, sc.cdn_rtt_ms)),
+            cdn_bytes: 0,
             next_piece: 0,
             next_link: 0,
             delays: Histogram::default(),
@@ -316,8 +341,8 @@ impl Sim {
             } else {
                 0.0
             },
-            p2p_share: if viewer_bytes > 0 { 1.0 } else { 0.0 },
-            cdn_share: 0.0,
+            p2p_share: share(viewer_bytes, self.cdn_bytes),
+            cdn_share: share(self.cdn_bytes, viewer_bytes),
             viewer_bytes,
             events: self.q.popped(),
             events_per_s: self.q.popped() as f64 / wall.max(1e-9),
@@ -418,6 +443,7 @@ impl Sim {
                 self.pump(node, now);
             }
             Ev::TrackerAnswer(n) => self.tracker_answer(n, now),
+            Ev::Cdn { node, what } => self.cdn_done(node, what, now),
         }
     }
 
@@ -449,6 +475,12 @@ impl Sim {
             links: BTreeMap::new(),
             held: BTreeSet::new(),
             player: (!source).then(|| Player::new(self.q.now())),
+            playhead: None,
+            fallback: (!source && self.cdn.is_some()).then(|| {
+                FallbackPolicy::new(PolicyConfig::for_piece_duration(self.sc.piece_duration()))
+            }),
+            peer_bytes: 0,
+            cdn_edge: None,
             wake_at: None,
             player_wake: None,
             spin: (0, 0),
@@ -497,7 +529,7 @@ impl Sim {
             flags,
             &data,
         );
-        self.pieces.insert(i, data);
+        self.pieces.insert(i, (h, data));
         // The window plus a margin for blocks already asked for.
         let keep = self.sc.window_s * 1000 / self.sc.piece_ms.max(1) + 8;
         while let Some((&old, _)) = self.pieces.first_key_value() {
@@ -597,6 +629,11 @@ impl Sim {
         if node.mgr.poll_timeout().is_some_and(|t| t <= inst) {
             node.mgr.handle_timeout(inst);
         }
+        if let Some(fb) = node.fallback.as_mut() {
+            if fb.poll_timeout().is_some_and(|t| t <= inst) {
+                fb.handle_timeout(inst);
+            }
+        }
         self.pump(n, now);
     }
 
@@ -614,6 +651,7 @@ impl Sim {
             }
             Message::Piece { data, .. } => {
                 self.viewer_bytes += data.len() as u64;
+                node.peer_bytes += data.len() as u64;
                 node.mgr
                     .on_activity(key, Activity::Received(data.len() as u64), inst);
             }
@@ -746,6 +784,30 @@ impl Sim {
                 self.exec_conn(n, a, now);
                 continue;
             }
+            let inst = self.clock.at(now);
+            let Node {
+                fallback,
+                swarm,
+                held,
+                peer_bytes,
+                playhead,
+                cdn_edge,
+                ..
+            } = node;
+            if let Some(fb) = fallback.as_mut() {
+                let view = View {
+                    swarm,
+                    held,
+                    peer_bytes: *peer_bytes,
+                    playhead: *playhead,
+                    cdn_edge: *cdn_edge,
+                };
+                fb.handle_window(inst, &view);
+                if let Some(a) = fb.poll_action() {
+                    self.exec_cdn(n, a, now);
+                    continue;
+                }
+            }
             break;
         }
         self.reschedule(n, now);
@@ -756,7 +818,9 @@ impl Sim {
         let Some(node) = self.nodes[n].as_mut() else {
             return;
         };
-        let Some(t) = earliest(node.swarm.poll_timeout(), node.mgr.poll_timeout()) else {
+        let fb = node.fallback.as_ref().and_then(|f| f.poll_timeout());
+        let core = earliest(node.swarm.poll_timeout(), node.mgr.poll_timeout());
+        let Some(t) = earliest(core, fb) else {
             return;
         };
         let mut t = clock.nanos(t).max(now);
@@ -789,8 +853,8 @@ impl Sim {
                 let data = self
                     .pieces
                     .get(&block.index)
-                    .filter(|p| e <= p.len() && s <= e)
-                    .map(|p| p.slice(s..e));
+                    .filter(|(_, p)| e <= p.len() && s <= e)
+                    .map(|(_, p)| p.slice(s..e));
                 let linked = self.nodes[n]
                     .as_ref()
                     .is_some_and(|x| x.links.contains_key(&peer));
@@ -837,7 +901,7 @@ impl Sim {
             }
             Action::PieceComplete { header, payload } => {
                 let ok = match self.pieces.get(&header.index) {
-                    Some(p) => *p == payload,
+                    Some((_, p)) => *p == payload,
                     None => header.check_payload(&payload).is_ok(),
                 };
                 let Some(node) = self.nodes[n].as_mut() else {
@@ -861,6 +925,97 @@ impl Sim {
             }
             Action::Edge(_) | Action::MetadataReceived(_) | Action::NotLive(_) => {}
         }
+    }
+
+    /// Runs what `n`'s fallback policy asked of the CDN.
+    fn exec_cdn(&mut self, n: usize, a: FallbackAction, now: Nanos) {
+        let newest = self.next_piece.checked_sub(1);
+        let (Some(cdn), Some(node)) = (self.cdn.as_mut(), self.nodes[n].as_mut()) else {
+            return;
+        };
+        let (at, what) = match a {
+            FallbackAction::Fetch(index) => {
+                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                let at = cdn.fetch(&mut node.access, now, size);
+                (at, CdnDone::Piece { index, join: None })
+            }
+            FallbackAction::PollPlaylist => (now + cdn.rtt, CdnDone::Playlist(newest)),
+            FallbackAction::Join { back } => {
+                let stream = self.stream;
+                let Some(latest) = newest else {
+                    self.q.push(
+                        now + cdn.rtt,
+                        Ev::Cdn {
+                            node: n,
+                            what: CdnDone::Playlist(None),
+                        },
+                    );
+                    return;
+                };
+                let lo = latest.saturating_sub(back.saturating_sub(1));
+                let index = (lo..=latest)
+                    .rev()
+                    .find(|&i| stream.keyframe(i))
+                    .unwrap_or(latest);
+                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                // The playlist first, then the piece.
+                let at = cdn.fetch(&mut node.access, now + cdn.rtt, size);
+                (
+                    at,
+                    CdnDone::Piece {
+                        index,
+                        join: Some(latest),
+                    },
+                )
+            }
+        };
+        self.q.push(at, Ev::Cdn { node: n, what });
+    }
+
+    /// A CDN request of `n` ended: a fetched piece goes into the window (and the swarm
+    /// announces it, as the engine's fallback task does), and the policy hears the outcome.
+    fn cdn_done(&mut self, n: usize, what: CdnDone, now: Nanos) {
+        let inst = self.clock.at(now);
+        let piece = match what {
+            CdnDone::Piece { index, .. } => self.pieces.get(&index).cloned(),
+            CdnDone::Playlist(_) => None,
+        };
+        let Some(node) = self.nodes[n].as_mut() else {
+            return;
+        };
+        let outcome = match what {
+            CdnDone::Playlist(latest) => {
+                node.cdn_edge = latest.max(node.cdn_edge);
+                Outcome::Playlist(Ok(latest))
+            }
+            CdnDone::Piece { index, join } => {
+                if let Some(latest) = join {
+                    node.cdn_edge = Some(latest).max(node.cdn_edge);
+                }
+                let stored = match piece {
+                    Some((h, data)) if index >= node.swarm.first() => {
+                        if node.held.insert(index) {
+                            self.cdn_bytes += data.len() as u64;
+                            self.arrivals
+                                .add(now.saturating_sub(self.stream.made(index)));
+                        }
+                        node.swarm.on_piece_added(h, inst);
+                        prune(&mut node.held, node.swarm.first());
+                        true
+                    }
+                    _ => false,
+                };
+                match join {
+                    Some(latest) => Outcome::Join(Ok(stored.then_some(latest))),
+                    None => Outcome::Piece { index, stored },
+                }
+            }
+        };
+        if let Some(fb) = node.fallback.as_mut() {
+            fb.handle_outcome(inst, outcome);
+        }
+        self.play(n, now);
+        self.pump(n, now);
     }
 
     fn exec_conn(&mut self, n: usize, a: conn::Action, now: Nanos) {
@@ -973,6 +1128,7 @@ impl Sim {
         let first = node.swarm.first();
         let w = p.on_time(now, &stream, &node.held, first, &mut |d| delays.add(d));
         if let Some(ph) = w.playhead {
+            node.playhead = Some(ph);
             node.swarm.set_playhead(Some(ph), inst);
         }
         if let Some(at) = w.at {
@@ -981,6 +1137,15 @@ impl Sim {
                 self.q.push(at, Ev::PlayerWake(n));
             }
         }
+    }
+}
+
+/// `part` ÷ (`part` + `rest`), 0 when both are 0.
+fn share(part: u64, rest: u64) -> f64 {
+    if part + rest == 0 {
+        0.0
+    } else {
+        part as f64 / (part + rest) as f64
     }
 }
 
