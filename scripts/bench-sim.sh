@@ -9,7 +9,8 @@
 #               30 % below the bitrate, half behind NAT, 40-200 ms RTT, 5 %/min churn).
 #
 # Columns: delay p50/p95 (players, behind the source), piece arrival p50/p95 (what the
-# engine's stat reports for a player that reads at once), join p95, continuity mean / worst
+# engine's stat reports for a player that reads at once), relay depth (hops from the source
+# of the pieces viewers received), join p95, continuity mean / worst
 # 1 % / worst, never-started viewers, source upload ÷ bitrate, and the simulator's cost:
 # wall seconds, simulated s per wall s, events per wall s, peak RSS per viewer.
 #
@@ -56,13 +57,14 @@ import json, sys
 title, preset, secs, seed, work, *ns = sys.argv[1:]
 print(f"\n### {title}\n")
 print(f"`peercdn sim --preset {preset} --viewers N --seconds {secs} --seed {seed}`\n")
-print("| N | delay p50 / p95 s | arrival p50 / p95 s | join p95 s | continuity mean / worst 1 % / worst | never started | source up ÷ bitrate | wall s | sim s / wall s | events / wall s | RSS KiB / viewer |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| N | delay p50 / p95 s | arrival p50 / p95 s | relay depth p50 / p95 / max | join p95 s | continuity mean / worst 1 % / worst | never started | source up ÷ bitrate | wall s | sim s / wall s | events / wall s | RSS KiB / viewer |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in ns:
     r = json.load(open(f"{work}/{preset}-{n}.json"))
     pct = lambda x: f"{x * 100:.1f} %"
     print(f"| {r['viewers']} | {r['delay_p50_s']:.2f} / {r['delay_p95_s']:.2f} "
-          f"| {r['arrival_p50_s']:.2f} / {r['arrival_p95_s']:.2f} | {r['join_p95_s']:.2f} "
+          f"| {r['arrival_p50_s']:.2f} / {r['arrival_p95_s']:.2f} "
+          f"| {r['depth_p50']} / {r['depth_p95']} / {r['depth_max']} | {r['join_p95_s']:.2f} "
           f"| {pct(r['continuity_mean'])} / {pct(r['continuity_worst1pct'])} / {pct(r['continuity_worst'])} "
           f"| {r['never_started']} | {r['source_upload_x']:.2f}x | {r['wall_s']:.1f} "
           f"| {r['sim_per_wall']:.2f} | {r['events_per_s']:.0f} | {r['bytes_per_viewer'] // 1024} |")

@@ -96,6 +96,7 @@ pub fn run(o: SimOptions) -> Result<()> {
         for (name, body) in [
             ("delay-cdf.svg", svg::delay_cdf(sim.delays())),
             ("audience.svg", svg::audience(&report.timeline)),
+            ("relay-depth.svg", svg::relay_depth(sim.depths())),
         ] {
             let p = dir.join(name);
             std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;

@@ -13,7 +13,7 @@
 //! - [`sim`]: the nodes (swarm + connection manager + the engine's duties), the run loop;
 //! - [`player`]: the player model (start, stall, skip; join time, delay, continuity);
 //! - [`metrics`]: the report (JSON), histograms, the run's own cost;
-//! - [`svg`]: the pictures (delay CDF, audience over time).
+//! - [`svg`]: the pictures (delay CDF, audience over time, relay depth).
 //!
 //! Same seed, same run: every random draw comes from one seeded ChaCha RNG in event order,
 //! events at one instant run in the order they were scheduled, nothing iterates a hash map,
@@ -23,7 +23,7 @@
 //! it with a progress bar, a table, the JSON and the SVG files.
 //!
 //! Not modelled (yet): BEP 9 metadata fetch, DHT, packet loss
-//! and TCP dynamics (see [`link`]), adversaries, the relay tree's depth.
+//! and TCP dynamics (see [`link`]), adversaries.
 
 #![deny(missing_docs)]
 

@@ -77,6 +77,56 @@ impl Histogram {
     }
 }
 
+/// Pieces received by relay depth (hops from the source: 1 = straight from it), up to 63
+/// (deeper counts as 63).
+#[derive(Debug, Clone)]
+pub struct Depths {
+    counts: [u64; 64],
+    total: u64,
+}
+
+impl Default for Depths {
+    fn default() -> Self {
+        Depths {
+            counts: [0; 64],
+            total: 0,
+        }
+    }
+}
+
+impl Depths {
+    /// Counts one piece received at depth `d`.
+    pub fn add(&mut self, d: u8) {
+        self.counts[usize::from(d.min(63))] += 1;
+        self.total += 1;
+    }
+
+    /// The `q` quantile of the depths (0 when empty).
+    pub fn quantile(&self, q: f64) -> u32 {
+        let want = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (d, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return d as u32;
+            }
+        }
+        0
+    }
+
+    /// The deepest depth seen.
+    pub fn max(&self) -> u32 {
+        self.counts.iter().rposition(|&c| c > 0).unwrap_or(0) as u32
+    }
+
+    /// Share of pieces received at each depth, from 1 to [`Depths::max`].
+    pub fn shares(&self) -> Vec<(u32, f64)> {
+        (1..=self.max())
+            .map(|d| (d, self.counts[d as usize] as f64 / self.total.max(1) as f64))
+            .collect()
+    }
+}
+
 /// The `q` quantile of `v` (sorted in place), 0 when empty.
 pub fn quantile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -136,6 +186,12 @@ pub struct Report {
     pub arrival_p50_s: f64,
     /// 95th percentile, seconds.
     pub arrival_p95_s: f64,
+    /// Relay depth of the pieces viewers received (hops from the source), median.
+    pub depth_p50: u32,
+    /// 95th percentile.
+    pub depth_p95: u32,
+    /// Deepest.
+    pub depth_max: u32,
     /// Mean delay of the worst 1 % of viewers (by their mean delay), seconds.
     pub delay_worst1pct_s: f64,
     /// Join time (joined → first piece played), 50th percentile over viewers who started.
@@ -214,6 +270,13 @@ impl Report {
             (
                 "piece arrival p50 / p95",
                 format!("{:.2} / {:.2} s", self.arrival_p50_s, self.arrival_p95_s),
+            ),
+            (
+                "relay depth p50 / p95 / max",
+                format!(
+                    "{} / {} / {} hops",
+                    self.depth_p50, self.depth_p95, self.depth_max
+                ),
             ),
             (
                 "delay, worst 1 % of viewers",
@@ -309,5 +372,16 @@ mod tests {
         assert_eq!(quantile(&mut v, 0.95), 95.0);
         assert_eq!(worst_mean(&mut v, 0.01), 1.0);
         assert_eq!(worst_mean(&mut v, 0.02), 1.5);
+    }
+
+    #[test]
+    fn depths() {
+        let mut d = Depths::default();
+        for x in [1, 1, 2, 3, 200] {
+            d.add(x);
+        }
+        assert_eq!(d.quantile(0.5), 2);
+        assert_eq!(d.max(), 63, "deeper than 63 counts as 63");
+        assert_eq!(d.shares()[0], (1, 0.4));
     }
 }

@@ -50,7 +50,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cdn::{Cdn, View};
 use crate::link::{control, one_way, transfer, Access};
-use crate::metrics::{self, Histogram, Report, Sample, Stopwatch};
+use crate::metrics::{self, Depths, Histogram, Report, Sample, Stopwatch};
 use crate::player::{Player, Stream};
 use crate::queue::{Clock, Nanos, Queue, SECOND};
 use crate::scenario::Scenario;
@@ -137,6 +137,10 @@ struct Node {
     links: BTreeMap<ConnId, LinkEnd>,
     /// Indices of the verified pieces in its window.
     held: BTreeSet<u32>,
+    /// Relay depth of the held pieces (hops from the source; the CDN counts as one hop),
+    /// and of those being assembled (the deepest sender so far); pruned with the window.
+    depth: BTreeMap<u32, u8>,
+    incoming_depth: BTreeMap<u32, u8>,
     player: Option<Player>,
     /// The player's playhead as told to the swarm.
     playhead: Option<u32>,
@@ -186,6 +190,7 @@ pub struct Sim {
     next_link: u64,
     delays: Histogram,
     arrivals: Histogram,
+    depths: Depths,
     records: Vec<Record>,
     present: usize,
     peak: usize,
@@ -240,6 +245,7 @@ impl Sim {
             next_link: 0,
             delays: Histogram::default(),
             arrivals: Histogram::default(),
+            depths: Depths::default(),
             records: Vec::new(),
             present: 0,
             peak: 0,
@@ -328,6 +334,9 @@ impl Sim {
             delay_p99_s: self.delays.quantile_s(0.99),
             arrival_p50_s: self.arrivals.quantile_s(0.5),
             arrival_p95_s: self.arrivals.quantile_s(0.95),
+            depth_p50: self.depths.quantile(0.5),
+            depth_p95: self.depths.quantile(0.95),
+            depth_max: self.depths.max(),
             delay_worst1pct_s: -metrics::worst_mean(&mut neg_delay, 0.01).min(0.0),
             join_p50_s: metrics::quantile(&mut joins, 0.5),
             join_p95_s: metrics::quantile(&mut joins, 0.95),
@@ -379,6 +388,11 @@ impl Sim {
                 ) + &n.swarm.peer_infos().iter().map(|p| format!("\n    {} newest {:?} am_ch {} p_ch {} out {} q {} rd {} down {} up {}", p.addr, p.newest, p.am_choking, p.peer_choking, p.outstanding, p.queued, p.reading, p.down_rate, p.up_rate)).collect::<String>()
             })
             .collect()
+    }
+
+    /// How many hops from the source the viewers' pieces came (for the depth picture).
+    pub fn depths(&self) -> &Depths {
+        &self.depths
     }
 
     /// The delay histogram (for the CDF picture).
@@ -474,6 +488,8 @@ impl Sim {
             reachable,
             links: BTreeMap::new(),
             held: BTreeSet::new(),
+            depth: BTreeMap::new(),
+            incoming_depth: BTreeMap::new(),
             player: (!source).then(|| Player::new(self.q.now())),
             playhead: None,
             fallback: (!source && self.cdn.is_some()).then(|| {
@@ -540,7 +556,8 @@ impl Sim {
         }
         if let Some(src) = self.nodes[0].as_mut() {
             src.held.insert(i);
-            prune(&mut src.held, src.swarm.first());
+            src.depth.insert(i, 0);
+            prune(src, src.swarm.first());
             src.swarm.on_piece_added(h, inst);
             self.pump(0, now);
         }
@@ -639,6 +656,14 @@ impl Sim {
 
     fn deliver(&mut self, to: usize, key: ConnId, link: u64, msg: Message, now: Nanos) {
         let inst = self.clock.at(now);
+        let sender_depth = match &msg {
+            Message::Piece { index, .. } => self.nodes[to]
+                .as_ref()
+                .and_then(|n| n.links.get(&key))
+                .and_then(|l| self.nodes.get(l.peer)?.as_ref())
+                .and_then(|s| s.depth.get(index).copied()),
+            _ => None,
+        };
         let Some(node) = self.nodes[to].as_mut() else {
             return;
         };
@@ -649,9 +674,13 @@ impl Sim {
             Message::Interested | Message::Request(_) => {
                 node.mgr.on_activity(key, Activity::Interested, inst)
             }
-            Message::Piece { data, .. } => {
+            Message::Piece { index, data, .. } => {
                 self.viewer_bytes += data.len() as u64;
                 node.peer_bytes += data.len() as u64;
+                if let Some(d) = sender_depth {
+                    let e = node.incoming_depth.entry(*index).or_insert(0);
+                    *e = (*e).max(d.saturating_add(1));
+                }
                 node.mgr
                     .on_activity(key, Activity::Received(data.len() as u64), inst);
             }
@@ -907,13 +936,19 @@ impl Sim {
                 let Some(node) = self.nodes[n].as_mut() else {
                     return;
                 };
+                let d = node.incoming_depth.remove(&header.index);
                 if ok {
                     node.held.insert(header.index);
                     self.arrivals
                         .add(now.saturating_sub(self.stream.made(header.index)));
+                    if let Some(d) = d {
+                        node.depth.insert(header.index, d);
+                        self.depths.add(d);
+                    }
                 }
                 node.swarm.on_piece_checked(header.index, ok, inst);
-                prune(&mut node.held, node.swarm.first());
+                let first = node.swarm.first();
+                prune(node, first);
                 if ok {
                     self.play(n, now);
                 }
@@ -995,12 +1030,14 @@ impl Sim {
                 let stored = match piece {
                     Some((h, data)) if index >= node.swarm.first() => {
                         if node.held.insert(index) {
+                            node.depth.insert(index, 1);
                             self.cdn_bytes += data.len() as u64;
                             self.arrivals
                                 .add(now.saturating_sub(self.stream.made(index)));
                         }
                         node.swarm.on_piece_added(h, inst);
-                        prune(&mut node.held, node.swarm.first());
+                        let first = node.swarm.first();
+                        prune(node, first);
                         true
                     }
                     _ => false,
@@ -1126,6 +1163,9 @@ impl Sim {
             return;
         };
         let first = node.swarm.first();
+        if node.held.first().is_some_and(|&i| i < first) {
+            prune_held(&mut node.held, first);
+        }
         let w = p.on_time(now, &stream, &node.held, first, &mut |d| delays.add(d));
         if let Some(ph) = w.playhead {
             node.playhead = Some(ph);
@@ -1160,10 +1200,19 @@ fn record(p: &Player, now: Nanos) -> Record {
 }
 
 /// Drops held indices before the window's start.
-fn prune(held: &mut BTreeSet<u32>, first: u32) {
+fn prune_held(held: &mut BTreeSet<u32>, first: u32) {
     while held.first().is_some_and(|&i| i < first) {
         held.pop_first();
     }
+}
+
+/// Drops what a node keeps of pieces before the window's start.
+fn prune(node: &mut Node, first: u32) {
+    while node.held.first().is_some_and(|&i| i < first) {
+        node.held.pop_first();
+    }
+    node.depth = node.depth.split_off(&first);
+    node.incoming_depth = node.incoming_depth.split_off(&first);
 }
 
 /// Mutable access to two different nodes.

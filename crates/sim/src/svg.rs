@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::{Histogram, Sample};
+use crate::metrics::{Depths, Histogram, Sample};
 
 const W: f64 = 640.0;
 const H: f64 = 400.0;
@@ -162,6 +162,27 @@ pub fn audience(timeline: &[Sample]) -> String {
                 points: pick(|s| s.stalled),
             },
         ],
+    )
+}
+
+/// The share of pieces received at each relay depth (a step line: the relay tree's shape).
+pub fn relay_depth(d: &Depths) -> String {
+    let mut pts = vec![(0.0, 0.0)];
+    for (depth, share) in d.shares() {
+        let x = f64::from(depth);
+        pts.push((x - 1.0, share));
+        pts.push((x, share));
+    }
+    line_chart(
+        "Relay depth of the pieces viewers received",
+        "hops from the source",
+        "share of pieces",
+        None,
+        &[Series {
+            label: "pieces",
+            color: "#9467bd",
+            points: pts,
+        }],
     )
 }
 

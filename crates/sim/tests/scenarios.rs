@@ -73,6 +73,13 @@ fn a_well_provisioned_swarm_plays_smoothly_near_the_source() {
     );
     assert_eq!(r.cdn_share, 0.0);
     assert!(r.p2p_share > 0.99);
+    // The source sends each piece to two viewers; the others get it through relays.
+    assert!(
+        r.depth_p50 >= 1 && r.depth_max >= 2,
+        "depth {} / {}",
+        r.depth_p50,
+        r.depth_max
+    );
 }
 
 #[test]
