@@ -120,3 +120,30 @@ fn a_cdn_rescues_a_starved_swarm() {
     assert!(r.continuity_mean > 0.95, "continuity {}", r.continuity_mean);
     assert_eq!(r.never_started, 0);
 }
+
+/// Scripts read the report by these keys (the list); renaming one breaks them.
+#[test]
+fn the_json_report_has_the_keys_scripts_read() {
+    let r = run(Scenario {
+        seconds: 5.0,
+        ..Scenario::goal(5)
+    });
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    for key in [
+        "viewers",
+        "delay_p50_s",
+        "delay_p95_s",
+        "delay_p99_s",
+        "join_p95_s",
+        "continuity_mean",
+        "continuity_worst1pct",
+        "source_upload_x",
+        "p2p_share",
+        "cdn_share",
+        "events_per_s",
+        "sim_per_wall",
+        "bytes_per_viewer",
+    ] {
+        assert!(v.get(key).is_some_and(|x| x.is_number()), "{key} missing");
+    }
+}
