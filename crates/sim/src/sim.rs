@@ -26,25 +26,27 @@
 //! BEP 9 fetch); the CDN is [`crate::cdn`]'s mirror, driven by core's fallback policy, and a
 //! viewer's player counts as registered with it from the moment it joins.
 //!
+//! Files: this one holds the nodes, the event loop and the swarm's actions; `sim/connect.rs`
+//! the connections and the tracker; `sim/fallback.rs` the CDN fallback.
+//!
 //! Bounds: events in flight are bounded by what the swarms allow in flight (requests, blocks
 //! handed out, announcements) plus one timer and one player wake per node; finished sessions
 //! keep a small record each; the delay histogram is fixed-size.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use peercdn_core::conn::{self, Activity, Admission, ConnConfig, ConnId, ConnManager, Source};
-use peercdn_core::live::fallback::{FallbackAction, FallbackPolicy, Outcome, PolicyConfig};
+use peercdn_core::conn::{Activity, ConnConfig, ConnId, ConnManager, Source};
+use peercdn_core::live::fallback::{FallbackPolicy, PolicyConfig};
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{LiveParams, PieceHeader};
 use peercdn_core::time::{earliest, WallClock};
 use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
-use peercdn_core::wire::{encoded_len, BlockRef, Handshake, Message};
-use peercdn_core::{InfoHash, PeerId};
-use rand::seq::index::sample;
+use peercdn_core::wire::{encoded_len, BlockRef, Message};
+use peercdn_core::InfoHash;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -54,6 +56,11 @@ use crate::metrics::{self, Depths, Histogram, Report, Sample, Stopwatch};
 use crate::player::{Player, Stream};
 use crate::queue::{Clock, Nanos, Queue, SECOND};
 use crate::scenario::Scenario;
+
+mod connect;
+mod fallback;
+
+use connect::peer_id;
 
 /// The port every simulated node listens on.
 const PORT: u16 = 6881;
@@ -506,27 +513,6 @@ impl Sim {
         i
     }
 
-    fn register(&mut self, n: usize) {
-        let Some(node) = self.nodes[n].as_mut() else {
-            return;
-        };
-        if !node.registered {
-            node.registered = true;
-            self.tracker_pos.insert(n, self.tracker.len());
-            self.tracker.push(n);
-        }
-    }
-
-    fn unregister(&mut self, n: usize) {
-        let Some(pos) = self.tracker_pos.remove(&n) else {
-            return;
-        };
-        self.tracker.swap_remove(pos);
-        if let Some(&moved) = self.tracker.get(pos) {
-            self.tracker_pos.insert(moved, pos);
-        }
-    }
-
     fn produce(&mut self, now: Nanos) {
         let i = self.next_piece;
         self.next_piece += 1;
@@ -702,103 +688,6 @@ impl Sim {
         self.pump(to, now);
     }
 
-    /// A dial reached its target: both managers decide, both swarms attach.
-    fn connect(&mut self, from: usize, to: usize, now: Nanos) {
-        let inst = self.clock.at(now);
-        let addr = addr_of(to);
-        if self.nodes[from].is_none() {
-            return;
-        }
-        let Some(t) = self.nodes[to].as_mut() else {
-            self.q.push(now, Ev::DialFailed { node: from, addr });
-            return;
-        };
-        let kt = match t.mgr.on_incoming(ephemeral_of(from), peer_id(from), inst) {
-            Admission::Attach(k) => k,
-            Admission::Hold(k) => {
-                t.mgr.on_closed(k, inst);
-                self.q.push(now, Ev::DialFailed { node: from, addr });
-                self.pump(to, now);
-                return;
-            }
-            Admission::Refuse(_) => {
-                self.q.push(now, Ev::DialFailed { node: from, addr });
-                self.pump(to, now);
-                return;
-            }
-        };
-        let Some(f) = self.nodes[from].as_mut() else {
-            return;
-        };
-        let ka = match f.mgr.on_dialed(addr, peer_id(to), inst) {
-            Admission::Attach(k) => k,
-            other => {
-                if let Admission::Hold(k) = other {
-                    f.mgr.on_closed(k, inst);
-                }
-                if let Some(t) = self.nodes[to].as_mut() {
-                    t.mgr.on_closed(kt, inst);
-                }
-                self.pump(from, now);
-                self.pump(to, now);
-                return;
-            }
-        };
-        self.next_link += 1;
-        let id = self.next_link;
-        let hs = |i: usize, info: InfoHash| Handshake::ours(info, peer_id(i));
-        let (hs_from, hs_to) = (hs(from, self.id), hs(to, self.id));
-        if let Some(t) = self.nodes[to].as_mut() {
-            t.links.insert(
-                kt,
-                LinkEnd {
-                    peer: from,
-                    peer_key: ka,
-                    id,
-                    last: 0,
-                },
-            );
-            t.swarm.add_peer(kt, ephemeral_of(from), &hs_from, inst);
-        }
-        if let Some(f) = self.nodes[from].as_mut() {
-            f.links.insert(
-                ka,
-                LinkEnd {
-                    peer: to,
-                    peer_key: kt,
-                    id,
-                    last: 0,
-                },
-            );
-            f.swarm.add_peer(ka, addr, &hs_to, inst);
-            f.swarm.set_listen_addr(ka, addr);
-        }
-        self.pump(to, now);
-        self.pump(from, now);
-    }
-
-    fn tracker_answer(&mut self, n: usize, now: Nanos) {
-        let inst = self.clock.at(now);
-        if self.nodes[n].is_none() {
-            return;
-        }
-        self.register(n);
-        let others = self.tracker.len().saturating_sub(1);
-        let k = self.sc.tracker_peers.min(others);
-        let picked: Vec<SocketAddr> = sample(&mut self.rng, self.tracker.len(), k + 1)
-            .into_iter()
-            .map(|i| self.tracker[i])
-            .filter(|&i| i != n)
-            .take(k)
-            .map(addr_of)
-            .collect();
-        if let Some(node) = self.nodes[n].as_mut() {
-            node.mgr.on_tracker_answer(TRACKER_INTERVAL, inst);
-            node.mgr.add_candidates(picked, Source::Tracker, inst);
-            self.pump(n, now);
-        }
-    }
-
     /// Drains node `n`'s actions (swarm and manager) and schedules its next wake.
     fn pump(&mut self, n: usize, now: Nanos) {
         loop {
@@ -962,140 +851,6 @@ impl Sim {
         }
     }
 
-    /// Runs what `n`'s fallback policy asked of the CDN.
-    fn exec_cdn(&mut self, n: usize, a: FallbackAction, now: Nanos) {
-        let newest = self.next_piece.checked_sub(1);
-        let (Some(cdn), Some(node)) = (self.cdn.as_mut(), self.nodes[n].as_mut()) else {
-            return;
-        };
-        let (at, what) = match a {
-            FallbackAction::Fetch(index) => {
-                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
-                let at = cdn.fetch(&mut node.access, now, size);
-                (at, CdnDone::Piece { index, join: None })
-            }
-            FallbackAction::PollPlaylist => (now + cdn.rtt, CdnDone::Playlist(newest)),
-            FallbackAction::Join { back } => {
-                let stream = self.stream;
-                let Some(latest) = newest else {
-                    self.q.push(
-                        now + cdn.rtt,
-                        Ev::Cdn {
-                            node: n,
-                            what: CdnDone::Playlist(None),
-                        },
-                    );
-                    return;
-                };
-                let lo = latest.saturating_sub(back.saturating_sub(1));
-                let index = (lo..=latest)
-                    .rev()
-                    .find(|&i| stream.keyframe(i))
-                    .unwrap_or(latest);
-                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
-                // The playlist first, then the piece.
-                let at = cdn.fetch(&mut node.access, now + cdn.rtt, size);
-                (
-                    at,
-                    CdnDone::Piece {
-                        index,
-                        join: Some(latest),
-                    },
-                )
-            }
-        };
-        self.q.push(at, Ev::Cdn { node: n, what });
-    }
-
-    /// A CDN request of `n` ended: a fetched piece goes into the window (and the swarm
-    /// announces it, as the engine's fallback task does), and the policy hears the outcome.
-    fn cdn_done(&mut self, n: usize, what: CdnDone, now: Nanos) {
-        let inst = self.clock.at(now);
-        let piece = match what {
-            CdnDone::Piece { index, .. } => self.pieces.get(&index).cloned(),
-            CdnDone::Playlist(_) => None,
-        };
-        let Some(node) = self.nodes[n].as_mut() else {
-            return;
-        };
-        let outcome = match what {
-            CdnDone::Playlist(latest) => {
-                node.cdn_edge = latest.max(node.cdn_edge);
-                Outcome::Playlist(Ok(latest))
-            }
-            CdnDone::Piece { index, join } => {
-                if let Some(latest) = join {
-                    node.cdn_edge = Some(latest).max(node.cdn_edge);
-                }
-                let stored = match piece {
-                    Some((h, data)) if index >= node.swarm.first() => {
-                        if node.held.insert(index) {
-                            node.depth.insert(index, 1);
-                            self.cdn_bytes += data.len() as u64;
-                            self.arrivals
-                                .add(now.saturating_sub(self.stream.made(index)));
-                        }
-                        node.swarm.on_piece_added(h, inst);
-                        let first = node.swarm.first();
-                        prune(node, first);
-                        true
-                    }
-                    _ => false,
-                };
-                match join {
-                    Some(latest) => Outcome::Join(Ok(stored.then_some(latest))),
-                    None => Outcome::Piece { index, stored },
-                }
-            }
-        };
-        if let Some(fb) = node.fallback.as_mut() {
-            fb.handle_outcome(inst, outcome);
-        }
-        self.play(n, now);
-        self.pump(n, now);
-    }
-
-    fn exec_conn(&mut self, n: usize, a: conn::Action, now: Nanos) {
-        match a {
-            conn::Action::Dial(addr) => {
-                let Some(from) = self.nodes[n].as_ref() else {
-                    return;
-                };
-                let target =
-                    node_of(addr).and_then(|t| self.nodes.get(t)?.as_ref().map(|x| (t, x)));
-                match target {
-                    Some((t, tn)) if tn.reachable && t != n => {
-                        let rtt = 2 * one_way(&from.access, &tn.access);
-                        self.q
-                            .push(now + rtt + rtt / 2, Ev::Connect { from: n, to: t });
-                    }
-                    Some(_) => self
-                        .q
-                        .push(now + UNREACHABLE_FAIL, Ev::DialFailed { node: n, addr }),
-                    None => {
-                        let rtt = 2 * from.access.half_rtt_us * 1000;
-                        self.q.push(now + rtt, Ev::DialFailed { node: n, addr });
-                    }
-                }
-            }
-            conn::Action::Close { conn, .. } => {
-                self.close(n, conn, now);
-                if let Some(node) = self.nodes[n].as_mut() {
-                    node.swarm.remove_peer(conn);
-                }
-            }
-            conn::Action::TrackerAnnounce { .. } => {
-                let Some(node) = self.nodes[n].as_ref() else {
-                    return;
-                };
-                let rtt = 2 * node.access.half_rtt_us * 1000;
-                self.q.push(now + rtt, Ev::TrackerAnswer(n));
-            }
-            // Held connections are closed at once (see the module doc); no DHT.
-            conn::Action::Attach(_) | conn::Action::DhtLookup | conn::Action::DhtAnnounce => {}
-        }
-    }
-
     /// Sends `msg` on `n`'s connection `key`; returns when it left the uplink and the link ID.
     fn send(
         &mut self,
@@ -1128,26 +883,6 @@ impl Sim {
             },
         );
         Some((left, link.id))
-    }
-
-    /// Closes `n`'s end of connection `key`; the far end hears of it one latency later.
-    fn close(&mut self, n: usize, key: ConnId, now: Nanos) {
-        let Some(node) = self.nodes[n].as_mut() else {
-            return;
-        };
-        let Some(l) = node.links.remove(&key) else {
-            return;
-        };
-        let access = node.access.clone();
-        let at = now + self.latency(l.peer, &access);
-        self.q.push(
-            at,
-            Ev::Closed {
-                node: l.peer,
-                key: l.peer_key,
-                link: l.id,
-            },
-        );
     }
 
     /// Lets `n`'s player play what it can; tells the swarm where it is; schedules its wake.
@@ -1224,48 +959,5 @@ fn two(nodes: &mut [Option<Node>], a: usize, b: usize) -> (Option<&mut Node>, Op
     } else {
         let (l, r) = nodes.split_at_mut(a);
         (r[0].as_mut(), l[b].as_mut())
-    }
-}
-
-/// Node `i`'s listen address: 10.0.0.0/8 numbered from 10.0.0.1.
-fn addr_of(i: usize) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(ip_of(i), PORT))
-}
-
-/// The address node `i`'s dials come from.
-fn ephemeral_of(i: usize) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(ip_of(i), EPHEMERAL))
-}
-
-fn ip_of(i: usize) -> Ipv4Addr {
-    Ipv4Addr::from(0x0a00_0000u32 + 1 + i as u32)
-}
-
-/// The node listening at `addr`, if it is a simulated node's address.
-fn node_of(addr: SocketAddr) -> Option<usize> {
-    let SocketAddr::V4(a) = addr else { return None };
-    if a.port() != PORT {
-        return None;
-    }
-    let v = u32::from(*a.ip()).checked_sub(0x0a00_0001)?;
-    (v < 1 << 24).then_some(v as usize)
-}
-
-fn peer_id(i: usize) -> PeerId {
-    let mut id = *b"-PS0001-000000000000";
-    id[8..16].copy_from_slice(&(i as u64).to_be_bytes());
-    PeerId(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_map_back_to_nodes() {
-        for i in [0, 1, 255, 70_000] {
-            assert_eq!(node_of(addr_of(i)), Some(i));
-            assert_eq!(node_of(ephemeral_of(i)), None);
-        }
     }
 }

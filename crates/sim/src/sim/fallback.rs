@@ -1,0 +1,104 @@
+//! A viewer's CDN fallback: running core's `FallbackPolicy` actions against the modelled
+//! mirror ([`crate::cdn`]) and feeding their outcomes back, as the engine's `cdn/fallback.rs`
+//! task does — a fetched piece goes into the window with `on_piece_added`, so the swarm
+//! announces it.
+
+use peercdn_core::live::fallback::{FallbackAction, Outcome};
+
+use super::{prune, CdnDone, Ev, Sim};
+use crate::queue::Nanos;
+
+impl Sim {
+    /// Runs what `n`'s fallback policy asked of the CDN.
+    pub(super) fn exec_cdn(&mut self, n: usize, a: FallbackAction, now: Nanos) {
+        let newest = self.next_piece.checked_sub(1);
+        let (Some(cdn), Some(node)) = (self.cdn.as_mut(), self.nodes[n].as_mut()) else {
+            return;
+        };
+        let (at, what) = match a {
+            FallbackAction::Fetch(index) => {
+                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                let at = cdn.fetch(&mut node.access, now, size);
+                (at, CdnDone::Piece { index, join: None })
+            }
+            FallbackAction::PollPlaylist => (now + cdn.rtt, CdnDone::Playlist(newest)),
+            FallbackAction::Join { back } => {
+                let stream = self.stream;
+                let Some(latest) = newest else {
+                    self.q.push(
+                        now + cdn.rtt,
+                        Ev::Cdn {
+                            node: n,
+                            what: CdnDone::Playlist(None),
+                        },
+                    );
+                    return;
+                };
+                let lo = latest.saturating_sub(back.saturating_sub(1));
+                let index = (lo..=latest)
+                    .rev()
+                    .find(|&i| stream.keyframe(i))
+                    .unwrap_or(latest);
+                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                // The playlist first, then the piece.
+                let at = cdn.fetch(&mut node.access, now + cdn.rtt, size);
+                (
+                    at,
+                    CdnDone::Piece {
+                        index,
+                        join: Some(latest),
+                    },
+                )
+            }
+        };
+        self.q.push(at, Ev::Cdn { node: n, what });
+    }
+
+    /// A CDN request of `n` ended: a fetched piece goes into the window (and the swarm
+    /// announces it, as the engine's fallback task does), and the policy hears the outcome.
+    pub(super) fn cdn_done(&mut self, n: usize, what: CdnDone, now: Nanos) {
+        let inst = self.clock.at(now);
+        let piece = match what {
+            CdnDone::Piece { index, .. } => self.pieces.get(&index).cloned(),
+            CdnDone::Playlist(_) => None,
+        };
+        let Some(node) = self.nodes[n].as_mut() else {
+            return;
+        };
+        let outcome = match what {
+            CdnDone::Playlist(latest) => {
+                node.cdn_edge = latest.max(node.cdn_edge);
+                Outcome::Playlist(Ok(latest))
+            }
+            CdnDone::Piece { index, join } => {
+                if let Some(latest) = join {
+                    node.cdn_edge = Some(latest).max(node.cdn_edge);
+                }
+                let stored = match piece {
+                    Some((h, data)) if index >= node.swarm.first() => {
+                        if node.held.insert(index) {
+                            node.depth.insert(index, 1);
+                            self.cdn_bytes += data.len() as u64;
+                            self.arrivals
+                                .add(now.saturating_sub(self.stream.made(index)));
+                        }
+                        node.swarm.on_piece_added(h, inst);
+                        let first = node.swarm.first();
+                        prune(node, first);
+                        true
+                    }
+                    _ => false,
+                };
+                match join {
+                    Some(latest) => Outcome::Join(Ok(stored.then_some(latest))),
+                    None => Outcome::Piece { index, stored },
+                }
+            }
+        };
+        if let Some(fb) = node.fallback.as_mut() {
+            fb.handle_outcome(inst, outcome);
+        }
+        self.play(n, now);
+        self.pump(n, now);
+    }
+}
