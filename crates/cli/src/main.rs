@@ -146,6 +146,10 @@ enum Cmd {
         /// (core's fallback policy); default: no CDN.
         #[arg(long)]
         cdn_mbps: Option<f64>,
+        /// Seconds before the measurement window opens (delays, continuity, bytes count from
+        /// then on) [default: goal 0, bench-live 10].
+        #[arg(long)]
+        warmup: Option<f64>,
         /// Write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -308,6 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             preset,
             cdn_mbps,
+            warmup,
             json,
             svg,
         } => {
@@ -317,6 +322,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 preset,
                 cdn_mbps,
+                warmup,
                 json,
                 svg,
             };

@@ -21,6 +21,8 @@ pub struct SimOptions {
     pub preset: Preset,
     /// A CDN of this many Mbit/s (none when `None`).
     pub cdn_mbps: Option<f64>,
+    /// Seconds before the measurement window (default: the preset's).
+    pub warmup: Option<f64>,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
     /// Where to write the SVG pictures.
@@ -47,6 +49,7 @@ pub fn run(o: SimOptions) -> Result<()> {
         seconds: o.seconds,
         seed: o.seed,
         cdn_bps: o.cdn_mbps.map(|m| (m.max(0.0) * 1e6) as u64),
+        warmup_s: o.warmup.unwrap_or(base.warmup_s),
         ..base
     };
     eprintln!(

@@ -173,6 +173,9 @@ pub struct Report {
     pub peak_viewers: usize,
     /// Simulated seconds.
     pub seconds: f64,
+    /// Seconds before the measurement window (delays, arrivals, continuity, bytes and the
+    /// source's upload count from then on; join times count from the start).
+    pub warmup_s: f64,
     /// The seed.
     pub seed: u64,
     /// Delay behind the source over all pieces played by all viewers: median, seconds.
@@ -258,7 +261,10 @@ impl Report {
             ),
             (
                 "simulated",
-                format!("{:.0} s, seed {}", self.seconds, self.seed),
+                format!(
+                    "{:.0} s (measured after {:.0} s), seed {}",
+                    self.seconds, self.warmup_s, self.seed
+                ),
             ),
             (
                 "delay p50 / p95 / p99",

@@ -96,22 +96,28 @@ pub struct Player {
     pub started: Option<Nanos>,
     /// Nanoseconds stalled (from the first piece played on).
     pub stalled: Nanos,
-    /// Pieces played.
+    /// Of those, the nanoseconds after `measure_from`.
+    pub stalled_measured: Nanos,
+    /// Start of the measurement window: delays and continuity count from here on.
+    pub measure_from: Nanos,
+    /// Pieces played in the measurement window.
     pub played: u64,
     /// Pieces skipped.
     pub skipped: u64,
-    /// Sum of the delays of the pieces played, nanoseconds.
+    /// Sum of the delays of the pieces played in the measurement window, nanoseconds.
     pub delay_sum: u128,
 }
 
 impl Player {
-    /// A player of a viewer that joined at `now`.
-    pub fn new(now: Nanos) -> Player {
+    /// A player of a viewer that joined at `now`, measured from `measure_from` on.
+    pub fn new(now: Nanos, measure_from: Nanos) -> Player {
         Player {
             state: State::Waiting,
             joined: now,
             started: None,
             stalled: 0,
+            stalled_measured: 0,
+            measure_from,
             played: 0,
             skipped: 0,
             delay_sum: 0,
@@ -128,15 +134,29 @@ impl Player {
         (self.played > 0).then(|| self.delay_sum as f64 / self.played as f64 / 1e9)
     }
 
-    /// Share of time since it started playing that it was not stalled (1 before it starts).
-    pub fn continuity(&self, now: Nanos) -> f64 {
-        let Some(s) = self.started else { return 1.0 };
-        let total = now.saturating_sub(s);
-        let stalled = self.stalled_until(now);
-        if total == 0 {
-            return 1.0;
+    /// Share of the time from its start (or the measurement window's, if later) to `now`
+    /// that it was not stalled; `None` before it started or before the window opened.
+    pub fn continuity(&self, now: Nanos) -> Option<f64> {
+        let from = self.started?.max(self.measure_from);
+        let total = now.checked_sub(from).filter(|&t| t > 0)?;
+        let stalled = self.stalled_measured_until(now);
+        Some(1.0 - stalled.min(total) as f64 / total as f64)
+    }
+
+    /// Stalled nanoseconds in the measurement window, counting a stall going on at `now`.
+    pub fn stalled_measured_until(&self, now: Nanos) -> Nanos {
+        match self.state {
+            State::Stalled { since, .. } => {
+                self.stalled_measured + now.saturating_sub(since.max(self.measure_from))
+            }
+            _ => self.stalled_measured,
         }
-        1.0 - stalled.min(total) as f64 / total as f64
+    }
+
+    /// Counts a stall from `since` to `until`.
+    fn add_stall(&mut self, since: Nanos, until: Nanos) {
+        self.stalled += until.saturating_sub(since);
+        self.stalled_measured += until.saturating_sub(since.max(self.measure_from));
     }
 
     /// Stalled nanoseconds, counting a stall still going on at `now`.
@@ -204,7 +224,7 @@ impl Player {
                 }
                 State::Stalled { next, since, later } => {
                     if held.contains(&next) {
-                        self.stalled += now.saturating_sub(since);
+                        self.add_stall(since, now);
                         self.state = State::Playing { next, due: now };
                         continue;
                     }
@@ -219,7 +239,7 @@ impl Player {
                     };
                     let l = later.unwrap_or(now);
                     if next < first || now >= l + s.skip_after() {
-                        self.stalled += now.saturating_sub(since);
+                        self.add_stall(since, now);
                         self.skipped += u64::from(k - next);
                         self.state = State::Playing { next: k, due: now };
                         wake.playhead = Some(k);
@@ -240,6 +260,9 @@ impl Player {
     }
 
     fn play(&mut self, i: u32, at: Nanos, s: &Stream, delays: &mut impl FnMut(Nanos)) {
+        if at < self.measure_from {
+            return;
+        }
         let d = at.saturating_sub(s.made(i));
         self.played += 1;
         self.delay_sum += u128::from(d);
@@ -265,7 +288,7 @@ mod tests {
     #[test]
     fn starts_at_newest_keyframe_then_plays_stalls_and_resumes() {
         let s = stream();
-        let mut p = Player::new(0);
+        let mut p = Player::new(0, 0);
         let mut held: BTreeSet<u32> = [3, 4, 5].into_iter().collect();
         let mut d = Vec::new();
         let now = 6 * P;
@@ -280,14 +303,30 @@ mod tests {
         p.on_time(now + 3 * P, &s, &held, 0, &mut |x| d.push(x));
         assert_eq!(p.stalled, P);
         assert_eq!(*d.last().unwrap(), 3 * P, "the stall adds to the delay");
-        let c = p.continuity(now + 4 * P);
+        let c = p.continuity(now + 4 * P).unwrap();
         assert!((c - 0.75).abs() < 1e-9, "{c}");
+    }
+
+    #[test]
+    fn only_the_measurement_window_counts() {
+        let s = stream();
+        let mut p = Player::new(0, 4 * P);
+        let held: BTreeSet<u32> = [0, 1].into_iter().collect();
+        let mut d = Vec::new();
+        for t in 0..3 {
+            p.on_time(t * P, &s, &held, 0, &mut |x| d.push(x));
+        }
+        // Played 0 and 1 before the window, stalled on 2 from 2P on.
+        assert!(d.is_empty(), "nothing played before the window counts");
+        assert_eq!(p.continuity(3 * P), None, "the window has not opened");
+        let c = p.continuity(8 * P).unwrap();
+        assert!(c.abs() < 1e-9, "stalled through the whole window: {c}");
     }
 
     #[test]
     fn skips_to_a_later_keyframe_after_waiting() {
         let s = stream();
-        let mut p = Player::new(0);
+        let mut p = Player::new(0, 0);
         let mut held: BTreeSet<u32> = [0].into_iter().collect();
         let mut sink = |_| {};
         p.on_time(0, &s, &held, 0, &mut sink);

@@ -205,6 +205,8 @@ pub struct Sim {
     viewer_bytes: u64,
     timeline: Vec<Sample>,
     end: Nanos,
+    /// Start of the measurement window.
+    warm: Nanos,
     watch: Stopwatch,
 }
 
@@ -260,6 +262,7 @@ impl Sim {
             viewer_bytes: 0,
             timeline: Vec::new(),
             end,
+            warm: ((sc.warmup_s.max(0.0) * 1e9) as Nanos).min(end),
             watch: Stopwatch::start(),
             sc,
         };
@@ -322,6 +325,7 @@ impl Sim {
             .filter(|r| r.join_s.is_none() && r.stayed_s >= 5.0)
             .count();
         let secs = now as f64 / 1e9;
+        let measured_s = now.saturating_sub(self.warm) as f64 / 1e9;
         let wall = self.watch.elapsed_s();
         let rss = metrics::peak_rss_bytes();
         let viewer_bytes = self.viewer_bytes;
@@ -335,6 +339,7 @@ impl Sim {
             sessions: recs.len(),
             peak_viewers: self.peak,
             seconds: secs,
+            warmup_s: self.warm as f64 / 1e9,
             seed: self.sc.seed,
             delay_p50_s: self.delays.quantile_s(0.5),
             delay_p95_s: self.delays.quantile_s(0.95),
@@ -352,8 +357,8 @@ impl Sim {
             continuity_worst1pct: metrics::worst_mean(&mut cont, 0.01),
             continuity_worst: cont.first().copied().unwrap_or(1.0),
             pieces_skipped: recs.iter().map(|r| r.skipped).sum(),
-            source_upload_x: if secs > 0.0 {
-                self.source_up as f64 / (self.sc.bytes_per_s() * secs)
+            source_upload_x: if measured_s > 0.0 {
+                self.source_up as f64 / (self.sc.bytes_per_s() * measured_s)
             } else {
                 0.0
             },
@@ -497,7 +502,7 @@ impl Sim {
             held: BTreeSet::new(),
             depth: BTreeMap::new(),
             incoming_depth: BTreeMap::new(),
-            player: (!source).then(|| Player::new(self.q.now())),
+            player: (!source).then(|| Player::new(self.q.now(), self.warm)),
             playhead: None,
             fallback: (!source && self.cdn.is_some()).then(|| {
                 FallbackPolicy::new(PolicyConfig::for_piece_duration(self.sc.piece_duration()))
@@ -661,7 +666,9 @@ impl Sim {
                 node.mgr.on_activity(key, Activity::Interested, inst)
             }
             Message::Piece { index, data, .. } => {
-                self.viewer_bytes += data.len() as u64;
+                if now >= self.warm {
+                    self.viewer_bytes += data.len() as u64;
+                }
                 node.peer_bytes += data.len() as u64;
                 if let Some(d) = sender_depth {
                     let e = node.incoming_depth.entry(*index).or_insert(0);
@@ -785,7 +792,7 @@ impl Sim {
                         };
                         let size = encoded_len(&msg);
                         if let Some((left, link)) = self.send(n, peer, msg, size, now) {
-                            if n == 0 {
+                            if n == 0 && now >= self.warm {
                                 self.source_up += u64::from(block.len);
                             }
                             self.q.push(
@@ -828,8 +835,10 @@ impl Sim {
                 let d = node.incoming_depth.remove(&header.index);
                 if ok {
                     node.held.insert(header.index);
-                    self.arrivals
-                        .add(now.saturating_sub(self.stream.made(header.index)));
+                    if now >= self.warm {
+                        self.arrivals
+                            .add(now.saturating_sub(self.stream.made(header.index)));
+                    }
                     if let Some(d) = d {
                         node.depth.insert(header.index, d);
                         self.depths.add(d);
@@ -902,6 +911,7 @@ impl Sim {
             prune_held(&mut node.held, first);
         }
         let w = p.on_time(now, &stream, &node.held, first, &mut |d| delays.add(d));
+        // (The player counts delays only inside the measurement window.)
         if let Some(ph) = w.playhead {
             node.playhead = Some(ph);
             node.swarm.set_playhead(Some(ph), inst);
@@ -927,7 +937,7 @@ fn share(part: u64, rest: u64) -> f64 {
 fn record(p: &Player, now: Nanos) -> Record {
     Record {
         join_s: p.started.map(|s| (s - p.joined) as f64 / 1e9),
-        continuity: p.started.map(|_| p.continuity(now)),
+        continuity: p.continuity(now),
         mean_delay_s: p.mean_delay_s(),
         skipped: p.skipped,
         stayed_s: now.saturating_sub(p.joined) as f64 / 1e9,

@@ -78,9 +78,11 @@ impl Sim {
                     Some((h, data)) if index >= node.swarm.first() => {
                         if node.held.insert(index) {
                             node.depth.insert(index, 1);
-                            self.cdn_bytes += data.len() as u64;
-                            self.arrivals
-                                .add(now.saturating_sub(self.stream.made(index)));
+                            if now >= self.warm {
+                                self.cdn_bytes += data.len() as u64;
+                                self.arrivals
+                                    .add(now.saturating_sub(self.stream.made(index)));
+                            }
                         }
                         node.swarm.on_piece_added(h, inst);
                         let first = node.swarm.first();
