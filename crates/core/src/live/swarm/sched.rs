@@ -9,7 +9,9 @@
 //! several peers. A block outstanding longer than its timeout (short for the pieces at the
 //! playhead, whose deadline is now) is cancelled and asked of another peer. Pieces beyond the
 //! edge or before the window are never requested; at most `max_in_progress` pieces are
-//! assembled at once.
+//! assembled at once: at the cap, a piece that cannot move (nothing received, nothing in
+//! flight) gives its slot to one a peer can serve now, and pieces the player passed are
+//! forgotten.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
@@ -41,6 +43,7 @@ impl LiveSwarm {
         if start > edge {
             return;
         }
+        self.drop_passed_downloads(start);
         let wanted: Vec<u32> = self
             .headers
             .range(start..=edge)
@@ -49,11 +52,20 @@ impl LiveSwarm {
             .collect();
         for index in wanted {
             if !self.downloads.contains_key(&index) {
-                if self.downloads.len() >= self.config.max_in_progress {
-                    break;
-                }
+                // At the cap, only a slot that cannot move may be given (see `idle_download`).
+                let give = if self.downloads.len() >= self.config.max_in_progress {
+                    let Some(idle) = self.idle_download() else {
+                        break;
+                    };
+                    Some(idle)
+                } else {
+                    None
+                };
                 if self.pick_peer(index, None, now).is_none() {
                     continue;
+                }
+                if let Some(idle) = give {
+                    self.downloads.remove(&idle);
                 }
                 let Some(header) = self.headers.get(&index).copied() else {
                     continue;
@@ -78,6 +90,40 @@ impl LiveSwarm {
             }
             self.request_piece(index, now);
         }
+    }
+
+    /// Forgets the pieces the player has passed (below `start`) that nothing is in flight
+    /// for: they are never asked for again, so they would hold an assembly slot until they
+    /// left the window. Late requests still out for them are cancelled.
+    fn drop_passed_downloads(&mut self, start: u32) {
+        let passed: Vec<u32> = self
+            .downloads
+            .range(..start)
+            .filter(|(_, dl)| !dl.slots.iter().any(|s| matches!(s, Slot::Requested(..))))
+            .map(|(&i, _)| i)
+            .collect();
+        for i in passed {
+            if let Some(dl) = self.downloads.remove(&i) {
+                self.cancel_slots(i, &dl);
+            }
+        }
+    }
+
+    /// A piece in assembly that cannot move — nothing received, nothing in flight (its peers
+    /// choked us or left) — whose slot may go to a piece a peer can serve now; the newest
+    /// such. A piece retried from one suspect sender still connected is not one: that is how
+    /// its culprit is found. Without this a viewer whose slots all waited on pieces only
+    /// choking or departed peers held asked for nothing newer until they left the window (seen
+    /// in the simulator at 1,000 viewers).
+    fn idle_download(&self) -> Option<u32> {
+        self.downloads
+            .iter()
+            .filter(|(_, dl)| {
+                dl.slots.iter().all(|s| *s == Slot::Missing)
+                    && !dl.only.is_some_and(|k| self.peers.contains_key(&k))
+            })
+            .map(|(&i, _)| i)
+            .max()
     }
 
     /// Requests the missing (and late) blocks of one piece.

@@ -276,6 +276,60 @@ fn a_relay_without_player_fetches_only_near_the_edge() {
     assert_eq!(requested.first(), Some(&3));
 }
 
+fn requested(actions: &[Action]) -> Vec<(PeerKey, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(k, Message::Request(b)) => Some((*k, b.index)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn announce(s: &mut LiveSwarm, from: PeerKey, headers: Vec<PieceHeader>, now: Instant) {
+    let payload = LiveMsg::Have(headers).encode();
+    let msg = Message::Extended {
+        id: OUR_PC_LIVE_ID,
+        payload,
+    };
+    s.on_message(from, msg, now);
+}
+
+/// Found by the simulator (`crates/sim`, 1,000 viewers): a viewer stopped downloading while
+/// peers unchoked it and held newer pieces. Its assembly slots (`max_in_progress`) were all
+/// held by pieces nobody could serve it any more — their requests released when the peer
+/// choked it or left — and a held slot was only given back when its piece left the window, so
+/// nothing newer was started. Now, at the cap, a piece with nothing received and nothing in
+/// flight gives its slot to one a peer can serve (it costs nothing to start again later).
+#[test]
+fn pieces_nobody_can_serve_do_not_hold_the_assembly_slots() {
+    let (key, mut s) = setup();
+    s.config.max_in_progress = 4;
+    let t0 = Instant::now();
+    let id = s.content_id();
+    let hs: Vec<PieceHeader> = (0..10)
+        .map(|i| PieceHeader::sign(&key, &id, i, 1, 1, 0, b"data"))
+        .collect();
+    s.set_playhead(Some(0), t0);
+    ready_peer(&mut s, 1, t0);
+    s.on_message(1, Message::Unchoke, t0);
+    announce(&mut s, 1, hs[..8].to_vec(), t0);
+    let first: Vec<u32> = requested(&drain(&mut s)).iter().map(|r| r.1).collect();
+    assert_eq!(first, vec![0, 1, 2, 3], "four slots, in deadline order");
+    // The only peer that had them leaves: its requests are released, nothing arrived.
+    s.remove_peer(1);
+    // Another peer has the newer pieces only.
+    ready_peer(&mut s, 2, t0);
+    s.on_message(2, Message::Unchoke, t0);
+    announce(&mut s, 2, hs[4..].to_vec(), t0);
+    let next = requested(&drain(&mut s));
+    assert_eq!(
+        next,
+        vec![(2, 4), (2, 5), (2, 6), (2, 7)],
+        "the pieces peer 2 can serve get the slots"
+    );
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
