@@ -129,34 +129,7 @@ enum Cmd {
     /// the goal scenario — 5 Mbit/s, source uplink 100 Mbit/s, viewer uplinks mean 1.5x the
     /// bitrate (30 % below it), half behind NAT, 40–200 ms RTT, 5 % churn per minute.
     /// Prints a table; writes a JSON report and SVG pictures on request.
-    Sim {
-        /// Concurrent viewers (1,000 runs in about a minute here; 10,000 takes longer).
-        #[arg(long, default_value_t = 1000)]
-        viewers: usize,
-        /// Simulated seconds.
-        #[arg(long, default_value_t = 60.0)]
-        seconds: f64,
-        /// Seed: the same seed gives the same run.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The scenario: `goal` (above) or `bench-live` (scripts/bench-live.sh's conditions).
-        #[arg(long, value_enum, default_value_t = sim::Preset::Goal)]
-        preset: sim::Preset,
-        /// A CDN of this capacity (Mbit/s) that viewers fall back to when peers are late
-        /// (core's fallback policy); default: no CDN.
-        #[arg(long)]
-        cdn_mbps: Option<f64>,
-        /// Seconds before the measurement window opens (delays, continuity, bytes count from
-        /// then on) [default: goal 0, bench-live 10].
-        #[arg(long)]
-        warmup: Option<f64>,
-        /// Write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write the pictures (delay CDF, audience over time) into this directory.
-        #[arg(long)]
-        svg: Option<PathBuf>,
-    },
+    Sim(sim::SimOptions),
     /// Download a torrent by ID (40 hex), magnet URI or .torrent file, with a progress bar.
     Get {
         /// 40-hex content ID, `acestream://ID`, `magnet:?…`, or a path to a .torrent file.
@@ -306,26 +279,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .context("--piece-size")?;
             node::publish(node, path, trackers, webseeds, piece, output, no_seed).await
         }
-        Cmd::Sim {
-            viewers,
-            seconds,
-            seed,
-            preset,
-            cdn_mbps,
-            warmup,
-            json,
-            svg,
-        } => {
-            let o = sim::SimOptions {
-                viewers,
-                seconds,
-                seed,
-                preset,
-                cdn_mbps,
-                warmup,
-                json,
-                svg,
-            };
+        Cmd::Sim(o) => {
             tokio::task::spawn_blocking(move || sim::run(o))
                 .await
                 .context("the simulation panicked")??;

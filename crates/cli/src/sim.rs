@@ -8,24 +8,34 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use peercdn_sim::{svg, Scenario, Sim};
 
-/// What `peercdn sim` was asked.
-#[derive(Debug, Clone)]
+/// What `peercdn sim` was asked (its flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimOptions {
-    /// Concurrent viewers.
+    /// Concurrent viewers (1,000 take about two minutes here; 10,000 far longer).
+    #[arg(long, default_value_t = 1000)]
     pub viewers: usize,
     /// Simulated seconds.
+    #[arg(long, default_value_t = 60.0)]
     pub seconds: f64,
-    /// Seed.
+    /// Seed: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// `goal` or `bench-live`.
+    /// The scenario: `goal` (above) or `bench-live` (scripts/bench-live.sh's conditions).
+    #[arg(long, value_enum, default_value_t = Preset::Goal)]
     pub preset: Preset,
-    /// A CDN of this many Mbit/s (none when `None`).
+    /// A CDN of this capacity (Mbit/s) that viewers fall back to when peers are late
+    /// (core's fallback policy); default: no CDN.
+    #[arg(long)]
     pub cdn_mbps: Option<f64>,
-    /// Seconds before the measurement window (default: the preset's).
+    /// Seconds before the measurement window opens (delays, continuity, bytes count from
+    /// then on) [default: goal 0, bench-live 10].
+    #[arg(long)]
     pub warmup: Option<f64>,
-    /// Where to write the JSON report.
+    /// Write the report as JSON to this file.
+    #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Where to write the SVG pictures.
+    /// Write the pictures (delay CDF, audience over time, relay depth) into this directory.
+    #[arg(long)]
     pub svg: Option<PathBuf>,
 }
 

@@ -869,14 +869,7 @@ impl Swarm {
         let peers: Vec<SlotPeer> = self
             .peers
             .iter()
-            .map(|(&peer, p)| SlotPeer {
-                peer,
-                unchoked: !p.up.am_choking,
-                interested: p.peer_interested,
-                snubbed: p.up.drain.snubbed(now),
-                idle: false,
-                since: p.up.since,
-            })
+            .map(|(&peer, p)| p.up.slot_peer(peer, p.peer_interested, false, now))
             .collect();
         for (lose, take) in choker::swaps(&peers) {
             self.set_choking(lose, true, now);

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::choker::Drain;
+use crate::choker::{Drain, SlotPeer};
 use crate::wire::{BlockRef, Message};
 
 /// Our upload side to one peer, the same for both swarms: whether we choke it and since when,
@@ -44,6 +44,19 @@ impl UploadSlot {
             self.since = now;
         }
         set_choking(&mut self.am_choking, fast, &mut self.queued, choke)
+    }
+
+    /// The peer `peer` as the between-rounds slot rule ([`crate::choker::swaps`]) sees it at
+    /// `now`: whether it is `interested` and holds its slot `idle` are the swarm's to say.
+    pub fn slot_peer(&self, peer: u64, interested: bool, idle: bool, now: Instant) -> SlotPeer {
+        SlotPeer {
+            peer,
+            unchoked: !self.am_choking,
+            interested,
+            snubbed: self.drain.snubbed(now),
+            idle,
+            since: self.since,
+        }
     }
 }
 

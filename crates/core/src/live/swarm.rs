@@ -809,15 +809,12 @@ impl LiveSwarm {
         let peers: Vec<SlotPeer> = self
             .peers
             .iter()
-            .map(|(&peer, p)| SlotPeer {
-                peer,
-                unchoked: !p.up.am_choking,
-                interested: p.ready && p.peer_interested,
-                snubbed: p.up.drain.snubbed(now),
-                idle: now.saturating_duration_since(p.up.since) >= IDLE_SLOT
-                    && p.last_request
-                        .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_SLOT),
-                since: p.up.since,
+            .map(|(&peer, p)| {
+                let asked_lately = p
+                    .last_request
+                    .is_some_and(|t| now.saturating_duration_since(t) < IDLE_SLOT);
+                let idle = now.saturating_duration_since(p.up.since) >= IDLE_SLOT && !asked_lately;
+                p.up.slot_peer(peer, p.ready && p.peer_interested, idle, now)
             })
             .collect();
         for (lose, take) in choker::swaps(&peers) {
