@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
-use peercdn_core::live::{Descriptor, LiveParams, OUR_PC_LIVE_ID, PC_LIVE};
+use peercdn_core::live::{OUR_PC_LIVE_ID, PC_LIVE};
 use peercdn_core::metainfo::Metainfo;
 use peercdn_core::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 use peercdn_core::wire::{self, Handshake, Message};
@@ -18,7 +18,7 @@ use peercdn_core::{Bitfield, InfoHash, PeerId};
 use peercdn_engine::live::{LiveBuffer, LiveSource, NewPiece};
 use peercdn_engine::session::{AddOptions, LiveOptions, Session};
 use peercdn_engine::torrent::{Source, TorrentHandle};
-use peercdn_testkit::fixtures::{addr, config, content, torrent_of};
+use peercdn_testkit::fixtures::{addr, config, content, live_descriptor, torrent_of, ts_payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -205,20 +205,6 @@ async fn a_banned_static_peer_is_not_dialled_again() {
     node.shutdown().await;
 }
 
-fn live_descriptor(key: &SigningKey) -> Descriptor {
-    Descriptor::new(
-        LiveParams {
-            name: "conn test".into(),
-            pubkey: key.verifying_key().to_bytes(),
-            piece_duration_ms: 200,
-            max_piece_length: 1 << 20,
-            window_s: 30,
-        },
-        vec![],
-        vec![],
-    )
-}
-
 /// Handshake plus a BEP 10 handshake naming `pc_live`; nothing else.
 async fn raw_live_peer(to: SocketAddr, ih: InfoHash, id: PeerId) -> Option<TcpStream> {
     let mut sock = raw_dial(to, ih, id).await;
@@ -238,15 +224,7 @@ async fn raw_live_peer(to: SocketAddr, ih: InfoHash, id: PeerId) -> Option<TcpSt
 }
 
 fn payload(i: u32) -> Bytes {
-    let mut v = vec![0u8; 100 * 188];
-    for (n, b) in v.iter_mut().enumerate() {
-        *b = if n % 188 == 0 {
-            0x47
-        } else {
-            (n as u32 ^ i) as u8
-        };
-    }
-    v.into()
+    ts_payload(i, 100)
 }
 
 /// Waits until `cond` holds (checked every 50 ms).
@@ -287,7 +265,7 @@ async fn push_and_wait(source: &mut LiveSource, from: u32, n: u32, viewer: &Live
 async fn a_banned_peer_reconnecting_from_a_new_port_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[51; 32]);
-    let desc = live_descriptor(&key);
+    let desc = live_descriptor(&key, "conn test");
     let id = desc.content_id();
     let viewer = Session::start(config(dir.path(), vec![])).await.unwrap();
     let h = viewer.add_live(desc.clone(), LiveOptions::default());
@@ -326,7 +304,7 @@ async fn a_banned_peer_reconnecting_from_a_new_port_is_refused() {
 async fn an_impostor_cannot_displace_a_live_connection() {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[53; 32]);
-    let desc = live_descriptor(&key);
+    let desc = live_descriptor(&key, "conn test");
     let id = desc.content_id();
     let a = Session::start(config(&dir.path().join("a"), vec![]))
         .await
@@ -416,7 +394,7 @@ async fn a_seeder_with_500_idle_connections_still_serves() {
 async fn a_broadcaster_with_90_idle_connections_still_serves() {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[54; 32]);
-    let desc = live_descriptor(&key);
+    let desc = live_descriptor(&key, "conn test");
     let id = desc.content_id();
     let src = Session::start(config(&dir.path().join("src"), vec![]))
         .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
-use peercdn_core::live::{Descriptor, LiveMsg, LiveParams, PieceHeader, OUR_PC_LIVE_ID, PC_LIVE};
+use peercdn_core::live::{Descriptor, LiveMsg, PieceHeader, OUR_PC_LIVE_ID, PC_LIVE};
 use peercdn_core::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 use peercdn_core::wire::{self, Handshake, Message};
 use peercdn_core::PeerId;
@@ -25,31 +25,12 @@ fn config(dir: &Path) -> SessionConfig {
 }
 
 fn descriptor(key: &SigningKey) -> Descriptor {
-    Descriptor::new(
-        LiveParams {
-            name: "engine live test".into(),
-            pubkey: key.verifying_key().to_bytes(),
-            piece_duration_ms: 200,
-            max_piece_length: 1 << 20,
-            window_s: 30,
-        },
-        vec![],
-        vec![],
-    )
+    fixtures::live_descriptor(key, "engine live test")
 }
 
-/// A TS-like payload: whole 188-byte packets.
+/// A TS-like payload of 60 to 220 packets.
 fn payload(i: u32) -> Bytes {
-    let packets = 60 + (i as usize % 5) * 40;
-    let mut v = vec![0u8; packets * 188];
-    for (n, b) in v.iter_mut().enumerate() {
-        *b = if n % 188 == 0 {
-            0x47
-        } else {
-            (n as u32 ^ i) as u8
-        };
-    }
-    v.into()
+    fixtures::ts_payload(i, 60 + (i as usize % 5) * 40)
 }
 
 async fn ready(h: &LiveHandle) -> Arc<LiveBuffer> {

@@ -93,18 +93,9 @@ fn stream(piece_ms: u32, window_s: u32) -> (Arc<LiveBuffer>, SigningKey) {
     )
 }
 
-/// Synthetic payload of piece `i`: whole 188-byte TS-like packets.
+/// Synthetic payload of piece `i`: 1 to 5 TS-like packets.
 fn payload(i: u32) -> Bytes {
-    let packets = 1 + (i as usize % 5);
-    let mut v = vec![0u8; packets * 188];
-    for (k, b) in v.iter_mut().enumerate() {
-        *b = if k % 188 == 0 {
-            0x47
-        } else {
-            (i as usize * 31 + k) as u8
-        };
-    }
-    Bytes::from(v)
+    peercdn_testkit::fixtures::ts_payload(i, 1 + (i as usize % 5))
 }
 
 fn synthetic(i: u32, ms: u32) -> NewPiece {

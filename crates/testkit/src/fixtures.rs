@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use peercdn_core::live::{Descriptor, LiveParams};
 use peercdn_core::metainfo::Metainfo;
 use peercdn_engine::create::{build_info, CreateOptions};
 use peercdn_engine::session::{AddOptions, Session, SessionConfig};
@@ -92,6 +95,33 @@ pub fn by_hash(meta: &Metainfo) -> Source {
         trackers: vec![],
         web_seeds: vec![],
     }
+}
+
+/// The descriptor of a live stream named `name` signed by `key`: 200 ms pieces of at most
+/// 1 MiB, a 30 s window, no trackers, no CDN.
+pub fn live_descriptor(key: &SigningKey, name: &str) -> Descriptor {
+    let params = LiveParams {
+        name: name.into(),
+        pubkey: key.verifying_key().to_bytes(),
+        piece_duration_ms: 200,
+        max_piece_length: 1 << 20,
+        window_s: 30,
+    };
+    Descriptor::new(params, vec![], vec![])
+}
+
+/// A deterministic TS-like payload for live piece `i`: `packets` whole 188-byte packets, each
+/// starting with the sync byte, the rest derived from `i` (so pieces differ).
+pub fn ts_payload(i: u32, packets: usize) -> Bytes {
+    let mut v = vec![0u8; packets * 188];
+    for (n, b) in v.iter_mut().enumerate() {
+        *b = if n % 188 == 0 {
+            0x47
+        } else {
+            (n as u32 ^ i.wrapping_mul(31)) as u8
+        };
+    }
+    v.into()
 }
 
 /// Bytes of [`Pair`]'s video file.
