@@ -461,7 +461,15 @@ fn fifty_concurrent_readers_are_byte_exact() {
             std::thread::spawn(move || {
                 let from = i * ts.len() as u64 / 50 + i * 7;
                 let (status, body) = range(&c, &url, from, None);
-                assert_eq!(status, 206, "reader {i} from {from}");
+                // The engine's answer in full when it is not 206 (one 502 among the 50 was
+                // seen once in four full runs, not reproduced since: its message names the
+                // error path).
+                assert_eq!(
+                    status,
+                    206,
+                    "reader {i} from {from}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(500)])
+                );
                 assert!(
                     body[..] == ts[from as usize..],
                     "reader {i} from {from}: {} bytes back of {}, content differs",
