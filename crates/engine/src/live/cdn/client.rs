@@ -273,22 +273,15 @@ impl CdnClient {
             .each_base(|base| async move {
                 let header = self.header_from(base, index).await?;
                 let url = format!("{}/{}/seg/{index}.ts", base.url, self.id_hex);
-                let payload = get_limited(
-                    &self.client,
-                    &url,
-                    header.length as usize,
-                    self.timeout,
-                    Some(&base.bytes),
-                )
-                .await
-                .map_err(|e| match e {
-                    // Longer than the signed length: altered.
-                    CdnError::TooLarge { url, .. } => CdnError::Verify {
-                        url,
-                        source: LiveError::BadPayload(index),
-                    },
-                    e => e,
-                })?;
+                // Longer than the signed length: altered.
+                let payload = self
+                    .get_signed(
+                        base,
+                        &url,
+                        header.length as usize,
+                        LiveError::BadPayload(index),
+                    )
+                    .await?;
                 header
                     .check_payload(&payload)
                     .map_err(|source| CdnError::Verify { url, source })?;
@@ -303,23 +296,36 @@ impl CdnClient {
         Ok(piece)
     }
 
+    /// GETs a signed file (a header or a segment) of at most `limit` bytes from `base`,
+    /// counting its bytes there; a longer one is refused as altered (`altered`).
+    async fn get_signed(
+        &self,
+        base: &Base,
+        url: &str,
+        limit: usize,
+        altered: LiveError,
+    ) -> Result<Bytes, CdnError> {
+        get_limited(&self.client, url, limit, self.timeout, Some(&base.bytes))
+            .await
+            .map_err(|e| match e {
+                CdnError::TooLarge { url, .. } => CdnError::Verify {
+                    url,
+                    source: altered,
+                },
+                e => e,
+            })
+    }
+
     async fn header_from(&self, base: &Base, index: u32) -> Result<PieceHeader, CdnError> {
         let url = format!("{}/{}/seg/{index}.hdr", base.url, self.id_hex);
-        let raw = get_limited(
-            &self.client,
-            &url,
-            HEADER_LEN,
-            self.timeout,
-            Some(&base.bytes),
-        )
-        .await
-        .map_err(|e| match e {
-            CdnError::TooLarge { url, .. } => CdnError::Verify {
-                url,
-                source: LiveError::HeaderLength(HEADER_LEN + 1),
-            },
-            e => e,
-        })?;
+        let raw = self
+            .get_signed(
+                base,
+                &url,
+                HEADER_LEN,
+                LiveError::HeaderLength(HEADER_LEN + 1),
+            )
+            .await?;
         let verify_err = |source| CdnError::Verify {
             url: url.clone(),
             source,
