@@ -27,6 +27,28 @@ pub struct SimOptions {
     /// (core's fallback policy); default: no CDN.
     #[arg(long)]
     pub cdn_mbps: Option<f64>,
+    /// Stream bit rate, kbit/s (varies the preset).
+    #[arg(long)]
+    pub bitrate_kbps: Option<u64>,
+    /// Source uplink, Mbit/s (varies the preset).
+    #[arg(long)]
+    pub source_mbps: Option<f64>,
+    /// Mean viewer uplink as a multiple of the bit rate (varies the preset).
+    #[arg(long)]
+    pub up_x: Option<f64>,
+    /// Share of viewers whose uplink is below the bit rate, 0..1 (varies the preset).
+    #[arg(long)]
+    pub below_share: Option<f64>,
+    /// Share of viewers behind NAT (cannot be dialled), 0..1 (varies the preset).
+    #[arg(long)]
+    pub nat_share: Option<f64>,
+    /// Share of the audience leaving (and as many arriving) per minute, 0..1 (varies the
+    /// preset).
+    #[arg(long)]
+    pub churn: Option<f64>,
+    /// Round-trip times drawn from LO..HI milliseconds, written `LO-HI` (varies the preset).
+    #[arg(long, value_parser = parse_range)]
+    pub rtt_ms: Option<(u32, u32)>,
     /// Seconds before the measurement window opens (delays, continuity, bytes count from
     /// then on) [default: goal 0, bench-live 10].
     #[arg(long)]
@@ -49,6 +71,30 @@ pub enum Preset {
     BenchLive,
 }
 
+/// Clamps a share to 0..=1.
+fn unit(x: f64) -> f64 {
+    x.clamp(0.0, 1.0)
+}
+
+/// Parses `LO-HI` (or one number for both).
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("`{x}` is not a number of milliseconds: {e}"))
+    };
+    match s.split_once('-') {
+        Some((lo, hi)) => {
+            let (lo, hi) = (num(lo)?, num(hi)?);
+            if lo > hi {
+                return Err(format!("{lo} is above {hi}"));
+            }
+            Ok((lo, hi))
+        }
+        None => num(s).map(|x| (x, x)),
+    }
+}
+
 /// Runs the simulation (blocking: call it off the async runtime).
 pub fn run(o: SimOptions) -> Result<()> {
     let base = match o.preset {
@@ -60,6 +106,15 @@ pub fn run(o: SimOptions) -> Result<()> {
         seed: o.seed,
         cdn_bps: o.cdn_mbps.map(|m| (m.max(0.0) * 1e6) as u64),
         warmup_s: o.warmup.unwrap_or(base.warmup_s),
+        bitrate_bps: o.bitrate_kbps.map_or(base.bitrate_bps, |k| k.max(1) * 1000),
+        source_up_bps: o
+            .source_mbps
+            .map_or(base.source_up_bps, |m| (m.max(0.001) * 1e6) as u64),
+        viewer_up_mean_x: o.up_x.map_or(base.viewer_up_mean_x, |x| x.max(0.0)),
+        viewer_below_share: o.below_share.map_or(base.viewer_below_share, unit),
+        nat_share: o.nat_share.map_or(base.nat_share, unit),
+        churn_per_min: o.churn.map_or(base.churn_per_min, unit),
+        rtt_ms: o.rtt_ms.unwrap_or(base.rtt_ms),
         ..base
     };
     eprintln!(

@@ -82,21 +82,31 @@ fn bad_senders_are_banned_and_honest_pieces_flow() {
     let victim = net.add(false);
     let honest = net.add(false);
     let evil: Vec<usize> = (0..4).map(|_| net.add(false)).collect();
-    net.connect(victim, s);
-    // One honest relay besides the evil ones: the source serves each piece to two peers only,
-    // the rest comes from relays.
+    // The victim meets the altered payload first, from the only relay it has (with interest
+    // meaning "you announced a piece I lack", a victim that also had the source or a faster
+    // relay never needed the corrupting one); then the source, the honest relay and the
+    // other evil ones.
     net.connect(honest, s);
-    net.connect(victim, honest);
     for &e in &evil {
         net.connect(e, s);
-        net.connect(victim, e);
         net.connect(honest, e);
     }
     net.nodes[evil[3]].corrupt = true;
+    net.connect(victim, evil[3]);
     // The victim plays (a player from the start): it wants every piece, not just the edge.
     let now = net.now;
     net.nodes[victim].swarm.set_playhead(Some(0), now);
     net.run(100, false);
+    net.run(1_000, true);
+    assert!(
+        net.nodes[victim].banned.contains(&banned_key(evil[3])),
+        "the corrupting relay was not banned"
+    );
+    net.connect(victim, s);
+    net.connect(victim, honest);
+    for &e in &evil[..3] {
+        net.connect(victim, e);
+    }
     net.run(3_000, true);
     let edge = net.next_index - 1;
 
@@ -130,8 +140,8 @@ fn bad_senders_are_banned_and_honest_pieces_flow() {
     }
     assert_eq!(net.nodes[victim].swarm.stats().banned, 4);
     assert!(!net.nodes[victim].banned.contains(&banned_key(honest)));
-    assert!(net.nodes[victim].swarm.edge() < Some(edge + 1000));
     assert!(!net.nodes[victim].banned.contains(&banned_key(s)));
+    assert!(net.nodes[victim].swarm.edge() < Some(edge + 1000));
     net.assert_all(victim, 0);
 }
 

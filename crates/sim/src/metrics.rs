@@ -219,6 +219,9 @@ pub struct Report {
     pub cdn_share: f64,
     /// Payload bytes viewers received.
     pub viewer_bytes: u64,
+    /// Payload bytes viewers uploaded ÷ what their uplinks could have carried while they were
+    /// present (measurement window): how much of the audience's capacity the protocol uses.
+    pub viewer_upload_used: f64,
     /// Events handled.
     pub events: u64,
     /// Events per wall-clock second.
@@ -309,6 +312,7 @@ impl Report {
                 "source upload",
                 format!("{:.2}x bitrate", self.source_upload_x),
             ),
+            ("viewer uplinks used", pct(self.viewer_upload_used)),
             (
                 "P2P / CDN share",
                 format!("{} / {}", pct(self.p2p_share), pct(self.cdn_share)),

@@ -203,6 +203,10 @@ pub struct Sim {
     peak: usize,
     source_up: u64,
     viewer_bytes: u64,
+    /// Block bytes viewers sent, and what their uplinks could have sent (byte-seconds summed
+    /// at each timeline sample), both in the measurement window.
+    viewer_up: u64,
+    viewer_up_capacity: u64,
     timeline: Vec<Sample>,
     end: Nanos,
     /// Start of the measurement window.
@@ -260,6 +264,8 @@ impl Sim {
             peak: 0,
             source_up: 0,
             viewer_bytes: 0,
+            viewer_up: 0,
+            viewer_up_capacity: 0,
             timeline: Vec::new(),
             end,
             warm: ((sc.warmup_s.max(0.0) * 1e9) as Nanos).min(end),
@@ -365,6 +371,11 @@ impl Sim {
             p2p_share: share(viewer_bytes, self.cdn_bytes),
             cdn_share: share(self.cdn_bytes, viewer_bytes),
             viewer_bytes,
+            viewer_upload_used: if self.viewer_up_capacity > 0 {
+                self.viewer_up as f64 / self.viewer_up_capacity as f64
+            } else {
+                0.0
+            },
             events: self.q.popped(),
             events_per_s: self.q.popped() as f64 / wall.max(1e-9),
             sim_per_wall: secs / wall.max(1e-9),
@@ -556,6 +567,15 @@ impl Sim {
     }
 
     fn sample(&mut self, now: Nanos) {
+        if now > self.warm {
+            // One second of every present viewer's uplink (samples are a second apart).
+            let cap: u64 = self.nodes[1..]
+                .iter()
+                .flatten()
+                .map(|n| n.access.up_bytes_s)
+                .sum();
+            self.viewer_up_capacity += cap;
+        }
         let (mut playing, mut stalled) = (0, 0);
         for p in self
             .nodes
@@ -792,8 +812,12 @@ impl Sim {
                         };
                         let size = encoded_len(&msg);
                         if let Some((left, link)) = self.send(n, peer, msg, size, now) {
-                            if n == 0 && now >= self.warm {
-                                self.source_up += u64::from(block.len);
+                            if now >= self.warm {
+                                if n == 0 {
+                                    self.source_up += u64::from(block.len);
+                                } else {
+                                    self.viewer_up += u64::from(block.len);
+                                }
                             }
                             self.q.push(
                                 left,
