@@ -12,7 +12,8 @@
 # Columns: delay p50/p95 (players, behind the source), piece arrival p50/p95 (what the
 # engine's stat reports for a player that reads at once), relay depth (hops from the source
 # of the pieces viewers received), join p95, continuity mean / worst
-# 1 % / worst, never-started viewers, source upload ÷ bitrate, and the simulator's cost:
+# 1 % / worst, never-started viewers, source upload ÷ bitrate, the share of the viewers'
+# uplink capacity used, and the simulator's cost:
 # wall seconds, simulated s per wall s, events per wall s, peak RSS per viewer.
 #
 # Environment:
@@ -61,8 +62,8 @@ print(f"\n### {title}\n")
 shown = int(secs) + (10 if preset == "bench-live" else 0)
 note = " (the preset's first 10 s are a warm-up, not measured)" if preset == "bench-live" else ""
 print(f"`peercdn sim --preset {preset} --viewers N --seconds {shown} --seed {seed}`{note}\n")
-print("| N | delay p50 / p95 s | arrival p50 / p95 s | relay depth p50 / p95 / max | join p95 s | continuity mean / worst 1 % / worst | never started | source up ÷ bitrate | wall s | sim s / wall s | events / wall s | RSS KiB / viewer |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| N | delay p50 / p95 s | arrival p50 / p95 s | relay depth p50 / p95 / max | join p95 s | continuity mean / worst 1 % / worst | never started | source up ÷ bitrate | viewer uplinks used | wall s | sim s / wall s | events / wall s | RSS KiB / viewer |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in ns:
     r = json.load(open(f"{work}/{preset}-{n}.json"))
     pct = lambda x: f"{x * 100:.1f} %"
@@ -70,7 +71,7 @@ for n in ns:
           f"| {r['arrival_p50_s']:.2f} / {r['arrival_p95_s']:.2f} "
           f"| {r['depth_p50']} / {r['depth_p95']} / {r['depth_max']} | {r['join_p95_s']:.2f} "
           f"| {pct(r['continuity_mean'])} / {pct(r['continuity_worst1pct'])} / {pct(r['continuity_worst'])} "
-          f"| {r['never_started']} | {r['source_upload_x']:.2f}x | {r['wall_s']:.1f} "
+          f"| {r['never_started']} | {r['source_upload_x']:.2f}x | {pct(r['viewer_upload_used'])} | {r['wall_s']:.1f} "
           f"| {r['sim_per_wall']:.2f} | {r['events_per_s']:.0f} | {r['bytes_per_viewer'] // 1024} |")
 PY
 }

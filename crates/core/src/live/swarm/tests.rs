@@ -426,6 +426,112 @@ fn a_peer_that_needs_nothing_gives_its_slot_to_one_that_does() {
     assert!(unchoked(&acts, peers), "{acts:?}");
 }
 
+/// The source's copy cap holds whoever asks. The first wave's copies are held for it for two
+/// announcement delays, then go to whoever asks; a first-wave peer asking after both copies
+/// went is refused (relays have the piece by then). Letting the first wave past the cap took
+/// the source to 3.5x the bitrate at 1,000 simulated viewers.
+#[test]
+fn the_source_serves_each_piece_at_most_source_copies_times() {
+    let (key, mut s) = setup();
+    s.config.source = true;
+    let t0 = Instant::now();
+    for k in 1..=4 {
+        ready_peer(&mut s, k, t0);
+        s.on_message(k, Message::Interested, t0);
+    }
+    drain(&mut s);
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
+    s.on_piece_added(h, t0);
+    let wave = announced_to(&drain(&mut s), 0);
+    assert_eq!(wave.len(), 2);
+    let others: Vec<PeerKey> = (1..=4).filter(|k| !wave.contains(k)).collect();
+    let block = BlockRef {
+        index: 0,
+        begin: 0,
+        len: 5,
+    };
+    let ask = |s: &mut LiveSwarm, k: PeerKey, at: Instant| {
+        s.on_message(k, Message::Request(block), at);
+        let acts = drain(s);
+        for a in &acts {
+            if let Action::SendBlock { peer, block } = a {
+                s.on_block_sent(*peer, *block, true);
+            }
+        }
+        acts.iter()
+            .any(|a| matches!(a, Action::SendBlock { peer, .. } if *peer == k))
+    };
+    assert!(
+        !ask(&mut s, others[0], t0),
+        "the first wave's copies are held for it"
+    );
+    let later = t0 + Duration::from_millis(250);
+    assert!(
+        ask(&mut s, others[0], later),
+        "lapsed: a copy for whoever asks"
+    );
+    assert!(ask(&mut s, wave[0], later), "the second copy");
+    assert!(
+        !ask(&mut s, wave[1], later),
+        "two copies went: even the first wave is refused"
+    );
+    assert!(!ask(&mut s, others[1], later));
+}
+
+/// The source remembered whom it served only for the newest 64 pieces it was asked for, so a
+/// laggard more than 64 pieces behind could take any number of copies of an old piece: nine
+/// of one piece, the source at 3.3x the bitrate, at 1,000 simulated viewers whose delays had
+/// grown past 16 s. Now the memory spans the window.
+#[test]
+fn the_copy_cap_holds_for_pieces_far_behind_the_edge() {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let params = LiveParams {
+        name: "t".into(),
+        pubkey: key.verifying_key().to_bytes(),
+        piece_duration_ms: 100,
+        max_piece_length: 1 << 20,
+        window_s: 30,
+    };
+    let config = LiveConfig {
+        source: true,
+        ..LiveConfig::default()
+    };
+    let mut s = LiveSwarm::with_info(Bytes::from(params.info_bytes()), config).unwrap();
+    let t0 = Instant::now();
+    for k in 1..=4 {
+        ready_peer(&mut s, k, t0);
+        s.on_message(k, Message::Interested, t0);
+    }
+    for i in 0..100 {
+        let h = PieceHeader::sign(&key, &s.content_id(), i, 1, 1, 0, b"piece");
+        s.on_piece_added(h, t0);
+    }
+    drain(&mut s);
+    let later = t0 + Duration::from_secs(10);
+    let served = |s: &mut LiveSwarm, k: PeerKey, index: u32| {
+        let block = BlockRef {
+            index,
+            begin: 0,
+            len: 5,
+        };
+        s.on_message(k, Message::Request(block), later);
+        let acts = drain(s);
+        for a in &acts {
+            if let Action::SendBlock { peer, block } = a {
+                s.on_block_sent(*peer, *block, true);
+            }
+        }
+        acts.iter()
+            .any(|a| matches!(a, Action::SendBlock { peer, .. } if *peer == k))
+    };
+    // One peer catching up asks for a hundred newer pieces first.
+    for i in 1..100 {
+        assert!(served(&mut s, 4, i));
+    }
+    let copies = (1..=3).filter(|&k| served(&mut s, k, 0)).count();
+    assert_eq!(copies, s.config.source_copies);
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
