@@ -536,19 +536,32 @@ impl Session {
             return Resolved::Vod(t);
         }
         // Another request is finding out already: wait for its answer rather than taking its
-        // half-started stream for a live one.
+        // half-started stream for a live one. Claiming the ID is one step (check and insert
+        // under one lock): with a check, then an insert, concurrent first requests for one ID
+        // could all go on to resolve it side by side.
         let deadline = crate::clock::tokio_now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
-        while self.is_resolving(&id) && crate::clock::tokio_now() < deadline {
+        while !lock(&self.inner.resolving).insert(id) && crate::clock::tokio_now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(l) = self.get_live(&id) {
+                return Resolved::Live(l);
+            }
+            if let Some(t) = self.get(&id) {
+                let _ = t.tx.try_send(Command::AddPeers(opts.peers));
+                return Resolved::Vod(t);
+            }
         }
-        if let Some(l) = self.get_live(&id) {
+        // Resolved by another request between our last look and the claim (`get_live` hides
+        // IDs being resolved, ours now included: look at the map itself).
+        let live = lock(&self.inner.lives).get(&id).map(|h| h.handle.clone());
+        if let Some(l) = live {
+            lock(&self.inner.resolving).remove(&id);
             return Resolved::Live(l);
         }
         if let Some(t) = self.get(&id) {
+            lock(&self.inner.resolving).remove(&id);
             let _ = t.tx.try_send(Command::AddPeers(opts.peers));
             return Resolved::Vod(t);
         }
-        lock(&self.inner.resolving).insert(id);
         let resolved = self.resolve_new(id, opts).await;
         lock(&self.inner.resolving).remove(&id);
         resolved
