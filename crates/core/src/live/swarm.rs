@@ -705,46 +705,29 @@ impl LiveSwarm {
     }
 
     /// The source serves a piece to its first wave and to at most
-    /// [`LiveConfig::source_copies`] peers in all; the rest get it from those peers. A copy
-    /// counts when a peer asks for it; the first wave's are held for them for two announcement
-    /// delays, then a first-wave peer that never asked (idle, or gone) leaves its copy to a
-    /// peer that does.
+    /// [`LiveConfig::source_copies`] peers in all, the first wave included; the rest get it
+    /// from those peers. A copy counts when a peer asks for it: a first-wave peer that never
+    /// asks (idle, or gone) leaves its copy to a peer that does.
     ///
     /// With [`LiveConfig::source_rescue_after`] set, a piece older than that goes to anyone
     /// (after every fresh piece: see [`Self::pump_reads`]).
     fn source_may_serve(&mut self, key: PeerKey, index: u32, now: Instant) -> bool {
-        let first_wave = match self.first_wave.get(&index) {
-            Some((_, w)) if w.contains(&key) => true,
-            Some((at, _))
-                if self
-                    .config
-                    .source_rescue_after
-                    .is_some_and(|after| now.saturating_duration_since(*at) >= after) =>
-            {
-                return true
+        if let Some((at, _)) = self.first_wave.get(&index) {
+            let rescue = self.config.source_rescue_after;
+            if rescue.is_some_and(|after| now.saturating_duration_since(*at) >= after) {
+                return true;
             }
-            _ => false,
-        };
+        }
         let limit = self.config.source_copies.max(self.config.source_fanout);
-        // First-wave peers that have not asked yet keep their copies for two announcement
-        // delays; after that a copy goes to whoever asks.
-        let hold = self.source_delay() * 2;
-        let to = self.served_to.get(&index);
-        let reserved = match self.first_wave.get(&index) {
-            Some((at, w)) if now.saturating_duration_since(*at) < hold => w
-                .iter()
-                .filter(|k| self.peers.contains_key(k) && to.is_none_or(|t| !t.contains(k)))
-                .count(),
-            _ => 0,
-        };
         let to = self.served_to.entry(index).or_default();
         if to.contains(&key) {
             return true;
         }
-        // A hard cap whoever asks (a first-wave peer whose copy lapsed gets it from relays):
-        // measured at 1,000 simulated viewers, letting the first wave past it took the source
-        // to 3.5x the bitrate.
-        if to.len() >= limit || (to.len() + reserved >= limit && !first_wave) {
+        // A hard cap whoever asks (a first-wave peer that asks after the copies went gets
+        // the piece from relays). Copies are not held for the first wave: refused viewers
+        // wait `REFUSAL_MEMORY` before asking the source again, and holding them for half a
+        // second cost a well-provisioned swarm of 10 two points of continuity.
+        if to.len() >= limit {
             return false;
         }
         to.push(key);
