@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Action, Download, LiveSwarm, PeerKey, Slot};
+use super::{Action, Download, LiveSwarm, Peer, PeerKey, Slot};
 use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
 /// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
@@ -97,6 +97,37 @@ impl LiveSwarm {
                 );
             }
             self.request_piece(index, now);
+        }
+    }
+
+    /// Tells each peer that `which` selects whether we are interested: whether it announced a
+    /// piece from where we fetch ([`Self::want_from`]) on that we do not hold. Meaningful
+    /// interest is what lets an uploader give its few slots to the peers that need its pieces
+    /// (those behind it) instead of rotating them among peers that are ahead and ask for
+    /// nothing — with everyone interested in everyone, measured in the simulator, viewers'
+    /// uplinks sat at a fifth of their capacity while a third of the audience stalled.
+    pub(super) fn refresh_interest(&mut self, which: impl Fn(&Peer) -> bool) {
+        let from = self.want_from;
+        let Self {
+            peers,
+            have,
+            actions,
+            ..
+        } = self;
+        for (&k, p) in peers.iter_mut() {
+            if !p.ready || !which(p) {
+                continue;
+            }
+            let wants = p.has.range(from..).any(|i| !have.contains(i));
+            if wants != p.am_interested {
+                p.am_interested = wants;
+                let msg = if wants {
+                    Message::Interested
+                } else {
+                    Message::NotInterested
+                };
+                actions.push_back(Action::Send(k, msg));
+            }
         }
     }
 

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{sched, LiveSwarm, PeerKey, IDLE_SLOT};
+use super::serve::IDLE_SLOT;
+use super::{sched, LiveSwarm, PeerKey};
 use crate::disconnect::DisconnectReason;
 use crate::ext::handshake::Extension;
 use crate::time::earliest;

@@ -1,0 +1,237 @@
+//! Our upload side of the live swarm: requests we accept or refuse (the source's copy cap),
+//! the serving queue handed to the engine, and who gets our upload slots (rechokes, the
+//! between-rounds swaps, the slot a peer that needs nothing gives up).
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use super::{Action, LiveSwarm, PeerKey};
+use crate::choker::{self, SlotPeer};
+use crate::ext::choke;
+use crate::wire::{BlockRef, MAX_REQUEST_LEN};
+
+/// Serving order of a queued request: (class: first wave, allowed copy, rescue; index, when the
+/// peer first asked for that piece, offset); lowest first.
+type ServeRank = (u8, u32, u64, u32);
+
+/// How often the unchoked set is recomputed (and the optimistic slot rotates).
+pub(super) const RECHOKE_EVERY: Duration = Duration::from_secs(3);
+/// An unchoked peer that asked for nothing this long gives its slot to a waiting one.
+pub(super) const IDLE_SLOT: Duration = Duration::from_secs(1);
+
+impl LiveSwarm {
+    /// A peer's REQUEST: queued for serving when we unchoke it, hold the piece, the block is
+    /// inside it and its queue has room (and, at the source, the copy cap allows); otherwise
+    /// refused (BEP 6 reject when it speaks the fast extension).
+    pub(super) fn on_request(&mut self, key: PeerKey, b: BlockRef, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.last_request = Some(now);
+        let fast = peer.fast;
+        let valid = self.headers.get(&b.index).is_some_and(|h| {
+            b.len > 0
+                && b.len <= MAX_REQUEST_LEN
+                && u64::from(b.begin) + u64::from(b.len) <= u64::from(h.length)
+        });
+        let mut ok = peer.ready
+            && !peer.up.am_choking
+            && valid
+            && self.have.contains(&b.index)
+            && peer.up.queued.len() < self.config.max_peer_requests;
+        if ok && self.config.source {
+            ok = self.source_may_serve(key, b.index, now);
+        }
+        if !ok {
+            if let Some(reject) = choke::refuse(fast, b) {
+                self.send(key, reject);
+            }
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.up.queued.contains(&b) {
+            peer.up.queued.push_back(b);
+            if !peer.first_ask.contains_key(&b.index) {
+                if peer.first_ask.len() >= self.config.max_peer_requests {
+                    peer.first_ask.pop_first();
+                }
+                peer.first_ask.insert(b.index, self.asks);
+                self.asks += 1;
+            }
+        }
+        self.pump_reads();
+    }
+
+    /// The source serves a piece to its first wave and to at most
+    /// [`LiveConfig::source_copies`] peers in all, the first wave included; the rest get it
+    /// from those peers. A copy counts when a peer asks for it: a first-wave peer that never
+    /// asks (idle, or gone) leaves its copy to a peer that does.
+    ///
+    /// With [`LiveConfig::source_rescue_after`] set, a piece older than that goes to anyone
+    /// (after every fresh piece: see [`Self::pump_reads`]).
+    fn source_may_serve(&mut self, key: PeerKey, index: u32, now: Instant) -> bool {
+        if let Some((at, _)) = self.first_wave.get(&index) {
+            let rescue = self.config.source_rescue_after;
+            if rescue.is_some_and(|after| now.saturating_duration_since(*at) >= after) {
+                return true;
+            }
+        }
+        let limit = self.config.source_copies.max(self.config.source_fanout);
+        let to = self.served_to.entry(index).or_default();
+        if to.contains(&key) {
+            return true;
+        }
+        // A hard cap whoever asks (a first-wave peer that asks after the copies went gets
+        // the piece from relays). Copies are not held for the first wave: refused viewers
+        // wait `REFUSAL_MEMORY` before asking the source again, and holding them for half a
+        // second cost a well-provisioned swarm of 10 two points of continuity.
+        if to.len() >= limit {
+            return false;
+        }
+        to.push(key);
+        true
+    }
+
+    /// Hands queued requests to the engine, at most [`LiveConfig::max_reads_total`] blocks at
+    /// a time for all peers together, so what waits behind the upload limit stays short (a
+    /// deep queue is seconds of delay for every viewer). Order: the source serves a piece's
+    /// first wave before anyone else; then the earliest deadline (lowest index) first, and
+    /// among equals the peer that asked for the piece first, whole: the first copy is
+    /// complete (and relayed on) after one copy's time, where interleaving the blocks of five
+    /// requesters made all five wait for all five copies.
+    pub(super) fn pump_reads(&mut self) {
+        let per_peer = self.config.max_reads_in_flight;
+        while self.reads_total < self.config.max_reads_total {
+            let mut best: Option<(ServeRank, PeerKey, usize)> = None;
+            for (&k, p) in &self.peers {
+                if p.up.drain.in_flight() >= per_peer {
+                    continue;
+                }
+                for (pos, b) in p.up.queued.iter().enumerate() {
+                    // The source: first wave, then the few copies it allows, then rescues.
+                    let class = if !self.config.source
+                        || self
+                            .first_wave
+                            .get(&b.index)
+                            .is_some_and(|(_, w)| w.contains(&k))
+                    {
+                        0
+                    } else if self.served_to.get(&b.index).is_some_and(|w| w.contains(&k)) {
+                        1
+                    } else {
+                        2
+                    };
+                    let asked = p.first_ask.get(&b.index).copied().unwrap_or(u64::MAX);
+                    let rank = (class, b.index, asked, b.begin);
+                    if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                        best = Some((rank, k, pos));
+                    }
+                }
+            }
+            let Some((_, key, pos)) = best else { break };
+            let Some(peer) = self.peers.get_mut(&key) else {
+                break;
+            };
+            let Some(block) = peer.up.queued.remove(pos) else {
+                break;
+            };
+            peer.up.drain.handed();
+            self.reads_total += 1;
+            self.actions
+                .push_back(Action::SendBlock { peer: key, block });
+        }
+    }
+
+    pub(super) fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            let msgs = p.up.set_choking(p.fast, choke, now);
+            self.actions
+                .extend(msgs.into_iter().map(|m| Action::Send(key, m)));
+        }
+    }
+
+    /// Upload slots: a viewer's [`LiveConfig::unchoke_slots`]; the source's
+    /// [`LiveConfig::source_slots`] (few, so its upload stays near the bitrate and its peers
+    /// get whole pieces fast enough to relay them).
+    pub(super) fn slots(&self) -> usize {
+        if self.config.source {
+            self.config.source_slots.max(self.config.source_fanout)
+        } else {
+            self.config.unchoke_slots
+        }
+    }
+
+    /// The interested peer we have choked longest (the next to get a slot).
+    pub(super) fn longest_waiting(&self, now: Instant) -> Option<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| {
+                p.ready && p.peer_interested && p.up.am_choking && !p.up.drain.snubbed(now)
+            })
+            .min_by_key(|(&k, p)| (p.up.since, k))
+            .map(|(&k, _)| k)
+    }
+
+    pub(super) fn unchoked(&self) -> usize {
+        self.peers.values().filter(|p| !p.up.am_choking).count()
+    }
+
+    /// Every [`RECHOKE_EVERY`]: keep unchoked the peers we upload to most (they fetch from us
+    /// and relay on: a stable tree forms, each node feeding a few at full speed instead of many
+    /// at a trickle), up to [`Self::slots`], plus one optimistic slot that rotates to the
+    /// interested peer choked longest, so a newcomer always gets a way in.
+    pub(super) fn rechoke(&mut self, now: Instant) {
+        if self.next_optimistic.is_some_and(|t| now < t) {
+            return self.swap_slots(now);
+        }
+        self.next_optimistic = Some(now + RECHOKE_EVERY);
+        let slots = self.slots();
+        let mut interested: Vec<(PeerKey, u64, Instant, bool)> = self
+            .peers
+            .iter()
+            // A peer whose blocks do not drain waits until they do.
+            .filter(|(_, p)| p.ready && p.peer_interested && !p.up.drain.snubbed(now))
+            .map(|(&k, p)| (k, p.rec.traffic.up.rate(), p.up.since, p.up.am_choking))
+            .collect();
+        // Most served first; among equals those unchoked longest (stable).
+        interested.sort_by_key(|&(k, up, at, choking)| (Reverse(up), choking, at, k));
+        let mut keep: Vec<PeerKey> = interested.iter().take(slots).map(|x| x.0).collect();
+        let optimistic = interested
+            .iter()
+            .skip(slots)
+            .filter(|x| x.3)
+            .min_by_key(|x| x.2)
+            .or_else(|| interested.get(slots))
+            .map(|x| x.0);
+        keep.extend(optimistic);
+        let all: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in all {
+            let choke = !keep.contains(&k);
+            self.set_choking(k, choke, now);
+        }
+    }
+
+    /// Between rechokes ([`choker::swaps`]): a slot held by a peer whose blocks do not drain
+    /// (snubbed: it requests and never reads), or that has not asked for anything for
+    /// [`IDLE_SLOT`] (it is ahead of us), goes to an interested peer we choke, longest choked
+    /// first — in live, everyone is interested in everyone, so slots follow actual requests.
+    pub(super) fn swap_slots(&mut self, now: Instant) {
+        let peers: Vec<SlotPeer> = self
+            .peers
+            .iter()
+            .map(|(&peer, p)| {
+                let asked_lately = p
+                    .last_request
+                    .is_some_and(|t| now.saturating_duration_since(t) < IDLE_SLOT);
+                let idle = now.saturating_duration_since(p.up.since) >= IDLE_SLOT && !asked_lately;
+                p.up.slot_peer(peer, p.ready && p.peer_interested, idle, now)
+            })
+            .collect();
+        for (lose, take) in choker::swaps(&peers) {
+            self.set_choking(lose, true, now);
+            self.set_choking(take, false, now);
+        }
+    }
+}
