@@ -426,6 +426,25 @@ fn a_peer_that_needs_nothing_gives_its_slot_to_one_that_does() {
     assert!(unchoked(&acts, peers), "{acts:?}");
 }
 
+/// Peer `k` asks for the first 5 bytes of piece `index` at `at`; every block the swarm hands
+/// out is reported sent. True when `k`'s was among them.
+fn served(s: &mut LiveSwarm, k: PeerKey, index: u32, at: Instant) -> bool {
+    let block = BlockRef {
+        index,
+        begin: 0,
+        len: 5,
+    };
+    s.on_message(k, Message::Request(block), at);
+    let acts = drain(s);
+    for a in &acts {
+        if let Action::SendBlock { peer, block } = a {
+            s.on_block_sent(*peer, *block, true);
+        }
+    }
+    acts.iter()
+        .any(|a| matches!(a, Action::SendBlock { peer, .. } if *peer == k))
+}
+
 /// The source's copy cap holds whoever asks, the first wave included: a copy counts when a
 /// peer asks for it, so a first-wave peer that asks after both copies went is refused (relays
 /// have the piece by then). Letting the first wave past the cap took the source to 3.5x the
@@ -445,22 +464,7 @@ fn the_source_serves_each_piece_at_most_source_copies_times() {
     let wave = announced_to(&drain(&mut s), 0);
     assert_eq!(wave.len(), 2);
     let others: Vec<PeerKey> = (1..=4).filter(|k| !wave.contains(k)).collect();
-    let block = BlockRef {
-        index: 0,
-        begin: 0,
-        len: 5,
-    };
-    let ask = |s: &mut LiveSwarm, k: PeerKey| {
-        s.on_message(k, Message::Request(block), t0);
-        let acts = drain(s);
-        for a in &acts {
-            if let Action::SendBlock { peer, block } = a {
-                s.on_block_sent(*peer, *block, true);
-            }
-        }
-        acts.iter()
-            .any(|a| matches!(a, Action::SendBlock { peer, .. } if *peer == k))
-    };
+    let ask = |s: &mut LiveSwarm, k: PeerKey| served(s, k, 0, t0);
     assert!(ask(&mut s, others[0]), "a copy for whoever asks first");
     assert!(ask(&mut s, wave[0]), "the second copy");
     assert!(
@@ -504,27 +508,11 @@ fn the_copy_cap_holds_for_pieces_far_behind_the_edge() {
     }
     drain(&mut s);
     let later = t0 + Duration::from_secs(10);
-    let served = |s: &mut LiveSwarm, k: PeerKey, index: u32| {
-        let block = BlockRef {
-            index,
-            begin: 0,
-            len: 5,
-        };
-        s.on_message(k, Message::Request(block), later);
-        let acts = drain(s);
-        for a in &acts {
-            if let Action::SendBlock { peer, block } = a {
-                s.on_block_sent(*peer, *block, true);
-            }
-        }
-        acts.iter()
-            .any(|a| matches!(a, Action::SendBlock { peer, .. } if *peer == k))
-    };
     // One peer catching up asks for a hundred newer pieces first.
     for i in 1..100 {
-        assert!(served(&mut s, 4, i));
+        assert!(served(&mut s, 4, i, later));
     }
-    let copies = (1..=3).filter(|&k| served(&mut s, k, 0)).count();
+    let copies = (1..=3).filter(|&k| served(&mut s, k, 0, later)).count();
     assert_eq!(copies, s.config.source_copies);
 }
 
