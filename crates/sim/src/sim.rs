@@ -567,27 +567,20 @@ impl Sim {
     }
 
     fn sample(&mut self, now: Nanos) {
-        if now > self.warm {
-            // One second of every present viewer's uplink (samples are a second apart).
-            let cap: u64 = self.nodes[1..]
-                .iter()
-                .flatten()
-                .map(|n| n.access.up_bytes_s)
-                .sum();
-            self.viewer_up_capacity += cap;
-        }
-        let (mut playing, mut stalled) = (0, 0);
-        for p in self
-            .nodes
-            .iter()
-            .flatten()
-            .filter_map(|n| n.player.as_ref())
-        {
+        // Viewers are the nodes with a player; one pass counts their states and their uplinks
+        // (one second of each, samples being a second apart).
+        let (mut playing, mut stalled, mut up_capacity) = (0, 0, 0);
+        for n in self.nodes.iter().flatten() {
+            let Some(p) = &n.player else { continue };
+            up_capacity += n.access.up_bytes_s;
             if p.is_stalled() {
                 stalled += 1;
             } else if p.started.is_some() {
                 playing += 1;
             }
+        }
+        if now > self.warm {
+            self.viewer_up_capacity += up_capacity;
         }
         self.timeline.push(Sample {
             t_s: now as f64 / 1e9,
