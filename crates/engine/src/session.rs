@@ -528,39 +528,37 @@ impl Session {
     /// already known. When no peer answers within [`RESOLVE_TIMEOUT`], it starts as a torrent
     /// that keeps looking for its metadata (as a magnet would).
     pub async fn resolve_id(&self, id: InfoHash, opts: AddOptions) -> Resolved {
-        if let Some(l) = self.get_live(&id) {
-            return Resolved::Live(l);
-        }
-        if let Some(t) = self.get(&id) {
-            let _ = t.tx.try_send(Command::AddPeers(opts.peers));
-            return Resolved::Vod(t);
-        }
-        // Another request is finding out already: wait for its answer rather than taking its
-        // half-started stream for a live one. Claiming the ID is one step (check and insert
-        // under one lock): with a check, then an insert, concurrent first requests for one ID
-        // could all go on to resolve it side by side.
+        // Another request may be finding out already: wait for its answer rather than taking
+        // its half-started stream for a live one. Claiming the ID is one step (check and
+        // insert under one lock): with a check, then an insert, concurrent first requests for
+        // one ID could all go on to resolve it side by side.
         let deadline = crate::clock::tokio_now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
-        while !lock(&self.inner.resolving).insert(id) && crate::clock::tokio_now() < deadline {
+        loop {
+            let claimed = lock(&self.inner.resolving).insert(id);
+            // `get_live` hides IDs being resolved, ours too once claimed: then look at the map
+            // itself (a stream there now was resolved by another request).
+            let live = if claimed {
+                lock(&self.inner.lives).get(&id).map(|h| h.handle.clone())
+            } else {
+                self.get_live(&id)
+            };
+            let running = match live {
+                Some(l) => Some(Resolved::Live(l)),
+                None => self.get(&id).map(|t| {
+                    let _ = t.tx.try_send(Command::AddPeers(opts.peers.clone()));
+                    Resolved::Vod(t)
+                }),
+            };
+            if let Some(r) = running {
+                if claimed {
+                    lock(&self.inner.resolving).remove(&id);
+                }
+                return r;
+            }
+            if claimed || crate::clock::tokio_now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Some(l) = self.get_live(&id) {
-                return Resolved::Live(l);
-            }
-            if let Some(t) = self.get(&id) {
-                let _ = t.tx.try_send(Command::AddPeers(opts.peers));
-                return Resolved::Vod(t);
-            }
-        }
-        // Resolved by another request between our last look and the claim (`get_live` hides
-        // IDs being resolved, ours now included: look at the map itself).
-        let live = lock(&self.inner.lives).get(&id).map(|h| h.handle.clone());
-        if let Some(l) = live {
-            lock(&self.inner.resolving).remove(&id);
-            return Resolved::Live(l);
-        }
-        if let Some(t) = self.get(&id) {
-            lock(&self.inner.resolving).remove(&id);
-            let _ = t.tx.try_send(Command::AddPeers(opts.peers));
-            return Resolved::Vod(t);
         }
         let resolved = self.resolve_new(id, opts).await;
         lock(&self.inner.resolving).remove(&id);
