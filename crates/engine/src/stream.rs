@@ -49,6 +49,28 @@ impl Shared {
             .unwrap_or(false)
     }
 
+    /// Fraction of the content verified, 0..=1, from the same bitfield readers wait on (so it
+    /// never lags behind what a reader has just been given, as the actor's once-a-second status
+    /// snapshot can); `None` before the metainfo is known and existing data checked.
+    pub fn progress(&self) -> Option<f64> {
+        let info = &self.meta.get()?.info;
+        let have = self.have.read().ok()?;
+        let have = have.as_ref()?;
+        let total = info.total_length();
+        if total == 0 {
+            return Some(0.0);
+        }
+        let last = info.num_pieces().checked_sub(1);
+        let full = u64::from(info.piece_length);
+        let bytes: u64 = match last {
+            Some(last) if have.get(last) => {
+                u64::from(have.count() - 1) * full + u64::from(info.piece_len(last))
+            }
+            _ => u64::from(have.count()) * full,
+        };
+        Some(bytes as f64 / total as f64)
+    }
+
     /// Whether the existing data has been checked (so `has_piece` is meaningful).
     pub fn checked(&self) -> bool {
         self.have.read().map(|h| h.is_some()).unwrap_or(false)
@@ -224,5 +246,47 @@ impl Drop for FileReader {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peercdn_core::metainfo::{FileEntry, Info};
+
+    /// The stat route of the Ace API once said 0 % right after a player had read the whole file:
+    /// it used the actor's status snapshot, published up to a second after the last piece was
+    /// verified. Progress now comes from the bitfield readers wait on, and counts a short last
+    /// piece by its own length.
+    #[test]
+    fn progress_counts_verified_pieces_and_the_short_last_one() {
+        let shared = Shared::default();
+        assert_eq!(shared.progress(), None, "nothing known yet");
+        let info = Info {
+            name: "f".into(),
+            piece_length: 100,
+            pieces: vec![[0; 20]; 3],
+            files: vec![FileEntry {
+                path: vec![],
+                length: 250,
+                offset: 0,
+                pad: false,
+            }],
+            private: false,
+            multi_file: false,
+        };
+        let _ = shared
+            .meta
+            .set(Arc::new(Metainfo::new(info, vec![], vec![], None, None)));
+        assert_eq!(shared.progress(), None, "not checked yet");
+        *shared.have.write().unwrap() = Some(Bitfield::new(3));
+        assert_eq!(shared.progress(), Some(0.0));
+        let set = |i| shared.have.write().unwrap().as_mut().unwrap().set(i, true);
+        set(2);
+        assert_eq!(shared.progress(), Some(0.2));
+        set(0);
+        assert_eq!(shared.progress(), Some(0.6));
+        set(1);
+        assert_eq!(shared.progress(), Some(1.0));
     }
 }

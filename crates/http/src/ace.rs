@@ -403,7 +403,9 @@ async fn stat(
         "downloaded_p2p": st.p2p_downloaded,
         "downloaded_http": st.http_downloaded,
         "uploaded": st.uploaded,
-        "total_progress": (st.progress() * 100.0).floor().clamp(0.0, 100.0) as u64,
+        "total_progress": (h.shared.progress().unwrap_or_else(|| st.progress()) * 100.0)
+            .floor()
+            .clamp(0.0, 100.0) as u64,
         "is_live": 0,
         "playback_session_id": session,
     });
