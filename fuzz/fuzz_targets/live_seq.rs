@@ -21,7 +21,9 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
-use peercdn_core::live::{LiveMsg, LiveParams, PieceHeader, FLAG_KEYFRAME, OUR_PC_LIVE_ID};
+use peercdn_core::live::{
+    block_hashes, LiveMsg, LiveParams, PieceHeader, FLAG_KEYFRAME, OUR_PC_LIVE_ID,
+};
 use peercdn_core::time::WallClock;
 use peercdn_core::wire::ext::{ExtHandshake, MetadataMsg, OUR_UT_METADATA_ID};
 use peercdn_core::wire::{BlockRef, Handshake, Message};
@@ -70,13 +72,23 @@ enum Op {
         keyframe: bool,
         forged: bool,
     },
-    /// A block of the real payload of `index` (as announced with length `len`).
+    /// A block of the real payload of `index` (as announced with length `len`), or an
+    /// altered one.
     Piece {
         peer: u8,
         index: u16,
         len: u16,
         begin: u16,
         size: u16,
+        corrupt: bool,
+    },
+    /// The block hashes of the payload of `index` (as announced with length `len`), or
+    /// altered ones.
+    Hashes {
+        peer: u8,
+        index: u16,
+        len: u16,
+        corrupt: bool,
     },
     MetadataPiece {
         peer: u8,
@@ -143,9 +155,22 @@ impl Engine {
     fn exec(&mut self, a: Action) {
         match a {
             Action::Send(k, _) => assert!(self.conns.is_open(k), "send to unknown peer {k}"),
-            Action::SendBlock { peer, block } => {
+            Action::SendBlock { peer, block, data } => {
                 assert!(self.conns.is_open(peer), "block for unknown peer {peer}");
-                assert!(self.swarm.has(block.index), "serving a piece it lacks");
+                match data {
+                    // Relayed before the piece is whole: it must be the genuine bytes (every
+                    // block is verified before it is relayed).
+                    Some(d) => {
+                        let genuine = payload(block.index, 39_999);
+                        let s = block.begin as usize;
+                        assert_eq!(d.len(), block.len as usize);
+                        assert!(
+                            genuine.get(s..s + d.len()) == Some(&d[..]),
+                            "relayed a bad block"
+                        );
+                    }
+                    None => assert!(self.swarm.has(block.index), "serving a piece it lacks"),
+                }
                 self.reads.push((peer, block));
             }
             Action::Disconnect { peer, .. } => {
@@ -303,6 +328,7 @@ impl Engine {
                 len,
                 begin,
                 size,
+                corrupt,
             } => {
                 let Some(k) = self.conns.pick(peer) else {
                     return;
@@ -311,10 +337,36 @@ impl Engine {
                 let p = payload(index, len);
                 let begin = (usize::from(begin) * 188).min(p.len());
                 let end = (begin + usize::from(size)).min(p.len());
+                let mut data = p.slice(begin..end);
+                if corrupt && !data.is_empty() {
+                    let mut d = data.to_vec();
+                    d[0] ^= 0x5a;
+                    data = d.into();
+                }
                 let m = Message::Piece {
                     index,
                     begin: begin as u32,
-                    data: p.slice(begin..end),
+                    data,
+                };
+                self.swarm.on_message(k, m, now);
+            }
+            Op::Hashes {
+                peer,
+                index,
+                len,
+                corrupt,
+            } => {
+                let Some(k) = self.conns.pick(peer) else {
+                    return;
+                };
+                let index = self.next_index.saturating_sub(32) + u32::from(index);
+                let mut hashes = block_hashes(&payload(index, len));
+                if corrupt {
+                    hashes[0][0] ^= 1;
+                }
+                let m = Message::Extended {
+                    id: OUR_PC_LIVE_ID,
+                    payload: LiveMsg::Hashes { index, hashes }.encode(),
                 };
                 self.swarm.on_message(k, m, now);
             }
@@ -362,7 +414,8 @@ impl Engine {
                 let i = self.next_index;
                 self.next_index += 1;
                 let h = self.header(i, self.wall_us(), len, i % 4 == 0);
-                self.swarm.on_piece_added(h, now);
+                let hashes = block_hashes(&payload(i, len));
+                self.swarm.on_piece_added(h, hashes, now);
             }
             Op::Complete { n, read, sent } => {
                 if read && !self.reads.is_empty() {

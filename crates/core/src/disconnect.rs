@@ -56,6 +56,8 @@ pub enum ProtocolViolation {
     BadBitfield,
     /// A REQUEST outside a piece, empty, or longer than allowed.
     BadRequest,
+    /// A live block sent before the block hashes of its piece (`pc_live` `Hashes`).
+    BlockBeforeHashes,
 }
 
 /// Extensions a swarm requires of its peers.
@@ -76,6 +78,8 @@ pub enum HeaderFault {
     Conflicting,
     /// The length is zero or above the stream's maximum.
     BadLength,
+    /// Block hashes (`pc_live` `Hashes`) that do not add up to the header's signed root.
+    BadBlockHashes,
 }
 
 impl DisconnectReason {
@@ -205,6 +209,7 @@ impl fmt::Display for ProtocolViolation {
             ProtocolViolation::HaveOutOfRange => "HAVE out of range",
             ProtocolViolation::BadBitfield => "bad bitfield",
             ProtocolViolation::BadRequest => "invalid request",
+            ProtocolViolation::BlockBeforeHashes => "live block before its block hashes",
         })
     }
 }
@@ -215,6 +220,7 @@ impl fmt::Display for HeaderFault {
             HeaderFault::Forged => "bad signature",
             HeaderFault::Conflicting => "conflicts with the signed header we hold",
             HeaderFault::BadLength => "bad length",
+            HeaderFault::BadBlockHashes => "block hashes do not match its signed root",
         })
     }
 }

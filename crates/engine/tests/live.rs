@@ -450,6 +450,17 @@ async fn altered_replayed_and_foreign_pieces_get_their_senders_banned() {
     altered[100] ^= 0xff;
     let mut p1 = RawPeer::connect(addr(&lonely), id, 61).await;
     p1.send(have(genuine.header)).await;
+    // With the genuine block hashes (they check against the signed root): the first altered
+    // block fails its own hash.
+    let hashes = LiveMsg::Hashes {
+        index: 5,
+        hashes: peercdn_core::live::block_hashes(&genuine.payload),
+    };
+    p1.send(Message::Extended {
+        id: OUR_PC_LIVE_ID,
+        payload: hashes.encode(),
+    })
+    .await;
     assert!(
         p1.serve_until_closed(Some(altered.into()), 15).await,
         "the peer with the altered payload was not disconnected"

@@ -42,7 +42,7 @@ use ed25519_dalek::SigningKey;
 use peercdn_core::conn::{Activity, ConnConfig, ConnId, ConnManager, Source};
 use peercdn_core::live::fallback::{FallbackPolicy, PolicyConfig};
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
-use peercdn_core::live::{LiveParams, PieceHeader};
+use peercdn_core::live::{block_hashes, BlockHash, LiveParams, PieceHeader};
 use peercdn_core::time::{earliest, WallClock};
 use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{encoded_len, BlockRef, Message};
@@ -190,7 +190,7 @@ pub struct Sim {
     tracker: Vec<usize>,
     tracker_pos: BTreeMap<usize, usize>,
     /// The pieces of the window, by index (the one copy all nodes share).
-    pieces: BTreeMap<u32, (PieceHeader, Bytes)>,
+    pieces: BTreeMap<u32, (PieceHeader, Bytes, Vec<BlockHash>)>,
     cdn: Option<Cdn>,
     cdn_bytes: u64,
     next_piece: u32,
@@ -547,7 +547,8 @@ impl Sim {
             flags,
             &data,
         );
-        self.pieces.insert(i, (h, data));
+        let hashes = block_hashes(&data);
+        self.pieces.insert(i, (h, data, hashes.clone()));
         // The window plus a margin for blocks already asked for.
         let keep = self.sc.window_s * 1000 / self.sc.piece_ms.max(1) + 8;
         while let Some((&old, _)) = self.pieces.first_key_value() {
@@ -560,7 +561,7 @@ impl Sim {
             src.held.insert(i);
             src.depth.insert(i, 0);
             prune(src, src.swarm.first());
-            src.swarm.on_piece_added(h, inst);
+            src.swarm.on_piece_added(h, hashes, inst);
             self.pump(0, now);
         }
         self.q.push(now + self.stream.piece, Ev::Produce);
@@ -786,13 +787,14 @@ impl Sim {
                 let size = encoded_len(&msg);
                 self.send(n, key, msg, size, now);
             }
-            Action::SendBlock { peer, block } => {
+            Action::SendBlock { peer, block, data } => {
                 let (s, e) = (block.begin as usize, (block.begin + block.len) as usize);
-                let data = self
-                    .pieces
-                    .get(&block.index)
-                    .filter(|(_, p)| e <= p.len() && s <= e)
-                    .map(|(_, p)| p.slice(s..e));
+                let data = data.or_else(|| {
+                    self.pieces
+                        .get(&block.index)
+                        .filter(|(_, p, _)| e <= p.len() && s <= e)
+                        .map(|(_, p, _)| p.slice(s..e))
+                });
                 let linked = self.nodes[n]
                     .as_ref()
                     .is_some_and(|x| x.links.contains_key(&peer));
@@ -843,7 +845,7 @@ impl Sim {
             }
             Action::PieceComplete { header, payload } => {
                 let ok = match self.pieces.get(&header.index) {
-                    Some((_, p)) => *p == payload,
+                    Some((_, p, _)) => *p == payload,
                     None => header.check_payload(&payload).is_ok(),
                 };
                 let Some(node) = self.nodes[n].as_mut() else {

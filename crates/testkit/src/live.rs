@@ -193,8 +193,9 @@ impl Net {
         self.next_index += 1;
         let data = payload(i);
         let h = self.header(i, self.wall_us(), &data);
+        let hashes = peercdn_core::live::block_hashes(&data);
         self.nodes[0].store.insert(i, (h, data));
-        self.nodes[0].swarm.on_piece_added(h, self.now);
+        self.nodes[0].swarm.on_piece_added(h, hashes, self.now);
     }
 
     /// Sends `msg` to `to` as if `from` had sent it on their link.
@@ -334,10 +335,13 @@ impl Net {
             Action::Send(key, msg) => {
                 mesh::send(&mut self.net, self.now, (i, key), self.nodes[i].meta, msg)
             }
-            Action::SendBlock { peer, block } => {
-                let data = self.nodes[i].store.get(&block.index).map(|(_, p)| {
+            Action::SendBlock { peer, block, data } => {
+                let stored = self.nodes[i].store.get(&block.index).map(|(_, p)| {
                     let s = block.begin as usize;
-                    let mut d = p[s..s + block.len as usize].to_vec();
+                    p.slice(s..s + block.len as usize)
+                });
+                let data = data.or(stored).map(|d| {
+                    let mut d = d.to_vec();
                     if self.nodes[i].corrupt {
                         d[0] ^= 0xff;
                     }

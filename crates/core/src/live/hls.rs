@@ -462,7 +462,7 @@ mod tests {
             duration_us: 0,
             flags: super::super::FLAG_KEYFRAME,
             length: 0,
-            sha256: [0; 32],
+            root: [0; 32],
             signature: [0; 64],
         };
         assert_eq!(

@@ -9,9 +9,18 @@
 //! ID fetch the info dictionary over BEP 9 and learn the key every piece must be signed with.
 //!
 //! Every piece carries a fixed-size [`PieceHeader`]: index, timestamp, duration, flags, length,
-//! SHA-256 of the payload, and an ed25519 signature over `"peercdn-live-v1" || content_id ||
-//! every header field before it` (big-endian). A header is verified before it is relayed, the
-//! payload hash before a piece is served or played.
+//! the *block root*, and an ed25519 signature over `"peercdn-live-v1" || content_id || every
+//! header field before it` (big-endian). The block root is the SHA-256 of the concatenated
+//! SHA-256 hashes of the payload's 16 KiB blocks ([`BLOCK_LEN`], the last one shorter): a relay
+//! that is sent those hashes (`pc_live` [`LiveMsg::Hashes`], 32 bytes per block, checked once
+//! against the signed root) can verify each block on arrival and forward it at once, so a piece
+//! crosses a hop in a block's time instead of a piece's. The signature is still paid once per
+//! piece, at the source. A header is verified before it is relayed, each block before it is
+//! relayed, the whole payload before it is played.
+//!
+//! The block root is live version 2 (the info dictionary's `"version": 2`); version 1 (one
+//! SHA-256 over the whole payload, relayed only once complete) is refused with an error that
+//! says so: an old descriptor must be published again.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -19,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bencode::{self, OwnedValue};
 use crate::id::InfoHash;
+pub use crate::wire::BLOCK_LEN;
 
 pub mod fallback;
 pub mod hls;
@@ -42,6 +52,35 @@ pub const FLAG_DISCONTINUITY: u8 = 0x02;
 pub const MAX_PIECE_LENGTH: u32 = 8 << 20;
 /// Longest window any descriptor may declare, seconds.
 pub const MAX_WINDOW_S: u32 = 3600;
+/// The live protocol version a descriptor declares (`"version"` in its `live` dictionary).
+pub const LIVE_VERSION: i64 = 2;
+/// Most blocks a piece can have (hence block hashes one `Hashes` message may carry).
+pub const MAX_BLOCKS: usize = MAX_PIECE_LENGTH.div_ceil(BLOCK_LEN) as usize;
+
+/// SHA-256 of one 16 KiB block of a piece's payload.
+pub type BlockHash = [u8; 32];
+
+/// The hashes of a payload's [`BLOCK_LEN`] blocks (the last one may be shorter).
+pub fn block_hashes(payload: &[u8]) -> Vec<BlockHash> {
+    payload
+        .chunks(BLOCK_LEN as usize)
+        .map(|b| Sha256::digest(b).into())
+        .collect()
+}
+
+/// The block root of a piece: SHA-256 over its block hashes, in order.
+pub fn block_root(hashes: &[BlockHash]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for b in hashes {
+        h.update(b);
+    }
+    h.finalize().into()
+}
+
+/// The hash of one block, to compare with its entry in the piece's block hashes.
+pub fn hash_block(block: &[u8]) -> BlockHash {
+    Sha256::digest(block).into()
+}
 
 /// Why live data was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -61,6 +100,9 @@ pub enum LiveError {
     /// The payload does not match the header's length or hash.
     #[error("live piece {0}: payload does not match its header")]
     BadPayload(u32),
+    /// Block hashes that do not match the header's length or block root.
+    #[error("live piece {0}: block hashes do not match its header")]
+    BadBlockHashes(u32),
     /// A `pc_live` message that cannot be decoded.
     #[error("pc_live message: {0}")]
     BadMessage(&'static str),
@@ -103,6 +145,7 @@ impl LiveParams {
                         OwnedValue::int(self.piece_duration_ms.into()),
                     )
                     .with("pubkey", OwnedValue::bytes(self.pubkey.to_vec()))
+                    .with("version", OwnedValue::int(LIVE_VERSION))
                     .with("window s", OwnedValue::int(self.window_s.into()))
                     .build(),
             )
@@ -129,6 +172,11 @@ impl LiveParams {
         let live = live
             .as_dict()
             .ok_or(LiveError::BadDescriptor("`live` is not a dictionary"))?;
+        if live.get_int(b"version").unwrap_or(1) != LIVE_VERSION {
+            return Err(LiveError::BadDescriptor(
+                "live version 1 (whole-piece hashes) is not supported: publish the stream again",
+            ));
+        }
         let name = d
             .get_str(b"name")
             .ok_or(LiveError::BadDescriptor("missing name"))?
@@ -286,8 +334,8 @@ pub struct PieceHeader {
     pub flags: u8,
     /// Payload length, bytes.
     pub length: u32,
-    /// SHA-256 of the payload.
-    pub sha256: [u8; 32],
+    /// SHA-256 over the SHA-256 of each [`BLOCK_LEN`] block of the payload ([`block_root`]).
+    pub root: [u8; 32],
     /// ed25519 signature (see the module doc).
     pub signature: [u8; 64],
 }
@@ -309,7 +357,7 @@ impl PieceHeader {
             duration_us,
             flags,
             length: payload.len() as u32,
-            sha256: Sha256::digest(payload).into(),
+            root: block_root(&block_hashes(payload)),
             signature: [0; 64],
         };
         h.signature = key.sign(&h.signed_message(content_id)).to_bytes();
@@ -347,12 +395,25 @@ impl PieceHeader {
         .map_err(|_| LiveError::BadSignature(self.index))
     }
 
-    /// Checks a payload against the header's length and hash.
-    pub fn check_payload(&self, payload: &[u8]) -> Result<(), LiveError> {
-        if payload.len() as u64 != u64::from(self.length)
-            || <[u8; 32]>::from(Sha256::digest(payload)) != self.sha256
-        {
+    /// Checks a payload against the header's length and block root; returns its block hashes
+    /// (what a relay sends before the piece's first block).
+    pub fn check_payload(&self, payload: &[u8]) -> Result<Vec<BlockHash>, LiveError> {
+        let hashes = block_hashes(payload);
+        if payload.len() as u64 != u64::from(self.length) || block_root(&hashes) != self.root {
             return Err(LiveError::BadPayload(self.index));
+        }
+        Ok(hashes)
+    }
+
+    /// How many [`BLOCK_LEN`] blocks the payload has.
+    pub fn blocks(&self) -> usize {
+        self.length.div_ceil(BLOCK_LEN) as usize
+    }
+
+    /// Checks a piece's block hashes against the header's length and block root.
+    pub fn check_hashes(&self, hashes: &[BlockHash]) -> Result<(), LiveError> {
+        if hashes.len() != self.blocks() || block_root(hashes) != self.root {
+            return Err(LiveError::BadBlockHashes(self.index));
         }
         Ok(())
     }
@@ -363,7 +424,7 @@ impl PieceHeader {
         out[12..16].copy_from_slice(&self.duration_us.to_be_bytes());
         out[16] = self.flags;
         out[17..21].copy_from_slice(&self.length.to_be_bytes());
-        out[21..53].copy_from_slice(&self.sha256);
+        out[21..53].copy_from_slice(&self.root);
         out[53..117].copy_from_slice(&self.signature);
     }
 
@@ -382,8 +443,8 @@ impl PieceHeader {
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&b[4..12]);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&b[21..53]);
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&b[21..53]);
         let mut signature = [0u8; 64];
         signature.copy_from_slice(&b[53..117]);
         Ok(PieceHeader {
@@ -392,7 +453,7 @@ impl PieceHeader {
             duration_us: u32_at(12),
             flags: b[16],
             length: u32_at(17),
-            sha256,
+            root,
             signature,
         })
     }
@@ -413,8 +474,19 @@ pub enum LiveMsg {
         /// Newest index the sender knows (not necessarily has).
         last: Option<u32>,
     },
-    /// `msg_type 1`: the sender has these pieces (verified payload); each header is signed.
+    /// `msg_type 1`: the sender has these pieces, or verified blocks of them and is fetching
+    /// the rest (a relay announces a piece at its first verified block and serves each block
+    /// as it arrives); each header is signed.
     Have(Vec<PieceHeader>),
+    /// `msg_type 2`: the block hashes of piece `index`, sent by an uploader before the first
+    /// block of that piece it sends on this connection. The receiver checks them against the
+    /// header's signed root once, then each block against its hash.
+    Hashes {
+        /// The piece.
+        index: u32,
+        /// SHA-256 of each of its [`BLOCK_LEN`] blocks, in order (1..=[`MAX_BLOCKS`]).
+        hashes: Vec<BlockHash>,
+    },
 }
 
 impl LiveMsg {
@@ -438,6 +510,17 @@ impl LiveMsg {
                 out.put_slice(&d.encode());
                 for h in headers {
                     out.put_slice(&h.encode());
+                }
+            }
+            LiveMsg::Hashes { index, hashes } => {
+                let d = OwnedValue::dict()
+                    .with("index", OwnedValue::int((*index).into()))
+                    .with("msg_type", OwnedValue::int(2))
+                    .build();
+                out.reserve(32 + hashes.len() * 32);
+                out.put_slice(&d.encode());
+                for h in hashes {
+                    out.put_slice(h);
                 }
             }
         }
@@ -472,6 +555,22 @@ impl LiveMsg {
                     .map(PieceHeader::decode)
                     .collect::<Result<Vec<_>, _>>()
                     .map(LiveMsg::Have)
+            }
+            Some(2) => {
+                let index = idx(b"index").ok_or(LiveError::BadMessage("hashes without index"))?;
+                if rest.is_empty() || rest.len() % 32 != 0 {
+                    return Err(LiveError::BadMessage(
+                        "hashes: not a list of 32-byte hashes",
+                    ));
+                }
+                if rest.len() / 32 > MAX_BLOCKS {
+                    return Err(LiveError::BadMessage("hashes: too many blocks"));
+                }
+                let hashes = rest
+                    .chunks_exact(32)
+                    .map(|c| c.try_into().unwrap_or([0; 32]))
+                    .collect();
+                Ok(LiveMsg::Hashes { index, hashes })
             }
             _ => Err(LiveError::BadMessage("unknown msg_type")),
         }
@@ -544,7 +643,10 @@ mod tests {
         );
         assert_eq!(PieceHeader::decode(&h.encode()).unwrap(), h);
         h.verify(&params().pubkey, &id).unwrap();
-        h.check_payload(b"payload").unwrap();
+        assert_eq!(
+            h.check_payload(b"payload").unwrap(),
+            block_hashes(b"payload")
+        );
         assert_eq!(h.check_payload(b"paylaod"), Err(LiveError::BadPayload(9)));
         let mut forged = h;
         forged.index = 10;
@@ -557,6 +659,55 @@ mod tests {
         let stranger = SigningKey::from_bytes(&[8u8; 32]);
         let h2 = PieceHeader::sign(&stranger, &id, 9, 0, 0, 0, b"x");
         assert!(h2.verify(&params().pubkey, &id).is_err());
+    }
+
+    /// A payload of several blocks: the block hashes add up to the signed root, and a hash list
+    /// that is short, long or altered does not.
+    #[test]
+    fn block_hashes_add_up_to_the_signed_root() {
+        let id = params().content_id();
+        let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let h = PieceHeader::sign(&key(), &id, 3, 1, 1, 0, &payload);
+        assert_eq!(h.blocks(), 3);
+        let hashes = h.check_payload(&payload).unwrap();
+        assert_eq!(hashes.len(), 3);
+        assert_eq!(hashes[2], hash_block(&payload[2 * BLOCK_LEN as usize..]));
+        h.check_hashes(&hashes).unwrap();
+        assert_eq!(
+            h.check_hashes(&hashes[..2]),
+            Err(LiveError::BadBlockHashes(3))
+        );
+        let mut altered = hashes.clone();
+        altered[1][0] ^= 1;
+        assert!(h.check_hashes(&altered).is_err());
+        let mut longer = hashes;
+        longer.push([0; 32]);
+        assert!(h.check_hashes(&longer).is_err());
+    }
+
+    /// Version 1 descriptors (no `version` key: one hash over the whole payload) are refused
+    /// with an error that says what to do.
+    #[test]
+    fn a_version_1_descriptor_is_refused() {
+        let p = params();
+        let v1 = OwnedValue::dict()
+            .with(
+                "live",
+                OwnedValue::dict()
+                    .with(
+                        "max piece length",
+                        OwnedValue::int(p.max_piece_length.into()),
+                    )
+                    .with("piece duration ms", OwnedValue::int(500))
+                    .with("pubkey", OwnedValue::bytes(p.pubkey.to_vec()))
+                    .with("window s", OwnedValue::int(120))
+                    .build(),
+            )
+            .with("name", OwnedValue::str("old"))
+            .build()
+            .encode();
+        let err = LiveParams::from_info_bytes(&v1).unwrap_err();
+        assert!(err.to_string().contains("version 1"), "{err}");
     }
 
     #[test]
@@ -576,6 +727,16 @@ mod tests {
         ] {
             assert_eq!(LiveMsg::decode(&m.encode()).unwrap(), m);
         }
+        let hashes = LiveMsg::Hashes {
+            index: 4,
+            hashes: vec![[1; 32], [2; 32]],
+        };
+        assert_eq!(LiveMsg::decode(&hashes.encode()).unwrap(), hashes);
+        assert!(
+            LiveMsg::decode(b"d5:indexi1e8:msg_typei2ee").is_err(),
+            "no hashes"
+        );
+        assert!(LiveMsg::decode(b"d5:indexi1e8:msg_typei2ee\x01").is_err());
         assert!(LiveMsg::decode(b"").is_err());
         assert!(LiveMsg::decode(b"d8:msg_typei1ee\x01").is_err());
         assert!(LiveMsg::decode(b"d8:msg_typei7ee").is_err());

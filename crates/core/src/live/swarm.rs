@@ -24,6 +24,14 @@
 //! [`LiveConfig::source_fanout`] peers (rotating among those it unchokes) and to the rest after
 //! [`LiveConfig::source_delay`]. Data moves in 16 KiB REQUEST/PIECE blocks.
 //!
+//! Cut-through relaying (live version 2): a relay announces a piece as soon as it holds one
+//! verified block of it, queues requests for blocks still on their way, and serves each block
+//! the moment it is verified. Before the first block of a piece on a connection, the uploader
+//! sends the piece's block hashes (`Hashes`); the receiver checks them against the signed
+//! header's root once and every block against its hash on arrival, so nothing unverified is
+//! relayed and a forged block bans its sender at once. A relay that gives up a piece it
+//! announced (the player passed it, the window moved) refuses the requests it queued for it.
+//!
 //! Scaling (what keeps the source near the bitrate and every viewer at the edge):
 //! - the source serves a piece to at most [`LiveConfig::source_copies`] peers and refuses
 //!   (BEP 6 reject) the others, who fetch it from those peers instead;
@@ -53,7 +61,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
 use crate::ext::choke::{self, UploadSlot};
@@ -62,7 +70,8 @@ use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
 use crate::id::InfoHash;
 use crate::live::window::{Judgement, Window};
-use crate::live::{LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
+use crate::live::{BlockHash, LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
+use crate::wire::BLOCK_LEN;
 use crate::wire::{BlockRef, Handshake, Message};
 
 mod types;
@@ -102,6 +111,9 @@ struct Peer {
     first_ask: BTreeMap<u32, u64>,
     /// Pieces it refused to serve us (BEP 6 reject): asked of others instead.
     refused: VecDeque<(u32, Instant)>,
+    /// Pieces whose block hashes we sent it (they precede the first block; pruned with the
+    /// window).
+    hashes_sent: BTreeSet<u32>,
     hash_fails: u32,
 }
 
@@ -121,7 +133,8 @@ enum Slot {
 #[derive(Debug)]
 struct Download {
     header: PieceHeader,
-    buf: BytesMut,
+    /// Verified blocks (zero-copy from the wire), served to others before the piece is whole.
+    blocks: Vec<Option<Bytes>>,
     slots: Vec<Slot>,
     contributors: Vec<PeerKey>,
     /// After a failed check with several senders, the retry comes from one peer only, so the
@@ -154,8 +167,14 @@ pub struct LiveSwarm {
     /// Newest index with a verified header.
     edge: Option<u32>,
     downloads: BTreeMap<u32, Download>,
-    /// Pieces handed to the engine for checking, with who sent their blocks.
-    checking: BTreeMap<u32, Vec<PeerKey>>,
+    /// Pieces handed to the engine for checking, with who sent their blocks and the payload
+    /// (still served from here until the engine has it in the window).
+    checking: BTreeMap<u32, (Vec<PeerKey>, Bytes)>,
+    /// Block hashes of the pieces held or in assembly (checked against their headers' roots).
+    hashes: BTreeMap<u32, Vec<BlockHash>>,
+    /// Pieces announced before we held them whole (at their first verified block), and to
+    /// whom: they are not announced to those peers again.
+    early: BTreeMap<u32, Vec<PeerKey>>,
     /// Pieces that failed their check with several senders, and who they were.
     suspect: BTreeMap<u32, Vec<PeerKey>>,
     pending: VecDeque<Pending>,
@@ -197,6 +216,8 @@ impl LiveSwarm {
             edge: None,
             downloads: BTreeMap::new(),
             checking: BTreeMap::new(),
+            hashes: BTreeMap::new(),
+            early: BTreeMap::new(),
             suspect: BTreeMap::new(),
             pending: VecDeque::new(),
             first_wave: BTreeMap::new(),
@@ -332,6 +353,7 @@ impl LiveSwarm {
                 last_request: None,
                 first_ask: BTreeMap::new(),
                 refused: VecDeque::new(),
+                hashes_sent: BTreeSet::new(),
                 hash_fails: 0,
             },
         );
@@ -442,7 +464,7 @@ impl LiveSwarm {
     /// The engine checked a piece from [`Action::PieceComplete`]: `ok` when its payload
     /// matched the header (it is in the window now). A mismatch bans the peers that sent it.
     pub fn on_piece_checked(&mut self, index: u32, ok: bool, now: Instant) {
-        let contributors = self.checking.remove(&index).unwrap_or_default();
+        let contributors = self.checking.remove(&index).unwrap_or_default().0;
         if ok {
             self.stats.pieces_received += 1;
             self.mark_have(index, now);
@@ -450,6 +472,8 @@ impl LiveSwarm {
             let len = self.headers.get(&index).map_or(0, |h| u64::from(h.length));
             self.stats.wasted += len;
             self.stats.downloaded = self.stats.downloaded.saturating_sub(len);
+            // Requests queued for its blocks cannot be served now.
+            self.refuse_queued(index);
             // A sole sender is the culprit. With several, nobody is banned yet: the piece is
             // fetched again from one of them (the one with most failures), which settles it.
             if let [key] = contributors.as_slice() {
@@ -469,15 +493,22 @@ impl LiveSwarm {
     }
 
     /// A verified piece got into the window another way (made here by the source, fetched from
-    /// the CDN): remember it and announce it. No-op for pieces already held.
-    pub fn on_piece_added(&mut self, header: PieceHeader, now: Instant) {
+    /// the CDN), with its block hashes ([`crate::live::PieceHeader::check_payload`] returns
+    /// them): remember it and announce it. No-op for pieces already held, and for hashes that
+    /// do not match the header (a caller's bug: the piece could not be relayed).
+    pub fn on_piece_added(&mut self, header: PieceHeader, hashes: Vec<BlockHash>, now: Instant) {
         if self.have.contains(&header.index) || self.params.is_none() {
             return;
         }
-        if header.index < self.first() {
+        if header.index < self.first() || header.check_hashes(&hashes).is_err() {
+            debug_assert!(
+                header.check_hashes(&hashes).is_ok(),
+                "hashes of another piece"
+            );
             return;
         }
         self.headers.insert(header.index, header);
+        self.hashes.insert(header.index, hashes);
         self.move_edge(header.index);
         // A download in progress for it is moot now.
         if let Some(dl) = self.downloads.remove(&header.index) {
@@ -580,6 +611,54 @@ impl LiveSwarm {
                 }
                 self.schedule(now);
             }
+            LiveMsg::Hashes { index, hashes } => self.on_hashes(key, index, hashes),
+        }
+    }
+
+    /// Block hashes of a piece: kept when they match its signed header's root (the peer's
+    /// blocks of it follow); a list that does not match bans the peer. Hashes of a piece whose
+    /// header we do not hold (it left the window, or was ignored) are dropped: its blocks will
+    /// be too.
+    fn on_hashes(&mut self, key: PeerKey, index: u32, hashes: Vec<BlockHash>) {
+        let Some(header) = self.headers.get(&index) else {
+            return;
+        };
+        if header.check_hashes(&hashes).is_err() {
+            let fault = HeaderFault::BadBlockHashes;
+            return self.disconnect(key, DisconnectReason::BadHeader { index, fault });
+        }
+        self.hashes.entry(index).or_insert(hashes);
+    }
+
+    /// Refuses every queued request for blocks of `index` we cannot serve (we gave up
+    /// assembling the piece we announced at its first block): the requesters ask others.
+    pub(super) fn refuse_queued(&mut self, index: u32) {
+        if self.have.contains(&index) || self.checking.contains_key(&index) {
+            return;
+        }
+        let keep = |b: &BlockRef, dl: Option<&Download>| {
+            dl.is_some_and(|dl| {
+                b.begin % BLOCK_LEN == 0
+                    && dl
+                        .blocks
+                        .get((b.begin / BLOCK_LEN) as usize)
+                        .is_some_and(Option::is_some)
+            })
+        };
+        let dl = self.downloads.get(&index);
+        let mut refusals = Vec::new();
+        for (&k, p) in self.peers.iter_mut() {
+            let fast = p.fast;
+            p.up.queued.retain(|b| {
+                let gone = b.index == index && !keep(b, dl);
+                if gone {
+                    refusals.extend(choke::refuse(fast, *b).map(|m| (k, m)));
+                }
+                !gone
+            });
+        }
+        for (k, m) in refusals {
+            self.send(k, m);
         }
     }
 
@@ -665,10 +744,12 @@ impl LiveSwarm {
         let Some(header) = self.headers.get(&index).copied() else {
             return;
         };
+        // Peers told at its first block know already.
+        let told = self.early.remove(&index).unwrap_or_default();
         let mut targets: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.ready && !p.has.contains(&index))
+            .filter(|(k, p)| p.ready && !p.has.contains(&index) && !told.contains(k))
             .map(|(&k, _)| k)
             .collect();
         if self.config.source && targets.len() > self.config.source_fanout {
@@ -797,6 +878,8 @@ impl LiveSwarm {
         }
         self.headers = self.headers.split_off(&first);
         self.have = self.have.split_off(&first);
+        self.hashes = self.hashes.split_off(&first);
+        self.early = self.early.split_off(&first);
         self.suspect = self.suspect.split_off(&first);
         // Kept for the whole window, not the newest 64 pieces: forgetting whom an old piece
         // went to let laggards more than 64 pieces behind take any number of copies of it
@@ -807,11 +890,13 @@ impl LiveSwarm {
         for i in stale {
             if let Some(dl) = self.downloads.remove(&i) {
                 self.cancel_slots(i, &dl);
+                self.refuse_queued(i);
             }
         }
         for p in self.peers.values_mut() {
             p.has = p.has.split_off(&first);
             p.first_ask = p.first_ask.split_off(&first);
+            p.hashes_sent = p.hashes_sent.split_off(&first);
         }
     }
 }

@@ -307,7 +307,10 @@ impl Actor {
                 continue;
             }
             if let Some(p) = b.get(i) {
-                self.swarm.on_piece_added(p.header, now);
+                // Verified already (signed here, or checked by the CDN client); the block
+                // hashes go to the peers we relay it to.
+                let hashes = peercdn_core::live::block_hashes(&p.payload);
+                self.swarm.on_piece_added(p.header, hashes, now);
             }
         }
     }
@@ -352,16 +355,13 @@ impl Actor {
                 Action::Send(key, msg) => {
                     self.host.send(key, Outgoing::Msg(msg), &mut self.swarm);
                 }
-                Action::SendBlock { peer, block } => {
-                    let data = self
-                        .buffer
-                        .as_ref()
-                        .and_then(|b| b.get(block.index))
-                        .and_then(|p| {
-                            let s = block.begin as usize;
-                            let e = s.checked_add(block.len as usize)?;
-                            (e <= p.payload.len()).then(|| p.payload.slice(s..e))
-                        });
+                Action::SendBlock { peer, block, data } => {
+                    let data = data.or_else(|| {
+                        let p = self.buffer.as_ref()?.get(block.index)?;
+                        let s = block.begin as usize;
+                        let e = s.checked_add(block.len as usize)?;
+                        (e <= p.payload.len()).then(|| p.payload.slice(s..e))
+                    });
                     match data {
                         Some(d) => {
                             self.host

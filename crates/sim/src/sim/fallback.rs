@@ -17,7 +17,7 @@ impl Sim {
         };
         let (at, what) = match a {
             FallbackAction::Fetch(index) => {
-                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                let size = self.pieces.get(&index).map_or(0, |(_, p, _)| p.len());
                 let at = cdn.fetch(&mut node.access, now, size);
                 (at, CdnDone::Piece { index, join: None })
             }
@@ -39,7 +39,7 @@ impl Sim {
                     .rev()
                     .find(|&i| stream.keyframe(i))
                     .unwrap_or(latest);
-                let size = self.pieces.get(&index).map_or(0, |(_, p)| p.len());
+                let size = self.pieces.get(&index).map_or(0, |(_, p, _)| p.len());
                 // The playlist first, then the piece.
                 let at = cdn.fetch(&mut node.access, now + cdn.rtt, size);
                 (
@@ -75,7 +75,7 @@ impl Sim {
                     node.cdn_edge = Some(latest).max(node.cdn_edge);
                 }
                 let stored = match piece {
-                    Some((h, data)) if index >= node.swarm.first() => {
+                    Some((h, data, hashes)) if index >= node.swarm.first() => {
                         if node.held.insert(index) {
                             node.depth.insert(index, 1);
                             if now >= self.warm {
@@ -84,7 +84,7 @@ impl Sim {
                                     .add(now.saturating_sub(self.stream.made(index)));
                             }
                         }
-                        node.swarm.on_piece_added(h, inst);
+                        node.swarm.on_piece_added(h, hashes, inst);
                         let first = node.swarm.first();
                         prune(node, first);
                         true

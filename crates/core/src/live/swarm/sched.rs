@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{Action, Download, LiveSwarm, Peer, PeerKey, Slot};
+use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
 /// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
@@ -74,6 +75,7 @@ impl LiveSwarm {
                 }
                 if let Some(idle) = give {
                     self.downloads.remove(&idle);
+                    self.refuse_queued(idle);
                 }
                 let Some(header) = self.headers.get(&index).copied() else {
                     continue;
@@ -89,7 +91,7 @@ impl LiveSwarm {
                     index,
                     Download {
                         header,
-                        buf: BytesMut::zeroed(header.length as usize),
+                        blocks: vec![None; blocks],
                         slots: vec![Slot::Missing; blocks],
                         contributors: Vec::new(),
                         only,
@@ -163,6 +165,7 @@ impl LiveSwarm {
         for i in passed {
             if let Some(dl) = self.downloads.remove(&i) {
                 self.cancel_slots(i, &dl);
+                self.refuse_queued(i);
             }
         }
     }
@@ -333,7 +336,11 @@ impl LiveSwarm {
         }
     }
 
-    /// A block from a peer.
+    /// A block from a peer: checked against its hash from the piece's block hashes (which
+    /// its sender sent before it), kept, and offered at once to the peers that asked us for it;
+    /// the piece's first verified block announces the piece. A block that fails its hash bans
+    /// its sender; one whose hashes we lack (the sender broke the order) closes the connection
+    /// and is asked of others.
     pub(super) fn on_block(
         &mut self,
         key: PeerKey,
@@ -363,32 +370,81 @@ impl LiveSwarm {
             return self.schedule(now);
         };
         let i = (begin / BLOCK_LEN) as usize;
-        let start = begin as usize;
-        match (
-            dl.slots.get_mut(i),
-            dl.buf.get_mut(start..start + data.len()),
-        ) {
-            (Some(slot), Some(dst)) if *slot != Slot::Done => {
-                dst.copy_from_slice(&data);
+        let expected = self.hashes.get(&index).and_then(|h| h.get(i));
+        match (dl.slots.get_mut(i), expected) {
+            (Some(slot), _) if *slot == Slot::Done => self.stats.wasted += len,
+            (Some(slot), None) => {
+                // No hashes to check it with: an honest uploader sends them first. Not kept,
+                // asked of someone else; the sender is closed (not banned: a broken client).
+                *slot = Slot::Missing;
+                self.stats.wasted += len;
+                let reason = DisconnectReason::Protocol(ProtocolViolation::BlockBeforeHashes);
+                return self.disconnect(key, reason);
+            }
+            (Some(slot), Some(expected)) => {
+                if begin % BLOCK_LEN != 0 || crate::live::hash_block(&data) != *expected {
+                    *slot = Slot::Missing;
+                    self.stats.wasted += len;
+                    return self.disconnect(key, DisconnectReason::BadPiece { index });
+                }
                 *slot = Slot::Done;
+                let first_block = dl.blocks.iter().all(Option::is_none);
+                dl.blocks[i] = Some(data);
                 self.stats.downloaded += len;
                 if !dl.contributors.contains(&key) && dl.contributors.len() < 32 {
                     dl.contributors.push(key);
                 }
+                if first_block {
+                    self.announce_early(index);
+                }
             }
-            _ => self.stats.wasted += len,
+            (None, _) => self.stats.wasted += len,
         }
-        if dl.slots.iter().all(|s| *s == Slot::Done) {
+        if let Some(dl) = self
+            .downloads
+            .get(&index)
+            .filter(|dl| dl.slots.iter().all(|s| *s == Slot::Done))
+        {
+            let mut payload = BytesMut::with_capacity(dl.header.length as usize);
+            for b in dl.blocks.iter().flatten() {
+                payload.extend_from_slice(b);
+            }
             if let Some(dl) = self.downloads.remove(&index) {
                 self.cancel_slots(index, &dl);
-                self.checking.insert(index, dl.contributors);
+                let payload = payload.freeze();
+                self.checking
+                    .insert(index, (dl.contributors, payload.clone()));
                 self.actions.push_back(Action::PieceComplete {
                     header: dl.header,
-                    payload: dl.buf.freeze(),
+                    payload,
                 });
             }
         }
+        self.pump_reads();
         self.schedule(now);
+    }
+
+    /// The first verified block of a piece is in: tell the peers that lack it that we have it
+    /// (a viewer only; the source holds whole pieces). They ask us for its blocks and we
+    /// serve each as it is verified, so the piece moves on a block behind us instead of a
+    /// piece.
+    fn announce_early(&mut self, index: u32) {
+        let Some(header) = self.headers.get(&index).copied() else {
+            return;
+        };
+        if self.config.source {
+            return;
+        }
+        let targets: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.ready && !p.has.contains(&index))
+            .map(|(&k, _)| k)
+            .collect();
+        for &k in &targets {
+            self.announce(k, header);
+        }
+        self.early.insert(index, targets);
     }
 
     /// A request of `key` is gone (peer left, choked or rejected): the block is missing again.

@@ -5,10 +5,14 @@
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::{Action, LiveSwarm, PeerKey};
 use crate::choker::{self, SlotPeer};
 use crate::ext::choke;
-use crate::wire::{BlockRef, MAX_REQUEST_LEN};
+use crate::ext::handshake::Extension;
+use crate::live::LiveMsg;
+use crate::wire::{BlockRef, Message, BLOCK_LEN, MAX_REQUEST_LEN};
 
 /// Serving order of a queued request: (class: first wave, allowed copy, rescue; index, when the
 /// peer first asked for that piece, offset); lowest first.
@@ -20,9 +24,10 @@ pub(super) const RECHOKE_EVERY: Duration = Duration::from_secs(3);
 pub(super) const IDLE_SLOT: Duration = Duration::from_secs(1);
 
 impl LiveSwarm {
-    /// A peer's REQUEST: queued for serving when we unchoke it, hold the piece, the block is
-    /// inside it and its queue has room (and, at the source, the copy cap allows); otherwise
-    /// refused (BEP 6 reject when it speaks the fast extension).
+    /// A peer's REQUEST: queued for serving when we unchoke it, hold the piece or are
+    /// assembling it (the block is served when it arrives), the block is inside it and its
+    /// queue has room (and, at the source, the copy cap allows); otherwise refused (BEP 6
+    /// reject when it speaks the fast extension).
     pub(super) fn on_request(&mut self, key: PeerKey, b: BlockRef, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
@@ -37,7 +42,9 @@ impl LiveSwarm {
         let mut ok = peer.ready
             && !peer.up.am_choking
             && valid
-            && self.have.contains(&b.index)
+            && (self.have.contains(&b.index)
+                || self.checking.contains_key(&b.index)
+                || self.downloads.contains_key(&b.index))
             && peer.up.queued.len() < self.config.max_peer_requests;
         if ok && self.config.source {
             ok = self.source_may_serve(key, b.index, now);
@@ -110,6 +117,9 @@ impl LiveSwarm {
                     continue;
                 }
                 for (pos, b) in p.up.queued.iter().enumerate() {
+                    if !self.servable(b) {
+                        continue;
+                    }
                     // The source: first wave, then the few copies it allows, then rescues.
                     let class = if !self.config.source
                         || self
@@ -138,10 +148,67 @@ impl LiveSwarm {
                 break;
             };
             peer.up.drain.handed();
+            let hashes_due = peer.hashes_sent.insert(block.index);
             self.reads_total += 1;
-            self.actions
-                .push_back(Action::SendBlock { peer: key, block });
+            if hashes_due {
+                self.send_hashes(key, block.index);
+            }
+            let data = self.early_data(&block);
+            if data.is_some() {
+                self.stats.blocks_relayed_early += 1;
+            }
+            self.actions.push_back(Action::SendBlock {
+                peer: key,
+                block,
+                data,
+            });
         }
+    }
+
+    /// True when we can send this block now: the piece is held (or being checked), or the
+    /// block itself is verified in a piece we are assembling.
+    fn servable(&self, b: &BlockRef) -> bool {
+        self.have.contains(&b.index)
+            || self.checking.contains_key(&b.index)
+            || self.early_data(b).is_some()
+    }
+
+    /// The bytes of a block we hold outside the engine's window: in a piece being checked, or
+    /// a verified block (whole, as requested) of a piece in assembly.
+    fn early_data(&self, b: &BlockRef) -> Option<Bytes> {
+        if self.have.contains(&b.index) {
+            return None;
+        }
+        let (s, e) = (b.begin as usize, b.begin as usize + b.len as usize);
+        if let Some((_, payload)) = self.checking.get(&b.index) {
+            return (e <= payload.len()).then(|| payload.slice(s..e));
+        }
+        let dl = self.downloads.get(&b.index)?;
+        let block = dl.blocks.get((b.begin / BLOCK_LEN) as usize)?.as_ref()?;
+        (b.begin % BLOCK_LEN == 0 && b.len as usize == block.len()).then(|| block.clone())
+    }
+
+    /// Sends the block hashes of `index` (they go before its first block on a connection).
+    fn send_hashes(&mut self, key: PeerKey, index: u32) {
+        let (Some(hashes), Some(id)) = (
+            self.hashes.get(&index),
+            self.peers
+                .get(&key)
+                .and_then(|p| p.rec.ext.id(Extension::PcLive)),
+        ) else {
+            return;
+        };
+        let msg = LiveMsg::Hashes {
+            index,
+            hashes: hashes.clone(),
+        };
+        self.send(
+            key,
+            Message::Extended {
+                id,
+                payload: msg.encode(),
+            },
+        );
     }
 
     pub(super) fn set_choking(&mut self, key: PeerKey, choke: bool, now: Instant) {

@@ -51,7 +51,7 @@ fn added_piece_moves_edge_and_prunes_the_window() {
     let wp = s.params().unwrap().window_pieces();
     for i in 0..wp + 10 {
         let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, b"x");
-        s.on_piece_added(h, now);
+        s.on_piece_added(h, crate::live::block_hashes(b"x"), now);
     }
     assert_eq!(s.poll_timeout(), None, "no peers, nothing due");
     assert_eq!(s.edge(), Some(wp + 9));
@@ -102,7 +102,7 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
     }
     drain(&mut s);
     let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, now);
+    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
     let first = announced_to(&drain(&mut s), 0);
     assert_eq!(first.len(), s.config.source_fanout);
     s.handle_timeout(now + Duration::from_millis(50));
@@ -113,7 +113,7 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
     assert!(rest.iter().all(|k| !first.contains(k)));
     // The next piece goes first to others (rotation).
     let h = PieceHeader::sign(&key, &s.content_id(), 1, 1, 1, 0, b"piece");
-    s.on_piece_added(h, now);
+    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
     let second = announced_to(&drain(&mut s), 1);
     assert!(
         second.iter().all(|k| !first.contains(k)),
@@ -157,7 +157,7 @@ fn second_wave_goes_out_exactly_when_due() {
     drain(&mut s);
     let now = t0 + Duration::from_millis(3);
     let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, now);
+    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
     let first = announced_to(&drain(&mut s), 0);
     assert_eq!(first.len(), s.config.source_fanout);
     let due = now + Duration::from_millis(137);
@@ -221,7 +221,7 @@ fn queued_requests_are_capped() {
     s.config.max_reads_in_flight = 0;
     let now = Instant::now();
     let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, &[0u8; 1 << 20]);
-    s.on_piece_added(h, now);
+    s.on_piece_added(h, crate::live::block_hashes(&[0u8; 1 << 20]), now);
     ready_peer(&mut s, 1, now);
     s.on_message(1, Message::Interested, now);
     for begin in 0..2000u32 {
@@ -293,6 +293,203 @@ fn announce(s: &mut LiveSwarm, from: PeerKey, headers: Vec<PieceHeader>, now: In
         payload,
     };
     s.on_message(from, msg, now);
+}
+
+/// Peer `from` sends the block hashes of `payload` for piece `index`.
+fn send_hashes(s: &mut LiveSwarm, from: PeerKey, index: u32, payload: &[u8], now: Instant) {
+    let hashes = crate::live::block_hashes(payload);
+    let msg = Message::Extended {
+        id: OUR_PC_LIVE_ID,
+        payload: LiveMsg::Hashes { index, hashes }.encode(),
+    };
+    s.on_message(from, msg, now);
+}
+
+/// Peer `from` sends block `i` of `payload` (piece `index`).
+fn send_block(
+    s: &mut LiveSwarm,
+    from: PeerKey,
+    index: u32,
+    payload: &[u8],
+    i: usize,
+    now: Instant,
+) {
+    let begin = i * BLOCK_LEN as usize;
+    let end = (begin + BLOCK_LEN as usize).min(payload.len());
+    let data = Bytes::copy_from_slice(&payload[begin..end]);
+    let begin = begin as u32;
+    s.on_message(from, Message::Piece { index, begin, data }, now);
+}
+
+/// A three-block piece for the relay tests.
+fn three_blocks() -> Vec<u8> {
+    (0..40_000u32).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+/// Cut-through relaying: a relay announces a piece at its first verified block, queues a
+/// peer's requests for blocks still on their way, and serves each (with the piece's block
+/// hashes first) the moment it is verified — before the piece is whole. Before live version 2
+/// a relay forwarded a piece only once it held all of it, so every hop cost a piece's time.
+#[test]
+fn a_relay_forwards_each_block_as_soon_as_it_is_verified() {
+    let (key, mut s) = setup();
+    let t0 = Instant::now();
+    let id = s.content_id();
+    let payload = three_blocks();
+    let h = PieceHeader::sign(&key, &id, 0, 1, 1, 0, &payload);
+    ready_peer(&mut s, 1, t0); // upstream
+    ready_peer(&mut s, 2, t0); // downstream
+    s.on_message(2, Message::Interested, t0);
+    announce(&mut s, 1, vec![h], t0);
+    s.on_message(1, Message::Unchoke, t0);
+    let asked = requested(&drain(&mut s));
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked.iter().all(|&(k, i)| k == 1 && i == 0));
+    send_hashes(&mut s, 1, 0, &payload, t0);
+    send_block(&mut s, 1, 0, &payload, 0, t0);
+    let acts = drain(&mut s);
+    assert_eq!(
+        announced_to(&acts, 0),
+        vec![2],
+        "announced at its first block"
+    );
+    // The downstream peer asks for all three blocks; only the first is here.
+    for i in 0..3u32 {
+        let len = if i == 2 {
+            40_000 - 2 * BLOCK_LEN
+        } else {
+            BLOCK_LEN
+        };
+        let b = BlockRef {
+            index: 0,
+            begin: i * BLOCK_LEN,
+            len,
+        };
+        s.on_message(2, Message::Request(b), t0);
+    }
+    let acts = drain(&mut s);
+    let hashes_first = acts.iter().position(|a| {
+        matches!(a, Action::Send(2, Message::Extended { payload, .. })
+        if matches!(LiveMsg::decode(payload), Ok(LiveMsg::Hashes { index: 0, .. })))
+    });
+    let sent: Vec<(usize, u32, bool)> = acts
+        .iter()
+        .enumerate()
+        .filter_map(|(n, a)| match a {
+            Action::SendBlock {
+                peer: 2,
+                block,
+                data,
+            } => Some((n, block.begin, data.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "only the verified block: {acts:?}");
+    assert_eq!(
+        (sent[0].1, sent[0].2),
+        (0, true),
+        "from the assembly, not the window"
+    );
+    assert!(
+        hashes_first.is_some_and(|h| h < sent[0].0),
+        "hashes go first"
+    );
+    for (_, begin, _) in &sent {
+        let b = BlockRef {
+            index: 0,
+            begin: *begin,
+            len: BLOCK_LEN,
+        };
+        s.on_block_sent(2, b, true);
+    }
+    send_block(&mut s, 1, 0, &payload, 1, t0);
+    let acts = drain(&mut s);
+    let relayed: Vec<u32> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendBlock {
+                peer: 2,
+                block,
+                data: Some(_),
+            } => Some(block.begin),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed, vec![BLOCK_LEN], "the second block at once");
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::Send(2, Message::Extended { .. }))),
+        "no second announcement nor second hashes: {acts:?}"
+    );
+    send_block(&mut s, 1, 0, &payload, 2, t0);
+    let acts = drain(&mut s);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::PieceComplete { .. })));
+    s.on_piece_checked(0, true, t0);
+    assert!(
+        announced_to(&drain(&mut s), 0).is_empty(),
+        "peer 2 knows already"
+    );
+    assert_eq!(s.stats().blocks_relayed_early, 3);
+}
+
+/// A block that fails its hash bans its sender at once (a relay must never pass on what it has
+/// not verified), and so do block hashes that do not add up to the signed root.
+#[test]
+fn a_forged_block_or_forged_hashes_ban_the_sender() {
+    let (key, mut s) = setup();
+    let t0 = Instant::now();
+    let id = s.content_id();
+    let payload = three_blocks();
+    let h = PieceHeader::sign(&key, &id, 0, 1, 1, 0, &payload);
+    for k in [1, 2] {
+        ready_peer(&mut s, k, t0);
+        announce(&mut s, k, vec![h], t0);
+        s.on_message(k, Message::Unchoke, t0);
+    }
+    drain(&mut s);
+    send_hashes(&mut s, 1, 0, &payload, t0);
+    let mut forged = payload.clone();
+    forged[5] ^= 1;
+    send_block(&mut s, 1, 0, &forged, 0, t0);
+    let bans = |acts: &[Action]| -> Vec<PeerKey> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Disconnect { peer, reason } if reason.ban() => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(bans(&drain(&mut s)), vec![1], "the forged block's sender");
+    send_hashes(&mut s, 2, 0, &forged, t0);
+    assert_eq!(bans(&drain(&mut s)), vec![2], "hashes that miss the root");
+    assert_eq!(s.stats().banned, 2);
+}
+
+/// A block that comes before its piece's block hashes cannot be checked: it is not kept, and
+/// its sender (a broken client: an honest one sends the hashes first) is closed, not banned.
+#[test]
+fn a_block_before_its_hashes_closes_the_connection_without_a_ban() {
+    let (key, mut s) = setup();
+    let t0 = Instant::now();
+    let payload = three_blocks();
+    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, &payload);
+    ready_peer(&mut s, 1, t0);
+    announce(&mut s, 1, vec![h], t0);
+    s.on_message(1, Message::Unchoke, t0);
+    drain(&mut s);
+    send_block(&mut s, 1, 0, &payload, 0, t0);
+    let acts = drain(&mut s);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Disconnect { peer: 1, reason }
+            if !reason.ban() && matches!(reason, DisconnectReason::Protocol(_)))),
+        "{acts:?}"
+    );
+    assert_eq!(s.stats().banned, 0);
+    assert_eq!(s.stats().downloaded, 0);
 }
 
 /// Found by the simulator (`crates/sim`, 1,000 viewers): a viewer stopped downloading while
@@ -383,6 +580,7 @@ fn interest_follows_what_a_peer_can_give() {
     assert!(said(&drain(&mut s), Message::Interested));
     s.on_message(1, Message::Unchoke, t0);
     assert_eq!(requested(&drain(&mut s)), vec![(1, 0)]);
+    send_hashes(&mut s, 1, 0, b"data", t0);
     let data = Bytes::from_static(b"data");
     s.on_message(
         1,
@@ -437,7 +635,7 @@ fn served(s: &mut LiveSwarm, k: PeerKey, index: u32, at: Instant) -> bool {
     s.on_message(k, Message::Request(block), at);
     let acts = drain(s);
     for a in &acts {
-        if let Action::SendBlock { peer, block } = a {
+        if let Action::SendBlock { peer, block, .. } = a {
             s.on_block_sent(*peer, *block, true);
         }
     }
@@ -460,7 +658,7 @@ fn the_source_serves_each_piece_at_most_source_copies_times() {
     }
     drain(&mut s);
     let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, t0);
+    s.on_piece_added(h, crate::live::block_hashes(b"piece"), t0);
     let wave = announced_to(&drain(&mut s), 0);
     assert_eq!(wave.len(), 2);
     let others: Vec<PeerKey> = (1..=4).filter(|k| !wave.contains(k)).collect();
@@ -504,7 +702,7 @@ fn the_copy_cap_holds_for_pieces_far_behind_the_edge() {
     }
     for i in 0..100 {
         let h = PieceHeader::sign(&key, &s.content_id(), i, 1, 1, 0, b"piece");
-        s.on_piece_added(h, t0);
+        s.on_piece_added(h, crate::live::block_hashes(b"piece"), t0);
     }
     drain(&mut s);
     let later = t0 + Duration::from_secs(10);
@@ -532,16 +730,24 @@ mod prop {
             (any::<u32>(), any::<u64>(), any::<u32>(), any::<u8>(), any::<u32>()), 0..20)) {
             let hs: Vec<PieceHeader> = fields.iter().map(|&(index, ts, d, flags, length)| {
                 PieceHeader { index, timestamp_us: ts, duration_us: d, flags, length,
-                    sha256: [index as u8; 32], signature: [flags; 64] }
+                    root: [index as u8; 32], signature: [flags; 64] }
             }).collect();
             let m = LiveMsg::Have(hs);
+            prop_assert_eq!(LiveMsg::decode(&m.encode()).unwrap(), m);
+        }
+
+        #[test]
+        fn hashes_round_trip(index in any::<u32>(), seeds in proptest::collection::vec(
+            any::<u8>(), 1..=crate::live::MAX_BLOCKS)) {
+            let hashes: Vec<_> = seeds.iter().map(|&b| [b; 32]).collect();
+            let m = LiveMsg::Hashes { index, hashes };
             prop_assert_eq!(LiveMsg::decode(&m.encode()).unwrap(), m);
         }
 
         /// Whatever a peer sends, the swarm neither panics nor grows past its caps.
         #[test]
         fn garbage_from_a_peer_is_survived(msgs in proptest::collection::vec(
-            (0u8..6, any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)),
+            (0u8..7, any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)),
             0..60)) {
             let (key, mut s) = setup();
             let now = Instant::now();
@@ -557,6 +763,11 @@ mod prop {
                         Message::Extended { id: OUR_PC_LIVE_ID, payload: LiveMsg::Have(vec![h]).encode() }
                     }
                     4 => Message::Extended { id: ext::OUR_UT_METADATA_ID, payload: bytes.into() },
+                    5 => {
+                        let hashes = bytes.chunks(32).map(|c| [c[0]; 32]).collect();
+                        let m = LiveMsg::Hashes { index: a % 64, hashes };
+                        Message::Extended { id: OUR_PC_LIVE_ID, payload: m.encode() }
+                    }
                     _ => Message::Unchoke,
                 };
                 s.on_message(1, msg, now);

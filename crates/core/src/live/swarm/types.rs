@@ -107,13 +107,16 @@ impl Default for LiveConfig {
 pub enum Action {
     /// Send a message to a peer.
     Send(PeerKey, Message),
-    /// Read this block of a held piece from the window, send it as PIECE, then call
-    /// [`super::LiveSwarm::on_block_sent`].
+    /// Send this block as PIECE, then call [`super::LiveSwarm::on_block_sent`]: `data` when the
+    /// swarm holds it (a verified block of a piece still in assembly, relayed before the piece
+    /// is complete), else read from the piece in the window.
     SendBlock {
         /// Requesting peer.
         peer: PeerKey,
         /// The block.
         block: BlockRef,
+        /// The block's bytes, when they are not in the window yet.
+        data: Option<Bytes>,
     },
     /// Close a connection; with [`DisconnectReason::ban`], refuse that peer from now on.
     Disconnect {
@@ -162,6 +165,8 @@ pub struct LiveStats {
     pub requests_sent: u64,
     /// Block requests served.
     pub requests_served: u64,
+    /// Of those, blocks relayed from a piece we did not hold whole yet (cut-through).
+    pub blocks_relayed_early: u64,
     /// Piece announcements (headers) sent.
     pub pieces_announced: u64,
     /// Pieces received from peers that passed their check.
