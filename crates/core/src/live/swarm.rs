@@ -188,6 +188,10 @@ pub struct LiveSwarm {
     served_to: BTreeMap<u32, Vec<PeerKey>>,
     /// Block reads handed to the engine and not yet reported sent, all peers together.
     reads_total: usize,
+    /// The stream's bitrate, bytes/s, from the headers (0 before any).
+    bitrate: u64,
+    /// A viewer's regular upload slots now (see [`Self::slots`]).
+    viewer_slots: usize,
     playhead: Option<u32>,
     /// Requests queued so far (the order of [`Peer::first_ask`]).
     asks: u64,
@@ -223,6 +227,8 @@ impl LiveSwarm {
             first_wave: BTreeMap::new(),
             served_to: BTreeMap::new(),
             reads_total: 0,
+            bitrate: 0,
+            viewer_slots: 1,
             playhead: None,
             asks: 0,
             want_from: 0,
@@ -508,6 +514,7 @@ impl LiveSwarm {
             return;
         }
         self.headers.insert(header.index, header);
+        self.note_bitrate(&header);
         self.hashes.insert(header.index, hashes);
         self.move_edge(header.index);
         // A download in progress for it is moot now.
@@ -704,6 +711,7 @@ impl LiveSwarm {
                     return Ok(());
                 }
                 self.headers.insert(index, *h);
+                self.note_bitrate(h);
                 self.move_edge(index);
                 if judgement == Judgement::Jump {
                     // Keep only the new window (what we waited for left everyone's).
@@ -720,6 +728,19 @@ impl LiveSwarm {
             }
         }
         Ok(())
+    }
+
+    /// Folds a new header into the stream's bitrate estimate (bytes/s, a moving average).
+    fn note_bitrate(&mut self, h: &PieceHeader) {
+        if h.duration_us == 0 {
+            return;
+        }
+        let r = u64::from(h.length) * 1_000_000 / u64::from(h.duration_us);
+        self.bitrate = if self.bitrate == 0 {
+            r
+        } else {
+            (self.bitrate * 15 + r) / 16
+        };
     }
 
     fn move_edge(&mut self, index: u32) {

@@ -607,7 +607,7 @@ fn interest_follows_what_a_peer_can_give() {
 fn a_peer_that_needs_nothing_gives_its_slot_to_one_that_does() {
     let (_, mut s) = setup();
     let t0 = Instant::now();
-    let peers = s.config.unchoke_slots as PeerKey + 2;
+    let peers = s.slots() as PeerKey + 2;
     for k in 1..=peers {
         ready_peer(&mut s, k, t0);
         s.on_message(k, Message::Interested, t0);
@@ -618,10 +618,67 @@ fn a_peer_that_needs_nothing_gives_its_slot_to_one_that_does() {
         !unchoked(&acts, peers),
         "the slots and the optimistic one are taken"
     );
+    assert!(unchoked(&acts, 1));
     s.on_message(1, Message::NotInterested, t0);
     let acts = drain(&mut s);
     assert!(acts.contains(&Action::Send(1, Message::Choke)));
     assert!(unchoked(&acts, peers), "{acts:?}");
+}
+
+/// A viewer has as many regular slots as whole copies of the stream its upload carried lately
+/// (one at least, `unchoke_slots` at most), re-sized at each rechoke: a slot beyond what the
+/// uplink carries makes every peer it feeds wait behind the others. With four fixed slots the
+/// simulator put the median piece 1.8 s behind the source at 60 viewers whose uplinks carry
+/// two copies; sized to the uplink, 0.8 s.
+#[test]
+fn a_viewers_slots_follow_the_copies_its_uplink_carries() {
+    let (key, mut s) = setup();
+    let t0 = Instant::now();
+    let id = s.content_id();
+    // 250 ms pieces of 64 KiB: 256 KiB/s.
+    let payload = vec![7u8; 64 << 10];
+    for i in 0..4 {
+        let h = PieceHeader::sign(&key, &id, i, 1, 250_000, 0, &payload);
+        s.on_piece_added(h, crate::live::block_hashes(&payload), t0);
+    }
+    assert_eq!(s.slots(), 1, "nothing measured yet");
+    // An uplink that carries two and a half copies: 4 blocks per 100 ms whoever asks (the
+    // rest are reported not sent), past two rechokes.
+    let mut t = t0;
+    for k in 1..=3 {
+        ready_peer(&mut s, k, t0);
+        s.on_message(k, Message::Interested, t0);
+    }
+    drain(&mut s);
+    for _ in 0..70 {
+        t += Duration::from_millis(100);
+        for k in 1..=3 {
+            for begin in [0, BLOCK_LEN] {
+                let b = BlockRef {
+                    index: 0,
+                    begin,
+                    len: BLOCK_LEN,
+                };
+                s.on_message(k, Message::Request(b), t);
+            }
+        }
+        let mut room = 4;
+        while let Some(a) = s.poll_action() {
+            if let Action::SendBlock { peer, block, .. } = a {
+                s.on_block_sent(peer, block, room > 0);
+                room -= 1;
+            }
+        }
+        s.handle_timeout(t);
+        drain(&mut s);
+    }
+    assert_eq!(s.slots(), 2);
+    // Idle for a while: back to one.
+    for n in 3..12 {
+        s.handle_timeout(t0 + serve::RECHOKE_EVERY * n);
+        drain(&mut s);
+    }
+    assert_eq!(s.slots(), 1);
 }
 
 /// Peer `k` asks for the first 5 bytes of piece `index` at `at`; every block the swarm hands

@@ -16,8 +16,8 @@ use crate::wire::{BlockRef, Message};
 pub struct LiveConfig {
     /// This node is the stream's source (announces new pieces to a few peers first).
     pub source: bool,
-    /// Peers a viewer unchokes at once; beyond, one optimistic slot rotates. Few enough that
-    /// each gets a useful share of the upload.
+    /// Most regular upload slots of a viewer (it has as many as whole copies of the stream
+    /// its upload carried lately, at least one), plus one optimistic slot that rotates.
     pub unchoke_slots: usize,
     /// Peers the source unchokes at once (at least `source_fanout`).
     pub source_slots: usize,
