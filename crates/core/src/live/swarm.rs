@@ -188,6 +188,8 @@ pub struct LiveSwarm {
     served_to: BTreeMap<u32, Vec<PeerKey>>,
     /// Block reads handed to the engine and not yet reported sent, all peers together.
     reads_total: usize,
+    /// Scratch for a scheduling pass: the peers that could take a request when it began.
+    open: Vec<PeerKey>,
     /// The stream's bitrate, bytes/s, from the headers (0 before any).
     bitrate: u64,
     /// A viewer's regular upload slots now (see [`Self::slots`]).
@@ -227,6 +229,7 @@ impl LiveSwarm {
             first_wave: BTreeMap::new(),
             served_to: BTreeMap::new(),
             reads_total: 0,
+            open: Vec::new(),
             bitrate: 0,
             viewer_slots: 1,
             playhead: None,

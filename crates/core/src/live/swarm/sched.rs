@@ -53,6 +53,22 @@ impl LiveSwarm {
             return;
         }
         self.drop_passed_downloads(start);
+        // Nobody can take a request: nothing to walk (the common case under load, and the
+        // walk costs peers × pieces).
+        // (Requests that are late still walk: they are marked so their deadline leaves.)
+        let late = self.next_block_timeout().is_some_and(|t| t <= now);
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        open.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| self.has_room(p))
+                .map(|(&k, _)| k),
+        );
+        self.open = open;
+        if !late && self.open.is_empty() {
+            return;
+        }
         let wanted: Vec<u32> = self
             .headers
             .range(start..=edge)
@@ -300,29 +316,40 @@ impl LiveSwarm {
     /// blocks, at most `max_outstanding`). More would only queue behind its upload limit, where a request
     /// waits instead of going to a peer with spare upload.
     fn usable(&self, key: PeerKey, index: u32, now: Instant) -> bool {
+        // Cheapest tests first: this runs for every peer for every block scheduled.
         self.peers.get(&key).is_some_and(|p| {
-            let room = (p.rec.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
-                self.config.min_outstanding as u64,
-                self.config.max_outstanding.max(self.config.min_outstanding) as u64,
-            ) as usize;
-            p.ready
-                && !p.peer_choking
+            self.has_room(p)
                 && p.has.contains(&index)
                 && !p.refused.iter().any(|&(i, at)| {
                     i == index && now.saturating_duration_since(at) < REFUSAL_MEMORY
                 })
-                && p.outstanding.len() < room
         })
+    }
+
+    /// True when the peer is ready, unchokes us and has room for another request (see
+    /// [`Self::usable`]).
+    fn has_room(&self, p: &Peer) -> bool {
+        if !p.ready || p.peer_choking {
+            return false;
+        }
+        let room = (p.rec.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
+            self.config.min_outstanding as u64,
+            self.config.max_outstanding.max(self.config.min_outstanding) as u64,
+        ) as usize;
+        p.outstanding.len() < room
     }
 
     /// The peer to ask for a block of `index`: a usable one with the fewest requests in
     /// flight, then the fastest.
+    /// Only the peers that had room when this scheduling pass began ([`LiveSwarm::open`]) are
+    /// candidates: room only shrinks during a pass.
     fn pick_peer(&self, index: u32, exclude: Option<PeerKey>, now: Instant) -> Option<PeerKey> {
-        self.peers
+        self.open
             .iter()
-            .filter(|(&k, _)| Some(k) != exclude && self.usable(k, index, now))
-            .min_by_key(|(&k, p)| (p.outstanding.len(), Reverse(p.rec.traffic.down.rate()), k))
-            .map(|(&k, _)| k)
+            .filter(|&&k| Some(k) != exclude && self.usable(k, index, now))
+            .filter_map(|&k| self.peers.get(&k).map(|p| (k, p)))
+            .min_by_key(|&(k, p)| (p.outstanding.len(), Reverse(p.rec.traffic.down.rate()), k))
+            .map(|(k, _)| k)
     }
 
     /// Cancels one outstanding request of `peer`.

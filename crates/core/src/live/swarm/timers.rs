@@ -39,7 +39,8 @@ impl LiveSwarm {
             if pex && p.rec.ext.id(Extension::UtPex).is_some() {
                 t = earliest(t, Some(p.rec.pex.due()));
             }
-            if let Some(&(_, at)) = p.refused.iter().min_by_key(|(_, at)| *at) {
+            // Refusals are kept in the order they came: the first expires first.
+            if let Some(&(_, at)) = p.refused.front() {
                 t = earliest(t, Some(at + sched::REFUSAL_MEMORY));
             }
         }
