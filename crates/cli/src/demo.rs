@@ -1,6 +1,10 @@
 //! `peercdn demo`: a self-contained tour on loopback. Generates content, publishes it on one
 //! node, downloads it on a second node that knows only the content ID and the first node's
-//! address (metadata through ut_metadata, then data), checks every byte and prints the speed.
+//! address (metadata through ut_metadata, then data), checks every byte and prints the speed;
+//! then broadcasts a live stream to a dozen viewer nodes that relay it to each other
+//! ([`live`]).
+
+mod live;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -117,6 +121,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
     println!("   identical. Both nodes stop now.");
     viewer.shutdown().await;
     publisher.shutdown().await;
+    live::run(root, 6, &node).await?;
     Ok(ExitCode::SUCCESS)
 }
 

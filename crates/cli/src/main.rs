@@ -114,7 +114,8 @@ enum Cmd {
         #[arg(long = "cdn")]
         cdn: Vec<String>,
         /// Target piece duration in milliseconds (a new piece also starts at each keyframe).
-        /// Each relay hop forwards whole pieces, so shorter pieces mean less delay.
+        /// Relays forward each verified 16 KiB block at once; a piece is the unit of signing,
+        /// of announcement and of where a player may start.
         #[arg(long, default_value_t = 250)]
         piece_ms: u32,
         /// How long pieces stay available, seconds.
