@@ -2,6 +2,7 @@
 //! a progress bar in simulated seconds, then prints the table and writes the JSON report and
 //! the SVG pictures. The simulation itself is the library's; this is flags and files.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -145,11 +146,23 @@ pub fn run(o: SimOptions) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal the bar is hidden: a long run in a script or a log still says how
+    // far it is, a line every tenth of the run.
+    let lines = !std::io::stderr().is_terminal();
+    let every = (o.seconds / 10.0).ceil().max(1.0);
+    let started = peercdn_engine::clock::now();
     let mut t = 0.0;
     while t < o.seconds {
         t = (t + 1.0).min(o.seconds);
         sim.run_until(t);
         bar.set_position(t.ceil() as u64);
+        if lines && (t % every == 0.0 || t >= o.seconds) {
+            eprintln!(
+                "simulated {t:.0} of {:.0} s, {:.0} s of wall time",
+                o.seconds,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish_and_clear();
     let report = sim.report();
