@@ -27,4 +27,12 @@ fn the_demo_shows_vod_and_live() {
         x < 4.0,
         "the broadcaster sent {x}x the bitrate to 12 viewers"
     );
+    // Cut-through relaying happened between the real engines.
+    let early: u64 = stdout
+        .split("banned), ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no early-relay count in {stdout}"));
+    assert!(early > 0, "no block was relayed before its piece was whole");
 }

@@ -182,6 +182,7 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "up_rate": st.up_rate,
         "banned": st.banned,
         "wasted": st.wasted,
+        "relayed_early": st.relayed_early,
         "first": st.first,
         "last": st.last,
         "edge": st.edge,

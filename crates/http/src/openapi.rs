@@ -243,6 +243,7 @@ pub fn document() -> Value {
                         "up_rate": { "type": "integer", "description": "bytes/s" },
                         "banned": { "type": "integer" },
                         "wasted": { "type": "integer" },
+                        "relayed_early": { "type": "integer", "description": "Blocks relayed before their piece was whole (cut-through)." },
                         "first": { "type": "integer", "nullable": true },
                         "last": { "type": "integer", "nullable": true },
                         "edge": { "type": "integer", "nullable": true },

@@ -200,6 +200,10 @@ pub async fn run(
         })
         .fold(1.0, f64::min);
     let banned: u64 = viewers.iter().map(|v| v.handle.status().banned).sum();
+    let early: u64 = viewers
+        .iter()
+        .map(|v| v.handle.status().relayed_early)
+        .sum();
     delays.sort_by(f64::total_cmp);
     println!(
         "   {secs:.0} s watched by {VIEWERS} players: behind the source p50 {:.2} s, p95 {:.2} s;",
@@ -215,7 +219,10 @@ pub async fn run(
         format_bytes(sent),
         sent as f64 / per_viewer_need,
     );
-    println!("   relayed the rest, every block verified on the way ({banned} peers banned)");
+    println!(
+        "   relayed the rest, every block verified on the way ({banned} peers banned), {early} \
+         blocks\n   forwarded before their piece was complete"
+    );
     producer.abort();
     for v in viewers {
         v.session.shutdown().await;

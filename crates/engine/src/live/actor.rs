@@ -455,6 +455,7 @@ impl Actor {
             up_rate: st.up_rate,
             banned: st.banned,
             wasted: st.wasted,
+            relayed_early: st.blocks_relayed_early,
             first: None,
             last: None,
             edge: self.swarm.edge(),

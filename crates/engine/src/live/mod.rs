@@ -44,6 +44,8 @@ pub struct LiveStatus {
     /// Payload bytes received that were not needed (duplicates after a re-request, cancelled
     /// blocks, failed checks).
     pub wasted: u64,
+    /// Blocks we relayed before we held their piece whole (cut-through, live version 2).
+    pub relayed_early: u64,
     /// Peers disconnected and banned for forged, altered, replayed or out-of-window pieces.
     pub banned: u64,
     /// Oldest and newest piece held.
