@@ -3,6 +3,7 @@
 //! viewer nodes play while relaying it, the broadcaster sending about two copies.
 
 use std::process::Command;
+use std::str::FromStr;
 
 #[test]
 fn the_demo_shows_vod_and_live() {
@@ -17,22 +18,21 @@ fn the_demo_shows_vod_and_live() {
     assert!(stdout.contains("watched by 12 players"), "{stdout}");
     assert!(stdout.contains("(0 peers banned)"), "{stdout}");
     // "the broadcaster sent … (N.Nx the bitrate)": the viewers carried the rest.
-    let x: f64 = stdout
-        .split("MiB (")
-        .nth(1)
-        .and_then(|s| s.split('x').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no upload ratio in {stdout}"));
+    let x: f64 = number_after(&stdout, "MiB (", 'x');
     assert!(
         x < 4.0,
         "the broadcaster sent {x}x the bitrate to 12 viewers"
     );
     // Cut-through relaying happened between the real engines.
-    let early: u64 = stdout
-        .split("banned), ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no early-relay count in {stdout}"));
+    let early: u64 = number_after(&stdout, "banned), ", ' ');
     assert!(early > 0, "no block was relayed before its piece was whole");
+}
+
+/// The number in `text` between the first `before` and the next `until`.
+fn number_after<T: FromStr>(text: &str, before: &str, until: char) -> T {
+    text.split(before)
+        .nth(1)
+        .and_then(|s| s.split(until).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {before:?} in {text}"))
 }

@@ -71,7 +71,6 @@ use crate::ext::peer::PeerRecord;
 use crate::id::InfoHash;
 use crate::live::window::{Judgement, Window};
 use crate::live::{BlockHash, LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
-use crate::wire::BLOCK_LEN;
 use crate::wire::{BlockRef, Handshake, Message};
 
 mod types;
@@ -509,11 +508,12 @@ impl LiveSwarm {
         if self.have.contains(&header.index) || self.params.is_none() {
             return;
         }
-        if header.index < self.first() || header.check_hashes(&hashes).is_err() {
-            debug_assert!(
-                header.check_hashes(&hashes).is_ok(),
-                "hashes of another piece"
-            );
+        if header.index < self.first() {
+            return;
+        }
+        let checked = header.check_hashes(&hashes);
+        debug_assert!(checked.is_ok(), "hashes of another piece");
+        if checked.is_err() {
             return;
         }
         self.headers.insert(header.index, header);
@@ -640,27 +640,22 @@ impl LiveSwarm {
         self.hashes.entry(index).or_insert(hashes);
     }
 
-    /// Refuses every queued request for blocks of `index` we cannot serve (we gave up
-    /// assembling the piece we announced at its first block): the requesters ask others.
+    /// Refuses every queued request for blocks of `index` once we gave up assembling it (its
+    /// download is gone: the player passed it, the window moved, its check failed) and do not
+    /// hold it: the requesters ask others.
     pub(super) fn refuse_queued(&mut self, index: u32) {
         if self.have.contains(&index) || self.checking.contains_key(&index) {
             return;
         }
-        let keep = |b: &BlockRef, dl: Option<&Download>| {
-            dl.is_some_and(|dl| {
-                b.begin % BLOCK_LEN == 0
-                    && dl
-                        .blocks
-                        .get((b.begin / BLOCK_LEN) as usize)
-                        .is_some_and(Option::is_some)
-            })
-        };
-        let dl = self.downloads.get(&index);
+        debug_assert!(
+            !self.downloads.contains_key(&index),
+            "called with its download"
+        );
         let mut refusals = Vec::new();
         for (&k, p) in self.peers.iter_mut() {
             let fast = p.fast;
             p.up.queued.retain(|b| {
-                let gone = b.index == index && !keep(b, dl);
+                let gone = b.index == index;
                 if gone {
                     refusals.extend(choke::refuse(fast, *b).map(|m| (k, m)));
                 }

@@ -180,24 +180,30 @@ impl LiveSwarm {
     /// True when we can send this block now: the piece is held (or being checked), or the
     /// block itself is verified in a piece we are assembling.
     fn servable(&self, b: &BlockRef) -> bool {
-        self.have.contains(&b.index)
-            || self.checking.contains_key(&b.index)
-            || self.early_data(b).is_some()
+        self.have.contains(&b.index) || self.early_block(b).is_some()
     }
 
     /// The bytes of a block we hold outside the engine's window: in a piece being checked, or
     /// a verified block (whole, as requested) of a piece in assembly.
     fn early_data(&self, b: &BlockRef) -> Option<Bytes> {
+        self.early_block(b).map(|(bytes, range)| bytes.slice(range))
+    }
+
+    /// Where [`Self::early_data`] finds a block: the buffer and the range of it, without
+    /// touching its reference count ([`Self::servable`] asks this of every queued request on
+    /// every hand-out).
+    fn early_block(&self, b: &BlockRef) -> Option<(&Bytes, std::ops::Range<usize>)> {
         if self.have.contains(&b.index) {
             return None;
         }
         let (s, e) = (b.begin as usize, b.begin as usize + b.len as usize);
         if let Some((_, payload)) = self.checking.get(&b.index) {
-            return (e <= payload.len()).then(|| payload.slice(s..e));
+            return (e <= payload.len()).then_some((payload, s..e));
         }
         let dl = self.downloads.get(&b.index)?;
         let block = dl.blocks.get((b.begin / BLOCK_LEN) as usize)?.as_ref()?;
-        (b.begin % BLOCK_LEN == 0 && b.len as usize == block.len()).then(|| block.clone())
+        (b.begin % BLOCK_LEN == 0 && b.len as usize == block.len())
+            .then_some((block, 0..block.len()))
     }
 
     /// Sends the block hashes of `index` (they go before its first block on a connection).

@@ -4,6 +4,7 @@
 use super::*;
 use crate::live::{LiveParams, OUR_PC_LIVE_ID, PC_LIVE};
 use crate::wire::ext::{self, ExtHandshake};
+use crate::wire::BLOCK_LEN;
 use crate::PeerId;
 use ed25519_dalek::SigningKey;
 
@@ -321,9 +322,11 @@ fn send_block(
     s.on_message(from, Message::Piece { index, begin, data }, now);
 }
 
-/// A three-block piece for the relay tests.
-fn three_blocks() -> Vec<u8> {
-    (0..40_000u32).map(|i| (i * 7 % 253) as u8).collect()
+/// Piece 0 of three blocks for the relay tests, and its header signed by `key`.
+fn three_block_piece(key: &SigningKey, s: &LiveSwarm) -> (Vec<u8>, PieceHeader) {
+    let payload: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let h = PieceHeader::sign(key, &s.content_id(), 0, 1, 1, 0, &payload);
+    (payload, h)
 }
 
 /// Cut-through relaying: a relay announces a piece at its first verified block, queues a
@@ -334,9 +337,7 @@ fn three_blocks() -> Vec<u8> {
 fn a_relay_forwards_each_block_as_soon_as_it_is_verified() {
     let (key, mut s) = setup();
     let t0 = Instant::now();
-    let id = s.content_id();
-    let payload = three_blocks();
-    let h = PieceHeader::sign(&key, &id, 0, 1, 1, 0, &payload);
+    let (payload, h) = three_block_piece(&key, &s);
     ready_peer(&mut s, 1, t0); // upstream
     ready_peer(&mut s, 2, t0); // downstream
     s.on_message(2, Message::Interested, t0);
@@ -441,9 +442,7 @@ fn a_relay_forwards_each_block_as_soon_as_it_is_verified() {
 fn a_forged_block_or_forged_hashes_ban_the_sender() {
     let (key, mut s) = setup();
     let t0 = Instant::now();
-    let id = s.content_id();
-    let payload = three_blocks();
-    let h = PieceHeader::sign(&key, &id, 0, 1, 1, 0, &payload);
+    let (payload, h) = three_block_piece(&key, &s);
     for k in [1, 2] {
         ready_peer(&mut s, k, t0);
         announce(&mut s, k, vec![h], t0);
@@ -474,8 +473,7 @@ fn a_forged_block_or_forged_hashes_ban_the_sender() {
 fn a_block_before_its_hashes_closes_the_connection_without_a_ban() {
     let (key, mut s) = setup();
     let t0 = Instant::now();
-    let payload = three_blocks();
-    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, &payload);
+    let (payload, h) = three_block_piece(&key, &s);
     ready_peer(&mut s, 1, t0);
     announce(&mut s, 1, vec![h], t0);
     s.on_message(1, Message::Unchoke, t0);
