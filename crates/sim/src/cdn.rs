@@ -4,7 +4,7 @@
 //! Which pieces a viewer fetches from the CDN, and when, is decided by core's
 //! [`peercdn_core::live::fallback::FallbackPolicy`] (the engine's `cdn/fallback.rs` runs the
 //! same one); this module only models the mirror: a fetch leaves the CDN's uplink (one FIFO at
-//! its capacity) and arrives after one RTT, behind the viewer's downlink. A playlist poll
+//! its capacity) and reaches the viewer half an RTT later, then takes its downlink. A playlist poll
 //! answers after one RTT with the newest piece. Not modelled: HTTP errors, caching tiers,
 //! per-request overheads.
 
@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use peercdn_core::live::fallback::WindowView;
 use peercdn_core::live::swarm::LiveSwarm;
 
-use crate::link::Access;
+use crate::link::wire_time;
 use crate::queue::Nanos;
 
 /// The mirror's capacity and distance.
@@ -36,15 +36,13 @@ impl Cdn {
         }
     }
 
-    /// When `size` bytes asked for at `now` arrive at a viewer with access `to`.
-    pub fn fetch(&mut self, to: &mut Access, now: Nanos, size: usize) -> Nanos {
-        let wire = |rate: u64| (size as u128 * 1_000_000_000 / u128::from(rate.max(1))) as Nanos;
+    /// When `size` bytes asked for at `now` reach the viewer (which then books its downlink
+    /// with [`crate::link::Access::receive`]).
+    pub fn fetch(&mut self, now: Nanos, size: usize) -> Nanos {
         // The request takes half an RTT to get there; the answer the other half.
-        let left = self.free.max(now + self.rtt / 2) + wire(self.bytes_s);
+        let left = self.free.max(now + self.rtt / 2) + wire_time(size, self.bytes_s);
         self.free = left;
-        let arrive = (left + self.rtt / 2).max(to.down_free() + wire(to.down_bytes_s));
-        to.set_down_free(arrive);
-        arrive
+        left + self.rtt / 2
     }
 }
 

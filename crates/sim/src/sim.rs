@@ -90,7 +90,15 @@ enum Ev {
     Wake(usize),
     /// A viewer's player asked to be woken.
     PlayerWake(usize),
-    /// A message arrives at `to` on its connection `key`.
+    /// A message reaches `to`'s downlink on its connection `key` (`size` bytes on the wire).
+    Reach {
+        to: usize,
+        key: ConnId,
+        link: u64,
+        msg: Message,
+        size: usize,
+    },
+    /// A message is received by `to` on its connection `key`.
     Deliver {
         to: usize,
         key: ConnId,
@@ -112,6 +120,12 @@ enum Ev {
     Closed { node: usize, key: ConnId, link: u64 },
     /// The tracker answers `node`'s announce.
     TrackerAnswer(usize),
+    /// What `node` asked of the CDN (`size` bytes) reaches its downlink.
+    CdnReach {
+        node: usize,
+        what: CdnDone,
+        size: usize,
+    },
     /// A CDN fetch, poll or join of `node` ended.
     Cdn { node: usize, what: CdnDone },
 }
@@ -131,8 +145,11 @@ struct LinkEnd {
     peer: usize,
     peer_key: ConnId,
     id: u64,
-    /// Last delivery time in our sending direction (order on the connection).
+    /// When our last message reached the peer (order on the connection, sending direction).
     last: Nanos,
+    /// When the last message from the peer was received, downlink included (order on the
+    /// connection, receiving direction).
+    recv: Nanos,
 }
 
 /// One simulated node.
@@ -439,6 +456,13 @@ impl Sim {
                     }
                 }
             }
+            Ev::Reach {
+                to,
+                key,
+                link,
+                msg,
+                size,
+            } => self.reach(to, key, link, msg, size, now),
             Ev::Deliver { to, key, link, msg } => self.deliver(to, key, link, msg, now),
             Ev::BlockSent {
                 node,
@@ -480,6 +504,7 @@ impl Sim {
                 self.pump(node, now);
             }
             Ev::TrackerAnswer(n) => self.tracker_answer(n, now),
+            Ev::CdnReach { node, what, size } => self.cdn_reach(node, what, size, now),
             Ev::Cdn { node, what } => self.cdn_done(node, what, now),
         }
     }
@@ -657,6 +682,27 @@ impl Sim {
             }
         }
         self.pump(n, now);
+    }
+
+    /// A message reached `to`: a block takes its downlink (behind what it is receiving), and
+    /// nothing overtakes what came before it on the connection.
+    fn reach(&mut self, to: usize, key: ConnId, link: u64, msg: Message, size: usize, now: Nanos) {
+        let Some(node) = self.nodes[to].as_mut() else {
+            return;
+        };
+        let Some(end) = node.links.get_mut(&key).filter(|l| l.id == link) else {
+            return;
+        };
+        let mut done = end.recv.max(now);
+        if matches!(msg, Message::Piece { .. }) {
+            done = done.max(node.access.receive(now, size));
+        }
+        end.recv = done;
+        if done == now {
+            self.deliver(to, key, link, msg, now);
+        } else {
+            self.q.push(done, Ev::Deliver { to, key, link, msg });
+        }
     }
 
     fn deliver(&mut self, to: usize, key: ConnId, link: u64, msg: Message, now: Nanos) {
@@ -893,8 +939,8 @@ impl Sim {
         let from = a?;
         let mut last = link.last;
         let to = b?;
-        let (left, arrive) = if matches!(msg, Message::Piece { .. }) {
-            transfer(&mut from.access, &mut to.access, &mut last, now, size)
+        let (left, reach) = if matches!(msg, Message::Piece { .. }) {
+            transfer(&mut from.access, &to.access, &mut last, now, size)
         } else {
             (now, control(&from.access, &to.access, &mut last, now))
         };
@@ -902,12 +948,13 @@ impl Sim {
             l.last = last;
         }
         self.q.push(
-            arrive,
-            Ev::Deliver {
+            reach,
+            Ev::Reach {
                 to: link.peer,
                 key: link.peer_key,
                 link: link.id,
                 msg,
+                size,
             },
         );
         Some((left, link.id))

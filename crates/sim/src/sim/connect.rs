@@ -96,6 +96,7 @@ impl Sim {
                     peer_key: ka,
                     id,
                     last: 0,
+                    recv: 0,
                 },
             );
             t.swarm.add_peer(kt, ephemeral_of(from), &hs_from, inst);
@@ -108,6 +109,7 @@ impl Sim {
                     peer_key: kt,
                     id,
                     last: 0,
+                    recv: 0,
                 },
             );
             f.swarm.add_peer(ka, addr, &hs_to, inst);

@@ -12,16 +12,19 @@ impl Sim {
     /// Runs what `n`'s fallback policy asked of the CDN.
     pub(super) fn exec_cdn(&mut self, n: usize, a: FallbackAction, now: Nanos) {
         let newest = self.next_piece.checked_sub(1);
-        let (Some(cdn), Some(node)) = (self.cdn.as_mut(), self.nodes[n].as_mut()) else {
+        if self.nodes[n].is_none() {
+            return;
+        }
+        let Some(cdn) = self.cdn.as_mut() else {
             return;
         };
-        let (at, what) = match a {
+        let (at, what, size) = match a {
             FallbackAction::Fetch(index) => {
                 let size = self.pieces.get(&index).map_or(0, |(_, p, _)| p.len());
-                let at = cdn.fetch(&mut node.access, now, size);
-                (at, CdnDone::Piece { index, join: None })
+                let at = cdn.fetch(now, size);
+                (at, CdnDone::Piece { index, join: None }, size)
             }
-            FallbackAction::PollPlaylist => (now + cdn.rtt, CdnDone::Playlist(newest)),
+            FallbackAction::PollPlaylist => (now + cdn.rtt, CdnDone::Playlist(newest), 0),
             FallbackAction::Join { back } => {
                 let stream = self.stream;
                 let Some(latest) = newest else {
@@ -41,17 +44,43 @@ impl Sim {
                     .unwrap_or(latest);
                 let size = self.pieces.get(&index).map_or(0, |(_, p, _)| p.len());
                 // The playlist first, then the piece.
-                let at = cdn.fetch(&mut node.access, now + cdn.rtt, size);
+                let at = cdn.fetch(now + cdn.rtt, size);
                 (
                     at,
                     CdnDone::Piece {
                         index,
                         join: Some(latest),
                     },
+                    size,
                 )
             }
         };
-        self.q.push(at, Ev::Cdn { node: n, what });
+        self.q.push(
+            at,
+            Ev::CdnReach {
+                node: n,
+                what,
+                size,
+            },
+        );
+    }
+
+    /// What `n` asked of the CDN reached it (`size` bytes): it ends once `n`'s downlink has
+    /// taken it.
+    pub(super) fn cdn_reach(&mut self, n: usize, what: CdnDone, size: usize, now: Nanos) {
+        let Some(node) = self.nodes[n].as_mut() else {
+            return;
+        };
+        let done = if size > 0 {
+            node.access.receive(now, size)
+        } else {
+            now
+        };
+        if done == now {
+            self.cdn_done(n, what, now);
+        } else {
+            self.q.push(done, Ev::Cdn { node: n, what });
+        }
     }
 
     /// A CDN request of `n` ended: a fetched piece goes into the window (and the swarm
