@@ -113,7 +113,7 @@ mod tests {
         // 8 kbit/s up = 1000 B/s; 80 ms RTT each side -> one way 40 ms.
         let mut a = Access::new(8_000, 8_000_000, 40_000);
         let mut b = Access::new(8_000, 8_000_000, 40_000);
-        let mut c = Access::new(8_000, 8_000_000, 40_000);
+        let c = Access::new(8_000, 8_000_000, 40_000);
         let (mut lab, mut lac) = (0, 0);
         let (l1, r1) = transfer(&mut a, &b, &mut lab, 0, 100);
         let (l2, r2) = transfer(&mut a, &c, &mut lac, 0, 100);
