@@ -22,7 +22,8 @@ use crate::live::buffer::{LiveBuffer, LivePiece};
 #[derive(Clone, Debug)]
 pub struct FallbackConfig {
     /// How long after a piece became known peers get to deliver it before the CDN is asked.
-    /// `None`: 0.6 × the stream's piece duration.
+    /// `None`: the policy's default ([`peercdn_core::live::fallback::PEER_PATIENCE`], at least
+    /// 0.6 × the stream's piece duration).
     pub deadline: Option<Duration>,
     /// Pieces from the playhead on that the fallback watches (the one the player needs next and
     /// the following ones).
@@ -126,7 +127,9 @@ impl FallbackConfig {
     fn policy(&self, piece: Duration) -> PolicyConfig {
         PolicyConfig {
             piece_duration: piece,
-            deadline: self.deadline.unwrap_or(piece.mul_f64(0.6)),
+            deadline: self
+                .deadline
+                .unwrap_or(PolicyConfig::for_piece_duration(piece).deadline),
             lookahead: self.lookahead,
             max_in_flight: self.max_in_flight,
             poll_interval: self.poll_interval.unwrap_or(piece),
