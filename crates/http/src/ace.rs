@@ -16,10 +16,18 @@
 //! - `/ace/cmd/{infohash}/{session}?method=stop`: ends the playback session (a live one's streams
 //!   end too); the last one on a torrent or live stream that `getstream` started removes it (a
 //!   torrent's data stays).
-//! - `/webui/api/service?method=get_version`.
+//! - `/webui/api/service?method=get_version`: the Ace API level implemented
+//!   ([`ACE_API_VERSION`]) in `version` and `code`, peercdn's own version in `peercdn_version`.
+//!
+//! Ace's conventions on every JSON answer of these routes ([`conventions`]): an error is a
+//! `200` with the message in `error` (the status it would have had in `X-Peercdn-Status`),
+//! and `format=jsonp&callback=NAME` (JSONP) wraps the answer in a call to `NAME`. Stream
+//! answers (a player reads no JSON) keep their HTTP status.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,6 +46,17 @@ use crate::{hls, stream};
 /// Most bytes of a `pid` kept.
 const MAX_PID_LEN: usize = 128;
 
+/// The Ace engine release whose API level this engine reports (`get_version`). Clients
+/// compare it: python-acestream and acestream-launcher send `pid=` instead of `sid=` from
+/// 3.1.29 on, and acestream-launcher wants at least 3.1 for the HTTP API.
+pub const ACE_API_VERSION: &str = "3.1.49";
+
+/// Longest JSON answer [`conventions`] wraps for JSONP (the Ace answers are a few KiB).
+const MAX_JSONP_BODY: usize = 1 << 20;
+
+/// Longest JSONP callback name.
+const MAX_CALLBACK_LEN: usize = 64;
+
 /// The Ace routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -47,6 +66,89 @@ pub fn routes() -> Router<AppState> {
         .route("/ace/stat/{infohash}/{session}", get(stat))
         .route("/ace/cmd/{infohash}/{session}", get(command))
         .route("/webui/api/service", get(service))
+        .layer(axum::middleware::from_fn(conventions))
+}
+
+/// True when the caller asked for a JSON answer (`format=json`, or `format=jsonp`).
+fn wants_json(p: &Params) -> bool {
+    p.get("format")
+        .is_some_and(|f| f.eq_ignore_ascii_case("json") || f.eq_ignore_ascii_case("jsonp"))
+}
+
+/// A JSONP callback name: a JavaScript identifier path (`cb`, `jQuery123_456`, `a.b`), so
+/// nothing else can be injected into the page that loads it.
+fn valid_callback(name: &str) -> bool {
+    let first_ok = |c: char| c.is_ascii_alphabetic() || c == '_' || c == '$';
+    !name.is_empty()
+        && name.len() <= MAX_CALLBACK_LEN
+        && name.split('.').all(|part| {
+            part.chars().next().is_some_and(first_ok)
+                && part.chars().all(|c| first_ok(c) || c.is_ascii_digit())
+        })
+}
+
+/// An error answer the Ace way: `200`, the status it would have had in `X-Peercdn-Status`.
+fn errors_as_ok(res: &mut Response) {
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        res.headers_mut()
+            .insert("x-peercdn-status", HeaderValue::from(status.as_u16()));
+        *res.status_mut() = StatusCode::OK;
+    }
+}
+
+/// Ace's conventions on the JSON answers of its routes: errors as `200` with the message in
+/// `error` — urllib-based clients otherwise show "HTTP Error 400" instead of the message — and
+/// JSONP. Answers that are not JSON (streams, playlists, plain-text errors of stream routes)
+/// pass untouched.
+pub async fn conventions(RawQuery(query): RawQuery, req: Request, next: Next) -> Response {
+    let p = Params::parse(query.as_deref());
+    let jsonp = p
+        .get("format")
+        .is_some_and(|f| f.eq_ignore_ascii_case("jsonp"));
+    let callback = p.get("callback").map(str::to_owned);
+    let mut res = next.run(req).await;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return res;
+    }
+    errors_as_ok(&mut res);
+    if !jsonp {
+        return res;
+    }
+    let Some(cb) = callback.filter(|c| valid_callback(c)) else {
+        let mut res = ApiError::bad_request(
+            "format=jsonp needs callback=NAME (letters, digits, _, $ and dots)",
+        )
+        .into_response();
+        errors_as_ok(&mut res);
+        return res;
+    };
+    let (mut parts, body) = res.into_parts();
+    let Ok(json) = axum::body::to_bytes(body, MAX_JSONP_BODY).await else {
+        let mut res = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "answer too large for JSONP",
+        )
+        .into_response();
+        errors_as_ok(&mut res);
+        return res;
+    };
+    let mut wrapped = Vec::with_capacity(cb.len() + json.len() + 3);
+    wrapped.extend_from_slice(cb.as_bytes());
+    wrapped.push(b'(');
+    wrapped.extend_from_slice(&json);
+    wrapped.extend_from_slice(b");");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(wrapped))
 }
 
 async fn getstream(
@@ -56,9 +158,7 @@ async fn getstream(
     RawQuery(query): RawQuery,
 ) -> Response {
     let p = Params::parse(query.as_deref());
-    let json = p
-        .get("format")
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let json = wants_json(&p);
     match getstream_inner(&state, &method, &headers, &p, json).await {
         Ok(r) => r,
         Err(e) => e.plain_if(!json).into_response(),
@@ -250,9 +350,7 @@ async fn manifest(
     RawQuery(query): RawQuery,
 ) -> Response {
     let p = Params::parse(query.as_deref());
-    let json = p
-        .get("format")
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let json = wants_json(&p);
     match manifest_inner(&state, &headers, &p, json).await {
         Ok(r) => r,
         Err(e) => e.plain_if(!json).into_response(),
@@ -443,12 +541,12 @@ async fn command(
     Ok(ok_envelope(json!("ok")))
 }
 
-/// The numeric version code: major·1 000 000 + minor·1 000 + patch.
-pub fn version_code() -> u64 {
-    let n = |s: &str| s.parse::<u64>().unwrap_or(0);
-    n(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
-        + n(env!("CARGO_PKG_VERSION_MINOR")) * 1_000
-        + n(env!("CARGO_PKG_VERSION_PATCH"))
+/// An Ace version's numeric code as Ace engines report it: major·1 000 000 + minor·10 000 +
+/// patch·100 (3.1.49 → 3014900).
+pub fn version_code(version: &str) -> u64 {
+    let mut n = version.split('.').map(|s| s.parse::<u64>().unwrap_or(0));
+    let mut next = || n.next().unwrap_or(0);
+    next() * 1_000_000 + next() * 10_000 + next() * 100
 }
 
 async fn service(RawQuery(query): RawQuery) -> Result<Json<serde_json::Value>, ApiError> {
@@ -456,9 +554,10 @@ async fn service(RawQuery(query): RawQuery) -> Result<Json<serde_json::Value>, A
     match p.get("method") {
         Some("get_version") => Ok(Json(json!({
             "result": {
-                "code": version_code(),
+                "code": version_code(ACE_API_VERSION),
                 "platform": "linux",
-                "version": env!("CARGO_PKG_VERSION"),
+                "version": ACE_API_VERSION,
+                "peercdn_version": env!("CARGO_PKG_VERSION"),
             },
             "error": null,
         }))),
@@ -532,8 +631,33 @@ mod tests {
         assert!(!valid_host(""));
     }
 
+    /// Codes as Ace engines report them (`3.1.49` → 3014900), so clients comparing codes see
+    /// the API level, not peercdn's own 0.x.
     #[test]
-    fn version() {
-        assert!(version_code() > 0 || env!("CARGO_PKG_VERSION") == "0.0.0");
+    fn version_codes_follow_ace() {
+        assert_eq!(version_code("3.1.49"), 3_014_900);
+        assert_eq!(version_code("3.1.29"), 3_012_900);
+        assert!(version_code(ACE_API_VERSION) >= version_code("3.1.29"));
+    }
+
+    /// Only identifier paths pass as JSONP callbacks: anything else could inject script into
+    /// the page that loads the answer.
+    #[test]
+    fn jsonp_callbacks() {
+        for ok in ["cb", "jQuery3_1", "$x", "a.b.c", "_"] {
+            assert!(valid_callback(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1a",
+            "a..b",
+            "a(",
+            "alert(1);x",
+            "a b",
+            "a-b",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_callback(bad), "{bad}");
+        }
     }
 }

@@ -28,7 +28,11 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The engine's HTTP API: Ace Stream compatible streaming routes, \
                 peercdn's own /api/v1, and Prometheus metrics. When an access token is set, \
-                every request carries ?token=T or Authorization: Bearer T."
+                every request carries ?token=T or Authorization: Bearer T. The JSON answers \
+                of the Ace routes (/ace/..., /webui/...) follow Ace's conventions: an error is \
+                a 200 with the message in `error` and the status it stands for in the \
+                X-Peercdn-Status header, and format=jsonp&callback=NAME wraps the answer in \
+                a call to NAME; stream answers keep their HTTP status."
         },
         "paths": {
             "/api/v1/torrents": {
@@ -182,7 +186,8 @@ pub fn document() -> Value {
                     "responses": { "200": { "description": "ok" }, "400": error, "404": error } }
             },
             "/webui/api/service": {
-                "get": { "summary": "Engine version (method=get_version)",
+                "get": { "summary": "Ace API level implemented (method=get_version): result.version \
+                    and result.code as Ace engines report them, result.peercdn_version",
                     "parameters": [{ "name": "method", "in": "query", "required": true,
                         "schema": { "type": "string", "enum": ["get_version"] } }],
                     "responses": { "200": { "description": "Version" }, "400": error } }
