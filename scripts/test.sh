@@ -3,7 +3,8 @@
 #
 # Target: a fresh Debian 12 machine, run as root, with a Rust toolchain and nothing
 # else. Installs the third-party clients the interop tests drive (only those
-# missing), then runs, failing fast:
+# missing) and the Ace Stream client libraries from PyPI (into a virtual environment under
+# target/), then runs, failing fast:
 #   fmt --check, clippy -D warnings, rustdoc -D warnings, the fuzz crate build
 #   (if fuzz/ exists), and every workspace test (the interop tests spawn
 #   /usr/bin/python3 tests/interop/lt_peer.py).
@@ -15,7 +16,15 @@ cd "$REPO_ROOT"
 
 # Debian packages the interop tests and benchmarks need.
 # iproute2: the LSD and no-leak tests create network namespaces (`ip netns`).
-PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2)
+# python3-venv, python3-distutils: the virtual environment of the Ace Stream client libraries
+# (python-acestream imports distutils).
+PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils)
+
+# PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
+# target/ (a build output: ignored by git, made again after `cargo clean`).
+ACE_VENV="$REPO_ROOT/target/ace-clients"
+ACE_PYPI=(acestream==0.2.0)
+export PEERCDN_ACE_PYTHON="$ACE_VENV/bin/python"
 
 # Absolute path of the libtorrent peer, for tests that prefer it to
 # "$CARGO_MANIFEST_DIR/../../tests/interop/lt_peer.py" (cargo runs integration
@@ -68,6 +77,16 @@ check_libtorrent() {
     echo "libtorrent $version"
 }
 
+# ace_clients: the virtual environment with the pinned Ace Stream client libraries (made
+# once; pip checks the pins each run and installs only what is missing).
+ace_clients() {
+    if [[ ! -x "$ACE_VENV/bin/python" ]]; then
+        /usr/bin/python3 -m venv "$ACE_VENV"
+    fi
+    "$ACE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${ACE_PYPI[@]}"
+    "$ACE_VENV/bin/python" -c 'import acestream.server, acestream.stream; print("acestream ok")'
+}
+
 build_fuzz() {
     if [[ -f fuzz/Cargo.toml ]]; then
         # Its own target dir (fuzz/target): sharing the workspace's left a test binary's
@@ -81,6 +100,7 @@ build_fuzz() {
 
 step "system packages" install_missing
 step "libtorrent python bindings" check_libtorrent
+step "Ace Stream client libraries (PyPI)" ace_clients
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

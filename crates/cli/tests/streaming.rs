@@ -4,9 +4,11 @@
 //! 127.0.0.1, and `peercdn engine` streams them to ffmpeg, ffprobe and HTTP clients while it
 //! downloads. Checked: decoding starts before the download ends and sees no damage; Range
 //! answers are byte-exact (206/416, HEAD); 50 concurrent readers; clients that hang up;
-//! `format=json` and its stat/command URLs; the access token; web seeds served by nginx.
+//! `format=json` and its stat/command URLs; the access token; web seeds served by nginx;
+//! python-acestream (the Ace Stream client library from PyPI) driving the engine.
 //!
-//! Needs Debian's `ffmpeg`, `nginx` and `python3-libtorrent` (scripts/test.sh installs them).
+//! Needs Debian's `ffmpeg`, `nginx` and `python3-libtorrent`, and python-acestream in
+//! `target/ace-clients` (scripts/test.sh installs them).
 //! Every child process is a [`Proc`], killed when the test ends, even on panic.
 #![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
@@ -611,6 +613,44 @@ fn format_json_and_every_id_form() {
             "{form}: bytes differ"
         );
     }
+    assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
+}
+
+/// python-acestream (PyPI `acestream` 0.2.0, what acestream-launcher is built on) against the
+/// engine, as its users drive it: `Server.available` and the API level, a stream started by
+/// infohash and read whole from its playback URL, the stats it polls, `stop`, and the engine's
+/// own message for a stream it refuses. Before the engine followed Ace's conventions the
+/// library saw "HTTP Error 400" instead of the message, and a version below 3.1.29.
+#[test]
+fn python_acestream_client_starts_reads_watches_and_stops() {
+    let s = swarm(0, None);
+    let (mut engine, base) = s.engine("engine", &[]);
+    let out = s.path().join("ace-client.ts");
+    let mut cmd = std::process::Command::new(ace_python());
+    cmd.arg(interop("ace_client.py"))
+        .args(["--engine", &base, "--infohash", &s.ih])
+        .arg("--out")
+        .arg(&out);
+    let mut client = Proc::spawn("ace-client", cmd, &s.path().join("ace-client.log"));
+    let status = client.wait(T);
+    let log = client.log_text();
+    assert!(
+        status.success(),
+        "python-acestream failed ({status}):\n{log}"
+    );
+    let seen: Value = log
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line in:\n{log}"));
+    assert_eq!(seen["version"], "3.1.49", "{seen}");
+    assert_eq!(seen["stats"]["status"], "dl", "{seen}");
+    let refused = seen["refused"].as_str().unwrap_or_default().to_lowercase();
+    assert!(refused.contains("gopher"), "the engine's message: {seen}");
+    let ts = std::fs::read(&s.media.ts).expect("ts");
+    assert!(
+        std::fs::read(&out).expect("client output") == ts,
+        "the bytes python-acestream read differ"
+    );
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 

@@ -492,6 +492,9 @@ async fn stat(
         TState::Paused => "paused",
         TState::Error(_) => "error",
     };
+    let percent = (h.shared.progress().unwrap_or_else(|| st.progress()) * 100.0)
+        .floor()
+        .clamp(0.0, 100.0) as u64;
     let mut body = json!({
         "status": status,
         "peers": st.peers,
@@ -501,9 +504,10 @@ async fn stat(
         "downloaded_p2p": st.p2p_downloaded,
         "downloaded_http": st.http_downloaded,
         "uploaded": st.uploaded,
-        "total_progress": (h.shared.progress().unwrap_or_else(|| st.progress()) * 100.0)
-            .floor()
-            .clamp(0.0, 100.0) as u64,
+        "total_progress": percent,
+        // Ace reports its prebuffering here while `prebuf`; this engine streams at once, so it
+        // is the share of the content held, as clients that read it expect to see it grow.
+        "progress": percent,
         "is_live": 0,
         "playback_session_id": session,
     });

@@ -196,6 +196,30 @@ pub fn lt_peer() -> PathBuf {
         })
 }
 
+/// The Python of the virtual environment that holds the Ace Stream client libraries from PyPI
+/// (`PEERCDN_ACE_PYTHON`, else `target/ace-clients/bin/python`, which scripts/test.sh makes).
+pub fn ace_python() -> PathBuf {
+    let py = std::env::var_os("PEERCDN_ACE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ace-clients/bin/python")
+        });
+    assert!(
+        py.exists(),
+        "{} is missing: scripts/test.sh makes that virtual environment with the Ace Stream \
+         client libraries (pip install acestream==0.2.0)",
+        py.display()
+    );
+    py
+}
+
+/// A path of `tests/interop/`.
+pub fn interop(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop")
+        .join(name)
+}
+
 /// A `/usr/bin/python3 lt_peer.py ARGS…` command.
 pub fn lt(args: &[&str]) -> Command {
     let mut c = Command::new("/usr/bin/python3");
