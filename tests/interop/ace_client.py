@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Drives a peercdn engine with python-acestream (PyPI `acestream` 0.2.0), the Ace Stream
 engine client library that acestream-launcher and other players are built on, as a user of it
-would: is the engine there and which API level does it speak, start a stream by infohash,
-read its playback URL to the end, watch the stats it polls, stop it; then start one the
-engine must refuse and read the message the library reports.
+would: is the engine there and which API level does it speak, start a stream by infohash
+(the library then names it from the server API's media files), read its playback URL to the
+end, watch the stats it polls, stop it, search for it; then start one the engine must refuse
+and read the message the library reports.
 
 Prints one JSON line with what it saw; exits non-zero (with the reason on stderr) when the
 library reports anything other than what an Ace engine would give it.
 
-Usage: ace_client.py --engine http://127.0.0.1:PORT --infohash IH --out FILE
+Usage: ace_client.py --engine http://127.0.0.1:PORT --infohash IH --out FILE --query WORDS
 """
 
 import argparse
@@ -19,6 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 
+from acestream.search import Search
 from acestream.server import Server
 from acestream.stream import Stream
 
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("--engine", required=True)
     ap.add_argument("--infohash", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--query", required=True, help="words of the content's name")
     a = ap.parse_args()
     u = urllib.parse.urlsplit(a.engine)
     server = Server(host=u.hostname, port=u.port)
@@ -70,6 +73,9 @@ def main():
     for key in ("playback_url", "stat_url", "command_url", "playback_session_id"):
         if not getattr(stream, key, None):
             fail(f"the stream has no {key} after start")
+    # start() asked the server API for the media files: the stream has a name.
+    if not stream.info.name or not stream.info.files:
+        fail(f"no media files after start: name {stream.info.name!r}, files {stream.info.files!r}")
 
     # The stats poller (one request a second) fills these from the stat URL.
     wait("the first stats", lambda: stream.stats.status is not None)
@@ -82,6 +88,14 @@ def main():
     wait("stats showing the whole file", lambda: stream.stats.total_progress == 100)
     stats = {k: getattr(stream.stats, k) for k in
              ("status", "peers", "speed_down", "downloaded", "total_progress")}
+
+    # Search (the library first fetches an API token): what the engine holds is found (before stop: the
+    # last stop of a stream getstream started removes it from the engine).
+    search = Search(server, query=a.query)
+    search.get(page=0)
+    hits = [r.infohash for r in (search.results or [])]
+    if a.infohash.lower() not in hits:
+        fail(f"search {a.query!r} did not find {a.infohash}: {hits}")
 
     stream.stop()
     if "stopped" not in events:
@@ -100,7 +114,14 @@ def main():
     if not message or message.startswith("HTTP Error"):
         fail(f"the library saw an HTTP error, not the engine's message: {message!r}")
 
-    print(json.dumps({"version": version, "stats": stats, "refused": message}))
+    print(json.dumps({
+        "version": version,
+        "name": stream.info.name,
+        "files": len(stream.info.files),
+        "stats": stats,
+        "search_total": search.total,
+        "refused": message,
+    }))
 
 
 if __name__ == "__main__":

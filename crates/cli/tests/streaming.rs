@@ -618,17 +618,19 @@ fn format_json_and_every_id_form() {
 
 /// python-acestream (PyPI `acestream` 0.2.0, what acestream-launcher is built on) against the
 /// engine, as its users drive it: `Server.available` and the API level, a stream started by
-/// infohash and read whole from its playback URL, the stats it polls, `stop`, and the engine's
-/// own message for a stream it refuses. Before the engine followed Ace's conventions the
-/// library saw "HTTP Error 400" instead of the message, and a version below 3.1.29.
+/// infohash (named from `/server/api`'s media files) and read whole from its playback URL, the
+/// stats it polls, `stop`, search, and the engine's own message for a stream it refuses; then
+/// acestream-search (PyPI 1.6.4) makes an M3U of it from `/search`. Before the engine followed
+/// Ace's conventions the library saw "HTTP Error 400" instead of the message and a version
+/// below 3.1.29; before `/server/api` and `/search` existed, both answered 404.
 #[test]
-fn python_acestream_client_starts_reads_watches_and_stops() {
+fn ace_clients_from_pypi_play_search_and_stop() {
     let s = swarm(0, None);
     let (mut engine, base) = s.engine("engine", &[]);
     let out = s.path().join("ace-client.ts");
     let mut cmd = std::process::Command::new(ace_python());
     cmd.arg(interop("ace_client.py"))
-        .args(["--engine", &base, "--infohash", &s.ih])
+        .args(["--engine", &base, "--infohash", &s.ih, "--query", "MEDIA"])
         .arg("--out")
         .arg(&out);
     let mut client = Proc::spawn("ace-client", cmd, &s.path().join("ace-client.log"));
@@ -643,6 +645,11 @@ fn python_acestream_client_starts_reads_watches_and_stops() {
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON line in:\n{log}"));
     assert_eq!(seen["version"], "3.1.49", "{seen}");
+    assert!(
+        seen["files"].as_u64().unwrap_or(0) >= 3,
+        "media files: {seen}"
+    );
+    assert_eq!(seen["search_total"], 1, "{seen}");
     assert_eq!(seen["stats"]["status"], "dl", "{seen}");
     let refused = seen["refused"].as_str().unwrap_or_default().to_lowercase();
     assert!(refused.contains("gopher"), "the engine's message: {seen}");
@@ -651,6 +658,33 @@ fn python_acestream_client_starts_reads_watches_and_stops() {
         std::fs::read(&out).expect("client output") == ts,
         "the bytes python-acestream read differ"
     );
+
+    // acestream-search (PyPI 1.6.4), the playlist maker: an M3U of what it finds (the
+    // client's stop removed the torrent, so it is started again first).
+    let again = get_json(
+        &http(),
+        &format!("{base}/ace/getstream?infohash={}&format=json", s.ih),
+    );
+    assert!(again["error"].is_null(), "{again}");
+    let api = format!("{base}/api/v1/torrents/{}", s.ih);
+    wait_until(T, "the torrent's metadata (its name)", || {
+        let v = get_json(&http(), &api);
+        v["response"]["name"].is_string() || v["name"].is_string()
+    });
+    let host = base.trim_start_matches("http://");
+    let tool = ace_python().with_file_name("acestream_search");
+    let mut cmd = std::process::Command::new(&tool);
+    cmd.args(["--proxy", host, "--target", host, "media"]);
+    let mut search = Proc::spawn("ace-search", cmd, &s.path().join("ace-search.log"));
+    let status = search.wait(T);
+    let m3u = search.log_text();
+    assert!(
+        status.success(),
+        "acestream_search failed ({status}):\n{m3u}"
+    );
+    assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
+    let want = format!("http://{host}/ace/getstream?infohash={}", s.ih);
+    assert!(m3u.lines().any(|l| l == want), "no {want} in:\n{m3u}");
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 

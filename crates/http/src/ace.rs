@@ -66,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ace/stat/{infohash}/{session}", get(stat))
         .route("/ace/cmd/{infohash}/{session}", get(command))
         .route("/webui/api/service", get(service))
+        .merge(crate::server_api::routes())
         .layer(axum::middleware::from_fn(conventions))
 }
 

@@ -3,6 +3,8 @@
 //! Serves a running [`Session`] over HTTP with axum:
 //! - [`ace`]: the Ace Stream engine compatible routes (`/ace/getstream`, the playback, stat and
 //!   command URLs of a playback session, `/webui/api/service?method=get_version`);
+//! - [`server_api`]: Ace's `/server/api?method=…` (media files, content ID, token, search) and
+//!   `/search` over what the engine holds;
 //! - [`api`]: peercdn's own JSON API under `/api/v1/` and its OpenAPI document ([`openapi`]);
 //! - [`metrics`]: `/metrics` in the Prometheus text format;
 //! - `/`: a one-page dashboard that polls `/api/v1/torrents`, `/api/v1/live` and `/api/v1/dht`.
@@ -28,6 +30,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
+pub mod server_api;
 pub mod source;
 pub mod state;
 pub mod stream;

@@ -191,6 +191,33 @@ pub fn document() -> Value {
                     "parameters": [{ "name": "method", "in": "query", "required": true,
                         "schema": { "type": "string", "enum": ["get_version"] } }],
                     "responses": { "200": { "description": "Version" }, "400": error } }
+            },
+            "/server/api": {
+                "get": { "summary": "Ace's server API: get_media_files (files by index), \
+                    get_content_id, get_api_access_token, search (as /search); \
+                    answers {\"result\": ..., \"error\": null}",
+                    "parameters": [
+                        { "name": "method", "in": "query", "required": true,
+                          "schema": { "type": "string", "enum": ["get_media_files",
+                            "get_content_id", "get_api_access_token", "search"] } },
+                        { "name": "infohash", "in": "query", "schema": { "type": "string" } },
+                        { "name": "query", "in": "query", "schema": { "type": "string" } }
+                    ],
+                    "responses": { "200": { "description": "result or error" } } }
+            },
+            "/search": {
+                "get": { "summary": "Search what this engine holds (torrents and live streams \
+                    by name) in Ace's shape: result.results[] with infohash, name, categories, \
+                    availability, availability_updated_at, status, bitrate; result.total",
+                    "parameters": [
+                        { "name": "query", "in": "query", "schema": { "type": "string" } },
+                        { "name": "category", "in": "query", "schema": { "type": "string" } },
+                        { "name": "page", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                        { "name": "page_size", "in": "query",
+                          "schema": { "type": "integer", "minimum": 1, "maximum": 200 } },
+                        { "name": "group_by_channels", "in": "query", "schema": { "type": "string" } }
+                    ],
+                    "responses": { "200": { "description": "results" } } }
             }
         },
         "components": {

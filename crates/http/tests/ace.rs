@@ -430,3 +430,91 @@ async fn serve_refuses_public_bind_without_token() {
     assert!(matches!(r, Err(peercdn_http::HttpError::NeedsToken { .. })));
     session.shutdown().await;
 }
+
+/// Ace's server API and search over what the engine holds, in the shapes clients read:
+/// `get_media_files` waits for the metadata of a torrent just started and lists its files by
+/// index; search matches every word in any case, pages from 0, groups by name on request, and
+/// finds nothing for an unknown word or a category; unknown methods and bad IDs are Ace errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_api_and_search_in_ace_shapes() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let get = |path: String| {
+        let c = c.clone();
+        let url = format!("{}{path}", srv.base);
+        async move {
+            let r = c.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let id = swarm.id();
+    // Nothing held yet: an empty search, and no media files for an ID nobody started.
+    let v = get("/search?query=movie".into()).await;
+    assert_eq!(v["result"]["total"], 0, "{v}");
+    assert!(v["result"]["results"].as_array().unwrap().is_empty(), "{v}");
+    let v = get(format!(
+        "/server/api?api_version=3&method=get_media_files&infohash={id}"
+    ))
+    .await;
+    assert!(v["error"].as_str().unwrap().contains("no torrent"), "{v}");
+
+    // Started: its files by index, right away (the call waits for the metadata).
+    let v = get(format!("/ace/getstream?id={id}&format=json")).await;
+    assert!(v["error"].is_null(), "{v}");
+    let v = get(format!("/server/api?method=get_media_files&infohash={id}")).await;
+    assert_eq!(v["result"]["0"], "a.txt", "{v}");
+    assert_eq!(v["result"]["1"], "video.ts", "{v}");
+    let v = get(format!("/server/api?method=get_content_id&infohash={id}")).await;
+    assert_eq!(v["result"]["content_id"], id.as_str());
+    let v = get("/server/api?method=get_api_access_token".into()).await;
+    assert!(v["result"]["token"].is_string(), "{v}");
+
+    for path in [
+        "/search?query=MoViE".to_string(),
+        "/server/api?method=search&query=movie&token=peercdn&page=0&page_size=5".into(),
+        "/search".into(),
+    ] {
+        let v = get(path.clone()).await;
+        assert_eq!(v["result"]["total"], 1, "{path}: {v}");
+        let r = &v["result"]["results"][0];
+        assert_eq!(r["infohash"], id.as_str(), "{path}");
+        assert_eq!(r["name"], "movie", "{path}");
+        assert!(r["categories"].is_array(), "{path}");
+        let a = r["availability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{path}: {a}");
+        assert!(r["availability_updated_at"].as_u64().unwrap() > 1_600_000_000);
+    }
+    for path in [
+        "/search?query=movie+nothere",
+        "/search?query=movie&page=1",
+        "/search?query=movie&category=sport",
+    ] {
+        let v = get(path.into()).await;
+        assert!(
+            v["result"]["results"].as_array().unwrap().is_empty(),
+            "{path}: {v}"
+        );
+    }
+    let v = get("/search?query=movie&group_by_channels=True".into()).await;
+    let g = &v["result"]["results"][0];
+    assert_eq!(g["name"], "movie", "{v}");
+    assert_eq!(g["items"][0]["infohash"], id.as_str(), "{v}");
+
+    for path in [
+        "/server/api?method=dance",
+        "/server/api",
+        "/server/api?method=get_media_files&infohash=zz",
+        "/server/api?method=get_content_id",
+        "/search?page=x",
+    ] {
+        let r = c.get(format!("{}{path}", srv.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(r.headers().contains_key("x-peercdn-status"), "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    drop(srv);
+    swarm.shutdown().await;
+}

@@ -284,6 +284,7 @@ async fn openapi_routes_exist_and_url_fetch() {
                 "/ace/getstream" => format!("?id={id}&format=json"),
                 "/ace/cmd/{infohash}/{session}" => "?method=stop".into(),
                 "/webui/api/service" => "?method=get_version".into(),
+                "/server/api" => format!("?method=get_media_files&infohash={id}"),
                 _ => String::new(),
             };
             let url = format!("{}{concrete}{query}", srv.base);
@@ -304,6 +305,12 @@ async fn openapi_routes_exist_and_url_fetch() {
             };
             let r = req.send().await.unwrap();
             assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+            // (Ace routes answer errors with 200 too: the header tells them apart.)
+            assert!(
+                !r.headers().contains_key("x-peercdn-status"),
+                "{method} {path}: {:?}",
+                r.headers().get("x-peercdn-status")
+            );
         }
     }
     for req in last {

@@ -1,0 +1,241 @@
+//! Ace's server API (`/server/api?method=…`) and `/search`, in the shapes Ace clients read
+//! (python-acestream, acestream-search): answers are `{"result": …, "error": null}`.
+//!
+//! - `get_media_files` (`infohash=` or `content_id=`): `{"0": "file name", "1": …}` by file
+//!   index (python-acestream names a stream with it; acestream-launcher shows the title),
+//!   waiting up to 10 s for a torrent's metadata;
+//! - `get_content_id` (`infohash=`): the content ID (the same 40 hex digits here);
+//! - `get_api_access_token`: `{"token": …}` — the engine's access token when it has one (the
+//!   caller already passed it to get here), else a fixed one the search accepts;
+//! - `search` and `/search` (`query`, `category`, `page` from 0, `page_size`,
+//!   `group_by_channels`): `{"results": […], "total", "time"}`, each result with `infohash`,
+//!   `name`, `categories`, `availability` (0–1: the share of the content held here, 1 for a
+//!   live stream receiving pieces), `availability_updated_at` (Unix seconds), `status` (2 when
+//!   available, 1 not yet), `bitrate` (bytes/s, live only); grouped by name when asked.
+//!   What is searched is what this engine holds now (torrents and live streams, by name: every
+//!   word of the query, any case); P2P search over the network is not here yet.
+//!
+//! Errors follow Ace's conventions through [`crate::ace::conventions`] (200, message in
+//! `error`).
+
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use peercdn_core::InfoHash;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::source::Params;
+use crate::state::AppState;
+
+/// Results per page when the caller names none.
+const DEFAULT_PAGE_SIZE: usize = 10;
+/// Most results per page.
+const MAX_PAGE_SIZE: usize = 200;
+/// Most words of a query that are matched (the rest are ignored).
+const MAX_QUERY_WORDS: usize = 16;
+/// How long `get_media_files` waits for a torrent's metadata.
+const METADATA_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The token `get_api_access_token` hands out when the engine has none.
+const OPEN_TOKEN: &str = "peercdn";
+
+/// The server API and search routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/server/api", get(server_api))
+        .route("/search", get(search_route))
+}
+
+async fn server_api(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(query.as_deref());
+    match p.get("method") {
+        Some("get_media_files") => media_files(&state, &p).await,
+        Some("get_content_id") => {
+            let ih = infohash(&p)?;
+            Ok(result(json!({ "content_id": ih.to_hex() })))
+        }
+        Some("get_api_access_token") => {
+            let token = state.config().access_token.clone();
+            Ok(result(
+                json!({ "token": token.as_deref().unwrap_or(OPEN_TOKEN) }),
+            ))
+        }
+        Some("search") => search(&state, &p),
+        Some(m) => Err(ApiError::bad_request(format!("unknown method {m:?}"))),
+        None => Err(ApiError::bad_request("missing parameter: method")),
+    }
+}
+
+async fn search_route(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    search(&state, &Params::parse(query.as_deref()))
+}
+
+/// `{"result": value, "error": null}`.
+fn result(value: Value) -> Json<Value> {
+    Json(json!({ "result": value, "error": null }))
+}
+
+fn infohash(p: &Params) -> Result<InfoHash, ApiError> {
+    let raw = p
+        .get("infohash")
+        .or_else(|| p.get("content_id"))
+        .ok_or_else(|| ApiError::bad_request("missing parameter: infohash"))?;
+    InfoHash::parse(raw).map_err(|e| ApiError::bad_request(format!("bad infohash: {e}")))
+}
+
+async fn media_files(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
+    let ih = infohash(p)?;
+    let h = state
+        .session()
+        .get(&ih)
+        .ok_or_else(|| ApiError::not_found(format!("no torrent {}", ih.to_hex())))?;
+    // Clients ask right after `getstream`, often before the metadata came from peers: wait
+    // for it a little, as they would otherwise name the stream `None`.
+    let meta = match h.metainfo() {
+        Some(m) => m,
+        None => tokio::time::timeout(METADATA_WAIT, h.wait_ready())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::GATEWAY_TIMEOUT,
+                    "the torrent's metadata has not arrived yet: ask again shortly",
+                )
+            })?,
+    };
+    let info = &meta.info;
+    let mut files = serde_json::Map::new();
+    for (i, f) in info.files.iter().enumerate() {
+        let name = if f.path.is_empty() {
+            info.name.clone()
+        } else {
+            f.path.join("/")
+        };
+        files.insert(i.to_string(), json!(name));
+    }
+    Ok(result(Value::Object(files)))
+}
+
+/// One searchable thing this engine holds.
+struct Entry {
+    infohash: String,
+    name: String,
+    availability: f64,
+    bitrate: Option<u64>,
+}
+
+fn entries(state: &AppState) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for h in state.session().list() {
+        let st = h.status.borrow().clone();
+        let Some(name) = st.name.clone().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        out.push(Entry {
+            infohash: h.info_hash.to_hex(),
+            name,
+            availability: st.progress().clamp(0.0, 1.0),
+            bitrate: None,
+        });
+    }
+    for h in state.session().lives() {
+        let st = h.status();
+        let Some(name) = st.name.clone() else {
+            continue;
+        };
+        let buffer = h.buffer();
+        let bitrate = buffer.as_ref().and_then(|b| {
+            let (pieces, bytes) = b.held();
+            let ms = u64::from(b.descriptor().params.piece_duration_ms) * pieces as u64;
+            (ms > 0).then(|| bytes * 1000 / ms)
+        });
+        out.push(Entry {
+            infohash: h.content_id().to_hex(),
+            name,
+            availability: if buffer.is_some() { 1.0 } else { 0.0 },
+            bitrate,
+        });
+    }
+    out
+}
+
+fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
+    let started = peercdn_engine::clock::now();
+    let words: Vec<String> = p
+        .get("query")
+        .unwrap_or("")
+        .split_whitespace()
+        .take(MAX_QUERY_WORDS)
+        .map(str::to_lowercase)
+        .collect();
+    let page = p.number::<usize>("page")?.unwrap_or(0);
+    let page_size = p
+        .number::<usize>("page_size")?
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE);
+    // Nothing here carries a category yet: a category filter matches nothing.
+    let category = p.get("category").is_some();
+    let now = peercdn_engine::clock::unix_secs();
+    let mut found: Vec<Entry> = entries(state)
+        .into_iter()
+        .filter(|e| !category && words.iter().all(|w| e.name.to_lowercase().contains(w)))
+        .collect();
+    found.sort_by(|a, b| {
+        (a.name.to_lowercase(), &a.infohash).cmp(&(b.name.to_lowercase(), &b.infohash))
+    });
+    let item = |e: &Entry| {
+        let mut v = json!({
+            "infohash": e.infohash,
+            "name": e.name,
+            "categories": [],
+            "availability": e.availability,
+            "availability_updated_at": now,
+            "status": if e.availability >= 1.0 { 2 } else { 1 },
+        });
+        if let (Some(b), Some(o)) = (e.bitrate, v.as_object_mut()) {
+            o.insert("bitrate".into(), json!(b));
+        }
+        v
+    };
+    let (total, results): (usize, Vec<Value>) = if truthy(p.get("group_by_channels")) {
+        let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+        for e in &found {
+            match groups.last_mut() {
+                Some((name, items)) if *name == e.name => items.push(item(e)),
+                _ => groups.push((e.name.clone(), vec![item(e)])),
+            }
+        }
+        let total = groups.len();
+        let page_of = groups
+            .into_iter()
+            .skip(page.saturating_mul(page_size))
+            .take(page_size)
+            .map(|(name, items)| json!({ "name": name, "items": items }))
+            .collect();
+        (total, page_of)
+    } else {
+        let page_of = found
+            .iter()
+            .skip(page.saturating_mul(page_size))
+            .take(page_size)
+            .map(item)
+            .collect();
+        (found.len(), page_of)
+    };
+    Ok(result(json!({
+        "results": results,
+        "total": total,
+        "time": started.elapsed().as_secs_f64(),
+    })))
+}
