@@ -1,6 +1,8 @@
 //! Ace Stream engine compatible routes.
 //!
 //! - `GET|HEAD /ace/getstream?content_id=|id=|infohash=|url=|magnet=` (first present wins;
+//!   `url=` is http(s), or `file://` for a local `.torrent`/`.peerlive` when the engine has no
+//!   access token and the caller is not a page of another site;
 //!   `file_index=N`; `pid=` tags the player): streams the file progressively, `Range` honoured.
 //!   With `format=json` it answers at once with a playback session instead:
 //!   `{"response": {"playback_url", "stat_url", "command_url", "infohash",
@@ -9,7 +11,9 @@
 //!   streamed as progressive MPEG-TS (see [`crate::live`]); its `format=json` answer has
 //!   `"is_live": 1` and a `"manifest_url"`.
 //! - `/ace/manifest.m3u8` (same parameters): the HLS playlist of a live stream (see
-//!   [`crate::hls`]); 400 for VoD; `format=json` answers like `getstream`.
+//!   [`crate::hls`]); 400 for VoD; `format=json` answers like `getstream`, its `playback_url`
+//!   the playlist.
+//! - `pid=` tags the player (`sid=` too: clients send it to Ace engines before 3.1.29).
 //! - `/ace/r/{infohash}/{session}`: the playback URL (streams like `getstream`).
 //! - `/ace/stat/{infohash}/{session}`: status, peers, speeds (KiB/s), bytes, progress (and
 //!   `livepos`, `delay_ms`, bytes by origin for live).
@@ -174,7 +178,7 @@ async fn getstream_inner(
     json: bool,
 ) -> Result<Response, ApiError> {
     let file_index = p.number::<usize>("file_index")?;
-    match resolve_target(state, p).await? {
+    match resolve_target(state, headers, p).await? {
         Target::Vod { h, new } => {
             if !json {
                 return stream_file(state, &h, file_index, headers, method).await;
@@ -215,7 +219,39 @@ enum Target {
 
 /// Finds or starts what the request names: a bare ID goes through the session's
 /// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
-async fn resolve_target(state: &AppState, p: &Params) -> Result<Target, ApiError> {
+/// Whether this request may name a local file (`url=file://…`): only an engine without an
+/// access token (so listening on loopback only) and only from this machine's own tools and
+/// pages — a page on another site (`Sec-Fetch-Site: cross-site`/`same-site`) may not make the
+/// engine read local files.
+fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.config().access_token.is_some() {
+        return Err(ApiError::bad_request(
+            "url=file:// is refused by an engine with an access token (it may serve other \
+             machines): pass the file's contents to POST /api/v1/torrents instead",
+        ));
+    }
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if !matches!(site, "none" | "same-origin") {
+        return Err(ApiError::bad_request(
+            "url=file:// is refused from a web page of another site",
+        ));
+    }
+    Ok(())
+}
+
+async fn resolve_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<Target, ApiError> {
+    if let Some(path) = p.get("url").and_then(source::file_url) {
+        local_files_allowed(state, headers)?;
+        let fetched = source::read_local(&path, state.config().url_fetch_limit).await?;
+        return Ok(from_fetched(state, fetched, None));
+    }
     let s = state.session();
     let wanted = source::wanted_from_params(p)?;
     let id = match &wanted {
@@ -254,38 +290,50 @@ async fn resolve_target(state: &AppState, p: &Params) -> Result<Target, ApiError
                 cfg.url_fetch_timeout,
             )
             .await?;
-            match fetched {
-                Fetched::Torrent(m) => {
-                    let (h, new) = add(
-                        state,
-                        Resolved {
-                            source: peercdn_engine::torrent::Source::Metainfo(m),
-                            peers: vec![],
-                        },
-                    );
-                    Ok(Target::Vod { h, new })
-                }
-                Fetched::Live(d) => {
-                    let id = d.content_id();
-                    let new = s.get_live(&id).is_none();
-                    let cdn = source::cdn_base(&u, &id).into_iter().collect();
-                    let h = s.add_live(
-                        *d,
-                        LiveOptions {
-                            cdn,
-                            ..Default::default()
-                        },
-                    );
-                    Ok(Target::Live { h, new })
-                }
-            }
+            Ok(from_fetched(state, fetched, Some(&u)))
+        }
+    }
+}
+
+/// Starts what a URL or a local file held; `url` (http(s)) names the CDN of a descriptor
+/// found in a publish directory.
+fn from_fetched(state: &AppState, fetched: Fetched, url: Option<&url::Url>) -> Target {
+    let s = state.session();
+    match fetched {
+        Fetched::Torrent(m) => {
+            let (h, new) = add(
+                state,
+                Resolved {
+                    source: peercdn_engine::torrent::Source::Metainfo(m),
+                    peers: vec![],
+                },
+            );
+            Target::Vod { h, new }
+        }
+        Fetched::Live(d) => {
+            let id = d.content_id();
+            let new = s.get_live(&id).is_none();
+            let cdn = url
+                .and_then(|u| source::cdn_base(u, &id))
+                .into_iter()
+                .collect();
+            let h = s.add_live(
+                *d,
+                LiveOptions {
+                    cdn,
+                    ..Default::default()
+                },
+            );
+            Target::Live { h, new }
         }
     }
 }
 
 /// The `pid` parameter, bounded.
 fn pid(p: &Params) -> Option<String> {
+    // `sid=` is what clients send to Ace engines older than 3.1.29.
     p.get("pid")
+        .or_else(|| p.get("sid"))
         .map(|s| s.chars().take(MAX_PID_LEN).collect::<String>())
 }
 
@@ -364,7 +412,7 @@ async fn manifest_inner(
     p: &Params,
     json: bool,
 ) -> Result<Response, ApiError> {
-    let (h, new) = match resolve_target(state, p).await? {
+    let (h, new) = match resolve_target(state, headers, p).await? {
         Target::Live { h, new } => (h, new),
         Target::Vod { h, new } => {
             if new {
@@ -376,7 +424,15 @@ async fn manifest_inner(
         }
     };
     if json {
-        return Ok(live_envelope(state, headers, p, &h, new).into_response());
+        let mut env = live_envelope(state, headers, p, &h, new);
+        // Asked of the manifest, the session plays the playlist (HLS clients open
+        // playback_url), not the progressive MPEG-TS.
+        if let Some(o) = env.0.get_mut("response").and_then(|r| r.as_object_mut()) {
+            if let Some(m) = o.get("manifest_url").cloned() {
+                o.insert("playback_url".into(), m);
+            }
+        }
+        return Ok(env.into_response());
     }
     let client = hls::client_key(p);
     let mut q = vec![];

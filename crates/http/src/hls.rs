@@ -116,9 +116,10 @@ pub async fn manifest(
     Ok(r)
 }
 
-/// The HLS key of a request: its `pid`, bounded.
+/// The HLS key of a request: its `pid` (or `sid`, from clients of older Ace engines), bounded.
 pub fn client_key(p: &Params) -> String {
     p.get("pid")
+        .or_else(|| p.get("sid"))
         .map(|s| s.chars().take(MAX_KEY_LEN).collect())
         .unwrap_or_default()
 }

@@ -199,6 +199,48 @@ pub async fn fetch_torrent(
     Metainfo::from_bytes(&body).map_err(|e| bad_gateway(&shown, &format!("not a .torrent: {e}")))
 }
 
+/// The local path of a `file://` URL (absolute), if `v` is one.
+pub fn file_url(v: &str) -> Option<std::path::PathBuf> {
+    let u = url::Url::parse(v.trim()).ok()?;
+    (u.scheme() == "file")
+        .then(|| u.to_file_path().ok())
+        .flatten()
+}
+
+/// Reads a local `.torrent` or `.peerlive` file (what launchers pass as `url=file://…`): a
+/// regular file of at most `limit` bytes, tried as a torrent, then as a descriptor.
+pub async fn read_local(path: &std::path::Path, limit: u64) -> Result<Fetched, ApiError> {
+    let shown = path.display().to_string();
+    let bad = |why: String| ApiError::bad_request(format!("{shown}: {why}"));
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if meta.len() > limit {
+        return Err(bad(format!("larger than the {limit}-byte limit")));
+    }
+    let body = tokio::fs::read(path)
+        .await
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    parse_fetched(&body).map_err(bad)
+}
+
+/// A `.torrent`, else a `.peerlive` descriptor, else why neither.
+fn parse_fetched(body: &[u8]) -> Result<Fetched, String> {
+    let torrent_err = match Metainfo::from_bytes(body) {
+        Ok(m) => return Ok(Fetched::Torrent(Box::new(m))),
+        Err(e) => e,
+    };
+    match Descriptor::from_bytes(body) {
+        Ok(d) => Ok(Fetched::Live(Box::new(d))),
+        Err(e) => Err(format!(
+            "neither a .torrent ({torrent_err}) nor a .peerlive descriptor ({e})"
+        )),
+    }
+}
+
 /// Fetches a `.torrent` or a `.peerlive` descriptor over http(s): at most `limit` bytes,
 /// within `timeout`. A body that is no torrent is tried as a descriptor.
 pub async fn fetch_url(
@@ -209,17 +251,7 @@ pub async fn fetch_url(
 ) -> Result<Fetched, ApiError> {
     let shown = url.to_string();
     let body = fetch_body(client, url, limit, timeout).await?;
-    let torrent_err = match Metainfo::from_bytes(&body) {
-        Ok(m) => return Ok(Fetched::Torrent(Box::new(m))),
-        Err(e) => e,
-    };
-    match Descriptor::from_bytes(&body) {
-        Ok(d) => Ok(Fetched::Live(Box::new(d))),
-        Err(e) => Err(bad_gateway(
-            &shown,
-            &format!("neither a .torrent ({torrent_err}) nor a .peerlive descriptor ({e})"),
-        )),
-    }
+    parse_fetched(&body).map_err(|e| bad_gateway(&shown, &e))
 }
 
 /// The CDN base URL implied by a descriptor URL of the publish layout

@@ -518,3 +518,90 @@ async fn server_api_and_search_in_ace_shapes() {
     drop(srv);
     swarm.shutdown().await;
 }
+
+/// `url=file://` plays a local `.torrent` (launchers pass local files that way) — for this
+/// machine's own callers only: a page of another site, or an engine with an access token (it
+/// may serve other machines), is refused; a local file that is no torrent gets a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_file_plays_a_local_torrent_for_local_callers_only() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let file = swarm.dir.path().join("local movie.torrent");
+    std::fs::write(&file, swarm.meta.to_bytes()).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap();
+    let enc: String = url::form_urlencoded::byte_serialize(url.as_str().as_bytes()).collect();
+    let v: Value = c
+        .get(format!("{}/ace/getstream?url={enc}&format=json", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["error"].is_null(), "{v}");
+    assert_eq!(v["response"]["infohash"], swarm.id().as_str());
+    let body = c
+        .get(v["response"]["playback_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body[..] == swarm.video[..], "the local torrent's video");
+
+    let ask = |site: Option<&'static str>, base: String| {
+        let mut r = c.get(format!("{base}/ace/getstream?url={enc}&format=json"));
+        if let Some(s) = site {
+            r = r.header("sec-fetch-site", s);
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    for site in ["cross-site", "same-site"] {
+        let v = ask(Some(site), srv.base.clone()).await;
+        assert!(
+            v["error"].as_str().unwrap().contains("another site"),
+            "{site}: {v}"
+        );
+    }
+    let v = ask(Some("same-origin"), srv.base.clone()).await;
+    assert!(v["error"].is_null(), "{v}");
+    let not = swarm.dir.path().join("notes.txt");
+    std::fs::write(&not, b"not a torrent").unwrap();
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?url=file://{}&format=json",
+            srv.base,
+            not.display()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("neither a .torrent"),
+        "{v}"
+    );
+    drop(srv);
+
+    let mut cfg = http_config();
+    cfg.access_token = Some("t".into());
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?url={enc}&format=json&token=t",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["error"].as_str().unwrap().contains("access token"), "{v}");
+    drop(srv);
+    swarm.shutdown().await;
+}

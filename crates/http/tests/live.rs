@@ -275,6 +275,21 @@ async fn json_stat_stop_manifest_and_segments() {
         get("manifest_url"),
     );
     assert!(manifest.contains("/ace/manifest.m3u8?id="), "{manifest}");
+    assert!(manifest.contains("pid=p"), "{manifest}");
+    // Clients of Ace engines before 3.1.29 tag the player with sid= instead.
+    let old: Value = c
+        .get(format!(
+            "{}/ace/getstream?id={id}&format=json&sid=old",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = old["response"]["manifest_url"].as_str().unwrap_or_default();
+    assert!(m.contains("pid=old"), "{old}");
 
     // The playback URL streams; stat follows this player.
     let mut p = c.get(&playback).send().await.unwrap();
@@ -408,6 +423,11 @@ async fn json_stat_stop_manifest_and_segments() {
         .await
         .unwrap();
     assert_eq!(v["response"]["is_live"], 1);
+    // Its playback URL is the playlist (an HLS client opens it), and it is one.
+    let pb = v["response"]["playback_url"].as_str().unwrap().to_string();
+    assert_eq!(Some(pb.as_str()), v["response"]["manifest_url"].as_str());
+    let text = c.get(&pb).send().await.unwrap().text().await.unwrap();
+    assert!(text.starts_with("#EXTM3U"), "{pb}: {text}");
     let r = c
         .get(format!(
             "{}/ace/manifest.m3u8?id={}",
