@@ -521,8 +521,8 @@ impl LiveSwarm {
         self.hashes.insert(header.index, hashes);
         self.move_edge(header.index);
         // A download in progress for it is moot now.
-        if let Some(dl) = self.downloads.remove(&header.index) {
-            self.cancel_slots(header.index, &dl);
+        if self.downloads.remove(&header.index).is_some() {
+            self.cancel_slots(header.index);
         }
         self.mark_have(header.index, now);
         self.schedule(now);
@@ -907,8 +907,8 @@ impl LiveSwarm {
         self.served_to = self.served_to.split_off(&first);
         let stale: Vec<u32> = self.downloads.range(..first).map(|(&i, _)| i).collect();
         for i in stale {
-            if let Some(dl) = self.downloads.remove(&i) {
-                self.cancel_slots(i, &dl);
+            if self.downloads.remove(&i).is_some() {
+                self.cancel_slots(i);
                 self.refuse_queued(i);
             }
         }

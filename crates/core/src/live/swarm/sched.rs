@@ -179,8 +179,8 @@ impl LiveSwarm {
             .map(|(&i, _)| i)
             .collect();
         for i in passed {
-            if let Some(dl) = self.downloads.remove(&i) {
-                self.cancel_slots(i, &dl);
+            if self.downloads.remove(&i).is_some() {
+                self.cancel_slots(i);
                 self.refuse_queued(i);
             }
         }
@@ -437,7 +437,7 @@ impl LiveSwarm {
                 payload.extend_from_slice(b);
             }
             if let Some(dl) = self.downloads.remove(&index) {
-                self.cancel_slots(index, &dl);
+                self.cancel_slots(index);
                 let payload = payload.freeze();
                 self.checking
                     .insert(index, (dl.contributors, payload.clone()));
@@ -487,8 +487,7 @@ impl LiveSwarm {
     }
 
     /// Cancels every request still out for a piece that is complete or no longer wanted.
-    pub(super) fn cancel_slots(&mut self, index: u32, dl: &Download) {
-        let _ = dl;
+    pub(super) fn cancel_slots(&mut self, index: u32) {
         let holders: Vec<(PeerKey, BlockRef)> = self
             .peers
             .iter()
