@@ -199,6 +199,14 @@ struct HttpArgs {
     /// Token every API request must carry (`?token=` or `Authorization: Bearer`).
     #[arg(long, env = "PEERCDN_ACCESS_TOKEN")]
     access_token: Option<String>,
+    /// A host name (besides the loopback ones) that API requests may name in `Host` when no
+    /// access token is set; repeat or separate with commas. Others are refused (DNS rebinding).
+    #[arg(
+        long = "http-allow-host",
+        env = "PEERCDN_HTTP_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    http_allow_host: Vec<String>,
 }
 
 fn main() -> ExitCode {

@@ -189,6 +189,7 @@ pub async fn start_engine(settings: &NodeSettings, http: &HttpArgs) -> Result<Ru
     let config = peercdn_http::HttpConfig {
         bind: SocketAddr::new(ip, port),
         access_token: http.access_token.clone().or(file.access_token.clone()),
+        allowed_hosts: http.http_allow_host.clone(),
         ..peercdn_http::HttpConfig::default()
     };
     // Refuses a public address without a token now, as an error, not later as a log line.

@@ -17,6 +17,9 @@
 //! magnets, `.torrent` URLs and bodies) is [`source`]. Errors become the Ace-style
 //! `{"response": null, "error": "…"}` envelope in [`error`].
 //!
+//! What other web pages may do (the `Host` check, CORS, cross-site writes refused) is
+//! [`guard`].
+//!
 //! Architecture invariant: this crate owns HTTP, JSON and status codes; the engine knows none of
 //! them. Every query string and body is outside input: nothing here panics on it.
 #![deny(missing_docs)]
@@ -25,6 +28,7 @@ pub mod ace;
 pub mod api;
 mod auth;
 pub mod error;
+pub mod guard;
 pub mod hls;
 pub mod live;
 pub mod metrics;
@@ -65,6 +69,9 @@ pub struct HttpConfig {
     pub url_fetch_timeout: Duration,
     /// How long a stream request waits for metadata (an ID-only request) before a 504.
     pub metadata_timeout: Duration,
+    /// Names besides the loopback ones that requests may carry in `Host` when no access token
+    /// is set (see [`guard`]: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +82,7 @@ impl Default for HttpConfig {
             url_fetch_limit: DEFAULT_URL_FETCH_LIMIT,
             url_fetch_timeout: Duration::from_secs(20),
             metadata_timeout: Duration::from_secs(60),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -124,6 +132,10 @@ pub fn router(session: Session, config: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
         ))
         .with_state(state)
 }

@@ -442,3 +442,165 @@ async fn dht_figures_in_api_and_metrics() {
     a.shutdown().await;
     swarm.shutdown().await;
 }
+
+/// What another web page may do, over real sockets (`guard`): a DNS-rebinding request (the
+/// attacker's name in `Host`) is refused unless the engine has a token or the name is
+/// configured; the Ace media routes answer CORS preflights and carry
+/// `Access-Control-Allow-Origin`, `/api/v1` does not; a cross-site form POST that would add a
+/// torrent with peers of the page's choosing, or stop a playback, is refused and changes
+/// nothing, while tools and same-origin pages pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_read_media_but_change_nothing() {
+    use reqwest::header::{HeaderMap, HeaderValue, HOST};
+    let swarm = Swarm::new().await;
+    let mut cfg = http_config();
+    cfg.allowed_hosts = vec!["tv.home.arpa".into()];
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let c = client();
+    let id = swarm.id();
+    let port = srv.base.rsplit(':').next().unwrap().to_string();
+    let version = format!("{}/webui/api/service?method=get_version", srv.base);
+
+    // Host.
+    for (host, ok) in [
+        (format!("evil.example:{port}"), false),
+        (format!("localhost:{port}"), true),
+        (format!("tv.home.arpa:{port}"), true),
+        (format!("127.0.0.1:{port}"), true),
+    ] {
+        let r = c.get(&version).header(HOST, &host).send().await.unwrap();
+        assert_eq!(r.status().is_success(), ok, "{host}: {}", r.status());
+        if !ok {
+            assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            let v: Value = r.json().await.unwrap();
+            assert!(v["error"].as_str().unwrap().contains("Host"), "{v}");
+        }
+    }
+
+    // CORS: media routes yes, our own API no.
+    let r = c
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/ace/getstream?id={id}", srv.base),
+        )
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "range")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Range"));
+    let r = c
+        .get(&version)
+        .header("origin", "https://player.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = c
+        .get(format!("{}/api/v1/torrents", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = c
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/torrents", srv.base),
+        )
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.status().is_success(), "{}", r.status());
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+
+    // Cross-site writes: a form POST, by Sec-Fetch-Site or by Origin alone.
+    let evil_peer = json!({ "id": id, "peers": ["192.0.2.1:6881"] });
+    let mut cross = HeaderMap::new();
+    cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+    let mut by_origin = HeaderMap::new();
+    by_origin.insert("origin", HeaderValue::from_static("http://evil.example"));
+    for h in [cross.clone(), by_origin] {
+        let r = c
+            .post(format!("{}/api/v1/torrents", srv.base))
+            .headers(h)
+            .json(&evil_peer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let v: Value = c
+            .get(format!("{}/api/v1/torrents", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["torrents"].as_array().map(Vec::len), Some(0), "{v}");
+    }
+    // The same from the engine's own page, and from a tool, are fine.
+    let r = c
+        .post(format!("{}/api/v1/torrents", srv.base))
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", srv.base.as_str())
+        .json(&json!({ "id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // The Ace command URL is a GET that changes state: refused cross-site.
+    let v: Value = c
+        .get(format!("{}/ace/getstream?id={id}&format=json", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cmd = v["response"]["command_url"].as_str().unwrap().to_string();
+    let r = c
+        .get(format!("{cmd}?method=stop"))
+        .headers(cross)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let v: Value = c
+        .get(format!("{cmd}?method=stop"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["response"], "ok", "still running, stopped by a tool: {v}");
+    drop(srv);
+
+    // With a token any name reaches the engine (the token guards it).
+    let mut cfg = http_config();
+    cfg.access_token = Some("t".into());
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let r = c
+        .get(format!(
+            "{}/webui/api/service?method=get_version&token=t",
+            srv.base
+        ))
+        .header(HOST, "tv.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(srv);
+    swarm.shutdown().await;
+}
