@@ -18,7 +18,9 @@ cd "$REPO_ROOT"
 # iproute2: the LSD and no-leak tests create network namespaces (`ip netns`).
 # python3-venv, python3-distutils: the virtual environment of the Ace Stream client libraries
 # (python-acestream imports distutils).
-PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils)
+# chromium: the browser tests (a page of another site against the engine).
+PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
+    chromium)
 
 # PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
 # target/ (a build output: ignored by git, made again after `cargo clean`).
