@@ -247,6 +247,9 @@ async fn resolve_target(
     headers: &HeaderMap,
     p: &Params,
 ) -> Result<Target, ApiError> {
+    if p.get("url").is_some() {
+        source::refuse_nested_fetch(headers)?;
+    }
     if let Some(path) = p.get("url").and_then(source::file_url) {
         local_files_allowed(state, headers)?;
         let fetched = source::read_local(&path, state.config().url_fetch_limit).await?;

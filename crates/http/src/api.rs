@@ -170,6 +170,7 @@ async fn add(
         } else if let Some(id) = req.id.as_deref() {
             source::parse_id(id)?
         } else if let Some(u) = req.url.as_deref() {
+            source::refuse_nested_fetch(&headers)?;
             source::parse_url(u)?
         } else {
             return Err(ApiError::bad_request(

@@ -20,6 +20,23 @@ pub const MAX_PARAMS: usize = 64;
 /// Most peer addresses taken from one request.
 pub const MAX_PEERS: usize = 64;
 
+/// The header every `url=` fetch of this engine carries. A request that carries it may not
+/// start another fetch ([`refuse_nested_fetch`]): a `url=` leading back into an engine's own
+/// `getstream?url=` (directly, through a redirect, or through another address of the same
+/// engine) otherwise recursed about 10,000 times, holding 20,000 descriptors.
+pub const FETCH_MARK: &str = "x-peercdn-fetch";
+
+/// Refuses a request for a `url=` fetch that comes from a `url=` fetch (see [`FETCH_MARK`]).
+pub fn refuse_nested_fetch(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(FETCH_MARK) {
+        return Err(ApiError::bad_request(
+            "a url= fetch of a peercdn engine may not start another url= fetch (the URL leads \
+             back into an engine)",
+        ));
+    }
+    Ok(())
+}
+
 /// Decoded query parameters; the first occurrence of a key wins.
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);

@@ -67,9 +67,17 @@ struct Playbacks {
 impl AppState {
     /// State for `session` served with `config`.
     pub fn new(session: Session, config: HttpConfig) -> Self {
+        // Every fetch (redirects included) carries the mark that stops a fetch from starting
+        // another one in a peercdn engine.
+        let mut mark = reqwest::header::HeaderMap::new();
+        mark.insert(
+            crate::source::FETCH_MARK,
+            reqwest::header::HeaderValue::from_static("1"),
+        );
         let client = reqwest::Client::builder()
             .timeout(config.url_fetch_timeout)
             .redirect(reqwest::redirect::Policy::limited(5))
+            .default_headers(mark)
             .build()
             .unwrap_or_default();
         AppState {
