@@ -219,6 +219,19 @@ enum Target {
 
 /// Finds or starts what the request names: a bare ID goes through the session's
 /// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
+/// A place among the IDs looked for at once, or the Ace error that says there is none.
+async fn claim(state: &AppState) -> Result<crate::state::ResolveClaim, ApiError> {
+    state.claim_new_id().await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many IDs are being looked for at once ({}): try again once some are found",
+                crate::state::MAX_UNRESOLVED
+            ),
+        )
+    })
+}
+
 /// Whether this request may name a local file (`url=file://…`): only an engine without an
 /// access token (so listening on loopback only) and only from this machine's own tools and
 /// pages — a page on another site (`Sec-Fetch-Site: cross-site`/`same-site`) may not make the
@@ -269,12 +282,20 @@ async fn resolve_target(
     match wanted {
         Wanted::Id(ih) => {
             let new = s.get(&ih).is_none();
+            let _claim = if new { Some(claim(state).await?) } else { None };
             Ok(match s.resolve_id(ih, AddOptions::default()).await {
-                Found::Vod(h) => Target::Vod { h, new },
+                Found::Vod(h) => {
+                    if new {
+                        state.mark_owned(h.info_hash);
+                    }
+                    Target::Vod { h, new }
+                }
                 Found::Live(h) => Target::Live { h, new },
             })
         }
-        Wanted::Magnet(_) => {
+        Wanted::Magnet(ref m) => {
+            let new = s.get(&m.info_hash).is_none();
+            let _claim = if new { Some(claim(state).await?) } else { None };
             let r = source::resolve(
                 state.client(),
                 wanted,
@@ -283,6 +304,9 @@ async fn resolve_target(
             )
             .await?;
             let (h, new) = add(state, r);
+            if new {
+                state.mark_owned(h.info_hash);
+            }
             Ok(Target::Vod { h, new })
         }
         Wanted::Url(u) => {

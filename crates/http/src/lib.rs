@@ -72,6 +72,9 @@ pub struct HttpConfig {
     /// Names besides the loopback ones that requests may carry in `Host` when no access token
     /// is set (see [`guard`]: DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// How long a torrent `/ace/getstream` started for a bare ID or magnet may wait for its
+    /// metadata before it is removed (with its playback sessions).
+    pub unresolved_ttl: Duration,
 }
 
 impl Default for HttpConfig {
@@ -83,6 +86,7 @@ impl Default for HttpConfig {
             url_fetch_timeout: Duration::from_secs(20),
             metadata_timeout: Duration::from_secs(60),
             allowed_hosts: Vec::new(),
+            unresolved_ttl: Duration::from_secs(600),
         }
     }
 }

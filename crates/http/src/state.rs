@@ -2,8 +2,10 @@
 //! fetches, the Ace playback sessions (a bounded map, oldest evicted first; VoD and live share
 //! it and its cap) and the HLS clients' readers.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use peercdn_core::InfoHash;
 use peercdn_engine::session::Session;
@@ -16,6 +18,10 @@ use crate::HttpConfig;
 pub const MAX_PLAYBACKS: usize = 4096;
 /// Most torrents remembered as started by `/ace/getstream` (removed on the last `stop`).
 pub const MAX_OWNED: usize = 4096;
+/// Most IDs started by `/ace/getstream` that are still being looked for (being resolved, or
+/// torrents without metadata) at once; a new one beyond is refused. 1,000 requests for random
+/// IDs once left 1,001 torrents held for good.
+pub const MAX_UNRESOLVED: usize = 32;
 
 /// One Ace playback session: what its playback URL streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,8 @@ struct Inner {
     session: Session,
     config: HttpConfig,
     client: reqwest::Client,
+    /// New IDs being resolved now (see [`AppState::claim_new_id`]).
+    resolving: AtomicUsize,
     playbacks: Mutex<Playbacks>,
     hls: Arc<HlsReaders>,
 }
@@ -61,7 +69,8 @@ struct Inner {
 struct Playbacks {
     by_id: HashMap<String, Playback>,
     order: VecDeque<String>,
-    owned: HashSet<InfoHash>,
+    /// Torrents `/ace/getstream` started, and when.
+    owned: HashMap<InfoHash, Instant>,
 }
 
 impl AppState {
@@ -85,6 +94,7 @@ impl AppState {
                 session,
                 config,
                 client,
+                resolving: AtomicUsize::new(0),
                 playbacks: Mutex::new(Playbacks::default()),
                 hls: HlsReaders::new(),
             }),
@@ -153,15 +163,67 @@ impl AppState {
         p.order.retain(|x| x != id);
         let in_use = p.by_id.values().any(|pb| pb.info_hash == *info_hash);
         Stopped::Ended {
-            last: !in_use && p.owned.remove(info_hash),
+            last: !in_use && p.owned.remove(info_hash).is_some(),
         }
     }
 
-    /// Remembers that `/ace/getstream` started this torrent (so the last `stop` removes it).
+    /// Remembers that `/ace/getstream` started this torrent (so the last `stop` removes it, and
+    /// it expires if its metadata never comes).
     pub fn mark_owned(&self, info_hash: InfoHash) {
         let mut p = self.lock();
         if p.owned.len() < MAX_OWNED {
-            p.owned.insert(info_hash);
+            p.owned
+                .entry(info_hash)
+                .or_insert_with(peercdn_engine::clock::now);
+        }
+    }
+
+    /// Before resolving an ID nobody here holds: removes what `/ace/getstream` started that
+    /// never found its metadata within [`HttpConfig::unresolved_ttl`], then claims a place among the [`MAX_UNRESOLVED`] IDs looked for at once — `None`
+    /// when there is none. The claim is held until the guard drops.
+    pub async fn claim_new_id(&self) -> Option<ResolveClaim> {
+        self.expire_unresolved().await;
+        let unresolved = {
+            let p = self.lock();
+            p.owned
+                .keys()
+                .filter(|ih| {
+                    self.session()
+                        .get(ih)
+                        .is_some_and(|h| h.metainfo().is_none())
+                })
+                .count()
+        };
+        let inner = self.inner.clone();
+        let now = inner.resolving.fetch_add(1, Ordering::SeqCst);
+        let claim = ResolveClaim(inner);
+        (unresolved + now < MAX_UNRESOLVED).then_some(claim)
+    }
+
+    /// Removes the torrents `/ace/getstream` started whose metadata did not come within the TTL,
+    /// with their playback sessions (a client that asked and went away never stops them, and
+    /// they would hold their places for good).
+    async fn expire_unresolved(&self) {
+        let ttl = self.config().unresolved_ttl;
+        let now = peercdn_engine::clock::now();
+        let expired: Vec<InfoHash> = {
+            let p = self.lock();
+            p.owned
+                .iter()
+                .filter(|(ih, at)| {
+                    now.saturating_duration_since(**at) >= ttl
+                        && self
+                            .session()
+                            .get(ih)
+                            .is_some_and(|h| h.metainfo().is_none())
+                })
+                .map(|(ih, _)| *ih)
+                .collect()
+        };
+        for ih in expired {
+            self.forget(&ih);
+            self.session().remove_with(&ih, false).await;
+            tracing::info!(id = %ih.to_hex(), "removed: its metadata never came");
         }
     }
 
@@ -183,6 +245,16 @@ impl AppState {
     /// Number of playback sessions.
     pub fn playback_count(&self) -> usize {
         self.lock().by_id.len()
+    }
+}
+
+/// A place among the IDs being resolved at once ([`AppState::claim_new_id`]); given back on
+/// drop.
+pub struct ResolveClaim(Arc<Inner>);
+
+impl Drop for ResolveClaim {
+    fn drop(&mut self) {
+        self.0.resolving.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

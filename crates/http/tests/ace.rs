@@ -605,3 +605,59 @@ async fn url_file_plays_a_local_torrent_for_local_callers_only() {
     drop(srv);
     swarm.shutdown().await;
 }
+
+/// IDs that never resolve cannot pile up: at most `MAX_UNRESOLVED` are looked for at once
+/// (more are refused with a clear error, at once), and those whose metadata does not come
+/// within the TTL are removed — 1,000 requests for random IDs once left 1,001 torrents held
+/// for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_are_capped_and_expire() {
+    use peercdn_http::state::MAX_UNRESOLVED;
+    let swarm = Swarm::new().await;
+    let mut cfg = http_config();
+    cfg.unresolved_ttl = Duration::from_secs(2);
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let c = client();
+    let ask = |i: usize| {
+        let url = format!("{}/ace/getstream?id={:040x}&format=json", srv.base, i + 1);
+        let c = c.clone();
+        async move {
+            let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let extra = 8;
+    let asked: Vec<_> = (0..MAX_UNRESOLVED + extra)
+        .map(|i| tokio::spawn(ask(i)))
+        .collect();
+    let mut answers = Vec::new();
+    for a in asked {
+        answers.push(a.await.unwrap());
+    }
+    let refused: Vec<&Value> = answers.iter().filter(|v| v["error"].is_string()).collect();
+    assert_eq!(refused.len(), extra, "{answers:?}");
+    for v in &refused {
+        assert!(v["error"].as_str().unwrap().contains("too many IDs"), "{v}");
+    }
+    let list = |c: reqwest::Client, base: String| async move {
+        let v: Value = c
+            .get(format!("{base}/api/v1/torrents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["torrents"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(list(c.clone(), srv.base.clone()).await, MAX_UNRESOLVED);
+    // Past the TTL the next new ID finds room: the others were removed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let next = tokio::spawn(ask(10_000));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(list(c.clone(), srv.base.clone()).await, 0, "expired");
+    let v = next.await.unwrap();
+    assert!(v["error"].is_null(), "{v}");
+    drop(srv);
+    swarm.shutdown().await;
+}
