@@ -27,6 +27,7 @@
 pub mod ace;
 pub mod api;
 mod auth;
+pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod hls;
@@ -75,6 +76,10 @@ pub struct HttpConfig {
     /// How long a torrent `/ace/getstream` started for a bare ID or magnet may wait for its
     /// metadata before it is removed (with its playback sessions).
     pub unresolved_ttl: Duration,
+    /// Most HTTP connections at once (see [`conn`]); more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection on which nothing moves either way this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +92,8 @@ impl Default for HttpConfig {
             metadata_timeout: Duration::from_secs(60),
             allowed_hosts: Vec::new(),
             unresolved_ttl: Duration::from_secs(600),
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -126,12 +133,15 @@ pub async fn bind(config: &HttpConfig) -> Result<TcpListener, HttpError> {
 
 /// All routes, with the access-token check in front when a token is configured.
 pub fn router(session: Session, config: &HttpConfig) -> Router {
-    let state = AppState::new(session, config.clone());
+    app(AppState::new(session, config.clone()))
+}
+
+fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .merge(ace::routes())
         .merge(hls::routes())
-        .merge(api::routes(config))
+        .merge(api::routes(state.config()))
         .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -156,8 +166,10 @@ pub async fn serve(
     check_exposure(addr, &config)?;
     check_exposure(config.bind, &config)?;
     tracing::info!(%addr, "HTTP API listening");
-    let app = router(session, &config);
-    axum::serve(listener, app)
+    let state = AppState::new(session, config.clone());
+    let listener =
+        conn::CappedListener::new(listener, state.connections().clone(), config.idle_timeout);
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(HttpError::Serve)

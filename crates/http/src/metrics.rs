@@ -73,6 +73,17 @@ pub async fn handler(State(state): State<AppState>) -> Response {
     render_live(&mut text, &live_rows);
     render_dht(&mut text, dht.as_ref());
     render_disconnects(&mut text, &disconnects);
+    let conns = state.connections();
+    text.push_str(&format!(
+        "# HELP peercdn_http_connections HTTP connections open.\n\
+         # TYPE peercdn_http_connections gauge\n\
+         peercdn_http_connections {}\n\
+         # HELP peercdn_http_connections_max Most HTTP connections at once.\n\
+         # TYPE peercdn_http_connections_max gauge\n\
+         peercdn_http_connections_max {}\n",
+        conns.open(),
+        conns.max()
+    ));
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

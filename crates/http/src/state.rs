@@ -61,6 +61,7 @@ struct Inner {
     client: reqwest::Client,
     /// New IDs being resolved now (see [`AppState::claim_new_id`]).
     resolving: AtomicUsize,
+    connections: crate::conn::Connections,
     playbacks: Mutex<Playbacks>,
     hls: Arc<HlsReaders>,
 }
@@ -76,6 +77,7 @@ struct Playbacks {
 impl AppState {
     /// State for `session` served with `config`.
     pub fn new(session: Session, config: HttpConfig) -> Self {
+        let connections = crate::conn::Connections::new(config.max_connections);
         // Every fetch (redirects included) carries the mark that stops a fetch from starting
         // another one in a peercdn engine.
         let mut mark = reqwest::header::HeaderMap::new();
@@ -95,6 +97,7 @@ impl AppState {
                 config,
                 client,
                 resolving: AtomicUsize::new(0),
+                connections,
                 playbacks: Mutex::new(Playbacks::default()),
                 hls: HlsReaders::new(),
             }),
@@ -109,6 +112,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &HttpConfig {
         &self.inner.config
+    }
+
+    /// The HTTP connections (their bound and how many are open).
+    pub fn connections(&self) -> &crate::conn::Connections {
+        &self.inner.connections
     }
 
     /// The client for `url=` fetches.

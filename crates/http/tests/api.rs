@@ -673,3 +673,53 @@ async fn a_url_leading_back_into_the_engine_ends_at_once() {
     drop(srv);
     swarm.shutdown().await;
 }
+
+/// Connections that send nothing (slowloris) cannot use up the engine's descriptors: at most
+/// `max_connections` are open at once (the rest wait in the kernel's backlog), those on which
+/// nothing moves for `idle_timeout` are closed, and an honest request gets through once they
+/// are. 1,100 such connections once used up the descriptors while an honest peer download
+/// failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_capped_and_closed() {
+    use tokio::io::AsyncReadExt;
+    let swarm = Swarm::new().await;
+    let mut cfg = http_config();
+    cfg.max_connections = 8;
+    cfg.idle_timeout = Duration::from_secs(1);
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // An honest request: it waits for a place, then is served.
+    let c = client();
+    let metrics = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.get(format!("{}/metrics", srv.base)).send(),
+    )
+    .await
+    .expect("the honest request got through")
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let open: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("peercdn_http_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connection gauge in:\n{metrics}"));
+    assert!((1..=8).contains(&open), "{open} open");
+    assert!(metrics.contains("peercdn_http_connections_max 8"));
+    // The idle ones were closed by the engine (end of stream), none served.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut b = [0u8; 16];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(30), s.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, idle.len(), "idle connections left open");
+    drop(srv);
+    swarm.shutdown().await;
+}
