@@ -19,8 +19,9 @@ cd "$REPO_ROOT"
 # python3-venv, python3-distutils: the virtual environment of the Ace Stream client libraries
 # (python-acestream imports distutils).
 # chromium: the browser tests (a page of another site against the engine).
+# prometheus: its promtool checks /metrics.
 PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
-    chromium)
+    chromium prometheus)
 
 # PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
 # target/ (a build output: ignored by git, made again after `cargo clean`).

@@ -1,13 +1,17 @@
-//! `/metrics` in the Prometheus text exposition format (version 0.0.4): the number of torrents
-//! and, per torrent (labels `infohash` and `name`), bytes moved, peers, rates and progress; the
-//! number of live streams and, per stream (labels `id` and `name`), bytes downloaded by origin
-//! (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers; and the DHT
-//! (`peercdn_dht_enabled`, then, when it runs, `peercdn_dht_nodes`, `peercdn_dht_bootstrapped`,
-//! `peercdn_dht_lookups_total`, `peercdn_dht_lookups_done_total`,
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), named as Prometheus
+//! wants (base units, counters ending in `_total`, rates left to `rate()`), one label `id` for
+//! the content ID everywhere: the number of torrents and, per torrent (labels `id` and `name`),
+//! bytes moved, peers and progress; the number of live streams and, per stream, bytes
+//! downloaded by origin (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers;
+//! the DHT (`peercdn_dht_enabled`, then, when it runs, `peercdn_dht_nodes`,
+//! `peercdn_dht_bootstrapped`, `peercdn_dht_lookups_total`, `peercdn_dht_lookups_done_total`,
 //! `peercdn_dht_peers_found_total`, `peercdn_dht_announces_total`,
 //! `peercdn_dht_announce_failures_total`; no malformed-packet series: the DHT crate keeps no
-//! such counter); and the connections the swarms closed, by reason, all swarms together
-//! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed).
+//! such counter); the connections the swarms closed, by reason, all swarms together
+//! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed); the HTTP
+//! connections; `peercdn_build_info{version}` and the process (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_open_fds`, …, from `/proc/self` by the `procfs`
+//! crate). `promtool check metrics` passes it (tested). No per-peer labels.
 
 use std::fmt::Write;
 
@@ -35,8 +39,6 @@ pub async fn handler(State(state): State<AppState>) -> Response {
                 http: st.http_downloaded,
                 uploaded: st.uploaded,
                 peers: st.peers as u64,
-                down_rate: st.down_rate,
-                up_rate: st.up_rate,
                 progress: st.progress(),
             }
         })
@@ -84,6 +86,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         conns.open(),
         conns.max()
     ));
+    render_build_and_process(&mut text);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -101,8 +104,6 @@ struct Row {
     http: u64,
     uploaded: u64,
     peers: u64,
-    down_rate: u64,
-    up_rate: u64,
     progress: f64,
 }
 
@@ -112,7 +113,7 @@ fn render(rows: &[Row]) -> String {
     let _ = writeln!(out, "# TYPE peercdn_torrents gauge");
     let _ = writeln!(out, "peercdn_torrents {}", rows.len());
     type Get = fn(&Row) -> String;
-    let series: [(&str, &str, &str, Get); 8] = [
+    let series: [(&str, &str, &str, Get); 6] = [
         (
             "peercdn_downloaded_bytes_total",
             "counter",
@@ -141,18 +142,6 @@ fn render(rows: &[Row]) -> String {
             r.peers.to_string()
         }),
         (
-            "peercdn_download_rate_bytes",
-            "gauge",
-            "Download rate, bytes per second.",
-            |r| r.down_rate.to_string(),
-        ),
-        (
-            "peercdn_upload_rate_bytes",
-            "gauge",
-            "Upload rate, bytes per second.",
-            |r| r.up_rate.to_string(),
-        ),
-        (
             "peercdn_progress_ratio",
             "gauge",
             "Fraction of the torrent verified, 0 to 1.",
@@ -165,7 +154,7 @@ fn render(rows: &[Row]) -> String {
         for r in rows {
             let _ = writeln!(
                 out,
-                "{name}{{infohash=\"{}\",name=\"{}\"}} {}",
+                "{name}{{id=\"{}\",name=\"{}\"}} {}",
                 r.id,
                 escape(&r.name),
                 get(r)
@@ -193,7 +182,7 @@ fn render_live(out: &mut String, rows: &[LiveRow]) {
     let _ = writeln!(out, "# TYPE peercdn_live_streams gauge");
     let _ = writeln!(out, "peercdn_live_streams {}", rows.len());
     let label = |r: &LiveRow| format!("id=\"{}\",name=\"{}\"", r.id, escape(&r.name));
-    let name = "peercdn_live_downloaded_bytes";
+    let name = "peercdn_live_downloaded_bytes_total";
     let _ = writeln!(
         out,
         "# HELP {name} Live payload bytes downloaded, by origin (p2p: peers, cdn: HTTP)."
@@ -207,7 +196,7 @@ fn render_live(out: &mut String, rows: &[LiveRow]) {
     type Get = fn(&LiveRow) -> Option<String>;
     let series: [(&str, &str, &str, Get); 5] = [
         (
-            "peercdn_live_uploaded_bytes",
+            "peercdn_live_uploaded_bytes_total",
             "counter",
             "Live payload bytes uploaded to peers.",
             |r| Some(r.uploaded.to_string()),
@@ -228,7 +217,7 @@ fn render_live(out: &mut String, rows: &[LiveRow]) {
             |r| r.delay_s.map(|d| format!("{d:.3}")),
         ),
         (
-            "peercdn_live_banned_peers",
+            "peercdn_live_banned_peers_total",
             "counter",
             "Peers banned for bad pieces or headers.",
             |r| Some(r.banned.to_string()),
@@ -318,6 +307,80 @@ fn render_disconnects(out: &mut String, counts: &DisconnectCounts) {
     }
 }
 
+/// `peercdn_build_info` and the usual `process_*` series (Linux, from `/proc/self`; absent
+/// elsewhere or when unreadable).
+fn render_build_and_process(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP peercdn_build_info The build: its version (value 1)."
+    );
+    let _ = writeln!(out, "# TYPE peercdn_build_info gauge");
+    let _ = writeln!(
+        out,
+        "peercdn_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let Ok(me) = procfs::process::Process::myself() else {
+        return;
+    };
+    let mut series: Vec<(&str, &str, &str, String)> = Vec::new();
+    if let Ok(stat) = me.stat() {
+        let tps = procfs::ticks_per_second();
+        let page = procfs::page_size();
+        let cpu = (stat.utime + stat.stime) as f64 / tps.max(1) as f64;
+        series.push((
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, seconds.",
+            format!("{cpu:.2}"),
+        ));
+        series.push((
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size, bytes.",
+            (stat.rss * page).to_string(),
+        ));
+        series.push((
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size, bytes.",
+            stat.vsize.to_string(),
+        ));
+        if let Ok(boot) = procfs::boot_time_secs() {
+            let start = boot as f64 + stat.starttime as f64 / tps.max(1) as f64;
+            series.push((
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch, seconds.",
+                format!("{start:.2}"),
+            ));
+        }
+    }
+    if let Ok(n) = me.fd_count() {
+        series.push((
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            n.to_string(),
+        ));
+    }
+    if let Ok(limits) = me.limits() {
+        if let procfs::process::LimitValue::Value(v) = limits.max_open_files.soft_limit {
+            series.push((
+                "process_max_fds",
+                "gauge",
+                "Most open file descriptors allowed.",
+                v.to_string(),
+            ));
+        }
+    }
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -346,17 +409,15 @@ mod tests {
             http: 1,
             uploaded: 6,
             peers: 2,
-            down_rate: 7,
-            up_rate: 8,
             progress: 0.5,
         }];
         let text = render(&rows);
         assert!(text.contains("peercdn_torrents 1\n"));
         assert!(text.contains(
-            "peercdn_downloaded_bytes_total{infohash=\"ab\",name=\"a \\\"b\\\"\\\\\\nc\"} 5\n"
+            "peercdn_downloaded_bytes_total{id=\"ab\",name=\"a \\\"b\\\"\\\\\\nc\"} 5\n"
         ));
-        assert!(text.contains("peercdn_progress_ratio{infohash=\"ab\",name="));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 9);
+        assert!(text.contains("peercdn_progress_ratio{id=\"ab\",name="));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 7);
     }
 
     #[test]
@@ -412,10 +473,12 @@ mod tests {
         let mut text = String::new();
         render_live(&mut text, &rows);
         assert!(text.contains("peercdn_live_streams 1\n"));
-        assert!(text
-            .contains("peercdn_live_downloaded_bytes{id=\"cd\",name=\"ch\",origin=\"p2p\"} 3\n"));
-        assert!(text
-            .contains("peercdn_live_downloaded_bytes{id=\"cd\",name=\"ch\",origin=\"cdn\"} 4\n"));
+        assert!(text.contains(
+            "peercdn_live_downloaded_bytes_total{id=\"cd\",name=\"ch\",origin=\"p2p\"} 3\n"
+        ));
+        assert!(text.contains(
+            "peercdn_live_downloaded_bytes_total{id=\"cd\",name=\"ch\",origin=\"cdn\"} 4\n"
+        ));
         assert!(text.contains("peercdn_live_readers{id=\"cd\",name=\"ch\"} 2\n"));
         assert!(
             !text.contains("peercdn_live_delay_seconds{"),

@@ -89,18 +89,32 @@ async fn add_list_inspect_pause_resume_delete() {
         .await
         .unwrap();
     check_metrics(&text);
+    common::promtool_check(&text);
     assert!(text.contains("peercdn_torrents 1\n"));
     assert!(text.contains(&format!(
-        "peercdn_progress_ratio{{infohash=\"{id}\",name=\"movie\"}} 1.000000"
+        "peercdn_progress_ratio{{id=\"{id}\",name=\"movie\"}} 1.000000"
     )));
     for m in [
         "peercdn_downloaded_bytes_total",
         "peercdn_uploaded_bytes_total",
         "peercdn_peers",
-        "peercdn_download_rate_bytes",
-        "peercdn_upload_rate_bytes",
     ] {
-        assert!(text.contains(&format!("{m}{{infohash=\"{id}\"")), "{m}");
+        assert!(text.contains(&format!("{m}{{id=\"{id}\"")), "{m}");
+    }
+    // Rates are left to rate(); the build and the process are there.
+    assert!(!text.contains("_rate_bytes"), "{text}");
+    assert!(text.contains(&format!(
+        "peercdn_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    for m in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(m), "{m} missing");
     }
 
     // Delete, keeping data: the files stay.

@@ -503,8 +503,9 @@ async fn api_metrics_openapi_and_a_bare_id() {
         .await
         .unwrap();
     assert!(text.contains("peercdn_live_streams 1\n"), "{text}");
+    common::promtool_check(&text);
     assert!(text.contains(&format!(
-        "peercdn_live_downloaded_bytes{{id=\"{id}\",name=\"channel 4\",origin=\"p2p\"}} 0\n"
+        "peercdn_live_downloaded_bytes_total{{id=\"{id}\",name=\"channel 4\",origin=\"p2p\"}} 0\n"
     )));
     assert!(text.contains(&format!(
         "peercdn_live_readers{{id=\"{id}\",name=\"channel 4\"}} 1\n"
