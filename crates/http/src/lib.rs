@@ -52,6 +52,9 @@ use tokio::net::TcpListener;
 
 use crate::state::AppState;
 
+/// How long [`serve`] lets answers finish once told to stop; then it returns anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Default most bytes fetched for a `url=` `.torrent` (10 MiB).
 pub const DEFAULT_URL_FETCH_LIMIT: u64 = 10 << 20;
 
@@ -169,10 +172,28 @@ pub async fn serve(
     let state = AppState::new(session, config.clone());
     let listener =
         conn::CappedListener::new(listener, state.connections().clone(), config.idle_timeout);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(HttpError::Serve)
+    // Graceful shutdown waits for every answer to end, and a live stream never ends: past
+    // SHUTDOWN_GRACE, what is still open is dropped (an engine told to stop while a player
+    // read a live stream once ran until the player hung up).
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    });
+    let grace = async move {
+        if fired_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = served => r.map_err(HttpError::Serve),
+        () = grace => {
+            tracing::info!("HTTP API: answers still open after {SHUTDOWN_GRACE:?} dropped");
+            Ok(())
+        }
+    }
 }
 
 fn check_exposure(addr: SocketAddr, config: &HttpConfig) -> Result<(), HttpError> {

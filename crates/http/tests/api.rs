@@ -737,3 +737,42 @@ async fn idle_connections_are_capped_and_closed() {
     drop(srv);
     swarm.shutdown().await;
 }
+
+/// Told to stop, the server returns within its grace period even while an answer is still
+/// open (a live stream never ends; here a stream waiting for an ID nobody has): an engine
+/// told to stop while a player read a live stream once ran until the player hung up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_endless_answers() {
+    let swarm = Swarm::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = http_config();
+    cfg.bind = addr;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(peercdn_http::serve(
+        swarm.viewer.clone(),
+        cfg,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let c = client();
+    let open = tokio::spawn(
+        c.get(format!(
+            "http://{addr}/ace/getstream?id=00000000000000000000000000000000000000ab"
+        ))
+        .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!open.is_finished(), "the answer is still open");
+    let _ = stop.send(());
+    let done = tokio::time::timeout(
+        peercdn_http::SHUTDOWN_GRACE + Duration::from_secs(3),
+        server,
+    )
+    .await;
+    assert!(done.is_ok(), "the server waited for the open answer");
+    open.abort();
+    swarm.shutdown().await;
+}
