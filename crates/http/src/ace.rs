@@ -125,23 +125,22 @@ pub async fn conventions(RawQuery(query): RawQuery, req: Request, next: Next) ->
     if !jsonp {
         return res;
     }
-    let Some(cb) = callback.filter(|c| valid_callback(c)) else {
-        let mut res = ApiError::bad_request(
-            "format=jsonp needs callback=NAME (letters, digits, _, $ and dots)",
-        )
-        .into_response();
+    let ace_error = |e: ApiError| {
+        let mut res = e.into_response();
         errors_as_ok(&mut res);
-        return res;
+        res
+    };
+    let Some(cb) = callback.filter(|c| valid_callback(c)) else {
+        return ace_error(ApiError::bad_request(
+            "format=jsonp needs callback=NAME (letters, digits, _, $ and dots)",
+        ));
     };
     let (mut parts, body) = res.into_parts();
     let Ok(json) = axum::body::to_bytes(body, MAX_JSONP_BODY).await else {
-        let mut res = ApiError::new(
+        return ace_error(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "answer too large for JSONP",
-        )
-        .into_response();
-        errors_as_ok(&mut res);
-        return res;
+        ));
     };
     let mut wrapped = Vec::with_capacity(cb.len() + json.len() + 3);
     wrapped.extend_from_slice(cb.as_bytes());
@@ -196,7 +195,7 @@ async fn getstream_inner(
         }
         Target::Live { h, new } => {
             if json {
-                return Ok(live_envelope(state, headers, p, &h, new).into_response());
+                return Ok(live_envelope(state, headers, p, &h, new, false).into_response());
             }
             live::respond(
                 &h,
@@ -217,8 +216,6 @@ enum Target {
     Live { h: LiveHandle, new: bool },
 }
 
-/// Finds or starts what the request names: a bare ID goes through the session's
-/// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
 /// A place among the IDs looked for at once, or the Ace error that says there is none.
 async fn claim(state: &AppState) -> Result<crate::state::ResolveClaim, ApiError> {
     state.claim_new_id().await.ok_or_else(|| {
@@ -234,8 +231,8 @@ async fn claim(state: &AppState) -> Result<crate::state::ResolveClaim, ApiError>
 
 /// Whether this request may name a local file (`url=file://…`): only an engine without an
 /// access token (so listening on loopback only) and only from this machine's own tools and
-/// pages — a page on another site (`Sec-Fetch-Site: cross-site`/`same-site`) may not make the
-/// engine read local files.
+/// pages — a page on another site ([`crate::guard::cross_site`]) may not make the engine read
+/// local files.
 fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if state.config().access_token.is_some() {
         return Err(ApiError::bad_request(
@@ -243,11 +240,7 @@ fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
              machines): pass the file's contents to POST /api/v1/torrents instead",
         ));
     }
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    if !matches!(site, "none" | "same-origin") {
+    if crate::guard::cross_site(headers) {
         return Err(ApiError::bad_request(
             "url=file:// is refused from a web page of another site",
         ));
@@ -255,6 +248,8 @@ fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
     Ok(())
 }
 
+/// Finds or starts what the request names: a bare ID goes through the session's
+/// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
 async fn resolve_target(
     state: &AppState,
     headers: &HeaderMap,
@@ -364,13 +359,15 @@ fn pid(p: &Params) -> Option<String> {
         .map(|s| s.chars().take(MAX_PID_LEN).collect::<String>())
 }
 
-/// Starts a live playback session and answers its envelope (with `manifest_url`).
+/// Starts a live playback session and answers its envelope (with `manifest_url`; `playlist`:
+/// its `playback_url` is that playlist, for a session asked of the manifest).
 fn live_envelope(
     state: &AppState,
     headers: &HeaderMap,
     p: &Params,
     h: &LiveHandle,
     new: bool,
+    playlist: bool,
 ) -> Json<serde_json::Value> {
     let ih = h.content_id();
     if new {
@@ -390,7 +387,11 @@ fn live_envelope(
         base_url(state, headers),
         query(state, &q)
     );
-    envelope(state, headers, ih, &session_id, Some(manifest))
+    let mut env = envelope(state, headers, ih, &session_id, Some(manifest.clone()));
+    if playlist {
+        env.0["response"]["playback_url"] = json!(manifest);
+    }
+    env
 }
 
 /// The `format=json` answer of a playback session; `manifest` set for live.
@@ -451,15 +452,9 @@ async fn manifest_inner(
         }
     };
     if json {
-        let mut env = live_envelope(state, headers, p, &h, new);
         // Asked of the manifest, the session plays the playlist (HLS clients open
         // playback_url), not the progressive MPEG-TS.
-        if let Some(o) = env.0.get_mut("response").and_then(|r| r.as_object_mut()) {
-            if let Some(m) = o.get("manifest_url").cloned() {
-                o.insert("playback_url".into(), m);
-            }
-        }
-        return Ok(env.into_response());
+        return Ok(live_envelope(state, headers, p, &h, new, true).into_response());
     }
     let client = hls::client_key(p);
     let mut q = vec![];

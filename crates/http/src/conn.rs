@@ -119,6 +119,28 @@ impl Capped {
         self.deadline.as_mut().reset(at);
     }
 
+    /// What a poll of the stream gave, seen by the idle clock: `moved` bytes start it again;
+    /// a pending poll is an error once the connection has been idle too long.
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+        moved: bool,
+    ) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                if moved {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.check_idle(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
+
     /// Nothing moved now: an error once the connection has been idle too long (the idle clock
     /// wakes the task then).
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
@@ -138,19 +160,9 @@ impl AsyncRead for Capped {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    self.moved();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match self.check_idle(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let moved = matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        self.track(cx, poll, moved)
     }
 }
 
@@ -160,19 +172,9 @@ impl AsyncWrite for Capped {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.moved();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match self.check_idle(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        self.track(cx, poll, moved)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -188,19 +190,9 @@ impl AsyncWrite for Capped {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.moved();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match self.check_idle(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        self.track(cx, poll, moved)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -118,7 +118,7 @@ fn preflight() -> Response {
 }
 
 /// True when the browser says the request comes from another site (see the module docs).
-fn cross_site(headers: &HeaderMap) -> bool {
+pub fn cross_site(headers: &HeaderMap) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site") {
         return matches!(site, "cross-site" | "same-site");

@@ -187,25 +187,26 @@ impl AppState {
     }
 
     /// Before resolving an ID nobody here holds: removes what `/ace/getstream` started that
-    /// never found its metadata within [`HttpConfig::unresolved_ttl`], then claims a place among the [`MAX_UNRESOLVED`] IDs looked for at once — `None`
-    /// when there is none. The claim is held until the guard drops.
+    /// never found its metadata within [`HttpConfig::unresolved_ttl`], then claims a place among
+    /// the [`MAX_UNRESOLVED`] IDs looked for at once — `None` when there is none. The claim is
+    /// held until the guard drops.
     pub async fn claim_new_id(&self) -> Option<ResolveClaim> {
         self.expire_unresolved().await;
         let unresolved = {
             let p = self.lock();
-            p.owned
-                .keys()
-                .filter(|ih| {
-                    self.session()
-                        .get(ih)
-                        .is_some_and(|h| h.metainfo().is_none())
-                })
-                .count()
+            p.owned.keys().filter(|ih| self.unresolved(ih)).count()
         };
         let inner = self.inner.clone();
         let now = inner.resolving.fetch_add(1, Ordering::SeqCst);
         let claim = ResolveClaim(inner);
         (unresolved + now < MAX_UNRESOLVED).then_some(claim)
+    }
+
+    /// A torrent held here whose metadata has not come yet.
+    fn unresolved(&self, ih: &InfoHash) -> bool {
+        self.session()
+            .get(ih)
+            .is_some_and(|h| h.metainfo().is_none())
     }
 
     /// Removes the torrents `/ace/getstream` started whose metadata did not come within the TTL,
@@ -219,11 +220,7 @@ impl AppState {
             p.owned
                 .iter()
                 .filter(|(ih, at)| {
-                    now.saturating_duration_since(**at) >= ttl
-                        && self
-                            .session()
-                            .get(ih)
-                            .is_some_and(|h| h.metainfo().is_none())
+                    now.saturating_duration_since(**at) >= ttl && self.unresolved(ih)
                 })
                 .map(|(ih, _)| *ih)
                 .collect()
