@@ -217,8 +217,8 @@ enum Target {
 }
 
 /// A place among the IDs looked for at once, or the Ace error that says there is none.
-async fn claim(state: &AppState) -> Result<crate::state::ResolveClaim, ApiError> {
-    state.claim_new_id().await.ok_or_else(|| {
+async fn claim(state: &AppState, id: InfoHash) -> Result<crate::state::ResolveClaim, ApiError> {
+    state.claim_new_id(id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -277,7 +277,11 @@ async fn resolve_target(
     match wanted {
         Wanted::Id(ih) => {
             let new = s.get(&ih).is_none();
-            let _claim = if new { Some(claim(state).await?) } else { None };
+            let _claim = if new {
+                Some(claim(state, ih).await?)
+            } else {
+                None
+            };
             Ok(match s.resolve_id(ih, AddOptions::default()).await {
                 Found::Vod(h) => {
                     if new {
@@ -290,7 +294,11 @@ async fn resolve_target(
         }
         Wanted::Magnet(ref m) => {
             let new = s.get(&m.info_hash).is_none();
-            let _claim = if new { Some(claim(state).await?) } else { None };
+            let _claim = if new {
+                Some(claim(state, m.info_hash).await?)
+            } else {
+                None
+            };
             let r = source::resolve(
                 state.client(),
                 wanted,

@@ -3,7 +3,6 @@
 //! it and its cap) and the HLS clients' readers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -59,8 +58,9 @@ struct Inner {
     session: Session,
     config: HttpConfig,
     client: reqwest::Client,
-    /// New IDs being resolved now (see [`AppState::claim_new_id`]).
-    resolving: AtomicUsize,
+    /// New IDs being resolved now, with how many requests wait on each (see
+    /// [`AppState::claim_new_id`]).
+    resolving: Mutex<HashMap<InfoHash, usize>>,
     connections: crate::conn::Connections,
     playbacks: Mutex<Playbacks>,
     hls: Arc<HlsReaders>,
@@ -96,7 +96,7 @@ impl AppState {
                 session,
                 config,
                 client,
-                resolving: AtomicUsize::new(0),
+                resolving: Mutex::default(),
                 connections,
                 playbacks: Mutex::new(Playbacks::default()),
                 hls: HlsReaders::new(),
@@ -186,20 +186,37 @@ impl AppState {
         }
     }
 
-    /// Before resolving an ID nobody here holds: removes what `/ace/getstream` started that
-    /// never found its metadata within [`HttpConfig::unresolved_ttl`], then claims a place among
-    /// the [`MAX_UNRESOLVED`] IDs looked for at once — `None` when there is none. The claim is
-    /// held until the guard drops.
-    pub async fn claim_new_id(&self) -> Option<ResolveClaim> {
+    /// Before resolving `id`, which nobody here holds: removes what `/ace/getstream` started
+    /// that never found its metadata within [`HttpConfig::unresolved_ttl`], then claims a place
+    /// for `id` among the [`MAX_UNRESOLVED`] IDs looked for at once — `None` when there is none.
+    /// Requests for an ID already being looked for share its place. The claim is held until
+    /// the guard drops.
+    pub async fn claim_new_id(&self, id: InfoHash) -> Option<ResolveClaim> {
         self.expire_unresolved().await;
-        let unresolved = {
+        let held: Vec<InfoHash> = {
             let p = self.lock();
-            p.owned.keys().filter(|ih| self.unresolved(ih)).count()
+            p.owned
+                .keys()
+                .filter(|ih| self.unresolved(ih))
+                .copied()
+                .collect()
         };
-        let inner = self.inner.clone();
-        let now = inner.resolving.fetch_add(1, Ordering::SeqCst);
-        let claim = ResolveClaim(inner);
-        (unresolved + now < MAX_UNRESOLVED).then_some(claim)
+        let mut resolving = self
+            .inner
+            .resolving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !resolving.contains_key(&id) {
+            let others = held.iter().filter(|ih| !resolving.contains_key(ih)).count();
+            if resolving.len() + others >= MAX_UNRESOLVED {
+                return None;
+            }
+        }
+        *resolving.entry(id).or_insert(0) += 1;
+        Some(ResolveClaim {
+            inner: self.inner.clone(),
+            id,
+        })
     }
 
     /// A torrent held here whose metadata has not come yet.
@@ -255,11 +272,24 @@ impl AppState {
 
 /// A place among the IDs being resolved at once ([`AppState::claim_new_id`]); given back on
 /// drop.
-pub struct ResolveClaim(Arc<Inner>);
+pub struct ResolveClaim {
+    inner: Arc<Inner>,
+    id: InfoHash,
+}
 
 impl Drop for ResolveClaim {
     fn drop(&mut self) {
-        self.0.resolving.fetch_sub(1, Ordering::SeqCst);
+        let mut resolving = self
+            .inner
+            .resolving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = resolving.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                resolving.remove(&self.id);
+            }
+        }
     }
 }
 

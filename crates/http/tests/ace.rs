@@ -661,3 +661,31 @@ async fn unknown_ids_are_capped_and_expire() {
     drop(srv);
     swarm.shutdown().await;
 }
+
+/// Many players asking at once for the same ID nobody here holds yet take one place among the
+/// IDs looked for, not one each: fifty readers of one infohash, arriving together before the
+/// torrent was added, were refused with 'too many IDs are being looked for' once the count of
+/// requests (not of IDs) passed `MAX_UNRESOLVED` (seen in CI, `fifty_concurrent_readers_are_byte_exact`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_one_new_id_share_its_place() {
+    use peercdn_http::state::MAX_UNRESOLVED;
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let asked: Vec<_> = (0..MAX_UNRESOLVED + 16)
+        .map(|_| {
+            let url = format!("{}/ace/getstream?id={:040x}&format=json", srv.base, 7);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+                v
+            })
+        })
+        .collect();
+    for a in asked {
+        let v = a.await.unwrap();
+        assert!(v["error"].is_null(), "{v}");
+    }
+    drop(srv);
+    swarm.shutdown().await;
+}
