@@ -170,10 +170,13 @@ fn we_learn_a_peer_from_libtorrent_pex() {
         &[],
     );
 
-    // LS sends P a PEX listing Q within seconds of having two peers; P dials Q.
+    // LS sends P a PEX listing Q within seconds of having two peers; P dials Q. libtorrent
+    // sends PEX once a minute per peer, so a first message that missed Q (LS's list is built
+    // from the peers it has finished handshakes with) is followed by one 60 s later: the wait
+    // covers two. (It ran out at 40 s once, in a full suite on two busy cores.)
     let line = wait_line(
         &mut q,
-        Duration::from_secs(40),
+        Duration::from_secs(100),
         "peercdn dialling Q after libtorrent's PEX",
         &[&ls.proc, &p],
         |line| {
