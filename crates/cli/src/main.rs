@@ -207,6 +207,14 @@ struct HttpArgs {
         value_delimiter = ','
     )]
     http_allow_host: Vec<String>,
+    /// Ace Stream TCP API port (HTTPAceProxy, aceproxy; 0: any free port) [default: 62062
+    /// when the HTTP API has its default port; off otherwise unless given]. Loopback only
+    /// unless --access-token is set.
+    #[arg(long, env = "PEERCDN_ACE_TCP_PORT")]
+    ace_tcp_port: Option<u16>,
+    /// No Ace Stream TCP API.
+    #[arg(long, conflicts_with = "ace_tcp_port")]
+    no_ace_tcp: bool,
 }
 
 fn main() -> ExitCode {

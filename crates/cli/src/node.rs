@@ -201,10 +201,11 @@ pub async fn start_engine(settings: &NodeSettings, http: &HttpArgs) -> Result<Ru
         addr
     };
     let base_url = format!("http://{shown}");
+    let ace_tcp = ace_tcp_listener(http, port, ip, config.access_token.is_some()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = session.clone();
     let server = tokio::spawn(async move {
-        if let Err(e) = peercdn_http::serve(s2, config, listener, async {
+        if let Err(e) = peercdn_http::serve_with_ace_tcp(s2, config, listener, ace_tcp, async {
             let _ = stopped.await;
         })
         .await
@@ -219,6 +220,42 @@ pub async fn start_engine(settings: &NodeSettings, http: &HttpArgs) -> Result<Ru
         stop,
         server,
     })
+}
+
+/// The Ace TCP API's listener, if it is on (see `--ace-tcp-port`): on loopback unless a token
+/// is set (then beside the HTTP API). A port in use is a warning, not an error: an Ace engine
+/// may hold it, and the HTTP API works without it. Prints `ace-tcp: ADDR`.
+async fn ace_tcp_listener(
+    http: &HttpArgs,
+    http_port: u16,
+    http_ip: std::net::IpAddr,
+    token: bool,
+) -> Option<tokio::net::TcpListener> {
+    if http.no_ace_tcp {
+        return None;
+    }
+    let port = match (http.ace_tcp_port, http.http_port) {
+        (Some(p), _) => p,
+        (None, None) if http_port == 6878 => 62062,
+        (None, _) => return None,
+    };
+    let ip = if token {
+        http_ip
+    } else {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    };
+    match tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await {
+        Ok(l) => {
+            if let Ok(a) = l.local_addr() {
+                println!("ace-tcp: {a}");
+            }
+            Some(l)
+        }
+        Err(e) => {
+            eprintln!("warning: Ace TCP API off: cannot listen on {ip}:{port}: {e}");
+            None
+        }
+    }
 }
 
 /// `peercdn engine`.

@@ -868,3 +868,95 @@ fn percent_encode(s: &str) -> String {
     }
     out
 }
+
+/// The Ace TCP API (`--ace-tcp-port`) as HTTPAceProxy's aceclient drives it, on a torrent a
+/// libtorrent seeder holds: HELLOBG/HELLOTS (Ace's version code, the HTTP port), READY/AUTH,
+/// `LOADASYNC … INFOHASH` → `LOADRESP` with the media files (names percent-encoded, JSON
+/// without spaces: clients split the line on spaces), `START INFOHASH ih index` → `STATUS`
+/// lines then `START url=…`, whose URL serves the file byte-exact; `STOP` ends the playback
+/// session and removes the torrent `START` added; `SHUTDOWN` closes the connection only.
+#[test]
+fn ace_tcp_api_plays_a_torrent_as_proxies_do() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = swarm(0, None);
+    let (mut engine, base) = s.engine("engine", &["--ace-tcp-port", "0"]);
+    let mut addr = String::new();
+    wait_until(Duration::from_secs(20), "the ace-tcp line", || {
+        if let Some(l) = engine
+            .log_text()
+            .lines()
+            .find(|l| l.starts_with("ace-tcp: "))
+        {
+            addr = l[9..].trim().to_string();
+        }
+        !addr.is_empty()
+    });
+    let conn = std::net::TcpStream::connect(&addr).expect("connect to the TCP API");
+    conn.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    let mut w = conn.try_clone().expect("clone");
+    let mut r = BufReader::new(conn);
+    let mut say = |l: &str| w.write_all(format!("{l}\r\n").as_bytes()).expect("write");
+    let mut next = || {
+        let mut l = String::new();
+        r.read_line(&mut l).expect("read a line");
+        l.trim_end().to_string()
+    };
+    say("HELLOBG version=3");
+    let hello = next();
+    let port = base.rsplit(':').next().expect("port");
+    assert!(hello.contains("version_code=3014900"), "{hello}");
+    assert!(hello.contains(&format!("http_port={port}")), "{hello}");
+    say("READY");
+    assert_eq!(next(), "AUTH 1");
+    say(&format!("LOADASYNC 7 INFOHASH {} 0 0 0", s.ih));
+    let resp = next();
+    let json = resp.strip_prefix("LOADRESP 7 ").expect("LOADRESP 7");
+    // As aceclient reads it: the words after the request ID joined, then unquoted.
+    let v: Value = serde_json::from_str(json).expect("LOADRESP JSON");
+    assert_eq!(v["infohash"], s.ih, "{v}");
+    assert_eq!(v["status"], 2, "several media files: {v}");
+    let ts = s.index(&s.media.ts);
+    let listed: Vec<u64> = v["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f[1].as_u64())
+        .collect();
+    assert!(listed.contains(&(ts as u64)), "{v}");
+    assert!(!json.contains(' '), "{json}");
+    say(&format!(
+        "START INFOHASH {} {ts} 0 0 0 output_format=http",
+        s.ih
+    ));
+    let url = loop {
+        let l = next();
+        assert!(!l.is_empty(), "the connection closed before START");
+        if let Some(rest) = l.strip_prefix("START ") {
+            break rest
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("url="))
+                .expect("url=")
+                .to_string();
+        }
+        assert!(l.starts_with("STATUS ") || l.starts_with("STATE "), "{l}");
+    };
+    let c = http();
+    let want = std::fs::read(&s.media.ts).expect("ts");
+    let (status, body) = range(&c, &url, 0, None);
+    assert_eq!(status, 206);
+    assert!(body == want, "{} bytes back of {}", body.len(), want.len());
+    say("STOP");
+    while next() != "STATE 0" {}
+    assert_eq!(c.get(&url).send().expect("get").status().as_u16(), 404);
+    let list: Value = c
+        .get(format!("{base}/api/v1/torrents"))
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    assert_eq!(list["torrents"].as_array().map(Vec::len), Some(0), "{list}");
+    say("SHUTDOWN");
+    assert_eq!(next(), "", "SHUTDOWN closes the connection");
+    assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
+}

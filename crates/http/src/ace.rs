@@ -209,7 +209,7 @@ async fn getstream_inner(
 }
 
 /// What a `getstream`/`manifest` request names, running.
-enum Target {
+pub(crate) enum Target {
     /// A torrent; `new` when this request started it.
     Vod { h: TorrentHandle, new: bool },
     /// A live stream; `new` when this request started it.
@@ -250,7 +250,7 @@ fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
 
 /// Finds or starts what the request names: a bare ID goes through the session's
 /// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
-async fn resolve_target(
+pub(crate) async fn resolve_target(
     state: &AppState,
     headers: &HeaderMap,
     p: &Params,
@@ -327,7 +327,7 @@ async fn resolve_target(
 
 /// Starts what a URL or a local file held; `url` (http(s)) names the CDN of a descriptor
 /// found in a publish directory.
-fn from_fetched(state: &AppState, fetched: Fetched, url: Option<&url::Url>) -> Target {
+pub(crate) fn from_fetched(state: &AppState, fetched: Fetched, url: Option<&url::Url>) -> Target {
     let s = state.session();
     match fetched {
         Fetched::Torrent(m) => {
@@ -699,7 +699,7 @@ fn query(state: &AppState, pairs: &[(&str, String)]) -> String {
     }
 }
 
-fn token_suffix(state: &AppState) -> String {
+pub(crate) fn token_suffix(state: &AppState) -> String {
     match state.config().access_token.as_deref() {
         Some(t) if !t.is_empty() => {
             let enc: String = url::form_urlencoded::byte_serialize(t.as_bytes()).collect();

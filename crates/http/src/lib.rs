@@ -39,6 +39,7 @@ pub mod server_api;
 pub mod source;
 pub mod state;
 pub mod stream;
+pub mod tcp_api;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,11 +166,38 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
+    serve_with_ace_tcp(session, config, listener, None, shutdown).await
+}
+
+/// [`serve`], and the Ace TCP API ([`tcp_api`]) on `ace_tcp` when given, until `shutdown`.
+pub async fn serve_with_ace_tcp(
+    session: Session,
+    config: HttpConfig,
+    listener: TcpListener,
+    ace_tcp: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
     let addr = listener.local_addr().map_err(HttpError::Serve)?;
     check_exposure(addr, &config)?;
     check_exposure(config.bind, &config)?;
     tracing::info!(%addr, "HTTP API listening");
     let state = AppState::new(session, config.clone());
+    // Ended with this function (dropping the task's handle would not).
+    let _tcp = ace_tcp.map(|tcp| {
+        let shown = if addr.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+        } else {
+            addr
+        };
+        if let Ok(a) = tcp.local_addr() {
+            tracing::info!(addr = %a, "Ace TCP API listening");
+        }
+        AbortOnDrop(tokio::spawn(tcp_api::serve(
+            tcp,
+            state.clone(),
+            format!("http://{shown}"),
+        )))
+    });
     let listener =
         conn::CappedListener::new(listener, state.connections().clone(), config.idle_timeout);
     // Graceful shutdown waits for every answer to end, and a live stream never ends: past
@@ -193,6 +221,15 @@ pub async fn serve(
             tracing::info!("HTTP API: answers still open after {SHUTDOWN_GRACE:?} dropped");
             Ok(())
         }
+    }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -596,3 +596,114 @@ async fn url_of_a_descriptor_adds_the_stream() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(s.get_live(&id).is_none());
 }
+
+/// The Ace TCP API as HTTPAceProxy and aceproxy drive it, on a live stream: HELLOBG/HELLOTS,
+/// READY/AUTH, `START PID` → `STATUS`/`STATE` lines, `START url=… stream=1` and `EVENT
+/// livepos` once a second; the URL plays the stream; `STOP` ends the playback session (its
+/// URL is gone); a command before READY is `NOTREADY`; `SHUTDOWN` closes the connection and
+/// leaves the engine serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ace_tcp_api_starts_a_live_stream_as_proxies_do() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (_dir, s) = session().await;
+    let src = Source::start(&s, 21, 30, 4).await;
+    src.wait_pieces(5).await;
+    let (srv, tcp) = common::serve_ace_tcp(s.clone(), http_config()).await;
+    let stream = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    macro_rules! next {
+        () => {
+            tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("the engine answers")
+                .unwrap()
+        };
+    }
+    macro_rules! say {
+        ($($t:tt)*) => {
+            w.write_all(format!("{}\r\n", format!($($t)*)).as_bytes()).await.unwrap()
+        };
+    }
+    say!("START PID {} 0 output_format=http", src.id());
+    assert_eq!(next!().as_deref(), Some("NOTREADY"));
+    say!("HELLOBG version=3");
+    let hello = next!().unwrap();
+    assert!(
+        hello.starts_with("HELLOTS version=3.1.49 version_code=3014900 key="),
+        "{hello}"
+    );
+    assert!(
+        hello.contains(&format!("http_port={}", srv.addr.port())),
+        "{hello}"
+    );
+    say!("READY key=whatever-123");
+    assert_eq!(next!().as_deref(), Some("AUTH 1"));
+    say!("SETOPTIONS use_stop_notifications=1");
+    say!("START PID {} 0 output_format=http", src.id());
+    let (mut url, mut livepos, mut status) = (None, None, None);
+    while url.is_none() || livepos.is_none() || status.is_none() {
+        let l = next!().expect("the connection stays open");
+        if let Some(rest) = l.strip_prefix("START ") {
+            assert!(rest.contains("stream=1"), "{l}");
+            assert!(rest.contains(&format!("infohash={}", src.id())), "{l}");
+            url = rest
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("url="))
+                .map(str::to_string);
+        } else if l.starts_with("EVENT livepos ") {
+            livepos = Some(l);
+        } else if l.starts_with("STATUS main:dl;") {
+            status = Some(l);
+        }
+    }
+    let livepos = livepos.unwrap();
+    for key in [
+        "last=",
+        "live_first=",
+        "pos=",
+        "first_ts=",
+        "last_ts=",
+        "is_live=1",
+    ] {
+        assert!(livepos.contains(key), "{livepos}");
+    }
+    let url = url.unwrap();
+    assert!(url.starts_with(&srv.base), "{url}");
+    let c = client();
+    let mut r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = read_at_least(&mut r, 4 * PACKET * 4).await;
+    assert!(!pieces_in(&got).is_empty());
+    drop(r);
+    say!("STOP");
+    loop {
+        let l = next!().unwrap();
+        if l == "STATE 0" {
+            break;
+        }
+    }
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    say!("DANCE");
+    say!("SHUTDOWN");
+    loop {
+        match next!() {
+            None => break,
+            Some(l) => assert!(!l.starts_with("START"), "{l}"),
+        }
+    }
+    // The engine still serves (and the stream the source holds is still there).
+    let v: Value = c
+        .get(format!("{}/webui/api/service?method=get_version", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["result"]["version"].is_string(), "{v}");
+    assert!(s.get_live(&src.handle.content_id()).is_some());
+}

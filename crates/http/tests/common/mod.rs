@@ -49,6 +49,28 @@ pub async fn serve(session: Session, mut cfg: HttpConfig) -> Server {
     }
 }
 
+/// [`serve`] with the Ace TCP API on another port of 127.0.0.1; returns its address too.
+#[allow(dead_code)]
+pub async fn serve_ace_tcp(session: Session, mut cfg: HttpConfig) -> (Server, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, tcp_addr) = (listener.local_addr().unwrap(), tcp.local_addr().unwrap());
+    cfg.bind = addr;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = peercdn_http::serve_with_ace_tcp(session, cfg, listener, Some(tcp), async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let srv = Server {
+        base: format!("http://{addr}"),
+        addr,
+        _stop: tx,
+    };
+    (srv, tcp_addr)
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
