@@ -26,7 +26,7 @@ PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv pytho
 # PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
 # target/ (a build output: ignored by git, made again after `cargo clean`).
 ACE_VENV="$REPO_ROOT/target/ace-clients"
-ACE_PYPI=(acestream==0.2.0 acestream-search==1.6.4)
+ACE_PYPI=(acestream==0.2.0 acestream-search==1.6.4 acestream-launcher==2.1.0)
 export PEERCDN_ACE_PYTHON="$ACE_VENV/bin/python"
 
 # Absolute path of the libtorrent peer, for tests that prefer it to
@@ -87,7 +87,7 @@ ace_clients() {
         /usr/bin/python3 -m venv "$ACE_VENV"
     fi
     "$ACE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${ACE_PYPI[@]}"
-    "$ACE_VENV/bin/python" -c 'import acestream.server, acestream_search; print("Ace clients ok")'
+    "$ACE_VENV/bin/python" -c 'import acestream.server, acestream_search, acestream_launcher; print("Ace clients ok")'
 }
 
 build_fuzz() {

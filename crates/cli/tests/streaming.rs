@@ -960,3 +960,51 @@ fn ace_tcp_api_plays_a_torrent_as_proxies_do() {
     assert_eq!(next(), "", "SHUTDOWN closes the connection");
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
+
+/// acestream-launcher (PyPI 2.1.0), as a user runs it with `acestream://ID`: it finds the
+/// engine on the port of its config file, starts the stream through python-acestream, waits
+/// for the status `dl`, writes an M3U of the playback URL and launches the player on it (here
+/// `tests/interop/m3u_player.py`, which reads the stream to its end), then exits when the
+/// player does. The bytes the player read are the largest media file's, exactly.
+#[test]
+fn acestream_launcher_plays_an_id_through_a_player() {
+    let s = swarm(0, None);
+    let (mut engine, base) = s.engine("engine", &[]);
+    let port = base.rsplit(':').next().expect("port");
+    let home = s.path().join("home");
+    let conf = home.join(".config/acestream-launcher");
+    std::fs::create_dir_all(&conf).expect("config dir");
+    // stdin is not a terminal: the launcher reads its `browser` section.
+    std::fs::write(
+        conf.join("config"),
+        format!("[browser]\nhost = 127.0.0.1\nport = {port}\ntimeout = 60\n"),
+    )
+    .expect("config");
+    let out = s.path().join("launched.ts");
+    let player = format!(
+        "{} {} {}",
+        ace_python().display(),
+        interop("m3u_player.py").display(),
+        out.display()
+    );
+    let mut cmd = std::process::Command::new(ace_python().with_file_name("acestream-launcher"));
+    cmd.arg(format!("acestream://{}", s.ih))
+        .args(["--player", &player, "--verbose"])
+        .env("HOME", &home);
+    let mut launcher = Proc::spawn("launcher", cmd, &s.path().join("launcher.log"));
+    let status = launcher.wait(T);
+    let log = launcher.log_text();
+    assert!(
+        status.success(),
+        "acestream-launcher failed ({status}):\n{log}"
+    );
+    let want = std::fs::read(&s.media.ts).expect("ts");
+    let got = std::fs::read(&out).unwrap_or_else(|e| panic!("no player output ({e}):\n{log}"));
+    assert!(
+        got == want,
+        "the player read {} bytes, not the {} of the TS file:\n{log}",
+        got.len(),
+        want.len()
+    );
+    assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
+}
