@@ -667,8 +667,12 @@ fn ace_clients_from_pypi_play_search_and_stop() {
     );
     assert!(again["error"].is_null(), "{again}");
     let api = format!("{base}/api/v1/torrents/{}", s.ih);
+    // The JSON answer comes at once; the torrent is there once its ID is found.
     wait_until(T, "the torrent's metadata (its name)", || {
-        let v = get_json(&http(), &api);
+        let Ok(r) = http().get(&api).send() else {
+            return false;
+        };
+        let v: Value = r.json().unwrap_or_default();
         v["response"]["name"].is_string() || v["name"].is_string()
     });
     let host = base.trim_start_matches("http://");

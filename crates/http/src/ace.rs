@@ -58,6 +58,10 @@ pub const ACE_API_VERSION: &str = "3.1.49";
 /// Longest JSON answer [`conventions`] wraps for JSONP (the Ace answers are a few KiB).
 const MAX_JSONP_BODY: usize = 1 << 20;
 
+/// How long a `format=json` request for an ID nobody here holds waits for its lookup before
+/// it is answered with a pending session ([`Target::Pending`]).
+const AT_ONCE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Longest JSONP callback name.
 const MAX_CALLBACK_LEN: usize = 64;
 
@@ -177,7 +181,18 @@ async fn getstream_inner(
     json: bool,
 ) -> Result<Response, ApiError> {
     let file_index = p.number::<usize>("file_index")?;
-    match resolve_target(state, headers, p).await? {
+    match resolve_target(state, headers, p, json).await? {
+        Target::Pending { id: ih, answer } => {
+            let session_id = state.start_playback(Playback {
+                info_hash: ih,
+                file_index,
+                pid: pid(p),
+                live: None,
+                pending: true,
+            });
+            drop(answer);
+            Ok(envelope(state, headers, ih, &session_id, None).into_response())
+        }
         Target::Vod { h, new } => {
             if !json {
                 return stream_file(state, &h, file_index, headers, method).await;
@@ -190,6 +205,7 @@ async fn getstream_inner(
                 file_index,
                 pid: pid(p),
                 live: None,
+                pending: false,
             });
             Ok(envelope(state, headers, h.info_hash, &session_id, None).into_response())
         }
@@ -214,6 +230,14 @@ pub(crate) enum Target {
     Vod { h: TorrentHandle, new: bool },
     /// A live stream; `new` when this request started it.
     Live { h: LiveHandle, new: bool },
+    /// A bare ID nobody here holds, being looked for in the background (asked with
+    /// `at_once`): live or VoD is not known yet. Drop `answer` once the pending playback
+    /// session is made: the lookup, finding nobody waits for its answer, keeps what it found
+    /// only while such a session remains.
+    Pending {
+        id: InfoHash,
+        answer: tokio::sync::oneshot::Receiver<Found>,
+    },
 }
 
 /// A place among the IDs looked for at once, or the Ace error that says there is none.
@@ -250,10 +274,14 @@ fn local_files_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
 
 /// Finds or starts what the request names: a bare ID goes through the session's
 /// `resolve_id` (so a live ID works), a `url=` may serve a `.torrent` or a `.peerlive`.
+/// `at_once`: a bare ID nobody here holds is looked for in the background and answered as
+/// [`Target::Pending`] (finding out whether it is live can take the whole resolve timeout,
+/// and Ace clients asking for `format=json` give up long before).
 pub(crate) async fn resolve_target(
     state: &AppState,
     headers: &HeaderMap,
     p: &Params,
+    at_once: bool,
 ) -> Result<Target, ApiError> {
     if p.get("url").is_some() {
         source::refuse_nested_fetch(headers)?;
@@ -275,6 +303,37 @@ pub(crate) async fn resolve_target(
     }
     let cfg = state.config();
     match wanted {
+        Wanted::Id(ih) if at_once && s.get(&ih).is_none() => {
+            let claim = claim(state, ih).await?;
+            let (s, st) = (s.clone(), state.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                // The place among the IDs looked for is held until the answer.
+                let _claim = claim;
+                let found = s.resolve_id(ih, AddOptions::default()).await;
+                let id = match &found {
+                    Found::Vod(h) => h.info_hash,
+                    Found::Live(h) => h.content_id(),
+                };
+                st.mark_owned(id);
+                // Answered as pending: if every session for it was stopped meanwhile, what
+                // the lookup started goes (nothing would ever stop it).
+                if tx.send(found).is_err() && !st.has_playback(&id) {
+                    st.forget(&id);
+                    if !s.remove_live(&id).await {
+                        s.remove_with(&id, false).await;
+                    }
+                }
+            });
+            // An ID whose peers answer soon is answered as what it is (a live stream's answer
+            // carries its manifest URL); one that takes longer, as pending.
+            let mut rx = rx;
+            Ok(match tokio::time::timeout(AT_ONCE_WAIT, &mut rx).await {
+                Ok(Ok(Found::Vod(h))) => Target::Vod { h, new: true },
+                Ok(Ok(Found::Live(h))) => Target::Live { h, new: true },
+                _ => Target::Pending { id: ih, answer: rx },
+            })
+        }
         Wanted::Id(ih) => {
             let new = s.get(&ih).is_none();
             let _claim = if new {
@@ -387,6 +446,7 @@ fn live_envelope(
         file_index: None,
         pid: pid.clone(),
         live: Some(LiveSlot(LivePlayer::new())),
+        pending: false,
     });
     let mut q = vec![("id", ih.to_hex())];
     q.extend(pid.map(|v| ("pid", v)));
@@ -448,8 +508,11 @@ async fn manifest_inner(
     p: &Params,
     json: bool,
 ) -> Result<Response, ApiError> {
-    let (h, new) = match resolve_target(state, headers, p).await? {
+    let (h, new) = match resolve_target(state, headers, p, false).await? {
         Target::Live { h, new } => (h, new),
+        Target::Pending { .. } => {
+            return Err(ApiError::bad_request("this ID is still being looked for"));
+        }
         Target::Vod { h, new } => {
             if new {
                 state.session().remove_with(&h.info_hash, false).await;
@@ -550,6 +613,7 @@ async fn playback(
     headers: HeaderMap,
 ) -> Response {
     let r = async {
+        settle_pending(&state, &ih, &session, true).await?;
         if let Some((slot, h)) = lookup_live(&state, &ih, &session)? {
             let head = method == Method::HEAD;
             return live::respond(&h, Some(slot.0), head, live::start_timeout(&state)).await;
@@ -563,10 +627,55 @@ async fn playback(
     }
 }
 
+/// A playback session started while its ID was being looked for learns what it plays: at
+/// once when the answer is in, else — `wait` — once it is (the playback URL: a player waits
+/// for its stream). `Ok(false)`: still pending (not waiting).
+async fn settle_pending(
+    state: &AppState,
+    ih: &str,
+    session: &str,
+    wait: bool,
+) -> Result<bool, ApiError> {
+    let ih = parse_path_id(ih)?;
+    if !state.playback(&ih, session).is_some_and(|pb| pb.pending) {
+        return Ok(true);
+    }
+    let s = state.session();
+    let live = if s.get_live(&ih).is_some() {
+        true
+    } else if s.get(&ih).is_some() {
+        false
+    } else if wait {
+        // Joins the lookup under way (`resolve_id` waits for another request's answer).
+        matches!(
+            s.resolve_id(ih, AddOptions::default()).await,
+            Found::Live(_)
+        )
+    } else {
+        return Ok(false);
+    };
+    state.settle(&ih, session, live.then(|| LiveSlot(LivePlayer::new())));
+    Ok(true)
+}
+
 async fn stat(
     State(state): State<AppState>,
     Path((ih, session)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if !settle_pending(&state, &ih, &session, false).await? {
+        return Ok(ok_envelope(json!({
+            "status": "prebuf",
+            "peers": 0,
+            "speed_down": 0,
+            "speed_up": 0,
+            "downloaded": 0,
+            "uploaded": 0,
+            "total_progress": 0,
+            "progress": 0,
+            "is_live": 0,
+            "playback_session_id": session,
+        })));
+    }
     if let Some((slot, h)) = lookup_live(&state, &ih, &session)? {
         return Ok(ok_envelope(live::stat_json(&h, Some(&slot.0), &session)));
     }

@@ -91,8 +91,21 @@ fn infohash(p: &Params) -> Result<InfoHash, ApiError> {
 
 async fn media_files(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
     let ih = infohash(p)?;
-    let h = state
-        .session()
+    let s = state.session();
+    // A `format=json` session answered at once: its ID may still be being looked for. Join
+    // that lookup (never start one here).
+    if s.get(&ih).is_none() && state.is_pending(&ih) {
+        let found = tokio::time::timeout(
+            METADATA_WAIT,
+            s.resolve_id(ih, peercdn_engine::session::AddOptions::default()),
+        )
+        .await;
+        if let Ok(peercdn_engine::session::Resolved::Live(h)) = found {
+            let name = h.status().name.unwrap_or_default();
+            return Ok(result(json!({ "0": name })));
+        }
+    }
+    let h = s
         .get(&ih)
         .ok_or_else(|| ApiError::not_found(format!("no torrent {}", ih.to_hex())))?;
     // Clients ask right after `getstream`, often before the metadata came from peers: wait

@@ -33,6 +33,9 @@ pub struct Playback {
     pub pid: Option<String>,
     /// For a live stream: the session's player state (position, stop). None for VoD.
     pub live: Option<LiveSlot>,
+    /// Started (`format=json`) while its ID was still being looked for: whether it is live or
+    /// VoD is not known yet; the playback and stat URLs settle it ([`AppState::settle`]).
+    pub pending: bool,
 }
 
 /// What [`AppState::stop_playback`] did.
@@ -158,6 +161,36 @@ impl AppState {
             .get(id)
             .filter(|p| p.info_hash == *info_hash)
             .cloned()
+    }
+
+    /// A pending playback session's ID resolved: it is live (`live`: its player) or VoD.
+    pub fn settle(&self, info_hash: &InfoHash, id: &str, live: Option<LiveSlot>) {
+        let mut p = self.lock();
+        if let Some(pb) = p
+            .by_id
+            .get_mut(id)
+            .filter(|pb| pb.info_hash == *info_hash && pb.pending)
+        {
+            pb.pending = false;
+            pb.live = live;
+        }
+    }
+
+    /// Whether a playback session for `info_hash` waits for its ID to be found
+    /// ([`Playback::pending`]).
+    pub fn is_pending(&self, info_hash: &InfoHash) -> bool {
+        self.lock()
+            .by_id
+            .values()
+            .any(|pb| pb.pending && pb.info_hash == *info_hash)
+    }
+
+    /// Whether any playback session plays `info_hash`.
+    pub fn has_playback(&self, info_hash: &InfoHash) -> bool {
+        self.lock()
+            .by_id
+            .values()
+            .any(|pb| pb.info_hash == *info_hash)
     }
 
     /// Ends playback session `id`.
@@ -331,6 +364,7 @@ mod tests {
             file_index: None,
             pid: None,
             live: None,
+            pending: false,
         };
         let first = state.start_playback(pb(a));
         for _ in 0..MAX_PLAYBACKS {

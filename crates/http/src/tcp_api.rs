@@ -404,15 +404,18 @@ impl Conn {
             }
         };
         let p = Params::parse(Some(&query));
-        ace::resolve_target(&self.state, &axum::http::HeaderMap::new(), &p)
-            .await
-            .map_err(|e| e.message)
+        match ace::resolve_target(&self.state, &axum::http::HeaderMap::new(), &p, false).await {
+            Ok(Target::Pending { .. }) => Err("this ID is still being looked for".into()),
+            Ok(t) => Ok(t),
+            Err(e) => Err(e.message),
+        }
     }
 
     /// `LOADASYNC`: the content's files once its metadata is in (status 1: one file, 2:
     /// several, 0: no media file), or the error.
     async fn load(&self, source: &Source) -> Result<serde_json::Value, String> {
         match self.resolve(source).await? {
+            Target::Pending { .. } => Err("this ID is still being looked for".into()),
             Target::Live { h, .. } => Ok(json!({
                 "status": 1,
                 "infohash": h.content_id().to_hex(),
@@ -463,12 +466,14 @@ impl Conn {
     /// the content can play ([`Self::status_lines`]).
     async fn start(&mut self, source: &Source, file_index: Option<usize>) -> Result<(), String> {
         let playing = match self.resolve(source).await? {
+            Target::Pending { .. } => return Err("this ID is still being looked for".into()),
             Target::Vod { h, .. } => {
                 let session = self.state.start_playback(Playback {
                     info_hash: h.info_hash,
                     file_index,
                     pid: None,
                     live: None,
+                    pending: false,
                 });
                 Playing::Vod { h, session }
             }
@@ -481,6 +486,7 @@ impl Conn {
                     file_index: None,
                     pid: None,
                     live: Some(crate::live::LiveSlot(crate::live::LivePlayer::new())),
+                    pending: false,
                 });
                 Playing::Live { h, session }
             }

@@ -650,7 +650,16 @@ async fn unknown_ids_are_capped_and_expire() {
             .unwrap();
         v["torrents"].as_array().map_or(0, Vec::len)
     };
-    assert_eq!(list(c.clone(), srv.base.clone()).await, MAX_UNRESOLVED);
+    // Answered at once (`format=json`); the torrents are added once the lookups give up.
+    let mut held = 0;
+    for _ in 0..60 {
+        held = list(c.clone(), srv.base.clone()).await;
+        if held == MAX_UNRESOLVED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(held, MAX_UNRESOLVED);
     // Past the TTL the next new ID finds room: the others were removed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let next = tokio::spawn(ask(10_000));
@@ -686,6 +695,70 @@ async fn requests_for_one_new_id_share_its_place() {
         let v = a.await.unwrap();
         assert!(v["error"].is_null(), "{v}");
     }
+    drop(srv);
+    swarm.shutdown().await;
+}
+
+/// An ID nobody here holds answers `format=json` at once (Ace clients give up long before the
+/// 20 s a lookup may take): a session whose stat says `prebuf` while the ID is looked for,
+/// and whose stop works — and takes what the lookup starts with it. Before, the answer came
+/// when the lookup ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_id_answers_at_once_in_prebuf() {
+    let swarm = Swarm::new().await;
+    let srv = serve(swarm.viewer.clone(), http_config()).await;
+    let c = client();
+    let asked = peercdn_engine::clock::now();
+    let v: Value = c
+        .get(format!(
+            "{}/ace/getstream?id={:040x}&format=json",
+            srv.base, 99
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answered = peercdn_engine::clock::now().saturating_duration_since(asked);
+    assert!(
+        answered < peercdn_engine::session::RESOLVE_TIMEOUT / 2,
+        "answered after {answered:?}: {v}"
+    );
+    assert!(v["error"].is_null(), "{v}");
+    let stat: Value = c
+        .get(v["response"]["stat_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stat["response"]["status"], "prebuf", "{stat}");
+    let stop: Value = c
+        .get(format!(
+            "{}?method=stop",
+            v["response"]["command_url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stop["response"], "ok", "{stop}");
+    // Stopped before the lookup ended: what the lookup then starts (a torrent still looking
+    // for its metadata) is removed, not left running with nobody to stop it.
+    tokio::time::sleep(peercdn_engine::session::RESOLVE_TIMEOUT + Duration::from_secs(6)).await;
+    let list: Value = c
+        .get(format!("{}/api/v1/torrents", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["torrents"].as_array().map(Vec::len), Some(0), "{list}");
     drop(srv);
     swarm.shutdown().await;
 }
