@@ -444,7 +444,12 @@ impl LiveSwarm {
             Message::Request(b) => self.on_request(key, b, now),
             Message::Cancel(b) => peer.up.queued.retain(|r| *r != b),
             Message::Reject(b) => {
-                if peer.refused.len() >= 64 {
+                // One entry per piece (its blocks are refused one by one): with one per
+                // block, refusals of 16 pieces filled the 64 places and the oldest pieces
+                // were asked again at once, in a loop.
+                if let Some(pos) = peer.refused.iter().position(|&(i, _)| i == b.index) {
+                    peer.refused.remove(pos);
+                } else if peer.refused.len() >= 64 {
                     peer.refused.pop_front();
                 }
                 peer.refused.push_back((b.index, now));
