@@ -44,6 +44,8 @@ pub const MAX_LINE: usize = 4 << 20;
 const START_WAIT: Duration = Duration::from_secs(60);
 /// How long `LOADASYNC` waits for a torrent's metadata.
 const LOAD_WAIT: Duration = Duration::from_secs(20);
+/// What `LOADASYNC` and `START` answer for an ID still being looked for.
+const STILL_LOOKING: &str = "this ID is still being looked for";
 /// How often a playing session is sent `STATUS` (and `EVENT livepos` for live).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
@@ -404,18 +406,17 @@ impl Conn {
             }
         };
         let p = Params::parse(Some(&query));
-        match ace::resolve_target(&self.state, &axum::http::HeaderMap::new(), &p, false).await {
-            Ok(Target::Pending { .. }) => Err("this ID is still being looked for".into()),
-            Ok(t) => Ok(t),
-            Err(e) => Err(e.message),
-        }
+        // Not `at_once`: never `Target::Pending` (`load` and `start` name it for the match).
+        ace::resolve_target(&self.state, &axum::http::HeaderMap::new(), &p, false)
+            .await
+            .map_err(|e| e.message)
     }
 
     /// `LOADASYNC`: the content's files once its metadata is in (status 1: one file, 2:
     /// several, 0: no media file), or the error.
     async fn load(&self, source: &Source) -> Result<serde_json::Value, String> {
         match self.resolve(source).await? {
-            Target::Pending { .. } => Err("this ID is still being looked for".into()),
+            Target::Pending { .. } => Err(STILL_LOOKING.into()),
             Target::Live { h, .. } => Ok(json!({
                 "status": 1,
                 "infohash": h.content_id().to_hex(),
@@ -423,29 +424,12 @@ impl Conn {
                 "files": [[enc(&h.status().name.unwrap_or_default()), 0]],
             })),
             Target::Vod { h, .. } => {
-                let meta = match h.metainfo() {
-                    Some(m) => m,
-                    None => tokio::time::timeout(LOAD_WAIT, h.wait_ready())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .ok_or("the torrent's metadata did not come in time")?,
-                };
-                let info = &meta.info;
-                let files: Vec<serde_json::Value> = info
-                    .files
+                let files: Vec<serde_json::Value> = crate::stream::wait_files(&h, LOAD_WAIT)
+                    .await
+                    .map_err(|e| e.message)?
                     .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let name = if f.path.is_empty() {
-                            info.name.clone()
-                        } else {
-                            f.path.join("/")
-                        };
-                        (i, name)
-                    })
-                    .filter(|(_, name)| crate::stream::is_media(name))
-                    .map(|(i, name)| json!([enc(&name), i]))
+                    .filter(|f| crate::stream::is_media(&f.path))
+                    .map(|f| json!([enc(&f.path), f.index]))
                     .collect();
                 let status = match files.len() {
                     0 => 0,
@@ -466,7 +450,7 @@ impl Conn {
     /// the content can play ([`Self::status_lines`]).
     async fn start(&mut self, source: &Source, file_index: Option<usize>) -> Result<(), String> {
         let playing = match self.resolve(source).await? {
-            Target::Pending { .. } => return Err("this ID is still being looked for".into()),
+            Target::Pending { .. } => return Err(STILL_LOOKING.into()),
             Target::Vod { h, .. } => {
                 let session = self.state.start_playback(Playback {
                     info_hash: h.info_hash,
