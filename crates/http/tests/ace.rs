@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, http_config, serve, Lcg, Swarm, VIDEO_LEN};
+use common::{client, get_json, http_config, serve, Lcg, Swarm, VIDEO_LEN};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -128,7 +128,7 @@ async fn format_json_playback_stat_and_stop() {
         srv.base,
         swarm.id()
     );
-    let v: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    let v: Value = get_json(&c, &url).await;
     assert!(v["error"].is_null());
     let r = &v["response"];
     let sid = r["playback_session_id"].as_str().unwrap().to_string();
@@ -145,14 +145,7 @@ async fn format_json_playback_stat_and_stop() {
     assert_eq!(cmd_url, format!("{host}/ace/cmd/{}/{sid}", swarm.id()));
 
     // A second playback session on the same torrent, from another player.
-    let v2: Value = c
-        .get(format!("{url}&pid=other"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v2: Value = get_json(&c, format!("{url}&pid=other")).await;
     let cmd2 = v2["response"]["command_url"].as_str().unwrap().to_string();
     assert_ne!(v2["response"]["playback_session_id"], sid.as_str());
 
@@ -167,7 +160,7 @@ async fn format_json_playback_stat_and_stop() {
     let r = c.get(playback).send().await.unwrap();
     assert!(r.bytes().await.unwrap()[..] == swarm.video[..]);
 
-    let st: Value = c.get(stat_url).send().await.unwrap().json().await.unwrap();
+    let st: Value = get_json(&c, stat_url).await;
     let s = &st["response"];
     assert!(st["error"].is_null());
     assert_eq!(s["total_progress"], 100, "{st}");
@@ -179,14 +172,7 @@ async fn format_json_playback_stat_and_stop() {
     assert_eq!(s["playback_session_id"], sid.as_str());
 
     // stop: the first ends its session but the torrent stays (the other session uses it).
-    let ok: Value = c
-        .get(format!("{cmd_url}?method=stop"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok: Value = get_json(&c, format!("{cmd_url}?method=stop")).await;
     assert_eq!(ok["response"], "ok");
     assert!(ok["error"].is_null());
     // Ace's convention: a JSON error is a 200 with the message (the status in a header).
@@ -229,14 +215,11 @@ async fn version_token_and_garbage() {
     let srv = serve(session.clone(), cfg.clone()).await;
     let c = client();
 
-    let v: Value = c
-        .get(format!("{}/webui/api/service?method=get_version", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/webui/api/service?method=get_version", srv.base),
+    )
+    .await;
     // The Ace API level (clients switch from sid= to pid= at 3.1.29), peercdn's own aside.
     assert_eq!(v["result"]["version"], "3.1.49");
     assert_eq!(v["result"]["code"], 3_014_900);
@@ -531,14 +514,11 @@ async fn url_file_plays_a_local_torrent_for_local_callers_only() {
     std::fs::write(&file, swarm.meta.to_bytes()).unwrap();
     let url = url::Url::from_file_path(&file).unwrap();
     let enc: String = url::form_urlencoded::byte_serialize(url.as_str().as_bytes()).collect();
-    let v: Value = c
-        .get(format!("{}/ace/getstream?url={enc}&format=json", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?url={enc}&format=json", srv.base),
+    )
+    .await;
     assert!(v["error"].is_null(), "{v}");
     assert_eq!(v["response"]["infohash"], swarm.id().as_str());
     let body = c
@@ -569,18 +549,15 @@ async fn url_file_plays_a_local_torrent_for_local_callers_only() {
     assert!(v["error"].is_null(), "{v}");
     let not = swarm.dir.path().join("notes.txt");
     std::fs::write(&not, b"not a torrent").unwrap();
-    let v: Value = c
-        .get(format!(
+    let v: Value = get_json(
+        &c,
+        format!(
             "{}/ace/getstream?url=file://{}&format=json",
             srv.base,
             not.display()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
         v["error"].as_str().unwrap().contains("neither a .torrent"),
         "{v}"
@@ -590,17 +567,11 @@ async fn url_file_plays_a_local_torrent_for_local_callers_only() {
     let mut cfg = http_config();
     cfg.access_token = Some("t".into());
     let srv = serve(swarm.viewer.clone(), cfg).await;
-    let v: Value = c
-        .get(format!(
-            "{}/ace/getstream?url={enc}&format=json&token=t",
-            srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?url={enc}&format=json&token=t", srv.base),
+    )
+    .await;
     assert!(v["error"].as_str().unwrap().contains("access token"), "{v}");
     drop(srv);
     swarm.shutdown().await;
@@ -622,7 +593,7 @@ async fn unknown_ids_are_capped_and_expire() {
         let url = format!("{}/ace/getstream?id={:040x}&format=json", srv.base, i + 1);
         let c = c.clone();
         async move {
-            let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+            let v: Value = get_json(&c, url).await;
             v
         }
     };
@@ -640,14 +611,7 @@ async fn unknown_ids_are_capped_and_expire() {
         assert!(v["error"].as_str().unwrap().contains("too many IDs"), "{v}");
     }
     let list = |c: reqwest::Client, base: String| async move {
-        let v: Value = c
-            .get(format!("{base}/api/v1/torrents"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(&c, format!("{base}/api/v1/torrents")).await;
         v["torrents"].as_array().map_or(0, Vec::len)
     };
     // Answered at once (`format=json`); the torrents are added once the lookups give up.
@@ -686,7 +650,7 @@ async fn requests_for_one_new_id_share_its_place() {
             let url = format!("{}/ace/getstream?id={:040x}&format=json", srv.base, 7);
             let c = c.clone();
             tokio::spawn(async move {
-                let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+                let v: Value = get_json(&c, url).await;
                 v
             })
         })
@@ -709,55 +673,32 @@ async fn an_unknown_id_answers_at_once_in_prebuf() {
     let srv = serve(swarm.viewer.clone(), http_config()).await;
     let c = client();
     let asked = peercdn_engine::clock::now();
-    let v: Value = c
-        .get(format!(
-            "{}/ace/getstream?id={:040x}&format=json",
-            srv.base, 99
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?id={:040x}&format=json", srv.base, 99),
+    )
+    .await;
     let answered = peercdn_engine::clock::now().saturating_duration_since(asked);
     assert!(
         answered < peercdn_engine::session::RESOLVE_TIMEOUT / 2,
         "answered after {answered:?}: {v}"
     );
     assert!(v["error"].is_null(), "{v}");
-    let stat: Value = c
-        .get(v["response"]["stat_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stat: Value = get_json(&c, v["response"]["stat_url"].as_str().unwrap()).await;
     assert_eq!(stat["response"]["status"], "prebuf", "{stat}");
-    let stop: Value = c
-        .get(format!(
+    let stop: Value = get_json(
+        &c,
+        format!(
             "{}?method=stop",
             v["response"]["command_url"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(stop["response"], "ok", "{stop}");
     // Stopped before the lookup ended: what the lookup then starts (a torrent still looking
     // for its metadata) is removed, not left running with nobody to stop it.
     tokio::time::sleep(peercdn_engine::session::RESOLVE_TIMEOUT + Duration::from_secs(6)).await;
-    let list: Value = c
-        .get(format!("{}/api/v1/torrents", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, format!("{}/api/v1/torrents", srv.base)).await;
     assert_eq!(list["torrents"].as_array().map(Vec::len), Some(0), "{list}");
     drop(srv);
     swarm.shutdown().await;

@@ -5,13 +5,13 @@ mod common;
 use std::time::Duration;
 
 use axum::routing::get;
-use common::{client, http_config, serve, Swarm};
+use common::{client, get_json, http_config, serve, Swarm};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn wait_state(c: &reqwest::Client, url: &str, want: &str) -> Value {
     for _ in 0..100 {
-        let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        let v: Value = get_json(c, url).await;
         if v["state"] == want {
             return v;
         }
@@ -28,7 +28,7 @@ async fn add_list_inspect_pause_resume_delete() {
     let base = format!("{}/api/v1/torrents", srv.base);
     let id = swarm.id();
 
-    let v: Value = c.get(&base).send().await.unwrap().json().await.unwrap();
+    let v: Value = get_json(&c, &base).await;
     assert_eq!(v["torrents"], json!([]));
 
     // Add by ID with the seeder as a peer.
@@ -53,7 +53,7 @@ async fn add_list_inspect_pause_resume_delete() {
         .any(|f| f["path"] == "video.ts" && f["length"] == common::VIDEO_LEN as u64));
     assert!(t["magnet"].as_str().unwrap().starts_with("magnet:?"));
 
-    let v: Value = c.get(&base).send().await.unwrap().json().await.unwrap();
+    let v: Value = get_json(&c, &base).await;
     let list = v["torrents"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     for k in [
@@ -230,17 +230,14 @@ async fn openapi_routes_exist_and_url_fetch() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let v: Value = c
-        .get(format!(
+    let v: Value = get_json(
+        &c,
+        format!(
             "{}/ace/getstream?url=http://{web}/m.torrent&format=json",
             srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(v["response"]["infohash"], id.as_str());
     let playback = v["response"]["playback_url"].as_str().unwrap().to_string();
     let sid = v["response"]["playback_session_id"]
@@ -271,14 +268,7 @@ async fn openapi_routes_exist_and_url_fetch() {
     let r = c.get(&playback).send().await.unwrap();
     assert!(r.bytes().await.unwrap()[..] == swarm.video[..]);
 
-    let doc: Value = c
-        .get(format!("{}/api/v1/openapi.json", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&c, format!("{}/api/v1/openapi.json", srv.base)).await;
     assert_eq!(doc["openapi"], "3.0.3");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 10);
@@ -345,14 +335,7 @@ async fn dht_figures_in_api_and_metrics() {
     let swarm = Swarm::new().await;
     let c = client();
     let off = serve(swarm.viewer.clone(), http_config()).await;
-    let v: Value = c
-        .get(format!("{}/api/v1/dht", off.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&c, format!("{}/api/v1/dht", off.base)).await;
     assert_eq!(v, json!({ "enabled": false }));
     let text = c
         .get(format!("{}/metrics", off.base))
@@ -379,7 +362,7 @@ async fn dht_figures_in_api_and_metrics() {
     // B finds A on its own (the crate bootstraps at start), before any lookup.
     let mut v = Value::Null;
     for _ in 0..100 {
-        v = c.get(&url).send().await.unwrap().json().await.unwrap();
+        v = get_json(&c, &url).await;
         if v["bootstrapped"] == true {
             break;
         }
@@ -408,7 +391,7 @@ async fn dht_figures_in_api_and_metrics() {
         },
     );
     for _ in 0..300 {
-        v = c.get(&url).send().await.unwrap().json().await.unwrap();
+        v = get_json(&c, &url).await;
         if v["lookups_done"].as_u64() >= Some(1) && v["announces"].as_u64() >= Some(1) {
             break;
         }
@@ -553,14 +536,7 @@ async fn other_sites_read_media_but_change_nothing() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        let v: Value = c
-            .get(format!("{}/api/v1/torrents", srv.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(&c, format!("{}/api/v1/torrents", srv.base)).await;
         assert_eq!(v["torrents"].as_array().map(Vec::len), Some(0), "{v}");
     }
     // The same from the engine's own page, and from a tool, are fine.
@@ -574,14 +550,11 @@ async fn other_sites_read_media_but_change_nothing() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     // The Ace command URL is a GET that changes state: refused cross-site.
-    let v: Value = c
-        .get(format!("{}/ace/getstream?id={id}&format=json", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?id={id}&format=json", srv.base),
+    )
+    .await;
     let cmd = v["response"]["command_url"].as_str().unwrap().to_string();
     let r = c
         .get(format!("{cmd}?method=stop"))
@@ -590,14 +563,7 @@ async fn other_sites_read_media_but_change_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let v: Value = c
-        .get(format!("{cmd}?method=stop"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&c, format!("{cmd}?method=stop")).await;
     assert_eq!(v["response"], "ok", "still running, stopped by a tool: {v}");
     drop(srv);
 
@@ -648,14 +614,11 @@ async fn a_url_leading_back_into_the_engine_ends_at_once() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let v: Value = c
-        .get(format!("{}/ace/getstream?url={enc}&format=json", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?url={enc}&format=json", srv.base),
+    )
+    .await;
     assert!(v["error"].is_string(), "{v}");
     assert_eq!(hits.load(Ordering::SeqCst), 1, "the loop went round");
     let r = c

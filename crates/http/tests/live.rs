@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, http_config, serve};
+use common::{client, get_json, http_config, serve};
 use ed25519_dalek::SigningKey;
 use peercdn_core::live::{Descriptor, LiveParams};
 use peercdn_engine::live::{LiveBuffer, LiveHandle, LiveSource, NewPiece};
@@ -252,17 +252,11 @@ async fn json_stat_stop_manifest_and_segments() {
     let c = client();
     let id = src.id();
 
-    let v: Value = c
-        .get(format!(
-            "{}/ace/getstream?id={id}&format=json&pid=p",
-            srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?id={id}&format=json&pid=p", srv.base),
+    )
+    .await;
     assert!(v["error"].is_null(), "{v}");
     let resp = &v["response"];
     assert_eq!(resp["is_live"], 1);
@@ -277,17 +271,11 @@ async fn json_stat_stop_manifest_and_segments() {
     assert!(manifest.contains("/ace/manifest.m3u8?id="), "{manifest}");
     assert!(manifest.contains("pid=p"), "{manifest}");
     // Clients of Ace engines before 3.1.29 tag the player with sid= instead.
-    let old: Value = c
-        .get(format!(
-            "{}/ace/getstream?id={id}&format=json&sid=old",
-            srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let old: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?id={id}&format=json&sid=old", srv.base),
+    )
+    .await;
     let m = old["response"]["manifest_url"].as_str().unwrap_or_default();
     assert!(m.contains("pid=old"), "{old}");
 
@@ -296,7 +284,7 @@ async fn json_stat_stop_manifest_and_segments() {
     assert_eq!(p.status(), StatusCode::OK);
     let got = read_at_least(&mut p, 3 * 10 * PACKET).await;
     let seq = pieces_in(&got[..got.len() / PACKET * PACKET]);
-    let st: Value = c.get(&stat).send().await.unwrap().json().await.unwrap();
+    let st: Value = get_json(&c, &stat).await;
     let st = &st["response"];
     assert_eq!(st["is_live"], 1, "{st}");
     assert_eq!(st["status"], "dl");
@@ -318,14 +306,7 @@ async fn json_stat_stop_manifest_and_segments() {
     assert_eq!(st["cdn_downloaded"], 0);
 
     // stop ends the session and its stream.
-    let r: Value = c
-        .get(format!("{cmd}?method=stop"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(&c, format!("{cmd}?method=stop")).await;
     assert_eq!(r["response"], "ok");
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(_)) = p.chunk().await {}
@@ -411,17 +392,11 @@ async fn json_stat_stop_manifest_and_segments() {
     );
 
     // The manifest's JSON form; a VoD ID gets a 400.
-    let v: Value = c
-        .get(format!(
-            "{}/ace/manifest.m3u8?id={id}&format=json",
-            srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/manifest.m3u8?id={id}&format=json", srv.base),
+    )
+    .await;
     assert_eq!(v["response"]["is_live"], 1);
     // Its playback URL is the playlist (an HLS client opens it), and it is one.
     let pb = v["response"]["playback_url"].as_str().unwrap().to_string();
@@ -449,27 +424,13 @@ async fn api_metrics_openapi_and_a_bare_id() {
     let c = client();
     let id = src.id();
 
-    let v: Value = c
-        .get(format!("{}/api/v1/live", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&c, format!("{}/api/v1/live", srv.base)).await;
     let list = v["live"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["name"], "channel 4");
     assert_eq!(list[0]["piece_duration_ms"], 100);
-    let one: Value = c
-        .get(format!("{}/api/v1/live/{id}", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = get_json(&c, format!("{}/api/v1/live/{id}", srv.base)).await;
     assert_eq!(one["id"], id.as_str());
     assert!(one["last"].as_u64().unwrap() >= 3);
     assert_eq!(
@@ -514,14 +475,7 @@ async fn api_metrics_openapi_and_a_bare_id() {
     drop(r);
 
     // The live paths of the OpenAPI document answer.
-    let doc: Value = c
-        .get(format!("{}/api/v1/openapi.json", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&c, format!("{}/api/v1/openapi.json", srv.base)).await;
     let last = src.buffer.range().unwrap().1;
     let paths = doc["paths"].as_object().unwrap();
     for (path, q) in [
@@ -574,17 +528,14 @@ async fn url_of_a_descriptor_adds_the_stream() {
     });
     let srv = serve(s.clone(), http_config()).await;
     let c = client();
-    let v: Value = c
-        .get(format!(
+    let v: Value = get_json(
+        &c,
+        format!(
             "{}/ace/getstream?url=http://{web}{path}&format=json",
             srv.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(v["error"].is_null(), "{v}");
     assert_eq!(v["response"]["is_live"], 1);
     assert_eq!(v["response"]["infohash"], id.to_hex().as_str());
@@ -696,14 +647,11 @@ async fn ace_tcp_api_starts_a_live_stream_as_proxies_do() {
         }
     }
     // The engine still serves (and the stream the source holds is still there).
-    let v: Value = c
-        .get(format!("{}/webui/api/service?method=get_version", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        &c,
+        format!("{}/webui/api/service?method=get_version", srv.base),
+    )
+    .await;
     assert!(v["result"]["version"].is_string(), "{v}");
     assert!(s.get_live(&src.handle.content_id()).is_some());
 }

@@ -71,6 +71,12 @@ pub async fn serve_ace_tcp(session: Session, mut cfg: HttpConfig) -> (Server, So
     (srv, tcp_addr)
 }
 
+/// GET `url` and its body as JSON (panics on a failed request or a body that is not JSON).
+#[allow(dead_code)]
+pub async fn get_json(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
