@@ -197,38 +197,32 @@ impl Picker {
     ) {
         let start = out.len();
         let target = start + max;
-        // 1. finish pieces in progress, highest priority first.
-        if !self.partials.is_empty() {
-            let mut order: Vec<usize> = (0..self.partials.len()).collect();
-            order.sort_by_key(|&k| {
-                std::cmp::Reverse(self.priority[self.partials[k].index as usize])
-            });
-            for k in order {
-                if out.len() >= target {
-                    return;
-                }
-                let index = self.partials[k].index;
-                if self.priority[index as usize] == SKIP || !peer_has.get(index) {
-                    continue;
-                }
-                self.take_free(k, target, out);
-            }
-        }
-        // 2. new pieces.
+        // 1. highest priority first; within a priority, finish pieces in progress before
+        // starting new ones. A piece in progress never beats a new piece of higher priority:
+        // a stream reader's next piece must not wait behind pieces of lower priority whose
+        // requests a seek cancelled.
+        let mut new = self.best_new_piece(peer_has);
         while out.len() < target {
-            let Some(index) = self.best_new_piece(peer_has) else {
-                break;
-            };
-            self.state[index as usize] = PieceState::Partial;
-            let n = self.blocks_in(index);
-            self.partials.push(Partial {
-                index,
-                blocks: vec![Block::Free; n as usize],
-                free: n,
-                received: 0,
-            });
-            let k = self.partials.len() - 1;
-            self.take_free(k, target, out);
+            let new_prio = new.map(|i| self.priority[i as usize]);
+            match self.best_partial(peer_has) {
+                Some((k, prio)) if new_prio.is_none_or(|np| prio >= np) => {
+                    self.take_free(k, target, out);
+                }
+                _ => {
+                    let Some(index) = new else { break };
+                    self.state[index as usize] = PieceState::Partial;
+                    let n = self.blocks_in(index);
+                    self.partials.push(Partial {
+                        index,
+                        blocks: vec![Block::Free; n as usize],
+                        free: n,
+                        received: 0,
+                    });
+                    let k = self.partials.len() - 1;
+                    self.take_free(k, target, out);
+                    new = self.best_new_piece(peer_has);
+                }
+            }
         }
         // 3. endgame: duplicate requests for blocks still in flight elsewhere.
         if out.len() < target {
@@ -387,8 +381,25 @@ impl Picker {
         }
     }
 
+    /// The piece in progress with free blocks this peer has, of the highest priority (the
+    /// lowest index among equals): its position in `partials` and its priority.
+    fn best_partial(&self, peer_has: &Bitfield) -> Option<(usize, u8)> {
+        let mut best: Option<(usize, u8, u32)> = None;
+        for (k, p) in self.partials.iter().enumerate() {
+            let prio = self.priority[p.index as usize];
+            if p.free == 0 || prio == SKIP || !peer_has.get(p.index) {
+                continue;
+            }
+            if best.is_none_or(|(_, bp, bi)| prio > bp || (prio == bp && p.index < bi)) {
+                best = Some((k, prio, p.index));
+            }
+        }
+        best.map(|(k, prio, _)| (k, prio))
+    }
+
     fn best_new_piece(&mut self, peer_has: &Bitfield) -> Option<u32> {
-        // (priority desc, availability asc, random) over missing pieces the peer has.
+        // (priority desc, then) among raised pieces the lowest index (a stream reader needs
+        // the nearer one first), among normal ones (availability asc, random).
         let mut best: Option<(u8, u32, u64, u32)> = None;
         for i in 0..self.num_pieces() {
             if self.state[i as usize] != PieceState::Missing {
@@ -400,7 +411,8 @@ impl Picker {
             }
             let avail = self.availability[i as usize];
             if let Some((bp, ba, _, _)) = best {
-                if prio < bp || (prio == bp && avail > ba) {
+                // Raised pieces are scanned in index order: the first of a priority wins.
+                if prio < bp || (prio == bp && (prio > NORMAL || avail > ba)) {
                     continue;
                 }
             }
@@ -474,6 +486,55 @@ mod tests {
         assert_eq!(out[0].index, 3);
     }
 
+    /// A CI run failed because ffmpeg, reopening a stream after probing its end, waited seconds
+    /// for the piece at its position while the only seeder (rate-limited) sent pieces of other
+    /// files: the seek had cancelled their requests, which left them in progress with free
+    /// blocks, and pieces in progress were always finished before any new piece, whatever its
+    /// priority. A piece in progress now goes first only among pieces of its own priority.
+    #[test]
+    fn a_new_piece_of_higher_priority_beats_a_started_one() {
+        let mut p = picker(10);
+        let all = Bitfield::full(10);
+        let mut out = vec![];
+        p.pick(&all, 4, &mut out, |_| false);
+        let started = out[0].index;
+        assert!(out.iter().all(|b| b.index == started));
+        for b in &out[2..] {
+            p.on_request_failed(b);
+        }
+        let reader = (started + 5) % 10;
+        p.set_priority(reader, TOP);
+        out.clear();
+        p.pick(&all, 4, &mut out, |_| false);
+        assert!(
+            out.iter().all(|b| b.index == reader),
+            "the raised piece first, the cancelled blocks of piece {started} after it: {out:?}"
+        );
+        out.clear();
+        p.pick(&all, 2, &mut out, |_| false);
+        assert!(out.iter().all(|b| b.index == started), "{out:?}");
+    }
+
+    /// Among raised pieces of one priority (the far steps of a reader's ladder) the nearest
+    /// comes first: a player needs them in order, and rarity means nothing to its deadline.
+    #[test]
+    fn raised_pieces_of_one_priority_go_in_order() {
+        let mut p = picker(20);
+        let mut some = Bitfield::full(20);
+        p.add_peer_pieces(&some);
+        some.set(15, false);
+        p.add_peer_pieces(&some);
+        for i in [12, 15, 17] {
+            p.set_priority(i, 4);
+        }
+        let mut got = vec![];
+        for _ in 0..3 {
+            let mut out = vec![];
+            p.pick(&Bitfield::full(20), 4, &mut out, |_| false);
+            got.push(out[0].index);
+        }
+        assert_eq!(got, [12, 15, 17], "15 is rarer, 12 is nearer");
+    }
     #[test]
     fn last_block_is_short() {
         let p = picker(2);

@@ -189,8 +189,9 @@ impl FileReader {
         let len = (max.min(MAX_READ) as u64)
             .min(piece_end - abs)
             .min(self.file.length - offset) as usize;
-        self.announce(piece);
         loop {
+            // Again at every wake-up: an announcement a full command queue refused is retried.
+            self.announce(piece);
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
@@ -221,17 +222,20 @@ impl FileReader {
         if self.last_piece == Some(piece) {
             return;
         }
-        self.last_piece = Some(piece);
         let readahead = (READAHEAD_BYTES / self.piece_length).max(4) as u32;
         let last =
             ((self.file.offset + self.file.length).saturating_sub(1) / self.piece_length) as u32;
-        // Best effort: a full command queue means the actor is busy; the next read retries.
-        let _ = self.tx.try_send(Command::ReaderAt {
+        // A full command queue means the actor is busy: the position stays unannounced and the
+        // next call (the next read, or the next wake-up of one waiting) tries again.
+        let sent = self.tx.try_send(Command::ReaderAt {
             id: self.id,
             piece,
             last,
             readahead,
         });
+        if sent.is_ok() {
+            self.last_piece = Some(piece);
+        }
     }
 }
 
@@ -253,6 +257,32 @@ impl Drop for FileReader {
 mod tests {
     use super::*;
     use peercdn_core::metainfo::{FileEntry, Info};
+
+    /// A reader once marked its position announced even when the actor's command queue was
+    /// full and the announcement was dropped; it never said it again, so the pieces a player
+    /// waited for kept their normal priority. A refused announcement is now made again.
+    #[test]
+    fn an_announcement_a_full_queue_refused_is_made_again() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let file = FileInfo {
+            index: 0,
+            path: "f".into(),
+            length: 1000,
+            offset: 0,
+        };
+        let mut r = FileReader::new(Arc::new(Shared::default()), tx.clone(), file, 100);
+        tx.try_send(Command::ReaderGone { id: 0 }).unwrap();
+        r.seek_hint(500);
+        assert!(matches!(rx.try_recv(), Ok(Command::ReaderGone { .. })));
+        assert!(rx.try_recv().is_err(), "the queue was full: nothing sent");
+        r.seek_hint(500);
+        match rx.try_recv() {
+            Ok(Command::ReaderAt { piece, .. }) => assert_eq!(piece, 5),
+            other => panic!("the position was not announced again: {other:?}"),
+        }
+        r.seek_hint(500);
+        assert!(rx.try_recv().is_err(), "said once it is through");
+    }
 
     /// The stat route of the Ace API once said 0 % right after a player had read the whole file:
     /// it used the actor's status snapshot, published up to a second after the last piece was

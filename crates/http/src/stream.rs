@@ -127,6 +127,7 @@ pub async fn respond(
         RangeAnswer::Full => (StatusCode::OK, 0, len),
         RangeAnswer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
     };
+    tracing::debug!(file = file.index, start, end, head, "stream response");
     let body = if head || start >= end {
         Body::empty()
     } else {
