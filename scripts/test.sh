@@ -3,8 +3,8 @@
 #
 # Target: a fresh Debian 12 machine, run as root, with a Rust toolchain and nothing
 # else. Installs the third-party clients the interop tests drive (only those
-# missing) and the Ace Stream client libraries from PyPI (into a virtual environment under
-# target/), then runs, failing fast:
+# missing), the Ace Stream client libraries from PyPI (into a virtual environment under
+# target/) and hls.js with playwright-core from npm (under target/), then runs, failing fast:
 #   fmt --check, clippy -D warnings, rustdoc -D warnings, the fuzz crate build
 #   (if fuzz/ exists), and every workspace test (the interop tests spawn
 #   /usr/bin/python3 tests/interop/lt_peer.py).
@@ -28,6 +28,12 @@ PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv pytho
 ACE_VENV="$REPO_ROOT/target/ace-clients"
 ACE_PYPI=(acestream==0.2.0 acestream-search==1.6.4 acestream-launcher==2.1.0)
 export PEERCDN_ACE_PYTHON="$ACE_VENV/bin/python"
+
+# npm packages the browser HLS tests drive (hls.js in Debian's Chromium, through
+# playwright-core), pinned, under target/ (a build output like the virtual environment).
+WEB_DIR="$REPO_ROOT/target/web-clients"
+WEB_NPM=(hls.js@1.6.15 playwright-core@1.57.0)
+export PEERCDN_WEB_CLIENTS="$WEB_DIR"
 
 # Absolute path of the libtorrent peer, for tests that prefer it to
 # "$CARGO_MANIFEST_DIR/../../tests/interop/lt_peer.py" (cargo runs integration
@@ -53,6 +59,10 @@ install_missing() {
             missing+=("$pkg")
         fi
     done
+    # Node.js and npm for the browser HLS tests (Debian's, when the machine has none).
+    if ! command -v npm >/dev/null 2>&1; then
+        missing+=(nodejs npm)
+    fi
     # libfuzzer-sys (fuzz/) compiles libFuzzer's C++ sources.
     if [[ -f fuzz/Cargo.toml ]] && ! command -v c++ >/dev/null 2>&1; then
         missing+=(g++)
@@ -90,6 +100,14 @@ ace_clients() {
     "$ACE_VENV/bin/python" -c 'import acestream.server, acestream_search, acestream_launcher; print("Ace clients ok")'
 }
 
+# web_clients: hls.js and playwright-core at their pins under target/web-clients (npm installs
+# only what differs from the pins).
+web_clients() {
+    mkdir -p "$WEB_DIR"
+    npm install --prefix "$WEB_DIR" --no-save --no-audit --no-fund --loglevel=error "${WEB_NPM[@]}"
+    NODE_PATH="$WEB_DIR/node_modules" node -e 'require("playwright-core"); require.resolve("hls.js/dist/hls.min.js"); console.log("web clients ok")'
+}
+
 build_fuzz() {
     if [[ -f fuzz/Cargo.toml ]]; then
         # Its own target dir (fuzz/target): sharing the workspace's left a test binary's
@@ -104,6 +122,7 @@ build_fuzz() {
 step "system packages" install_missing
 step "libtorrent python bindings" check_libtorrent
 step "Ace Stream client libraries (PyPI)" ace_clients
+step "browser HLS clients (npm)" web_clients
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -11,8 +11,8 @@
 //!   streamed as progressive MPEG-TS (see [`crate::live`]); its `format=json` answer has
 //!   `"is_live": 1` and a `"manifest_url"`.
 //! - `/ace/manifest.m3u8` (same parameters): the HLS playlist of a live stream (see
-//!   [`crate::hls`]); 400 for VoD; `format=json` answers like `getstream`, its `playback_url`
-//!   the playlist.
+//!   [`crate::hls`]) or of a torrent's MPEG-TS file (see [`crate::vod_hls`]; 400 for other
+//!   containers); `format=json` answers like `getstream`, its `playback_url` the playlist.
 //! - `pid=` tags the player (`sid=` too: clients send it to Ace engines before 3.1.29).
 //! - `/ace/r/{infohash}/{session}`: the playback URL (streams like `getstream`).
 //! - `/ace/stat/{infohash}/{session}`: status, peers, speeds (KiB/s), bytes, progress (and
@@ -45,7 +45,7 @@ use crate::error::{ok_envelope, ApiError};
 use crate::live::{self, LivePlayer, LiveSlot};
 use crate::source::{self, Fetched, Params, Resolved, Wanted};
 use crate::state::{AppState, Playback, Stopped};
-use crate::{hls, stream};
+use crate::{hls, stream, vod_hls};
 
 /// Most bytes of a `pid` kept.
 const MAX_PID_LEN: usize = 128;
@@ -513,14 +513,7 @@ async fn manifest_inner(
         Target::Pending { .. } => {
             return Err(ApiError::bad_request("this ID is still being looked for"));
         }
-        Target::Vod { h, new } => {
-            if new {
-                state.session().remove_with(&h.info_hash, false).await;
-            }
-            return Err(ApiError::bad_request(
-                "HLS is for live streams: play this ID with /ace/getstream",
-            ));
-        }
+        Target::Vod { h, new } => return vod_manifest(state, headers, p, json, h, new).await,
     };
     if json {
         // Asked of the manifest, the session plays the playlist (HLS clients open
@@ -539,6 +532,62 @@ async fn manifest_inner(
     );
     let suffix = query(state, &q);
     hls::manifest(state, &h, &client, |i| format!("{seg_base}{i}.ts{suffix}")).await
+}
+
+/// The HLS playlist of a torrent's MPEG-TS file ([`vod_hls`]), or with `json` a playback
+/// session whose `playback_url` is that playlist. A torrent this request started goes again
+/// when its file cannot be segmented.
+async fn vod_manifest(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    json: bool,
+    h: TorrentHandle,
+    new: bool,
+) -> Result<Response, ApiError> {
+    let file_index = p.number::<usize>("file_index")?;
+    if new {
+        state.mark_owned(h.info_hash);
+    }
+    if json {
+        let session_id = state.start_playback(Playback {
+            info_hash: h.info_hash,
+            file_index,
+            pid: pid(p),
+            live: None,
+            pending: false,
+        });
+        let mut q = vec![("infohash", h.info_hash.to_hex())];
+        if let Some(i) = file_index {
+            q.push(("file_index", i.to_string()));
+        }
+        let playlist = format!(
+            "{}/ace/manifest.m3u8{}",
+            base_url(state, headers),
+            query(state, &q)
+        );
+        let mut env = envelope(state, headers, h.info_hash, &session_id, None);
+        env.0["response"]["playback_url"] = json!(playlist);
+        return Ok(env.into_response());
+    }
+    let r = async {
+        let files = stream::wait_files(&h, state.config().metadata_timeout).await?;
+        let file = stream::pick_file(&files, file_index)?;
+        let seg_base = format!(
+            "{}/ace/v/{}/{}/",
+            base_url(state, headers),
+            h.info_hash.to_hex(),
+            file.index
+        );
+        let suffix = token_suffix(state);
+        vod_hls::manifest(state, &h, file, |n| format!("{seg_base}{n}.ts{suffix}")).await
+    };
+    let r = r.await;
+    if r.is_err() && new {
+        state.forget(&h.info_hash);
+        state.session().remove_with(&h.info_hash, false).await;
+    }
+    r
 }
 
 /// Adds the torrent (or finds the running one); true when it was not running before.

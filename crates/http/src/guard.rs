@@ -28,11 +28,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Path prefixes of the routes other origins may use (CORS).
-const CORS_PREFIXES: [&str; 8] = [
+const CORS_PREFIXES: [&str; 9] = [
     "/ace/getstream",
     "/ace/manifest.m3u8",
     "/ace/r/",
     "/ace/l/",
+    "/ace/v/",
     "/ace/stat/",
     "/webui/api/service",
     "/server/api",

@@ -13,8 +13,7 @@
 //! [`reader_ttl`] after its last request. Readers are capped ([`MAX_HLS_READERS`]) and so are
 //! playlist requests and segment requests waiting for a piece ([`MAX_WAITING_SEGMENTS`]).
 //!
-//! For a VoD ID the manifest answers 400 "HLS is for live streams" (players use the progressive
-//! `/ace/getstream` there).
+//! VoD IDs have their own HLS ([`crate::vod_hls`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

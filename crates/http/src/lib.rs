@@ -10,7 +10,7 @@
 //! - `/`: a one-page dashboard that polls `/api/v1/torrents`, `/api/v1/live` and `/api/v1/dht`.
 //!
 //! Live streams: progressive MPEG-TS, the stat JSON and `/api/v1/live` objects in [`live`];
-//! HLS playlists and segments in [`hls`].
+//! HLS playlists and segments in [`hls`]; HLS of a torrent's MPEG-TS file in [`vod_hls`].
 //!
 //! Progressive output lives in [`stream`] (file choice, content types, the body that loops
 //! `FileReader::read_at`) and [`range`] (the `Range` header). Where torrents come from (IDs,
@@ -40,6 +40,7 @@ pub mod source;
 pub mod state;
 pub mod stream;
 pub mod tcp_api;
+pub mod vod_hls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -145,6 +146,7 @@ fn app(state: AppState) -> Router {
         .route("/", get(dashboard))
         .merge(ace::routes())
         .merge(hls::routes())
+        .merge(vod_hls::routes())
         .merge(api::routes(state.config()))
         .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(

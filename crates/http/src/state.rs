@@ -11,6 +11,7 @@ use peercdn_engine::session::Session;
 
 use crate::hls::HlsReaders;
 use crate::live::LiveSlot;
+use crate::vod_hls::VodPlans;
 use crate::HttpConfig;
 
 /// Most playback sessions kept; the oldest is evicted past this.
@@ -67,6 +68,7 @@ struct Inner {
     connections: crate::conn::Connections,
     playbacks: Mutex<Playbacks>,
     hls: Arc<HlsReaders>,
+    vod_plans: VodPlans,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ impl AppState {
                 connections,
                 playbacks: Mutex::new(Playbacks::default()),
                 hls: HlsReaders::new(),
+                vod_plans: VodPlans::default(),
             }),
         }
     }
@@ -130,6 +133,11 @@ impl AppState {
     /// The HLS clients' readers.
     pub fn hls(&self) -> &HlsReaders {
         &self.inner.hls
+    }
+
+    /// How the TS files played through VoD HLS are cut into segments.
+    pub fn vod_plans(&self) -> &VodPlans {
+        &self.inner.vod_plans
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Playbacks> {

@@ -213,6 +213,28 @@ pub fn ace_python() -> PathBuf {
     py
 }
 
+/// `node tests/interop/hls_player.cjs --hlsjs … ARGS…`: hls.js in headless Chromium plays a
+/// playlist and prints one JSON line (see the script). The npm packages are in
+/// `target/web-clients` (or `$PEERCDN_WEB_CLIENTS`), which scripts/test.sh installs.
+pub fn hls_player(args: &[&str]) -> Command {
+    let dir = std::env::var_os("PEERCDN_WEB_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-clients"));
+    let hlsjs = dir.join("node_modules/hls.js/dist/hls.min.js");
+    assert!(
+        hlsjs.exists() && dir.join("node_modules/playwright-core").exists(),
+        "{} is missing: scripts/test.sh installs hls.js and playwright-core there from npm",
+        hlsjs.display()
+    );
+    let mut c = Command::new("node");
+    c.arg(interop("hls_player.cjs"))
+        .arg("--hlsjs")
+        .arg(hlsjs)
+        .args(args)
+        .env("NODE_PATH", dir.join("node_modules"));
+    c
+}
+
 /// A path of `tests/interop/`.
 pub fn interop(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

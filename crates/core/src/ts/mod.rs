@@ -1,4 +1,4 @@
-//! # MPEG-TS reader and live piece cutter
+//! # MPEG-TS reader, live piece cutter and VoD keyframe finder
 //!
 //! Owns everything the live source needs to know about MPEG transport streams: packet sync
 //! (188-byte packets starting with `0x47`, resynchronised after garbage), the PAT → PMT walk
@@ -39,7 +39,8 @@
 //! - `psi.rs`: PAT/PMT section reassembly, CRC-32/MPEG-2, the stream's PIDs and
 //!   the marked PSI copies that start keyframe pieces;
 //! - `keyframe.rs`: random access detection in H.264, H.265 and MPEG-2 video;
-//! - `cutter.rs`: the [`Cutter`] that applies the rules above.
+//! - `cutter.rs`: the [`Cutter`] that applies the rules above;
+//! - `vod.rs`: a TS *file* for VoD HLS: its head, its last timestamp, its keyframes.
 
 mod cutter;
 mod keyframe;
@@ -48,9 +49,11 @@ mod pes;
 mod psi;
 #[cfg(test)]
 mod testmux;
+mod vod;
 
 pub use cutter::{CutPiece, Cutter, CutterConfig, TsStats};
 pub use psi::{crc32_mpeg2, StreamInfo};
+pub use vod::{last_pts, KeyframeFinder, TsHead};
 
 /// Length of one transport stream packet.
 pub const PACKET_LEN: usize = 188;

@@ -1,0 +1,102 @@
+// A browser HLS player for the interop tests: headless Chromium (Debian's, driven by
+// playwright-core) plays a playlist with hls.js in a <video> on a blank page (another origin
+// than the engine's, so CORS is exercised too) and prints one JSON line of what it saw.
+//
+//   node hls_player.cjs --hlsjs PATH/hls.min.js --url PLAYLIST [--play S] [--seek S]
+//                       [--low-latency] [--timeout S]
+//
+// It plays until the media time passed --play seconds (default 4); with --seek it then seeks
+// there and plays --play seconds more. Output: {"ok", "startup_ms", "played", "seeked",
+// "after_seek", "errors", "fatal", "latency"}; exit 0 when it played (and seeked) without a
+// fatal error, 1 otherwise. Installed by scripts/test.sh: playwright-core and hls.js from npm
+// under target/web-clients (found through NODE_PATH); Chromium from Debian.
+const { chromium } = require('playwright-core');
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf('--' + name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const flag = (name) => args.includes('--' + name);
+const hlsjs = opt('hlsjs');
+const url = opt('url');
+const play = Number(opt('play', '4'));
+const seek = opt('seek') === undefined ? null : Number(opt('seek'));
+const lowLatency = flag('low-latency');
+const timeoutMs = Number(opt('timeout', '90')) * 1000;
+if (!hlsjs || !url) {
+  console.error('usage: hls_player.cjs --hlsjs PATH --url PLAYLIST [--play S] [--seek S]');
+  process.exit(2);
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  let result;
+  try {
+    const page = await browser.newPage();
+    await page.setContent('<!doctype html><html><body><video id="v" muted></video></body></html>');
+    await page.addScriptTag({ path: hlsjs });
+    result = await page.evaluate(async ({ url, play, seek, lowLatency, timeoutMs }) => {
+      const r = { ok: false, startup_ms: null, played: 0, seeked: null, after_seek: null,
+        errors: [], fatal: null, latency: null };
+      if (!Hls.isSupported()) {
+        r.fatal = 'hls.js is not supported in this browser';
+        return r;
+      }
+      const v = document.getElementById('v');
+      const hls = new Hls({ lowLatencyMode: lowLatency });
+      hls.on(Hls.Events.ERROR, (_, d) => {
+        if (r.errors.length < 20) r.errors.push(`${d.type}/${d.details}${d.fatal ? ' (fatal)' : ''}`);
+        if (d.fatal) r.fatal = `${d.type}/${d.details}`;
+      });
+      const t0 = performance.now();
+      hls.loadSource(url);
+      hls.attachMedia(v);
+      v.play().catch(() => {});
+      const until = async (cond) => {
+        while (!cond()) {
+          if (r.fatal || performance.now() - t0 > timeoutMs) return false;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        return true;
+      };
+      if (!(await until(() => v.currentTime > 0))) return r;
+      r.startup_ms = Math.round(performance.now() - t0);
+      const from = v.currentTime;
+      if (!(await until(() => v.currentTime - from >= play || v.ended))) {
+        r.played = v.currentTime - from;
+        return r;
+      }
+      r.played = v.currentTime - from;
+      if (seek !== null) {
+        v.currentTime = seek;
+        await until(() => !v.seeking);
+        r.seeked = v.currentTime;
+        if (!(await until(() => v.currentTime - seek >= play || v.ended))) {
+          r.after_seek = v.currentTime;
+          return r;
+        }
+        r.after_seek = v.currentTime;
+      }
+      r.latency = Number.isFinite(hls.latency) ? hls.latency : null;
+      r.ok = !r.fatal;
+      return r;
+    }, { url, play, seek, lowLatency, timeoutMs });
+  } catch (e) {
+    result = { ok: false, fatal: String(e) };
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(result));
+  process.exit(result.ok ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.log(JSON.stringify({ ok: false, fatal: String(e) }));
+  process.exit(1);
+});
