@@ -114,7 +114,28 @@ def main():
     if not message or message.startswith("HTTP Error"):
         fail(f"the library saw an HTTP error, not the engine's message: {message!r}")
 
+    # HLS (`start(hls=True)`, as Horus plays everything): the playback URL is the VoD
+    # playlist of the torrent's .ts file, its segments MPEG-TS.
+    hls = Stream(server, infohash=a.infohash)
+    hls.connect("error", on("hls_error"))
+    hls.start(hls=True)
+    if "hls_error" in events:
+        fail(f"start(hls=True) reported an error: {events['hls_error']}")
+    if "manifest.m3u8" not in (hls.playback_url or ""):
+        fail(f"start(hls=True) gave no playlist: {hls.playback_url!r}")
+    with urllib.request.urlopen(hls.playback_url, timeout=120) as r:
+        playlist = r.read().decode()
+    if not playlist.startswith("#EXTM3U") or "#EXT-X-ENDLIST" not in playlist:
+        fail(f"not a VoD playlist:\n{playlist}")
+    segments = [line for line in playlist.splitlines() if line.startswith("http")]
+    with urllib.request.urlopen(segments[-1], timeout=120) as r:
+        last = r.read()
+    if not last or last[0] != 0x47 or len(last) % 188:
+        fail(f"the last segment is not MPEG-TS ({len(last)} bytes)")
+    hls.stop()
+
     print(json.dumps({
+        "hls_segments": len(segments),
         "version": version,
         "name": stream.info.name,
         "files": len(stream.info.files),

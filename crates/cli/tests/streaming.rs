@@ -768,7 +768,8 @@ fn format_json_and_every_id_form() {
 /// python-acestream (PyPI `acestream` 0.2.0, what acestream-launcher is built on) against the
 /// engine, as its users drive it: `Server.available` and the API level, a stream started by
 /// infohash (named from `/server/api`'s media files) and read whole from its playback URL, the
-/// stats it polls, `stop`, search, and the engine's own message for a stream it refuses; then
+/// stats it polls, `stop`, search, the engine's own message for a stream it refuses, and
+/// `start(hls=True)` giving the VoD playlist of the .ts file (400 before VoD HLS); then
 /// acestream-search (PyPI 1.6.4) makes an M3U of it from `/search`. Before the engine followed
 /// Ace's conventions the library saw "HTTP Error 400" instead of the message and a version
 /// below 3.1.29; before `/server/api` and `/search` existed, both answered 404.
@@ -799,6 +800,7 @@ fn ace_clients_from_pypi_play_search_and_stop() {
         "media files: {seen}"
     );
     assert_eq!(seen["search_total"], 1, "{seen}");
+    assert!(seen["hls_segments"].as_u64().unwrap_or(0) >= 3, "{seen}");
     assert_eq!(seen["stats"]["status"], "dl", "{seen}");
     let refused = seen["refused"].as_str().unwrap_or_default().to_lowercase();
     assert!(refused.contains("gopher"), "the engine's message: {seen}");

@@ -572,7 +572,7 @@ async fn vod_manifest(
     }
     let r = async {
         let files = stream::wait_files(&h, state.config().metadata_timeout).await?;
-        let file = stream::pick_file(&files, file_index)?;
+        let file = vod_hls::pick_file(&files, file_index)?;
         let seg_base = format!(
             "{}/ace/v/{}/{}/",
             base_url(state, headers),

@@ -15,7 +15,8 @@
 //! - the durations written are the nominal ones; they differ from the real ones by at most a
 //!   GOP (players take the real times from the timestamps).
 //!
-//! What a file's plan and found cuts are is kept per file ([`VodPlans`], bounded). A segment's
+//! Without `file_index` the playlist is of the largest `.ts` file ([`pick_file`]). What a
+//! file's plan and found cuts are is kept per file ([`VodPlans`], bounded). A segment's
 //! bytes stream as they arrive (its end is found only when the download reaches the next
 //! boundary, so segments have no `Content-Length`). MP4 and other containers are not
 //! segmented (no remuxer yet): their playlist request says so.
@@ -219,6 +220,22 @@ impl VodPlans {
     }
 }
 
+/// The file a playlist request names: `file_index` when given, else the largest `.ts` file
+/// (HLS serves MPEG-TS files; a torrent's largest media file may be an MP4 beside them), else
+/// the file `getstream` would play.
+pub fn pick_file(files: &[FileInfo], index: Option<usize>) -> Result<FileInfo, ApiError> {
+    if index.is_none() {
+        let ts = files
+            .iter()
+            .filter(|f| f.path.to_ascii_lowercase().ends_with(".ts"))
+            .max_by_key(|f| (f.length, std::cmp::Reverse(f.index)));
+        if let Some(f) = ts {
+            return Ok(f.clone());
+        }
+    }
+    stream::pick_file(files, index)
+}
+
 /// The segment route.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ace/v/{id}/{file}/{segment}", get(segment))
@@ -363,4 +380,27 @@ fn not_ts() -> ApiError {
         "HLS for VoD serves MPEG-TS files, and this file is not one (MP4 and MKV are not \
          remuxed into segments): play it with /ace/getstream",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(index: usize, path: &str, length: u64) -> FileInfo {
+        FileInfo {
+            index,
+            path: path.into(),
+            length,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn the_playlist_plays_the_largest_ts_unless_told() {
+        let files = [f(0, "a.mp4", 900), f(1, "b.TS", 300), f(2, "c.ts", 200)];
+        assert_eq!(pick_file(&files, None).unwrap().index, 1);
+        assert_eq!(pick_file(&files, Some(0)).unwrap().index, 0);
+        assert_eq!(pick_file(&files[..1], None).unwrap().index, 0, "no .ts");
+        assert!(pick_file(&files, Some(7)).is_err());
+    }
 }
