@@ -37,13 +37,23 @@ async function main() {
       '--autoplay-policy=no-user-gesture-required'],
   });
   let result;
+  const t0 = Date.now();
+  const requests = [];
   try {
     const page = await browser.newPage();
+    page.on('requestfinished', (req) => {
+      const t = req.timing();
+      if (requests.length < 60) {
+        const u = req.url().replace(/^.*\/ace\//, '').replace(/[?].*(_HLS_msn=[0-9]+).*(_HLS_part=[0-9]+).*/, '?$1&$2').replace(/[?].*/, '');
+        requests.push(`${Math.round(t.startTime - t0)}+${Math.round(t.responseEnd)} ${u}`);
+      }
+    });
     await page.setContent('<!doctype html><html><body><video id="v" muted></video></body></html>');
     await page.addScriptTag({ path: hlsjs });
     result = await page.evaluate(async ({ url, play, seek, lowLatency, timeoutMs }) => {
       const r = { ok: false, startup_ms: null, played: 0, seeked: null, after_seek: null,
-        errors: [], fatal: null, latency: null };
+        errors: [], fatal: null, latency: null, target_latency: null, stalls: 0, stalled_ms: 0,
+        log: [] };
       if (!Hls.isSupported()) {
         r.fatal = 'hls.js is not supported in this browser';
         return r;
@@ -51,10 +61,28 @@ async function main() {
       const v = document.getElementById('v');
       const hls = new Hls({ lowLatencyMode: lowLatency });
       hls.on(Hls.Events.ERROR, (_, d) => {
-        if (r.errors.length < 20) r.errors.push(`${d.type}/${d.details}${d.fatal ? ' (fatal)' : ''}`);
+        if (r.errors.length < 20) {
+          const where = d.frag ? ` at ${d.frag.sn}${d.part ? '.' + d.part.index : ''}` : '';
+          const why = d.reason || (d.error && d.error.message) || '';
+          r.errors.push(`${d.type}/${d.details}${d.fatal ? ' (fatal)' : ''}${where}${why ? ': ' + why : ''}`);
+        }
         if (d.fatal) r.fatal = `${d.type}/${d.details}`;
       });
       const t0 = performance.now();
+      let stallStart = null;
+      v.addEventListener('waiting', () => {
+        r.stalls += 1;
+        stallStart = performance.now();
+      });
+      v.addEventListener('playing', () => {
+        if (stallStart !== null) r.stalled_ms += Math.round(performance.now() - stallStart);
+        stallStart = null;
+      });
+      const note = (what) => {
+        if (r.log.length < 40) r.log.push(`${Math.round(performance.now() - t0)} ${what}`);
+      };
+      hls.on(Hls.Events.FRAG_LOADED, (_, d) => note(`frag ${d.frag.sn}${d.part ? '.' + d.part.index : ''}`));
+      v.addEventListener('waiting', () => note(`waiting at ${v.currentTime.toFixed(2)}`));
       hls.loadSource(url);
       hls.attachMedia(v);
       v.play().catch(() => {});
@@ -84,6 +112,7 @@ async function main() {
         r.after_seek = v.currentTime;
       }
       r.latency = Number.isFinite(hls.latency) ? hls.latency : null;
+      r.target_latency = Number.isFinite(hls.targetLatency) ? hls.targetLatency : null;
       r.ok = !r.fatal;
       return r;
     }, { url, play, seek, lowLatency, timeoutMs });
@@ -92,6 +121,7 @@ async function main() {
   } finally {
     await browser.close();
   }
+  if (flag('trace')) result.requests = requests;
   console.log(JSON.stringify(result));
   process.exit(result.ok ? 0 : 1);
 }

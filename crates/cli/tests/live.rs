@@ -290,3 +290,86 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
     drop(late);
     drop(nginx);
 }
+
+/// Low-latency HLS from a viewer engine (the engine's `/ace/manifest.m3u8` once listed single
+/// pieces, most starting mid-GOP, in a playlist of about 2 s): a broadcaster and one viewer
+/// that relays from it; hls.js in low-latency mode (headless Chromium, a page of another
+/// origin) plays the viewer's playlist for 8 s and reports its distance to the live edge, which
+/// must be well under the three target durations (12 s) a plain HLS player keeps; ffmpeg, a
+/// plain HLS player, decodes the same playlist for 8 s without damage (it joins three segments
+/// from the end: segments start at keyframes, so no `-prefer_x_start` is needed).
+#[test]
+fn low_latency_hls_plays_in_hlsjs_and_plain_hls_in_ffmpeg() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "60", "1900k");
+    let mut bc = Proc::spawn(
+        "broadcast",
+        peercdn(
+            &d.join("bc-data"),
+            &[
+                "broadcast",
+                "--input",
+                src.to_str().expect("utf8"),
+                "--name",
+                "LL channel",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+            ],
+        ),
+        &d.join("broadcast.log"),
+    );
+    let bc_port = peercdn_port(&mut bc);
+    let id = wait_line(&mut bc, "id: ");
+    let source = format!("127.0.0.1:{bc_port}");
+    let (mut viewer, _, base) = engine_start(d, "viewer", &["--peer", &source]);
+    let manifest = format!("{base}/ace/manifest.m3u8?id={id}");
+    // The first playlist waits for a first segment; by then ffmpeg can join.
+    let (status, text) = http_get(&manifest);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("#EXT-X-PART-INF:"), "{text}");
+
+    let mut hlsjs = Proc::spawn(
+        "hls.js",
+        hls_player(&["--url", &manifest, "--play", "8", "--low-latency"]),
+        &d.join("hls.js.log"),
+    );
+    let ffmpeg = {
+        let progress = d.join("ffmpeg-hls.progress");
+        let mut c = std::process::Command::new("ffmpeg");
+        c.args(["-nostdin", "-hide_banner", "-v", "error", "-progress"])
+            .arg(&progress)
+            .args(["-stats_period", "0.2", "-i", &manifest, "-t", "8"])
+            .args(["-f", "null", "-"]);
+        Player {
+            proc: Proc::spawn("ffmpeg-hls", c, &d.join("ffmpeg-hls.log")),
+            progress,
+            name: "ffmpeg-hls".into(),
+        }
+    };
+    let status = hlsjs.wait(Duration::from_secs(120));
+    let log = hlsjs.log_text();
+    let seen: serde_json::Value = log
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line from hls.js:\n{log}"));
+    assert!(status.success(), "hls.js failed ({status}): {seen}");
+    let latency = seen["latency"]
+        .as_f64()
+        .expect("hls.js reports its latency");
+    eprintln!("hls.js low latency: {seen}");
+    assert!(
+        latency < 6.0,
+        "hls.js plays {latency:.1} s behind the live edge: {seen}"
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "ffmpeg to decode 8 s of HLS",
+        || ffmpeg_media_time(&ffmpeg.progress) >= 7.5,
+    );
+    check_player(ffmpeg, 7.5);
+    assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
+    assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
+}

@@ -531,7 +531,7 @@ async fn manifest_inner(
         h.content_id().to_hex()
     );
     let suffix = query(state, &q);
-    hls::manifest(state, &h, &client, |i| format!("{seg_base}{i}.ts{suffix}")).await
+    hls::manifest(state, &h, &client, p, &seg_base, &suffix).await
 }
 
 /// The HLS playlist of a torrent's MPEG-TS file ([`vod_hls`]), or with `json` a playback

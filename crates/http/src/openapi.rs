@@ -143,7 +143,7 @@ pub fn document() -> Value {
             },
             "/ace/manifest.m3u8": {
                 "get": {
-                    "summary": "HLS media playlist of a live stream (segments are pieces); 400 for VoD",
+                    "summary": "HLS media playlist: a live stream's (low-latency: keyframe segments, pieces as parts, blocking reload), or a torrent's MPEG-TS file's (VOD); 400 for other containers",
                     "parameters": [
                         { "name": "content_id", "in": "query", "schema": { "type": "string" } },
                         { "name": "id", "in": "query", "schema": { "type": "string" } },
@@ -151,6 +151,9 @@ pub fn document() -> Value {
                         { "name": "url", "in": "query", "schema": { "type": "string" } },
                         { "name": "magnet", "in": "query", "schema": { "type": "string" } },
                         { "name": "pid", "in": "query", "schema": { "type": "string" } },
+                        { "name": "file_index", "in": "query", "schema": { "type": "integer" } },
+                        { "name": "_HLS_msn", "in": "query", "schema": { "type": "integer" } },
+                        { "name": "_HLS_part", "in": "query", "schema": { "type": "integer" } },
                         { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json"] } }
                     ],
                     "responses": {
@@ -163,10 +166,19 @@ pub fn document() -> Value {
             "/ace/l/{id}/{segment}": {
                 "parameters": [id_param,
                     { "name": "segment", "in": "path", "required": true,
-                      "description": "INDEX.ts: the piece index", "schema": { "type": "string" } }],
-                "get": { "summary": "HLS segment of a live stream (one piece)",
+                      "description": "sNUMBER.ts: a segment (pieces from a keyframe); INDEX.ts: a part (one piece)", "schema": { "type": "string" } }],
+                "get": { "summary": "HLS segment or part of a live stream",
                     "parameters": [{ "name": "pid", "in": "query", "schema": { "type": "string" } }],
                     "responses": { "200": { "description": "video/mp2t" }, "404": error, "503": error } }
+            },
+            "/ace/v/{infohash}/{file}/{segment}": {
+                "parameters": [
+                    { "name": "infohash", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "file", "in": "path", "required": true, "schema": { "type": "integer" } },
+                    { "name": "segment", "in": "path", "required": true,
+                      "description": "N.ts", "schema": { "type": "string" } }],
+                "get": { "summary": "HLS segment of a torrent's MPEG-TS file (from a keyframe; streamed while it downloads)",
+                    "responses": { "200": { "description": "video/mp2t" }, "404": error } }
             },
             "/ace/r/{infohash}/{session}": {
                 "parameters": ace_session,

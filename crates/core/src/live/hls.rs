@@ -1,18 +1,14 @@
-//! HLS media playlists of a live stream (RFC 8216): the one place that decides which pieces a
-//! playlist lists and how it says so, for both writers of playlists — the publisher's plain
-//! `live.m3u8` in the CDN layout (`peercdn_engine::live::cdn`) and the HTTP API's
-//! `/ace/manifest.m3u8` (`peercdn_http::hls`). A segment is one piece, so segment numbers are
-//! piece indices and `#EXT-X-MEDIA-SEQUENCE` is the first listed index.
+//! HLS media playlists of the publisher's plain `live.m3u8` in the CDN layout
+//! (`peercdn_engine::live::cdn`; RFC 8216), where a segment is one piece, so segment numbers
+//! are piece indices and `#EXT-X-MEDIA-SEQUENCE` is the first listed index. (The engine's own
+//! `/ace/manifest.m3u8` groups pieces into keyframe segments with low-latency parts: see
+//! [`super::llhls`].)
 //!
-//! Two selections, because the two playlists are read differently:
-//! - [`SlidingPlaylist`] (the publisher): a file rewritten as pieces come, read by any player
-//!   at any time; it lists the newest contiguous run of at most a media duration, keeps an
-//!   honest `#EXT-X-DISCONTINUITY-SEQUENCE` (it remembers what left the head), never lowers
-//!   `#EXT-X-TARGETDURATION` (RFC 8216 §6.2.1), and tells players where to join with
-//!   `#EXT-X-START` at a keyframe piece, since its head may start mid-GOP;
-//! - [`from_keyframe`] (the HTTP API): answered afresh on each request from the window, so it
-//!   starts at a keyframe piece itself, about [`MIN_SEGMENTS`]–[`MAX_SEGMENTS`] long; it keeps no
-//!   history, so it writes no discontinuity sequence and no tag before its first segment.
+//! [`SlidingPlaylist`]: a file rewritten as pieces come, read by any player at any time; it
+//! lists the newest contiguous run of at most a media duration, keeps an honest
+//! `#EXT-X-DISCONTINUITY-SEQUENCE` (it remembers what left the head), never lowers
+//! `#EXT-X-TARGETDURATION` (RFC 8216 §6.2.1), and tells players where to join with
+//! `#EXT-X-START` at a keyframe piece, since its head may start mid-GOP.
 //!
 //! Both render through [`render`]. Nothing here does I/O or reads a clock.
 
@@ -20,12 +16,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::PieceHeader;
-
-/// Segments a keyframe-started playlist aims for, at least.
-pub const MIN_SEGMENTS: usize = 6;
-/// Segments a keyframe-started playlist aims for, at most (exceeded only when keyframes are
-/// rarer).
-pub const MAX_SEGMENTS: usize = 10;
 
 /// One piece as a playlist sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,37 +58,6 @@ pub struct RenderOptions {
     pub discontinuity_sequence: Option<u64>,
     /// Write `#EXT-X-START` at a keyframe segment (see [`start_offset_us`]).
     pub start_at_keyframe: bool,
-}
-
-/// The newest run of consecutive segments among `held` (increasing index order), from the
-/// newest keyframe segment that leaves at least [`MIN_SEGMENTS`] (or the run's oldest keyframe
-/// segment, if that leaves at most [`MAX_SEGMENTS`] or no other keyframe is in the run).
-/// Without a keyframe in the run, the last [`MAX_SEGMENTS`].
-pub fn from_keyframe(held: &[Segment]) -> &[Segment] {
-    let Some(mut a) = held.len().checked_sub(1) else {
-        return &[];
-    };
-    while a > 0 && held.get(a - 1).map(|s| s.index.wrapping_add(1)) == held.get(a).map(|s| s.index)
-    {
-        a -= 1;
-    }
-    let run = held.get(a..).unwrap_or(&[]);
-    let n = run.len();
-    let mut start = None;
-    for j in (0..n).rev() {
-        if !run.get(j).is_some_and(|s| s.keyframe) {
-            continue;
-        }
-        if n - j > MAX_SEGMENTS && start.is_some() {
-            break;
-        }
-        start = Some(j);
-        if n - j >= MIN_SEGMENTS {
-            break;
-        }
-    }
-    let start = start.unwrap_or(n.saturating_sub(MAX_SEGMENTS));
-    run.get(start..).unwrap_or(&[])
 }
 
 /// The smallest target duration for `segments`, seconds (at least 1).
@@ -422,36 +381,6 @@ mod tests {
              #EXT-X-DISCONTINUITY\n#EXTINF:0.400,\n/s/9.ts\n"
         );
         assert_eq!(target_duration_s(&[]), 1);
-    }
-
-    #[test]
-    fn from_keyframe_picks_the_newest_run_from_a_keyframe() {
-        let every_other: Vec<_> = (0..20)
-            .map(|i| {
-                if i % 2 == 0 {
-                    key(i, 1)
-                } else {
-                    seg(i, 1, false)
-                }
-            })
-            .collect();
-        assert_eq!(
-            indices(from_keyframe(&every_other)),
-            (14..20).collect::<Vec<_>>()
-        );
-        // A gap: only the run after it counts.
-        let mut gap: Vec<_> = every_other[..10].to_vec();
-        gap.extend(every_other[12..16].iter().copied());
-        assert_eq!(indices(from_keyframe(&gap)), vec![12, 13, 14, 15]);
-        // Rare keyframes: from the only one.
-        let rare: Vec<_> = (0..40)
-            .map(|i| if i == 5 { key(i, 1) } else { seg(i, 1, false) })
-            .collect();
-        assert_eq!(from_keyframe(&rare).len(), 35);
-        // No keyframe at all: the newest MAX_SEGMENTS.
-        let none: Vec<_> = (0..40).map(|i| seg(i, 1, false)).collect();
-        assert_eq!(from_keyframe(&none).len(), MAX_SEGMENTS);
-        assert!(from_keyframe(&[]).is_empty());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub use crate::wire::BLOCK_LEN;
 
 pub mod fallback;
 pub mod hls;
+pub mod llhls;
 pub mod swarm;
 pub mod window;
 
