@@ -20,8 +20,10 @@ cd "$REPO_ROOT"
 # (python-acestream imports distutils).
 # chromium: the browser tests (a page of another site against the engine).
 # prometheus: its promtool checks /metrics.
+# mpv, vlc-bin, vlc-plugin-base: the players the Ace-compatibility tests drive (VLC runs as
+# nobody through util-linux's setpriv: it refuses root).
 PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
-    chromium prometheus)
+    chromium prometheus mpv vlc-bin vlc-plugin-base)
 
 # PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
 # target/ (a build output: ignored by git, made again after `cargo clean`).

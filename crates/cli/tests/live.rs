@@ -297,9 +297,10 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
 /// origin) plays the viewer's playlist for 8 s and reports its distance to the live edge, which
 /// must be well under the three target durations (12 s) a plain HLS player keeps; ffmpeg, a
 /// plain HLS player, decodes the same playlist for 8 s without damage (it joins three segments
-/// from the end: segments start at keyframes, so no `-prefer_x_start` is needed).
+/// from the end: segments start at keyframes, so no `-prefer_x_start` is needed); mpv plays the
+/// playlist and `getstream`, VLC reads the playlist's segments.
 #[test]
-fn low_latency_hls_plays_in_hlsjs_and_plain_hls_in_ffmpeg() {
+fn low_latency_hls_in_hlsjs_and_plain_hls_in_ffmpeg_mpv_and_vlc() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
     let src = make_live_source(d, "60", "1900k");
@@ -370,6 +371,23 @@ fn low_latency_hls_plays_in_hlsjs_and_plain_hls_in_ffmpeg() {
         || ffmpeg_media_time(&ffmpeg.progress) >= 7.5,
     );
     check_player(ffmpeg, 7.5);
+    // mpv by the manifest and by getstream; VLC reads 6 s of the manifest's segments.
+    mpv_play(d, "mpv-manifest", &manifest, 4);
+    mpv_play(
+        d,
+        "mpv-getstream",
+        &format!("{base}/ace/getstream?id={id}"),
+        4,
+    );
+    let (duration, streams) = vlc_remux(d, "vlc-manifest", &manifest, 6);
+    assert!(
+        duration >= 3.0,
+        "VLC read {duration} s of the live playlist"
+    );
+    assert!(
+        streams.contains(&"video:h264".to_string()) && streams.contains(&"audio:aac".to_string()),
+        "VLC: {streams:?}"
+    );
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
     assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
 }

@@ -499,6 +499,40 @@ fn vod_hls_of_a_ts_is_cut_at_keyframes_and_plays() {
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 
+/// mpv and VLC (Debian's), as people play Ace links: mpv plays the TS by `getstream` and by
+/// the HLS manifest, and the MP4 whose moov atom is at the end by `getstream`, each for 4 s
+/// with both decoders open and no error; VLC reads the TS whole through `getstream` and
+/// through the manifest (the segments' playlist), and what it demuxed is 20 s of H.264 + AAC.
+#[test]
+fn mpv_and_vlc_play_vod_by_getstream_and_the_manifest() {
+    let s = swarm(0, None);
+    let (mut engine, base) = s.engine("engine", &[]);
+    let ts = s.index(&s.media.ts);
+    let get = format!("{base}/ace/getstream?infohash={}&file_index={ts}", s.ih);
+    let hls = format!("{base}/ace/manifest.m3u8?infohash={}&file_index={ts}", s.ih);
+    let mp4 = format!(
+        "{base}/ace/getstream?infohash={}&file_index={}",
+        s.ih,
+        s.index(&s.media.mp4_end)
+    );
+    mpv_play(s.path(), "mpv-getstream", &get, 4);
+    mpv_play(s.path(), "mpv-manifest", &hls, 4);
+    mpv_play(s.path(), "mpv-mp4", &mp4, 4);
+    for (name, url) in [("vlc-getstream", &get), ("vlc-manifest", &hls)] {
+        let (duration, streams) = vlc_remux(s.path(), name, url, 60);
+        assert!(
+            (duration - MEDIA_SECONDS).abs() < 1.0,
+            "{name}: VLC read {duration} s"
+        );
+        assert!(
+            streams.contains(&"video:h264".to_string())
+                && streams.contains(&"audio:aac".to_string()),
+            "{name}: {streams:?}"
+        );
+    }
+    assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
+}
+
 // ----------------------------------------------------------------------------- Range
 
 /// Range semantics on a slowly seeded torrent: a seek to 80 % of a file nothing of which is

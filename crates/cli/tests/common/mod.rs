@@ -213,6 +213,95 @@ pub fn ace_python() -> PathBuf {
     py
 }
 
+/// mpv (Debian's) plays `url` for `secs` seconds with null audio and video outputs; panics
+/// unless it exits 0 having opened both decoders and printed no error. Returns its log.
+pub fn mpv_play(dir: &Path, name: &str, url: &str, secs: u32) -> String {
+    let log = dir.join(format!("{name}.log"));
+    let mut c = Command::new("mpv");
+    c.args([
+        "--no-config",
+        "--vo=null",
+        "--ao=null",
+        "--msg-level=all=info",
+    ])
+    .arg(format!("--length={secs}"))
+    .arg(url);
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+    ] {
+        c.env_remove(var);
+    }
+    let mut p = Proc::spawn(name, c, &log);
+    let st = p.wait(Duration::from_secs(120));
+    let text = p.log_text();
+    assert!(st.success(), "{name}: mpv failed ({st}) on {url}:\n{text}");
+    assert!(
+        text.contains("VO: [null]") && text.contains("AO: [null]"),
+        "{name}: mpv opened no video or no audio decoder on {url}:\n{text}"
+    );
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("error"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name}: mpv errors on {url}: {errors:#?}"
+    );
+    text
+}
+
+/// VLC (Debian's `cvlc`, run as `nobody`: VLC refuses root) reads `url` for at most `secs`
+/// seconds and writes what it demuxed to a file without decoding (`--sout`); returns ffprobe's
+/// duration and streams of that file.
+pub fn vlc_remux(dir: &Path, name: &str, url: &str, secs: u32) -> (f64, Vec<String>) {
+    // A directory of its own under the system's temporary directory (a test's own is closed
+    // to nobody): nobody writes there, and VLC wants a home for its cache.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out_dir = tmp.path();
+    let mut perm = std::fs::metadata(out_dir).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o777);
+    std::fs::set_permissions(out_dir, perm).expect("chmod");
+    let out = out_dir.join("out.ts");
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "cvlc",
+        "-q",
+    ])
+    .args([
+        "--play-and-exit",
+        "--run-time",
+        &secs.to_string(),
+        url,
+        "--sout",
+    ])
+    .arg(format!("#std{{access=file,mux=ts,dst={}}}", out.display()))
+    .env("HOME", out_dir);
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+    ] {
+        c.env_remove(var);
+    }
+    let mut p = Proc::spawn(name, c, &dir.join(format!("{name}.log")));
+    let st = p.wait(Duration::from_secs(u64::from(secs) + 120));
+    assert!(
+        st.success() && out.exists(),
+        "{name}: VLC failed ({st}) on {url}:\n{}",
+        p.log_text()
+    );
+    ffprobe(out.to_str().expect("utf8"))
+}
+
 /// `node tests/interop/hls_player.cjs --hlsjs … ARGS…`: hls.js in headless Chromium plays a
 /// playlist and prints one JSON line (see the script). The npm packages are in
 /// `target/web-clients` (or `$PEERCDN_WEB_CLIENTS`), which scripts/test.sh installs.
