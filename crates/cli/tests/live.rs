@@ -233,16 +233,15 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
         "cdn-player",
         &format!("{}/ace/getstream?url={desc_url}", cdn_viewer.2),
     );
-    // A plain HLS player reading the publish dir through nginx. ffmpeg joins a live playlist
-    // three segments from the end, which may be a piece cut mid-GOP (pieces are 0.5 s, the GOP
-    // 1 s); the playlist's EXT-X-START names a keyframe piece, which hls.js follows and ffmpeg
-    // follows with -prefer_x_start.
+    // A plain HLS player reading the publish dir through nginx: ffmpeg joins the live playlist
+    // three segments from the end; segments start at keyframes (it once needed -prefer_x_start
+    // and EXT-X-START, when single pieces cut mid-GOP were the segments).
     let hls_player = {
         let progress = d.join("hls-player.progress");
         let mut c = std::process::Command::new("ffmpeg");
         c.args(["-nostdin", "-hide_banner", "-v", "error", "-progress"])
             .arg(&progress)
-            .args(["-stats_period", "0.2", "-prefer_x_start", "1", "-i"])
+            .args(["-stats_period", "0.2", "-i"])
             .arg(format!("{}{id}/live.m3u8", nginx.url()))
             .args(["-f", "null", "-"]);
         Player {

@@ -113,51 +113,85 @@ async fn wait_written(p: &Publisher, n: u64) {
 
 struct Playlist {
     target: u64,
-    media_seq: u32,
-    segments: Vec<(f64, String)>,
+    media_seq: u64,
+    /// (EXTINF seconds, first piece, last piece) per segment `seg/FIRST-LAST.ts`.
+    segments: Vec<(f64, u32, u32)>,
+    /// Piece indices of the parts (`seg/INDEX.ts`).
+    parts: Vec<u32>,
 }
 
-/// Parses and checks the shape of a playlist the publisher wrote.
+/// Parses and checks the shape of a playlist the publisher wrote: low-latency HLS for a static
+/// server (no blocking reload, no preload hint), segments of consecutive pieces from keyframes
+/// (even pieces in these streams), parts that are consecutive pieces.
 fn parse_playlist(text: &str) -> Playlist {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("#EXTM3U"), "{text}");
-    let mut target = None;
-    let mut media_seq = None;
-    let mut segments = Vec::new();
-    let mut extinf = None;
-    let mut version = false;
-    for line in lines {
-        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-            target = Some(v.parse::<u64>().unwrap());
-        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            media_seq = Some(v.parse::<u32>().unwrap());
-        } else if line == "#EXT-X-VERSION:3" {
-            version = true;
-        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
-            let secs = v.strip_suffix(',').unwrap();
-            assert_eq!(secs.split('.').nth(1).map(str::len), Some(3), "{line}");
-            extinf = Some(secs.parse::<f64>().unwrap());
-        } else if !line.starts_with('#') {
-            segments.push((
-                extinf.take().expect("EXTINF before a URI"),
-                line.to_string(),
-            ));
-        }
-    }
-    assert!(version, "{text}");
+    assert!(text.contains("#EXT-X-VERSION:6\n"), "{text}");
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET="), "{text}");
+    assert!(
+        !text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"),
+        "{text}"
+    );
     assert!(
         !text.contains("#EXT-X-ENDLIST"),
         "a live playlist never ends"
     );
+    let mut target = None;
+    let mut media_seq = None;
+    let mut segments = Vec::new();
+    let mut parts = Vec::new();
+    let mut extinf = None;
+    for line in lines {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = Some(v.parse::<u64>().unwrap());
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            media_seq = Some(v.parse::<u64>().unwrap());
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let secs = v.strip_suffix(',').unwrap();
+            assert_eq!(secs.split('.').nth(1).map(str::len), Some(3), "{line}");
+            extinf = Some(secs.parse::<f64>().unwrap());
+        } else if line.starts_with("#EXT-X-PART:") {
+            let uri = line
+                .split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let i = uri
+                .strip_prefix("seg/")
+                .unwrap()
+                .strip_suffix(".ts")
+                .unwrap();
+            parts.push(i.parse::<u32>().unwrap());
+        } else if !line.starts_with('#') {
+            let range = line
+                .strip_prefix("seg/")
+                .unwrap()
+                .strip_suffix(".ts")
+                .unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            segments.push((
+                extinf.take().expect("EXTINF before a URI"),
+                a.parse::<u32>().unwrap(),
+                b.parse::<u32>().unwrap(),
+            ));
+        }
+    }
     let p = Playlist {
         target: target.unwrap(),
         media_seq: media_seq.unwrap(),
         segments,
+        parts,
     };
-    for (k, (d, uri)) in p.segments.iter().enumerate() {
-        assert!(d.round() as u64 <= p.target, "{text}");
-        assert_eq!(*uri, format!("seg/{}.ts", p.media_seq + k as u32), "{text}");
+    for w in p.segments.windows(2) {
+        assert_eq!(w[0].2 + 1, w[1].1, "segments follow each other: {text}");
     }
+    for (d, a, _) in &p.segments {
+        assert!(d.round() as u64 <= p.target, "{text}");
+        assert_eq!(a % 2, 0, "a segment starts at a keyframe: {text}");
+    }
+    assert!(p.parts.windows(2).all(|w| w[1] == w[0] + 1), "{text}");
     p
 }
 
@@ -191,56 +225,87 @@ async fn publisher_writes_segments_and_a_moving_playlist() {
     );
 
     let mut source = LiveSource::new(key, buffer.clone(), 0).unwrap();
-    for i in 0..12 {
-        source.push(synthetic(i, 100)).unwrap();
-    }
-    wait_written(&publisher, 12).await;
-    let first = parse_playlist(&std::fs::read_to_string(sdir.join("live.m3u8")).unwrap());
-    assert_eq!(first.target, 1);
-    assert_eq!(first.segments.len(), 10, "1 s of 100 ms pieces");
-    assert_eq!(first.media_seq, 2);
-
-    for i in 12..40 {
+    for i in 0..40 {
         source.push(synthetic(i, 100)).unwrap();
     }
     wait_written(&publisher, 40).await;
     // The playlist is rewritten after the files; wait for the last one.
-    wait_for("the playlist to move", 5, || {
-        std::fs::read_to_string(sdir.join("live.m3u8")).is_ok_and(|t| t.contains("seg/39.ts"))
+    let read = || std::fs::read_to_string(sdir.join("live.m3u8")).unwrap_or_default();
+    wait_for("the playlist to list piece 39", 5, || {
+        read().contains("seg/39.ts")
     })
     .await;
-    // Old segments are deleted right after the playlist stops listing them.
-    wait_for("old segments to go", 5, || {
-        publisher.stats().segments_deleted >= 20
-    })
-    .await;
-    let last = parse_playlist(&std::fs::read_to_string(sdir.join("live.m3u8")).unwrap());
-    assert_eq!(last.media_seq, 30);
-    // Every listed segment is on disk with a header that verifies and matches it.
-    for (_, uri) in &last.segments {
-        let ts = std::fs::read(sdir.join(uri)).unwrap();
-        let hdr = std::fs::read(sdir.join(uri.replace(".ts", ".hdr"))).unwrap();
-        let h = PieceHeader::decode(&hdr).unwrap();
-        h.verify(&buffer.descriptor().params.pubkey, &buffer.content_id())
-            .unwrap();
-        h.check_payload(&ts).unwrap();
-        assert_eq!(ts.len() % 188, 0);
+    let first = parse_playlist(&read());
+    // 100 ms pieces, a keyframe every other: a segment is 16 pieces (a keyframe once 1.5 s
+    // are in), so two complete ones, the third open (its pieces as parts).
+    assert_eq!(first.target, 4);
+    assert_eq!(first.media_seq, 1);
+    assert_eq!(
+        first
+            .segments
+            .iter()
+            .map(|s| (s.1, s.2))
+            .collect::<Vec<_>>(),
+        [(0, 15), (16, 31)]
+    );
+    assert_eq!(first.parts.last(), Some(&39));
+
+    // In steps: the buffer's window is 2 s, and the publisher writes what it still holds.
+    for i in 40..200 {
+        source.push(synthetic(i, 100)).unwrap();
+        if i % 10 == 9 {
+            wait_written(&publisher, u64::from(i) + 1).await;
+        }
     }
-    // Bounded disk: 2 s of 100 ms pieces are kept, older ones are gone.
-    let mut on_disk: Vec<u32> = std::fs::read_dir(sdir.join("seg"))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
-            name.strip_suffix(".ts").map(|s| s.parse().unwrap())
-        })
-        .collect();
-    on_disk.sort_unstable();
-    assert_eq!(on_disk, (20..40).collect::<Vec<_>>());
+    wait_for("the playlist to list piece 199", 5, || {
+        read().contains("seg/199.ts")
+    })
+    .await;
+    let last = parse_playlist(&read());
+    assert!(last.media_seq > 1 && last.segments.len() >= 2, "{}", read());
+    // Every listed segment is on disk and is its pieces joined; every piece has a header
+    // that verifies and matches it.
+    for &(_, a, b) in &last.segments {
+        let seg = std::fs::read(sdir.join(format!("seg/{a}-{b}.ts"))).unwrap();
+        let mut joined = vec![];
+        for i in a..=b {
+            let ts = std::fs::read(sdir.join(format!("seg/{i}.ts"))).unwrap();
+            let hdr = std::fs::read(sdir.join(format!("seg/{i}.hdr"))).unwrap();
+            let h = PieceHeader::decode(&hdr).unwrap();
+            h.verify(&buffer.descriptor().params.pubkey, &buffer.content_id())
+                .unwrap();
+            h.check_payload(&ts).unwrap();
+            joined.extend_from_slice(&ts);
+        }
+        assert_eq!(seg, joined, "seg/{a}-{b}.ts");
+        assert_eq!(seg.len() % 188, 0);
+    }
+    // Bounded disk: segments three behind the playlist at most, and the pieces they hold;
+    // nothing older.
+    let mut seg_files = vec![];
+    let mut pieces = vec![];
+    for e in std::fs::read_dir(sdir.join("seg")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
+        let Some(stem) = name.strip_suffix(".ts") else {
+            continue;
+        };
+        match stem.split_once('-') {
+            Some((a, _)) => seg_files.push(a.parse::<u32>().unwrap()),
+            None => pieces.push(stem.parse::<u32>().unwrap()),
+        }
+    }
+    seg_files.sort_unstable();
+    pieces.sort_unstable();
+    let listed_first = last.segments[0].1;
+    let behind = seg_files.iter().filter(|&&a| a < listed_first).count();
+    assert!(behind <= 3, "{seg_files:?} (listed from {listed_first})");
+    let oldest = seg_files[0];
+    assert_eq!(pieces, (oldest..200).collect::<Vec<_>>());
     assert!(!sdir.join("seg/0.hdr").exists());
     let st = publisher.stats();
     assert_eq!(st.errors, 0, "{:?}", publisher.last_error());
-    assert_eq!(st.segments_deleted, 20);
+    assert_eq!(st.segments_deleted, u64::from(oldest));
     assert!(st.bytes_written > 40 * 117);
 }
 
@@ -588,7 +653,7 @@ async fn ffmpeg_plays_the_published_playlist() {
     let publish = dir.path().join("pub");
     let (buffer, key) = stream(500, 30);
     let publisher = spawn_publisher(buffer.clone(), publish.clone()).unwrap();
-    let port = serve(publish).await;
+    let port = serve(publish.clone()).await;
     let mut source = LiveSource::new(key, buffer.clone(), 0).unwrap();
     let feeder = tokio::spawn(async move {
         for p in pieces {
@@ -597,36 +662,31 @@ async fn ffmpeg_plays_the_published_playlist() {
             tokio::time::sleep(d).await;
         }
     });
-    wait_written(&publisher, 4).await;
+    let playlist = publish.join(buffer.content_id().to_hex()).join("live.m3u8");
+    wait_for("two segments in the playlist", 20, || {
+        std::fs::read_to_string(&playlist).is_ok_and(|t| t.matches("#EXTINF").count() >= 2)
+    })
+    .await;
 
     let url = format!(
         "http://127.0.0.1:{port}/{}/live.m3u8",
         buffer.content_id().to_hex()
     );
-    // `-prefer_x_start 1`: ffmpeg honours the playlist's EXT-X-START (a keyframe piece) only
-    // when asked; by default it starts three segments from the end, which may be a piece cut in
-    // the middle of a GOP: it then logs h264 errors for the frames before the next keyframe
-    // (and plays on). Both must play; the first must decode without a single error.
-    let run = |extra: &'static [&'static str]| {
-        let out = tokio::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error"])
-            .args(extra)
-            .args(["-i", &url, "-t", "3", "-f", "null", "-"])
-            .kill_on_drop(true)
-            .output();
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), out)
-                .await
-                .expect("ffmpeg finishes")
-                .unwrap()
-        }
-    };
-    let (keyframe_start, default_start) = tokio::join!(run(&["-prefer_x_start", "1"]), run(&[]));
-    let stderr = String::from_utf8_lossy(&keyframe_start.stderr);
-    assert!(keyframe_start.status.success(), "ffmpeg failed: {stderr}");
+    // ffmpeg starts three segments from the end (or at the first); segments start at
+    // keyframes, so it decodes without a single error (it once needed `-prefer_x_start 1` and
+    // the playlist's EXT-X-START, pieces cut mid-GOP being segments).
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(["-i", &url, "-t", "3", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("ffmpeg finishes")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {stderr}");
     assert!(stderr.trim().is_empty(), "ffmpeg reported errors: {stderr}");
-    let stderr = String::from_utf8_lossy(&default_start.stderr);
-    assert!(default_start.status.success(), "ffmpeg failed: {stderr}");
     assert_eq!(publisher.stats().errors, 0);
     feeder.abort();
 }

@@ -142,7 +142,7 @@ pub async fn manifest(
     let (text, first) = {
         let g = lock(&segments);
         let text = g.seg.render(
-            |n| format!("{base}s{n}.ts{suffix}"),
+            |g| format!("{base}s{}.ts{suffix}", g.number),
             |i| format!("{base}{i}.ts{suffix}"),
         );
         (text, g.seg.segments().front().map(|s| s.first_piece()))

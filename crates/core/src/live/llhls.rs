@@ -189,21 +189,48 @@ impl Segmenter {
         }
     }
 
-    /// The playlist: `segment_url(number)` names a segment, `part_url(index)` a piece.
+    /// The low-latency playlist of a server that holds blocking reloads and preload hints:
+    /// `segment_url` names a segment, `part_url(index)` a piece.
     pub fn render(
         &self,
-        segment_url: impl Fn(u64) -> String,
+        segment_url: impl Fn(&GopSegment) -> String,
         part_url: impl Fn(u32) -> String,
+    ) -> String {
+        self.render_with(segment_url, part_url, true)
+    }
+
+    /// The playlist for a static web server (the publish directory): the same segments and
+    /// parts, without blocking reload and without a preload hint (a file that does not exist
+    /// yet). Plain players read the segments; low-latency ones poll for parts.
+    pub fn render_static(
+        &self,
+        segment_url: impl Fn(&GopSegment) -> String,
+        part_url: impl Fn(u32) -> String,
+    ) -> String {
+        self.render_with(segment_url, part_url, false)
+    }
+
+    fn render_with(
+        &self,
+        segment_url: impl Fn(&GopSegment) -> String,
+        part_url: impl Fn(u32) -> String,
+        blocking: bool,
     ) -> String {
         let part_target = self.part_target_us;
         let mut out = String::with_capacity(256 + self.segments.len() * 400);
-        let first = self.segments.front().map_or(0, |s| s.number);
+        let listed = &self.segments;
+        let first = listed.front().map_or(0, |s| s.number);
         let _ = write!(
             out,
             "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{}\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n\
+             #EXT-X-SERVER-CONTROL:{}PART-HOLD-BACK={}\n\
              #EXT-X-PART-INF:PART-TARGET={}\n#EXT-X-MEDIA-SEQUENCE:{first}\n",
             self.target_s,
+            if blocking {
+                "CAN-BLOCK-RELOAD=YES,"
+            } else {
+                ""
+            },
             secs(3 * part_target),
             secs(part_target),
         );
@@ -214,8 +241,8 @@ impl Segmenter {
                 self.discontinuity_seq
             );
         }
-        let with_parts = self.segments.len().saturating_sub(PARTS_LISTED_FOR);
-        for (k, s) in self.segments.iter().enumerate() {
+        let with_parts = listed.len().saturating_sub(PARTS_LISTED_FOR);
+        for (k, s) in listed.iter().enumerate() {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
@@ -243,11 +270,14 @@ impl Segmenter {
                     out,
                     "#EXTINF:{},\n{}\n",
                     secs(s.duration_us()),
-                    segment_url(s.number)
+                    segment_url(s)
                 );
             }
         }
-        if let Some(next) = self.next_piece.filter(|_| !self.segments.is_empty()) {
+        let hint = self
+            .next_piece
+            .filter(|_| blocking && !self.segments.is_empty());
+        if let Some(next) = hint {
             let _ = writeln!(
                 out,
                 "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
@@ -325,7 +355,7 @@ mod tests {
     fn the_playlist_is_low_latency_and_consistent_across_reloads() {
         let mut s = Segmenter::new(4, 500_000);
         feed(&mut s, 0, 15);
-        let text = s.render(|n| format!("s{n}.ts"), |i| format!("{i}.ts"));
+        let text = s.render(|g| format!("s{}.ts", g.number), |i| format!("{i}.ts"));
         let want_head = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:4\n\
             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n\
             #EXT-X-PART-INF:PART-TARGET=0.500\n#EXT-X-MEDIA-SEQUENCE:1\n\
@@ -352,14 +382,21 @@ mod tests {
         assert!(s.has(3, None) && s.has(4, Some(2)) && s.has(2, Some(0)));
         assert!(!s.has(4, Some(3)) && !s.has(4, None) && !s.has(5, Some(0)));
         s.push(piece(15, 500, true, true), 0);
-        let text = s.render(|n| format!("s{n}.ts"), |i| format!("{i}.ts"));
+        let text = s.render(|g| format!("s{}.ts", g.number), |i| format!("{i}.ts"));
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
         // Enough segments that the discontinuity leaves: the sequence counts it.
         feed(&mut s, 16, 20);
-        let text = s.render(|n| format!("s{n}.ts"), |i| format!("{i}.ts"));
+        let text = s.render(|g| format!("s{}.ts", g.number), |i| format!("{i}.ts"));
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
         assert_eq!(s.segments().len(), 4);
+        let stat = s.render_static(|g| format!("s{}.ts", g.number), |i| format!("{i}.ts"));
+        assert!(
+            stat.contains("#EXT-X-SERVER-CONTROL:PART-HOLD-BACK=1.500\n")
+                && stat.contains("#EXT-X-PART:")
+                && !stat.contains("PRELOAD-HINT"),
+            "{stat}"
+        );
         s.forget_before(30);
         assert!(s.segments().iter().all(|g| g.first_piece() >= 30));
     }

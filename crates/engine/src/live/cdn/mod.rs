@@ -8,14 +8,15 @@
 //!
 //! ```text
 //! BASE/ID/descriptor.peerlive   the .peerlive file
-//! BASE/ID/live.m3u8             a plain HLS media playlist of the newest pieces
+//! BASE/ID/live.m3u8             HLS playlist: keyframe segments, the newest pieces as parts
+//! BASE/ID/seg/FIRST-LAST.ts     a segment: pieces FIRST..=LAST joined (starts at a keyframe)
 //! BASE/ID/seg/INDEX.ts          piece payload (whole TS packets)
 //! BASE/ID/seg/INDEX.hdr         the 117-byte signed piece header
 //! ```
 //!
 //! Publisher invariants: every file appears by `rename` of a finished temporary file, so a
 //! server never serves half a file; a piece's payload is renamed into place before its header,
-//! and both before the playlist lists it; files leave the playlist before they are deleted; the
+//! and both (and a segment's file) before the playlist lists it; files leave the playlist before they are deleted; the
 //! directory holds a bounded number of segments.
 //!
 //! Fallback invariants: nothing a CDN sends is trusted. Headers are verified against the
@@ -30,7 +31,8 @@
 //! descriptor, playlist, headers and segments: [`CdnClient`], [`fetch_descriptor`]) and
 //! `fallback.rs` (the task that runs core's `live::fallback::FallbackPolicy` over a
 //! [`CdnClient`]: the policy decides what to fetch and when, the task fetches and verifies).
-//! Playlist text comes from core's `live::hls` (one module for this playlist and the HTTP API's).
+//! Playlist text comes from core's `live::llhls` (one segmenter for this playlist and the HTTP
+//! API's; this one is rendered for a static server: no blocking reload, no preload hint).
 //!
 //! Architecture invariant: this module knows nothing of the swarm or of HTTP serving; it talks
 //! to the rest of the engine only through the [`LiveBuffer`](crate::live::LiveBuffer).

@@ -1,16 +1,21 @@
 //! The publisher of the CDN layout: mirrors a [`LiveBuffer`] into `DIR/ID/` (descriptor,
-//! segments, headers, `live.m3u8`) with the invariants in the [module docs](super). Which
-//! segments the playlist lists, and how, is core's [`SlidingPlaylist`]; this file owns the
-//! files.
+//! pieces, headers, keyframe segments, `live.m3u8`) with the invariants in the
+//! [module docs](super). How pieces group into segments and how the playlist says so is core's
+//! [`Segmenter`] (the same as the engine's `/ace/manifest.m3u8`, rendered for a static server:
+//! segments and parts, no blocking reload, no preload hint); this file owns the files: a
+//! segment `seg/FIRST-LAST.ts` is written (its pieces concatenated) once complete, before the
+//! playlist lists it; pieces stay as `seg/INDEX.ts` (the playlist's parts, and what the CDN
+//! fallback fetches).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peercdn_core::live::hls::{Segment, SlidingPlaylist};
+use peercdn_core::live::hls::Segment;
+use peercdn_core::live::llhls::{GopSegment, Segmenter, SEGMENT_MIN_US};
 use peercdn_core::live::HEADER_LEN;
 use tokio::task::JoinHandle;
 
@@ -147,14 +152,15 @@ pub fn spawn_publisher_with(
         .unwrap_or(u64::from(params.window_s) * 1_000_000)
         .max(playlist_us.saturating_mul(2));
     let max_segments = (params.window_pieces() as usize).max(64);
-    let state = DirState {
-        stream_dir: stream_dir.clone(),
+    let default_duration_us = params.piece_duration_ms.saturating_mul(1000);
+    let state = DirState::new(
+        stream_dir.clone(),
         seg_dir,
-        playlist: SlidingPlaylist::new(playlist_us, max_segments),
+        playlist_us,
         keep_us,
         max_segments,
-        default_duration_us: params.piece_duration_ms.saturating_mul(1000),
-    };
+        default_duration_us,
+    );
     let shared = Arc::new(PublisherShared::default());
     let task = tokio::spawn(publish_loop(buffer, state, shared.clone()));
     Ok(Publisher {
@@ -183,7 +189,7 @@ async fn publish_loop(buffer: Arc<LiveBuffer>, mut state: DirState, shared: Arc<
         let mut seen = BTreeSet::new();
         let pieces: Vec<LivePiece> = list
             .into_iter()
-            .filter(|i| seen.insert(*i) && !state.playlist.contains(*i))
+            .filter(|i| seen.insert(*i) && !state.pieces.contains_key(i))
             .filter_map(|i| buffer.get(i))
             .collect();
         for chunk in pieces.chunks(BATCH) {
@@ -215,21 +221,56 @@ async fn publish_loop(buffer: Arc<LiveBuffer>, mut state: DirState, shared: Arc<
 struct DirState {
     stream_dir: PathBuf,
     seg_dir: PathBuf,
-    playlist: SlidingPlaylist,
-    /// Media duration of segments kept on disk.
+    /// Pieces on disk: index → media duration (µs).
+    pieces: BTreeMap<u32, u32>,
+    segmenter: Segmenter,
+    /// Segment files on disk, oldest first: (file name, first piece, last piece).
+    seg_files: VecDeque<(String, u32, u32)>,
+    /// Media duration of pieces kept on disk.
     keep_us: u64,
-    /// Most segments kept on disk.
+    /// Most pieces kept on disk.
     max_segments: usize,
     /// The duration used for a piece whose header has none.
     default_duration_us: u32,
 }
 
+/// Segment files kept on disk after they left the playlist (players still fetching them).
+const SEGMENTS_KEPT_AFTER: usize = 3;
+
+/// A segment's file name: its first and last piece.
+fn segment_file(g: &GopSegment) -> String {
+    let last = g.parts.last().map_or(g.first_piece(), |p| p.index);
+    format!("{}-{last}.ts", g.first_piece())
+}
+
 impl DirState {
-    fn newest(&self) -> Option<u32> {
-        self.playlist.newest()
+    fn new(
+        stream_dir: PathBuf,
+        seg_dir: PathBuf,
+        playlist_us: u64,
+        keep_us: u64,
+        max_segments: usize,
+        default_duration_us: u32,
+    ) -> DirState {
+        let listed = (playlist_us / SEGMENT_MIN_US).max(3) as usize + 1;
+        DirState {
+            stream_dir,
+            seg_dir,
+            pieces: BTreeMap::new(),
+            segmenter: Segmenter::new(listed, u64::from(default_duration_us)),
+            seg_files: VecDeque::new(),
+            keep_us,
+            max_segments,
+            default_duration_us,
+        }
     }
 
-    /// Writes the pieces, then the playlist, then deletes what fell out of the window.
+    fn newest(&self) -> Option<u32> {
+        self.pieces.last_key_value().map(|(&i, _)| i)
+    }
+
+    /// Writes the pieces, the segments they complete, then the playlist, then deletes what
+    /// fell out of the window.
     fn publish(&mut self, pieces: &[LivePiece], sh: &PublisherShared) {
         let mut wrote = false;
         for p in pieces {
@@ -240,8 +281,9 @@ impl DirState {
                 .and_then(|()| write_atomic(&self.seg_dir, &hdr, &p.header.encode()));
             match res {
                 Ok(()) => {
-                    self.playlist
-                        .insert(Segment::from_header(&p.header, self.default_duration_us));
+                    let seg = Segment::from_header(&p.header, self.default_duration_us);
+                    self.pieces.insert(i, seg.duration_us);
+                    self.segmenter.push(seg, p.header.timestamp_us);
                     sh.pieces_written.fetch_add(1, Ordering::Relaxed);
                     sh.bytes_written.fetch_add(
                         p.payload.len() as u64 + HEADER_LEN as u64,
@@ -260,28 +302,97 @@ impl DirState {
         if !wrote {
             return;
         }
-        let text = self.playlist.render(|i| format!("seg/{i}.ts"));
+        if let Err(e) = self.write_segments() {
+            // Not listed without its file: the playlist waits for the next rewrite.
+            sh.error(e);
+            return;
+        }
+        let text = self.segmenter.render_static(
+            |g| format!("seg/{}", segment_file(g)),
+            |i| format!("seg/{i}.ts"),
+        );
         match write_atomic(&self.stream_dir, PLAYLIST_FILE, text.as_bytes()) {
             Ok(()) => {
                 sh.playlists_written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 sh.error(e);
-                // Keep every segment the old playlist may still list.
+                // Keep every file the old playlist may still list.
                 return;
             }
         }
-        for i in self.playlist.expired(self.keep_us, self.max_segments) {
-            self.playlist.remove(i);
+        self.expire(sh);
+    }
+
+    /// Writes the file of every complete segment that has none yet (its pieces, read back).
+    fn write_segments(&mut self) -> Result<(), CdnError> {
+        let newest_file = self.seg_files.back().map(|f| f.2);
+        let todo: Vec<(String, Vec<u32>)> = self
+            .segmenter
+            .segments()
+            .iter()
+            .filter(|g| g.complete && newest_file.is_none_or(|n| g.first_piece() > n))
+            .map(|g| (segment_file(g), g.parts.iter().map(|p| p.index).collect()))
+            .collect();
+        for (name, parts) in todo {
+            let mut data = Vec::new();
+            for i in &parts {
+                let path = self.seg_dir.join(format!("{i}.ts"));
+                let bytes = std::fs::read(&path).map_err(|source| CdnError::Io { path, source })?;
+                data.extend_from_slice(&bytes);
+            }
+            write_atomic(&self.seg_dir, &name, &data)?;
+            let (first, last) = (parts[0], parts[parts.len() - 1]);
+            self.seg_files.push_back((name, first, last));
+        }
+        Ok(())
+    }
+
+    /// Deletes segment files [`SEGMENTS_KEPT_AFTER`] behind the playlist, and pieces beyond
+    /// `keep_us` of media or `max_segments` pieces behind the newest that no listed or kept
+    /// segment holds.
+    fn expire(&mut self, sh: &PublisherShared) {
+        let listed_first = self
+            .segmenter
+            .segments()
+            .front()
+            .map_or(u32::MAX, |g| g.first_piece());
+        let gone = self
+            .seg_files
+            .iter()
+            .filter(|f| f.2 < listed_first)
+            .count()
+            .saturating_sub(SEGMENTS_KEPT_AFTER);
+        for (name, _, _) in self.seg_files.drain(..gone).collect::<Vec<_>>() {
+            self.remove(&name, sh);
+        }
+        let keep_from = self
+            .seg_files
+            .front()
+            .map_or(listed_first, |f| f.1.min(listed_first));
+        let mut total = 0u64;
+        let mut expired = Vec::new();
+        for (n, (&i, &d)) in self.pieces.iter().rev().enumerate() {
+            if i < keep_from && (total >= self.keep_us || n >= self.max_segments) {
+                expired.push(i);
+            }
+            total += u64::from(d);
+        }
+        for i in expired {
+            self.pieces.remove(&i);
             for name in [format!("{i}.hdr"), format!("{i}.ts")] {
-                let path = self.seg_dir.join(name);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(source) => sh.error(CdnError::Io { path, source }),
-                }
+                self.remove(&name, sh);
             }
             sh.segments_deleted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn remove(&self, name: &str, sh: &PublisherShared) {
+        let path = self.seg_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => sh.error(CdnError::Io { path, source }),
         }
     }
 }
@@ -300,7 +411,7 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), CdnError> {
     })
 }
 
-/// Removes `INDEX.ts`, `INDEX.hdr` and temporary files left by a previous run.
+/// Removes `INDEX.ts`, `INDEX.hdr`, `FIRST-LAST.ts` and temporary files left by a previous run.
 fn remove_stale_segments(seg_dir: &Path) -> Result<(), CdnError> {
     let io_err = |source| CdnError::Io {
         path: seg_dir.to_path_buf(),
@@ -310,11 +421,17 @@ fn remove_stale_segments(seg_dir: &Path) -> Result<(), CdnError> {
         let entry = entry.map_err(io_err)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         let ours = name.ends_with(".tmp")
             || name
                 .strip_suffix(".ts")
                 .or_else(|| name.strip_suffix(".hdr"))
-                .is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()));
+                .is_some_and(|stem| {
+                    digits(stem)
+                        || stem
+                            .split_once('-')
+                            .is_some_and(|(a, b)| digits(a) && digits(b))
+                });
         if ours {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|source| CdnError::Io { path, source })?;
@@ -336,22 +453,34 @@ mod tests {
 
     use crate::live::buffer::Origin;
 
+    /// A piece whose write fails (a full disk, here a missing directory) is reported and not
+    /// listed; publishing goes on, and complete segments are written as their pieces joined,
+    /// listed with the pieces as parts.
     #[test]
     fn a_failed_write_is_reported_and_publishing_goes_on() {
         use ed25519_dalek::SigningKey;
+        use peercdn_core::live::FLAG_KEYFRAME;
         let dir = tempfile::tempdir().unwrap();
-        let mut st = DirState {
-            stream_dir: dir.path().to_path_buf(),
-            seg_dir: dir.path().join("seg"), // missing: every write fails, like a full disk
-            playlist: SlidingPlaylist::new(1_000_000, 1000),
-            keep_us: 2_000_000,
-            max_segments: 1000,
-            default_duration_us: 100_000,
-        };
+        let mut st = DirState::new(
+            dir.path().to_path_buf(),
+            dir.path().join("seg"), // missing: every write fails, like a full disk
+            6_000_000,
+            20_000_000,
+            1000,
+            500_000,
+        );
         let key = SigningKey::from_bytes(&[1; 32]);
         let piece = |i: u32| {
-            let payload = Bytes::from(vec![0x47; 188]);
-            let header = PieceHeader::sign(&key, &InfoHash([0; 20]), i, 0, 100_000, 0, &payload);
+            let payload = Bytes::from(vec![i as u8; 188]);
+            let header = PieceHeader::sign(
+                &key,
+                &InfoHash([0; 20]),
+                i,
+                0,
+                500_000,
+                FLAG_KEYFRAME,
+                &payload,
+            );
             LivePiece {
                 header,
                 payload,
@@ -362,13 +491,22 @@ mod tests {
         st.publish(&[piece(0)], &sh);
         assert_eq!(sh.errors.load(Ordering::Relaxed), 1);
         assert!(sh.last_error.lock().unwrap().is_some());
-        assert!(st.playlist.is_empty(), "not listed");
+        assert!(st.pieces.is_empty(), "not listed");
         assert!(!dir.path().join(PLAYLIST_FILE).exists());
         std::fs::create_dir(dir.path().join("seg")).unwrap();
-        st.publish(&[piece(1)], &sh);
-        assert_eq!(sh.pieces_written.load(Ordering::Relaxed), 1);
+        let more: Vec<LivePiece> = (1..=8).map(piece).collect();
+        st.publish(&more, &sh);
+        assert_eq!(sh.pieces_written.load(Ordering::Relaxed), 8);
         let text = std::fs::read_to_string(dir.path().join(PLAYLIST_FILE)).unwrap();
-        assert!(text.contains("seg/1.ts"), "{text}");
+        assert!(text.contains("URI=\"seg/8.ts\""), "{text}");
+        let segment = text
+            .lines()
+            .find(|l| l.starts_with("seg/") && l.contains('-'))
+            .unwrap_or_else(|| panic!("no segment listed: {text}"));
+        let (a, b) = segment[4..segment.len() - 3].split_once('-').unwrap();
+        let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+        let joined: Vec<u8> = (a..=b).flat_map(|i| vec![i as u8; 188]).collect();
+        assert_eq!(std::fs::read(dir.path().join(segment)).unwrap(), joined);
         assert!(dir.path().join("seg/1.hdr").exists());
     }
 }
