@@ -390,3 +390,84 @@ fn low_latency_hls_in_hlsjs_and_plain_hls_in_ffmpeg_mpv_and_vlc() {
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
     assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
 }
+
+/// A broadcaster restart does not freeze hls.js (it once did, until the page was reloaded:
+/// the first segment after the restart lost its discontinuity tag). The broadcaster stops 5 s
+/// into playback and starts again (same data directory and name: same content ID, its first
+/// piece marked as a discontinuity); hls.js in low-latency mode, playing through the viewer's
+/// engine, plays 14 s of media across the gap without a fatal error.
+#[test]
+fn a_broadcaster_restart_does_not_freeze_hlsjs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "60", "1200k");
+    let port = free_port().to_string();
+    let broadcast = |name: &str, peers: &[&str]| {
+        let mut args = vec![
+            "broadcast",
+            "--input",
+            src.to_str().expect("utf8"),
+            "--name",
+            "Restarted channel",
+            "--port",
+            &port,
+            "--http-port",
+            "0",
+        ];
+        for p in peers {
+            args.extend(["--peer", p]);
+        }
+        let mut p = Proc::spawn(
+            name,
+            peercdn(&d.join("bc-data"), &args),
+            &d.join(format!("{name}.log")),
+        );
+        let id = wait_line(&mut p, "id: ");
+        (p, id)
+    };
+    let (mut bc, id) = broadcast("broadcast", &[]);
+    let source = format!("127.0.0.1:{port}");
+    let (mut viewer, viewer_port, base) = engine_start(d, "viewer", &["--peer", &source]);
+    let manifest = format!("{base}/ace/manifest.m3u8?id={id}");
+    let (status, text) = http_get(&manifest);
+    assert_eq!(status, 200, "{text}");
+
+    let mut hlsjs = Proc::spawn(
+        "hls.js",
+        hls_player(&[
+            "--url",
+            &manifest,
+            "--play",
+            "14",
+            "--low-latency",
+            "--timeout",
+            "90",
+        ]),
+        &d.join("hls.js.log"),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let st = bc.terminate(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(130), "the broadcaster stops cleanly");
+    let back = format!("127.0.0.1:{viewer_port}");
+    let (mut bc2, id2) = broadcast("broadcast-again", &[&back]);
+    assert_eq!(id2, id, "same channel after the restart");
+
+    let status = hlsjs.wait(Duration::from_secs(120));
+    let log = hlsjs.log_text();
+    let seen: serde_json::Value = log
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line from hls.js:\n{log}"));
+    eprintln!("hls.js across a restart: {seen}");
+    assert!(
+        status.success(),
+        "hls.js froze or failed ({status}): {seen}"
+    );
+    let playlist = http_get(&manifest).1;
+    assert!(
+        playlist.contains("#EXT-X-DISCONTINUITY"),
+        "the restart is a tagged discontinuity:\n{playlist}"
+    );
+    assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
+    assert!(running(&mut bc2), "broadcaster died:\n{}", bc2.log_text());
+}
