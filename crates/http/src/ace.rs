@@ -798,18 +798,21 @@ pub fn version_code(version: &str) -> u64 {
     next() * 1_000_000 + next() * 10_000 + next() * 100
 }
 
+/// What `get_version` answers (and `/server/api`'s `get_status` in its `version`): the Ace API
+/// level implemented and peercdn's own version.
+pub(crate) fn version_json() -> serde_json::Value {
+    json!({
+        "code": version_code(ACE_API_VERSION),
+        "platform": "linux",
+        "version": ACE_API_VERSION,
+        "peercdn_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
 async fn service(RawQuery(query): RawQuery) -> Result<Json<serde_json::Value>, ApiError> {
     let p = Params::parse(query.as_deref());
     match p.get("method") {
-        Some("get_version") => Ok(Json(json!({
-            "result": {
-                "code": version_code(ACE_API_VERSION),
-                "platform": "linux",
-                "version": ACE_API_VERSION,
-                "peercdn_version": env!("CARGO_PKG_VERSION"),
-            },
-            "error": null,
-        }))),
+        Some("get_version") => Ok(Json(json!({ "result": version_json(), "error": null }))),
         Some(m) => Err(ApiError::bad_request(format!("unknown method {m:?}"))),
         None => Err(ApiError::bad_request("missing parameter: method")),
     }

@@ -7,6 +7,10 @@
 //! - `get_content_id` (`infohash=`): the content ID (the same 40 hex digits here);
 //! - `get_api_access_token`: `{"token": …}` — the engine's access token when it has one (the
 //!   caller already passed it to get here), else a fixed one the search accepts;
+//! - `get_status`: `version` (as `get_version`), `playlist_loaded` (false: no playlists here),
+//!   counts of torrents, live streams, playback sessions and peers, DHT nodes, `connected`
+//!   (peers or DHT nodes); `get_network_connection_status`: `{"connected"}` (orchestrators and
+//!   scrapers poll both as health checks);
 //! - `search` and `/search` (`query`, `category`, `page` from 0, `page_size`,
 //!   `group_by_channels`): `{"results": […], "total", "time"}`, each result with `infohash`,
 //!   `name`, `categories`, `availability` (0–1: the share of the content held here, 1 for a
@@ -64,6 +68,11 @@ async fn server_api(
             ))
         }
         Some("search") => search(&state, &p),
+        Some("get_status") => Ok(result(status(&state).await)),
+        Some("get_network_connection_status") => {
+            let connected = status(&state).await["connected"].clone();
+            Ok(result(json!({ "connected": connected })))
+        }
         Some(m) => Err(ApiError::bad_request(format!("unknown method {m:?}"))),
         None => Err(ApiError::bad_request("missing parameter: method")),
     }
@@ -74,6 +83,33 @@ async fn search_route(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     search(&state, &Params::parse(query.as_deref()))
+}
+
+/// `get_status`: the engine's version (as `get_version`), what it runs, and whether it is
+/// connected (peers, or a DHT with nodes). Engine orchestrators poll it as a health check.
+async fn status(state: &AppState) -> Value {
+    let s = state.session();
+    let torrents = s.list();
+    let lives = s.lives();
+    let peers: usize = torrents
+        .iter()
+        .map(|t| t.status.borrow().peers)
+        .sum::<usize>()
+        + lives.iter().map(|l| l.status().peers).sum::<usize>();
+    let dht_nodes = match s.dht() {
+        Some(d) => d.current_stats().await.nodes,
+        None => 0,
+    };
+    json!({
+        "version": crate::ace::version_json(),
+        "playlist_loaded": false,
+        "torrents": torrents.len(),
+        "live_streams": lives.len(),
+        "playback_sessions": state.playback_count(),
+        "peers": peers,
+        "dht_nodes": dht_nodes,
+        "connected": peers > 0 || dht_nodes > 0,
+    })
 }
 
 /// `{"result": value, "error": null}`.

@@ -453,6 +453,17 @@ async fn server_api_and_search_in_ace_shapes() {
     assert_eq!(v["result"]["content_id"], id.as_str());
     let v = get("/server/api?method=get_api_access_token".into()).await;
     assert!(v["result"]["token"].is_string(), "{v}");
+    // The health checks engine orchestrators poll: the version, what runs, connected (the
+    // viewer has the seeder as a peer once its metadata came).
+    let v = get("/server/api?api_version=3&method=get_status".into()).await;
+    assert_eq!(v["result"]["version"]["version"], "3.1.49", "{v}");
+    assert_eq!(v["result"]["torrents"], 1, "{v}");
+    assert_eq!(v["result"]["playback_sessions"], 1, "{v}");
+    assert_eq!(v["result"]["playlist_loaded"], false, "{v}");
+    let peers = v["result"]["peers"].as_u64().unwrap();
+    assert_eq!(v["result"]["connected"], peers > 0, "{v}");
+    let v = get("/server/api?api_version=3&method=get_network_connection_status".into()).await;
+    assert!(v["result"]["connected"].is_boolean(), "{v}");
 
     for path in [
         "/search?query=MoViE".to_string(),
