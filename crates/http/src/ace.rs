@@ -19,7 +19,8 @@
 //!   `livepos`, `delay_ms`, bytes by origin for live).
 //! - `/ace/cmd/{infohash}/{session}?method=stop`: ends the playback session (a live one's streams
 //!   end too); the last one on a torrent or live stream that `getstream` started removes it (a
-//!   torrent's data stays).
+//!   torrent's data stays). `method=liveseek&pos=SECONDS` (live): the session's streams go on
+//!   from the keyframe piece made at or before that Unix time (`livepos` gives the range).
 //! - `/webui/api/service?method=get_version`: the Ace API level implemented
 //!   ([`ACE_API_VERSION`]) in `version` and `code`, peercdn's own version in `peercdn_version`.
 //!
@@ -771,6 +772,19 @@ async fn command(
     let ih = parse_path_id(&ih)?;
     match p.get("method") {
         Some("stop") => {}
+        Some("liveseek") => {
+            let pos: u64 = p
+                .number("pos")?
+                .ok_or_else(|| ApiError::bad_request("liveseek needs pos= (Unix seconds)"))?;
+            let pb = state
+                .playback(&ih, &session)
+                .ok_or_else(|| ApiError::not_found("unknown playback session"))?;
+            let LiveSlot(player) = pb
+                .live
+                .ok_or_else(|| ApiError::bad_request("liveseek is for live streams"))?;
+            player.seek_to(pos.saturating_mul(1_000_000));
+            return Ok(ok_envelope(json!("ok")));
+        }
         Some(m) => return Err(ApiError::bad_request(format!("unknown method {m:?}"))),
         None => return Err(ApiError::bad_request("missing parameter: method")),
     }

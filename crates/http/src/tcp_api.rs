@@ -1,7 +1,8 @@
 //! The Ace Stream engine's TCP API (port 62062): the line protocol HTTPAceProxy, aceproxy and
 //! their kin speak to an engine — `HELLOBG` → `HELLOTS`, `READY` → `AUTH`, `LOADASYNC` →
 //! `LOADRESP`, `START` → `STATUS`/`STATE` lines then `START url=…` (an Ace playback URL of the
-//! HTTP API), `EVENT livepos` once a second for live streams, `STOP`, `SHUTDOWN`.
+//! HTTP API), `EVENT livepos` once a second for live streams, `LIVESEEK` (Unix seconds: the
+//! live stream goes on from the keyframe piece made then), `STOP`, `SHUTDOWN`.
 //!
 //! Each connection is one player's session: what its `START` started (a playback session of
 //! the HTTP API, so the torrent `START` added goes away with it) ends on `STOP`, on another
@@ -95,7 +96,13 @@ pub enum Command {
         /// The infohash given.
         infohash: Option<String>,
     },
-    /// `SETOPTIONS`, `EVENT`, `USERDATA`, `LIVESEEK`, `GETADURL`, …: needs no answer here.
+    /// `LIVESEEK POS`: the live stream played goes on from Unix time `POS` (seconds, as
+    /// `EVENT livepos` reports them).
+    LiveSeek {
+        /// Unix seconds.
+        pos: u64,
+    },
+    /// `SETOPTIONS`, `EVENT`, `USERDATA`, `GETADURL`, …: needs no answer here.
     Ignored(String),
 }
 
@@ -161,8 +168,15 @@ pub fn parse_command(line: &str) -> Result<Command, ParseError> {
         "GETCID" => Command::GetCid {
             infohash: kv(&rest, "infohash"),
         },
-        "SETOPTIONS" | "EVENT" | "USERDATA" | "LIVESEEK" | "GETADURL" | "SAVE" | "PLAYBACK"
-        | "GETSTATUS" => Command::Ignored(verb.to_ascii_uppercase()),
+        "LIVESEEK" => Command::LiveSeek {
+            pos: rest
+                .first()
+                .and_then(|p| p.parse().ok())
+                .ok_or(ParseError::Missing("LIVESEEK"))?,
+        },
+        "SETOPTIONS" | "EVENT" | "USERDATA" | "GETADURL" | "SAVE" | "PLAYBACK" | "GETSTATUS" => {
+            Command::Ignored(verb.to_ascii_uppercase())
+        }
         other => return Err(ParseError::Unknown(other.chars().take(32).collect())),
     })
 }
@@ -374,6 +388,12 @@ impl Conn {
                     .unwrap_or_default();
                 vec![format!("##{cid}")]
             }
+            Command::LiveSeek { pos } => {
+                if let Some(player) = self.live_player() {
+                    player.seek_to(pos.saturating_mul(1_000_000));
+                }
+                Vec::new()
+            }
             Command::Shutdown | Command::Ignored(_) => Vec::new(),
         }
     }
@@ -480,6 +500,17 @@ impl Conn {
         Ok(())
     }
 
+    /// The player of the live stream this connection plays, if it plays one.
+    fn live_player(&self) -> Option<std::sync::Arc<crate::live::LivePlayer>> {
+        let Some(Playing::Live { h, session }) = &self.playing else {
+            return None;
+        };
+        self.state
+            .playback(&h.content_id(), session)
+            .and_then(|pb| pb.live)
+            .map(|slot| slot.0)
+    }
+
     /// Ends what this connection plays: its playback session, and the content when `START`
     /// added it and nobody else plays it.
     async fn stop(&mut self) {
@@ -559,8 +590,9 @@ impl Conn {
                     st.cdn_downloaded,
                     st.uploaded
                 );
+                let played = self.live_player().and_then(|p| p.played_timestamp_us());
                 if let Some(b) = h.buffer() {
-                    if let Some(pos) = livepos(&b) {
+                    if let Some(pos) = livepos(&b, played) {
                         out.push(pos);
                     }
                 }
@@ -578,12 +610,16 @@ impl Conn {
 }
 
 /// `EVENT livepos` from a live stream's window: Unix seconds of its first and newest held
-/// pieces (and of the playhead, or the newest when nobody reads), as Ace engines send it.
-fn livepos(b: &peercdn_engine::live::LiveBuffer) -> Option<String> {
+/// pieces and of `played` (this session's player: what it last sent, µs), else of the
+/// playhead, else the newest, as Ace engines send it.
+fn livepos(b: &peercdn_engine::live::LiveBuffer, played: Option<u64>) -> Option<String> {
     let (first, last) = b.range()?;
     let ts = |i: u32| b.headers(i, 1).first().map(|h| h.timestamp_us / 1_000_000);
     let (first_ts, last_ts) = (ts(first)?, ts(last)?);
-    let pos = b.playhead().and_then(ts).unwrap_or(last_ts);
+    let pos = played
+        .map(|us| us / 1_000_000)
+        .or_else(|| b.playhead().and_then(ts))
+        .unwrap_or(last_ts);
     let (held, _) = b.held();
     Some(format!(
         "EVENT livepos last={last_ts} live_first={first_ts} pos={pos} first_ts={first_ts} \
@@ -685,6 +721,14 @@ mod tests {
         assert_eq!(
             parse_command("EVENT play"),
             Ok(Command::Ignored("EVENT".into()))
+        );
+        assert_eq!(
+            parse_command("LIVESEEK 1700000000"),
+            Ok(Command::LiveSeek { pos: 1_700_000_000 })
+        );
+        assert_eq!(
+            parse_command("LIVESEEK"),
+            Err(ParseError::Missing("LIVESEEK"))
         );
     }
 

@@ -309,6 +309,28 @@ async fn json_stat_stop_manifest_and_segments() {
     assert_eq!(st["p2p_downloaded"], 0);
     assert_eq!(st["cdn_downloaded"], 0);
 
+    // liveseek to the window's start (livepos first_ts): the stream goes on from the keyframe
+    // piece made at or before then, far behind where it was.
+    let r: Value = get_json(
+        &c,
+        format!("{cmd}?method=liveseek&pos={}", n(&lp["first_ts"])),
+    )
+    .await;
+    assert_eq!(r["response"], "ok", "{r}");
+    let more = read_at_least(&mut p, 20 * 10 * PACKET).await;
+    let mut after = vec![*seq.last().unwrap()];
+    after.extend(pieces_in(&more[..more.len() / PACKET * PACKET]));
+    let back = after
+        .windows(2)
+        .find(|w| w[1] < w[0])
+        .unwrap_or_else(|| panic!("the stream did not jump back: {after:?}"));
+    assert!(
+        is_key(back[1]) && u64::from(back[1]) <= first + 1,
+        "{back:?} ({lp})"
+    );
+    let r: Value = get_json(&c, format!("{cmd}?method=liveseek")).await;
+    assert!(r["error"].as_str().unwrap().contains("pos"), "{r}");
+
     // stop ends the session and its stream.
     let r: Value = get_json(&c, format!("{cmd}?method=stop")).await;
     assert_eq!(r["response"], "ok");
@@ -680,7 +702,23 @@ async fn ace_tcp_api_starts_a_live_stream_as_proxies_do() {
     let mut r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let got = read_at_least(&mut r, 4 * PACKET * 4).await;
-    assert!(!pieces_in(&got).is_empty());
+    let seq = pieces_in(&got[..got.len() / PACKET * PACKET]);
+    assert!(!seq.is_empty());
+    // LIVESEEK to the window's start (livepos first_ts): the stream jumps back to a keyframe.
+    let first_ts: u64 = livepos
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix("first_ts="))
+        .and_then(|v| v.parse().ok())
+        .expect("first_ts");
+    say!("LIVESEEK {first_ts}");
+    let more = read_at_least(&mut r, 20 * 4 * PACKET).await;
+    let mut after = vec![*seq.last().unwrap()];
+    after.extend(pieces_in(&more[..more.len() / PACKET * PACKET]));
+    let back = after
+        .windows(2)
+        .find(|w| w[1] < w[0])
+        .unwrap_or_else(|| panic!("LIVESEEK did not move the stream back: {after:?}"));
+    assert!(is_key(back[1]), "{back:?}");
     drop(r);
     say!("STOP");
     loop {

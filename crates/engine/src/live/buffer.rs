@@ -214,6 +214,21 @@ impl LiveBuffer {
             .map(|(&i, _)| i)
     }
 
+    /// The newest keyframe piece made at or before source time `timestamp_us`; the oldest
+    /// keyframe piece held when every one is newer.
+    pub fn keyframe_at_time(&self, timestamp_us: u64) -> Option<u32> {
+        let r = self.ring();
+        let mut keys = r.pieces.iter().filter(|(_, p)| p.header.is_keyframe());
+        let first = keys.next().map(|(&i, _)| i)?;
+        Some(
+            r.pieces
+                .iter()
+                .rev()
+                .find(|(_, p)| p.header.is_keyframe() && p.header.timestamp_us <= timestamp_us)
+                .map_or(first, |(&i, _)| i),
+        )
+    }
+
     /// The first keyframe piece after `index`.
     pub fn keyframe_after(&self, index: u32) -> Option<u32> {
         self.ring()

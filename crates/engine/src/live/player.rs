@@ -34,6 +34,8 @@ pub struct LivePlayer {
     pos: AtomicU64,
     played_ts_us: AtomicU64,
     stop: watch::Sender<bool>,
+    /// The source time (µs since the epoch) a seek asked for; 0: none yet.
+    seek: watch::Sender<u64>,
 }
 
 impl Default for LivePlayer {
@@ -42,6 +44,7 @@ impl Default for LivePlayer {
             pos: AtomicU64::new(NO_POS),
             played_ts_us: AtomicU64::new(0),
             stop: watch::channel(false).0,
+            seek: watch::channel(0).0,
         }
     }
 }
@@ -65,6 +68,14 @@ impl LivePlayer {
     /// Ends every stream of this session (`command_url?method=stop`).
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Moves the session's streams to source time `timestamp_us` (µs since the epoch; Ace's
+    /// `LIVESEEK`): they go on from the newest keyframe piece made at or before it (the oldest
+    /// keyframe piece held when it is older than the window; the newest when it is in the
+    /// future).
+    pub fn seek_to(&self, timestamp_us: u64) {
+        self.seek.send_replace(timestamp_us.max(1));
     }
 
     /// True once [`LivePlayer::stop`] was called.
@@ -138,6 +149,10 @@ impl Pump {
     pub async fn run(mut self, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
         let mut changes = self.buffer.subscribe();
         let mut stop = self.player.stop.subscribe();
+        let mut seek = self.player.seek.subscribe();
+        // The seek already applied (a wake-up by `seek.changed()` consumes the change, so the
+        // value is compared instead).
+        let mut sought = *seek.borrow_and_update();
         // Since when the next piece has been missing while a later keyframe piece is held.
         let mut stalled_since: Option<Instant> = None;
         loop {
@@ -145,6 +160,15 @@ impl Pump {
                 return;
             }
             changes.borrow_and_update();
+            let t = *seek.borrow_and_update();
+            if t != sought {
+                sought = t;
+                if let Some(k) = self.buffer.keyframe_at_time(t) {
+                    tracing::debug!(from = self.next, to = k, "live player seeks");
+                    self.next = k;
+                    stalled_since = None;
+                }
+            }
             self.reader.set_position(self.next);
             self.player.set_position(self.next);
             if let Some(p) = self.buffer.get(self.next) {
@@ -191,6 +215,7 @@ impl Pump {
             };
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
+                _ = seek.changed() => {}
                 _ = sleep => {}
                 _ = tx.closed() => return,
                 _ = stop.wait_for(|s| *s) => return,
