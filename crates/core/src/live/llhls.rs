@@ -5,9 +5,10 @@
 //!
 //! The [`Segmenter`] is fed the pieces in index order, as they become playable, and decides
 //! once, never revising (parts already announced must stay where they are):
-//! - the first segment starts at a keyframe piece (pieces before it are not listed);
-//! - a piece starts a new segment when it follows a discontinuity (the source restarted or
-//!   looped) or a gap (pieces skipped), when it is a keyframe piece and the current segment
+//! - the first segment starts at a keyframe piece, and so does the first after a
+//!   discontinuity (the source restarted or looped) or a gap (pieces skipped), which is tagged
+//!   (pieces before that keyframe piece are not listed: nothing decodes them);
+//! - a piece starts a new segment when it is a keyframe piece and the current segment
 //!   already lasts [`SEGMENT_MIN_US`], or when adding it would make the segment longer than
 //!   [`SEGMENT_MAX_US`] (a GOP that long is split; that segment does not start with a
 //!   keyframe);
@@ -73,6 +74,8 @@ pub struct Segmenter {
     next_piece: Option<u32>,
     next_number: u64,
     discontinuity_seq: u64,
+    /// A discontinuity or gap came since the last segment started: the next one is tagged.
+    pending_discontinuity: bool,
     /// Seconds, never lowered.
     target_s: u64,
     /// Microseconds, never lowered.
@@ -91,6 +94,7 @@ impl Segmenter {
             // duration before it reloads instead of asking for the next part at once.
             next_number: 1,
             discontinuity_seq: 0,
+            pending_discontinuity: false,
             target_s: SEGMENT_MAX_US.div_ceil(1_000_000),
             part_target_us: part_target_us.max(1000),
         }
@@ -122,26 +126,37 @@ impl Segmenter {
         let gap = self.next_piece.is_some_and(|n| piece.index > n);
         self.next_piece = piece.index.checked_add(1);
         self.part_target_us = self.part_target_us.max(u64::from(piece.duration_us));
-        let open = self.segments.back_mut().filter(|s| !s.complete);
-        let Some(cur) = open else {
-            if self.segments.is_empty() && !piece.keyframe {
-                return;
+        if gap || piece.discontinuity {
+            self.close_open();
+            self.pending_discontinuity = true;
+        }
+        let Some(cur) = self.segments.back_mut().filter(|s| !s.complete) else {
+            // A segment after nothing, a gap or a discontinuity starts at a keyframe piece (a
+            // player that begins there or a decoder reset there needs one): pieces before it
+            // are not listed.
+            if piece.keyframe {
+                let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+                self.start(piece, timestamp_us, discontinuity);
             }
-            self.start(piece, timestamp_us, gap || piece.discontinuity);
             return;
         };
         let dur = cur.duration_us();
-        let split = piece.discontinuity
-            || gap
-            || (piece.keyframe && dur >= SEGMENT_MIN_US)
+        let split = (piece.keyframe && dur >= SEGMENT_MIN_US)
             || dur + u64::from(piece.duration_us) > SEGMENT_MAX_US
             || cur.parts.len() >= MAX_PARTS;
         if split {
-            cur.complete = true;
-            self.target_s = self.target_s.max(dur.div_ceil(1_000_000));
-            self.start(piece, timestamp_us, gap || piece.discontinuity);
+            self.close_open();
+            self.start(piece, timestamp_us, false);
         } else {
             cur.parts.push(piece);
+        }
+    }
+
+    /// Completes the open segment, if any.
+    fn close_open(&mut self) {
+        if let Some(cur) = self.segments.back_mut().filter(|s| !s.complete) {
+            cur.complete = true;
+            self.target_s = self.target_s.max(cur.duration_us().div_ceil(1_000_000));
         }
     }
 
@@ -332,6 +347,10 @@ mod tests {
         assert_eq!(numbers, [1, 2, 3]);
     }
 
+    /// hls.js once reported "Found no media in msn 2" on a viewer that had just joined: pieces
+    /// came out of order, a missing one was skipped, and the segment after the gap began with
+    /// a piece that is not a keyframe piece (no PAT, PMT or IDR for a reset demuxer). After a
+    /// gap, as after a discontinuity, a segment now waits for a keyframe piece.
     #[test]
     fn long_gops_are_split_and_discontinuities_and_gaps_start_segments() {
         let mut s = Segmenter::new(16, 500_000);
@@ -344,11 +363,23 @@ mod tests {
         s.push(piece(10, 500, true, true), 0);
         assert!(s.segments().back().unwrap().discontinuity);
         s.push(piece(11, 500, false, false), 0);
+        // A gap (12, 13 skipped): the open segment completes, and the next one waits for a
+        // keyframe piece (14 and 15 are not listed) and is tagged.
         s.push(piece(14, 500, false, false), 0);
         let last = s.segments().back().unwrap();
-        assert!(last.discontinuity && last.first_piece() == 14, "a gap");
+        assert!(
+            last.complete && last.first_piece() == 10,
+            "a gap closes the segment"
+        );
+        s.push(piece(15, 500, false, false), 0);
+        s.push(piece(16, 500, true, false), 0);
+        let last = s.segments().back().unwrap();
+        assert!(
+            last.discontinuity && last.first_piece() == 16,
+            "after a gap, a keyframe"
+        );
         s.push(piece(12, 500, true, false), 0);
-        assert_eq!(s.next_piece(), Some(15), "older pieces are ignored");
+        assert_eq!(s.next_piece(), Some(17), "older pieces are ignored");
     }
 
     #[test]
