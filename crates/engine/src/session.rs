@@ -74,6 +74,10 @@ pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 64;
 /// How long [`Session::resolve_id`] waits for the info dictionary of an unknown ID before it
 /// starts it as a torrent that keeps looking.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a lookup nobody answered in [`RESOLVE_TIMEOUT`] goes on in the background.
+pub const LATE_RESOLVE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most lookups going on in the background at once (more give up at once).
+pub const MAX_LATE_RESOLVES: usize = 64;
 
 /// Options of a live stream.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +102,10 @@ pub enum Resolved {
     Vod(TorrentHandle),
     /// A live stream.
     Live(LiveHandle),
+    /// No peer answered within [`RESOLVE_TIMEOUT`]: the lookup goes on in the background (a
+    /// later `resolve_id` joins it) for up to [`LATE_RESOLVE_TIMEOUT`], and the ID becomes a
+    /// live stream or a torrent once found — never a torrent only because its peers were late.
+    Pending,
 }
 
 /// Why the session could not do something.
@@ -143,6 +151,9 @@ struct Inner {
     /// IDs `resolve_id` is finding out about (their actor is in `lives` to fetch the info
     /// dictionary, but they are not known to be live streams yet).
     resolving: Mutex<std::collections::HashSet<InfoHash>>,
+    /// IDs whose lookup goes on in the background ([`Resolved::Pending`]); they stay in
+    /// `resolving` meanwhile.
+    late: Mutex<std::collections::HashSet<InfoHash>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
@@ -201,6 +212,7 @@ impl Session {
                 torrents: Mutex::new(HashMap::new()),
                 lives: Mutex::new(HashMap::new()),
                 resolving: Mutex::new(std::collections::HashSet::new()),
+                late: Mutex::new(std::collections::HashSet::new()),
                 limits,
                 accept,
                 dht,
@@ -525,13 +537,18 @@ impl Session {
     /// Finds out what a bare content ID is — a running torrent or live stream, or else by
     /// fetching its info dictionary from peers (`opts.peers`, static peers, the DHT) — and
     /// starts it: a live stream as with [`Session::add_live`], a torrent with its metadata
-    /// already known. When no peer answers within [`RESOLVE_TIMEOUT`], it starts as a torrent
-    /// that keeps looking for its metadata (as a magnet would).
+    /// already known. When no peer answers within [`RESOLVE_TIMEOUT`], the answer is
+    /// [`Resolved::Pending`] and the lookup goes on in the background (a later call joins it):
+    /// the ID is never fixed as a torrent because a live stream's peers were late.
     pub async fn resolve_id(&self, id: InfoHash, opts: AddOptions) -> Resolved {
         // Another request may be finding out already: wait for its answer rather than taking
         // its half-started stream for a live one. Claiming the ID is one step (check and
         // insert under one lock): with a check, then an insert, concurrent first requests for
         // one ID could all go on to resolve it side by side.
+        // A lookup going on in the background: join it at once, with our peers.
+        if lock(&self.inner.late).contains(&id) {
+            return self.resolve_new(id, opts).await;
+        }
         let deadline = crate::clock::tokio_now() + RESOLVE_TIMEOUT + Duration::from_secs(5);
         loop {
             let claimed = lock(&self.inner.resolving).insert(id);
@@ -561,7 +578,10 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let resolved = self.resolve_new(id, opts).await;
-        lock(&self.inner.resolving).remove(&id);
+        // A pending lookup keeps the ID (its background task lets it go).
+        if !lock(&self.inner.late).contains(&id) {
+            lock(&self.inner.resolving).remove(&id);
+        }
         resolved
     }
 
@@ -591,21 +611,29 @@ impl Session {
             }
             Some(Kind::Vod(info)) => {
                 self.remove_live(&id).await;
-                match peercdn_core::metainfo::Metainfo::from_info_bytes(
-                    info.to_vec(),
-                    vec![],
-                    vec![],
-                ) {
-                    Ok(m) => Resolved::Vod(self.add(Source::Metainfo(Box::new(m)), opts)),
-                    Err(e) => {
-                        debug!(%id, "info dictionary from peers is invalid: {e}");
-                        Resolved::Vod(self.add_by_hash(id, opts))
-                    }
-                }
+                Resolved::Vod(self.add_from_info(id, &info, opts))
             }
             _ => {
-                self.remove_live(&id).await;
-                Resolved::Vod(self.add_by_hash(id, opts))
+                // Joined (a background lookup exists), started one, or too many: give up.
+                let started = {
+                    let mut late = lock(&self.inner.late);
+                    if late.contains(&id) {
+                        Some(false)
+                    } else if late.len() < MAX_LATE_RESOLVES {
+                        late.insert(id);
+                        Some(true)
+                    } else {
+                        None
+                    }
+                };
+                match started {
+                    Some(true) => self.spawn_late_resolve(id, kind, opts),
+                    Some(false) => {}
+                    None => {
+                        self.remove_live(&id).await;
+                    }
+                }
+                Resolved::Pending
             }
         }
     }
@@ -620,6 +648,57 @@ impl Session {
         if !held {
             lsd.remove(id);
         }
+    }
+
+    /// Starts the torrent whose info dictionary peers gave (by hash if it does not parse).
+    fn add_from_info(&self, id: InfoHash, info: &[u8], opts: AddOptions) -> TorrentHandle {
+        match peercdn_core::metainfo::Metainfo::from_info_bytes(info.to_vec(), vec![], vec![]) {
+            Ok(m) => self.add(Source::Metainfo(Box::new(m)), opts),
+            Err(e) => {
+                debug!(%id, "info dictionary from peers is invalid: {e}");
+                self.add_by_hash(id, opts)
+            }
+        }
+    }
+
+    /// Goes on looking for `id` (its lookup, whose kind `kind` reports, found nothing in
+    /// [`RESOLVE_TIMEOUT`]) for up to [`LATE_RESOLVE_TIMEOUT`]: a live stream stays and shows,
+    /// a torrent starts, nothing found ends the lookup. The ID stays hidden (`resolving`)
+    /// until then.
+    fn spawn_late_resolve(
+        &self,
+        id: InfoHash,
+        mut kind: tokio::sync::watch::Receiver<Kind>,
+        opts: AddOptions,
+    ) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let found = tokio::time::timeout(
+                LATE_RESOLVE_TIMEOUT,
+                kind.wait_for(|k| !matches!(k, Kind::Unknown)),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|k| k.clone()));
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let s = Session { inner };
+            match found {
+                Some(Kind::Live) => info!(%id, "found late: a live stream"),
+                Some(Kind::Vod(info)) => {
+                    info!(%id, "found late: a torrent");
+                    s.remove_live(&id).await;
+                    s.add_from_info(id, &info, opts);
+                }
+                _ => {
+                    debug!(%id, "nobody has this ID: the lookup ends");
+                    s.remove_live(&id).await;
+                }
+            }
+            lock(&s.inner.late).remove(&id);
+            lock(&s.inner.resolving).remove(&id);
+        });
     }
 
     fn add_by_hash(&self, id: InfoHash, opts: AddOptions) -> TorrentHandle {

@@ -95,7 +95,7 @@ async fn viewers_in_a_chain_and_by_id_receive_every_piece() {
         .await
     {
         Resolved::Live(h) => h,
-        Resolved::Vod(_) => panic!("a live ID resolved as a torrent"),
+        other => panic!("a live ID resolved as {other:?}"),
     };
     let bufs = [
         ready(&h1).await,
@@ -496,4 +496,48 @@ async fn altered_replayed_and_foreign_pieces_get_their_senders_banned() {
     for s in [&src, &viewer] {
         s.shutdown().await;
     }
+}
+
+/// A live ID nobody answered for within `RESOLVE_TIMEOUT` once became a torrent looking for
+/// its metadata, for good on that engine (its HLS answered 400 thereafter, and a retry found
+/// "the torrent"). Now the answer is `Pending` and the lookup goes on: nothing is fixed, and a
+/// later `resolve_id` (here naming the peer that has the stream) joins it and finds it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_id_whose_peers_are_late_is_found_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[43; 32]);
+    let desc = descriptor(&key);
+    let id = desc.content_id();
+    let src = Session::start(config(&dir.path().join("src")))
+        .await
+        .unwrap();
+    src.add_live(
+        desc,
+        LiveOptions {
+            source: true,
+            ..LiveOptions::default()
+        },
+    );
+    let viewer = Session::start(config(&dir.path().join("v"))).await.unwrap();
+    let r = viewer.resolve_id(id, AddOptions::default()).await;
+    assert!(matches!(r, Resolved::Pending), "nobody answered: {r:?}");
+    assert!(viewer.get(&id).is_none(), "not fixed as a torrent");
+    assert!(viewer.get_live(&id).is_none(), "hidden while looked for");
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        viewer.resolve_id(
+            id,
+            AddOptions {
+                peers: vec![addr(&src)],
+                ..AddOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("the second request joins the lookup at once");
+    assert!(matches!(r, Resolved::Live(_)), "found late: {r:?}");
+    assert!(viewer.get_live(&id).is_some());
+    assert!(viewer.get(&id).is_none());
+    viewer.shutdown().await;
+    src.shutdown().await;
 }

@@ -241,6 +241,18 @@ pub(crate) enum Target {
     },
 }
 
+/// The error for an ID no peer answered for within the engine's resolve timeout (the engine
+/// goes on looking: a later request may find it).
+fn still_looking(id: InfoHash) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "no peer has answered for {} yet; still looking for it: try again shortly",
+            id.to_hex()
+        ),
+    )
+}
+
 /// A place among the IDs looked for at once, or the Ace error that says there is none.
 async fn claim(state: &AppState, id: InfoHash) -> Result<crate::state::ResolveClaim, ApiError> {
     state.claim_new_id(id).await.ok_or_else(|| {
@@ -315,6 +327,11 @@ pub(crate) async fn resolve_target(
                 let id = match &found {
                     Found::Vod(h) => h.info_hash,
                     Found::Live(h) => h.content_id(),
+                    // Still looked for in the engine; nothing is held here yet.
+                    Found::Pending => {
+                        let _ = tx.send(found);
+                        return;
+                    }
                 };
                 st.mark_owned(id);
                 // Answered as pending: if every session for it was stopped meanwhile, what
@@ -350,6 +367,7 @@ pub(crate) async fn resolve_target(
                     Target::Vod { h, new }
                 }
                 Found::Live(h) => Target::Live { h, new },
+                Found::Pending => return Err(still_looking(ih)),
             })
         }
         Wanted::Magnet(ref m) => {
@@ -697,10 +715,11 @@ async fn settle_pending(
         false
     } else if wait {
         // Joins the lookup under way (`resolve_id` waits for another request's answer).
-        matches!(
-            s.resolve_id(ih, AddOptions::default()).await,
-            Found::Live(_)
-        )
+        match s.resolve_id(ih, AddOptions::default()).await {
+            Found::Live(_) => true,
+            Found::Vod(_) => false,
+            Found::Pending => return Err(still_looking(ih)),
+        }
     } else {
         return Ok(false);
     };
