@@ -1,10 +1,13 @@
 //! Fuzz target: what VoD HLS reads of a TS file (its head, its last timestamp, its keyframes)
 //! must never panic on any bytes in any chunking, and a keyframe found lies inside the bytes
-//! fed.
+//! fed; the muxer that remuxes MP4 samples takes any bytes as a sample and writes whole
+//! packets.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peercdn_core::ts::{last_pts, KeyframeFinder, StreamInfo, TsHead};
+use peercdn_core::ts::{
+    last_pts, AacConfig, AvcConfig, KeyframeFinder, StreamInfo, TsHead, TsMuxer, PACKET_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte chooses the chunk size.
@@ -22,6 +25,22 @@ fuzz_target!(|data: &[u8]| {
     if let (Some(h), Some(last)) = (&head, last_pts(&info, body)) {
         assert!(h.span_to(last) < 1 << 33);
     }
+    let mut mux = TsMuxer::new(
+        Some(AvcConfig {
+            sps: vec![0x67],
+            pps: vec![0x68],
+            length_size: 1 + usize::from(cfg.first().copied().unwrap_or(3) & 3),
+        }),
+        Some(AacConfig {
+            object_type: 2,
+            freq_index: 3,
+            channels: 2,
+        }),
+    );
+    let mut out = Vec::new();
+    mux.video(1, 0, true, body, &mut out);
+    mux.audio(2, body, &mut out);
+    assert_eq!(out.len() % PACKET_LEN, 0);
     let mut finder = KeyframeFinder::new(&info);
     for part in body.chunks(chunk) {
         if let Some(at) = finder.push(part) {

@@ -7,9 +7,11 @@
 //
 // It plays until the media time passed --play seconds (default 4); with --seek it then seeks
 // there and plays --play seconds more. Output: {"ok", "startup_ms", "played", "seeked",
-// "after_seek", "errors", "fatal", "latency"}; exit 0 when it played (and seeked) without a
-// fatal error, 1 otherwise. Installed by scripts/test.sh: playwright-core and hls.js from npm
-// under target/web-clients (found through NODE_PATH); Chromium from Debian.
+// "after_seek", "errors", "fatal", "latency" (hls.js: behind the playlist's edge),
+// "source_delay" (behind the source, by PROGRAM-DATE-TIME), "stalls", "stalled_ms", "log"};
+// exit 0 when it played (and seeked) without a fatal error, 1 otherwise. --trace adds the
+// requests. Installed by scripts/test.sh: playwright-core and hls.js from npm under
+// target/web-clients (found through NODE_PATH); Chromium from Debian.
 const { chromium } = require('playwright-core');
 
 const args = process.argv.slice(2);
@@ -52,7 +54,8 @@ async function main() {
     await page.addScriptTag({ path: hlsjs });
     result = await page.evaluate(async ({ url, play, seek, lowLatency, timeoutMs }) => {
       const r = { ok: false, startup_ms: null, played: 0, seeked: null, after_seek: null,
-        errors: [], fatal: null, latency: null, target_latency: null, stalls: 0, stalled_ms: 0,
+        errors: [], fatal: null, latency: null, source_delay: null, target_latency: null,
+        stalls: 0, stalled_ms: 0,
         log: [] };
       if (!Hls.isSupported()) {
         r.fatal = 'hls.js is not supported in this browser';
@@ -112,6 +115,9 @@ async function main() {
         r.after_seek = v.currentTime;
       }
       r.latency = Number.isFinite(hls.latency) ? hls.latency : null;
+      // Behind the source itself: the playlist's PROGRAM-DATE-TIME carries the source's clock
+      // (the same machine's in the tests).
+      r.source_delay = hls.playingDate ? (Date.now() - hls.playingDate.getTime()) / 1000 : null;
       r.target_latency = Number.isFinite(hls.targetLatency) ? hls.targetLatency : null;
       r.ok = !r.fatal;
       return r;

@@ -388,10 +388,12 @@ fn first_video_frame_is_key(file: &Path) -> bool {
 /// playlist of about 20 s of segments and ffmpeg decodes it to the end without damage. Every
 /// segment after the first starts with the PAT and PMT, then a keyframe (ffprobe), and the
 /// segments without those copies are the file byte for byte (no gap, no overlap). hls.js in
-/// headless Chromium plays it from a page of another origin and seeks into it. `format=json` gives a playback session whose `playback_url` is the playlist; an MP4 gets a
-/// 400 that says HLS serves MPEG-TS files.
+/// headless Chromium plays it from a page of another origin and seeks into it. `format=json`
+/// gives a playback session whose `playback_url` is the playlist. MP4s (moov first and moov
+/// at the end) are remuxed: their playlists last the media's 20 s, ffmpeg decodes them whole
+/// without damage, hls.js plays and seeks.
 #[test]
-fn vod_hls_of_a_ts_is_cut_at_keyframes_and_plays() {
+fn vod_hls_of_ts_and_mp4_plays_and_seeks() {
     let s = swarm(2 * MEDIA_BYTES_PER_SEC, None);
     let (mut engine, base) = s.engine("engine", &[]);
     let c = http();
@@ -487,15 +489,45 @@ fn vod_hls_of_a_ts_is_cut_at_keyframes_and_plays() {
     let again = c.get(playback).send().expect("GET playback_url");
     assert_eq!(again.text().expect("playlist"), playlist);
 
-    let mp4 = format!(
-        "{base}/ace/manifest.m3u8?infohash={}&file_index={}",
-        s.ih,
-        s.index(&s.media.mp4_fast)
-    );
-    let r = c.get(&mp4).send().expect("GET mp4 manifest");
-    assert_eq!(r.status(), 400);
-    let msg = r.text().unwrap_or_default();
-    assert!(msg.contains("MPEG-TS"), "{msg}");
+    // MP4s are remuxed into TS segments (moov first, and moov at the end: the plan waits for
+    // the end of the file): ffmpeg decodes both playlists whole, with no damage.
+    for (name, file) in [
+        ("mp4-fast", &s.media.mp4_fast),
+        ("mp4-end", &s.media.mp4_end),
+    ] {
+        let m = format!(
+            "{base}/ace/manifest.m3u8?infohash={}&file_index={}",
+            s.ih,
+            s.index(file)
+        );
+        decode(s.path(), &format!("ffmpeg-hls-{name}"), &m, T, |_| {});
+        let (status, text) = {
+            let r = c.get(&m).send().expect("GET mp4 manifest");
+            (r.status(), r.text().unwrap_or_default())
+        };
+        assert_eq!(status, 200, "{text}");
+        let total: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|l| l.trim_end_matches(',').parse::<f64>().expect("EXTINF"))
+            .sum();
+        assert!(
+            (total - MEDIA_SECONDS).abs() < 0.5,
+            "{name}: {total} s:\n{text}"
+        );
+        // hls.js plays the remuxed segments and seeks into them.
+        let mut player = Proc::spawn(
+            "hls.js-mp4",
+            hls_player(&["--url", &m, "--play", "3", "--seek", "12"]),
+            &s.path().join(format!("hls.js-{name}.log")),
+        );
+        let status = player.wait(T);
+        let log = player.log_text();
+        assert!(
+            status.success(),
+            "hls.js on {name} failed ({status}):\n{log}"
+        );
+    }
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 

@@ -41,6 +41,7 @@ pub mod state;
 pub mod stream;
 pub mod tcp_api;
 pub mod vod_hls;
+pub mod vod_mp4;
 
 use std::future::Future;
 use std::net::SocketAddr;

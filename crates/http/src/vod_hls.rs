@@ -1,6 +1,7 @@
-//! HLS for VoD: the playlist `/ace/manifest.m3u8` gives for a torrent's MPEG-TS file (routed
-//! in [`crate::ace`]) and its segments `/ace/v/{id}/{file}/{n}.ts`, served while the torrent
-//! downloads.
+//! HLS for VoD: the playlist `/ace/manifest.m3u8` gives for a torrent's MPEG-TS or MP4 file
+//! (routed in [`crate::ace`]) and its segments `/ace/v/{id}/{file}/{n}.ts`, served while the
+//! torrent downloads. This file plans and cuts MPEG-TS files on their own bytes, below; MP4s
+//! are remuxed by [`crate::vod_mp4`].
 //!
 //! A playlist needs every segment's duration before most of the file is there, so segments
 //! are planned on bytes and cut on keyframes when served:
@@ -18,8 +19,8 @@
 //! Without `file_index` the playlist is of the largest `.ts` file ([`pick_file`]). What a
 //! file's plan and found cuts are is kept per file ([`VodPlans`], bounded). A segment's
 //! bytes stream as they arrive (its end is found only when the download reaches the next
-//! boundary, so segments have no `Content-Length`). MP4 and other containers are not
-//! segmented (no remuxer yet): their playlist request says so.
+//! boundary, so segments have no `Content-Length`). MKV and other containers are not
+//! segmented (no remuxer): their playlist request says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,7 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::stream::{self, ChunkStream};
+use crate::vod_mp4::Mp4Plan;
 
 /// Nominal media time of one segment.
 pub const SEGMENT_SECONDS: f64 = 6.0;
@@ -73,7 +75,7 @@ pub struct Plan {
 impl Plan {
     /// Reads the head and tail of `file` (waiting for them to download) and plans its
     /// segments.
-    async fn make(h: &TorrentHandle, file: FileInfo) -> Result<Plan, ApiError> {
+    async fn make(h: &TorrentHandle, file: FileInfo) -> Result<Option<Plan>, ApiError> {
         let mut r = open(h, &file).await?;
         let len = file.length;
         let mut buf = Vec::new();
@@ -88,7 +90,7 @@ impl Plan {
                         "this MPEG-TS file shows no program with timestamps in its first 4 MiB",
                     ))
                 }
-                Err(_) => return Err(not_ts()),
+                Err(_) => return Ok(None),
             }
         };
         let from = len.saturating_sub(TAIL_LEN).max(head.sync);
@@ -110,14 +112,14 @@ impl Plan {
         let byte_rate = bytes as f64 / secs;
         let packets = (byte_rate * SEGMENT_SECONDS) as u64 / PACKET_LEN as u64;
         let seg_len = (packets * PACKET_LEN as u64).max(MIN_SEGMENT_LEN);
-        Ok(Plan {
+        Ok(Some(Plan {
             count: bytes.div_ceil(seg_len),
             file,
             head,
             seg_len,
             byte_rate,
             cuts: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// Nominal start of segment `n` (the file's end for `n == count`).
@@ -128,25 +130,10 @@ impl Plan {
         (self.head.sync + n * self.seg_len).min(self.file.length)
     }
 
-    /// The playlist, segment `n` at `url(n)`.
-    pub fn playlist(&self, url: impl Fn(u64) -> String) -> String {
-        let secs = |n: u64| {
-            let from = self.boundary(n).max(self.head.sync);
-            (self.boundary(n + 1) - from) as f64 / self.byte_rate
-        };
-        let target = (0..self.count.min(2))
-            .map(secs)
-            .fold(1.0_f64, f64::max)
-            .ceil() as u64;
-        let mut out = format!(
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:{target}\n\
-             #EXT-X-MEDIA-SEQUENCE:0\n"
-        );
-        for n in 0..self.count {
-            out.push_str(&format!("#EXTINF:{:.3},\n{}\n", secs(n), url(n)));
-        }
-        out.push_str("#EXT-X-ENDLIST\n");
-        out
+    /// Duration of segment `n`, seconds (nominal).
+    fn seconds(&self, n: u64) -> f64 {
+        let from = self.boundary(n).max(self.head.sync);
+        (self.boundary(n + 1) - from) as f64 / self.byte_rate
     }
 
     /// Where segment `n` starts: the first keyframe in its nominal span, else its boundary.
@@ -187,18 +174,75 @@ type FileKey = (InfoHash, usize);
 
 #[derive(Debug, Default)]
 struct Plans {
-    by_file: HashMap<FileKey, Arc<Plan>>,
+    by_file: HashMap<FileKey, Arc<AnyPlan>>,
     order: VecDeque<FileKey>,
+}
+
+/// How a file is cut into segments: an MPEG-TS file on its own bytes, an MP4 remuxed.
+#[derive(Debug)]
+pub enum AnyPlan {
+    /// An MPEG-TS file.
+    Ts(Plan),
+    /// An MP4 file ([`crate::vod_mp4`]).
+    Mp4(Box<Mp4Plan>),
+}
+
+impl AnyPlan {
+    /// Segments.
+    pub fn count(&self) -> u64 {
+        match self {
+            AnyPlan::Ts(p) => p.count,
+            AnyPlan::Mp4(p) => p.count(),
+        }
+    }
+
+    /// Duration of segment `n`, seconds.
+    pub fn seconds(&self, n: u64) -> f64 {
+        match self {
+            AnyPlan::Ts(p) => p.seconds(n),
+            AnyPlan::Mp4(p) => p.seconds(n),
+        }
+    }
+
+    /// The playlist, segment `n` at `url(n)`.
+    pub fn playlist(&self, url: impl Fn(u64) -> String) -> String {
+        let count = self.count();
+        let target = (0..count)
+            .map(|n| self.seconds(n))
+            .fold(1.0_f64, f64::max)
+            .ceil() as u64;
+        let mut out = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:{target}\n\
+             #EXT-X-MEDIA-SEQUENCE:0\n"
+        );
+        for n in 0..count {
+            out.push_str(&format!("#EXTINF:{:.3},\n{}\n", self.seconds(n), url(n)));
+        }
+        out.push_str("#EXT-X-ENDLIST\n");
+        out
+    }
+}
+
+impl AnyPlan {
+    async fn make(h: &TorrentHandle, file: FileInfo) -> Result<AnyPlan, ApiError> {
+        if let Some(p) = Plan::make(h, file.clone()).await? {
+            return Ok(AnyPlan::Ts(p));
+        }
+        match Mp4Plan::make(open(h, &file).await?, &file).await? {
+            Some(p) => Ok(AnyPlan::Mp4(Box::new(p))),
+            None => Err(not_media()),
+        }
+    }
 }
 
 impl VodPlans {
     /// The plan of `file` of `h`, made if needed.
-    pub async fn get(&self, h: &TorrentHandle, file: FileInfo) -> Result<Arc<Plan>, ApiError> {
+    pub async fn get(&self, h: &TorrentHandle, file: FileInfo) -> Result<Arc<AnyPlan>, ApiError> {
         let key = (h.info_hash, file.index);
         if let Some(p) = self.inner.lock().expect("plans lock").by_file.get(&key) {
             return Ok(p.clone());
         }
-        let plan = tokio::time::timeout(PLAN_TIMEOUT, Plan::make(h, file))
+        let plan = tokio::time::timeout(PLAN_TIMEOUT, AnyPlan::make(h, file))
             .await
             .map_err(|_| {
                 ApiError::new(
@@ -241,7 +285,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ace/v/{id}/{file}/{segment}", get(segment))
 }
 
-/// The playlist of `file` of `h` (an MPEG-TS file), segment `n` at `url(n)`.
+/// The playlist of `file` of `h` (an MPEG-TS or MP4 file), segment `n` at `url(n)`.
 pub async fn manifest(
     state: &AppState,
     h: &TorrentHandle,
@@ -286,17 +330,39 @@ async fn segment_inner(
         .ok_or_else(|| ApiError::not_found("this torrent is not running"))?;
     let files = stream::wait_files(&h, state.config().metadata_timeout).await?;
     let file = stream::pick_file(&files, Some(file))?;
-    let plan = state.vod_plans().get(&h, file).await?;
-    if n >= plan.count {
+    let any = state.vod_plans().get(&h, file).await?;
+    if n >= any.count() {
         return Err(ApiError::not_found("no such segment"));
     }
+    if let AnyPlan::Mp4(_) = &*any {
+        let body = tokio::task::spawn_blocking(move || match &*any {
+            AnyPlan::Mp4(p) => p.segment(n),
+            AnyPlan::Ts(_) => unreachable!("checked above"),
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let len = body.len();
+        let mut resp = Response::new(Body::from(body));
+        let hs = resp.headers_mut();
+        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+        if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
+            hs.insert(header::CONTENT_LENGTH, v);
+        }
+        return Ok(resp);
+    }
+    let plan = match &*any {
+        AnyPlan::Ts(p) => p,
+        AnyPlan::Mp4(_) => unreachable!("answered above"),
+    };
     let mut r = open(&h, &plan.file).await?;
     let start = plan.cut(&mut r, n).await?;
     r.seek_hint(start);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let any = any.clone();
     tokio::spawn(async move {
+        let AnyPlan::Ts(plan) = &*any else { return };
         let sent = tokio::select! {
-            s = send_segment(&plan, &mut r, n, start, &tx) => s,
+            s = send_segment(plan, &mut r, n, start, &tx) => s,
             _ = tx.closed() => return,
         };
         if let Err(e) = sent {
@@ -375,10 +441,10 @@ fn hung_up() -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "the player hung up")
 }
 
-fn not_ts() -> ApiError {
+fn not_media() -> ApiError {
     ApiError::bad_request(
-        "HLS for VoD serves MPEG-TS files, and this file is not one (MP4 and MKV are not \
-         remuxed into segments): play it with /ace/getstream",
+        "HLS for VoD serves MPEG-TS and MP4 files, and this file is neither (MKV and others are \
+         not remuxed into segments): play it with /ace/getstream",
     )
 }
 

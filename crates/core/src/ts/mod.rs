@@ -40,10 +40,12 @@
 //!   the marked PSI copies that start keyframe pieces;
 //! - `keyframe.rs`: random access detection in H.264, H.265 and MPEG-2 video;
 //! - `cutter.rs`: the [`Cutter`] that applies the rules above;
-//! - `vod.rs`: a TS *file* for VoD HLS: its head, its last timestamp, its keyframes.
+//! - `vod.rs`: a TS *file* for VoD HLS: its head, its last timestamp, its keyframes;
+//! - `mux.rs`: the [`TsMuxer`] that writes H.264 and AAC samples (of an MP4) as TS.
 
 mod cutter;
 mod keyframe;
+mod mux;
 mod packet;
 mod pes;
 mod psi;
@@ -52,6 +54,7 @@ mod testmux;
 mod vod;
 
 pub use cutter::{CutPiece, Cutter, CutterConfig, TsStats};
+pub use mux::{AacConfig, AvcConfig, TsMuxer};
 pub use psi::{crc32_mpeg2, StreamInfo};
 pub use vod::{last_pts, KeyframeFinder, TsHead};
 
