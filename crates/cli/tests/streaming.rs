@@ -532,9 +532,10 @@ fn vod_hls_of_ts_and_mp4_plays_and_seeks() {
 }
 
 /// mpv and VLC (Debian's), as people play Ace links: mpv plays the TS by `getstream` and by
-/// the HLS manifest, and the MP4 whose moov atom is at the end by `getstream`, each for 4 s
-/// with both decoders open and no error; VLC reads the TS whole through `getstream` and
-/// through the manifest (the segments' playlist), and what it demuxed is 20 s of H.264 + AAC.
+/// the HLS manifest, and the MP4 whose moov atom is at the end by `getstream` and by the
+/// manifest (remuxed), each for 4 s with both decoders open and no error; VLC reads the TS
+/// whole through `getstream` and through the manifest, and the MP4 through the manifest, and
+/// what it demuxed is 20 s of H.264 + AAC.
 #[test]
 fn mpv_and_vlc_play_vod_by_getstream_and_the_manifest() {
     let s = swarm(0, None);
@@ -550,7 +551,13 @@ fn mpv_and_vlc_play_vod_by_getstream_and_the_manifest() {
     mpv_play(s.path(), "mpv-getstream", &get, 4);
     mpv_play(s.path(), "mpv-manifest", &hls, 4);
     mpv_play(s.path(), "mpv-mp4", &mp4, 4);
-    for (name, url) in [("vlc-getstream", &get), ("vlc-manifest", &hls)] {
+    let mp4_hls = mp4.replace("/ace/getstream?", "/ace/manifest.m3u8?");
+    mpv_play(s.path(), "mpv-mp4-manifest", &mp4_hls, 4);
+    for (name, url) in [
+        ("vlc-getstream", &get),
+        ("vlc-manifest", &hls),
+        ("vlc-mp4-manifest", &mp4_hls),
+    ] {
         let (duration, streams) = vlc_remux(s.path(), name, url, 60);
         assert!(
             (duration - MEDIA_SECONDS).abs() < 1.0,
