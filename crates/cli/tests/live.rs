@@ -297,7 +297,7 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
 /// must be well under the three target durations (12 s) a plain HLS player keeps; ffmpeg, a
 /// plain HLS player, decodes the same playlist for 8 s without damage (it joins three segments
 /// from the end: segments start at keyframes, so no `-prefer_x_start` is needed); mpv plays the
-/// playlist and `getstream`, VLC reads the playlist's segments.
+/// playlist and `getstream`, VLC reads the playlist's segments and `getstream`.
 #[test]
 fn low_latency_hls_in_hlsjs_and_plain_hls_in_ffmpeg_mpv_and_vlc() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -378,15 +378,21 @@ fn low_latency_hls_in_hlsjs_and_plain_hls_in_ffmpeg_mpv_and_vlc() {
         &format!("{base}/ace/getstream?id={id}"),
         4,
     );
-    let (duration, streams) = vlc_remux(d, "vlc-manifest", &manifest, 6);
-    assert!(
-        duration >= 3.0,
-        "VLC read {duration} s of the live playlist"
-    );
-    assert!(
-        streams.contains(&"video:h264".to_string()) && streams.contains(&"audio:aac".to_string()),
-        "VLC: {streams:?}"
-    );
+    for (name, url) in [
+        ("vlc-manifest", manifest.clone()),
+        ("vlc-getstream", format!("{base}/ace/getstream?id={id}")),
+    ] {
+        let (duration, streams) = vlc_remux(d, name, &url, 6);
+        assert!(
+            duration >= 3.0,
+            "{name}: VLC read {duration} s of the live stream"
+        );
+        assert!(
+            streams.contains(&"video:h264".to_string())
+                && streams.contains(&"audio:aac".to_string()),
+            "{name}: {streams:?}"
+        );
+    }
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
     assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
 }

@@ -15,6 +15,9 @@
 //!   containers); `format=json` answers like `getstream`, its `playback_url` the playlist.
 //! - `pid=` tags the player (`sid=` too: clients send it to Ace engines before 3.1.29).
 //! - `/ace/r/{infohash}/{session}`: the playback URL (streams like `getstream`).
+//! - `/hls/manifest.m3u8`: the same as `/ace/manifest.m3u8` (the path some clients use).
+//! - `/ace/event/{infohash}/{session}` (its URL in the answer when `use_api_events=1`): a 10 s
+//!   long poll with no events yet, "unknown playback session id" once the session ended.
 //! - `/ace/stat/{infohash}/{session}`: status, peers, speeds (KiB/s), bytes, progress (and
 //!   `livepos`, `delay_ms`, bytes by origin for live).
 //! - `/ace/cmd/{infohash}/{session}?method=stop`: ends the playback session (a live one's streams
@@ -71,6 +74,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ace/getstream", get(getstream))
         .route("/ace/manifest.m3u8", get(manifest))
+        // The path some clients use (and Ace engines answer) for the same playlists.
+        .route("/hls/manifest.m3u8", get(manifest))
+        .route("/ace/event/{infohash}/{session}", get(event))
         .route("/ace/r/{infohash}/{session}", get(playback))
         .route("/ace/stat/{infohash}/{session}", get(stat))
         .route("/ace/cmd/{infohash}/{session}", get(command))
@@ -192,7 +198,7 @@ async fn getstream_inner(
                 pending: true,
             });
             drop(answer);
-            Ok(envelope(state, headers, ih, &session_id, None).into_response())
+            Ok(envelope(state, headers, p, ih, &session_id, None).into_response())
         }
         Target::Vod { h, new } => {
             if !json {
@@ -208,7 +214,7 @@ async fn getstream_inner(
                 live: None,
                 pending: false,
             });
-            Ok(envelope(state, headers, h.info_hash, &session_id, None).into_response())
+            Ok(envelope(state, headers, p, h.info_hash, &session_id, None).into_response())
         }
         Target::Live { h, new } => {
             if json {
@@ -474,7 +480,7 @@ fn live_envelope(
         base_url(state, headers),
         query(state, &q)
     );
-    let mut env = envelope(state, headers, ih, &session_id, Some(manifest.clone()));
+    let mut env = envelope(state, headers, p, ih, &session_id, Some(manifest.clone()));
     if playlist {
         env.0["response"]["playback_url"] = json!(manifest);
     }
@@ -485,6 +491,7 @@ fn live_envelope(
 fn envelope(
     state: &AppState,
     headers: &HeaderMap,
+    p: &Params,
     ih: InfoHash,
     session_id: &str,
     manifest: Option<String>,
@@ -504,6 +511,9 @@ fn envelope(
     });
     if let (Some(m), Some(o)) = (manifest, body.as_object_mut()) {
         o.insert("manifest_url".into(), json!(m));
+    }
+    if p.get("use_api_events") == Some("1") {
+        body["event_url"] = json!(format!("{base}/ace/event/{ih}/{session_id}{tok}"));
     }
     ok_envelope(body)
 }
@@ -585,7 +595,7 @@ async fn vod_manifest(
             base_url(state, headers),
             query(state, &q)
         );
-        let mut env = envelope(state, headers, h.info_hash, &session_id, None);
+        let mut env = envelope(state, headers, p, h.info_hash, &session_id, None);
         env.0["response"]["playback_url"] = json!(playlist);
         return Ok(env.into_response());
     }
@@ -725,6 +735,30 @@ async fn settle_pending(
     };
     state.settle(&ih, session, live.then(|| LiveSlot(LivePlayer::new())));
     Ok(true)
+}
+
+/// Longest an event URL request waits for an event.
+const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The event URL of a playback session (`use_api_events=1`): a long poll that answers an
+/// empty list of events after [`EVENT_WAIT`] while the session lives, and Ace's
+/// "unknown playback session id" once it is gone (clients poll it until then). No events are
+/// sent yet (Ace's are ads and player notifications).
+async fn event(
+    State(state): State<AppState>,
+    Path((ih, session)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ih = parse_path_id(&ih)?;
+    let deadline = peercdn_engine::clock::tokio_now() + EVENT_WAIT;
+    loop {
+        if state.playback(&ih, &session).is_none() {
+            return Err(ApiError::not_found("unknown playback session id"));
+        }
+        if peercdn_engine::clock::tokio_now() >= deadline {
+            return Ok(ok_envelope(json!([])));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 async fn stat(

@@ -28,9 +28,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Path prefixes of the routes other origins may use (CORS).
-const CORS_PREFIXES: [&str; 9] = [
+const CORS_PREFIXES: [&str; 11] = [
     "/ace/getstream",
     "/ace/manifest.m3u8",
+    "/hls/manifest.m3u8",
+    "/ace/event/",
     "/ace/r/",
     "/ace/l/",
     "/ace/v/",

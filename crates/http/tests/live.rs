@@ -490,6 +490,27 @@ async fn json_stat_stop_manifest_and_segments() {
     assert_eq!(Some(pb.as_str()), v["response"]["manifest_url"].as_str());
     let text = c.get(&pb).send().await.unwrap().text().await.unwrap();
     assert!(text.starts_with("#EXTM3U"), "{pb}: {text}");
+
+    // What some clients use: `/hls/manifest.m3u8` (the same route) and, with
+    // `use_api_events=1`, an event URL they poll until it says the session is gone.
+    let v: Value = get_json(
+        &c,
+        format!(
+            "{}/hls/manifest.m3u8?id={id}&format=json&use_api_events=1",
+            srv.base
+        ),
+    )
+    .await;
+    assert!(v["error"].is_null(), "{v}");
+    let ev = v["response"]["event_url"]
+        .as_str()
+        .expect("event_url")
+        .to_string();
+    let cmd = v["response"]["command_url"].as_str().unwrap().to_string();
+    let r: Value = get_json(&c, format!("{cmd}?method=stop")).await;
+    assert_eq!(r["response"], "ok");
+    let e: Value = get_json(&c, ev).await;
+    assert_eq!(e["error"], "unknown playback session id", "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
