@@ -207,13 +207,7 @@ async fn getstream_inner(
             if new {
                 state.mark_owned(h.info_hash);
             }
-            let session_id = state.start_playback(Playback {
-                info_hash: h.info_hash,
-                file_index,
-                pid: pid(p),
-                live: None,
-                pending: false,
-            });
+            let session_id = vod_playback(state, p, &h, file_index);
             Ok(envelope(state, headers, p, h.info_hash, &session_id, None).into_response())
         }
         Target::Live { h, new } => {
@@ -563,6 +557,23 @@ async fn manifest_inner(
     hls::manifest(state, &h, &client, p, &seg_base, &suffix).await
 }
 
+/// Starts a VoD playback session of file `file_index` of `h` for this request's player
+/// (`pid`); returns its ID.
+fn vod_playback(
+    state: &AppState,
+    p: &Params,
+    h: &TorrentHandle,
+    file_index: Option<usize>,
+) -> String {
+    state.start_playback(Playback {
+        info_hash: h.info_hash,
+        file_index,
+        pid: pid(p),
+        live: None,
+        pending: false,
+    })
+}
+
 /// The HLS playlist of a torrent's MPEG-TS file ([`vod_hls`]), or with `json` a playback
 /// session whose `playback_url` is that playlist. A torrent this request started goes again
 /// when its file cannot be segmented.
@@ -579,13 +590,7 @@ async fn vod_manifest(
         state.mark_owned(h.info_hash);
     }
     if json {
-        let session_id = state.start_playback(Playback {
-            info_hash: h.info_hash,
-            file_index,
-            pid: pid(p),
-            live: None,
-            pending: false,
-        });
+        let session_id = vod_playback(state, p, &h, file_index);
         let mut q = vec![("infohash", h.info_hash.to_hex())];
         if let Some(i) = file_index {
             q.push(("file_index", i.to_string()));

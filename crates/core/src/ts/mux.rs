@@ -69,23 +69,13 @@ impl TsMuxer {
         };
         let mut pmt = vec![0x02, 0xB0, 0, 0x00, 0x01, 0xC1, 0x00, 0x00];
         pmt.extend_from_slice(&[0xE0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xF0, 0x00]);
-        if self.video.is_some() {
-            pmt.extend_from_slice(&[
-                0x1B,
-                0xE0 | (VIDEO_PID >> 8) as u8,
-                VIDEO_PID as u8,
-                0xF0,
-                0,
-            ]);
-        }
-        if self.audio.is_some() {
-            pmt.extend_from_slice(&[
-                0x0F,
-                0xE0 | (AUDIO_PID >> 8) as u8,
-                AUDIO_PID as u8,
-                0xF0,
-                0,
-            ]);
+        // Stream type 0x1B: H.264; 0x0F: AAC in ADTS. No descriptors.
+        let streams = [
+            (self.video.is_some(), 0x1B, VIDEO_PID),
+            (self.audio.is_some(), 0x0F, AUDIO_PID),
+        ];
+        for (_, stream_type, pid) in streams.into_iter().filter(|s| s.0) {
+            pmt.extend_from_slice(&[stream_type, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, 0]);
         }
         self.section(PMT_PID, pmt, out);
     }
