@@ -23,7 +23,7 @@ cd "$REPO_ROOT"
 # mpv, vlc-bin, vlc-plugin-base: the players the Ace-compatibility tests drive (VLC runs as
 # nobody through util-linux's setpriv: it refuses root).
 PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
-    chromium prometheus mpv vlc-bin vlc-plugin-base)
+    chromium prometheus mpv vlc-bin vlc-plugin-base mkvtoolnix)
 
 # PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
 # target/ (a build output: ignored by git, made again after `cargo clean`).

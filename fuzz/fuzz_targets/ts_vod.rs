@@ -1,7 +1,8 @@
 //! Fuzz target: what VoD HLS reads of a TS file (its head, its last timestamp, its keyframes)
 //! must never panic on any bytes in any chunking, and a keyframe found lies inside the bytes
 //! fed; the muxer that remuxes MP4 samples takes any bytes as a sample and writes whole
-//! packets.
+//! packets; the codec configurations (an `avcC` record, an AudioSpecificConfig) parse or are
+//! refused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -40,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     mux.video(1, 0, true, body, &mut out);
     mux.audio(2, body, &mut out);
+    mux.finish(&mut out);
     assert_eq!(out.len() % PACKET_LEN, 0);
+    // The codec configurations a Matroska file's CodecPrivate gives.
+    let _ = AvcConfig::from_record(body);
+    let _ = AacConfig::from_asc(body);
     let mut finder = KeyframeFinder::new(&info);
     for part in body.chunks(chunk) {
         if let Some(at) = finder.push(part) {

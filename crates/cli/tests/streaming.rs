@@ -390,10 +390,10 @@ fn first_video_frame_is_key(file: &Path) -> bool {
 /// segments without those copies are the file byte for byte (no gap, no overlap). hls.js in
 /// headless Chromium plays it from a page of another origin and seeks into it. `format=json`
 /// gives a playback session whose `playback_url` is the playlist. MP4s (moov first and moov
-/// at the end) are remuxed: their playlists last the media's 20 s, ffmpeg decodes them whole
-/// without damage, hls.js plays and seeks.
+/// at the end) and an MKV (mkvmerge's) are remuxed: their playlists last the media's 20 s,
+/// ffmpeg decodes them whole without damage, hls.js plays and seeks.
 #[test]
-fn vod_hls_of_ts_and_mp4_plays_and_seeks() {
+fn vod_hls_of_ts_mp4_and_mkv_plays_and_seeks() {
     let s = swarm(2 * MEDIA_BYTES_PER_SEC, None);
     let (mut engine, base) = s.engine("engine", &[]);
     let c = http();
@@ -490,10 +490,12 @@ fn vod_hls_of_ts_and_mp4_plays_and_seeks() {
     assert_eq!(again.text().expect("playlist"), playlist);
 
     // MP4s are remuxed into TS segments (moov first, and moov at the end: the plan waits for
-    // the end of the file): ffmpeg decodes both playlists whole, with no damage.
+    // the end of the file), and so is the Matroska file (its cues at the end too): ffmpeg
+    // decodes each playlist whole, with no damage.
     for (name, file) in [
         ("mp4-fast", &s.media.mp4_fast),
         ("mp4-end", &s.media.mp4_end),
+        ("mkv", &s.media.mkv),
     ] {
         let m = format!(
             "{base}/ace/manifest.m3u8?infohash={}&file_index={}",
@@ -533,9 +535,9 @@ fn vod_hls_of_ts_and_mp4_plays_and_seeks() {
 
 /// mpv and VLC (Debian's), as people play Ace links: mpv plays the TS by `getstream` and by
 /// the HLS manifest, and the MP4 whose moov atom is at the end by `getstream` and by the
-/// manifest (remuxed), each for 4 s with both decoders open and no error; VLC reads the TS
-/// whole through `getstream` and through the manifest, and the MP4 through the manifest, and
-/// what it demuxed is 20 s of H.264 + AAC.
+/// manifest (remuxed), and the MKV by the manifest, each for 4 s with both decoders open and
+/// no error; VLC reads the TS whole through `getstream` and through the manifest, and the MP4
+/// and the MKV through the manifest, and what it demuxed is 20 s of H.264 + AAC.
 #[test]
 fn mpv_and_vlc_play_vod_by_getstream_and_the_manifest() {
     let s = swarm(0, None);
@@ -553,10 +555,17 @@ fn mpv_and_vlc_play_vod_by_getstream_and_the_manifest() {
     mpv_play(s.path(), "mpv-mp4", &mp4, 4);
     let mp4_hls = mp4.replace("/ace/getstream?", "/ace/manifest.m3u8?");
     mpv_play(s.path(), "mpv-mp4-manifest", &mp4_hls, 4);
+    let mkv_hls = format!(
+        "{base}/ace/manifest.m3u8?infohash={}&file_index={}",
+        s.ih,
+        s.index(&s.media.mkv)
+    );
+    mpv_play(s.path(), "mpv-mkv-manifest", &mkv_hls, 4);
     for (name, url) in [
         ("vlc-getstream", &get),
         ("vlc-manifest", &hls),
         ("vlc-mp4-manifest", &mp4_hls),
+        ("vlc-mkv-manifest", &mkv_hls),
     ] {
         let (duration, streams) = vlc_remux(s.path(), name, url, 60);
         assert!(

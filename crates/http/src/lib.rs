@@ -32,6 +32,7 @@ pub mod error;
 pub mod guard;
 pub mod hls;
 pub mod live;
+pub mod media_file;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -41,6 +42,7 @@ pub mod state;
 pub mod stream;
 pub mod tcp_api;
 pub mod vod_hls;
+pub mod vod_mkv;
 pub mod vod_mp4;
 
 use std::future::Future;

@@ -1,7 +1,7 @@
-//! HLS for VoD: the playlist `/ace/manifest.m3u8` gives for a torrent's MPEG-TS or MP4 file
-//! (routed in [`crate::ace`]) and its segments `/ace/v/{id}/{file}/{n}.ts`, served while the
-//! torrent downloads. This file plans and cuts MPEG-TS files on their own bytes, below; MP4s
-//! are remuxed by [`crate::vod_mp4`].
+//! HLS for VoD: the playlist `/ace/manifest.m3u8` gives for a torrent's MPEG-TS, MP4 or
+//! Matroska file (routed in [`crate::ace`]) and its segments `/ace/v/{id}/{file}/{n}.ts`,
+//! served while the torrent downloads. This file plans and cuts MPEG-TS files on their own
+//! bytes, below; MP4s are remuxed by [`crate::vod_mp4`], Matroska files by [`crate::vod_mkv`].
 //!
 //! A playlist needs every segment's duration before most of the file is there, so segments
 //! are planned on bytes and cut on keyframes when served:
@@ -19,8 +19,8 @@
 //! Without `file_index` the playlist is of the largest `.ts` file ([`pick_file`]). What a
 //! file's plan and found cuts are is kept per file ([`VodPlans`], bounded). A segment's
 //! bytes stream as they arrive (its end is found only when the download reaches the next
-//! boundary, so segments have no `Content-Length`). MKV and other containers are not
-//! segmented (no remuxer): their playlist request says so.
+//! boundary, so segments have no `Content-Length`). Other containers are not segmented (no
+//! remuxer): their playlist request says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,7 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::stream::{self, ChunkStream};
+use crate::vod_mkv::MkvPlan;
 use crate::vod_mp4::Mp4Plan;
 
 /// Nominal media time of one segment.
@@ -185,6 +186,8 @@ pub enum AnyPlan {
     Ts(Plan),
     /// An MP4 file ([`crate::vod_mp4`]).
     Mp4(Box<Mp4Plan>),
+    /// A Matroska file ([`crate::vod_mkv`]).
+    Mkv(Box<MkvPlan>),
 }
 
 impl AnyPlan {
@@ -193,6 +196,7 @@ impl AnyPlan {
         match self {
             AnyPlan::Ts(p) => p.count,
             AnyPlan::Mp4(p) => p.count(),
+            AnyPlan::Mkv(p) => p.count(),
         }
     }
 
@@ -201,6 +205,17 @@ impl AnyPlan {
         match self {
             AnyPlan::Ts(p) => p.seconds(n),
             AnyPlan::Mp4(p) => p.seconds(n),
+            AnyPlan::Mkv(p) => p.seconds(n),
+        }
+    }
+
+    /// Segment `n` of a remuxed file (blocking: call from a blocking thread); `None` for an
+    /// MPEG-TS file, whose segments are its own bytes.
+    pub fn remuxed_segment(&self, n: u64) -> Option<Result<Vec<u8>, ApiError>> {
+        match self {
+            AnyPlan::Ts(_) => None,
+            AnyPlan::Mp4(p) => Some(p.segment(n)),
+            AnyPlan::Mkv(p) => Some(p.segment(n)),
         }
     }
 
@@ -228,8 +243,11 @@ impl AnyPlan {
         if let Some(p) = Plan::make(h, file.clone()).await? {
             return Ok(AnyPlan::Ts(p));
         }
-        match Mp4Plan::make(open(h, &file).await?, &file).await? {
-            Some(p) => Ok(AnyPlan::Mp4(Box::new(p))),
+        if let Some(p) = Mp4Plan::make(open(h, &file).await?, &file).await? {
+            return Ok(AnyPlan::Mp4(Box::new(p)));
+        }
+        match MkvPlan::make(open(h, &file).await?, &file).await? {
+            Some(p) => Ok(AnyPlan::Mkv(Box::new(p))),
             None => Err(not_media()),
         }
     }
@@ -334,10 +352,10 @@ async fn segment_inner(
     if n >= any.count() {
         return Err(ApiError::not_found("no such segment"));
     }
-    if let AnyPlan::Mp4(_) = &*any {
-        let body = tokio::task::spawn_blocking(move || match &*any {
-            AnyPlan::Mp4(p) => p.segment(n),
-            AnyPlan::Ts(_) => unreachable!("checked above"),
+    if !matches!(&*any, AnyPlan::Ts(_)) {
+        let body = tokio::task::spawn_blocking(move || {
+            any.remuxed_segment(n)
+                .unwrap_or_else(|| Err(ApiError::not_found("no such segment")))
         })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -352,7 +370,7 @@ async fn segment_inner(
     }
     let plan = match &*any {
         AnyPlan::Ts(p) => p,
-        AnyPlan::Mp4(_) => unreachable!("answered above"),
+        AnyPlan::Mp4(_) | AnyPlan::Mkv(_) => unreachable!("answered above"),
     };
     let mut r = open(&h, &plan.file).await?;
     let start = plan.cut(&mut r, n).await?;
@@ -443,8 +461,8 @@ fn hung_up() -> ApiError {
 
 fn not_media() -> ApiError {
     ApiError::bad_request(
-        "HLS for VoD serves MPEG-TS and MP4 files, and this file is neither (MKV and others are \
-         not remuxed into segments): play it with /ace/getstream",
+        "HLS for VoD serves MPEG-TS, MP4 and Matroska files, and this file is none of them: \
+         play it with /ace/getstream",
     )
 }
 

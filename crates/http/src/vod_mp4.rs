@@ -9,65 +9,68 @@
 //! starting with PAT, PMT and a keyframe. Only H.264 video (with optional AAC audio) is
 //! remuxed: other codecs get a 400 that says so.
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use peercdn_core::ts::{AacConfig, AvcConfig, TsMuxer};
 use peercdn_engine::stream::{FileInfo, FileReader, MAX_READ};
 
 use crate::error::ApiError;
+use crate::media_file::{contain, Allowance, BlockingFile, Budget, Failure, ReadSeek};
 use crate::vod_hls::SEGMENT_SECONDS;
 
-/// Longest a read of the file waits for its piece.
-const READ_WAIT: Duration = Duration::from_secs(60);
 /// Added to every timestamp (90 kHz), so that B-frame reordering never goes below zero.
-const TS_OFFSET: u64 = 126_000;
+pub(crate) const TS_OFFSET: u64 = 126_000;
 
-/// A torrent file as `Read + Seek`, for the `mp4` crate: reads wait (in a blocking thread) for
-/// their pieces.
-struct BlockingFile {
-    reader: FileReader,
-    pos: u64,
-    len: u64,
-    rt: tokio::runtime::Handle,
-}
+type Reader = mp4::Mp4Reader<Budget<BufReader<Box<dyn ReadSeek>>>>;
 
-impl Read for BlockingFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = buf.len().min(MAX_READ);
-        let read = self.rt.block_on(tokio::time::timeout(
-            READ_WAIT,
-            self.reader.read_at(self.pos, want),
-        ));
-        let bytes = read
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the piece did not arrive"))?
-            .map_err(io::Error::other)?;
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        self.pos += n as u64;
-        Ok(n)
+/// Most bytes reading the header, or one segment's samples, may read, and most seeks either
+/// may make ([`Budget`]).
+const READ_BUDGET: u64 = 96 << 20;
+const READ_SEEKS: u32 = 100_000;
+/// Largest sample read: the `mp4` crate allocates what the sample table says before reading.
+const MAX_SAMPLE: u32 = 16 << 20;
+/// Most samples a track may list (about 55 hours of 50 fps video): the tables are walked.
+const MAX_SAMPLES: u64 = 10_000_000;
+
+/// Refuses a track whose sample table lists too many samples to walk.
+fn check_walkable(sample_counts: impl Iterator<Item = u32>) -> Result<(), ApiError> {
+    let n: u64 = sample_counts.map(u64::from).sum();
+    if n > MAX_SAMPLES {
+        return Err(bad(format!(
+            "this MP4 lists {n} samples in one track: not remuxed"
+        )));
     }
+    Ok(())
 }
 
-impl Seek for BlockingFile {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let pos = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad seek"))?;
-        self.reader.seek_hint(self.pos);
-        Ok(self.pos)
+/// Reads sample `id` of `track`, refusing one the table says is over [`MAX_SAMPLE`].
+fn read_sample(r: &mut Reader, track: u32, id: u32) -> Result<Option<mp4::Mp4Sample>, ApiError> {
+    let failed = |e: String| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("reading the MP4 failed: {e}"),
+        )
+    };
+    let stsz = &r
+        .tracks()
+        .get(&track)
+        .ok_or_else(|| failed("no such track".into()))?
+        .trak
+        .mdia
+        .minf
+        .stbl
+        .stsz;
+    let len = match stsz.sample_size {
+        0 => stsz.sample_sizes.get(id as usize - 1).copied().unwrap_or(0),
+        n => n,
+    };
+    if len > MAX_SAMPLE {
+        return Err(failed(format!("a sample of {len} bytes is over the limit")));
     }
+    r.read_sample(track, id).map_err(|e| failed(e.to_string()))
 }
-
-type Reader = mp4::Mp4Reader<BufReader<BlockingFile>>;
 
 /// A track the muxer carries: its ID and timescale.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +82,7 @@ struct Track {
 /// How one MP4 file is cut into segments, and the open reader its segments are read with.
 pub struct Mp4Plan {
     reader: Mutex<Reader>,
+    allowance: Allowance,
     video: Track,
     avc: AvcConfig,
     audio: Option<(Track, AacConfig)>,
@@ -105,28 +109,46 @@ impl Mp4Plan {
     /// segments. `Ok(None)`: not an MP4.
     pub async fn make(reader: FileReader, file: &FileInfo) -> Result<Option<Mp4Plan>, ApiError> {
         let len = file.length;
-        let rt = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let mut f = BlockingFile {
-                reader,
-                pos: 0,
-                len,
-                rt,
-            };
-            let mut head = [0u8; 8];
-            if f.read_exact(&mut head).is_err() || &head[4..8] != b"ftyp" {
-                return Ok(None);
-            }
-            f.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
-            let r = mp4::Mp4Reader::read_header(BufReader::with_capacity(MAX_READ, f), len)
-                .map_err(|e| bad(format!("this MP4 could not be read: {e}")))?;
-            Self::plan(r).map(Some)
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        let (f, failure) = BlockingFile::new(reader, len);
+        tokio::task::spawn_blocking(move || Self::read(Box::new(f), len, failure))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     }
 
-    fn plan(r: Reader) -> Result<Mp4Plan, ApiError> {
+    /// Reads the header of the MP4 `f` (`len` bytes; blocking) and plans the segments.
+    /// `Ok(None)`: not an MP4. `failure`: where `f` notes a failed read.
+    pub fn read(
+        f: Box<dyn ReadSeek>,
+        len: u64,
+        failure: Failure,
+    ) -> Result<Option<Mp4Plan>, ApiError> {
+        contain("MP4", || Self::read_inner(f, len, failure))
+    }
+
+    fn read_inner(
+        mut f: Box<dyn ReadSeek>,
+        len: u64,
+        failure: Failure,
+    ) -> Result<Option<Mp4Plan>, ApiError> {
+        let mut head = [0u8; 8];
+        if f.read_exact(&mut head).is_err() || &head[4..8] != b"ftyp" {
+            return Ok(None);
+        }
+        f.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
+        let input = Budget::new(
+            BufReader::with_capacity(MAX_READ, f),
+            READ_BUDGET,
+            READ_SEEKS,
+        );
+        let allowance = input.allowance();
+        let r = mp4::Mp4Reader::read_header(input, len).map_err(|e| match failure.get() {
+            Some(io) => ApiError::new(StatusCode::BAD_GATEWAY, io),
+            None => bad(format!("this MP4 could not be read: {e}")),
+        })?;
+        Self::plan(r, allowance).map(Some)
+    }
+
+    fn plan(r: Reader, allowance: Allowance) -> Result<Mp4Plan, ApiError> {
         let mut video = None;
         let mut audio = None;
         let mut ids: Vec<u32> = r.tracks().keys().copied().collect();
@@ -170,6 +192,18 @@ impl Mp4Plan {
         let (video, avc) = video.ok_or_else(|| {
             bad("HLS of an MP4 needs H.264 video (other codecs are not remuxed): play it with /ace/getstream")
         })?;
+        for t in r.tracks().values() {
+            check_walkable(
+                t.trak
+                    .mdia
+                    .minf
+                    .stbl
+                    .stts
+                    .entries
+                    .iter()
+                    .map(|e| e.sample_count),
+            )?;
+        }
         let stbl = &r.tracks()[&video.id].trak.mdia.minf.stbl;
         let min_gap = (SEGMENT_SECONDS * video.timescale as f64) as u64;
         let sync = stbl.stss.as_ref().map(|s| &s.entries);
@@ -198,6 +232,7 @@ impl Mp4Plan {
         bounds.push((sample, time));
         Ok(Mp4Plan {
             reader: Mutex::new(r),
+            allowance,
             video,
             avc,
             audio,
@@ -221,22 +256,21 @@ impl Mp4Plan {
 
     /// Segment `n` as MPEG-TS (reads its samples; blocking: call from a blocking thread).
     pub fn segment(&self, n: u64) -> Result<Vec<u8>, ApiError> {
+        contain("MP4", || self.segment_inner(n))
+    }
+
+    fn segment_inner(&self, n: u64) -> Result<Vec<u8>, ApiError> {
         let n = n as usize;
         let (Some(&(first, t0)), Some(&(end, t1))) = (self.bounds.get(n), self.bounds.get(n + 1))
         else {
             return Err(ApiError::not_found("no such segment"));
         };
         let mut r = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut mux = TsMuxer::new(Some(self.avc.clone()), self.audio.map(|a| a.1));
+        self.allowance.refill(READ_BUDGET, READ_SEEKS);
+        let mut mux = TsMuxer::segment(Some(self.avc.clone()), self.audio.map(|a| a.1), n as u64);
         let mut out = Vec::new();
         mux.psi(&mut out);
         let to90 = |t: u64, scale: u64| t * 90_000 / scale + TS_OFFSET;
-        let read_err = |e: mp4::Error| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("reading the MP4 failed: {e}"),
-            )
-        };
         // Audio samples of [t0, t1) (in seconds), found on the audio track's own clock.
         let audio: Vec<u32> = match self.audio {
             Some((a, _)) => {
@@ -266,14 +300,14 @@ impl Mp4Plan {
         };
         let mut audio = audio.into_iter().peekable();
         for id in first..end {
-            let Some(v) = r.read_sample(self.video.id, id).map_err(read_err)? else {
+            let Some(v) = read_sample(&mut r, self.video.id, id)? else {
                 break;
             };
             let dts = to90(v.start_time, self.video.timescale);
             // Audio up to this video frame's decode time goes first.
             while let Some(&aid) = audio.peek() {
                 let (a, _) = self.audio.expect("audio ids only with audio");
-                let Some(s) = r.read_sample(a.id, aid).map_err(read_err)? else {
+                let Some(s) = read_sample(&mut r, a.id, aid)? else {
                     audio.next();
                     continue;
                 };
@@ -291,10 +325,11 @@ impl Mp4Plan {
         }
         for aid in audio {
             let (a, _) = self.audio.expect("audio ids only with audio");
-            if let Some(s) = r.read_sample(a.id, aid).map_err(read_err)? {
+            if let Some(s) = read_sample(&mut r, a.id, aid)? {
                 mux.audio(to90(s.start_time, a.timescale), &s.bytes, &mut out);
             }
         }
+        mux.finish(&mut out);
         Ok(out)
     }
 }

@@ -464,6 +464,8 @@ pub struct Media {
     pub mp4_fast: PathBuf,
     /// The same as MP4 with the moov atom at the end: a player must seek to the end first.
     pub mp4_end: PathBuf,
+    /// The same as Matroska, written by mkvmerge (Debian's `mkvtoolnix`) from the MP4.
+    pub mkv: PathBuf,
     /// A small text file.
     pub txt: PathBuf,
 }
@@ -543,9 +545,9 @@ pub fn wait_line(p: &mut Proc, prefix: &str) -> String {
     found
 }
 
-/// Generates `root/name/{video.ts, faststart.mp4, moov-at-end.mp4, notes.txt}`: a finite 20 s
-/// testsrc2 + sine source, 640x360, x264 ultrafast, 1 s closed GOP, CBR 2 Mbit/s (about 2 s
-/// of CPU in all). The MP4s are remuxes of the TS (same streams).
+/// Generates `root/name/{video.ts, faststart.mp4, moov-at-end.mp4, video.mkv, notes.txt}`: a
+/// finite 20 s testsrc2 + sine source, 640x360, x264 ultrafast, 1 s closed GOP, CBR 2 Mbit/s
+/// (about 2 s of CPU in all). The MP4s and the MKV are remuxes of the TS (same streams).
 pub fn make_media(root: &Path, name: &str) -> Media {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).expect("mkdir media");
@@ -601,6 +603,19 @@ pub fn make_media(root: &Path, name: &str) -> Media {
         mp4_fast.to_str().expect("utf8"),
     ]);
     ffmpeg(&["-i", t, "-c", "copy", mp4_end.to_str().expect("utf8")]);
+    let mkv = dir.join("video.mkv");
+    let o = Command::new("mkvmerge")
+        .arg("-q")
+        .arg("-o")
+        .arg(&mkv)
+        .arg(&mp4_fast)
+        .output()
+        .expect("run mkvmerge (apt-get install mkvtoolnix)");
+    assert!(
+        o.status.success(),
+        "mkvmerge failed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let txt = dir.join("notes.txt");
     std::fs::write(
         &txt,
@@ -612,6 +627,7 @@ pub fn make_media(root: &Path, name: &str) -> Media {
         ts,
         mp4_fast,
         mp4_end,
+        mkv,
         txt,
     }
 }
