@@ -227,7 +227,7 @@ fn harness_media_nginx_and_libtorrent_web_seed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let media = make_media(&d.join("www"), "media");
-    for f in [&media.ts, &media.mp4_fast, &media.mp4_end] {
+    for f in [&media.ts, &media.mp4_fast, &media.mp4_end, &media.mkv] {
         assert_probe(f.to_str().expect("utf8"));
     }
     let ts_len = std::fs::metadata(&media.ts).expect("ts").len();
@@ -250,7 +250,7 @@ fn harness_media_nginx_and_libtorrent_web_seed() {
 
     let torrent = d.join("ws.torrent");
     lt_create_webseed(&media.dir, &torrent, PIECE, &nginx.url());
-    assert_eq!(torrent_files(&torrent).len(), 4);
+    assert_eq!(torrent_files(&torrent).len(), 5, "four videos and a note");
     let out = d.join("lt-out");
     let (mut leech, _) = lt_start(
         d,
