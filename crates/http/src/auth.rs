@@ -1,5 +1,7 @@
 //! The access-token check: when a token is configured, every request carries it as `?token=T` or
-//! `Authorization: Bearer T`, compared in constant time; otherwise 401.
+//! `Authorization: Bearer T`, compared in constant time; otherwise 401 (a browser opening a page
+//! gets the login page, [`crate::pages::login`]). The vendored scripts under `/assets/` need
+//! none.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -18,8 +20,16 @@ pub(crate) async fn require_token(
     let Some(want) = state.config().access_token.as_deref() else {
         return next.run(request).await;
     };
-    if carries_token(&request, want) {
+    if carries_token(&request, want) || crate::pages::is_public(&request) {
         return next.run(request).await;
+    }
+    if crate::pages::is_page(&request) {
+        let tried = request.uri().query().is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .take(64)
+                .any(|(k, _)| k == "token")
+        });
+        return crate::pages::login(tried);
     }
     ApiError::new(
         StatusCode::UNAUTHORIZED,

@@ -35,6 +35,7 @@ pub mod live;
 pub mod media_file;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod range;
 pub mod server_api;
 pub mod source;
@@ -49,7 +50,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use peercdn_engine::session::Session;
@@ -146,7 +146,7 @@ pub fn router(session: Session, config: &HttpConfig) -> Router {
 
 fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .merge(pages::routes())
         .merge(ace::routes())
         .merge(hls::routes())
         .merge(vod_hls::routes())
@@ -248,10 +248,6 @@ fn check_exposure(addr: SocketAddr, config: &HttpConfig) -> Result<(), HttpError
     } else {
         Err(HttpError::NeedsToken { addr })
     }
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }
 
 #[cfg(test)]

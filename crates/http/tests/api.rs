@@ -744,3 +744,95 @@ async fn shutdown_does_not_wait_for_endless_answers() {
     open.abort();
     swarm.shutdown().await;
 }
+
+/// The pages with an access token set: a browser opening the dashboard or a player page
+/// without the token gets a login page (401, a form that sends `?token=`) instead of a 401
+/// JSON, and one with a wrong token is told so; with the token the page itself. Tools still
+/// get the JSON refusal, the vendored scripts and the icon need no token (nothing of the
+/// engine's is in them), and the player page is served without the token in its HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_ask_a_browser_for_the_token() {
+    use reqwest::header::ACCEPT;
+    let swarm = Swarm::new().await;
+    let mut cfg = http_config();
+    cfg.access_token = Some("s3cret".into());
+    let srv = serve(swarm.viewer.clone(), cfg).await;
+    let c = client();
+    let html = "text/html,application/xhtml+xml";
+    for page in ["/", "/play/0123456789abcdef0123456789abcdef01234567"] {
+        let r = c
+            .get(format!("{}{page}", srv.base))
+            .header(ACCEPT, html)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{page}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("name=\"token\"") && !body.contains("not this engine's"),
+            "{body}"
+        );
+        let r = c
+            .get(format!("{}{page}?token=wrong", srv.base))
+            .header(ACCEPT, html)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            r.text().await.unwrap().contains("not this engine's"),
+            "{page}"
+        );
+        let r = c
+            .get(format!("{}{page}?token=s3cret", srv.base))
+            .header(ACCEPT, html)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{page}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("/api/v1/") || body.contains("hls.light.min.js"),
+            "{page}"
+        );
+        assert!(!body.contains("s3cret"), "the HTML never carries the token");
+    }
+    // A tool gets the JSON refusal.
+    let r = c.get(format!("{}/", srv.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("token"), "{v}");
+    let r = c
+        .get(format!("{}/api/v1/torrents", srv.base))
+        .header(ACCEPT, html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.json::<Value>().await.is_ok(),
+        "the API answers JSON, not the login page"
+    );
+    // The assets need none.
+    for (asset, ctype) in [
+        ("/assets/hls.light.min.js", "text/javascript"),
+        ("/assets/icon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
+    ] {
+        let r = c.get(format!("{}{asset}", srv.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(ctype),
+            "{asset}"
+        );
+    }
+    drop(srv);
+    swarm.shutdown().await;
+}

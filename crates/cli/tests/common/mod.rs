@@ -302,23 +302,40 @@ pub fn vlc_remux(dir: &Path, name: &str, url: &str, secs: u32) -> (f64, Vec<Stri
     ffprobe(out.to_str().expect("utf8"))
 }
 
-/// `node tests/interop/hls_player.cjs --hlsjs … ARGS…`: hls.js in headless Chromium plays a
-/// playlist and prints one JSON line (see the script). The npm packages are in
-/// `target/web-clients` (or `$PEERCDN_WEB_CLIENTS`), which scripts/test.sh installs.
-pub fn hls_player(args: &[&str]) -> Command {
+/// The npm packages the browser tests drive: `target/web-clients` (or
+/// `$PEERCDN_WEB_CLIENTS`), which scripts/test.sh installs.
+fn web_clients() -> PathBuf {
     let dir = std::env::var_os("PEERCDN_WEB_CLIENTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-clients"));
-    let hlsjs = dir.join("node_modules/hls.js/dist/hls.min.js");
     assert!(
-        hlsjs.exists() && dir.join("node_modules/playwright-core").exists(),
-        "{} is missing: scripts/test.sh installs hls.js and playwright-core there from npm",
-        hlsjs.display()
+        dir.join("node_modules/hls.js").exists()
+            && dir.join("node_modules/playwright-core").exists(),
+        "{} is missing hls.js or playwright-core: scripts/test.sh installs them there from npm",
+        dir.display()
     );
+    dir
+}
+
+/// `node tests/interop/hls_player.cjs --hlsjs … ARGS…`: hls.js in headless Chromium plays a
+/// playlist and prints one JSON line (see the script).
+pub fn hls_player(args: &[&str]) -> Command {
+    let dir = web_clients();
     let mut c = Command::new("node");
     c.arg(interop("hls_player.cjs"))
         .arg("--hlsjs")
-        .arg(hlsjs)
+        .arg(dir.join("node_modules/hls.js/dist/hls.min.js"))
+        .args(args)
+        .env("NODE_PATH", dir.join("node_modules"));
+    c
+}
+
+/// `node tests/interop/page_check.cjs ARGS…`: headless Chromium opens one of the engine's
+/// pages, waits for a condition and prints one JSON line (see the script).
+pub fn page_check(args: &[&str]) -> Command {
+    let dir = web_clients();
+    let mut c = Command::new("node");
+    c.arg(interop("page_check.cjs"))
         .args(args)
         .env("NODE_PATH", dir.join("node_modules"));
     c

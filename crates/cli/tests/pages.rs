@@ -1,0 +1,156 @@
+//! The engine's own pages in a real browser (headless Chromium driven by
+//! `tests/interop/page_check.cjs`), with a live broadcast and a viewer engine relaying it on
+//! loopback: the player page plays, the dashboard shows the stream's rates to the viewer and to
+//! the broadcaster and plays the stream in the page, with no console error. Screenshots of each
+//! view land in `target/screenshots/` for a person to look at (the README's come from there).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs a page check; returns its JSON line, asserting it succeeded.
+fn check(dir: &Path, name: &str, args: &[&str]) -> Value {
+    let mut p = Proc::spawn(name, page_check(args), &dir.join(format!("{name}.log")));
+    let status = p.wait(Duration::from_secs(150));
+    let log = p.log_text();
+    let seen: Value = log
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{name}: no JSON line:\n{log}"));
+    assert!(status.success(), "{name} failed ({status}): {seen}\n{log}");
+    eprintln!("{name}: {seen}");
+    seen
+}
+
+/// Where the screenshots go: `target/screenshots/NAME.png`.
+fn screenshot(name: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("mkdir screenshots");
+    dir.join(format!("{name}.png"))
+        .to_str()
+        .expect("utf8")
+        .to_string()
+}
+
+/// A 90 s broadcast and a viewer engine that relays it. The player page `/play/ID` of the
+/// viewer plays 20 s of media in Chromium (currentTime advancing, no fatal error, no console
+/// error) and says how far behind live it is; the viewer's dashboard shows the stream with
+/// its download rate and charts, and its "Watch here" button plays the stream in the page; the
+/// broadcaster's dashboard shows it as broadcasting with its upload and the viewer as a peer.
+#[test]
+fn player_page_and_dashboard_show_a_live_stream() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "90", "1900k");
+    let mut bc = Proc::spawn(
+        "broadcast",
+        peercdn(
+            &d.join("bc-data"),
+            &[
+                "broadcast",
+                "--input",
+                src.to_str().expect("utf8"),
+                "--name",
+                "Pages channel",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+            ],
+        ),
+        &d.join("broadcast.log"),
+    );
+    let bc_port = peercdn_port(&mut bc);
+    let id = wait_line(&mut bc, "id: ");
+    let bc_base = wait_line(&mut bc, "http: ");
+    let source = format!("127.0.0.1:{bc_port}");
+    let (mut viewer, _, base) = engine_start(d, "viewer", &["--peer", &source]);
+
+    let seen = check(
+        d,
+        "player-page",
+        &[
+            "--url",
+            &format!("{base}/play/{id}"),
+            "--until",
+            "window.peercdnPlayer && peercdnPlayer.currentTime >= 20",
+            "--report",
+            "window.peercdnPlayer",
+            "--screenshot",
+            &screenshot("player"),
+            "--timeout",
+            "75",
+            "--width",
+            "960",
+            "--height",
+            "600",
+        ],
+    );
+    let p = &seen["report"];
+    assert_eq!(p["live"], true, "{p}");
+    assert!(p["fatal"].is_null(), "{p}");
+    let delay = p["delay_s"].as_f64().expect("the page shows the delay");
+    assert!((0.0..10.0).contains(&delay), "{delay} s behind live: {p}");
+
+    let seen = check(
+        d,
+        "dashboard-viewer",
+        &[
+            "--url",
+            &format!("{base}/"),
+            "--click",
+            "Watch here",
+            "--until",
+            "document.querySelector('[data-live] svg polyline') && \
+             window.peercdnDashboard && peercdnDashboard.live[0].p2p_downloaded > 0 && \
+             peercdnDashboard.history.get(peercdnDashboard.live[0].id).length >= 10 && \
+             document.querySelector('iframe.player')?.contentWindow.peercdnPlayer?.playing && \
+             document.querySelector('iframe.player').contentWindow.peercdnPlayer.peers !== null && \
+             document.querySelector('iframe.player').contentWindow.peercdnPlayer.delay_s !== null",
+            "--report",
+            "({ live: peercdnDashboard.live, text: document.body.innerText })",
+            "--screenshot",
+            &screenshot("dashboard-viewer"),
+        ],
+    );
+    let text = seen["report"]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("WATCHING") && text.contains("Pages channel"),
+        "{text}"
+    );
+    assert!(text.contains("from peers"), "{text}");
+
+    let seen = check(
+        d,
+        "dashboard-broadcaster",
+        &[
+            "--url",
+            &format!("{bc_base}/"),
+            "--until",
+            "window.peercdnDashboard && peercdnDashboard.live[0] && \
+             peercdnDashboard.live[0].up_rate > 0 && peercdnDashboard.live[0].peers >= 1 && \
+             peercdnDashboard.history.get(peercdnDashboard.live[0].id).length >= 10 && \
+             document.querySelectorAll('[data-live] svg polyline').length === 4",
+            "--report",
+            "({ live: peercdnDashboard.live, text: document.body.innerText })",
+            "--screenshot",
+            &screenshot("dashboard-broadcaster"),
+        ],
+    );
+    let text = seen["report"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("BROADCASTING"), "{text}");
+    assert!(
+        text.contains("× the stream"),
+        "upload against the bitrate: {text}"
+    );
+    assert!(
+        !text.contains("–\npieces / s"),
+        "the ingest rate is shown: {text}"
+    );
+    assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
+    assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
+}
