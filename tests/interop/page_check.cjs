@@ -2,8 +2,10 @@
 // opens one of the engine's pages, optionally clicks a button, waits until a JavaScript
 // expression is true in the page, writes a screenshot, and prints one JSON line.
 //
-//   node page_check.cjs --url URL --until EXPR [--report EXPR] [--click TEXT]
+//   node page_check.cjs --url URL --until EXPR [--report EXPR] [--click TEXT]...
 //                       [--screenshot FILE] [--width PX] [--height PX] [--timeout S]
+//
+// --click TEXT clicks the first button whose name starts with TEXT (in order, once each).
 //
 // Output: {"ok", "waited_ms", "report" (EXPR's value at the end), "console_errors",
 // "page_errors", "failed_requests"}; exit 0 when EXPR became true with no console or page
@@ -19,7 +21,7 @@ const opt = (name, dflt) => {
 const url = opt('url');
 const until = opt('until');
 const report = opt('report', 'null');
-const click = opt('click');
+const clicks = args.flatMap((a, i) => (a === '--click' ? [args[i + 1]] : []));
 const shot = opt('screenshot');
 const width = Number(opt('width', '1280'));
 const height = Number(opt('height', '900'));
@@ -51,8 +53,9 @@ async function main() {
     });
     const t0 = Date.now();
     await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
-    if (click) {
-      await page.getByRole('button', { name: click }).first().click({ timeout: timeoutMs });
+    for (const name of clicks) {
+      await page.getByRole('button', { name: new RegExp('^' + name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) })
+        .first().click({ timeout: timeoutMs });
     }
     let done = false;
     while (!done && Date.now() - t0 < timeoutMs) {

@@ -39,7 +39,8 @@ fn screenshot(name: &str) -> String {
 /// A 90 s broadcast and a viewer engine that relays it. The player page `/play/ID` of the
 /// viewer plays 20 s of media in Chromium (currentTime advancing, no fatal error, no console
 /// error) and says how far behind live it is; the viewer's dashboard shows the stream with
-/// its download rate and charts, and its "Watch here" button plays the stream in the page; the
+/// its download rate and charts, its peer (the broadcaster: client, address, rates, flags),
+/// and its "Watch here" button plays the stream in the page; the
 /// broadcaster's dashboard shows it as broadcasting with its upload and the viewer as a peer.
 #[test]
 fn player_page_and_dashboard_show_a_live_stream() {
@@ -104,10 +105,13 @@ fn player_page_and_dashboard_show_a_live_stream() {
             &format!("{base}/"),
             "--click",
             "Watch here",
+            "--click",
+            "Peers",
             "--until",
             "document.querySelector('[data-live] svg polyline') && \
              window.peercdnDashboard && peercdnDashboard.live[0].p2p_downloaded > 0 && \
              peercdnDashboard.history.get(peercdnDashboard.live[0].id).length >= 10 && \
+             document.querySelector('table.peers')?.innerText.includes('peercdn') && \
              document.querySelector('iframe.player')?.contentWindow.peercdnPlayer?.playing && \
              document.querySelector('iframe.player').contentWindow.peercdnPlayer.peers !== null && \
              document.querySelector('iframe.player').contentWindow.peercdnPlayer.delay_s !== null",

@@ -249,6 +249,10 @@ impl Swarm {
                 down_rate: p.rec.traffic.down.rate(),
                 up_rate: p.rec.traffic.up.rate(),
                 in_flight: p.outstanding.len(),
+                am_choking: p.up.am_choking,
+                peer_choking: p.peer_choking,
+                am_interested: p.am_interested,
+                peer_interested: p.peer_interested,
             })
             .collect()
     }

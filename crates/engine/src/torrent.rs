@@ -18,7 +18,7 @@ use bytes::Bytes;
 use peercdn_core::conn::Source as PeerSource;
 use peercdn_core::metainfo::{Info, Metainfo};
 use peercdn_core::swarm::webseed::WebSeedPolicy;
-use peercdn_core::swarm::{Action, Swarm, SwarmConfig};
+use peercdn_core::swarm::{Action, PeerInfo, Swarm, SwarmConfig};
 use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
 use peercdn_core::{Bitfield, DisconnectCounts, InfoHash};
@@ -197,6 +197,8 @@ pub struct TorrentStatus {
     pub checked: u32,
     /// Connections the swarm closed, by reason.
     pub disconnects: DisconnectCounts,
+    /// The connected peers (for the API and the dashboard).
+    pub peer_list: Vec<PeerInfo>,
 }
 
 impl TorrentStatus {
@@ -335,6 +337,7 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         webseeds: Vec::new(),
         checked: 0,
         disconnects: DisconnectCounts::default(),
+        peer_list: Vec::new(),
     });
     let shared = Arc::new(Shared::default());
     let span = tracing::info_span!("torrent", id = %info_hash);
@@ -892,6 +895,7 @@ impl Torrent {
             webseeds: self.webseed_stats(),
             checked: self.checked,
             disconnects: st.disconnects,
+            peer_list: self.swarm.peers(),
         });
     }
 }

@@ -114,7 +114,31 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
             "downloaded": w.downloaded,
             "errors": w.errors,
         })).collect::<Vec<_>>(),
+        "peer_list": peer_list(&st.peer_list, |p| (p.down_rate + p.up_rate, json!({
+            "addr": p.addr.to_string(),
+            "client": p.client,
+            "down_rate": p.down_rate,
+            "up_rate": p.up_rate,
+            "pieces": p.pieces,
+            "progress": if st.pieces_total > 0 { f64::from(p.pieces) / f64::from(st.pieces_total) } else { 0.0 },
+            "requests": p.in_flight,
+            "am_choking": p.am_choking,
+            "peer_choking": p.peer_choking,
+            "am_interested": p.am_interested,
+            "peer_interested": p.peer_interested,
+        }))),
     })
+}
+
+/// Most peers listed per torrent or stream (the busiest first).
+pub const MAX_LISTED_PEERS: usize = 100;
+
+/// The JSON list of `peers`, busiest first (`view` gives a peer's weight and its JSON), at
+/// most [`MAX_LISTED_PEERS`].
+pub fn peer_list<P>(peers: &[P], view: impl Fn(&P) -> (u64, Value)) -> Vec<Value> {
+    let mut all: Vec<(u64, Value)> = peers.iter().map(view).collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.into_iter().take(MAX_LISTED_PEERS).map(|(_, v)| v).collect()
 }
 
 /// The API name of a state.

@@ -23,6 +23,8 @@
 //! Architecture invariant: this crate owns HTTP, JSON and status codes; the engine knows none of
 //! them. Every query string and body is outside input: nothing here panics on it.
 #![deny(missing_docs)]
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 pub mod ace;
 pub mod api;

@@ -193,5 +193,16 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "piece_duration_ms": params.as_ref().map(|p| p.piece_duration_ms),
         "window_s": params.as_ref().map(|p| p.window_s),
         "cdn": buffer.as_ref().map(|b| b.descriptor().cdn.clone()),
+        "peer_list": crate::api::peer_list(&st.peer_list, |p| (p.down_rate + p.up_rate, json!({
+            "addr": p.addr.to_string(),
+            "client": p.client,
+            "down_rate": p.down_rate,
+            "up_rate": p.up_rate,
+            "newest": p.newest,
+            "requests": p.outstanding,
+            "queued": p.queued,
+            "am_choking": p.am_choking,
+            "peer_choking": p.peer_choking,
+        }))),
     })
 }

@@ -267,6 +267,20 @@ pub fn document() -> Value {
                                 }
                             }
                         },
+                        "peer_list": { "type": "array", "description": "Connected peers, busiest first (at most 100).",
+                            "items": { "type": "object", "properties": {
+                                "addr": { "type": "string" },
+                                "client": { "type": "string", "nullable": true },
+                                "down_rate": { "type": "integer", "description": "bytes/s from it" },
+                                "up_rate": { "type": "integer", "description": "bytes/s to it" },
+                                "pieces": { "type": "integer" },
+                                "progress": { "type": "number", "minimum": 0, "maximum": 1 },
+                                "requests": { "type": "integer", "description": "Our requests in flight to it." },
+                                "am_choking": { "type": "boolean" },
+                                "peer_choking": { "type": "boolean" },
+                                "am_interested": { "type": "boolean" },
+                                "peer_interested": { "type": "boolean" }
+                            } } },
                         "files": { "type": "array", "nullable": true,
                             "items": { "$ref": "#/components/schemas/File" } },
                         "magnet": { "type": "string", "nullable": true }
@@ -297,7 +311,19 @@ pub fn document() -> Value {
                         "buffer_bytes": { "type": "integer" },
                         "piece_duration_ms": { "type": "integer", "nullable": true },
                         "window_s": { "type": "integer", "nullable": true },
-                        "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } }
+                        "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } },
+                        "peer_list": { "type": "array", "description": "Connected peers, busiest first (at most 100).",
+                            "items": { "type": "object", "properties": {
+                                "addr": { "type": "string" },
+                                "client": { "type": "string", "nullable": true },
+                                "down_rate": { "type": "integer", "description": "bytes/s from it" },
+                                "up_rate": { "type": "integer", "description": "bytes/s to it" },
+                                "newest": { "type": "integer", "nullable": true, "description": "Newest piece it announced." },
+                                "requests": { "type": "integer", "description": "Our requests in flight to it." },
+                                "queued": { "type": "integer", "description": "Its requests queued here." },
+                                "am_choking": { "type": "boolean" },
+                                "peer_choking": { "type": "boolean" }
+                            } } }
                     }
                 },
                 "Dht": {

@@ -135,4 +135,12 @@ pub struct PeerInfo {
     pub up_rate: u64,
     /// Requests in flight to it.
     pub in_flight: usize,
+    /// We choke it.
+    pub am_choking: bool,
+    /// It chokes us.
+    pub peer_choking: bool,
+    /// We want pieces it has.
+    pub am_interested: bool,
+    /// It wants pieces we have.
+    pub peer_interested: bool,
 }

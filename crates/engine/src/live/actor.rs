@@ -462,6 +462,7 @@ impl Actor {
             delay_ms: None,
             readers: 0,
             disconnects: st.disconnects,
+            peer_list: self.swarm.peer_infos(),
         };
         if let Some(b) = &self.buffer {
             let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);

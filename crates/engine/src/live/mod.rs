@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
+use peercdn_core::live::swarm::LivePeerInfo;
 use peercdn_core::live::{PieceHeader, FLAG_DISCONTINUITY, FLAG_KEYFRAME};
 use peercdn_core::{DisconnectCounts, InfoHash};
 use tokio::sync::watch;
@@ -60,6 +61,8 @@ pub struct LiveStatus {
     pub readers: usize,
     /// Connections the swarm closed, by reason.
     pub disconnects: DisconnectCounts,
+    /// The connected peers (for the API and the dashboard).
+    pub peer_list: Vec<LivePeerInfo>,
 }
 
 /// The handle to a live stream in the session. Cheap to clone.
