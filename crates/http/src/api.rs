@@ -137,8 +137,11 @@ pub const MAX_LISTED_PEERS: usize = 100;
 /// most [`MAX_LISTED_PEERS`].
 pub fn peer_list<P>(peers: &[P], view: impl Fn(&P) -> (u64, Value)) -> Vec<Value> {
     let mut all: Vec<(u64, Value)> = peers.iter().map(view).collect();
-    all.sort_by(|a, b| b.0.cmp(&a.0));
-    all.into_iter().take(MAX_LISTED_PEERS).map(|(_, v)| v).collect()
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
+    all.into_iter()
+        .take(MAX_LISTED_PEERS)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// The API name of a state.
