@@ -156,6 +156,10 @@ fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            metrics::count_media,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             auth::require_token,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -9,14 +9,20 @@
 //! `peercdn_dht_announce_failures_total`; no malformed-packet series: the DHT crate keeps no
 //! such counter); the connections the swarms closed, by reason, all swarms together
 //! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed); the HTTP
-//! connections; `peercdn_build_info{version}` and the process (`process_cpu_seconds_total`,
+//! connections and the media requests answered, by kind and status class
+//! (`peercdn_http_media_requests_total{kind="getstream|playlist|live_segment|vod_segment|
+//! player_page",status="2xx|3xx|4xx|5xx"}`, counted by [`count_media`]);
+//! `peercdn_build_info{version}` and the process (`process_cpu_seconds_total`,
 //! `process_resident_memory_bytes`, `process_open_fds`, …, from `/proc/self` by the `procfs`
 //! crate). `promtool check metrics` passes it (tested). No per-peer labels.
 
 use std::fmt::Write;
 
-use axum::extract::State;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use peercdn_core::DisconnectCounts;
 use peercdn_engine::dht::DhtStats;
@@ -86,6 +92,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         conns.open(),
         conns.max()
     ));
+    render_media(&mut text, state.media_requests());
     render_build_and_process(&mut text);
     let mut r = text.into_response();
     r.headers_mut().insert(
@@ -93,6 +100,71 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Kinds of media request counted (the label values, in order).
+const MEDIA_KINDS: [&str; 5] = [
+    "getstream",
+    "playlist",
+    "live_segment",
+    "vod_segment",
+    "player_page",
+];
+/// Status classes counted.
+const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// Media requests answered, by kind and status class.
+#[derive(Debug, Default)]
+pub struct MediaRequests([[AtomicU64; 4]; 5]);
+
+impl MediaRequests {
+    fn add(&self, kind: usize, status: u16) {
+        let class = usize::from(status / 100).clamp(2, 5) - 2;
+        self.0[kind][class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The kind of media request `path` is, as an index into [`MEDIA_KINDS`].
+fn media_kind(path: &str) -> Option<usize> {
+    if path == "/ace/getstream" || path.starts_with("/ace/r/") {
+        Some(0)
+    } else if path.ends_with(".m3u8") {
+        Some(1)
+    } else if path.starts_with("/ace/l/") {
+        Some(2)
+    } else if path.starts_with("/ace/v/") {
+        Some(3)
+    } else if path.starts_with("/play/") {
+        Some(4)
+    } else {
+        None
+    }
+}
+
+/// Middleware: counts the media requests answered (the status a client got; a stream that
+/// fails later in its body still counts as answered).
+pub async fn count_media(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let kind = media_kind(request.uri().path());
+    let r = next.run(request).await;
+    if let Some(k) = kind {
+        state.media_requests().add(k, r.status().as_u16());
+    }
+    r
+}
+
+fn render_media(out: &mut String, m: &MediaRequests) {
+    let name = "peercdn_http_media_requests_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Media requests answered (getstream, HLS playlists and segments, the \
+         player page), by status class.\n# TYPE {name} counter"
+    );
+    for (k, kind) in MEDIA_KINDS.iter().enumerate() {
+        for (c, class) in STATUS_CLASSES.iter().enumerate() {
+            let n = m.0[k][c].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\",status=\"{class}\"}} {n}");
+        }
+    }
 }
 
 /// One torrent's figures.
@@ -398,6 +470,32 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The media routes are told apart, other routes not counted; status classes clamp.
+    #[test]
+    fn media_requests_by_kind_and_class() {
+        assert_eq!(media_kind("/ace/getstream"), Some(0));
+        assert_eq!(media_kind("/ace/manifest.m3u8"), Some(1));
+        assert_eq!(media_kind("/hls/manifest.m3u8"), Some(1));
+        assert_eq!(media_kind("/ace/l/abc/s3.ts"), Some(2));
+        assert_eq!(media_kind("/ace/v/abc/0/1.ts"), Some(3));
+        assert_eq!(media_kind("/play/abc"), Some(4));
+        assert_eq!(media_kind("/api/v1/torrents"), None);
+        let m = MediaRequests::default();
+        m.add(1, 200);
+        m.add(1, 504);
+        m.add(1, 101);
+        let mut out = String::new();
+        render_media(&mut out, &m);
+        assert!(
+            out.contains("peercdn_http_media_requests_total{kind=\"playlist\",status=\"2xx\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("peercdn_http_media_requests_total{kind=\"playlist\",status=\"5xx\"} 1"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn renders_escaped_labels() {

@@ -69,6 +69,7 @@ struct Inner {
     playbacks: Mutex<Playbacks>,
     hls: Arc<HlsReaders>,
     vod_plans: VodPlans,
+    media_requests: crate::metrics::MediaRequests,
 }
 
 #[derive(Default)]
@@ -106,8 +107,14 @@ impl AppState {
                 playbacks: Mutex::new(Playbacks::default()),
                 hls: HlsReaders::new(),
                 vod_plans: VodPlans::default(),
+                media_requests: crate::metrics::MediaRequests::default(),
             }),
         }
+    }
+
+    /// Media requests answered so far (for `/metrics`).
+    pub fn media_requests(&self) -> &crate::metrics::MediaRequests {
+        &self.inner.media_requests
     }
 
     /// The engine session.

@@ -79,6 +79,23 @@ async fn add_list_inspect_pause_resume_delete() {
     assert_eq!(r.status(), StatusCode::OK);
     wait_state(&c, &one, "seeding").await;
 
+    // Two media requests: a progressive stream (206) and a VoD segment of a file that is no
+    // video (400).
+    let r = c
+        .get(format!("{}/ace/getstream?id={id}", srv.base))
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    drop(r.bytes().await);
+    let r = c
+        .get(format!("{}/ace/v/{id}/0/999.ts", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+
     // Metrics: every sample line is `name{labels} value` or `name value`.
     let text = c
         .get(format!("{}/metrics", srv.base))
@@ -91,6 +108,12 @@ async fn add_list_inspect_pause_resume_delete() {
     check_metrics(&text);
     common::promtool_check(&text);
     assert!(text.contains("peercdn_torrents 1\n"));
+    assert!(
+        text.contains("peercdn_http_media_requests_total{kind=\"getstream\",status=\"2xx\"} 1\n")
+    );
+    assert!(
+        text.contains("peercdn_http_media_requests_total{kind=\"vod_segment\",status=\"4xx\"} 1\n")
+    );
     assert!(text.contains(&format!(
         "peercdn_progress_ratio{{id=\"{id}\",name=\"movie\"}} 1.000000"
     )));
