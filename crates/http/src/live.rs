@@ -193,6 +193,8 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "piece_duration_ms": params.as_ref().map(|p| p.piece_duration_ms),
         "window_s": params.as_ref().map(|p| p.window_s),
         "cdn": buffer.as_ref().map(|b| b.descriptor().cdn.clone()),
+        "cdn_pieces": st.cdn_pieces,
+        "cdn_failures": st.cdn_failures,
         "peer_list": crate::api::peer_list(&st.peer_list, |p| (p.down_rate + p.up_rate, json!({
             "addr": p.addr.to_string(),
             "client": p.client,

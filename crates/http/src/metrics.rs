@@ -2,7 +2,8 @@
 //! wants (base units, counters ending in `_total`, rates left to `rate()`), one label `id` for
 //! the content ID everywhere: the number of torrents and, per torrent (labels `id` and `name`),
 //! bytes moved, peers and progress; the number of live streams and, per stream, bytes
-//! downloaded by origin (`origin="p2p|cdn"`), uploaded, peers, readers, delay and banned peers;
+//! downloaded by origin (`origin="p2p|cdn"`), uploaded, peers, readers, delay (of the newest
+//! piece, and the largest of this engine's players), CDN pieces and failures and banned peers;
 //! the DHT (`peercdn_dht_enabled`, then, when it runs, `peercdn_dht_nodes`,
 //! `peercdn_dht_bootstrapped`, `peercdn_dht_lookups_total`, `peercdn_dht_lookups_done_total`,
 //! `peercdn_dht_peers_found_total`, `peercdn_dht_announces_total`,
@@ -55,6 +56,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
     }
     let mut lives = state.session().lives();
     lives.sort_by_key(|h| h.content_id());
+    let now = peercdn_engine::live::now_us();
     let live_rows: Vec<LiveRow> = lives
         .iter()
         .map(|h| {
@@ -69,7 +71,10 @@ pub async fn handler(State(state): State<AppState>) -> Response {
                 peers: st.peers as u64,
                 readers: st.readers as u64,
                 delay_s: st.delay_ms.map(|ms| ms as f64 / 1000.0),
+                player_delay_s: state.max_player_delay(&h.content_id(), now),
                 banned: st.banned,
+                cdn_pieces: st.cdn_pieces,
+                cdn_failures: st.cdn_failures,
             }
         })
         .collect();
@@ -246,7 +251,10 @@ struct LiveRow {
     peers: u64,
     readers: u64,
     delay_s: Option<f64>,
+    player_delay_s: Option<f64>,
     banned: u64,
+    cdn_pieces: u64,
+    cdn_failures: u64,
 }
 
 fn render_live(out: &mut String, rows: &[LiveRow]) {
@@ -266,7 +274,25 @@ fn render_live(out: &mut String, rows: &[LiveRow]) {
         let _ = writeln!(out, "{name}{{{l},origin=\"cdn\"}} {}", r.cdn);
     }
     type Get = fn(&LiveRow) -> Option<String>;
-    let series: [(&str, &str, &str, Get); 5] = [
+    let series: [(&str, &str, &str, Get); 8] = [
+        (
+            "peercdn_live_player_delay_max_seconds",
+            "gauge",
+            "The largest delay behind the source among this engine's progressive players.",
+            |r| r.player_delay_s.map(|d| format!("{d:.3}")),
+        ),
+        (
+            "peercdn_live_cdn_pieces_total",
+            "counter",
+            "Pieces fetched from the CDN and verified.",
+            |r| Some(r.cdn_pieces.to_string()),
+        ),
+        (
+            "peercdn_live_cdn_failures_total",
+            "counter",
+            "CDN requests that failed (verification included).",
+            |r| Some(r.cdn_failures.to_string()),
+        ),
         (
             "peercdn_live_uploaded_bytes_total",
             "counter",
@@ -566,11 +592,19 @@ mod tests {
             peers: 1,
             readers: 2,
             delay_s: None,
+            player_delay_s: Some(1.25),
             banned: 0,
+            cdn_pieces: 7,
+            cdn_failures: 1,
         }];
         let mut text = String::new();
         render_live(&mut text, &rows);
         assert!(text.contains("peercdn_live_streams 1\n"));
+        assert!(
+            text.contains("peercdn_live_player_delay_max_seconds{id=\"cd\",name=\"ch\"} 1.250\n")
+        );
+        assert!(text.contains("peercdn_live_cdn_pieces_total{id=\"cd\",name=\"ch\"} 7\n"));
+        assert!(text.contains("peercdn_live_cdn_failures_total{id=\"cd\",name=\"ch\"} 1\n"));
         assert!(text.contains(
             "peercdn_live_downloaded_bytes_total{id=\"cd\",name=\"ch\",origin=\"p2p\"} 3\n"
         ));

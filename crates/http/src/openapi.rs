@@ -312,6 +312,8 @@ pub fn document() -> Value {
                         "piece_duration_ms": { "type": "integer", "nullable": true },
                         "window_s": { "type": "integer", "nullable": true },
                         "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } },
+                        "cdn_pieces": { "type": "integer", "description": "Pieces fetched from the CDN and verified." },
+                        "cdn_failures": { "type": "integer", "description": "CDN requests that failed (verification included)." },
                         "peer_list": { "type": "array", "description": "Connected peers, busiest first (at most 100).",
                             "items": { "type": "object", "properties": {
                                 "addr": { "type": "string" },

@@ -178,6 +178,21 @@ impl AppState {
             .cloned()
     }
 
+    /// The largest delay behind the source among the players of live stream `id` being
+    /// streamed to now (seconds, at `now_us`): each such session's last piece sent, against
+    /// the clock. (HLS players fetch segments on their own; they are not counted.)
+    pub fn max_player_delay(&self, id: &InfoHash, now_us: u64) -> Option<f64> {
+        self.lock()
+            .by_id
+            .values()
+            .filter(|p| p.info_hash == *id)
+            .filter_map(|p| p.live.as_ref())
+            .filter(|l| l.0.is_streaming())
+            .filter_map(|l| l.0.played_timestamp_us())
+            .map(|t| now_us.saturating_sub(t) as f64 / 1e6)
+            .reduce(f64::max)
+    }
+
     /// A pending playback session's ID resolved: it is live (`live`: its player) or VoD.
     pub fn settle(&self, info_hash: &InfoHash, id: &str, live: Option<LiveSlot>) {
         let mut p = self.lock();

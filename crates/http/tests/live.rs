@@ -552,6 +552,18 @@ async fn api_metrics_openapi_and_a_bare_id() {
     assert_eq!(r.status(), StatusCode::OK);
     let got = read_at_least(&mut r, 2 * 5 * PACKET).await;
     assert!(is_key(pieces_in(&got[..got.len() / PACKET * PACKET])[0]));
+    // And a playback session (format=json), being streamed to.
+    let v: Value = get_json(
+        &c,
+        format!("{}/ace/getstream?id={id}&format=json", srv.base),
+    )
+    .await;
+    let playback = v["response"]["playback_url"]
+        .as_str()
+        .expect("playback_url");
+    let mut p = c.get(playback).send().await.unwrap();
+    assert_eq!(p.status(), StatusCode::OK);
+    read_at_least(&mut p, 5 * PACKET).await;
 
     let text = c
         .get(format!("{}/metrics", srv.base))
@@ -567,9 +579,21 @@ async fn api_metrics_openapi_and_a_bare_id() {
         "peercdn_live_downloaded_bytes_total{{id=\"{id}\",name=\"channel 4\",origin=\"p2p\"}} 0\n"
     )));
     assert!(text.contains(&format!(
-        "peercdn_live_readers{{id=\"{id}\",name=\"channel 4\"}} 1\n"
+        "peercdn_live_readers{{id=\"{id}\",name=\"channel 4\"}} 2\n"
     )));
     assert!(text.contains("peercdn_live_delay_seconds{"));
+    assert!(text.contains(&format!(
+        "peercdn_live_cdn_failures_total{{id=\"{id}\",name=\"channel 4\"}} 0\n"
+    )));
+    // The player being streamed to is counted in the players' delay.
+    let delay: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("peercdn_live_player_delay_max_seconds{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no players' delay:\n{text}"));
+    assert!((0.0..30.0).contains(&delay), "{delay}");
+    drop(p);
     drop(r);
 
     // The live paths of the OpenAPI document answer.

@@ -463,6 +463,8 @@ impl Actor {
             readers: 0,
             disconnects: st.disconnects,
             peer_list: self.swarm.peer_infos(),
+            cdn_pieces: 0,
+            cdn_failures: 0,
         };
         if let Some(b) = &self.buffer {
             let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);
@@ -483,6 +485,11 @@ impl Actor {
                 .and_then(|(_, last)| b.get(last))
                 .map(|p| now_us().saturating_sub(p.header.timestamp_us) / 1000);
             s.readers = b.readers();
+        }
+        if let Some(fb) = &self.fallback {
+            let c = fb.stats();
+            s.cdn_pieces = c.pieces;
+            s.cdn_failures = c.failures;
         }
         self.status_tx.send_replace(s);
     }

@@ -63,6 +63,10 @@ pub struct LiveStatus {
     pub disconnects: DisconnectCounts,
     /// The connected peers (for the API and the dashboard).
     pub peer_list: Vec<LivePeerInfo>,
+    /// Pieces fetched from the CDN and verified.
+    pub cdn_pieces: u64,
+    /// CDN requests that failed (any reason, verification included).
+    pub cdn_failures: u64,
 }
 
 /// The handle to a live stream in the session. Cheap to clone.

@@ -60,6 +60,11 @@ impl LivePlayer {
         u32::try_from(self.pos.load(Ordering::Relaxed)).ok()
     }
 
+    /// Whether a stream is being sent for this session now (its pump runs).
+    pub fn is_streaming(&self) -> bool {
+        self.stop.receiver_count() > 0
+    }
+
     /// Source timestamp (µs since the epoch) of the last piece sent to the player.
     pub fn played_timestamp_us(&self) -> Option<u64> {
         Some(self.played_ts_us.load(Ordering::Relaxed)).filter(|&t| t != 0)
