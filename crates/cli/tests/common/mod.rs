@@ -226,15 +226,7 @@ pub fn mpv_play(dir: &Path, name: &str, url: &str, secs: u32) -> String {
     ])
     .arg(format!("--length={secs}"))
     .arg(url);
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-    ] {
-        c.env_remove(var);
-    }
+    without_proxy(&mut c);
     let mut p = Proc::spawn(name, c, &log);
     let st = p.wait(Duration::from_secs(120));
     let text = p.log_text();
@@ -283,15 +275,7 @@ pub fn vlc_remux(dir: &Path, name: &str, url: &str, secs: u32) -> (f64, Vec<Stri
     ])
     .arg(format!("#std{{access=file,mux=ts,dst={}}}", out.display()))
     .env("HOME", out_dir);
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-    ] {
-        c.env_remove(var);
-    }
+    without_proxy(&mut c);
     let mut p = Proc::spawn(name, c, &dir.join(format!("{name}.log")));
     let st = p.wait(Duration::from_secs(u64::from(secs) + 120));
     assert!(
@@ -649,12 +633,26 @@ pub fn make_media(root: &Path, name: &str) -> Media {
     }
 }
 
+/// Removes the proxy variables from `c`'s environment: players must reach the engine on
+/// loopback directly, whatever the machine's proxy settings.
+pub fn without_proxy(c: &mut Command) {
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+    ] {
+        c.env_remove(var);
+    }
+}
+
 /// What ffprobe says about a file or URL: (duration in seconds, codec types with names,
 /// e.g. `["video:h264", "audio:aac"]`).
 pub fn ffprobe(input: &str) -> (f64, Vec<String>) {
-    let o = Command::new("ffprobe")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
+    let mut c = Command::new("ffprobe");
+    without_proxy(&mut c);
+    let o = c
         .args([
             "-v",
             "error",
@@ -705,15 +703,7 @@ pub fn ffmpeg_damage(log: &str) -> Vec<String> {
 pub fn ffmpeg_decode_start(dir: &Path, name: &str, input: &str) -> (Proc, PathBuf) {
     let progress = dir.join(format!("{name}.progress"));
     let mut c = Command::new("ffmpeg");
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-    ] {
-        c.env_remove(var);
-    }
+    without_proxy(&mut c);
     c.args(["-nostdin", "-hide_banner", "-v", "error", "-progress"])
         .arg(&progress)
         .args(["-stats_period", "0.2", "-i", input, "-f", "null", "-"]);
