@@ -283,9 +283,7 @@ fn viewer_checks(
     let url = format!("{base}/ace/getstream?id={live_id}");
     let log = d.join(format!("{name}-ffmpeg.log"));
     let mut c = Command::new("ffmpeg");
-    for var in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
-        c.env_remove(var);
-    }
+    without_proxy(&mut c);
     c.args(["-nostdin", "-hide_banner", "-v", "error", "-i", &url])
         .args(["-t", "5", "-f", "null", "-"]);
     let mut ff = Proc::spawn(&format!("{name}-ffmpeg"), c, &log);
