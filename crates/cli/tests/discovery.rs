@@ -106,30 +106,17 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     let vod_id = wait_line(&mut publisher, "id: ");
 
     // Node 19: the broadcaster of a looped source.
-    let mut bc = Proc::spawn(
-        "broadcast",
-        peercdn(
-            &d.join("bc-data"),
-            &[
-                "broadcast",
-                "--input",
-                src_ts.to_str().expect("utf8"),
-                "--loop",
-                "--name",
-                "discovery channel",
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--dht-bootstrap",
-                &boot,
-            ],
-        ),
-        &d.join("broadcast.log"),
+    let Broadcast {
+        proc: mut bc,
+        id: live_id,
+        http: bc_http,
+        ..
+    } = broadcast_start(
+        d,
+        &src_ts,
+        "discovery channel",
+        &["--loop", "--dht-bootstrap", &boot],
     );
-    peercdn_port(&mut bc);
-    let live_id = wait_line(&mut bc, "id: ");
-    let bc_http = wait_line(&mut bc, "http: ");
     assert_eq!(vod_id.len(), 40, "VoD ID {vod_id:?}");
     assert_eq!(live_id.len(), 40, "live ID {live_id:?}");
     // The broadcaster's first DHT announce has been stored somewhere (the publisher started

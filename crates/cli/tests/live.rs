@@ -134,34 +134,26 @@ fn live_broadcast_reaches_ten_relaying_viewers_late_joiners_and_cdn_only_players
     let nginx = nginx_start(d, &publish);
 
     // The source: upload capped at 3× the bitrate (2 Mbit/s = 250 kB/s).
-    let mut bc = Proc::spawn(
-        "broadcast",
-        peercdn(
-            &d.join("bc-data"),
-            &[
-                "broadcast",
-                "--input",
-                src.to_str().expect("utf8"),
-                "--name",
-                "Test channel",
-                "--publish-dir",
-                publish.to_str().expect("utf8"),
-                "--cdn",
-                &nginx.url(),
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--upload-limit",
-                "750KB",
-            ],
-        ),
-        &d.join("broadcast.log"),
+    // Kept to the end: dropping it stops the broadcaster.
+    let Broadcast {
+        proc: _bc,
+        port: bc_port,
+        id,
+        http: bc_http,
+    } = broadcast_start(
+        d,
+        &src,
+        "Test channel",
+        &[
+            "--publish-dir",
+            publish.to_str().expect("utf8"),
+            "--cdn",
+            &nginx.url(),
+            "--upload-limit",
+            "750KB",
+        ],
     );
-    let bc_port = peercdn_port(&mut bc);
-    let id = wait_line(&mut bc, "id: ");
     assert_eq!(id.len(), 40, "content ID {id:?}");
-    let bc_http = wait_line(&mut bc, "http: ");
     let started = Instant::now();
 
     // Ten viewers with household uplinks (2× the bitrate). Each knows the source and the
@@ -303,26 +295,12 @@ fn low_latency_hls_in_hlsjs_and_plain_hls_in_ffmpeg_mpv_and_vlc() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
     let src = make_live_source(d, "60", "1900k");
-    let mut bc = Proc::spawn(
-        "broadcast",
-        peercdn(
-            &d.join("bc-data"),
-            &[
-                "broadcast",
-                "--input",
-                src.to_str().expect("utf8"),
-                "--name",
-                "LL channel",
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-        ),
-        &d.join("broadcast.log"),
-    );
-    let bc_port = peercdn_port(&mut bc);
-    let id = wait_line(&mut bc, "id: ");
+    let Broadcast {
+        proc: mut bc,
+        port: bc_port,
+        id,
+        ..
+    } = broadcast_start(d, &src, "LL channel", &[]);
     let source = format!("127.0.0.1:{bc_port}");
     let (mut viewer, _, base) = engine_start(d, "viewer", &["--peer", &source]);
     let manifest = format!("{base}/ace/manifest.m3u8?id={id}");

@@ -63,30 +63,13 @@ fn a_viewer_paused_for_two_windows_plays_again_and_bans_nobody() {
     let d = tmp.path();
     let src = make_live_source(d, "20", "400k");
     let window = WINDOW_S.to_string();
-    let mut bc = Proc::spawn(
-        "broadcast",
-        peercdn(
-            &d.join("bc-data"),
-            &[
-                "broadcast",
-                "--input",
-                src.to_str().expect("utf8"),
-                "--loop",
-                "--name",
-                "Pause test",
-                "--window",
-                &window,
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-        ),
-        &d.join("broadcast.log"),
-    );
-    let bc_port = peercdn_port(&mut bc);
-    let id = wait_line(&mut bc, "id: ");
-    let bc_http = wait_line(&mut bc, "http: ");
+    // Kept to the end: dropping it stops the broadcaster.
+    let Broadcast {
+        proc: _bc,
+        port: bc_port,
+        id,
+        http: bc_http,
+    } = broadcast_start(d, &src, "Pause test", &["--loop", "--window", &window]);
     let bc_http = bc_http.trim_end_matches('/').to_string();
 
     let bc_addr = format!("127.0.0.1:{bc_port}");

@@ -47,27 +47,12 @@ fn player_page_and_dashboard_show_a_live_stream() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
     let src = make_live_source(d, "90", "1900k");
-    let mut bc = Proc::spawn(
-        "broadcast",
-        peercdn(
-            &d.join("bc-data"),
-            &[
-                "broadcast",
-                "--input",
-                src.to_str().expect("utf8"),
-                "--name",
-                "Pages channel",
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-        ),
-        &d.join("broadcast.log"),
-    );
-    let bc_port = peercdn_port(&mut bc);
-    let id = wait_line(&mut bc, "id: ");
-    let bc_base = wait_line(&mut bc, "http: ");
+    let Broadcast {
+        proc: mut bc,
+        port: bc_port,
+        id,
+        http: bc_base,
+    } = broadcast_start(d, &src, "Pages channel", &[]);
     let source = format!("127.0.0.1:{bc_port}");
     let (mut viewer, _, base) = engine_start(d, "viewer", &["--peer", &source]);
 

@@ -530,6 +530,50 @@ pub fn make_live_source(dir: &Path, seconds: &str, video_rate: &str) -> PathBuf 
     out
 }
 
+/// A running `peercdn broadcast` ([`broadcast_start`]).
+pub struct Broadcast {
+    /// The process.
+    pub proc: Proc,
+    /// Its peer port.
+    pub port: u16,
+    /// The stream's content ID.
+    pub id: String,
+    /// Its HTTP API's base URL.
+    pub http: String,
+}
+
+/// Starts `peercdn broadcast --input SRC --name NAME` on any free peer and HTTP port, data in
+/// `dir/bc-data`, log in `dir/broadcast.log`, `extra` flags after; waits for its peer port,
+/// content ID and HTTP base.
+pub fn broadcast_start(dir: &Path, src: &Path, name: &str, extra: &[&str]) -> Broadcast {
+    let mut args = vec![
+        "broadcast",
+        "--input",
+        src.to_str().expect("utf8"),
+        "--name",
+        name,
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(
+        "broadcast",
+        peercdn(&dir.join("bc-data"), &args),
+        &dir.join("broadcast.log"),
+    );
+    let port = peercdn_port(&mut proc);
+    let id = wait_line(&mut proc, "id: ");
+    let http = wait_line(&mut proc, "http: ");
+    Broadcast {
+        proc,
+        port,
+        id,
+        http,
+    }
+}
+
 /// The value after `prefix` on the first log line of `p` that starts with it (waits up to 30 s;
 /// panics if the process exits first).
 pub fn wait_line(p: &mut Proc, prefix: &str) -> String {
