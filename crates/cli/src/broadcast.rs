@@ -94,6 +94,8 @@ pub async fn broadcast(node: NodeArgs, http: HttpArgs, opts: BroadcastOptions) -
         ),
         None => None,
     };
+    let stats = Arc::new(IngestStats::default());
+    buffer.set_ingest(stats.clone());
     let mut source = LiveSource::new(key.signing_key(), buffer, first_index)?;
     println!("id: {id}");
     println!("acestream://{id}");
@@ -103,7 +105,6 @@ pub async fn broadcast(node: NodeArgs, http: HttpArgs, opts: BroadcastOptions) -
         running.base_url, running.base_url
     );
 
-    let stats = Arc::new(IngestStats::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
     let ingest_task = tokio::spawn(ingest::run(input, cutter, tx, stats.clone()));
     let bar = ProgressBar::new_spinner();

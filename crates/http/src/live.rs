@@ -193,6 +193,18 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "piece_duration_ms": params.as_ref().map(|p| p.piece_duration_ms),
         "window_s": params.as_ref().map(|p| p.window_s),
         "cdn": buffer.as_ref().map(|b| b.descriptor().cdn.clone()),
+        "ingest": buffer.as_ref().and_then(|b| b.ingest()).map(|i| {
+            let s = i.snapshot();
+            json!({
+                "bitrate_bps": s.bitrate_bps,
+                "bytes_in": s.bytes_in,
+                "pieces": s.pieces,
+                "keyframes": s.keyframes,
+                "dropped_bytes": s.dropped_bytes,
+                "resyncs": s.resyncs,
+                "loops": i.loops(),
+            })
+        }),
         "cdn_pieces": st.cdn_pieces,
         "cdn_failures": st.cdn_failures,
         "peer_list": crate::api::peer_list(&st.peer_list, |p| (p.down_rate + p.up_rate, json!({

@@ -312,6 +312,16 @@ pub fn document() -> Value {
                         "piece_duration_ms": { "type": "integer", "nullable": true },
                         "window_s": { "type": "integer", "nullable": true },
                         "cdn": { "type": "array", "nullable": true, "items": { "type": "string" } },
+                        "ingest": { "type": "object", "nullable": true, "description": "On the broadcaster: the health of its input.",
+                            "properties": {
+                                "bitrate_bps": { "type": "integer", "description": "Input bit rate over the last seconds of media." },
+                                "bytes_in": { "type": "integer" },
+                                "pieces": { "type": "integer" },
+                                "keyframes": { "type": "integer" },
+                                "dropped_bytes": { "type": "integer", "description": "Garbage between packets, packets before the first keyframe." },
+                                "resyncs": { "type": "integer", "description": "Times the packet sync was lost." },
+                                "loops": { "type": "integer", "description": "Times a looped input was rewound (each a discontinuity)." }
+                            } },
                         "cdn_pieces": { "type": "integer", "description": "Pieces fetched from the CDN and verified." },
                         "cdn_failures": { "type": "integer", "description": "CDN requests that failed (verification included)." },
                         "peer_list": { "type": "array", "description": "Connected peers, busiest first (at most 100).",

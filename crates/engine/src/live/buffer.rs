@@ -12,13 +12,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use peercdn_core::live::window::Window;
 use peercdn_core::live::{Descriptor, PieceHeader};
 use peercdn_core::InfoHash;
 use tokio::sync::watch;
+
+use crate::ingest::IngestStats;
 
 /// Where a piece in the buffer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,9 +85,22 @@ pub struct LiveBuffer {
     players: watch::Sender<u64>,
     /// Bytes inserted, by origin.
     pub bytes_in: OriginBytes,
+    /// On the source: its ingest's counters, for the API ([`LiveBuffer::set_ingest`]).
+    ingest: OnceLock<Arc<IngestStats>>,
 }
 
 impl LiveBuffer {
+    /// Attaches the ingest that feeds this window (on the source), so the API can show its
+    /// health. The first call wins.
+    pub fn set_ingest(&self, stats: Arc<IngestStats>) {
+        let _ = self.ingest.set(stats);
+    }
+
+    /// The ingest's counters, on the source.
+    pub fn ingest(&self) -> Option<&Arc<IngestStats>> {
+        self.ingest.get()
+    }
+
     /// An empty window for this stream.
     pub fn new(descriptor: Descriptor) -> Arc<LiveBuffer> {
         let window = Window::new(&descriptor.params);
@@ -97,6 +112,7 @@ impl LiveBuffer {
             changed: watch::channel(0).0,
             players: watch::channel(0).0,
             bytes_in: OriginBytes::default(),
+            ingest: OnceLock::new(),
         })
     }
 
