@@ -41,7 +41,8 @@ fn screenshot(name: &str) -> String {
 /// error) and says how far behind live it is; the viewer's dashboard shows the stream with
 /// its download rate and charts, its peer (the broadcaster: client, address, rates, flags),
 /// and its "Watch here" button plays the stream in the page; the
-/// broadcaster's dashboard shows it as broadcasting with its upload and the viewer as a peer.
+/// broadcaster's dashboard shows it as broadcasting with its upload against the bitrate, the
+/// input's health, and the viewer as a peer with how far behind the edge it is.
 #[test]
 fn player_page_and_dashboard_show_a_live_stream() {
     let tmp = tempfile::tempdir().expect("tempdir");
