@@ -20,10 +20,11 @@ use peercdn_engine::session::{AddOptions, Session, SessionConfig};
 use peercdn_engine::torrent::{Source, State};
 use peercdn_engine::units::{format_bytes, format_rate};
 
-/// Runs the demo with `size` bytes of content; keeps the files if `keep`.
-pub async fn run(size: u64, keep: bool) -> Result<ExitCode> {
+/// Runs the demo with `size` bytes of content; keeps the files if `keep`; with `serve`, the
+/// live stream and its player page stay up after the report until Ctrl-C.
+pub async fn run(size: u64, keep: bool, serve: bool) -> Result<ExitCode> {
     let root = std::env::temp_dir().join(format!("peercdn-demo-{}", std::process::id()));
-    let result = demo(&root, size).await;
+    let result = demo(&root, size, serve).await;
     if keep {
         eprintln!("files kept in {}", root.display());
     } else {
@@ -32,7 +33,7 @@ pub async fn run(size: u64, keep: bool) -> Result<ExitCode> {
     result
 }
 
-async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
+async fn demo(root: &Path, size: u64, serve: bool) -> Result<ExitCode> {
     let content = root.join("publisher").join("demo-content");
     println!(
         "1. generating {} of content in {}",
@@ -121,7 +122,7 @@ async fn demo(root: &Path, size: u64) -> Result<ExitCode> {
     println!("   identical. Both nodes stop now.");
     viewer.shutdown().await;
     publisher.shutdown().await;
-    live::run(root, 6, &node).await?;
+    live::run(root, 6, &node, serve).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -48,6 +48,9 @@ enum Cmd {
         /// Keep the generated and downloaded files.
         #[arg(long)]
         keep: bool,
+        /// Keep the live stream and its player page running after the report, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Run the node: seed and download what it holds until stopped.
     Engine {
@@ -248,8 +251,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Demo { size, keep } => {
-            demo::run(units::parse_size(&size).context("--size")?, keep).await
+        Cmd::Demo { size, keep, serve } => {
+            demo::run(units::parse_size(&size).context("--size")?, keep, serve).await
         }
         Cmd::Engine { node, http } => node::engine(node, http).await,
         Cmd::Play {

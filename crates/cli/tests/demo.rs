@@ -1,19 +1,83 @@
 //! README command 1, `peercdn demo`, as a newcomer runs it (smaller content): it must end well
 //! and show both halves — a VoD download checked byte for byte, and a live stream that a dozen
-//! viewer nodes play while relaying it, the broadcaster sending about two copies.
+//! viewer nodes play while relaying it, the broadcaster sending about two copies — and the
+//! live stream must be real video a person can watch while the demo runs: the player page it
+//! prints answers, and ffprobe finds H.264 in the stream's HLS playlist.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::Duration;
 
 #[test]
 fn the_demo_shows_vod_and_live() {
-    let out = Command::new(env!("CARGO_BIN_EXE_peercdn"))
-        .args(["demo", "--size", "4MiB"])
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_peercdn"))
+            .args(["demo", "--size", "4MiB"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("peercdn runs"),
+    );
+    let (tx, lines) = mpsc::sync_channel::<String>(4096);
+    // stderr is read all along too, so the demo never blocks on a full pipe.
+    let mut err = child.0.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let out = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let reader = std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut stdout = String::new();
+    let mut page = None;
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(300)) {
+        stdout.push_str(&l);
+        stdout.push('\n');
+        if let Some(url) = l.split("watch it while the demo runs: ").nth(1) {
+            page = Some(url.trim().to_string());
+            break;
+        }
+    }
+    let page = page.unwrap_or_else(|| panic!("no player page URL:\n{stdout}"));
+    // While the demo runs: the player page, and real H.264 in the playlist.
+    let body = http_get(&page);
+    assert!(body.contains("hls.light.min.js"), "{body}");
+    let (base, id) = page.split_once("/play/").expect("a /play/ URL");
+    let manifest = format!("{base}/ace/manifest.m3u8?id={id}");
+    let probe = Command::new("ffprobe")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&manifest)
         .output()
-        .expect("peercdn runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+        .expect("run ffprobe");
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains("h264,192"),
+        "ffprobe of {manifest}: {streams}"
+    );
+
+    for l in lines.iter() {
+        stdout.push_str(&l);
+        stdout.push('\n');
+    }
+    reader.join().expect("reader");
+    let status = child.0.wait().expect("wait");
+    let stderr = err_reader.join().expect("stderr reader");
+    assert!(status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("identical"), "{stdout}");
     assert!(stdout.contains("watched by 12 players"), "{stdout}");
     assert!(stdout.contains("(0 peers banned)"), "{stdout}");
@@ -26,6 +90,33 @@ fn the_demo_shows_vod_and_live() {
     // Cut-through relaying happened between the real engines.
     let early: u64 = number_after(&stdout, "banned), ", ' ');
     assert!(early > 0, "no block was relayed before its piece was whole");
+}
+
+/// The demo's process, killed if the test ends early.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body of a plain HTTP GET on loopback.
+fn http_get(url: &str) -> String {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
 }
 
 /// The number in `text` between the first `before` and the next `until`.

@@ -39,10 +39,11 @@ fn screenshot(name: &str) -> String {
 /// A 90 s broadcast and a viewer engine that relays it. The player page `/play/ID` of the
 /// viewer plays 20 s of media in Chromium (currentTime advancing, no fatal error, no console
 /// error) and says how far behind live it is; the viewer's dashboard shows the stream with
-/// its download rate and charts, its peer (the broadcaster: client, address, rates, flags),
-/// and its "Watch here" button plays the stream in the page; the
-/// broadcaster's dashboard shows it as broadcasting with its upload against the bitrate, the
-/// input's health, and the viewer as a peer with how far behind the edge it is.
+/// its download rate and charts, its peer (the broadcaster: client, address, rates, flags)
+/// and how far behind the edge that peer is, and its "Watch here" button plays the stream in
+/// the page; on a phone-sized screen it is no wider than the screen; the broadcaster's
+/// dashboard shows it as broadcasting with its upload against the bitrate and the input's
+/// health, and the viewer as a peer.
 #[test]
 fn player_page_and_dashboard_show_a_live_stream() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -113,6 +114,31 @@ fn player_page_and_dashboard_show_a_live_stream() {
         "{text}"
     );
     assert!(text.contains("from peers"), "{text}");
+    assert!(text.contains("peers behind the edge"), "{text}");
+    // On a phone's screen: the page fits its width (no sideways scrolling).
+    let seen_phone = check(
+        d,
+        "dashboard-phone",
+        &[
+            "--url",
+            &format!("{base}/"),
+            "--until",
+            "window.peercdnDashboard && peercdnDashboard.live.length > 0",
+            "--report",
+            "({ scroll: document.documentElement.scrollWidth, width: window.innerWidth })",
+            "--screenshot",
+            &screenshot("dashboard-phone"),
+            "--width",
+            "390",
+            "--height",
+            "844",
+        ],
+    );
+    let r = &seen_phone["report"];
+    assert!(
+        r["scroll"].as_u64() <= r["width"].as_u64(),
+        "the dashboard is wider than a phone: {r}"
+    );
 
     let seen = check(
         d,

@@ -5,9 +5,12 @@
 //! from other viewers; the demo prints, once a second, how many play and how far behind the
 //! source they are, and at the end what the broadcaster sent compared with its audience.
 //!
-//! The payload is synthetic (188-byte packets that start with the TS sync byte, a keyframe
-//! every fourth piece): the demo needs no encoder, and the swarm neither knows nor cares what
-//! the bytes are — only the broadcaster's signature and the block hashes count.
+//! The stream is real MPEG-TS that any player plays, made without an encoder: a one-second loop
+//! of 20 H.264 pictures (`testcard.h264`: ffmpeg's `testsrc2` at 192×108, every frame an IDR,
+//! encoded once by x264 and kept in the source tree), muxed by core's [`TsMuxer`] with filler
+//! NAL units that bring it to the demo's bitrate. The last viewer serves its HTTP API on a
+//! free loopback port, so the stream can be watched in a browser (`/play/ID`) or any player
+//! while the demo runs (`--serve` keeps it running until Ctrl-C).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,11 +21,13 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use peercdn_core::live::{Descriptor, LiveParams};
+use peercdn_core::ts::{AvcConfig, TsMuxer};
 use peercdn_engine::live::player::{self, LivePlayer, Pump};
 use peercdn_engine::live::{now_us, LiveHandle, LiveSource, NewPiece};
 use peercdn_engine::nodekey::NodeKey;
 use peercdn_engine::session::{LiveOptions, Session, SessionConfig};
 use peercdn_engine::units::format_bytes;
+use peercdn_http::HttpConfig;
 use tokio::sync::mpsc;
 
 /// The stream's bitrate, bytes/s (2 Mbit/s).
@@ -33,6 +38,10 @@ const PIECE_MS: u64 = 250;
 const VIEWERS: usize = 12;
 /// How long the demo watches the stream once every viewer has joined.
 const WATCH: Duration = Duration::from_secs(12);
+/// The test card: 20 IDR pictures in Annex B form (SPS and PPS before each).
+const TESTCARD: &[u8] = include_bytes!("testcard.h264");
+/// Frames per second of the test card (and frames per piece: `FPS × PIECE_MS / 1000`).
+const FPS: u64 = 20;
 
 /// One viewer: its node and what its player saw.
 struct Viewer {
@@ -43,13 +52,15 @@ struct Viewer {
     played: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Runs the live demo; `node(name, peers)` configures each node as the VoD demo does.
+/// Runs the live demo; `node(name, peers)` configures each node as the VoD demo does; with
+/// `serve`, the stream and its player page stay up after the report until Ctrl-C.
 pub async fn run(
     root: &Path,
     step: u32,
     node: &dyn Fn(&str, Vec<SocketAddr>) -> SessionConfig,
+    serve: bool,
 ) -> Result<()> {
-    let piece_len = (BYTES_PER_S * PIECE_MS / 1000) as usize / 188 * 188;
+    let card = TestCard::parse(TESTCARD).context("the embedded test card")?;
     println!(
         "{step}. live: node S broadcasts a generated 2 Mbit/s stream in {PIECE_MS} ms pieces, \
          signing each;\n   its upload is capped at 3x the bitrate"
@@ -80,8 +91,8 @@ pub async fn run(
         for i in 0u32.. {
             tick.tick().await;
             let piece = NewPiece {
-                payload: payload(i, piece_len),
-                keyframe: i % 4 == 0,
+                payload: card.piece(i),
+                keyframe: true,
                 discontinuity: i == 0,
                 duration_us: (PIECE_MS * 1000) as u32,
             };
@@ -139,6 +150,26 @@ pub async fn run(
             played,
         });
     }
+    // The last viewer's HTTP API, for a person to watch the stream.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("bind the demo's HTTP API")?;
+    let http_addr = listener.local_addr()?;
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let last = viewers.last().context("no viewer")?.session.clone();
+    let http = tokio::spawn(peercdn_http::serve(
+        last,
+        HttpConfig {
+            bind: http_addr,
+            ..HttpConfig::default()
+        },
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    println!("   watch it while the demo runs: http://{http_addr}/play/{id}");
+    println!("   (any player: http://{http_addr}/ace/manifest.m3u8?id={id}; the dashboard: http://{http_addr}/)");
 
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -223,6 +254,12 @@ pub async fn run(
         "   relayed the rest, every block verified on the way ({banned} peers banned), {early} \
          blocks\n   forwarded before their piece was complete"
     );
+    if serve {
+        println!("   still live at http://{http_addr}/play/{id} — Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = stop_http.send(());
+    let _ = http.await;
     producer.abort();
     for v in viewers {
         v.session.shutdown().await;
@@ -249,16 +286,81 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Piece `i` of the generated stream: `len` bytes of 188-byte packets, each starting with the
-/// TS sync byte, the rest derived from `i` (so pieces differ).
-fn payload(i: u32, len: usize) -> Bytes {
-    let mut v = vec![0u8; len];
-    for (n, b) in v.iter_mut().enumerate() {
-        *b = if n % 188 == 0 {
-            0x47
-        } else {
-            (n as u32 ^ i.wrapping_mul(2_654_435_761)) as u8
-        };
+/// The test card's pictures, ready to be muxed.
+struct TestCard {
+    avc: AvcConfig,
+    /// Each picture's IDR slice NAL units, 4-byte length-prefixed (MP4 form, as the muxer takes).
+    frames: Vec<Vec<u8>>,
+    /// Filler bytes added to each picture to reach [`BYTES_PER_S`].
+    filler: usize,
+}
+
+impl TestCard {
+    /// Splits Annex B `h264` at its start codes: the first SPS and PPS, each IDR picture.
+    fn parse(h264: &[u8]) -> Option<TestCard> {
+        let mut starts = Vec::new();
+        let mut i = 0;
+        while i + 3 <= h264.len() {
+            if h264[i..i + 3] == [0, 0, 1] {
+                starts.push(i + 3);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        let (mut sps, mut pps, mut frames) = (None, None, Vec::new());
+        for (n, &s) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).map_or(h264.len(), |&e| e - 3);
+            let mut nal = &h264[s..end];
+            while let [rest @ .., 0] = nal {
+                nal = rest;
+            }
+            match nal.first().map(|b| b & 0x1F) {
+                Some(7) => sps = sps.or(Some(nal.to_vec())),
+                Some(8) => pps = pps.or(Some(nal.to_vec())),
+                Some(5) => {
+                    let mut f = (nal.len() as u32).to_be_bytes().to_vec();
+                    f.extend_from_slice(nal);
+                    frames.push(f);
+                }
+                _ => {}
+            }
+        }
+        let per_frame = (BYTES_PER_S / FPS) as usize * 184 / 188;
+        let biggest = frames.iter().map(Vec::len).max()?;
+        Some(TestCard {
+            avc: AvcConfig {
+                sps: sps?,
+                pps: pps?,
+                length_size: 4,
+            },
+            filler: per_frame.saturating_sub(biggest + 64),
+            frames,
+        })
     }
-    v.into()
+
+    /// Piece `i`: its `FPS × PIECE_MS / 1000` pictures as MPEG-TS (PAT, PMT, then IDR frames
+    /// padded with a filler NAL unit), timestamps running on from piece to piece.
+    fn piece(&self, i: u32) -> Bytes {
+        let per_piece = FPS * PIECE_MS / 1000;
+        let mut mux = TsMuxer::segment(Some(self.avc.clone()), None, u64::from(i));
+        let mut out = Vec::with_capacity((BYTES_PER_S * PIECE_MS / 1000) as usize + 4096);
+        mux.psi(&mut out);
+        let mut sample = Vec::new();
+        for k in 0..per_piece {
+            let n = u64::from(i) * per_piece + k;
+            sample.clear();
+            sample.extend_from_slice(&self.frames[(n % self.frames.len() as u64) as usize]);
+            // Filler data (NAL type 12): 0xFF bytes, then the RBSP stop bit.
+            let len = self.filler + 2;
+            sample.extend_from_slice(&(len as u32).to_be_bytes());
+            sample.push(0x0C);
+            sample.resize(sample.len() + self.filler, 0xFF);
+            sample.push(0x80);
+            let pts = 126_000 + n * 90_000 / FPS;
+            mux.video(pts, pts, true, &sample, &mut out);
+        }
+        mux.finish(&mut out);
+        out.into()
+    }
 }
