@@ -62,7 +62,7 @@ pub async fn run(
 ) -> Result<()> {
     let card = TestCard::parse(TESTCARD).context("the embedded test card")?;
     println!(
-        "{step}. live: node S broadcasts a generated 2 Mbit/s stream in {PIECE_MS} ms pieces, \
+        "{step}. live: node S broadcasts a 2 Mbit/s H.264 test card in {PIECE_MS} ms pieces, \
          signing each;\n   its upload is capped at 3x the bitrate"
     );
     let key = NodeKey::load_or_create(&root.join("broadcaster")).context("broadcaster key")?;
