@@ -33,6 +33,7 @@ pub use webseeds::WebSeedStat;
 use crate::clock;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
+use crate::ratelimit::RateLimiter;
 use crate::storage::{sha1_piece, Resume, Storage, StorageError};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 
@@ -260,6 +261,9 @@ pub struct TorrentHandle {
     pub status: watch::Receiver<TorrentStatus>,
     /// What stream readers see.
     pub shared: Arc<Shared>,
+    /// This torrent's own rate limits, download then upload (bytes/s; 0: none), changeable
+    /// while it runs.
+    pub limits: [RateLimiter; 2],
 }
 
 impl TorrentHandle {
@@ -317,6 +321,7 @@ enum Internal {
 /// Starts a torrent task.
 pub fn spawn(params: TorrentParams) -> TorrentHandle {
     let info_hash = params.source.info_hash();
+    let limits = params.peers.local.clone();
     let (tx, cmd_rx) = mpsc::channel(64);
     let (status_tx, status) = watch::channel(TorrentStatus {
         info_hash,
@@ -354,6 +359,7 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         tx,
         status,
         shared,
+        limits,
     }
 }
 

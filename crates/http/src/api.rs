@@ -48,6 +48,7 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/torrents/{id}", get(inspect).delete(remove))
         .route("/api/v1/torrents/{id}/pause", post(pause))
         .route("/api/v1/torrents/{id}/resume", post(resume))
+        .route("/api/v1/torrents/{id}/limits", post(limits))
         .route("/api/v1/live", get(live_list))
         .route("/api/v1/live/{id}", get(live_inspect))
         .route("/api/v1/dht", get(dht))
@@ -109,6 +110,8 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
         "hash_failures": st.hash_failures,
         "downloaded_p2p": st.p2p_downloaded,
         "downloaded_http": st.http_downloaded,
+        "download_limit": h.limits[0].rate(),
+        "upload_limit": h.limits[1].rate(),
         "webseeds": st.webseeds.iter().map(|w| json!({
             "url": w.url,
             "downloaded": w.downloaded,
@@ -271,6 +274,36 @@ async fn send(state: &AppState, id: &str, cmd: Command) -> Result<Json<Value>, A
     h.tx.send(cmd)
         .await
         .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "the torrent's task has ended"))?;
+    Ok(Json(torrent_json(&h)))
+}
+
+/// JSON body of `POST /api/v1/torrents/{id}/limits`: bytes/s, 0 for none; a missing field
+/// keeps its limit.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct LimitsRequest {
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
+}
+
+/// Sets the torrent's own rate limits while it runs (the node-wide ones still apply).
+async fn limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: LimitsRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected JSON {{\"download_limit\": bytes/s, \"upload_limit\": bytes/s}} (0: none): {e}"
+        ))
+    })?;
+    let h = running(&state, &id)?;
+    if let Some(n) = req.download_limit {
+        h.limits[0].set_rate(n);
+    }
+    if let Some(n) = req.upload_limit {
+        h.limits[1].set_rate(n);
+    }
     Ok(Json(torrent_json(&h)))
 }
 

@@ -80,6 +80,20 @@ pub fn document() -> Value {
                 "parameters": [id_param],
                 "post": { "summary": "Resume", "responses": { "200": torrent_ok("The torrent"), "404": error } }
             },
+            "/api/v1/torrents/{id}/limits": {
+                "parameters": [id_param],
+                "post": {
+                    "summary": "Set this torrent's rate limits while it runs (bytes/s, 0: none; a missing field keeps its limit)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "additionalProperties": false,
+                        "properties": {
+                            "download_limit": { "type": "integer", "minimum": 0 },
+                            "upload_limit": { "type": "integer", "minimum": 0 }
+                        }
+                    } } } },
+                    "responses": { "200": torrent_ok("The torrent"), "400": error, "404": error }
+                }
+            },
             "/api/v1/live": {
                 "get": {
                     "summary": "List live streams",
@@ -256,6 +270,8 @@ pub fn document() -> Value {
                         "hash_failures": { "type": "integer" },
                         "downloaded_p2p": { "type": "integer", "description": "Payload bytes from peers." },
                         "downloaded_http": { "type": "integer", "description": "Payload bytes from web seeds (HTTP/CDN)." },
+                        "download_limit": { "type": "integer", "description": "This torrent's own download limit, bytes/s (0: none)." },
+                        "upload_limit": { "type": "integer", "description": "This torrent's own upload limit, bytes/s (0: none)." },
                         "webseeds": {
                             "type": "array",
                             "items": {

@@ -79,6 +79,51 @@ async fn add_list_inspect_pause_resume_delete() {
     assert_eq!(r.status(), StatusCode::OK);
     wait_state(&c, &one, "seeding").await;
 
+    // Its own limits, set while it runs; a field left out keeps its value; nonsense is a 400.
+    let v: Value = c
+        .post(format!("{one}/limits"))
+        .json(&json!({ "download_limit": 1_000_000, "upload_limit": 250_000 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["download_limit"].as_u64(), v["upload_limit"].as_u64()),
+        (Some(1_000_000), Some(250_000)),
+        "{v}"
+    );
+    let v: Value = c
+        .post(format!("{one}/limits"))
+        .json(&json!({ "upload_limit": 0 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["download_limit"].as_u64(), v["upload_limit"].as_u64()),
+        (Some(1_000_000), Some(0)),
+        "{v}"
+    );
+    for bad in [
+        json!({ "download_limit": -1 }),
+        json!({ "down": 5 }),
+        json!("fast"),
+    ] {
+        let r = c
+            .post(format!("{one}/limits"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let v: Value = get_json(&c, &one).await;
+    assert_eq!(v["download_limit"], 1_000_000, "{v}");
+
     // Two media requests: a progressive stream (206) and a VoD segment of a file that is no
     // video (400).
     let r = c
@@ -327,6 +372,9 @@ async fn openapi_routes_exist_and_url_fetch() {
                 }
                 "get" => c.get(&url),
                 "post" if path == "/api/v1/torrents" => c.post(&url).json(&json!({ "id": id })),
+                "post" if path.ends_with("/limits") => {
+                    c.post(&url).json(&json!({ "upload_limit": 0 }))
+                }
                 "post" => c.post(&url),
                 "delete" => {
                     last.push(c.delete(&url));
