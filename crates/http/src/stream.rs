@@ -217,10 +217,11 @@ impl futures_core::Stream for ChunkStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn f(index: usize, path: &str, length: u64) -> FileInfo {
+    /// A file of a torrent, for the file-picking tests here and in `vod_hls`.
+    pub(crate) fn f(index: usize, path: &str, length: u64) -> FileInfo {
         FileInfo {
             index,
             path: path.into(),

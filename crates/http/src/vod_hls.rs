@@ -470,14 +470,7 @@ fn not_media() -> ApiError {
 mod tests {
     use super::*;
 
-    fn f(index: usize, path: &str, length: u64) -> FileInfo {
-        FileInfo {
-            index,
-            path: path.into(),
-            length,
-            offset: 0,
-        }
-    }
+    use crate::stream::tests::f;
 
     #[test]
     fn the_playlist_plays_the_largest_ts_unless_told() {
