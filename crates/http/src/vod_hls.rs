@@ -55,6 +55,9 @@ const TAIL_LEN: u64 = 1 << 20;
 const MIN_SEGMENT_LEN: u64 = 64 * PACKET_LEN as u64;
 /// Most files whose plans are kept.
 pub const MAX_PLANS: usize = 64;
+/// Most segments a playlist lists (about 83 hours of 6 s segments): a file whose header
+/// claims more is refused, instead of a playlist of millions of lines.
+pub const MAX_SEGMENTS: u64 = 50_000;
 /// Longest a playlist waits for the head and tail of its file.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -240,16 +243,18 @@ impl AnyPlan {
 
 impl AnyPlan {
     async fn make(h: &TorrentHandle, file: FileInfo) -> Result<AnyPlan, ApiError> {
-        if let Some(p) = Plan::make(h, file.clone()).await? {
-            return Ok(AnyPlan::Ts(p));
-        }
-        if let Some(p) = Mp4Plan::make(open(h, &file).await?, &file).await? {
-            return Ok(AnyPlan::Mp4(Box::new(p)));
-        }
-        match MkvPlan::make(open(h, &file).await?, &file).await? {
-            Some(p) => Ok(AnyPlan::Mkv(Box::new(p))),
-            None => Err(not_media()),
-        }
+        let plan = if let Some(p) = Plan::make(h, file.clone()).await? {
+            AnyPlan::Ts(p)
+        } else if let Some(p) = Mp4Plan::make(open(h, &file).await?, &file).await? {
+            AnyPlan::Mp4(Box::new(p))
+        } else {
+            match MkvPlan::make(open(h, &file).await?, &file).await? {
+                Some(p) => AnyPlan::Mkv(Box::new(p)),
+                None => return Err(not_media()),
+            }
+        };
+        check_count(plan.count())?;
+        Ok(plan)
     }
 }
 
@@ -453,6 +458,18 @@ async fn read(r: &mut FileReader, pos: u64) -> Result<Bytes, ApiError> {
         ));
     }
     Ok(b)
+}
+
+/// Refuses a plan of more than [`MAX_SEGMENTS`] segments.
+pub fn check_count(count: u64) -> Result<(), ApiError> {
+    if count > MAX_SEGMENTS {
+        return Err(ApiError::bad_request(format!(
+            "this file would make {count} HLS segments (its header claims a duration of over \
+             {} hours): not segmented; play it with /ace/getstream",
+            MAX_SEGMENTS * SEGMENT_SECONDS as u64 / 3600
+        )));
+    }
+    Ok(())
 }
 
 fn hung_up() -> ApiError {

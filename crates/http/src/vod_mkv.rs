@@ -339,6 +339,8 @@ impl MkvPlan {
             .unwrap_or(0);
         let ticks = |secs: f64| (secs * 1e9 / scale as f64) as u64;
         let duration = duration as u64;
+        let seg = ticks(SEGMENT_SECONDS).max(1);
+        crate::vod_hls::check_count(duration.saturating_sub(first).max(1).div_ceil(seg))?;
         Ok(Some(MkvPlan {
             failure,
             video,
@@ -346,7 +348,7 @@ impl MkvPlan {
             audio,
             scale,
             first,
-            seg: ticks(SEGMENT_SECONDS).max(1),
+            seg,
             duration: duration.saturating_sub(first).max(1),
             delay: delay.min(ticks(MAX_DELAY)),
             reader: Mutex::new(reader),

@@ -213,6 +213,27 @@ fn a_gop_longer_than_a_segment_still_loses_no_frame() {
     assert!(warnings.is_empty(), "{warnings}");
 }
 
+/// A Matroska header that claims an absurd duration (10^15 ms) is refused with a 400, instead
+/// of planning a playlist of billions of segments (the header alone once decided the count).
+#[test]
+fn an_absurd_duration_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mkv = dir.path().join("short.mkv");
+    encode(&mkv, FPS);
+    let mut bytes = std::fs::read(&mkv).expect("read");
+    // The Duration element: ID 0x4489, an 8-byte float (as ffmpeg writes it).
+    let at = bytes
+        .windows(3)
+        .position(|w| w == [0x44, 0x89, 0x88])
+        .expect("a Duration element")
+        + 3;
+    bytes[at..at + 8].copy_from_slice(&1e15f64.to_be_bytes());
+    let e = MkvPlan::read(Box::new(std::io::Cursor::new(bytes)), Failure::default())
+        .expect_err("refused");
+    assert_eq!(e.status.as_u16(), 400);
+    assert!(e.message.contains("segments"), "{}", e.message);
+}
+
 /// What is not remuxed is refused with the reason: a file that is not Matroska is not this
 /// plan's (`None`), and a Matroska file of another video codec gets a 400 that names H.264.
 #[test]
