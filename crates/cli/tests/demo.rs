@@ -4,6 +4,8 @@
 //! live stream must be real video a person can watch while the demo runs: the player page it
 //! prints answers, and ffprobe finds H.264 in the stream's HLS playlist.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -46,13 +48,14 @@ fn the_demo_shows_vod_and_live() {
     }
     let page = page.unwrap_or_else(|| panic!("no player page URL:\n{stdout}"));
     // While the demo runs: the player page, and real H.264 in the playlist.
-    let body = http_get(&page);
+    let (status, body) = common::http_get(&page);
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("hls.light.min.js"), "{body}");
     let (base, id) = page.split_once("/play/").expect("a /play/ URL");
     let manifest = format!("{base}/ace/manifest.m3u8?id={id}");
-    let probe = Command::new("ffprobe")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
+    let mut probe = Command::new("ffprobe");
+    common::without_proxy(&mut probe);
+    let probe = probe
         .args([
             "-v",
             "error",
@@ -100,23 +103,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The body of a plain HTTP GET on loopback.
-fn http_get(url: &str) -> String {
-    use std::io::Write;
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').expect("a path");
-    let mut s = std::net::TcpStream::connect(host).expect("connect");
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
 }
 
 /// The number in `text` between the first `before` and the next `until`.

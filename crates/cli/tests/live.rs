@@ -17,19 +17,6 @@ use common::*;
 /// Seconds every viewer watches.
 const WATCH_S: u64 = 60;
 
-fn http_get(url: &str) -> (u16, String) {
-    let resp = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.text().unwrap_or_default())
-}
-
 fn json(url: &str) -> serde_json::Value {
     let (status, body) = http_get(url);
     assert_eq!(status, 200, "GET {url}: {body}");

@@ -677,6 +677,20 @@ pub fn make_media(root: &Path, name: &str) -> Media {
     }
 }
 
+/// GET `url` on loopback (no proxy, 30 s timeout): (status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    let resp = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap_or_default())
+}
+
 /// Removes the proxy variables from `c`'s environment: players must reach the engine on
 /// loopback directly, whatever the machine's proxy settings.
 pub fn without_proxy(c: &mut Command) {
