@@ -12,14 +12,8 @@
 // exit 0 when it played (and seeked) without a fatal error, 1 otherwise. --trace adds the
 // requests. Installed by scripts/test.sh: playwright-core and hls.js from npm under
 // target/web-clients (found through NODE_PATH); Chromium from Debian.
-const { chromium } = require('playwright-core');
+const { opt, flag, launch } = require('./browser.cjs');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const flag = (name) => args.includes('--' + name);
 const hlsjs = opt('hlsjs');
 const url = opt('url');
 const play = Number(opt('play', '4'));
@@ -32,12 +26,7 @@ if (!hlsjs || !url) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  const browser = await launch();
   let result;
   const t0 = Date.now();
   const requests = [];

@@ -11,17 +11,12 @@
 // "page_errors", "failed_requests"}; exit 0 when EXPR became true with no console or page
 // error, 1 otherwise. Installed like hls_player.cjs (playwright-core from npm through
 // NODE_PATH; Chromium from Debian).
-const { chromium } = require('playwright-core');
+const { opt, opts, launch } = require('./browser.cjs');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const url = opt('url');
 const until = opt('until');
 const report = opt('report', 'null');
-const clicks = args.flatMap((a, i) => (a === '--click' ? [args[i + 1]] : []));
+const clicks = opts('click');
 const shot = opt('screenshot');
 const width = Number(opt('width', '1280'));
 const height = Number(opt('height', '900'));
@@ -32,12 +27,7 @@ if (!url || !until) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  const browser = await launch();
   const out = { ok: false, waited_ms: null, report: null, console_errors: [], page_errors: [],
     failed_requests: [] };
   try {
