@@ -13,6 +13,7 @@
 //! - [`magnet`]: magnet URI parse and format (`xt`, `dn`, `tr`, `ws`, `x.pe`).
 //! - [`wire`]: the peer wire codec (BEP 3, 6, 10, 9, 11).
 //! - [`bitfield`]: piece sets.
+//! - [`catalog`]: signed catalogue records (what P2P search indexes and passes on).
 //! - [`disconnect`]: why a swarm closes a connection ([`DisconnectReason`]), for logs, counters
 //!   and bans.
 //! - [`ext`]: the BEP 10 extension layer both swarms share (handshake, BEP 9 metadata, BEP 11
@@ -34,6 +35,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod catalog;
 pub mod choker;
 pub mod conn;
 pub mod disconnect;
