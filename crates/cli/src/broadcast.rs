@@ -43,6 +43,8 @@ pub struct BroadcastOptions {
     pub piece_ms: u32,
     /// Window, seconds.
     pub window_s: u32,
+    /// What the stream's catalogue record says.
+    pub record: peercdn_core::catalog::Description,
 }
 
 /// `peercdn broadcast`.
@@ -98,6 +100,12 @@ pub async fn broadcast(node: NodeArgs, http: HttpArgs, opts: BroadcastOptions) -
     buffer.set_ingest(stats.clone());
     let mut source = LiveSource::new(key.signing_key(), buffer, first_index)?;
     println!("id: {id}");
+    crate::node::publish_record(
+        &running.session,
+        id,
+        peercdn_core::catalog::Kind::Live,
+        opts.record.clone(),
+    );
     println!("acestream://{id}");
     println!("descriptor: {}", desc_path.display());
     println!(

@@ -75,9 +75,11 @@ enum Cmd {
         /// Where to write the .torrent (default: NAME.torrent in the current directory).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
-        /// Write the .torrent and exit without seeding.
+        /// Write the .torrent and exit without seeding (and without a catalogue record).
         #[arg(long)]
         no_seed: bool,
+        #[command(flatten)]
+        record: RecordArgs,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -125,6 +127,8 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         window: u32,
         #[command(flatten)]
+        record: RecordArgs,
+        #[command(flatten)]
         node: NodeArgs,
         #[command(flatten)]
         http: HttpArgs,
@@ -151,6 +155,50 @@ enum Cmd {
 
 /// Flags shared by every command that runs a node. Unset flags fall back to `PEERCDN_*`
 /// environment variables, then to `peercdn.toml`, then to the defaults shown.
+/// What the catalogue record of published content says (P2P search finds content by it).
+#[derive(Args, Debug, Clone, Default)]
+struct RecordArgs {
+    /// Title in the catalogue (default: the torrent's or the stream's name).
+    #[arg(long)]
+    title: Option<String>,
+    /// Description in the catalogue.
+    #[arg(long)]
+    description: Option<String>,
+    /// Tags, comma-separated or repeated (stored in lower case).
+    #[arg(long = "tags", value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Category (e.g. sport, movies, music).
+    #[arg(long)]
+    category: Option<String>,
+    /// Language code (e.g. en).
+    #[arg(long)]
+    lang: Option<String>,
+    /// Country code (e.g. gb).
+    #[arg(long)]
+    country: Option<String>,
+}
+
+impl RecordArgs {
+    /// The record's description of content named `name`.
+    fn describe(&self, name: &str) -> peercdn_core::catalog::Description {
+        let low = |s: &Option<String>| s.as_deref().unwrap_or("").trim().to_lowercase();
+        peercdn_core::catalog::Description {
+            title: self.title.clone().unwrap_or_else(|| name.to_owned()),
+            description: self.description.clone().unwrap_or_default(),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| t.trim().to_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            category: low(&self.category),
+            lang: low(&self.lang),
+            country: low(&self.country),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 struct NodeArgs {
     /// Config file (default: $XDG_CONFIG_HOME/peercdn/peercdn.toml if it exists).
@@ -270,10 +318,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             cdn,
             piece_ms,
             window,
+            record,
             node,
             http,
         } => {
             let opts = broadcast::BroadcastOptions {
+                record: record.describe(&name),
                 input,
                 name,
                 looped,
@@ -291,13 +341,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             piece_size,
             output,
             no_seed,
+            record,
             node,
         } => {
             let piece = piece_size
                 .map(|s| units::parse_size(&s))
                 .transpose()
                 .context("--piece-size")?;
-            node::publish(node, path, trackers, webseeds, piece, output, no_seed).await
+            let opts = node::PublishOptions {
+                trackers,
+                webseeds,
+                piece_size: piece,
+                output,
+                no_seed,
+                record,
+            };
+            node::publish(node, path, opts).await
         }
         Cmd::Sim(o) => {
             tokio::task::spawn_blocking(move || sim::run(o))

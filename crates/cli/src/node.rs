@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use peercdn_core::catalog::{Description, Kind};
 use peercdn_core::magnet::Magnet;
 use peercdn_core::metainfo::Metainfo;
+use peercdn_core::InfoHash;
 use peercdn_engine::create::{build_info, CreateOptions};
 use peercdn_engine::lsd::LsdError;
 use peercdn_engine::session::{AddOptions, Session, SessionConfig};
@@ -268,15 +270,31 @@ pub async fn engine(node: NodeArgs, http: HttpArgs) -> Result<ExitCode> {
 }
 
 /// `peercdn publish`.
-pub async fn publish(
-    node: NodeArgs,
-    path: PathBuf,
-    trackers: Vec<String>,
-    webseeds: Vec<String>,
-    piece_size: Option<u64>,
-    output: Option<PathBuf>,
-    no_seed: bool,
-) -> Result<ExitCode> {
+/// What `peercdn publish` was asked for besides the path.
+pub struct PublishOptions {
+    /// Announce URLs (one tier each).
+    pub trackers: Vec<String>,
+    /// BEP 19 web seeds.
+    pub webseeds: Vec<String>,
+    /// Piece size, bytes.
+    pub piece_size: Option<u64>,
+    /// Where the .torrent goes.
+    pub output: Option<PathBuf>,
+    /// Write the .torrent only.
+    pub no_seed: bool,
+    /// What the catalogue record says.
+    pub record: crate::RecordArgs,
+}
+
+pub async fn publish(node: NodeArgs, path: PathBuf, opts: PublishOptions) -> Result<ExitCode> {
+    let PublishOptions {
+        trackers,
+        webseeds,
+        piece_size,
+        output,
+        no_seed,
+        record,
+    } = opts;
     let settings = NodeSettings::resolve(&node)?;
     let path =
         std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -328,6 +346,10 @@ pub async fn publish(
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     let session = start(&settings, save_dir.clone()).await?;
+    let mut desc = record.describe(&m.info.name);
+    desc.size = m.info.total_length();
+    desc.files = u32::try_from(m.info.files.len()).unwrap_or(u32::MAX);
+    publish_record(&session, m.info_hash, Kind::Vod, desc);
     let h = session.add(
         Source::Metainfo(Box::new(m)),
         AddOptions {
@@ -336,6 +358,20 @@ pub async fn publish(
         },
     );
     follow(&session, h, true).await
+}
+
+/// Signs and keeps the catalogue record of content this node publishes, and says so (a
+/// record that cannot be made is a warning: the content is published all the same).
+pub fn publish_record(session: &Session, id: InfoHash, kind: Kind, desc: Description) {
+    match session.publish_record(id, kind, desc) {
+        Ok(r) => println!(
+            "record: {:?} signed by {} (seq {})",
+            r.desc.title,
+            r.publisher_hex(),
+            r.seq
+        ),
+        Err(e) => eprintln!("warning: no catalogue record: {e}"),
+    }
 }
 
 /// `peercdn get`.

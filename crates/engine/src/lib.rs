@@ -3,12 +3,14 @@
 //! Pumps the sans-IO state machines of `peercdn-core` over tokio: TCP peer connections, disk
 //! storage that verifies every piece, live [`ingest`] of MPEG-TS sources, tracker clients
 //! (HTTP BEP 3/23, UDP BEP 15), rate limits,
-//! the node key, and the [`session`] that owns every swarm.
+//! the node key, the [`catalog`] of signed records P2P search indexes, and the [`session`] that
+//! owns every swarm.
 //!
 //! Architecture invariant: no HTTP status codes, JSON or CLI concerns here; errors are `thiserror`
 //! enums that say what went wrong in engine terms.
 #![deny(missing_docs)]
 
+pub mod catalog;
 pub mod clock;
 pub mod create;
 pub mod dht;

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
+use crate::catalog::{Catalog, Origin, Refused};
 use crate::dht::{Dht, DhtConfig};
 use crate::host::PeerParams;
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
@@ -34,6 +35,7 @@ use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
+use peercdn_core::catalog::{self, Description, Record, RecordError};
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -133,6 +135,9 @@ pub enum SessionError {
     /// The DHT could not start.
     #[error("DHT: {0}")]
     Dht(#[from] crate::dht::DhtError),
+    /// The catalogue could not be opened.
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
 }
 
 /// A running node. Cheap to clone.
@@ -158,6 +163,7 @@ struct Inner {
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
     lsd: OnceLock<Lsd>,
+    catalog: Catalog,
 }
 
 impl Drop for Inner {
@@ -174,6 +180,7 @@ impl Session {
             source,
         })?;
         let key = NodeKey::load_or_create(&config.data_dir)?;
+        let catalog = Catalog::open(Some(&config.data_dir), crate::clock::unix_secs())?;
         let mut random = [0u8; 12];
         getrandom::getrandom(&mut random).map_err(|e| SessionError::DataDir {
             path: config.data_dir.clone(),
@@ -217,6 +224,7 @@ impl Session {
                 accept,
                 dht,
                 lsd: OnceLock::new(),
+                catalog,
             }
         });
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
@@ -284,6 +292,42 @@ impl Session {
     /// The node's public key (hex).
     pub fn node_key_hex(&self) -> String {
         self.inner.key.public_hex()
+    }
+
+    /// The catalogue of signed records this node holds and searches.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// Signs a catalogue record for `id` with the node key and keeps it (a newer version of the
+    /// node's own record for the same ID: `seq` is the Unix time, or one more than the held
+    /// record's when that is later).
+    pub fn publish_record(
+        &self,
+        id: InfoHash,
+        kind: catalog::Kind,
+        desc: Description,
+    ) -> Result<Record, RecordError> {
+        let now = crate::clock::unix_secs();
+        let me = self.inner.key.public();
+        let held = self
+            .inner
+            .catalog
+            .records_for(&id)
+            .into_iter()
+            .find(|e| e.record.publisher == me)
+            .map_or(0, |e| e.record.seq);
+        let seq = now.max(held.saturating_add(1));
+        let record = Record::sign(&self.inner.key.signing_key(), id, kind, desc, now, seq)?;
+        match self.inner.catalog.insert(record.clone(), Origin::Own, now) {
+            Ok(_) => Ok(record),
+            Err(Refused::Invalid(e)) => Err(e),
+            Err(e) => Err(RecordError::Field(if matches!(e, Refused::Full) {
+                "catalogue full"
+            } else {
+                "refused"
+            })),
+        }
     }
 
     /// Adds a torrent (or returns the running one with the same ID, after giving it the extra

@@ -9,6 +9,9 @@
 //! - `GET /api/v1/live` → `{"live": [stream…]}` (see [`crate::live::live_json`])
 //! - `GET /api/v1/live/{id}` → the stream
 //! - `GET /api/v1/dht` → the DHT node's figures ([`dht_json`]), or `{"enabled": false}`
+//! - `GET /api/v1/search?query=&kind=&category=&lang=&offset=&limit=` → `{"total", "results":
+//!   [result…]}`: the catalogue's ranked records in full (with the signed record itself, hex,
+//!   for anyone to verify again), then what this engine holds that no record describes
 //! - `GET /api/v1/openapi.json`
 //!
 //! Errors use the same `{"response": null, "error": "…"}` envelope as the Ace routes.
@@ -52,6 +55,7 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/live", get(live_list))
         .route("/api/v1/live/{id}", get(live_inspect))
         .route("/api/v1/dht", get(dht))
+        .route("/api/v1/search", get(search))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -363,6 +367,74 @@ async fn live_inspect(
         .get_live(&ih)
         .ok_or_else(|| ApiError::not_found(format!("no live stream {ih} is running")))?;
     Ok(Json(crate::live::live_json(&h)))
+}
+
+/// Most results `/api/v1/search` returns at once.
+const MAX_SEARCH_LIMIT: usize = 200;
+
+async fn search(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(query.as_deref());
+    let kind = match p.get("kind").filter(|k| !k.is_empty()) {
+        Some(k) => Some(
+            peercdn_core::catalog::Kind::parse(k)
+                .ok_or_else(|| ApiError::bad_request("kind must be vod or live"))?,
+        ),
+        None => None,
+    };
+    let opt = |k: &str| p.get(k).filter(|v| !v.is_empty()).map(str::to_owned);
+    let q = peercdn_engine::catalog::SearchQuery {
+        text: p.get("query").unwrap_or("").to_owned(),
+        kind,
+        category: opt("category"),
+        lang: opt("lang"),
+        ..Default::default()
+    };
+    let offset = p.number::<usize>("offset")?.unwrap_or(0);
+    let limit = p
+        .number::<usize>("limit")?
+        .unwrap_or(20)
+        .clamp(1, MAX_SEARCH_LIMIT);
+    let now = peercdn_engine::clock::unix_secs();
+    let found = crate::server_api::find(&state, &q, now);
+    let results: Vec<Value> = found
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|e| {
+            let record = e.record.as_ref().map(|c| {
+                let r = &c.record;
+                json!({
+                    "kind": r.kind.as_str(),
+                    "title": r.desc.title,
+                    "description": r.desc.description,
+                    "tags": r.desc.tags,
+                    "category": r.desc.category,
+                    "lang": r.desc.lang,
+                    "country": r.desc.country,
+                    "size": r.desc.size,
+                    "bitrate": r.desc.bitrate,
+                    "files": r.desc.files,
+                    "created": r.created,
+                    "publisher": r.publisher_hex(),
+                    "seq": r.seq,
+                    "own": c.origin == peercdn_engine::catalog::Origin::Own,
+                    "peers_seen": c.availability,
+                    "signed": hex::encode(r.encode()),
+                })
+            });
+            json!({
+                "id": e.infohash,
+                "name": e.name,
+                "availability": e.availability,
+                "updated": e.updated,
+                "record": record,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "total": found.len(), "results": results })))
 }
 
 async fn openapi() -> Json<Value> {

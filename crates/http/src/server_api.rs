@@ -28,6 +28,8 @@ use axum::{Json, Router};
 use peercdn_core::InfoHash;
 use serde_json::{json, Value};
 
+use peercdn_engine::catalog::{self, Entry as CatalogEntry, SearchQuery};
+
 use crate::error::ApiError;
 use crate::source::Params;
 use crate::state::AppState;
@@ -172,27 +174,31 @@ async fn media_files(state: &AppState, p: &Params) -> Result<Json<Value>, ApiErr
     Ok(result(Value::Object(files)))
 }
 
-/// One searchable thing this engine holds.
-struct Entry {
-    infohash: String,
-    name: String,
-    availability: f64,
-    bitrate: Option<u64>,
+/// One search result in Ace's terms.
+pub(crate) struct Entry {
+    pub(crate) infohash: String,
+    pub(crate) name: String,
+    pub(crate) categories: Vec<String>,
+    /// 0–1 (see the module docs).
+    pub(crate) availability: f64,
+    /// Unix seconds.
+    pub(crate) updated: u64,
+    /// Bytes per second (live).
+    pub(crate) bitrate: Option<u64>,
+    /// The catalogue record behind it, when there is one.
+    pub(crate) record: Option<CatalogEntry>,
 }
 
-fn entries(state: &AppState) -> Vec<Entry> {
+/// What this engine holds now, by content ID: a name, the share held (1 for a live stream
+/// receiving pieces) and, for live streams, the bitrate measured.
+fn held(state: &AppState) -> Vec<(InfoHash, String, f64, Option<u64>)> {
     let mut out = Vec::new();
     for h in state.session().list() {
         let st = h.status.borrow().clone();
         let Some(name) = st.name.clone().filter(|n| !n.is_empty()) else {
             continue;
         };
-        out.push(Entry {
-            infohash: h.info_hash.to_hex(),
-            name,
-            availability: st.progress().clamp(0.0, 1.0),
-            bitrate: None,
-        });
+        out.push((h.info_hash, name, st.progress().clamp(0.0, 1.0), None));
     }
     for h in state.session().lives() {
         let st = h.status();
@@ -205,13 +211,79 @@ fn entries(state: &AppState) -> Vec<Entry> {
             let ms = u64::from(b.descriptor().params.piece_duration_ms) * pieces as u64;
             (ms > 0).then(|| bytes * 1000 / ms)
         });
+        let availability = if buffer.is_some() { 1.0 } else { 0.0 };
+        out.push((h.content_id(), name, availability, bitrate));
+    }
+    out
+}
+
+/// The search both APIs answer: catalogue records ranked by the catalogue (one per content
+/// ID, the best), then what this engine holds that no record describes, matched by name
+/// (every word, any case; none when a category is asked for: such content has none).
+pub(crate) fn find(state: &AppState, q: &SearchQuery, now: u64) -> Vec<Entry> {
+    let held = held(state);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let mut all = q.clone();
+    all.offset = 0;
+    all.limit = catalog::MAX_CANDIDATES;
+    for hit in state.session().catalog().search(&all, now).hits {
+        let e = hit.entry;
+        let r = &e.record;
+        if !seen.insert(r.id) {
+            continue;
+        }
+        let here = held.iter().find(|h| h.0 == r.id);
+        let availability = match here {
+            Some(h) => h.2,
+            None if e.availability > 0 => 1.0,
+            None => 0.0,
+        };
+        let bitrate = here
+            .and_then(|h| h.3)
+            .or((r.desc.bitrate > 0).then_some(r.desc.bitrate / 8));
         out.push(Entry {
-            infohash: h.content_id().to_hex(),
-            name,
-            availability: if buffer.is_some() { 1.0 } else { 0.0 },
+            infohash: r.id.to_hex(),
+            name: r.desc.title.clone(),
+            categories: Some(r.desc.category.clone())
+                .filter(|c| !c.is_empty())
+                .into_iter()
+                .collect(),
+            availability,
+            updated: if here.is_some() {
+                now
+            } else {
+                e.availability_at.max(r.created)
+            },
             bitrate,
+            record: Some(e),
         });
     }
+    let words: Vec<String> = q
+        .text
+        .split_whitespace()
+        .take(MAX_QUERY_WORDS)
+        .map(str::to_lowercase)
+        .collect();
+    let plain = q.category.is_none() && q.kind.is_none();
+    let mut rest: Vec<Entry> = held
+        .into_iter()
+        .filter(|h| !seen.contains(&h.0) && plain)
+        .filter(|h| words.iter().all(|w| h.1.to_lowercase().contains(w)))
+        .map(|(id, name, availability, bitrate)| Entry {
+            infohash: id.to_hex(),
+            name,
+            categories: Vec::new(),
+            availability,
+            updated: now,
+            bitrate,
+            record: None,
+        })
+        .collect();
+    rest.sort_by(|a, b| {
+        (a.name.to_lowercase(), &a.infohash).cmp(&(b.name.to_lowercase(), &b.infohash))
+    });
+    out.extend(rest);
     out
 }
 
@@ -221,39 +293,39 @@ fn truthy(v: Option<&str>) -> bool {
 
 fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
     let started = peercdn_engine::clock::now();
-    let words: Vec<String> = p
-        .get("query")
-        .unwrap_or("")
-        .split_whitespace()
-        .take(MAX_QUERY_WORDS)
-        .map(str::to_lowercase)
-        .collect();
     let page = p.number::<usize>("page")?.unwrap_or(0);
     let page_size = p
         .number::<usize>("page_size")?
         .unwrap_or(DEFAULT_PAGE_SIZE)
         .clamp(1, MAX_PAGE_SIZE);
-    // Nothing here carries a category yet: a category filter matches nothing.
-    let category = p.get("category").is_some();
     let now = peercdn_engine::clock::unix_secs();
-    let mut found: Vec<Entry> = entries(state)
-        .into_iter()
-        .filter(|e| !category && words.iter().all(|w| e.name.to_lowercase().contains(w)))
-        .collect();
-    found.sort_by(|a, b| {
-        (a.name.to_lowercase(), &a.infohash).cmp(&(b.name.to_lowercase(), &b.infohash))
-    });
+    let q = SearchQuery {
+        text: p.get("query").unwrap_or("").to_owned(),
+        category: p
+            .get("category")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        ..SearchQuery::default()
+    };
+    let found = find(state, &q, now);
     let item = |e: &Entry| {
         let mut v = json!({
             "infohash": e.infohash,
             "name": e.name,
-            "categories": [],
+            "categories": e.categories,
             "availability": e.availability,
-            "availability_updated_at": now,
+            "availability_updated_at": e.updated,
             "status": if e.availability >= 1.0 { 2 } else { 1 },
         });
         if let (Some(b), Some(o)) = (e.bitrate, v.as_object_mut()) {
             o.insert("bitrate".into(), json!(b));
+        }
+        if let (Some(c), Some(o)) = (&e.record, v.as_object_mut()) {
+            let r = &c.record;
+            o.insert("publisher".into(), json!(r.publisher_hex()));
+            o.insert("kind".into(), json!(r.kind.as_str()));
+            o.insert("language".into(), json!(r.desc.lang));
+            o.insert("country".into(), json!(r.desc.country));
         }
         v
     };

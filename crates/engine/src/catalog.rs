@@ -1,0 +1,778 @@
+//! The node's catalogue: the signed records ([`peercdn_core::catalog::Record`]) it holds — its
+//! own, and others' it was given — kept in `<data_dir>/catalog.bin` and indexed for full-text
+//! search with tantivy (an in-memory index rebuilt from the file at start).
+//!
+//! This module owns the admission rules and the ranking; the wire form and signature are
+//! core's, the HTTP shapes the API's.
+//!
+//! Admission ([`Catalog::insert`]): a record is verified again (signature, bounds, not from the
+//! future); per publisher and content ID only the highest `seq` is kept — an older or replayed
+//! one is refused, an equal one is a duplicate; a publisher on the deny list (or off the allow
+//! list, when one is set) is refused; at most [`MAX_PER_PUBLISHER`] records per publisher
+//! key and [`MAX_RECORDS`] in all, and when full a record from a peer gives way to a newer one
+//! only if it is the least available; the node's own records are never evicted.
+//!
+//! Ranking ([`Catalog::search`]): BM25 over title (boost 3), tags (2) and description, filtered
+//! by kind, category and language, then scaled by availability (how many peers were seen
+//! holding the content: `1 + ln(1 + n)`) and freshness (halving over [`FRESHNESS_HALF_LIFE`]
+//! days since `created`, never below a quarter). An empty query lists everything by the same
+//! scale. At most [`MAX_CANDIDATES`] text matches are ranked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use peercdn_core::catalog::{Kind, Record, RecordError, MAX_RECORD_LEN};
+use peercdn_core::id::InfoHash;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, Value, STORED, STRING, TEXT};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// File name of the catalogue inside the data directory.
+pub const CATALOG_FILE: &str = "catalog.bin";
+/// Most records kept in all.
+pub const MAX_RECORDS: usize = 50_000;
+/// Most records kept per publisher key.
+pub const MAX_PER_PUBLISHER: usize = 1_000;
+/// Most text matches ranked per query.
+pub const MAX_CANDIDATES: usize = 1_000;
+/// Days over which freshness halves.
+pub const FRESHNESS_HALF_LIFE: f64 = 30.0;
+/// Memory the index writer may use (tantivy's floor for one thread).
+const WRITER_MEMORY: usize = 15_000_000;
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Made and signed by this node (`peercdn publish`, `peercdn broadcast`).
+    Own,
+    /// Received from a peer (or imported).
+    Peer,
+}
+
+/// A record as the catalogue keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The signed record.
+    pub record: Record,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Peers seen holding the content (0: unknown).
+    pub availability: u32,
+    /// Unix seconds when `availability` was last set (0: never).
+    pub availability_at: u64,
+}
+
+/// What [`Catalog::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A record not held before.
+    New,
+    /// A newer version replaced the one held.
+    Replaced,
+    /// The same record again.
+    Duplicate,
+}
+
+/// Why a record was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// It does not verify, is malformed or comes from the future.
+    #[error(transparent)]
+    Invalid(#[from] RecordError),
+    /// A version no newer than the one held (a replay, or a rollback).
+    #[error("record seq {got} is not newer than the {held} held")]
+    Stale {
+        /// The record's `seq`.
+        got: u64,
+        /// The held record's.
+        held: u64,
+    },
+    /// Its publisher is denied (or not allowed).
+    #[error("publisher not accepted")]
+    Publisher,
+    /// The publisher already has [`MAX_PER_PUBLISHER`] records here.
+    #[error("publisher has too many records")]
+    PublisherFull,
+    /// [`MAX_RECORDS`] held and none may give way.
+    #[error("catalogue full")]
+    Full,
+}
+
+/// Why the catalogue could not be opened or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Reading or writing the file failed.
+    #[error("catalogue {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The index failed.
+    #[error("catalogue index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+}
+
+/// A search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Words (empty: everything).
+    pub text: String,
+    /// Only this kind.
+    pub kind: Option<Kind>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this language.
+    pub lang: Option<String>,
+    /// Results to skip.
+    pub offset: usize,
+    /// Results to return (at most [`MAX_CANDIDATES`]).
+    pub limit: usize,
+}
+
+/// One result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The record and what the node knows of it.
+    pub entry: Entry,
+    /// Its rank score (higher first).
+    pub score: f32,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    /// Matches in all (at most [`MAX_CANDIDATES`] are ranked).
+    pub total: usize,
+    /// This page.
+    pub hits: Vec<Hit>,
+}
+
+type Key = ([u8; 32], [u8; 20]);
+
+struct Fields {
+    key: Field,
+    title: Field,
+    desc: Field,
+    tags: Field,
+    kind: Field,
+    category: Field,
+    lang: Field,
+}
+
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    per_publisher: HashMap<[u8; 32], usize>,
+    writer: IndexWriter,
+    reader: IndexReader,
+    index: Index,
+    fields: Fields,
+    allow: Option<Vec<[u8; 32]>>,
+    deny: Vec<[u8; 32]>,
+}
+
+/// The catalogue (shared by the engine's tasks; every call is short).
+pub struct Catalog {
+    inner: Mutex<Inner>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("path", &self.path)
+            .field("records", &self.len())
+            .finish()
+    }
+}
+
+fn key_of(r: &Record) -> Key {
+    (r.publisher, r.id.0)
+}
+
+fn key_text(k: &Key) -> String {
+    format!("{}{}", hex::encode(k.0), hex::encode(k.1))
+}
+
+impl Catalog {
+    /// A catalogue kept in `<data_dir>/catalog.bin` (loaded now; records that no longer verify
+    /// are dropped), or only in memory with `None`.
+    pub fn open(data_dir: Option<&Path>, now_unix: u64) -> Result<Catalog, CatalogError> {
+        let mut sb = Schema::builder();
+        let fields = Fields {
+            key: sb.add_text_field("key", STRING | STORED),
+            title: sb.add_text_field("title", TEXT),
+            desc: sb.add_text_field("desc", TEXT),
+            tags: sb.add_text_field("tags", TEXT),
+            kind: sb.add_text_field("kind", STRING),
+            category: sb.add_text_field("cat", STRING),
+            lang: sb.add_text_field("lang", STRING),
+        };
+        let index = Index::create_in_ram(sb.build());
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let catalog = Catalog {
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                per_publisher: HashMap::new(),
+                writer,
+                reader,
+                index,
+                fields,
+                allow: None,
+                deny: Vec::new(),
+            }),
+            path: data_dir.map(|d| d.join(CATALOG_FILE)),
+        };
+        if let Some(path) = &catalog.path {
+            let bytes = match fs::read(path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(source) => {
+                    return Err(CatalogError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            };
+            let mut loaded = Vec::new();
+            let mut rest = &bytes[..];
+            // Each entry: origin byte, availability (u32 BE), its time (u64 BE), record length
+            // (u16 BE), record. A torn tail is ignored.
+            while rest.len() >= 15 {
+                let origin = if rest[0] == 1 {
+                    Origin::Own
+                } else {
+                    Origin::Peer
+                };
+                let avail = u32::from_be_bytes(rest[1..5].try_into().unwrap_or_default());
+                let at = u64::from_be_bytes(rest[5..13].try_into().unwrap_or_default());
+                let len = usize::from(u16::from_be_bytes([rest[13], rest[14]]));
+                if len > MAX_RECORD_LEN || rest.len() < 15 + len {
+                    break;
+                }
+                if let Ok(r) = Record::decode(&rest[15..15 + len]) {
+                    loaded.push((r, origin, avail, at));
+                }
+                rest = &rest[15 + len..];
+            }
+            let mut inner = catalog.lock();
+            for (r, origin, avail, at) in loaded {
+                let k = key_of(&r);
+                if inner.admit(r, origin, now_unix).is_ok() {
+                    if let Some(e) = inner.entries.get_mut(&k) {
+                        e.availability = avail;
+                        e.availability_at = at;
+                    }
+                }
+            }
+            inner.commit()?;
+        }
+        Ok(catalog)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Only these publishers' records are taken (the node's own always are); `None`: anyone's.
+    pub fn set_allow(&self, allow: Option<Vec<[u8; 32]>>) {
+        self.lock().allow = allow;
+    }
+
+    /// These publishers' records are refused (and those held are dropped).
+    pub fn set_deny(&self, deny: Vec<[u8; 32]>) -> Result<(), CatalogError> {
+        let mut inner = self.lock();
+        let gone: Vec<Key> = inner
+            .entries
+            .keys()
+            .filter(|k| deny.contains(&k.0))
+            .copied()
+            .collect();
+        for k in gone {
+            inner.remove(&k);
+        }
+        inner.deny = deny;
+        inner.commit()?;
+        Ok(())
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a record (see the module docs for the rules), indexes it and, for the node's own,
+    /// saves the file.
+    pub fn insert(&self, r: Record, origin: Origin, now_unix: u64) -> Result<Inserted, Refused> {
+        let done = {
+            let mut inner = self.lock();
+            let done = inner.admit(r, origin, now_unix)?;
+            if done != Inserted::Duplicate {
+                inner.commit().map_err(|_| Refused::Full)?;
+            }
+            done
+        };
+        if origin == Origin::Own && done != Inserted::Duplicate {
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e, "catalogue not saved");
+            }
+        }
+        Ok(done)
+    }
+
+    /// Every record held for a content ID (one per publisher), best known first.
+    pub fn records_for(&self, id: &InfoHash) -> Vec<Entry> {
+        let inner = self.lock();
+        let mut v: Vec<Entry> = inner
+            .entries
+            .iter()
+            .filter(|(k, _)| k.1 == id.0)
+            .map(|(_, e)| e.clone())
+            .collect();
+        v.sort_by_key(|e| (e.origin != Origin::Own, std::cmp::Reverse(e.record.created)));
+        v
+    }
+
+    /// Sets how many peers were seen holding `id` (the engine's swarms report it).
+    pub fn set_availability(&self, id: &InfoHash, peers: u32, now_unix: u64) {
+        let mut inner = self.lock();
+        for (_, e) in inner.entries.iter_mut().filter(|(k, _)| k.1 == id.0) {
+            e.availability = peers;
+            e.availability_at = now_unix;
+        }
+    }
+
+    /// Searches the catalogue (see the module docs for the ranking).
+    pub fn search(&self, q: &SearchQuery, now_unix: u64) -> Results {
+        let inner = self.lock();
+        inner.search(q, now_unix).unwrap_or_default()
+    }
+
+    /// Writes the file (atomically: a temporary file, synced, renamed into place).
+    pub fn save(&self) -> Result<(), CatalogError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        {
+            let inner = self.lock();
+            let mut all: Vec<&Entry> = inner.entries.values().collect();
+            all.sort_by_key(|e| key_of(&e.record));
+            for e in all {
+                let bytes = e.record.encode();
+                out.push(u8::from(e.origin == Origin::Own));
+                out.extend_from_slice(&e.availability.to_be_bytes());
+                out.extend_from_slice(&e.availability_at.to_be_bytes());
+                out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+        }
+        let io_err = |source| CatalogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let tmp = path.with_extension("bin.tmp");
+        let mut f = fs::File::create(&tmp).map_err(io_err)?;
+        f.write_all(&out).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+        fs::rename(&tmp, path).map_err(io_err)
+    }
+}
+
+impl Inner {
+    fn admit(&mut self, r: Record, origin: Origin, now_unix: u64) -> Result<Inserted, Refused> {
+        r.verify()?;
+        r.check_time(now_unix)?;
+        if origin == Origin::Peer
+            && (self.deny.contains(&r.publisher)
+                || self
+                    .allow
+                    .as_ref()
+                    .is_some_and(|a| !a.contains(&r.publisher)))
+        {
+            return Err(Refused::Publisher);
+        }
+        let k = key_of(&r);
+        let replaced = match self.entries.get(&k) {
+            Some(held) if held.record == r => return Ok(Inserted::Duplicate),
+            Some(held) if held.record.seq >= r.seq => {
+                return Err(Refused::Stale {
+                    got: r.seq,
+                    held: held.record.seq,
+                })
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !replaced {
+            let mine = self.per_publisher.get(&r.publisher).copied().unwrap_or(0);
+            if origin == Origin::Peer && mine >= MAX_PER_PUBLISHER {
+                return Err(Refused::PublisherFull);
+            }
+            if self.entries.len() >= MAX_RECORDS {
+                let victim = self
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.origin == Origin::Peer)
+                    .min_by_key(|(k, e)| (e.availability, e.record.created, **k))
+                    .map(|(k, e)| (*k, e.availability));
+                match victim {
+                    Some((v, avail)) if origin == Origin::Own || avail == 0 => self.remove(&v),
+                    _ => return Err(Refused::Full),
+                }
+            }
+        }
+        let (availability, availability_at) = self
+            .entries
+            .get(&k)
+            .map_or((0, 0), |e| (e.availability, e.availability_at));
+        let origin = match self.entries.get(&k) {
+            Some(e) if e.origin == Origin::Own => Origin::Own,
+            _ => origin,
+        };
+        if replaced {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.key, &key_text(&k)));
+        } else {
+            *self.per_publisher.entry(r.publisher).or_default() += 1;
+        }
+        let f = &self.fields;
+        let d = &r.desc;
+        let document = doc!(
+            f.key => key_text(&k),
+            f.title => d.title.clone(),
+            f.desc => d.description.clone(),
+            f.tags => d.tags.join(" "),
+            f.kind => r.kind.as_str(),
+            f.category => d.category.to_lowercase(),
+            f.lang => d.lang.to_lowercase(),
+        );
+        self.writer
+            .add_document(document)
+            .map_err(|_| Refused::Full)?;
+        self.entries.insert(
+            k,
+            Entry {
+                record: r,
+                origin,
+                availability,
+                availability_at,
+            },
+        );
+        Ok(if replaced {
+            Inserted::Replaced
+        } else {
+            Inserted::New
+        })
+    }
+
+    fn remove(&mut self, k: &Key) {
+        if self.entries.remove(k).is_some() {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.key, &key_text(k)));
+            if let Some(n) = self.per_publisher.get_mut(&k.0) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_publisher.remove(&k.0);
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), CatalogError> {
+        self.writer.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn search(&self, q: &SearchQuery, now_unix: u64) -> tantivy::Result<Results> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if q.text.trim().is_empty() {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        } else {
+            let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.tags, f.desc]);
+            parser.set_field_boost(f.title, 3.0);
+            parser.set_field_boost(f.tags, 2.0);
+            parser.set_conjunction_by_default();
+            // Lenient: a query's stray quotes or colons are words, never an error.
+            let (text, _) = parser.parse_query_lenient(&q.text);
+            clauses.push((Occur::Must, text));
+        }
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, &value.to_lowercase()),
+                IndexRecordOption::Basic,
+            ))
+        };
+        if let Some(k) = q.kind {
+            clauses.push((Occur::Must, term(f.kind, k.as_str())));
+        }
+        if let Some(c) = q.category.as_deref().filter(|c| !c.is_empty()) {
+            clauses.push((Occur::Must, term(f.category, c)));
+        }
+        if let Some(l) = q.lang.as_deref().filter(|l| !l.is_empty()) {
+            clauses.push((Occur::Must, term(f.lang, l)));
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let (total, top) =
+            searcher.search(&query, &(Count, TopDocs::with_limit(MAX_CANDIDATES)))?;
+        let mut hits: BTreeMap<(std::cmp::Reverse<u32>, Key), Hit> = BTreeMap::new();
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let Some(text) = doc.get_first(f.key).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let Some(k) = parse_key(text) else { continue };
+            let Some(e) = self.entries.get(&k) else {
+                continue;
+            };
+            let age_days = now_unix.saturating_sub(e.record.created) as f64 / 86_400.0;
+            let fresh = 0.5f64.powf(age_days / FRESHNESS_HALF_LIFE).max(0.25);
+            let avail = 1.0 + (1.0 + f64::from(e.availability)).ln();
+            let s = (f64::from(score) * fresh * avail) as f32;
+            // Sorted by score (as bits: scores are non-negative), ties by key.
+            hits.insert(
+                (std::cmp::Reverse(s.to_bits()), k),
+                Hit {
+                    entry: e.clone(),
+                    score: s,
+                },
+            );
+        }
+        let limit = q.limit.clamp(1, MAX_CANDIDATES);
+        Ok(Results {
+            total,
+            hits: hits.into_values().skip(q.offset).take(limit).collect(),
+        })
+    }
+}
+
+fn parse_key(s: &str) -> Option<Key> {
+    let b = hex::decode(s).ok()?;
+    let publisher: [u8; 32] = b.get(..32)?.try_into().ok()?;
+    let id: [u8; 20] = b.get(32..)?.try_into().ok()?;
+    Some((publisher, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use peercdn_core::catalog::Description;
+
+    const NOW: u64 = 1_765_000_000;
+
+    fn rec(publisher: u8, id: u8, title: &str, tags: &[&str], seq: u64) -> Record {
+        let d = Description {
+            title: title.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            category: "movies".into(),
+            lang: "en".into(),
+            ..Description::default()
+        };
+        Record::sign(
+            &SigningKey::from_bytes(&[publisher; 32]),
+            InfoHash([id; 20]),
+            Kind::Vod,
+            d,
+            NOW - 100,
+            seq,
+        )
+        .unwrap()
+    }
+
+    fn titles(r: &Results) -> Vec<String> {
+        r.hits
+            .iter()
+            .map(|h| h.entry.record.desc.title.clone())
+            .collect()
+    }
+
+    fn query(text: &str) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            limit: 10,
+            ..SearchQuery::default()
+        }
+    }
+
+    #[test]
+    fn finds_by_title_words_and_tags_and_filters() {
+        let c = Catalog::open(None, NOW).unwrap();
+        c.insert(
+            rec(1, 1, "Big Buck Bunny", &["animation"], 1),
+            Origin::Own,
+            NOW,
+        )
+        .unwrap();
+        c.insert(
+            rec(1, 2, "Sintel", &["animation", "dragon"], 1),
+            Origin::Peer,
+            NOW,
+        )
+        .unwrap();
+        c.insert(
+            rec(2, 3, "Tears of Steel", &["scifi"], 1),
+            Origin::Peer,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(titles(&c.search(&query("bunny"), NOW)), ["Big Buck Bunny"]);
+        assert_eq!(
+            titles(&c.search(&query("BUCK bunny"), NOW)),
+            ["Big Buck Bunny"]
+        );
+        assert_eq!(titles(&c.search(&query("dragon"), NOW)), ["Sintel"]);
+        let all = c.search(&query(""), NOW);
+        assert_eq!(all.total, 3);
+        let mut q = query("animation");
+        q.kind = Some(Kind::Live);
+        assert_eq!(c.search(&q, NOW).total, 0);
+        q.kind = Some(Kind::Vod);
+        q.category = Some("Movies".into());
+        assert_eq!(c.search(&q, NOW).total, 2);
+        // Stray query syntax is words, not an error.
+        assert_eq!(c.search(&query("bunny\" AND:("), NOW).total, 1);
+    }
+
+    /// Per publisher and content only the highest `seq` stands: a replay of the old version
+    /// after an update is refused, and the index forgets the old words.
+    #[test]
+    fn a_newer_version_replaces_and_a_replay_is_refused() {
+        let c = Catalog::open(None, NOW).unwrap();
+        let old = rec(1, 1, "Old title", &[], 1);
+        c.insert(old.clone(), Origin::Peer, NOW).unwrap();
+        assert_eq!(
+            c.insert(old.clone(), Origin::Peer, NOW).unwrap(),
+            Inserted::Duplicate
+        );
+        let new = rec(1, 1, "New title", &[], 2);
+        assert_eq!(
+            c.insert(new, Origin::Peer, NOW).unwrap(),
+            Inserted::Replaced
+        );
+        assert!(matches!(
+            c.insert(old, Origin::Peer, NOW),
+            Err(Refused::Stale { got: 1, held: 2 })
+        ));
+        assert_eq!(c.search(&query("old"), NOW).total, 0);
+        assert_eq!(titles(&c.search(&query("title"), NOW)), ["New title"]);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn forged_future_and_denied_records_are_refused() {
+        let c = Catalog::open(None, NOW).unwrap();
+        let mut forged = rec(1, 1, "Forged", &[], 1);
+        forged.desc.title = "Changed".into();
+        assert!(matches!(
+            c.insert(forged, Origin::Peer, NOW),
+            Err(Refused::Invalid(RecordError::BadSignature))
+        ));
+        let future = Record::sign(
+            &SigningKey::from_bytes(&[1; 32]),
+            InfoHash([1; 20]),
+            Kind::Vod,
+            Description {
+                title: "Future".into(),
+                ..Description::default()
+            },
+            NOW + 3600,
+            1,
+        )
+        .unwrap();
+        assert!(matches!(
+            c.insert(future, Origin::Peer, NOW),
+            Err(Refused::Invalid(RecordError::Future(_)))
+        ));
+        let spammer = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+        c.set_deny(vec![spammer]).unwrap();
+        assert!(matches!(
+            c.insert(rec(9, 1, "Spam", &[], 1), Origin::Peer, NOW),
+            Err(Refused::Publisher)
+        ));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn one_publisher_cannot_fill_the_catalogue() {
+        let c = Catalog::open(None, NOW).unwrap();
+        let key = SigningKey::from_bytes(&[4; 32]);
+        for i in 0..MAX_PER_PUBLISHER {
+            let mut id = [0u8; 20];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let d = Description {
+                title: format!("flood {i}"),
+                ..Description::default()
+            };
+            let r = Record::sign(&key, InfoHash(id), Kind::Vod, d, NOW, 1).unwrap();
+            c.lock().admit(r, Origin::Peer, NOW).unwrap();
+        }
+        assert!(matches!(
+            c.insert(rec(4, 0xff, "One more", &[], 1), Origin::Peer, NOW),
+            Err(Refused::PublisherFull)
+        ));
+        c.insert(rec(5, 1, "Someone else", &[], 1), Origin::Peer, NOW)
+            .unwrap();
+    }
+
+    /// Records survive a restart; a torn or corrupt tail costs only what it holds.
+    #[test]
+    fn records_are_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(Some(dir.path()), NOW).unwrap();
+        c.insert(rec(1, 1, "Kept", &["a"], 1), Origin::Own, NOW)
+            .unwrap();
+        c.insert(rec(2, 2, "Also kept", &[], 1), Origin::Peer, NOW)
+            .unwrap();
+        c.set_availability(&InfoHash([2; 20]), 7, NOW);
+        c.save().unwrap();
+        drop(c);
+        let path = dir.path().join(CATALOG_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0, 0, 0]);
+        fs::write(&path, &bytes).unwrap();
+        let c = Catalog::open(Some(dir.path()), NOW).unwrap();
+        assert_eq!(c.len(), 2);
+        let e = &c.records_for(&InfoHash([2; 20]))[0];
+        assert_eq!(e.availability, 7);
+        assert_eq!(c.records_for(&InfoHash([1; 20]))[0].origin, Origin::Own);
+        assert_eq!(titles(&c.search(&query("kept"), NOW)).len(), 2);
+    }
+
+    /// Between two equal text matches, the one more peers hold ranks first.
+    #[test]
+    fn availability_ranks_equal_matches() {
+        let c = Catalog::open(None, NOW).unwrap();
+        c.insert(rec(1, 1, "Match one", &[], 1), Origin::Peer, NOW)
+            .unwrap();
+        c.insert(rec(2, 2, "Match two", &[], 1), Origin::Peer, NOW)
+            .unwrap();
+        c.set_availability(&InfoHash([2; 20]), 50, NOW);
+        assert_eq!(
+            titles(&c.search(&query("match"), NOW)),
+            ["Match two", "Match one"]
+        );
+        c.set_availability(&InfoHash([1; 20]), 500, NOW);
+        assert_eq!(
+            titles(&c.search(&query("match"), NOW)),
+            ["Match one", "Match two"]
+        );
+    }
+}
