@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod node;
 mod play;
+mod search;
 mod sim;
 
 use std::net::SocketAddr;
@@ -133,6 +134,30 @@ enum Cmd {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Search the engine's catalogue: content published with a signed record (title, tags,
+    /// description), best match first; all words must match.
+    Search {
+        /// Words to look for (none: list everything).
+        words: Vec<String>,
+        /// Only this category (e.g. sport).
+        #[arg(long)]
+        category: Option<String>,
+        /// Only `vod` or `live`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this language code (e.g. en).
+        #[arg(long)]
+        lang: Option<String>,
+        /// At most this many results.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the engine's JSON (every field of every record) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The engine's API.
+        #[arg(long, env = "PEERCDN_ENGINE", default_value = "http://127.0.0.1:6878")]
+        engine: String,
+    },
     /// Simulate a live stream's swarm on the real protocol core (deterministic, seeded):
     /// the goal scenario — 5 Mbit/s, source uplink 100 Mbit/s, viewer uplinks mean 1.5x the
     /// bitrate (30 % below it), half behind NAT, 40–200 ms RTT, 5 % churn per minute.
@@ -153,8 +178,6 @@ enum Cmd {
     },
 }
 
-/// Flags shared by every command that runs a node. Unset flags fall back to `PEERCDN_*`
-/// environment variables, then to `peercdn.toml`, then to the defaults shown.
 /// What the catalogue record of published content says (P2P search finds content by it).
 #[derive(Args, Debug, Clone, Default)]
 struct RecordArgs {
@@ -199,6 +222,8 @@ impl RecordArgs {
     }
 }
 
+/// Flags shared by every command that runs a node. Unset flags fall back to `PEERCDN_*`
+/// environment variables, then to `peercdn.toml`, then to the defaults shown.
 #[derive(Args, Debug, Clone)]
 struct NodeArgs {
     /// Config file (default: $XDG_CONFIG_HOME/peercdn/peercdn.toml if it exists).
@@ -357,6 +382,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 record,
             };
             node::publish(node, path, opts).await
+        }
+        Cmd::Search {
+            words,
+            category,
+            kind,
+            lang,
+            limit,
+            json,
+            engine,
+        } => {
+            let opts = search::SearchOptions {
+                words,
+                category,
+                kind,
+                lang,
+                limit,
+                json,
+                engine,
+            };
+            search::search(opts).await
         }
         Cmd::Sim(o) => {
             tokio::task::spawn_blocking(move || sim::run(o))

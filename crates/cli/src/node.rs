@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use peercdn_core::catalog::{Description, Kind};
+use peercdn_core::catalog::{Description, Kind, Record};
 use peercdn_core::magnet::Magnet;
 use peercdn_core::metainfo::Metainfo;
 use peercdn_core::InfoHash;
+use peercdn_engine::catalog::{Catalog, Refused};
 use peercdn_engine::create::{build_info, CreateOptions};
 use peercdn_engine::lsd::LsdError;
+use peercdn_engine::nodekey::NodeKey;
 use peercdn_engine::session::{AddOptions, Session, SessionConfig};
 use peercdn_engine::torrent::{Source, State, TorrentHandle, TorrentStatus};
 use peercdn_engine::units::{format_bytes, format_rate, parse_rate};
@@ -338,7 +340,16 @@ pub async fn publish(node: NodeArgs, path: PathBuf, opts: PublishOptions) -> Res
     println!("id: {}", m.info_hash);
     println!("magnet: {}", Magnet::from_metainfo(&m));
     println!("torrent: {}", out.display());
+    let mut desc = record.describe(&m.info.name);
+    desc.size = m.info.total_length();
+    desc.files = u32::try_from(m.info.files.len()).unwrap_or(u32::MAX);
     if no_seed {
+        // The record goes into the data directory's catalogue all the same: an engine started
+        // on it later (seeding the .torrent) lists it.
+        let key = NodeKey::load_or_create(&settings.data_dir)?;
+        let now = peercdn_engine::clock::unix_secs();
+        let catalog = Catalog::open(Some(&settings.data_dir), now)?;
+        said_record(catalog.publish(&key.signing_key(), m.info_hash, Kind::Vod, desc, now));
         return Ok(ExitCode::SUCCESS);
     }
     let save_dir = path
@@ -346,9 +357,6 @@ pub async fn publish(node: NodeArgs, path: PathBuf, opts: PublishOptions) -> Res
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     let session = start(&settings, save_dir.clone()).await?;
-    let mut desc = record.describe(&m.info.name);
-    desc.size = m.info.total_length();
-    desc.files = u32::try_from(m.info.files.len()).unwrap_or(u32::MAX);
     publish_record(&session, m.info_hash, Kind::Vod, desc);
     let h = session.add(
         Source::Metainfo(Box::new(m)),
@@ -363,7 +371,12 @@ pub async fn publish(node: NodeArgs, path: PathBuf, opts: PublishOptions) -> Res
 /// Signs and keeps the catalogue record of content this node publishes, and says so (a
 /// record that cannot be made is a warning: the content is published all the same).
 pub fn publish_record(session: &Session, id: InfoHash, kind: Kind, desc: Description) {
-    match session.publish_record(id, kind, desc) {
+    said_record(session.publish_record(id, kind, desc));
+}
+
+/// Prints what became of the node's own record.
+fn said_record(r: Result<Record, Refused>) {
+    match r {
         Ok(r) => println!(
             "record: {:?} signed by {} (seq {})",
             r.desc.title,

@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use peercdn_core::catalog::{Kind, Record, RecordError, MAX_RECORD_LEN};
+use peercdn_core::catalog::{Description, Kind, Record, RecordError, MAX_RECORD_LEN};
 use peercdn_core::id::InfoHash;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, TermQuery};
@@ -332,6 +332,29 @@ impl Catalog {
             }
         }
         Ok(done)
+    }
+
+    /// Signs a record for `id` with `key` and keeps it as the node's own (a newer version of the
+    /// node's own record for the same ID: `seq` is the Unix time, or one more than the held
+    /// record's when that is later).
+    pub fn publish(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        id: InfoHash,
+        kind: Kind,
+        desc: Description,
+        now_unix: u64,
+    ) -> Result<Record, Refused> {
+        let me = key.verifying_key().to_bytes();
+        let held = self
+            .records_for(&id)
+            .into_iter()
+            .find(|e| e.record.publisher == me)
+            .map_or(0, |e| e.record.seq);
+        let seq = now_unix.max(held.saturating_add(1));
+        let record = Record::sign(key, id, kind, desc, now_unix, seq)?;
+        self.insert(record.clone(), Origin::Own, now_unix)?;
+        Ok(record)
     }
 
     /// Every record held for a content ID (one per publisher), best known first.

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use crate::catalog::{Catalog, Origin, Refused};
+use crate::catalog::{Catalog, Refused};
 use crate::dht::{Dht, DhtConfig};
 use crate::host::PeerParams;
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
@@ -35,7 +35,7 @@ use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
-use peercdn_core::catalog::{self, Description, Record, RecordError};
+use peercdn_core::catalog::{self, Description, Record};
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -299,35 +299,17 @@ impl Session {
         &self.inner.catalog
     }
 
-    /// Signs a catalogue record for `id` with the node key and keeps it (a newer version of the
-    /// node's own record for the same ID: `seq` is the Unix time, or one more than the held
-    /// record's when that is later).
+    /// Signs a catalogue record for `id` with the node key and keeps it (see
+    /// [`Catalog::publish`]).
     pub fn publish_record(
         &self,
         id: InfoHash,
         kind: catalog::Kind,
         desc: Description,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<Record, Refused> {
+        let key = self.inner.key.signing_key();
         let now = crate::clock::unix_secs();
-        let me = self.inner.key.public();
-        let held = self
-            .inner
-            .catalog
-            .records_for(&id)
-            .into_iter()
-            .find(|e| e.record.publisher == me)
-            .map_or(0, |e| e.record.seq);
-        let seq = now.max(held.saturating_add(1));
-        let record = Record::sign(&self.inner.key.signing_key(), id, kind, desc, now, seq)?;
-        match self.inner.catalog.insert(record.clone(), Origin::Own, now) {
-            Ok(_) => Ok(record),
-            Err(Refused::Invalid(e)) => Err(e),
-            Err(e) => Err(RecordError::Field(if matches!(e, Refused::Full) {
-                "catalogue full"
-            } else {
-                "refused"
-            })),
-        }
+        self.inner.catalog.publish(&key, id, kind, desc, now)
     }
 
     /// Adds a torrent (or returns the running one with the same ID, after giving it the extra

@@ -1,0 +1,226 @@
+//! Search, whole processes: `peercdn publish` and `peercdn broadcast` sign catalogue records
+//! from their `--title --tags --category --lang` flags; an engine lists them through
+//! `peercdn search`, `/api/v1/search` (with the signed bytes, which verify here again), and the
+//! Ace routes as the PyPI clients read them (acestream-search 1.6.4 makes an M3U, python-
+//! acestream's `Search` lists results).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use peercdn_core::catalog::Record;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+
+/// Runs `peercdn search ARGS… --engine BASE` to its end; returns its exit status and output.
+fn search(base: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_peercdn"));
+    c.arg("search").args(args).args(["--engine", base]);
+    without_proxy(&mut c);
+    let out = c.output().expect("peercdn search");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
+}
+
+/// A VoD record made by `publish --no-seed` is in the data directory's catalogue, and the
+/// engine started on that directory finds it by a title word and by a tag, with every field of
+/// the record and its signed bytes (which decode and verify again); words that match nothing,
+/// or another category, find nothing; the Ace shapes carry it too.
+#[test]
+fn a_published_record_is_found_by_its_words() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let content = make_tree(d, "fjords", 31);
+    let data = d.join("engine-data");
+    let mut publish = Proc::spawn(
+        "publish",
+        {
+            let mut c = peercdn(
+                &data,
+                &[
+                    "publish",
+                    content.to_str().expect("utf8"),
+                    "--no-seed",
+                    "--title",
+                    "Sailing the Northern Fjords",
+                    "--description",
+                    "Four days on a small boat between Bergen and Ålesund",
+                    "--tags",
+                    "Travel,boats",
+                    "--category",
+                    "Travel",
+                    "--lang",
+                    "no",
+                ],
+            );
+            c.current_dir(d);
+            c
+        },
+        &d.join("publish.log"),
+    );
+    assert!(publish.wait(T).success(), "{}", publish.log_text());
+    let log = publish.log_text();
+    let id = log
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("id line")
+        .trim()
+        .to_owned();
+    assert!(
+        log.contains("record: \"Sailing the Northern Fjords\" signed by"),
+        "{log}"
+    );
+
+    let (mut engine, _port, base) = engine_start(d, "engine", &[]);
+    for words in [&["fjords"][..], &["BOATS"], &["sailing", "northern"]] {
+        let mut args = words.to_vec();
+        args.push("--json");
+        let (st, out) = search(&base, &args);
+        assert!(st.success(), "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["total"], 1, "{words:?}: {v}");
+        let r = &v["results"][0];
+        assert_eq!(r["id"], id.as_str(), "{v}");
+        let rec = &r["record"];
+        assert_eq!(rec["kind"], "vod");
+        assert_eq!(rec["title"], "Sailing the Northern Fjords");
+        assert_eq!(rec["tags"], serde_json::json!(["travel", "boats"]));
+        assert_eq!(rec["category"], "travel");
+        assert_eq!(rec["lang"], "no");
+        assert_eq!(rec["files"], 4);
+        assert_eq!(rec["size"], 9_437_185 + 1_000_003 + 3_333_333 + 17);
+        assert_eq!(rec["own"], true);
+        let signed = hex::decode(rec["signed"].as_str().expect("signed")).expect("hex");
+        let again = Record::decode(&signed).expect("the signed bytes verify");
+        assert_eq!(again.id.to_hex(), id);
+        assert_eq!(again.publisher_hex(), rec["publisher"].as_str().unwrap());
+    }
+    let (st, out) = search(&base, &["fjords"]);
+    assert!(st.success(), "{out}");
+    assert!(
+        out.contains("Sailing the Northern Fjords [travel, no]"),
+        "{out}"
+    );
+    assert!(out.contains(&id) && out.contains("1 of 1 shown"), "{out}");
+    for args in [
+        &["volcano"][..],
+        &["fjords", "--category", "sport"],
+        &["fjords", "--kind", "live"],
+    ] {
+        let (st, out) = search(&base, args);
+        assert!(st.success(), "{out}");
+        assert_eq!(out, "nothing found\n", "{args:?}");
+    }
+    let (st, out) = search(&base, &["fjords", "--kind", "radio"]);
+    assert!(
+        !st.success() && out.contains("kind must be vod or live"),
+        "{out}"
+    );
+
+    // The Ace shape: the record's category and a fresh availability date.
+    let (status, body) = http_get(&format!("{base}/search?query=fjords&category=travel"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let hit = &v["result"]["results"][0];
+    assert_eq!(hit["infohash"], id.as_str(), "{v}");
+    assert_eq!(hit["name"], "Sailing the Northern Fjords", "{v}");
+    assert_eq!(hit["categories"], serde_json::json!(["travel"]), "{v}");
+    assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
+}
+
+/// A live channel broadcast with record flags is found on the broadcaster's own API by
+/// `peercdn search` and by the Ace clients from PyPI, unchanged: acestream-search 1.6.4 puts
+/// its getstream URL in an M3U, python-acestream's `Search` lists its infohash.
+#[test]
+fn a_broadcast_channel_is_found_by_the_ace_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "30", "800k");
+    let mut bc = broadcast_start(
+        d,
+        &src,
+        "harbour-cam",
+        &[
+            "--title",
+            "Evening news from the harbour",
+            "--tags",
+            "news,harbour",
+            "--category",
+            "news",
+            "--lang",
+            "en",
+            "--country",
+            "GB",
+            "--loop",
+        ],
+    );
+    let said = wait_line(&mut bc.proc, "record: ");
+    assert!(
+        said.starts_with("\"Evening news from the harbour\" signed by"),
+        "{said}"
+    );
+
+    let (st, out) = search(&bc.http, &["harbour", "--category", "news"]);
+    assert!(st.success(), "{out}");
+    assert!(out.starts_with("kind") && out.contains("live "), "{out}");
+    assert!(out.contains(&bc.id), "{out}");
+
+    let host = bc.http.trim_start_matches("http://").to_owned();
+    let tool = ace_python().with_file_name("acestream_search");
+    let mut cmd = Command::new(&tool);
+    cmd.args(["--proxy", &host, "--target", &host, "harbour"]);
+    without_proxy(&mut cmd);
+    let mut m3u = Proc::spawn("ace-search", cmd, &d.join("ace-search.log"));
+    let status = m3u.wait(T);
+    let text = m3u.log_text();
+    assert!(
+        status.success(),
+        "acestream_search failed ({status}):\n{text}"
+    );
+    let want = format!("http://{host}/ace/getstream?infohash={}", bc.id);
+    assert!(text.lines().any(|l| l == want), "no {want} in:\n{text}");
+    assert!(text.contains("Evening news from the harbour"), "{text}");
+
+    let script = format!(
+        "from acestream.server import Server\n\
+         from acestream.search import Search\n\
+         s = Server(host={h:?}, port={p})\n\
+         q = Search(s, query='evening news', category='news')\n\
+         q.get(page=0)\n\
+         print(q.total, ' '.join(r.infohash for r in q.results or []))\n",
+        h = "127.0.0.1",
+        p = host.rsplit_once(':').expect("port").1,
+    );
+    let mut py = Command::new(ace_python());
+    py.args(["-c", &script]);
+    without_proxy(&mut py);
+    let mut lib = Proc::spawn("python-acestream", py, &d.join("python-acestream.log"));
+    let status = lib.wait(T);
+    let text = lib.log_text();
+    assert!(
+        status.success(),
+        "python-acestream failed ({status}):\n{text}"
+    );
+    assert_eq!(text.trim(), format!("1 {}", bc.id), "{text}");
+    assert!(
+        running(&mut bc.proc),
+        "broadcaster died:\n{}",
+        bc.proc.log_text()
+    );
+}
+
+/// With no engine on `--engine`, `peercdn search` says so and how to start one.
+#[test]
+fn search_without_an_engine_says_so() {
+    let port = free_port();
+    let (st, out) = search(&format!("http://127.0.0.1:{port}"), &["x"]);
+    assert_eq!(st.code(), Some(1), "{out}");
+    assert!(
+        out.contains("no engine answers") && out.contains("peercdn engine"),
+        "{out}"
+    );
+}
