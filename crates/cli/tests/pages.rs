@@ -170,3 +170,88 @@ fn player_page_and_dashboard_show_a_live_stream() {
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
     assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
 }
+
+/// The dashboard's search box: opened at `/?search=harbour` on a broadcaster whose channel has
+/// a catalogue record, it lists the channel (title, description, tags, category, language,
+/// country, this node as publisher, a play link), and the Search button asks again with the
+/// kind chosen; words that match nothing say so.
+#[test]
+fn dashboard_search_lists_a_channel() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "20", "600k");
+    let Broadcast {
+        proc: mut bc,
+        id,
+        http: bc_base,
+        ..
+    } = broadcast_start(
+        d,
+        &src,
+        "harbour-cam",
+        &[
+            "--title",
+            "Evening news from the harbour",
+            "--description",
+            "Boats coming in at dusk",
+            "--tags",
+            "news,harbour",
+            "--category",
+            "news",
+            "--lang",
+            "en",
+            "--country",
+            "gb",
+            "--loop",
+        ],
+    );
+    let seen = check(
+        d,
+        "dashboard-search",
+        &[
+            "--url",
+            &format!("{bc_base}/?search=harbour"),
+            "--click",
+            "Search",
+            "--until",
+            "window.peercdnDashboard && peercdnDashboard.search && \
+             peercdnDashboard.search.results.length === 1 && \
+             document.querySelector('#hits tr[data-hit]')",
+            "--report",
+            "({ search: peercdnDashboard.search, text: document.querySelector('#found').innerText, \
+                play: document.querySelector('#hits a').getAttribute('href') })",
+            "--screenshot",
+            &screenshot("dashboard-search"),
+        ],
+    );
+    let r = &seen["report"];
+    assert_eq!(r["search"]["results"][0]["id"], id.as_str(), "{r}");
+    let text = r["text"].as_str().unwrap_or_default();
+    for want in [
+        "Evening news from the harbour",
+        "Boats coming in at dusk",
+        "news, harbour",
+        "news · en · gb",
+        "(this node)",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    assert_eq!(r["play"], format!("/play/{id}"), "{r}");
+
+    let seen = check(
+        d,
+        "dashboard-search-none",
+        &[
+            "--url",
+            &format!("{bc_base}/?search=volcano"),
+            "--until",
+            "window.peercdnDashboard && peercdnDashboard.search && \
+             document.querySelector('#found:not([hidden])')",
+            "--report",
+            "document.querySelector('#found').innerText",
+        ],
+    );
+    let text = seen["report"].as_str().unwrap_or_default();
+    assert!(text.contains("Nothing found for “volcano”"), "{text}");
+    assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
+}

@@ -430,6 +430,7 @@ async fn search(
                 "name": e.name,
                 "availability": e.availability,
                 "updated": e.updated,
+                "bitrate": e.bitrate,
                 "record": record,
             })
         })

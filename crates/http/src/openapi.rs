@@ -125,6 +125,28 @@ pub fn document() -> Value {
                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dht" } } } } }
                 }
             },
+            "/api/v1/search": {
+                "get": {
+                    "summary": "Search the catalogue: signed records ranked by text match \
+                        (title, tags, description), availability and freshness, then content \
+                        this engine holds that no record describes (matched by name)",
+                    "parameters": [
+                        { "name": "query", "in": "query", "description": "Words, all of which must match; empty lists everything",
+                          "schema": { "type": "string" } },
+                        { "name": "kind", "in": "query", "schema": { "type": "string", "enum": ["vod", "live"] } },
+                        { "name": "category", "in": "query", "schema": { "type": "string" } },
+                        { "name": "lang", "in": "query", "schema": { "type": "string" } },
+                        { "name": "offset", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                        { "name": "limit", "in": "query",
+                          "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } }
+                    ],
+                    "responses": {
+                        "200": { "description": "Results, best first", "content": { "application/json": {
+                            "schema": { "$ref": "#/components/schemas/SearchResults" } } } },
+                        "400": error
+                    }
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } }
             },
@@ -232,8 +254,7 @@ pub fn document() -> Value {
                     "responses": { "200": { "description": "result or error" } } }
             },
             "/search": {
-                "get": { "summary": "Search what this engine holds (torrents and live streams \
-                    by name) in Ace's shape: result.results[] with infohash, name, categories, \
+                "get": { "summary": "Search the catalogue (see /api/v1/search) in Ace's shape: result.results[] with infohash, name, categories, \
                     availability, availability_updated_at, status, bitrate; result.total",
                     "parameters": [
                         { "name": "query", "in": "query", "schema": { "type": "string" } },
@@ -248,6 +269,45 @@ pub fn document() -> Value {
         },
         "components": {
             "schemas": {
+                "SearchResults": {
+                    "type": "object",
+                    "properties": {
+                        "total": { "type": "integer", "description": "Matches in all (before offset and limit)" },
+                        "results": { "type": "array", "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": { "type": "string", "description": "Content ID (40 hex)" },
+                                "name": { "type": "string" },
+                                "availability": { "type": "number", "description": "As Ace gives it: 1 when held here in full, the share held, 0 when unknown" },
+                                "updated": { "type": "integer", "description": "Unix time the availability was last known" },
+                                "bitrate": { "type": "integer", "nullable": true, "description": "Bytes per second: measured for a live stream held here, else the record's" },
+                                "record": { "nullable": true, "$ref": "#/components/schemas/Record" }
+                            }
+                        } }
+                    }
+                },
+                "Record": {
+                    "type": "object",
+                    "description": "A catalogue record, signed by its publisher's ed25519 key",
+                    "properties": {
+                        "kind": { "type": "string", "enum": ["vod", "live"] },
+                        "title": { "type": "string" },
+                        "description": { "type": "string" },
+                        "tags": { "type": "array", "items": { "type": "string" } },
+                        "category": { "type": "string" },
+                        "lang": { "type": "string" },
+                        "country": { "type": "string" },
+                        "size": { "type": "integer", "description": "Bytes (VoD)" },
+                        "bitrate": { "type": "integer", "description": "Bits per second (live)" },
+                        "files": { "type": "integer" },
+                        "created": { "type": "integer", "description": "Unix time signed" },
+                        "publisher": { "type": "string", "description": "Publisher key, 64 hex" },
+                        "seq": { "type": "integer", "description": "Version: a higher one replaces" },
+                        "own": { "type": "boolean", "description": "Signed by this node" },
+                        "peers_seen": { "type": "integer", "description": "Peers seen holding the content" },
+                        "signed": { "type": "string", "description": "The bencoded signed record, hex: verify it yourself" }
+                    }
+                },
                 "Torrent": {
                     "type": "object",
                     "properties": {

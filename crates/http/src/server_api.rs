@@ -15,9 +15,11 @@
 //!   `group_by_channels`): `{"results": […], "total", "time"}`, each result with `infohash`,
 //!   `name`, `categories`, `availability` (0–1: the share of the content held here, 1 for a
 //!   live stream receiving pieces), `availability_updated_at` (Unix seconds), `status` (2 when
-//!   available, 1 not yet), `bitrate` (bytes/s, live only); grouped by name when asked.
-//!   What is searched is what this engine holds now (torrents and live streams, by name: every
-//!   word of the query, any case); P2P search over the network is not here yet.
+//!   available, 1 not yet), `bitrate` (bytes/s, live only), and from a catalogue record
+//!   `kind`, `language`, `country`, `publisher`; grouped by name when asked. What is searched
+//!   (`find`): the catalogue's signed records ([`peercdn_engine::catalog`], ranked there), then
+//!   what this engine holds that no record describes (by name: every word, any case). Records
+//!   reach the catalogue from this node's `publish` and `broadcast`; from other nodes not yet.
 //!
 //! Errors follow Ace's conventions through [`crate::ace::conventions`] (200, message in
 //! `error`).
