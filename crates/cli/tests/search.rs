@@ -224,3 +224,122 @@ fn search_without_an_engine_says_so() {
         "{out}"
     );
 }
+
+/// Gossip (`pc_search`): a record travels two hops to a node that never talked to its
+/// publisher. A broadcasts a channel with a record; B watches it (a live connection to A: A's
+/// sample reaches B); C downloads a torrent from B only (a VoD connection to B: B's sample,
+/// holding A's record, reaches C). C's search finds the channel, signed by A's key, not its
+/// own; C never joined the live swarm.
+#[test]
+fn a_record_reaches_a_node_that_never_met_its_publisher() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "30", "600k");
+    let mut a = broadcast_start(
+        d,
+        &src,
+        "harbour-cam",
+        &[
+            "--title",
+            "Evening news from the harbour",
+            "--tags",
+            "news",
+            "--loop",
+        ],
+    );
+    let a_key = wait_line(&mut a.proc, "record: ");
+    let a_key = a_key
+        .rsplit("signed by ")
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(a_key.len(), 64, "{a_key}");
+
+    // B: an engine that watches A's channel and seeds a torrent from its downloads directory.
+    let a_addr = format!("127.0.0.1:{}", a.port);
+    let content = make_tree(&d.join("engine-b-data").join("downloads"), "fjords", 41);
+    let torrent = d.join("fjords.torrent");
+    let mut mk = Proc::spawn(
+        "publish",
+        peercdn(
+            &d.join("maker"),
+            &[
+                "publish",
+                content.to_str().expect("utf8"),
+                "--no-seed",
+                "-o",
+                torrent.to_str().expect("utf8"),
+            ],
+        ),
+        &d.join("maker.log"),
+    );
+    assert!(mk.wait(T).success(), "{}", mk.log_text());
+    let (mut b, b_port, b_base) = engine_start(d, "engine-b", &["--peer", &a_addr]);
+    let (status, body) = http_get(&format!("{b_base}/ace/manifest.m3u8?id={}", a.id));
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(T)
+        .build()
+        .expect("client");
+    let added: Value = client
+        .post(format!("{b_base}/api/v1/torrents"))
+        .header("content-type", "application/x-bittorrent")
+        .body(std::fs::read(&torrent).expect("torrent"))
+        .send()
+        .expect("add")
+        .json()
+        .expect("json");
+    let vod_id = added["response"]["id"]
+        .as_str()
+        .or(added["id"].as_str())
+        .unwrap_or_else(|| panic!("no id in {added}"))
+        .to_owned();
+    let found = |base: &str| -> Value {
+        let (status, body) = http_get(&format!("{base}/api/v1/search?query=harbour"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("json")
+    };
+    wait_until(T, "A's record at B", || found(&b_base)["total"] == 1);
+    let at_b = found(&b_base);
+    assert_eq!(
+        at_b["results"][0]["record"]["publisher"],
+        a_key.as_str(),
+        "{at_b}"
+    );
+    assert_eq!(at_b["results"][0]["record"]["own"], false, "{at_b}");
+    wait_until(T, "B seeding", || {
+        let (_, body) = http_get(&format!("{b_base}/api/v1/torrents/{vod_id}"));
+        body.contains("\"seeding\"")
+    });
+
+    // C: knows B only, and asks it for the torrent.
+    let b_addr = format!("127.0.0.1:{b_port}");
+    let (mut c, _, c_base) = engine_start(d, "engine-c", &["--peer", &b_addr]);
+    let r = client
+        .post(format!("{c_base}/api/v1/torrents"))
+        .json(&serde_json::json!({ "id": vod_id }))
+        .send()
+        .expect("add by id");
+    assert!(r.status().is_success(), "{}", r.status());
+    wait_until(T, "A's record at C", || found(&c_base)["total"] == 1);
+    let at_c = found(&c_base);
+    let hit = &at_c["results"][0];
+    assert_eq!(hit["id"], a.id.as_str(), "{at_c}");
+    assert_eq!(hit["record"]["publisher"], a_key.as_str(), "{at_c}");
+    assert_eq!(hit["record"]["own"], false, "{at_c}");
+    let signed = hex::decode(hit["record"]["signed"].as_str().expect("signed")).expect("hex");
+    Record::decode(&signed).expect("the record C holds verifies");
+    let (_, live) = http_get(&format!("{c_base}/api/v1/live"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&live).expect("json")["live"],
+        serde_json::json!([]),
+        "C never joined the live swarm: {live}"
+    );
+    for p in [&mut a.proc, &mut b, &mut c] {
+        assert!(running(p), "{} died:\n{}", p.name, p.log_text());
+    }
+}

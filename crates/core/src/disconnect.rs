@@ -39,7 +39,8 @@ pub enum DisconnectReason {
     BadLiveInfo,
 }
 
-/// Ways a peer breaks the wire protocol. None of them bans: a buggy client is not an attacker.
+/// Ways a peer breaks the wire protocol. None bans (a buggy client is not an attacker) but a
+/// forged catalogue record: an honest peer verifies every record before it passes one on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolViolation {
     /// A BEP 10 extension handshake that is not a bencoded dictionary.
@@ -58,6 +59,10 @@ pub enum ProtocolViolation {
     BadRequest,
     /// A live block sent before the block hashes of its piece (`pc_live` `Hashes`).
     BlockBeforeHashes,
+    /// A `pc_search` message that does not decode.
+    BadSearchMsg,
+    /// A catalogue record (`pc_search`) whose signature or fields do not verify.
+    ForgedRecord,
 }
 
 /// Extensions a swarm requires of its peers.
@@ -90,7 +95,8 @@ impl DisconnectReason {
             DisconnectReason::BadPiece { .. }
             | DisconnectReason::BadHeader { .. }
             | DisconnectReason::MetadataMismatch
-            | DisconnectReason::BadLiveInfo => true,
+            | DisconnectReason::BadLiveInfo
+            | DisconnectReason::Protocol(ProtocolViolation::ForgedRecord) => true,
             DisconnectReason::Idle
             | DisconnectReason::BothSeeds
             | DisconnectReason::Protocol(_)
@@ -210,6 +216,8 @@ impl fmt::Display for ProtocolViolation {
             ProtocolViolation::BadBitfield => "bad bitfield",
             ProtocolViolation::BadRequest => "invalid request",
             ProtocolViolation::BlockBeforeHashes => "live block before its block hashes",
+            ProtocolViolation::BadSearchMsg => "bad pc_search message",
+            ProtocolViolation::ForgedRecord => "forged catalogue record",
         })
     }
 }

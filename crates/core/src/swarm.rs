@@ -28,6 +28,7 @@ use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::{Metadata, MetadataEvent};
 use crate::ext::peer::PeerRecord;
 use crate::ext::pex::{self, Pex};
+use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
@@ -653,9 +654,13 @@ impl Swarm {
             };
             match handshake::receive(&payload, key, &mut peer.rec, &mut self.meta, now) {
                 Err(reason) => return self.disconnect(key, reason),
-                Ok(()) => {
+                Ok(joined) => {
                     if let Some(r) = peer.rec.ext.reqq {
                         peer.reqq = r.clamp(1, 10_000);
+                    }
+                    if joined {
+                        self.actions
+                            .push_back(Action::Search(key, SearchEvent::Joined));
                     }
                 }
             }
@@ -669,6 +674,16 @@ impl Swarm {
             Some(Extension::UtPex) => {
                 if let Some(added) = pex::received(&payload) {
                     self.actions.push_back(Action::Discovered(added));
+                }
+            }
+            Some(Extension::PcSearch) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                match search::receive(&payload, &mut peer.rec, now) {
+                    Ok(Some(ev)) => self.actions.push_back(Action::Search(key, ev)),
+                    Ok(None) => {}
+                    Err(reason) => self.disconnect(key, reason),
                 }
             }
             Some(Extension::PcLive) | None => {}
@@ -743,7 +758,7 @@ impl Swarm {
             return;
         }
         let msg = our_handshake(
-            &[Extension::UtMetadata, Extension::UtPex],
+            &[Extension::UtMetadata, Extension::UtPex, Extension::PcSearch],
             self.meta.size(),
             self.config.listen_port,
             self.config.max_peer_requests as u32,
@@ -975,5 +990,34 @@ impl Swarm {
                 self.update_interest(key);
             }
         }
+    }
+}
+
+impl SearchSwarm for Swarm {
+    /// Sends a `pc_search` message to a peer that speaks it (false: it does not, or is gone).
+    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
+        let Some(m) = self
+            .peers
+            .get(&key)
+            .and_then(|p| search::message(&p.rec, msg))
+        else {
+            return false;
+        };
+        self.send(key, m);
+        true
+    }
+
+    /// The peers that speak `pc_search`.
+    fn search_peers(&self) -> Vec<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.rec.ext.id(Extension::PcSearch).is_some())
+            .map(|(&k, _)| k)
+            .collect()
+    }
+
+    /// A peer sent a catalogue record that does not verify: closed and banned.
+    fn forged_record(&mut self, key: PeerKey) {
+        self.disconnect(key, ProtocolViolation::ForgedRecord.into());
     }
 }

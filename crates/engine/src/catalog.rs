@@ -24,6 +24,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use bytes::Bytes;
+
 use peercdn_core::catalog::{Description, Kind, Record, RecordError, MAX_RECORD_LEN};
 use peercdn_core::id::InfoHash;
 use tantivy::collector::{Count, TopDocs};
@@ -41,6 +43,8 @@ pub const MAX_PER_PUBLISHER: usize = 1_000;
 pub const MAX_CANDIDATES: usize = 1_000;
 /// Days over which freshness halves.
 pub const FRESHNESS_HALF_LIFE: f64 = 30.0;
+/// New records a gossip subscriber may fall behind by.
+pub const FRESH_QUEUE: usize = 256;
 /// Memory the index writer may use (tantivy's floor for one thread).
 const WRITER_MEMORY: usize = 15_000_000;
 
@@ -180,6 +184,8 @@ struct Inner {
 pub struct Catalog {
     inner: Mutex<Inner>,
     path: Option<PathBuf>,
+    /// Records new to this node (or newer versions), as signed bytes, for gossip.
+    fresh: tokio::sync::broadcast::Sender<Bytes>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -231,6 +237,7 @@ impl Catalog {
                 deny: Vec::new(),
             }),
             path: data_dir.map(|d| d.join(CATALOG_FILE)),
+            fresh: tokio::sync::broadcast::channel(FRESH_QUEUE).0,
         };
         if let Some(path) = &catalog.path {
             let bytes = match fs::read(path) {
@@ -318,20 +325,74 @@ impl Catalog {
     /// Takes a record (see the module docs for the rules), indexes it and, for the node's own,
     /// saves the file.
     pub fn insert(&self, r: Record, origin: Origin, now_unix: u64) -> Result<Inserted, Refused> {
-        let done = {
+        self.insert_all(vec![r], origin, now_unix)
+            .pop()
+            .unwrap_or(Err(Refused::Full))
+    }
+
+    /// [`Catalog::insert`] for many records, indexed in one commit. Each new record (or newer
+    /// version) goes to the subscribers ([`Catalog::subscribe`]).
+    pub fn insert_all(
+        &self,
+        records: Vec<Record>,
+        origin: Origin,
+        now_unix: u64,
+    ) -> Vec<Result<Inserted, Refused>> {
+        let mut fresh = Vec::new();
+        let results = {
             let mut inner = self.lock();
-            let done = inner.admit(r, origin, now_unix)?;
-            if done != Inserted::Duplicate {
-                inner.commit().map_err(|_| Refused::Full)?;
+            let mut results: Vec<Result<Inserted, Refused>> = records
+                .into_iter()
+                .map(|r| {
+                    let bytes = Bytes::from(r.encode());
+                    let done = inner.admit(r, origin, now_unix)?;
+                    if done != Inserted::Duplicate {
+                        fresh.push(bytes);
+                    }
+                    Ok(done)
+                })
+                .collect();
+            if !fresh.is_empty() && inner.commit().is_err() {
+                fresh.clear();
+                for r in &mut results {
+                    *r = Err(Refused::Full);
+                }
             }
-            done
+            results
         };
-        if origin == Origin::Own && done != Inserted::Duplicate {
+        if origin == Origin::Own && !fresh.is_empty() {
             if let Err(e) = self.save() {
                 tracing::warn!(error = %e, "catalogue not saved");
             }
         }
-        Ok(done)
+        for b in fresh {
+            // No subscriber (no swarm running) is not an error.
+            let _ = self.fresh.send(b);
+        }
+        results
+    }
+
+    /// Records new to this node from now on, as signed bytes (a subscriber that falls more
+    /// than [`FRESH_QUEUE`] behind misses the oldest: gossip is best effort).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.fresh.subscribe()
+    }
+
+    /// Up to `n` records to give a peer that has just connected, as signed bytes: the node's
+    /// own first, then the most available, then the newest.
+    pub fn sample(&self, n: usize) -> Vec<Bytes> {
+        let inner = self.lock();
+        let mut all: Vec<&Entry> = inner.entries.values().collect();
+        all.sort_by(|a, b| {
+            (b.origin == Origin::Own)
+                .cmp(&(a.origin == Origin::Own))
+                .then(b.availability.cmp(&a.availability))
+                .then(b.record.created.cmp(&a.record.created))
+        });
+        all.into_iter()
+            .take(n)
+            .map(|e| Bytes::from(e.record.encode()))
+            .collect()
     }
 
     /// Signs a record for `id` with `key` and keeps it as the node's own (a newer version of the

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod clock;
 pub mod create;
 pub mod dht;
+pub mod gossip;
 pub mod host;
 pub mod ingest;
 pub mod live;

@@ -163,7 +163,7 @@ struct Inner {
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
     lsd: OnceLock<Lsd>,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
 }
 
 impl Drop for Inner {
@@ -180,7 +180,10 @@ impl Session {
             source,
         })?;
         let key = NodeKey::load_or_create(&config.data_dir)?;
-        let catalog = Catalog::open(Some(&config.data_dir), crate::clock::unix_secs())?;
+        let catalog = Arc::new(Catalog::open(
+            Some(&config.data_dir),
+            crate::clock::unix_secs(),
+        )?);
         let mut random = [0u8; 12];
         getrandom::getrandom(&mut random).map_err(|e| SessionError::DataDir {
             path: config.data_dir.clone(),
@@ -362,6 +365,7 @@ impl Session {
                 RateLimiter::new(upload_limit),
             ],
             dht: self.inner.dht.clone(),
+            catalog: self.inner.catalog.clone(),
         }
     }
 

@@ -31,6 +31,7 @@ mod webseeds;
 pub use webseeds::WebSeedStat;
 
 use crate::clock;
+use crate::gossip::Gossip;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
 use crate::ratelimit::RateLimiter;
@@ -388,6 +389,8 @@ struct Torrent {
     next_status: Instant,
     checked: u32,
     dirty: bool,
+    /// `pc_search` on this swarm's connections.
+    gossip: Gossip,
 }
 
 impl Torrent {
@@ -435,6 +438,7 @@ impl Torrent {
             next_status: now,
             checked: 0,
             dirty: false,
+            gossip: Gossip::new(p.peers.catalog.clone()),
             p,
         }
     }
@@ -466,6 +470,7 @@ impl Torrent {
                         return;
                     }
                 },
+                Some(record) = self.gossip.fresh() => self.gossip.spread(&mut self.swarm, record),
                 _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
@@ -665,6 +670,10 @@ impl Torrent {
                 Action::Verify(index) => self.verify(index),
                 Action::MetadataReceived(bytes) => self.on_metadata(bytes),
                 Action::Discovered(peers) => self.discovered(peers),
+                Action::Search(key, ev) => {
+                    let now = clock::unix_secs();
+                    self.gossip.on_event(&mut self.swarm, key, ev, now);
+                }
                 Action::Completed => {
                     info!("download complete");
                     if self.swarm.stats().downloaded > 0 {

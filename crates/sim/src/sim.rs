@@ -921,7 +921,11 @@ impl Sim {
                     node.mgr.add_candidates(addrs, Source::Pex, inst);
                 }
             }
-            Action::Edge(_) | Action::MetadataReceived(_) | Action::NotLive(_) => {}
+            // Simulated nodes hold no catalogue: pc_search is not modelled.
+            Action::Edge(_)
+            | Action::MetadataReceived(_)
+            | Action::NotLive(_)
+            | Action::Search(..) => {}
         }
     }
 

@@ -269,6 +269,8 @@ impl Net {
             }
             Action::Discovered(peers) => self.nodes[i].discovered.extend(peers),
             Action::Completed => self.nodes[i].completed = true,
+            // No catalogue in the testkit swarms (pc_search is tested in the engine).
+            Action::Search(..) => {}
         }
     }
 }

@@ -16,6 +16,7 @@ pub use crate::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 
 use super::metadata::Metadata;
 use super::peer::PeerRecord;
+use super::search::{OUR_PC_SEARCH_ID, PC_SEARCH};
 use super::PeerKey;
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::live::{OUR_PC_LIVE_ID, PC_LIVE};
@@ -31,11 +32,18 @@ pub enum Extension {
     UtPex,
     /// peercdn's live stream announcements (DESIGN §3).
     PcLive,
+    /// peercdn's catalogue records: gossip and queries ([`super::search`]).
+    PcSearch,
 }
 
 impl Extension {
     /// Every extension (the order of the per-peer ID table).
-    pub const ALL: [Extension; 3] = [Extension::UtMetadata, Extension::UtPex, Extension::PcLive];
+    pub const ALL: [Extension; 4] = [
+        Extension::UtMetadata,
+        Extension::UtPex,
+        Extension::PcLive,
+        Extension::PcSearch,
+    ];
 
     /// Its name in the handshake's `m` dictionary.
     pub fn name(self) -> &'static str {
@@ -43,6 +51,7 @@ impl Extension {
             Extension::UtMetadata => UT_METADATA,
             Extension::UtPex => UT_PEX,
             Extension::PcLive => PC_LIVE,
+            Extension::PcSearch => PC_SEARCH,
         }
     }
 
@@ -52,6 +61,7 @@ impl Extension {
             Extension::UtMetadata => OUR_UT_METADATA_ID,
             Extension::UtPex => OUR_UT_PEX_ID,
             Extension::PcLive => OUR_PC_LIVE_ID,
+            Extension::PcSearch => OUR_PC_SEARCH_ID,
         }
     }
 
@@ -137,18 +147,21 @@ impl PeerExtensions {
 
 /// A peer's extension handshake (extended message 0) arrived: its record keeps what it said
 /// and BEP 9 learns the size it announces. A payload that does not decode is a protocol
-/// violation (the caller closes the connection).
+/// violation (the caller closes the connection). `Ok(true)`: the peer has just started to
+/// speak `pc_search` (the engine sends it a sample of the catalogue).
 pub fn receive(
     payload: &[u8],
     key: PeerKey,
     rec: &mut PeerRecord,
     meta: &mut Metadata,
     now: Instant,
-) -> Result<(), DisconnectReason> {
+) -> Result<bool, DisconnectReason> {
     let theirs = PeerExtensions::decode(payload)?;
     meta.on_handshake(key, &theirs, now);
+    let joined =
+        rec.ext.id(Extension::PcSearch).is_none() && theirs.id(Extension::PcSearch).is_some();
     rec.on_ext_handshake(theirs);
-    Ok(())
+    Ok(joined)
 }
 
 #[cfg(test)]

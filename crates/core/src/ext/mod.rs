@@ -11,6 +11,8 @@
 //! - [`pex`]: BEP 11 — per-peer sent sets and due times, the node-wide interval.
 //! - [`peer`]: the per-peer traffic record and its smoothed rates.
 //! - [`choke`]: BEP 6 choke plumbing (CHOKE plus REJECT for the requests it drops).
+//! - [`search`]: `pc_search` — catalogue records pushed (gossip) and queried between peers; the
+//!   codec and the per-connection budget (the catalogue itself is the engine's).
 //!
 //! What this layer must not touch: policy. Who gets upload slots, which pieces to ask for, the
 //! live window, bans by address — those stay with the swarms, the choker and the connection
@@ -22,6 +24,7 @@ pub mod handshake;
 pub mod metadata;
 pub mod peer;
 pub mod pex;
+pub mod search;
 
 /// The swarms' handle for one connection (unique per swarm, never reused). Both
 /// [`crate::swarm::PeerKey`] and [`crate::live::swarm::PeerKey`] are this type.

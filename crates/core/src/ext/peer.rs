@@ -26,6 +26,8 @@ pub struct PeerRecord {
     pub pex: PexPeer,
     /// When it last sent anything.
     pub last_recv: Instant,
+    /// Its `pc_search` budget.
+    pub search: super::search::PeerBudget,
 }
 
 impl PeerRecord {
@@ -39,6 +41,7 @@ impl PeerRecord {
             traffic: Traffic::default(),
             pex: PexPeer::new(first_pex),
             last_recv: now,
+            search: super::search::PeerBudget::new(now),
         }
     }
 

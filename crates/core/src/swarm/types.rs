@@ -93,6 +93,8 @@ pub enum Action {
     Discovered(Vec<SocketAddr>),
     /// Every wanted piece is verified.
     Completed,
+    /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
+    Search(PeerKey, crate::ext::search::SearchEvent),
 }
 
 /// Counters for the engine's stats.

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::{now_us, LiveBuffer, LiveHandle, LivePiece, LiveStatus, Origin};
 use crate::clock;
+use crate::gossip::Gossip;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
 
@@ -142,6 +143,8 @@ struct Actor {
     /// Fetches pieces from the CDN that peers do not deliver in time (viewers with CDN URLs).
     fallback: Option<super::cdn::Fallback>,
     done: bool,
+    /// `pc_search` on this swarm's connections.
+    gossip: Gossip,
 }
 
 impl Actor {
@@ -168,6 +171,7 @@ impl Actor {
         let now = clock::now();
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
         let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
+        let gossip = Gossip::new(p.peers.catalog.clone());
         Actor {
             p,
             swarm,
@@ -186,6 +190,7 @@ impl Actor {
             cdn_rate: 0,
             fallback: None,
             done: false,
+            gossip,
         }
     }
 
@@ -269,6 +274,7 @@ impl Actor {
                         return;
                     }
                 },
+                Some(record) = self.gossip.fresh() => self.gossip.spread(&mut self.swarm, record),
                 _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
@@ -391,6 +397,10 @@ impl Actor {
                         .add_candidates(peers, PeerSource::Pex, &mut self.swarm, clock::now());
                 }
                 Action::MetadataReceived(info) => self.on_metadata(info),
+                Action::Search(key, ev) => {
+                    let now = clock::unix_secs();
+                    self.gossip.on_event(&mut self.swarm, key, ev, now);
+                }
                 Action::NotLive(info) => {
                     info!("the ID is an ordinary torrent, not a live stream");
                     let _ = self.kind_tx.send(Kind::Vod(info));

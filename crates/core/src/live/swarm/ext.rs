@@ -14,6 +14,7 @@ use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::MetadataEvent;
 use crate::ext::pex;
+use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::live::{LiveMsg, LiveParams};
 
 impl LiveSwarm {
@@ -35,6 +36,16 @@ impl LiveSwarm {
                 Ok(m) => self.on_live_msg(key, m, now),
                 Err(_) => self.disconnect(key, ProtocolViolation::BadLiveMsg.into()),
             },
+            Some(Extension::PcSearch) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                match search::receive(&payload, &mut peer.rec, now) {
+                    Ok(Some(ev)) => self.actions.push_back(Action::Search(key, ev)),
+                    Ok(None) => {}
+                    Err(reason) => self.disconnect(key, reason),
+                }
+            }
             None => {}
         }
     }
@@ -43,8 +54,12 @@ impl LiveSwarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if let Err(reason) = handshake::receive(payload, key, &mut peer.rec, &mut self.meta, now) {
-            return self.disconnect(key, reason);
+        match handshake::receive(payload, key, &mut peer.rec, &mut self.meta, now) {
+            Err(reason) => return self.disconnect(key, reason),
+            Ok(true) => self
+                .actions
+                .push_back(Action::Search(key, SearchEvent::Joined)),
+            Ok(false) => {}
         }
         if self.params.is_some() {
             self.make_ready(key, now);
@@ -117,5 +132,34 @@ impl LiveSwarm {
         for (key, msg) in pex::round(now, interval, &known, peers) {
             self.send(key, msg);
         }
+    }
+}
+
+impl SearchSwarm for LiveSwarm {
+    /// Sends a `pc_search` message to a peer that speaks it (false: it does not, or is gone).
+    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
+        let Some(m) = self
+            .peers
+            .get(&key)
+            .and_then(|p| search::message(&p.rec, msg))
+        else {
+            return false;
+        };
+        self.send(key, m);
+        true
+    }
+
+    /// The peers that speak `pc_search`.
+    fn search_peers(&self) -> Vec<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.rec.ext.id(Extension::PcSearch).is_some())
+            .map(|(&k, _)| k)
+            .collect()
+    }
+
+    /// A peer sent a catalogue record that does not verify: closed and banned.
+    fn forged_record(&mut self, key: PeerKey) {
+        self.disconnect(key, ProtocolViolation::ForgedRecord.into());
     }
 }

@@ -137,6 +137,8 @@ pub enum Action {
     Edge(u32),
     /// Addresses learned from peer exchange, to dial.
     Discovered(Vec<SocketAddr>),
+    /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
+    Search(PeerKey, crate::ext::search::SearchEvent),
     /// The info dictionary arrived over ut_metadata, matches the ID and is a live stream: the
     /// swarm runs with it now; build the window from it.
     MetadataReceived(Bytes),
