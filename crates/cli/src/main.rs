@@ -134,8 +134,8 @@ enum Cmd {
         #[command(flatten)]
         http: HttpArgs,
     },
-    /// Search the engine's catalogue: content published with a signed record (title, tags,
-    /// description), best match first; all words must match.
+    /// Search: the engine asks its peers (one hop, up to 20, 1 s), then its catalogue of
+    /// signed records (title, tags, description); best match first; all words must match.
     Search {
         /// Words to look for (none: list everything).
         words: Vec<String>,
@@ -154,6 +154,9 @@ enum Cmd {
         /// Print the engine's JSON (every field of every record) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Search the engine's catalogue only: ask no peer.
+        #[arg(long)]
+        local: bool,
         /// The engine's API.
         #[arg(long, env = "PEERCDN_ENGINE", default_value = "http://127.0.0.1:6878")]
         engine: String,
@@ -390,6 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             lang,
             limit,
             json,
+            local,
             engine,
         } => {
             let opts = search::SearchOptions {
@@ -399,6 +403,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 lang,
                 limit,
                 json,
+                local,
                 engine,
             };
             search::search(opts).await

@@ -1,5 +1,6 @@
-//! `peercdn search`: ask the running engine's catalogue (`GET /api/v1/search`) and print what
-//! it found, best first: a table for people, or the engine's JSON with `--json`.
+//! `peercdn search`: ask the running engine (`GET /api/v1/search`: it asks its peers, then
+//! searches its catalogue) and print what it found, best first: a table for people, or the
+//! engine's JSON with `--json`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct SearchOptions {
     pub limit: usize,
     /// Print the engine's JSON instead of a table.
     pub json: bool,
+    /// Search this engine's catalogue only (ask no peer).
+    pub local: bool,
     /// The engine's API base URL.
     pub engine: String,
 }
@@ -35,6 +38,9 @@ pub async fn search(o: SearchOptions) -> Result<ExitCode> {
         let mut q = url.query_pairs_mut();
         q.append_pair("query", &o.words.join(" "));
         q.append_pair("limit", &o.limit.to_string());
+        if o.local {
+            q.append_pair("local", "1");
+        }
         for (k, v) in [
             ("category", &o.category),
             ("kind", &o.kind),
@@ -110,6 +116,10 @@ fn table(body: &Value) -> String {
         );
     }
     let _ = writeln!(out, "{} of {total} shown", results.len());
+    if let Some(n) = body["peers_asked"].as_u64().filter(|n| *n > 0) {
+        let answered = body["peers_answered"].as_u64().unwrap_or(0);
+        let _ = writeln!(out, "asked {n} peers, {answered} answered");
+    }
     out
 }
 

@@ -229,7 +229,7 @@ fn search_without_an_engine_says_so() {
 /// publisher. A broadcasts a channel with a record; B watches it (a live connection to A: A's
 /// sample reaches B); C downloads a torrent from B only (a VoD connection to B: B's sample,
 /// holding A's record, reaches C). C's search finds the channel, signed by A's key, not its
-/// own; C never joined the live swarm.
+/// own, and asked B (its one pc_search peer), which answered; C never joined the live swarm.
 #[test]
 fn a_record_reaches_a_node_that_never_met_its_publisher() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -327,6 +327,9 @@ fn a_record_reaches_a_node_that_never_met_its_publisher() {
     assert!(r.status().is_success(), "{}", r.status());
     wait_until(T, "A's record at C", || found(&c_base)["total"] == 1);
     let at_c = found(&c_base);
+    // The search also asked C's one pc_search peer, B, which answered within the budget.
+    assert_eq!(at_c["peers_asked"], 1, "{at_c}");
+    assert_eq!(at_c["peers_answered"], 1, "{at_c}");
     let hit = &at_c["results"][0];
     assert_eq!(hit["id"], a.id.as_str(), "{at_c}");
     assert_eq!(hit["record"]["publisher"], a_key.as_str(), "{at_c}");

@@ -1,5 +1,6 @@
-//! `pc_search` in the engine: what a swarm's connections do with catalogue records. Each live
-//! or VoD actor holds a [`Gossip`] over the node's [`Catalog`]:
+//! `pc_search` in the engine: what a swarm's connections do with catalogue records, and the
+//! node's remote queries. The node has one [`Hub`] (its catalogue, and the queries it is
+//! waiting on); each live or VoD actor holds a [`Gossip`] over it:
 //!
 //! - a peer that starts to speak `pc_search` gets a sample of the catalogue ([`SAMPLE`]
 //!   records: this node's own first, then the most available, then the newest);
@@ -11,12 +12,18 @@
 //!   of every swarm that speaks `pc_search` (gossip: each node passes a record on once, when
 //!   it is new to it, so a push wave ends where everyone has it);
 //! - a query is answered from the catalogue: at most [`MAX_ANSWER`] records, the last message
-//!   marked done.
+//!   marked done;
+//! - a remote query ([`Hub::ask`]) goes to at most [`FANOUT`] peers across the swarms (one hop,
+//!   as Tribler's remote search); their results land in the catalogue like pushed records, and
+//!   the ask ends when every asked peer said done or its time budget is spent. The caller then
+//!   searches the catalogue, so remote and local results are ranked together.
 //!
 //! The per-peer budget (records and queries per second) is core's
 //! ([`peercdn_core::ext::search::PeerBudget`]), applied before events reach here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use peercdn_core::catalog::Record;
@@ -24,7 +31,7 @@ use peercdn_core::ext::search::{
     push_messages, SearchEvent, SearchMsg, SearchSwarm, MAX_MSG_RECORDS,
 };
 use peercdn_core::ext::PeerKey;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::catalog::{Catalog, Origin, SearchQuery};
 
@@ -32,35 +39,230 @@ use crate::catalog::{Catalog, Origin, SearchQuery};
 pub const SAMPLE: usize = 60;
 /// Most records in an answer to one query.
 pub const MAX_ANSWER: usize = 12;
+/// Most peers one remote query goes to (across all swarms).
+pub const FANOUT: usize = 20;
+/// Most remote queries in flight at once (more wait for a slot's budget to end: refused).
+pub const MAX_ASKS: usize = 16;
+/// Longest time budget of a remote query.
+pub const MAX_BUDGET: Duration = Duration::from_secs(5);
+
+/// The node's `pc_search` state shared by its swarms: the catalogue, and its remote queries.
+#[derive(Debug)]
+pub struct Hub {
+    catalog: Arc<Catalog>,
+    asks: Mutex<Asks>,
+    /// Queries to send out (every actor hears each, and claims peers for it).
+    out: broadcast::Sender<(u32, SearchMsg)>,
+}
+
+#[derive(Debug, Default)]
+struct Asks {
+    next_qid: u32,
+    open: HashMap<u32, Ask>,
+}
+
+#[derive(Debug)]
+struct Ask {
+    /// Peers still free to claim.
+    room: usize,
+    asked: usize,
+    done: usize,
+    notify: Arc<Notify>,
+}
+
+/// What a remote query came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Asked {
+    /// Peers the query went to.
+    pub peers: usize,
+    /// Of those, how many said they were done within the budget.
+    pub answered: usize,
+}
+
+impl Hub {
+    /// The hub over `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Hub {
+        Hub {
+            catalog,
+            asks: Mutex::new(Asks::default()),
+            out: broadcast::channel(MAX_ASKS).0,
+        }
+    }
+
+    /// The catalogue.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Asks> {
+        self.asks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks up to [`FANOUT`] peers (of every swarm) for `q`'s words, and waits until all of
+    /// them said they are done or `budget` (at most [`MAX_BUDGET`]) is spent; what they sent
+    /// is in the catalogue by then. With no peer to ask it returns at once; with
+    /// [`MAX_ASKS`] queries already in flight it asks nobody.
+    pub async fn ask(&self, q: &SearchQuery, budget: Duration) -> Asked {
+        let notify = Arc::new(Notify::new());
+        let qid = {
+            let mut a = self.lock();
+            if a.open.len() >= MAX_ASKS || self.out.receiver_count() == 0 {
+                return Asked::default();
+            }
+            a.next_qid = a.next_qid.wrapping_add(1);
+            let qid = a.next_qid;
+            a.open.insert(
+                qid,
+                Ask {
+                    room: FANOUT,
+                    asked: 0,
+                    done: 0,
+                    notify: notify.clone(),
+                },
+            );
+            qid
+        };
+        let msg = SearchMsg::Query {
+            qid,
+            text: q.text.chars().take(MAX_QUERY_CHARS).collect(),
+            category: q.category.clone().unwrap_or_default(),
+            kind: q.kind,
+        };
+        let _ = self.out.send((qid, msg));
+        let deadline = crate::clock::tokio_now() + budget.min(MAX_BUDGET);
+        // The actors claim peers as they hear of the query: give them a moment before an
+        // ask with nobody claimed counts as finished.
+        let settle = crate::clock::tokio_now() + SETTLE;
+        loop {
+            let wait = notify.notified();
+            let (asked, done) = {
+                let a = self.lock();
+                a.open.get(&qid).map_or((0, 0), |x| (x.asked, x.done))
+            };
+            let now = crate::clock::tokio_now();
+            if now >= deadline || (now >= settle && done >= asked) {
+                break;
+            }
+            let until = if now < settle { settle } else { deadline };
+            let _ = tokio::time::timeout_at(until, wait).await;
+        }
+        let a = self.lock().open.remove(&qid);
+        a.map_or_else(Asked::default, |x| Asked {
+            peers: x.asked,
+            answered: x.done.min(x.asked),
+        })
+    }
+
+    /// Up to `want` peers for query `qid` (fewer when the fan-out is spent; none when the ask
+    /// is over).
+    fn claim(&self, qid: u32, want: usize) -> usize {
+        let mut a = self.lock();
+        let Some(x) = a.open.get_mut(&qid) else {
+            return 0;
+        };
+        let got = want.min(x.room);
+        x.room -= got;
+        x.asked += got;
+        got
+    }
+
+    /// A peer asked for `qid` said it is done (or can no longer answer).
+    fn answered(&self, qid: u32) {
+        let notify = {
+            let mut a = self.lock();
+            let Some(x) = a.open.get_mut(&qid) else {
+                return;
+            };
+            x.done += 1;
+            x.notify.clone()
+        };
+        notify.notify_one();
+    }
+}
+
+/// How long a remote query waits for the swarms to claim peers before "everyone answered" may
+/// end it.
+const SETTLE: Duration = Duration::from_millis(50);
+/// Longest query text sent to peers, characters (the wire allows 200 bytes).
+const MAX_QUERY_CHARS: usize = 50;
+
+/// What an actor's select loop hears from the hub.
+#[derive(Debug)]
+pub enum Wake {
+    /// A record new to the catalogue: push it.
+    Fresh(Bytes),
+    /// A remote query to send to some peers.
+    Ask(u32, SearchMsg),
+}
 
 /// One actor's side of `pc_search`.
 #[derive(Debug)]
 pub struct Gossip {
+    hub: Arc<Hub>,
     catalog: Arc<Catalog>,
     fresh: broadcast::Receiver<Bytes>,
+    asks: broadcast::Receiver<(u32, SearchMsg)>,
+    /// Remote queries this actor sent, by ID, with the peers it sent each to (kept until
+    /// they answer or [`MAX_ASKS`] newer ones push them out).
+    sent: Vec<(u32, Vec<PeerKey>)>,
 }
 
 impl Gossip {
-    /// Gossip over `catalog`, hearing of records new to it from now on.
-    pub fn new(catalog: Arc<Catalog>) -> Gossip {
-        let fresh = catalog.subscribe();
-        Gossip { catalog, fresh }
+    /// Gossip over the hub's catalogue, hearing of new records and remote queries from now on.
+    pub fn new(hub: Arc<Hub>) -> Gossip {
+        let fresh = hub.catalog.subscribe();
+        let asks = hub.out.subscribe();
+        Gossip {
+            catalog: hub.catalog.clone(),
+            hub,
+            fresh,
+            asks,
+            sent: Vec::new(),
+        }
     }
 
-    /// The next record new to the catalogue (for the actor's select loop; a subscriber that
-    /// fell behind skips what it missed).
-    pub async fn fresh(&mut self) -> Option<Bytes> {
+    /// The next thing to do (for the actor's select loop; a subscriber that fell behind skips
+    /// what it missed).
+    pub async fn next(&mut self) -> Option<Wake> {
         loop {
-            match self.fresh.recv().await {
-                Ok(b) => return Some(b),
+            let r = tokio::select! {
+                r = self.fresh.recv() => r.map(Wake::Fresh),
+                r = self.asks.recv() => r.map(|(q, m)| Wake::Ask(q, m)),
+            };
+            match r {
+                Ok(w) => return Some(w),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
+    /// Carries out what [`Gossip::next`] returned on `swarm`.
+    pub fn on_wake(&mut self, swarm: &mut impl SearchSwarm, wake: Wake) {
+        match wake {
+            Wake::Fresh(record) => self.spread(swarm, record),
+            Wake::Ask(qid, msg) => {
+                let peers = swarm.search_peers();
+                let n = self.hub.claim(qid, peers.len());
+                let mut to = Vec::with_capacity(n);
+                for key in peers.into_iter().take(n) {
+                    if swarm.send_search(key, &msg) {
+                        to.push(key);
+                    } else {
+                        // Gone meanwhile: nobody will answer for it.
+                        self.hub.answered(qid);
+                    }
+                }
+                if self.sent.len() >= MAX_ASKS {
+                    self.sent.remove(0);
+                }
+                self.sent.push((qid, to));
+            }
+        }
+    }
+
     /// Pushes a record new to the catalogue to every peer of `swarm` that speaks `pc_search`.
-    pub fn spread(&self, swarm: &mut impl SearchSwarm, record: Bytes) {
+    fn spread(&self, swarm: &mut impl SearchSwarm, record: Bytes) {
         let msg = SearchMsg::Push(vec![record]);
         for key in swarm.search_peers() {
             swarm.send_search(key, &msg);
@@ -69,7 +271,7 @@ impl Gossip {
 
     /// A swarm's `pc_search` event on connection `key`.
     pub fn on_event(
-        &self,
+        &mut self,
         swarm: &mut impl SearchSwarm,
         key: PeerKey,
         ev: SearchEvent,
@@ -81,9 +283,20 @@ impl Gossip {
                     swarm.send_search(key, &m);
                 }
             }
-            SearchEvent::Msg(SearchMsg::Push(records))
-            | SearchEvent::Msg(SearchMsg::Results { records, .. }) => {
-                self.take(swarm, key, records, now_unix)
+            SearchEvent::Msg(SearchMsg::Push(records)) => self.take(swarm, key, records, now_unix),
+            SearchEvent::Msg(SearchMsg::Results { qid, records, done }) => {
+                // Results only for a query this actor sent that peer, and still open.
+                let Some(pos) = self.sent.iter().position(|(q, _)| *q == qid) else {
+                    return;
+                };
+                let Some(i) = self.sent[pos].1.iter().position(|k| *k == key) else {
+                    return;
+                };
+                self.take(swarm, key, records, now_unix);
+                if done {
+                    self.sent[pos].1.swap_remove(i);
+                    self.hub.answered(qid);
+                }
             }
             SearchEvent::Msg(SearchMsg::Query {
                 qid,
@@ -144,5 +357,187 @@ impl Gossip {
                 tracing::debug!(peer = key, error = %e, "catalogue record refused");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use peercdn_core::catalog::{Description, Kind};
+    use peercdn_core::InfoHash;
+
+    const NOW: u64 = 1_765_000_000;
+
+    fn rec(publisher: u8, id: u16, title: &str) -> Record {
+        let mut ih = [0u8; 20];
+        ih[..2].copy_from_slice(&id.to_be_bytes());
+        let d = Description {
+            title: title.into(),
+            ..Description::default()
+        };
+        Record::sign(
+            &SigningKey::from_bytes(&[publisher; 32]),
+            InfoHash(ih),
+            Kind::Vod,
+            d,
+            NOW - 100,
+            1,
+        )
+        .unwrap()
+    }
+
+    /// One side of a connection: what the gossip sent, and whom it banned.
+    #[derive(Default)]
+    struct Wire {
+        peers: Vec<PeerKey>,
+        sent: Vec<(PeerKey, SearchMsg)>,
+        forged: Vec<PeerKey>,
+    }
+
+    impl SearchSwarm for Wire {
+        fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
+            // Through the codec, as on a connection.
+            let back = SearchMsg::decode(&msg.encode()).expect("our own message decodes");
+            self.sent.push((key, back));
+            self.peers.contains(&key)
+        }
+        fn search_peers(&self) -> Vec<PeerKey> {
+            self.peers.clone()
+        }
+        fn forged_record(&mut self, key: PeerKey) {
+            self.forged.push(key);
+        }
+    }
+
+    fn node() -> (Arc<Hub>, Gossip, Wire) {
+        let hub = Arc::new(Hub::new(Arc::new(Catalog::open(None, NOW).unwrap())));
+        let g = Gossip::new(hub.clone());
+        let w = Wire {
+            peers: vec![1],
+            ..Wire::default()
+        };
+        (hub, g, w)
+    }
+
+    fn push(records: &[Record]) -> SearchEvent {
+        let b = records.iter().map(|r| Bytes::from(r.encode())).collect();
+        SearchEvent::Msg(SearchMsg::Push(b))
+    }
+
+    /// A record whose signature does not verify bans its sender and nothing of its message is
+    /// kept; good ones go into the catalogue and on to the subscribers (gossip).
+    #[tokio::test]
+    async fn forged_records_ban_and_good_ones_spread() {
+        let (hub, mut g, mut w) = node();
+        let mut listener = hub.catalog().subscribe();
+        let good = rec(1, 1, "harbour news");
+        let mut bytes = good.encode();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 1;
+        let forged = SearchEvent::Msg(SearchMsg::Push(vec![
+            Bytes::from(rec(2, 2, "other").encode()),
+            Bytes::from(bytes),
+        ]));
+        g.on_event(&mut w, 1, forged, NOW);
+        assert_eq!(w.forged, vec![1]);
+        assert!(
+            hub.catalog().is_empty(),
+            "nothing of a forged message is kept"
+        );
+
+        g.on_event(&mut w, 1, push(std::slice::from_ref(&good)), NOW);
+        assert_eq!(hub.catalog().len(), 1);
+        assert_eq!(listener.try_recv().unwrap(), Bytes::from(good.encode()));
+        // A replay is a duplicate: not spread again.
+        g.on_event(&mut w, 1, push(&[good]), NOW);
+        assert!(listener.try_recv().is_err());
+    }
+
+    /// A peer that joins gets the sample, the node's own records first.
+    #[tokio::test]
+    async fn a_joining_peer_gets_the_sample() {
+        let (hub, mut g, mut w) = node();
+        let theirs: Vec<Record> = (0..70).map(|i| rec(3, i, "theirs")).collect();
+        hub.catalog().insert_all(theirs, Origin::Peer, NOW);
+        let mine = rec(4, 999, "mine");
+        hub.catalog()
+            .insert(mine.clone(), Origin::Own, NOW)
+            .unwrap();
+        g.on_event(&mut w, 1, SearchEvent::Joined, NOW);
+        let got: Vec<Bytes> = w
+            .sent
+            .iter()
+            .flat_map(|(_, m)| match m {
+                SearchMsg::Push(r) => r.clone(),
+                _ => panic!("{m:?}"),
+            })
+            .collect();
+        assert_eq!(got.len(), SAMPLE);
+        assert_eq!(got[0], Bytes::from(mine.encode()));
+    }
+
+    /// A remote query: Y asks its one peer X, which holds a record beyond its sample; X
+    /// answers with it (in messages of at most six records, the last marked done); Y keeps it
+    /// and the ask ends as soon as X said done. Results Y never asked for are ignored.
+    #[tokio::test]
+    async fn a_remote_query_brings_back_what_the_sample_left_out() {
+        let (x_hub, mut x, mut xw) = node();
+        let (y_hub, mut y, mut yw) = node();
+        let filler: Vec<Record> = (0..100).map(|i| rec(5, i, "filler")).collect();
+        x_hub.catalog().insert_all(filler, Origin::Peer, NOW);
+        let needle = rec(6, 500, "the needle in the haystack");
+        x_hub
+            .catalog()
+            .insert(needle.clone(), Origin::Peer, NOW)
+            .unwrap();
+
+        let stray = SearchEvent::Msg(SearchMsg::Results {
+            qid: 77,
+            records: vec![Bytes::from(needle.encode())],
+            done: true,
+        });
+        y.on_event(&mut yw, 1, stray, NOW);
+        assert!(y_hub.catalog().is_empty(), "results nobody asked for");
+
+        let q = SearchQuery {
+            text: "needle".into(),
+            ..Default::default()
+        };
+        let asking = {
+            let hub = y_hub.clone();
+            tokio::spawn(async move { hub.ask(&q, Duration::from_secs(5)).await })
+        };
+        let wake = y.next().await.expect("the ask reaches the actor");
+        y.on_wake(&mut yw, wake);
+        let (_, query) = yw.sent.pop().expect("Y sent the query");
+        assert!(matches!(&query, SearchMsg::Query { text, .. } if text == "needle"));
+        x.on_event(&mut xw, 1, SearchEvent::Msg(query), NOW);
+        let answers: Vec<SearchMsg> = xw.sent.drain(..).map(|(_, m)| m).collect();
+        assert_eq!(answers.len(), 1);
+        assert!(
+            matches!(&answers[0], SearchMsg::Results { done: true, records, .. } if records.len() == 1)
+        );
+        for m in answers {
+            y.on_event(&mut yw, 1, SearchEvent::Msg(m), NOW);
+        }
+        let asked = asking.await.unwrap();
+        assert_eq!(
+            asked,
+            Asked {
+                peers: 1,
+                answered: 1
+            }
+        );
+        assert_eq!(y_hub.catalog().records_for(&needle.id)[0].record, needle);
+    }
+
+    /// With nobody to ask (no swarm running), an ask returns at once.
+    #[tokio::test]
+    async fn an_ask_with_no_swarm_returns_at_once() {
+        let hub = Hub::new(Arc::new(Catalog::open(None, NOW).unwrap()));
+        let q = SearchQuery::default();
+        let r = tokio::time::timeout(Duration::from_millis(500), hub.ask(&q, MAX_BUDGET)).await;
+        assert_eq!(r.unwrap(), Asked::default());
     }
 }

@@ -106,8 +106,9 @@ pub struct PeerParams {
     pub local: [RateLimiter; 2],
     /// The node's DHT, when on: the swarm looks up peers and announces itself there.
     pub dht: Option<Dht>,
-    /// The node's catalogue, which the swarm's `pc_search` peers feed and query.
-    pub catalog: std::sync::Arc<crate::catalog::Catalog>,
+    /// The node's catalogue and remote queries, which the swarm's `pc_search` peers feed and
+    /// answer.
+    pub search: std::sync::Arc<crate::gossip::Hub>,
 }
 
 impl PeerParams {

@@ -25,8 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use crate::catalog::{Catalog, Refused};
+use crate::catalog::{Catalog, Refused, SearchQuery};
 use crate::dht::{Dht, DhtConfig};
+use crate::gossip::{Asked, Hub};
 use crate::host::PeerParams;
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
@@ -163,7 +164,7 @@ struct Inner {
     accept: tokio::task::JoinHandle<()>,
     dht: Option<Dht>,
     lsd: OnceLock<Lsd>,
-    catalog: Arc<Catalog>,
+    search: Arc<Hub>,
 }
 
 impl Drop for Inner {
@@ -227,7 +228,7 @@ impl Session {
                 accept,
                 dht,
                 lsd: OnceLock::new(),
-                catalog,
+                search: Arc::new(Hub::new(catalog)),
             }
         });
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
@@ -299,7 +300,13 @@ impl Session {
 
     /// The catalogue of signed records this node holds and searches.
     pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+        self.inner.search.catalog()
+    }
+
+    /// Asks up to [`crate::gossip::FANOUT`] peers for `q` (see [`Hub::ask`]); their records
+    /// are in the catalogue when this returns.
+    pub async fn ask_peers(&self, q: &SearchQuery, budget: std::time::Duration) -> Asked {
+        self.inner.search.ask(q, budget).await
     }
 
     /// Signs a catalogue record for `id` with the node key and keeps it (see
@@ -312,7 +319,7 @@ impl Session {
     ) -> Result<Record, Refused> {
         let key = self.inner.key.signing_key();
         let now = crate::clock::unix_secs();
-        self.inner.catalog.publish(&key, id, kind, desc, now)
+        self.catalog().publish(&key, id, kind, desc, now)
     }
 
     /// Adds a torrent (or returns the running one with the same ID, after giving it the extra
@@ -365,7 +372,7 @@ impl Session {
                 RateLimiter::new(upload_limit),
             ],
             dht: self.inner.dht.clone(),
-            catalog: self.inner.catalog.clone(),
+            search: self.inner.search.clone(),
         }
     }
 

@@ -438,7 +438,7 @@ impl Torrent {
             next_status: now,
             checked: 0,
             dirty: false,
-            gossip: Gossip::new(p.peers.catalog.clone()),
+            gossip: Gossip::new(p.peers.search.clone()),
             p,
         }
     }
@@ -470,7 +470,7 @@ impl Torrent {
                         return;
                     }
                 },
-                Some(record) = self.gossip.fresh() => self.gossip.spread(&mut self.swarm, record),
+                Some(w) = self.gossip.next() => self.gossip.on_wake(&mut self.swarm, w),
                 _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();

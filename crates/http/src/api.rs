@@ -9,9 +9,11 @@
 //! - `GET /api/v1/live` → `{"live": [stream…]}` (see [`crate::live::live_json`])
 //! - `GET /api/v1/live/{id}` → the stream
 //! - `GET /api/v1/dht` → the DHT node's figures ([`dht_json`]), or `{"enabled": false}`
-//! - `GET /api/v1/search?query=&kind=&category=&lang=&offset=&limit=` → `{"total", "results":
-//!   [result…]}`: the catalogue's ranked records in full (with the signed record itself, hex,
-//!   for anyone to verify again), then what this engine holds that no record describes
+//! - `GET /api/v1/search?query=&kind=&category=&lang=&offset=&limit=&local=&wait_ms=` →
+//!   `{"total", "results": [result…], "peers_asked", "peers_answered"}`: first asks up to 20
+//!   peers (`pc_search`, one hop; `wait_ms` budget, default 1000, at most 5000; none with
+//!   `local=1`), then the catalogue's ranked records in full (with the signed record itself,
+//!   hex, for anyone to verify again), then what this engine holds that no record describes
 //! - `GET /api/v1/openapi.json`
 //!
 //! Errors use the same `{"response": null, "error": "…"}` envelope as the Ace routes.
@@ -397,6 +399,15 @@ async fn search(
         .number::<usize>("limit")?
         .unwrap_or(20)
         .clamp(1, MAX_SEARCH_LIMIT);
+    let asked = if crate::server_api::truthy(p.get("local")) {
+        peercdn_engine::gossip::Asked::default()
+    } else {
+        let wait = p.number::<u64>("wait_ms")?.map_or(
+            crate::server_api::ASK_BUDGET,
+            std::time::Duration::from_millis,
+        );
+        state.session().ask_peers(&q, wait).await
+    };
     let now = peercdn_engine::clock::unix_secs();
     let found = crate::server_api::find(&state, &q, now);
     let results: Vec<Value> = found
@@ -435,7 +446,12 @@ async fn search(
             })
         })
         .collect();
-    Ok(Json(json!({ "total": found.len(), "results": results })))
+    Ok(Json(json!({
+        "total": found.len(),
+        "results": results,
+        "peers_asked": asked.peers,
+        "peers_answered": asked.answered,
+    })))
 }
 
 async fn openapi() -> Json<Value> {

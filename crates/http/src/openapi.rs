@@ -127,9 +127,10 @@ pub fn document() -> Value {
             },
             "/api/v1/search": {
                 "get": {
-                    "summary": "Search the catalogue: signed records ranked by text match \
-                        (title, tags, description), availability and freshness, then content \
-                        this engine holds that no record describes (matched by name)",
+                    "summary": "Search: ask up to 20 peers (pc_search), then the catalogue's signed \
+                        records ranked by text match (title, tags, description), availability \
+                        and freshness, then content this engine holds that no record describes \
+                        (matched by name)",
                     "parameters": [
                         { "name": "query", "in": "query", "description": "Words, all of which must match; empty lists everything",
                           "schema": { "type": "string" } },
@@ -138,7 +139,11 @@ pub fn document() -> Value {
                         { "name": "lang", "in": "query", "schema": { "type": "string" } },
                         { "name": "offset", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
                         { "name": "limit", "in": "query",
-                          "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } }
+                          "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } },
+                        { "name": "local", "in": "query", "description": "1: do not ask peers",
+                          "schema": { "type": "string" } },
+                        { "name": "wait_ms", "in": "query", "description": "How long to wait for peers' answers (at most 5000)",
+                          "schema": { "type": "integer", "minimum": 0, "default": 1000 } }
                     ],
                     "responses": {
                         "200": { "description": "Results, best first", "content": { "application/json": {
@@ -273,6 +278,8 @@ pub fn document() -> Value {
                     "type": "object",
                     "properties": {
                         "total": { "type": "integer", "description": "Matches in all (before offset and limit)" },
+                        "peers_asked": { "type": "integer", "description": "Peers the query went to (pc_search)" },
+                        "peers_answered": { "type": "integer", "description": "Of those, how many answered in time" },
                         "results": { "type": "array", "items": {
                             "type": "object",
                             "properties": {

@@ -36,6 +36,8 @@ use crate::error::ApiError;
 use crate::source::Params;
 use crate::state::AppState;
 
+/// How long a search waits for peers' answers (Tribler's remote search: 2 s).
+pub(crate) const ASK_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 /// Results per page when the caller names none.
 const DEFAULT_PAGE_SIZE: usize = 10;
 /// Most results per page.
@@ -71,7 +73,7 @@ async fn server_api(
                 json!({ "token": token.as_deref().unwrap_or(OPEN_TOKEN) }),
             ))
         }
-        Some("search") => search(&state, &p),
+        Some("search") => search(&state, &p).await,
         Some("get_status") => Ok(result(status(&state).await)),
         Some("get_network_connection_status") => {
             let connected = status(&state).await["connected"].clone();
@@ -86,7 +88,7 @@ async fn search_route(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    search(&state, &Params::parse(query.as_deref()))
+    search(&state, &Params::parse(query.as_deref())).await
 }
 
 /// `get_status`: the engine's version (as `get_version`), what it runs, and whether it is
@@ -289,11 +291,11 @@ pub(crate) fn find(state: &AppState, q: &SearchQuery, now: u64) -> Vec<Entry> {
     out
 }
 
-fn truthy(v: Option<&str>) -> bool {
+pub(crate) fn truthy(v: Option<&str>) -> bool {
     v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
-fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
+async fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
     let started = peercdn_engine::clock::now();
     let page = p.number::<usize>("page")?.unwrap_or(0);
     let page_size = p
@@ -309,6 +311,10 @@ fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
             .map(str::to_owned),
         ..SearchQuery::default()
     };
+    // The first page asks the peers too (the next pages of the same search read what came).
+    if page == 0 {
+        state.session().ask_peers(&q, ASK_BUDGET).await;
+    }
     let found = find(state, &q, now);
     let item = |e: &Entry| {
         let mut v = json!({

@@ -171,7 +171,7 @@ impl Actor {
         let now = clock::now();
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
         let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
-        let gossip = Gossip::new(p.peers.catalog.clone());
+        let gossip = Gossip::new(p.peers.search.clone());
         Actor {
             p,
             swarm,
@@ -274,7 +274,7 @@ impl Actor {
                         return;
                     }
                 },
-                Some(record) = self.gossip.fresh() => self.gossip.spread(&mut self.swarm, record),
+                Some(w) = self.gossip.next() => self.gossip.on_wake(&mut self.swarm, w),
                 _ = clock::sleep_until(deadline) => self.on_timeout(),
             }
             self.drain_actions();
