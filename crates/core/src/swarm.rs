@@ -1020,4 +1020,8 @@ impl SearchSwarm for Swarm {
     fn forged_record(&mut self, key: PeerKey) {
         self.disconnect(key, ProtocolViolation::ForgedRecord.into());
     }
+
+    fn search_peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
+        self.peers.get(&key).map(|p| p.rec.addr)
+    }
 }

@@ -13,8 +13,9 @@
 //! only if it is the least available; the node's own records are never evicted.
 //!
 //! Ranking ([`Catalog::search`]): BM25 over title (boost 3), tags (2) and description, filtered
-//! by kind, category and language, then scaled by availability (how many peers were seen
-//! holding the content: `1 + ln(1 + n)`) and freshness (halving over [`FRESHNESS_HALF_LIFE`]
+//! by kind, category and language, then scaled by availability `n` — how many distinct
+//! networks (IPv4 /24, IPv6 /48) handed the record over ([`Catalog::vouch`]), or how many peers
+//! were seen holding the content — as `1 + ln(1 + n)`, and freshness (halving over [`FRESHNESS_HALF_LIFE`]
 //! days since `created`, never below a quarter). An empty query lists everything by the same
 //! scale. At most [`MAX_CANDIDATES`] text matches are ranked.
 
@@ -43,6 +44,8 @@ pub const MAX_PER_PUBLISHER: usize = 1_000;
 pub const MAX_CANDIDATES: usize = 1_000;
 /// Days over which freshness halves.
 pub const FRESHNESS_HALF_LIFE: f64 = 30.0;
+/// Most distinct networks counted per record ([`Catalog::vouch`]).
+pub const MAX_VOUCHERS: usize = 16;
 /// New records a gossip subscriber may fall behind by.
 pub const FRESH_QUEUE: usize = 256;
 /// Memory the index writer may use (tantivy's floor for one thread).
@@ -178,6 +181,8 @@ struct Inner {
     fields: Fields,
     allow: Option<Vec<[u8; 32]>>,
     deny: Vec<[u8; 32]>,
+    /// Per record, the distinct networks of the peers that handed it over ([`Catalog::vouch`]).
+    vouchers: HashMap<Key, Vec<[u8; 8]>>,
 }
 
 /// The catalogue (shared by the engine's tasks; every call is short).
@@ -235,6 +240,7 @@ impl Catalog {
                 fields,
                 allow: None,
                 deny: Vec::new(),
+                vouchers: HashMap::new(),
             }),
             path: data_dir.map(|d| d.join(CATALOG_FILE)),
             fresh: tokio::sync::broadcast::channel(FRESH_QUEUE).0,
@@ -431,6 +437,27 @@ impl Catalog {
         v
     }
 
+    /// A peer in network `net` (its IPv4 /24 or IPv6 /48, see [`network_of`]) handed over
+    /// these records (pushed, or as results): each held record counts each distinct network
+    /// once, up to [`MAX_VOUCHERS`], as its availability. Many addresses in one network count
+    /// once, so a Sybil publisher on one host cannot make its records look widely held.
+    pub fn vouch(&self, records: &[Record], net: [u8; 8], now_unix: u64) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        for r in records {
+            let k = key_of(r);
+            let Some(e) = inner.entries.get_mut(&k) else {
+                continue;
+            };
+            let v = inner.vouchers.entry(k).or_default();
+            if v.len() < MAX_VOUCHERS && !v.contains(&net) {
+                v.push(net);
+                e.availability = e.availability.max(v.len() as u32);
+                e.availability_at = now_unix;
+            }
+        }
+    }
+
     /// Sets how many peers were seen holding `id` (the engine's swarms report it).
     pub fn set_availability(&self, id: &InfoHash, peers: u32, now_unix: u64) {
         let mut inner = self.lock();
@@ -565,6 +592,7 @@ impl Inner {
     }
 
     fn remove(&mut self, k: &Key) {
+        self.vouchers.remove(k);
         if self.entries.remove(k).is_some() {
             self.writer
                 .delete_term(Term::from_field_text(self.fields.key, &key_text(k)));
@@ -652,6 +680,28 @@ fn parse_key(s: &str) -> Option<Key> {
     let publisher: [u8; 32] = b.get(..32)?.try_into().ok()?;
     let id: [u8; 20] = b.get(32..)?.try_into().ok()?;
     Some((publisher, id))
+}
+
+/// The network a peer's address belongs to, for [`Catalog::vouch`]: the first three bytes of
+/// an IPv4 address (a /24; IPv4-mapped IPv6 counts as IPv4), the first six of an IPv6 one (a
+/// /48), tagged so the two never collide.
+pub fn network_of(ip: std::net::IpAddr) -> [u8; 8] {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            [4, o[0], o[1], o[2], 0, 0, 0, 0]
+        }
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [6, o[0], o[1], o[2], o[3], o[4], o[5], 0]
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use peercdn_core::ext::search::{
 use peercdn_core::ext::PeerKey;
 use tokio::sync::{broadcast, Notify};
 
-use crate::catalog::{Catalog, Origin, SearchQuery};
+use crate::catalog::{network_of, Catalog, Origin, SearchQuery};
 
 /// Records a newly connected peer gets.
 pub const SAMPLE: usize = 60;
@@ -352,10 +352,21 @@ impl Gossip {
                 }
             }
         }
-        for r in self.catalog.insert_all(good, Origin::Peer, now) {
-            if let Err(e) = r {
-                tracing::debug!(peer = key, error = %e, "catalogue record refused");
-            }
+        let kept: Vec<Record> = self
+            .catalog
+            .insert_all(good.clone(), Origin::Peer, now)
+            .into_iter()
+            .zip(good)
+            .filter_map(|(r, rec)| match r {
+                Ok(_) => Some(rec),
+                Err(e) => {
+                    tracing::debug!(peer = key, error = %e, "catalogue record refused");
+                    None
+                }
+            })
+            .collect();
+        if let Some(addr) = swarm.search_peer_addr(key) {
+            self.catalog.vouch(&kept, network_of(addr.ip()), now);
         }
     }
 }
@@ -408,6 +419,12 @@ mod tests {
         fn forged_record(&mut self, key: PeerKey) {
             self.forged.push(key);
         }
+        fn search_peer_addr(&self, key: PeerKey) -> Option<std::net::SocketAddr> {
+            Some(std::net::SocketAddr::from((
+                [10, 0, (key >> 8) as u8, key as u8],
+                6881,
+            )))
+        }
     }
 
     fn node() -> (Arc<Hub>, Gossip, Wire) {
@@ -452,6 +469,24 @@ mod tests {
         // A replay is a duplicate: not spread again.
         g.on_event(&mut w, 1, push(&[good]), NOW);
         assert!(listener.try_recv().is_err());
+    }
+
+    /// Availability counts the distinct networks that handed a record over: many peers in
+    /// one /24 (a Sybil publisher's addresses on one host) count once.
+    #[tokio::test]
+    async fn availability_counts_networks_not_peers() {
+        let (hub, mut g, mut w) = node();
+        let r = rec(7, 7, "popular");
+        // Keys 1..=50 are 10.0.0.1..50: one /24.
+        for key in 1..=50 {
+            g.on_event(&mut w, key, push(std::slice::from_ref(&r)), NOW);
+        }
+        assert_eq!(hub.catalog().records_for(&r.id)[0].availability, 1);
+        // 10.0.1.1 and 10.0.2.1: two more networks.
+        for key in [257, 513] {
+            g.on_event(&mut w, key, push(std::slice::from_ref(&r)), NOW);
+        }
+        assert_eq!(hub.catalog().records_for(&r.id)[0].availability, 3);
     }
 
     /// A peer that joins gets the sample, the node's own records first.

@@ -760,6 +760,11 @@ impl Session {
         for id in ids {
             self.remove(&id).await;
         }
+        // Records from peers are kept only in memory while running (the node's own are saved
+        // as they are made): keep them for the next start.
+        if let Err(e) = self.catalog().save() {
+            tracing::warn!(error = %e, "catalogue not saved");
+        }
     }
 }
 

@@ -237,6 +237,8 @@ pub trait SearchSwarm {
     fn search_peers(&self) -> Vec<super::PeerKey>;
     /// A peer sent a record that does not verify: close the connection and ban the peer.
     fn forged_record(&mut self, key: super::PeerKey);
+    /// The peer's address (`None` when it is gone).
+    fn search_peer_addr(&self, key: super::PeerKey) -> Option<std::net::SocketAddr>;
 }
 
 /// A token bucket.

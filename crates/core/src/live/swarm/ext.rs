@@ -5,6 +5,7 @@
 //! Owns the glue only: the extensions' state and rules live in [`crate::ext`], the `pc_live`
 //! policy (headers, window, scheduling, serving) in the parent module and `sched.rs`.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -161,5 +162,9 @@ impl SearchSwarm for LiveSwarm {
     /// A peer sent a catalogue record that does not verify: closed and banned.
     fn forged_record(&mut self, key: PeerKey) {
         self.disconnect(key, ProtocolViolation::ForgedRecord.into());
+    }
+
+    fn search_peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
+        self.peers.get(&key).map(|p| p.rec.addr)
     }
 }
