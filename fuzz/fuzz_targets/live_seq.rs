@@ -186,6 +186,9 @@ impl Engine {
             }
             Action::Edge(e) => self.edge = Some(self.edge.map_or(e, |x| x.max(e))),
             Action::Discovered(addrs) => assert!(addrs.len() <= 1000),
+            Action::Search(k, _) => {
+                assert!(self.conns.is_open(k), "search event of unknown peer {k}")
+            }
             Action::MetadataReceived(info) | Action::NotLive(info) => {
                 assert_eq!(InfoHash::of_info(&info), self.id);
             }

@@ -161,6 +161,9 @@ impl Engine {
             }
             Action::Discovered(addrs) => assert!(addrs.len() <= 1000),
             Action::Completed => assert!(self.meta),
+            Action::Search(k, _) => {
+                assert!(self.conns.is_open(k), "search event of unknown peer {k}")
+            }
         }
     }
 

@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub dht_bootstrap: Option<Vec<String>>,
     /// Run Local Service Discovery (default true).
     pub lsd: Option<bool>,
+    /// Publisher keys (64 hex) whose catalogue records are refused.
+    pub deny_publishers: Option<Vec<String>>,
+    /// If set, the only publisher keys whose records are taken from peers.
+    pub allow_publishers: Option<Vec<String>>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.

@@ -261,6 +261,14 @@ struct NodeArgs {
     /// off when bound to a loopback address).
     #[arg(long, env = "PEERCDN_NO_LSD")]
     no_lsd: bool,
+    /// Refuse catalogue records (search) signed by this publisher key, 64 hex (repeatable;
+    /// records already held from it are dropped).
+    #[arg(long = "deny-publisher")]
+    deny_publishers: Vec<String>,
+    /// Take catalogue records from peers only when signed by one of these publisher keys
+    /// (repeatable; default: any key).
+    #[arg(long = "allow-publisher")]
+    allow_publishers: Vec<String>,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

@@ -46,6 +46,10 @@ pub struct NodeSettings {
     pub dht: Option<Option<Vec<String>>>,
     /// Local Service Discovery on (it stays off on a loopback bind address anyway).
     pub lsd: bool,
+    /// Publisher keys whose catalogue records are refused.
+    pub deny_publishers: Vec<[u8; 32]>,
+    /// If set, the only publisher keys whose records are taken from peers.
+    pub allow_publishers: Option<Vec<[u8; 32]>>,
 }
 
 impl NodeSettings {
@@ -84,6 +88,12 @@ impl NodeSettings {
                 Some(file.dht_bootstrap.clone())
             },
             lsd: !node.no_lsd && file.lsd != Some(false),
+            deny_publishers: publisher_keys(&node.deny_publishers, &file.deny_publishers)?,
+            allow_publishers: {
+                let allow = publisher_keys(&node.allow_publishers, &file.allow_publishers)?;
+                let given = !node.allow_publishers.is_empty() || file.allow_publishers.is_some();
+                given.then_some(allow)
+            },
             file,
         })
     }
@@ -119,6 +129,13 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         dht: settings.dht.clone(),
     };
     let session = Session::start(config).await?;
+    session
+        .catalog()
+        .set_deny(settings.deny_publishers.clone())
+        .context("cannot apply --deny-publisher")?;
+    session
+        .catalog()
+        .set_allow(settings.allow_publishers.clone());
     if settings.lsd {
         match session.start_lsd() {
             Ok(()) => {}
@@ -130,6 +147,23 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
     // Scripts and tests read the port from this line.
     println!("port: {}", session.listen_port());
     Ok(session)
+}
+
+/// Publisher keys from flags (or, without flags, the config file): 64 hex digits each.
+fn publisher_keys(flags: &[String], file: &Option<Vec<String>>) -> Result<Vec<[u8; 32]>> {
+    let list = if flags.is_empty() {
+        file.clone().unwrap_or_default()
+    } else {
+        flags.to_vec()
+    };
+    list.iter()
+        .map(|k| {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(k.trim(), &mut key)
+                .with_context(|| format!("publisher key {k:?} is not 64 hex digits"))?;
+            Ok(key)
+        })
+        .collect()
 }
 
 /// Resolves when the process is asked to stop.

@@ -346,3 +346,86 @@ fn a_record_reaches_a_node_that_never_met_its_publisher() {
         assert!(running(p), "{} died:\n{}", p.name, p.log_text());
     }
 }
+
+/// `--deny-publisher KEY`: an engine that watches a channel from a publisher it denies never
+/// keeps that publisher's record (the sample arrives with the connection's first messages,
+/// before any piece: once pieces came, it would have); another viewer without the flag keeps
+/// it. A key that is not 64 hex digits is a clear error at start.
+#[test]
+fn a_denied_publisher_is_not_listed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let src = make_live_source(d, "30", "600k");
+    let mut a = broadcast_start(
+        d,
+        &src,
+        "harbour-cam",
+        &["--title", "Evening news from the harbour", "--loop"],
+    );
+    let said = wait_line(&mut a.proc, "record: ");
+    let key = said
+        .split("signed by ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("key")
+        .to_owned();
+    let a_addr = format!("127.0.0.1:{}", a.port);
+    let (mut denies, _, denies_base) =
+        engine_start(d, "denies", &["--peer", &a_addr, "--deny-publisher", &key]);
+    let (mut takes, _, takes_base) = engine_start(d, "takes", &["--peer", &a_addr]);
+    // Records only: the stream itself is listed by its name wherever it plays.
+    let hits = |base: &str| -> usize {
+        let (_, body) = http_get(&format!("{base}/api/v1/search?query=harbour&local=1"));
+        let v: Value = serde_json::from_str(&body).expect("json");
+        v["results"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|h| !h["record"].is_null()).count())
+    };
+    for base in [&denies_base, &takes_base] {
+        let (status, body) = http_get(&format!("{base}/ace/manifest.m3u8?id={}", a.id));
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_until(T, "the record at the viewer without the flag", || {
+        hits(&takes_base) == 1
+    });
+    wait_until(T, "pieces at the viewer that denies", || {
+        let (_, body) = http_get(&format!("{denies_base}/api/v1/live/{}", a.id));
+        serde_json::from_str::<Value>(&body).expect("json")["p2p_downloaded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    assert_eq!(
+        hits(&denies_base),
+        0,
+        "the denied publisher's record was kept"
+    );
+
+    let mut bad = Proc::spawn(
+        "bad-key",
+        peercdn(
+            &d.join("bad"),
+            &[
+                "engine",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--deny-publisher",
+                "xyz",
+            ],
+        ),
+        &d.join("bad.log"),
+    );
+    let st = bad.wait(T);
+    assert_eq!(st.code(), Some(1), "{}", bad.log_text());
+    assert!(
+        bad.log_text()
+            .contains("publisher key \"xyz\" is not 64 hex digits"),
+        "{}",
+        bad.log_text()
+    );
+    for p in [&mut a.proc, &mut denies, &mut takes] {
+        assert!(running(p), "{} died:\n{}", p.name, p.log_text());
+    }
+}
