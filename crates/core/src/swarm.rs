@@ -58,6 +58,8 @@ struct Peer {
     rec: PeerRecord,
     fast: bool,
     extensions: bool,
+    /// Its BEP 10 handshake arrived.
+    ext_seen: bool,
     /// Our upload side to it: choke state, its requests, whether our blocks drain.
     up: UploadSlot,
     am_interested: bool,
@@ -78,6 +80,10 @@ struct Peer {
     keepalive_at: Instant,
     hash_fails: u32,
 }
+
+/// Most seed-to-seed connections a complete torrent keeps open for `pc_search` (other seeds
+/// are closed as BitTorrent clients do: neither has anything for the other).
+pub const MAX_SEARCH_SEEDS: usize = 8;
 
 /// The per-torrent state machine. See the module docs for the calling rule.
 #[derive(Debug)]
@@ -275,6 +281,7 @@ impl Swarm {
             rec: PeerRecord::new(addr, now, first_pex),
             fast: hs.supports_fast(),
             extensions: hs.supports_extensions(),
+            ext_seen: false,
             up: UploadSlot::new(now),
             am_interested: false,
             peer_choking: true,
@@ -655,6 +662,7 @@ impl Swarm {
             match handshake::receive(&payload, key, &mut peer.rec, &mut self.meta, now) {
                 Err(reason) => return self.disconnect(key, reason),
                 Ok(joined) => {
+                    peer.ext_seen = true;
                     if let Some(r) = peer.rec.ext.reqq {
                         peer.reqq = r.clamp(1, 10_000);
                     }
@@ -663,6 +671,15 @@ impl Swarm {
                             .push_back(Action::Search(key, SearchEvent::Joined));
                     }
                 }
+            }
+            // A seed whose handshake says it does not speak pc_search is not kept after all.
+            let seed = self
+                .peers
+                .get(&key)
+                .and_then(|p| p.has.as_ref())
+                .is_some_and(|h| h.is_full());
+            if seed && self.is_complete() && !self.keeps_seed(key) {
+                self.disconnect(key, DisconnectReason::BothSeeds);
             }
             return self.drain_meta();
         }
@@ -753,6 +770,32 @@ impl Swarm {
         }
     }
 
+    /// Whether a connection between two seeds stays open: it does for a peer that speaks
+    /// `pc_search` (the connections catalogue records travel on; at most
+    /// [`MAX_SEARCH_SEEDS`] such per torrent) or may still say so (its BEP 10 handshake has not
+    /// come yet: decided when it does).
+    fn keeps_seed(&self, key: PeerKey) -> bool {
+        let Some(peer) = self.peers.get(&key) else {
+            return false;
+        };
+        if peer.extensions && !peer.ext_seen {
+            return true;
+        }
+        if peer.rec.ext.id(Extension::PcSearch).is_none() {
+            return false;
+        }
+        let kept = self
+            .peers
+            .iter()
+            .filter(|(&k, p)| {
+                k != key
+                    && p.rec.ext.id(Extension::PcSearch).is_some()
+                    && p.has.as_ref().is_some_and(|h| h.is_full())
+            })
+            .count();
+        kept < MAX_SEARCH_SEEDS
+    }
+
     fn send_ext_handshake_if_needed(&mut self, key: PeerKey) {
         if !self.peers.get(&key).is_some_and(|p| p.extensions) {
             return;
@@ -797,7 +840,7 @@ impl Swarm {
         picker.add_peer_pieces(&bits);
         let seed = bits.is_full();
         peer.has = Some(bits);
-        if seed && picker.is_complete() {
+        if seed && picker.is_complete() && !self.keeps_seed(key) {
             self.disconnect(key, DisconnectReason::BothSeeds);
             return;
         }
@@ -984,9 +1027,9 @@ impl Swarm {
                 .get(&key)
                 .and_then(|p| p.has.as_ref())
                 .is_some_and(|h| h.is_full());
-            if seed {
+            if seed && !self.keeps_seed(key) {
                 self.disconnect(key, DisconnectReason::BothSeeds);
-            } else {
+            } else if !seed {
                 self.update_interest(key);
             }
         }
@@ -994,17 +1037,14 @@ impl Swarm {
 }
 
 impl SearchSwarm for Swarm {
-    /// Sends a `pc_search` message to a peer that speaks it (false: it does not, or is gone).
-    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
-        let Some(m) = self
-            .peers
-            .get(&key)
-            .and_then(|p| search::message(&p.rec, msg))
-        else {
-            return false;
+    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
+        let m = search::message(&self.peers.get(&key)?.rec, msg)?;
+        let len = match &m {
+            Message::Extended { payload, .. } => payload.len(),
+            _ => 0,
         };
         self.send(key, m);
-        true
+        Some(len)
     }
 
     /// The peers that speak `pc_search`.

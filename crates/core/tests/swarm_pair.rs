@@ -31,6 +31,27 @@ fn seed_to_leecher() {
     assert_eq!(st.wasted, 0);
 }
 
+/// Two peercdn seeds stay connected once the download is done: both speak `pc_search`, and
+/// catalogue records travel on such connections (before, "both seeds" closed it at once and
+/// a node that had finished every download had no search neighbours left — found by
+/// `scripts/bench-search.sh`, where nodes averaged one peer to ask).
+#[test]
+fn seeds_that_speak_pc_search_stay_connected() {
+    let c = content(300_007);
+    let n = c.hashes.len() as u32;
+    let mut net = Net::new(c);
+    let seed = net.add(Some(Bitfield::full(n)));
+    let leech = net.add(Some(Bitfield::new(n)));
+    net.connect(seed, leech);
+    net.run(200_000);
+    assert!(net.nodes[leech].completed);
+    for node in [seed, leech] {
+        let sw = &net.nodes[node].swarm;
+        assert_eq!(sw.peer_count(), 1, "node {node}");
+        assert_eq!(sw.stats().disconnects.get("both_seeds"), 0, "node {node}");
+    }
+}
+
 #[test]
 fn magnet_fetches_metadata_then_data() {
     let c = content(300_000);

@@ -22,6 +22,7 @@
 //! ([`peercdn_core::ext::search::PeerBudget`]), applied before events reach here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use peercdn_core::ext::search::{
 use peercdn_core::ext::PeerKey;
 use tokio::sync::{broadcast, Notify};
 
-use crate::catalog::{network_of, Catalog, Origin, SearchQuery};
+use crate::catalog::{network_of, Catalog, Inserted, Origin, SearchQuery};
 
 /// Records a newly connected peer gets.
 pub const SAMPLE: usize = 60;
@@ -50,6 +51,7 @@ pub const MAX_BUDGET: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Hub {
     catalog: Arc<Catalog>,
+    stats: Stats,
     asks: Mutex<Asks>,
     /// Queries to send out (every actor hears each, and claims peers for it).
     out: broadcast::Sender<(u32, SearchMsg)>,
@@ -84,6 +86,7 @@ impl Hub {
     pub fn new(catalog: Arc<Catalog>) -> Hub {
         Hub {
             catalog,
+            stats: Stats::default(),
             asks: Mutex::new(Asks::default()),
             out: broadcast::channel(MAX_ASKS).0,
         }
@@ -92,6 +95,21 @@ impl Hub {
     /// The catalogue.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// What `pc_search` did so far, node-wide.
+    pub fn stats(&self) -> SearchStats {
+        let s = &self.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SearchStats {
+            bytes_out: get(&s.bytes_out),
+            messages_out: get(&s.messages_out),
+            records_in: get(&s.records_in),
+            records_kept: get(&s.records_kept),
+            forged: get(&s.forged),
+            queries_answered: get(&s.queries_answered),
+            asks: get(&s.asks),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Asks> {
@@ -109,6 +127,7 @@ impl Hub {
             if a.open.len() >= MAX_ASKS || self.out.receiver_count() == 0 {
                 return Asked::default();
             }
+            self.stats.asks.fetch_add(1, Ordering::Relaxed);
             a.next_qid = a.next_qid.wrapping_add(1);
             let qid = a.next_qid;
             a.open.insert(
@@ -186,6 +205,37 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// Longest query text sent to peers, characters (the wire allows 200 bytes).
 const MAX_QUERY_CHARS: usize = 50;
 
+/// Node-wide `pc_search` counters.
+#[derive(Debug, Default)]
+struct Stats {
+    bytes_out: AtomicU64,
+    messages_out: AtomicU64,
+    records_in: AtomicU64,
+    records_kept: AtomicU64,
+    forged: AtomicU64,
+    queries_answered: AtomicU64,
+    asks: AtomicU64,
+}
+
+/// What `pc_search` did so far ([`Hub::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SearchStats {
+    /// Payload bytes of the messages sent (pushes, queries, results).
+    pub bytes_out: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+    /// Records received (pushed, or results) within the peers' budgets.
+    pub records_in: u64,
+    /// Of those, new to the catalogue (or newer versions) and kept.
+    pub records_kept: u64,
+    /// Peers banned for a forged record.
+    pub forged: u64,
+    /// Queries from peers answered.
+    pub queries_answered: u64,
+    /// Remote queries this node asked.
+    pub asks: u64,
+}
+
 /// What an actor's select loop hears from the hub.
 #[derive(Debug)]
 pub enum Wake {
@@ -202,9 +252,10 @@ pub struct Gossip {
     catalog: Arc<Catalog>,
     fresh: broadcast::Receiver<Bytes>,
     asks: broadcast::Receiver<(u32, SearchMsg)>,
-    /// Remote queries this actor sent, by ID, with the peers it sent each to (kept until
-    /// they answer or [`MAX_ASKS`] newer ones push them out).
-    sent: Vec<(u32, Vec<PeerKey>)>,
+    /// Remote queries this actor sent, by ID, with the peers it sent each to and how many
+    /// records each sent back so far (kept until they answer or [`MAX_ASKS`] newer ones push
+    /// them out).
+    sent: Vec<(u32, Vec<(PeerKey, usize)>)>,
 }
 
 impl Gossip {
@@ -237,6 +288,17 @@ impl Gossip {
         }
     }
 
+    /// Sends a message and counts it; false when the peer cannot take it.
+    fn send(&self, swarm: &mut impl SearchSwarm, key: PeerKey, msg: &SearchMsg) -> bool {
+        let Some(len) = swarm.send_search(key, msg) else {
+            return false;
+        };
+        let s = &self.hub.stats;
+        s.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+        s.messages_out.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// Carries out what [`Gossip::next`] returned on `swarm`.
     pub fn on_wake(&mut self, swarm: &mut impl SearchSwarm, wake: Wake) {
         match wake {
@@ -246,8 +308,8 @@ impl Gossip {
                 let n = self.hub.claim(qid, peers.len());
                 let mut to = Vec::with_capacity(n);
                 for key in peers.into_iter().take(n) {
-                    if swarm.send_search(key, &msg) {
-                        to.push(key);
+                    if self.send(swarm, key, &msg) {
+                        to.push((key, 0));
                     } else {
                         // Gone meanwhile: nobody will answer for it.
                         self.hub.answered(qid);
@@ -265,7 +327,7 @@ impl Gossip {
     fn spread(&self, swarm: &mut impl SearchSwarm, record: Bytes) {
         let msg = SearchMsg::Push(vec![record]);
         for key in swarm.search_peers() {
-            swarm.send_search(key, &msg);
+            self.send(swarm, key, &msg);
         }
     }
 
@@ -280,7 +342,7 @@ impl Gossip {
         match ev {
             SearchEvent::Joined => {
                 for m in push_messages(&self.catalog.sample(SAMPLE)) {
-                    swarm.send_search(key, &m);
+                    self.send(swarm, key, &m);
                 }
             }
             SearchEvent::Msg(SearchMsg::Push(records)) => self.take(swarm, key, records, now_unix),
@@ -289,9 +351,14 @@ impl Gossip {
                 let Some(pos) = self.sent.iter().position(|(q, _)| *q == qid) else {
                     return;
                 };
-                let Some(i) = self.sent[pos].1.iter().position(|k| *k == key) else {
+                let Some(i) = self.sent[pos].1.iter().position(|(k, _)| *k == key) else {
                     return;
                 };
+                // No more than an answer holds: the rest of a peer's flood is dropped.
+                let room = MAX_ANSWER.saturating_sub(self.sent[pos].1[i].1);
+                let mut records = records;
+                records.truncate(room);
+                self.sent[pos].1[i].1 += records.len();
                 self.take(swarm, key, records, now_unix);
                 if done {
                     self.sent[pos].1.swap_remove(i);
@@ -304,6 +371,10 @@ impl Gossip {
                 category,
                 kind,
             }) => {
+                self.hub
+                    .stats
+                    .queries_answered
+                    .fetch_add(1, Ordering::Relaxed);
                 let q = SearchQuery {
                     text,
                     kind,
@@ -325,7 +396,7 @@ impl Gossip {
                         records: Vec::new(),
                         done: true,
                     };
-                    swarm.send_search(key, &done);
+                    self.send(swarm, key, &done);
                 }
                 for (i, c) in chunks.iter().enumerate() {
                     let m = SearchMsg::Results {
@@ -333,7 +404,7 @@ impl Gossip {
                         records: c.to_vec(),
                         done: i + 1 == chunks.len(),
                     };
-                    swarm.send_search(key, &m);
+                    self.send(swarm, key, &m);
                 }
             }
         }
@@ -342,23 +413,33 @@ impl Gossip {
     /// Verifies records from a peer and keeps the good ones; a forged one bans the peer (the
     /// rest of its message is dropped with it).
     fn take(&self, swarm: &mut impl SearchSwarm, key: PeerKey, records: Vec<Bytes>, now: u64) {
+        let s = &self.hub.stats;
+        s.records_in
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut good = Vec::with_capacity(records.len());
         for b in &records {
             match Record::decode(b) {
                 Ok(r) => good.push(r),
                 Err(e) => {
                     tracing::info!(peer = key, error = %e, "forged catalogue record");
+                    s.forged.fetch_add(1, Ordering::Relaxed);
                     return swarm.forged_record(key);
                 }
             }
         }
+        // Held already (a duplicate) still vouches: the peer holds it too.
         let kept: Vec<Record> = self
             .catalog
             .insert_all(good.clone(), Origin::Peer, now)
             .into_iter()
             .zip(good)
             .filter_map(|(r, rec)| match r {
-                Ok(_) => Some(rec),
+                Ok(done) => {
+                    if done != Inserted::Duplicate {
+                        s.records_kept.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(rec)
+                }
                 Err(e) => {
                     tracing::debug!(peer = key, error = %e, "catalogue record refused");
                     None
@@ -407,11 +488,12 @@ mod tests {
     }
 
     impl SearchSwarm for Wire {
-        fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
+        fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
             // Through the codec, as on a connection.
-            let back = SearchMsg::decode(&msg.encode()).expect("our own message decodes");
+            let bytes = msg.encode();
+            let back = SearchMsg::decode(&bytes).expect("our own message decodes");
             self.sent.push((key, back));
-            self.peers.contains(&key)
+            self.peers.contains(&key).then_some(bytes.len())
         }
         fn search_peers(&self) -> Vec<PeerKey> {
             self.peers.clone()

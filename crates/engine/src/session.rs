@@ -309,6 +309,11 @@ impl Session {
         self.inner.search.ask(q, budget).await
     }
 
+    /// What `pc_search` did so far.
+    pub fn search_stats(&self) -> crate::gossip::SearchStats {
+        self.inner.search.stats()
+    }
+
     /// Signs a catalogue record for `id` with the node key and keeps it (see
     /// [`Catalog::publish`]).
     pub fn publish_record(

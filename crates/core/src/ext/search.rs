@@ -14,7 +14,8 @@
 //! closes the connection, [`crate::disconnect::ProtocolViolation::ForgedRecord`]).
 //!
 //! Budget ([`PeerBudget`]): a peer may push at most [`RECORD_BURST`] records at once and
-//! [`RECORDS_PER_S`] per second after that, and ask at most [`QUERY_BURST`] queries at once
+//! [`RECORDS_PER_S`] per second after that (results to our queries are bounded by the engine
+//! per query instead), and ask at most [`QUERY_BURST`] queries at once
 //! and one per [`QUERY_INTERVAL`] after; what is over is dropped (and counted), not an error.
 
 use std::time::{Duration, Instant};
@@ -39,9 +40,9 @@ pub const MAX_QUERY_LEN: usize = 200;
 /// Longest category in a query, bytes.
 pub const MAX_QUERY_CATEGORY: usize = 32;
 /// Records a peer may push at once.
-pub const RECORD_BURST: f64 = 120.0;
+pub const RECORD_BURST: f64 = 300.0;
 /// Records per second a peer may push after its burst.
-pub const RECORDS_PER_S: f64 = 2.0;
+pub const RECORDS_PER_S: f64 = 20.0;
 /// Queries a peer may ask at once.
 pub const QUERY_BURST: f64 = 5.0;
 /// One more query a peer may ask per this interval.
@@ -231,8 +232,9 @@ pub fn message(rec: &PeerRecord, msg: &SearchMsg) -> Option<Message> {
 /// What the engine needs of a swarm to speak `pc_search` on its connections (both swarms
 /// implement it).
 pub trait SearchSwarm {
-    /// Sends a message to a peer that speaks `pc_search` (false: it does not, or is gone).
-    fn send_search(&mut self, key: super::PeerKey, msg: &SearchMsg) -> bool;
+    /// Sends a message to a peer that speaks `pc_search`: its payload's length, or `None`
+    /// when the peer does not speak it, or is gone.
+    fn send_search(&mut self, key: super::PeerKey, msg: &SearchMsg) -> Option<usize>;
     /// The peers that speak `pc_search`.
     fn search_peers(&self) -> Vec<super::PeerKey>;
     /// A peer sent a record that does not verify: close the connection and ban the peer.
@@ -287,8 +289,9 @@ impl PeerBudget {
         }
     }
 
-    /// A message from the peer, cut to its budget: records beyond it are dropped, a query
-    /// beyond it is dropped whole (`None`).
+    /// A message from the peer, cut to its budget: pushed records beyond it are dropped, a
+    /// query beyond it is dropped whole (`None`); results pass (the engine bounds them per
+    /// query it asked).
     pub fn admit(&mut self, msg: SearchMsg, now: Instant) -> Option<SearchMsg> {
         let mut cut = |r: &mut Vec<Bytes>| {
             let got = self
@@ -303,14 +306,10 @@ impl PeerBudget {
                 cut(&mut r);
                 (!r.is_empty()).then_some(SearchMsg::Push(r))
             }
-            SearchMsg::Results {
-                qid,
-                mut records,
-                done,
-            } => {
-                cut(&mut records);
-                Some(SearchMsg::Results { qid, records, done })
-            }
+            // Results answer a query we asked: the engine takes them only for that query and
+            // that peer, and only so many ([`SearchMsg::Results`] past the answer's cap are
+            // dropped there); pushes must not starve them.
+            r @ SearchMsg::Results { .. } => Some(r),
             q @ SearchMsg::Query { .. } => {
                 let per_s = 1.0 / QUERY_INTERVAL.as_secs_f64();
                 if self.queries.take(1.0, QUERY_BURST, per_s, now) >= 1.0 {
@@ -417,7 +416,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = PeerBudget::new(t0);
         let mut got = 0;
-        for _ in 0..30 {
+        for _ in 0..60 {
             if let Some(SearchMsg::Push(r)) =
                 b.admit(SearchMsg::Push((0..6).map(rec).collect()), t0)
             {
@@ -425,13 +424,23 @@ mod tests {
             }
         }
         assert_eq!(got, RECORD_BURST as usize);
-        assert_eq!(b.dropped_records, 180 - RECORD_BURST as u64);
-        let later = t0 + Duration::from_secs(3);
+        assert_eq!(b.dropped_records, 360 - RECORD_BURST as u64);
+        let results = SearchMsg::Results {
+            qid: 1,
+            records: vec![rec(1)],
+            done: true,
+        };
+        assert_eq!(
+            b.admit(results.clone(), t0),
+            Some(results),
+            "results are not pushes"
+        );
+        let later = t0 + Duration::from_millis(300);
         let Some(SearchMsg::Push(r)) = b.admit(SearchMsg::Push((0..6).map(rec).collect()), later)
         else {
             panic!("refilled")
         };
-        assert_eq!(r.len(), 6, "3 s at 2 records/s");
+        assert_eq!(r.len(), 6, "0.3 s at 20 records/s");
         let q = SearchMsg::Query {
             qid: 1,
             text: "a".into(),

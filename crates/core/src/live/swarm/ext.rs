@@ -17,6 +17,7 @@ use crate::ext::metadata::MetadataEvent;
 use crate::ext::pex;
 use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::live::{LiveMsg, LiveParams};
+use crate::wire::Message;
 
 impl LiveSwarm {
     pub(super) fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
@@ -137,17 +138,14 @@ impl LiveSwarm {
 }
 
 impl SearchSwarm for LiveSwarm {
-    /// Sends a `pc_search` message to a peer that speaks it (false: it does not, or is gone).
-    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> bool {
-        let Some(m) = self
-            .peers
-            .get(&key)
-            .and_then(|p| search::message(&p.rec, msg))
-        else {
-            return false;
+    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
+        let m = search::message(&self.peers.get(&key)?.rec, msg)?;
+        let len = match &m {
+            Message::Extended { payload, .. } => payload.len(),
+            _ => 0,
         };
         self.send(key, m);
-        true
+        Some(len)
     }
 
     /// The peers that speak `pc_search`.
