@@ -1038,11 +1038,7 @@ impl Swarm {
 
 impl SearchSwarm for Swarm {
     fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
-        let m = search::message(&self.peers.get(&key)?.rec, msg)?;
-        let len = match &m {
-            Message::Extended { payload, .. } => payload.len(),
-            _ => 0,
-        };
+        let (m, len) = search::message(&self.peers.get(&key)?.rec, msg)?;
         self.send(key, m);
         Some(len)
     }

@@ -219,14 +219,19 @@ pub fn receive(
     Ok(rec.search.admit(msg, now).map(SearchEvent::Msg))
 }
 
-/// `msg` as the extended message the peer asked `pc_search` to come in; `None` when it does
-/// not speak it.
-pub fn message(rec: &PeerRecord, msg: &SearchMsg) -> Option<Message> {
+/// `msg` as the extended message the peer asked `pc_search` to come in, with its payload's
+/// length; `None` when it does not speak it.
+pub fn message(rec: &PeerRecord, msg: &SearchMsg) -> Option<(Message, usize)> {
     let id = rec.ext.id(Extension::PcSearch)?;
-    Some(Message::Extended {
-        id,
-        payload: msg.encode().into(),
-    })
+    let payload = msg.encode();
+    let len = payload.len();
+    Some((
+        Message::Extended {
+            id,
+            payload: payload.into(),
+        },
+        len,
+    ))
 }
 
 /// What the engine needs of a swarm to speak `pc_search` on its connections (both swarms

@@ -17,7 +17,6 @@ use crate::ext::metadata::MetadataEvent;
 use crate::ext::pex;
 use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::live::{LiveMsg, LiveParams};
-use crate::wire::Message;
 
 impl LiveSwarm {
     pub(super) fn on_extended(&mut self, key: PeerKey, id: u8, payload: Bytes, now: Instant) {
@@ -139,11 +138,7 @@ impl LiveSwarm {
 
 impl SearchSwarm for LiveSwarm {
     fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
-        let m = search::message(&self.peers.get(&key)?.rec, msg)?;
-        let len = match &m {
-            Message::Extended { payload, .. } => payload.len(),
-            _ => 0,
-        };
+        let (m, len) = search::message(&self.peers.get(&key)?.rec, msg)?;
         self.send(key, m);
         Some(len)
     }
