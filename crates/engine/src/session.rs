@@ -231,6 +231,7 @@ impl Session {
                 search: Arc::new(Hub::new(catalog)),
             }
         });
+        tokio::spawn(keep_catalog_saved(Arc::downgrade(inner.search.catalog())));
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
         Ok(Session { inner })
     }
@@ -768,6 +769,22 @@ impl Session {
         // Records from peers are kept only in memory while running (the node's own are saved
         // as they are made): keep them for the next start.
         if let Err(e) = self.catalog().save() {
+            tracing::warn!(error = %e, "catalogue not saved");
+        }
+    }
+}
+
+/// Writes the node's own new records every [`crate::catalog::SAVE_DEBOUNCE`] (signing many in a row
+/// writes the file once); ends with the session.
+async fn keep_catalog_saved(catalog: std::sync::Weak<Catalog>) {
+    let mut tick = tokio::time::interval(crate::catalog::SAVE_DEBOUNCE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(catalog) = catalog.upgrade() else {
+            return;
+        };
+        if let Err(e) = catalog.save_if_dirty() {
             tracing::warn!(error = %e, "catalogue not saved");
         }
     }
