@@ -16,8 +16,10 @@
 //! by kind, category and language, then scaled by availability `n` — how many distinct
 //! networks (IPv4 /24, IPv6 /48) handed the record over ([`Catalog::vouch`]), or how many peers
 //! were seen holding the content — as `1 + ln(1 + n)`, and freshness (halving over [`FRESHNESS_HALF_LIFE`]
-//! days since `created`, never below a quarter). An empty query lists everything by the same
-//! scale. At most [`MAX_CANDIDATES`] text matches are ranked.
+//! days since `created`, never below a quarter). A publisher's second match counts half, its
+//! third a quarter ([`CROWDING`]): one key cannot fill a page while others match. An empty
+//! query lists everything by the same scale. At most [`MAX_CANDIDATES`] text matches are
+//! ranked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -47,6 +49,9 @@ pub const MAX_CANDIDATES: usize = 1_000;
 pub const FRESHNESS_HALF_LIFE: f64 = 30.0;
 /// Most distinct networks counted per record ([`Catalog::vouch`]).
 pub const MAX_VOUCHERS: usize = 16;
+/// Each further match of one publisher in a result list counts this much less
+/// ([`Catalog::search`]).
+pub const CROWDING: f32 = 0.5;
 /// New records a gossip subscriber may fall behind by.
 pub const FRESH_QUEUE: usize = 256;
 /// Least time between two writes of the file for the node's own records: records signed
@@ -686,7 +691,7 @@ impl Inner {
         let searcher = self.reader.searcher();
         let (total, top) =
             searcher.search(&query, &(Count, TopDocs::with_limit(MAX_CANDIDATES)))?;
-        let mut hits: BTreeMap<(std::cmp::Reverse<u32>, Key), Hit> = BTreeMap::new();
+        let mut scored: Vec<(f32, Key, &Entry)> = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
             let Some(text) = doc.get_first(f.key).and_then(|v| v.as_str()) else {
@@ -699,7 +704,17 @@ impl Inner {
             let age_days = now_unix.saturating_sub(e.record.created) as f64 / 86_400.0;
             let fresh = 0.5f64.powf(age_days / FRESHNESS_HALF_LIFE).max(0.25);
             let avail = 1.0 + (1.0 + f64::from(e.availability)).ln();
-            let s = (f64::from(score) * fresh * avail) as f32;
+            scored.push(((f64::from(score) * fresh * avail) as f32, k, e));
+        }
+        // Crowding: a publisher's n-th best match counts CROWDING^n of its score, so that one
+        // key (a flooder's, or a prolific publisher's) cannot fill a page while others match.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut seen: HashMap<[u8; 32], i32> = HashMap::new();
+        let mut hits: BTreeMap<(std::cmp::Reverse<u32>, Key), Hit> = BTreeMap::new();
+        for (score, k, e) in scored {
+            let n = seen.entry(k.0).or_insert(0);
+            let s = score * CROWDING.powi(*n);
+            *n += 1;
             // Sorted by score (as bits: scores are non-negative), ties by key.
             hits.insert(
                 (std::cmp::Reverse(s.to_bits()), k),
@@ -938,6 +953,29 @@ mod tests {
             .unwrap();
         drop(c);
         assert_eq!(records_on_disk(), 6, "dropping writes what is left");
+    }
+
+    /// In the search benchmark a flooder's key answered every query with six records titled
+    /// with exactly its words, which outscore an honest longer title on text alone: crowding
+    /// leaves the flooder the first place at most, and the honest record the second.
+    #[test]
+    fn one_publisher_cannot_fill_a_page() {
+        let c = Catalog::open(None, NOW).unwrap();
+        for id in 1..=6 {
+            c.insert(rec(9, id, "harbour lights", &[], 1), Origin::Peer, NOW)
+                .unwrap();
+        }
+        c.insert(
+            rec(1, 50, "harbour lights over the old town", &[], 1),
+            Origin::Peer,
+            NOW,
+        )
+        .unwrap();
+        let r = c.search(&query("harbour lights"), NOW);
+        assert_eq!(r.hits.len(), 7);
+        let publishers: Vec<u8> = r.hits.iter().map(|h| h.entry.record.publisher[0]).collect();
+        let honest = publishers.iter().position(|p| *p != publishers[0]).unwrap();
+        assert!(honest <= 1, "honest record at {honest}: {publishers:?}");
     }
 
     /// Records survive a restart; a torn or corrupt tail costs only what it holds.

@@ -100,6 +100,10 @@ pub struct PeerParams {
     pub peer_id: PeerId,
     /// Our listen port (0 if not listening).
     pub listen_port: u16,
+    /// The address outgoing connections leave from: the listen address when it is a specific
+    /// one (not `0.0.0.0` or `::`), so that peers see the address we are reached on — which
+    /// also tells them which network vouches for the catalogue records we hand over.
+    pub local_ip: Option<std::net::IpAddr>,
     /// Node-wide limiters, download then upload.
     pub global: [RateLimiter; 2],
     /// This swarm's limiters, download then upload.
@@ -132,6 +136,7 @@ struct HostParams {
     info_hash: InfoHash,
     peer_id: PeerId,
     listen_port: u16,
+    local_ip: Option<std::net::IpAddr>,
     dht: Option<Dht>,
     global: [RateLimiter; 2],
     local: [RateLimiter; 2],
@@ -216,6 +221,7 @@ impl Host {
             info_hash,
             peer_id: peers.peer_id,
             listen_port: peers.listen_port,
+            local_ip: peers.local_ip,
             dht: peers.dht.clone(),
             global: peers.global.clone(),
             local: peers.local.clone(),
@@ -487,8 +493,11 @@ impl Host {
             match a {
                 Action::Dial(addr) => {
                     let (ih, id, tx) = (self.p.info_hash, self.p.peer_id, self.tasks_tx.clone());
+                    let from = self.p.local_ip;
                     tokio::spawn(async move {
-                        let r = peer::dial(addr, ih, id).await.map_err(|e| e.to_string());
+                        let r = peer::dial(addr, from, ih, id)
+                            .await
+                            .map_err(|e| e.to_string());
                         let _ = tx.send(TaskDone::Dialed(addr, r)).await;
                     });
                 }

@@ -88,14 +88,30 @@ pub enum Outgoing {
     Raw(Bytes),
 }
 
-/// Dials `addr`, exchanges handshakes for `info_hash`.
+/// Dials `addr` (from the address `from`, when given, of the same family, and not a loopback
+/// address for a peer elsewhere), exchanges handshakes for `info_hash`.
 pub async fn dial(
     addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
     info_hash: InfoHash,
     our_id: PeerId,
 ) -> Result<(TcpStream, Handshake), ConnectError> {
     let fut = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let from = from.filter(|ip| {
+            ip.is_ipv4() == addr.is_ipv4() && (addr.ip().is_loopback() || !ip.is_loopback())
+        });
+        let mut stream = match from {
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         stream.set_nodelay(true)?;
         stream
             .write_all(&Handshake::ours(info_hash, our_id).encode())

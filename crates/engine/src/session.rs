@@ -372,6 +372,7 @@ impl Session {
             static_peers,
             peer_id: self.inner.peer_id,
             listen_port: self.inner.port,
+            local_ip: Some(self.inner.config.listen.ip()).filter(|ip| !ip.is_unspecified()),
             global: self.inner.limits.clone(),
             local: [
                 RateLimiter::new(download_limit),

@@ -10,12 +10,27 @@
 //! tags), published over `--publish-s` seconds. After `--settle-s` seconds of gossip, `--queries`
 //! queries (two words of a random record's title, on a random node, one at a time): the local
 //! catalogue's top 10 at once ("first"), then again after asking the peers (one hop, 1 s budget:
-//! "final"). recall@10 = the share of the central index's top 10 that the node's top 10 holds.
+//! "final"). Relevant: the records of the central index that hold every word of the query
+//! (title or tags), best first, at most 10; recall@10 = the share of them in the node's top 10;
+//! R-precision = the share of the node's first |relevant| results that are relevant (a spam
+//! record ranked above an honest match lowers it).
+//!
+//! With `--liars PCT`, that share of the nodes are liars instead ([`liars`]: forged answers,
+//! dropped queries, floods); queries are asked on honest nodes only, and every shown result is
+//! checked: a record whose signature does not verify counts as forged shown, one of a liar's
+//! keys as spam shown.
+//!
+//! Addresses: honest node `i` listens (and dials from) 127.(1 + i / 250).(i % 250).1, its own
+//! /24 network; the liars share three.
 //!
 //! Prints one markdown table row and, with `--json FILE`, the figures as JSON.
 
-use std::net::SocketAddr;
+mod liars;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use peercdn_core::catalog::{Description, Kind};
@@ -35,6 +50,7 @@ struct Opts {
     publish_s: u64,
     settle_s: u64,
     seed: u64,
+    liars: usize,
     json: Option<String>,
 }
 
@@ -48,6 +64,7 @@ fn opts() -> Opts {
         publish_s: 10,
         settle_s: 20,
         seed: 1,
+        liars: 0,
         json: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,12 +84,18 @@ fn opts() -> Opts {
             "--publish-s" => o.publish_s = n(),
             "--settle-s" => o.settle_s = n(),
             "--seed" => o.seed = n(),
+            "--liars" => o.liars = n() as usize,
             "--json" => o.json = Some(v.clone()),
             a => panic!("unknown flag {a}"),
         }
         i += 2;
     }
-    assert!(o.publishers <= o.nodes && o.swarms <= o.nodes && o.swarms >= 2);
+    assert!(
+        o.liars <= 90,
+        "--liars is a percentage of the nodes (at most 90)"
+    );
+    let liars = o.nodes * o.liars / 100;
+    assert!(o.publishers + liars <= o.nodes && o.swarms + liars <= o.nodes && o.swarms >= 2);
     o
 }
 
@@ -93,7 +116,7 @@ impl Rng {
 }
 
 /// A pronounceable word for vocabulary index `i` (distinct for i < 400).
-fn word(i: usize) -> String {
+pub(crate) fn word(i: usize) -> String {
     const C: &[u8] = b"bdfgklmnprstvz";
     const V: &[u8] = b"aeiou";
     let s = [
@@ -113,13 +136,18 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Honest node `i`'s address: a /24 network of its own.
+fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 1 + (i / 250) as u8, (i % 250) as u8, 1)
+}
+
 async fn start(dir: &Path, i: usize) -> Session {
     let data = dir.join(format!("node{i}"));
     std::fs::create_dir_all(&data).expect("mkdir");
     Session::start(SessionConfig {
         download_dir: data.join("dl"),
         data_dir: data,
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: SocketAddr::from((node_ip(i), 0)),
         static_peers: Vec::new(),
         upload_limit: 0,
         download_limit: 0,
@@ -136,12 +164,14 @@ async fn main() {
     let mut rng = Rng(o.seed);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    eprintln!("starting {} nodes", o.nodes);
-    let mut nodes = Vec::with_capacity(o.nodes);
-    for i in 0..o.nodes {
+    let liar_count = o.nodes * o.liars / 100;
+    let honest = o.nodes - liar_count;
+    eprintln!("starting {honest} nodes ({liar_count} liars)");
+    let mut nodes = Vec::with_capacity(honest);
+    for i in 0..honest {
         nodes.push(start(dir, i).await);
     }
-    let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], nodes[i].listen_port()));
+    let addr = |i: usize| SocketAddr::from((node_ip(i), nodes[i].listen_port()));
 
     // The swarms: torrent t seeded by node t; every node joins two.
     let mut torrents = Vec::new();
@@ -187,6 +217,30 @@ async fn main() {
                 },
             );
             members[t].push(i);
+        }
+    }
+
+    // The liars join two swarms each, dialling three members of each.
+    let liar_stats = Arc::new(liars::LiarStats::default());
+    let mut liar_keys = vec![liars::answer_key(o.seed).verifying_key().to_bytes()];
+    let mut liar_tasks = Vec::new();
+    for n in 0..liar_count {
+        let liar = Arc::new(liars::Liar::new(n, o.seed));
+        liar_keys.push(liar.key.verifying_key().to_bytes());
+        let a = rng.below(o.swarms);
+        let b = (a + 1 + rng.below(o.swarms - 1)) % o.swarms;
+        for t in [a, b] {
+            for _ in 0..3 {
+                let to = addr(members[t][rng.below(members[t].len())]);
+                let ih = torrents[t].info_hash;
+                liar_tasks.push(tokio::spawn(liars::run(
+                    liar.clone(),
+                    to,
+                    ih,
+                    o.seed,
+                    liar_stats.clone(),
+                )));
+            }
         }
     }
 
@@ -237,6 +291,8 @@ async fn main() {
     let mut recall_first = Vec::new();
     let mut recall_final = Vec::new();
     let mut asked = Vec::new();
+    let mut precision_r = Vec::new();
+    let (mut shown, mut forged_shown, mut spam_shown) = (0u64, 0u64, 0u64);
     let now = peercdn_engine::clock::unix_secs();
     for qn in 0..o.queries {
         let (_, title) = &titles[rng.below(titles.len())];
@@ -248,10 +304,26 @@ async fn main() {
             limit: 10,
             ..Default::default()
         };
+        // Relevant: the central index's records that hold every word of the query (in the
+        // title or the tags), best first, at most 10.
+        let all = SearchQuery {
+            limit: 1000,
+            ..q.clone()
+        };
         let want: Vec<InfoHash> = central
-            .search(&q, now)
+            .search(&all, now)
             .hits
             .iter()
+            .filter(|h| {
+                let r = &h.entry.record.desc;
+                let words: Vec<&str> = r
+                    .title
+                    .split(' ')
+                    .chain(r.tags.iter().map(String::as_str))
+                    .collect();
+                q.text.split(' ').all(|w| words.contains(&w))
+            })
+            .take(10)
             .map(|h| h.entry.record.id)
             .collect();
         let node = &nodes[rng.below(nodes.len())];
@@ -271,6 +343,20 @@ async fn main() {
         };
         recall_first.push(share(&got1));
         recall_final.push(share(&got2));
+        if !want.is_empty() {
+            let top = got2.hits.iter().take(want.len());
+            let on_top = top.filter(|h| want.contains(&h.entry.record.id)).count();
+            precision_r.push(on_top as f64 / want.len() as f64);
+        }
+        for h in &got2.hits {
+            shown += 1;
+            if h.entry.record.verify().is_err() {
+                forged_shown += 1;
+            }
+            if liar_keys.contains(&h.entry.record.publisher) {
+                spam_shown += 1;
+            }
+        }
         if qn % 20 == 0 {
             eprint!("\r{qn} queries");
         }
@@ -301,11 +387,26 @@ async fn main() {
         "final_p95_ms": pct(&mut final_ms, 0.95),
         "peers_asked_mean": mean(&asked),
         "bytes_per_query": bytes_q as f64 / o.queries.max(1) as f64,
-        "gossip_kib_per_node": gossip_bytes as f64 / 1024.0 / o.nodes as f64,
+        "gossip_kib_per_node": gossip_bytes as f64 / 1024.0 / honest as f64,
+        "r_precision_final": mean(&precision_r),
+        "liars": liar_count,
+        "forged_shown": forged_shown,
+        "spam_shown_share": spam_shown as f64 / shown.max(1) as f64,
+        "liar_connections": liar_stats.connected.load(Ordering::Relaxed),
+        "liar_queries_received": liar_stats.queries.load(Ordering::Relaxed),
+        "liar_records_answered": liar_stats.answered.load(Ordering::Relaxed),
+        "liar_records_pushed": liar_stats.pushed.load(Ordering::Relaxed),
+        "liar_queries_sent": liar_stats.asked.load(Ordering::Relaxed),
     });
+    eprintln!(
+        "liars: {} connections, {} queries received, {} records answered, {} pushed, {} queries sent",
+        r["liar_connections"], r["liar_queries_received"], r["liar_records_answered"],
+        r["liar_records_pushed"], r["liar_queries_sent"]
+    );
     println!(
-        "| {} | {} | {} | {:.0} ({:.0}) | {:.3} | {:.3} | {:.1} / {:.1} | {:.0} / {:.0} | {:.1} | {:.0} | {:.0} |",
+        "| {} | {} | {} | {} | {:.0} ({:.0}) | {:.3} | {:.3} | {:.1} / {:.1} | {:.0} / {:.0} | {:.1} | {:.0} | {:.0} | {:.3} | {} | {:.3} |",
         o.nodes,
+        liar_count,
         per * o.publishers,
         o.publishers,
         held_mean,
@@ -319,9 +420,15 @@ async fn main() {
         r["peers_asked_mean"].as_f64().unwrap_or(0.0),
         r["bytes_per_query"].as_f64().unwrap_or(0.0),
         r["gossip_kib_per_node"].as_f64().unwrap_or(0.0),
+        r["r_precision_final"].as_f64().unwrap_or(0.0),
+        forged_shown,
+        r["spam_shown_share"].as_f64().unwrap_or(0.0),
     );
     if let Some(path) = &o.json {
         std::fs::write(path, serde_json::to_string_pretty(&r).expect("json")).expect("write json");
+    }
+    for t in liar_tasks {
+        t.abort();
     }
     for n in nodes {
         n.shutdown().await;
