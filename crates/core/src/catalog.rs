@@ -31,6 +31,8 @@
 //! nothing more: it does not prove the publisher made the content (a publisher can describe
 //! anyone's torrent), which is why ranking weighs how many independent peers hold the content.
 
+pub mod channel;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::bencode::{self, OwnedValue};

@@ -60,6 +60,10 @@ pub const FRESH_QUEUE: usize = 256;
 /// dropped. A crash inside that window loses the newest own records, which publishing again
 /// makes anew.
 pub const SAVE_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Least time between two commits of the index while records stream in (gossip hands them
+/// over a few at a time; a commit each cost more than the rest of taking them). A search
+/// commits what is pending first, so it always sees every record held.
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Memory the index writer may use (tantivy's floor for one thread).
 const WRITER_MEMORY: usize = 15_000_000;
 
@@ -195,6 +199,10 @@ struct Inner {
     deny: Vec<[u8; 32]>,
     /// Per record, the distinct networks of the peers that handed it over ([`Catalog::vouch`]).
     vouchers: HashMap<Key, Vec<[u8; 8]>>,
+    /// Index changes not yet committed ([`COMMIT_INTERVAL`]).
+    pending: bool,
+    /// When the index was last committed.
+    committed_at: Option<std::time::Instant>,
 }
 
 /// The catalogue (shared by the engine's tasks; every call is short).
@@ -257,6 +265,8 @@ impl Catalog {
                 allow: None,
                 deny: Vec::new(),
                 vouchers: HashMap::new(),
+                pending: false,
+                committed_at: None,
             }),
             path: data_dir.map(|d| d.join(CATALOG_FILE)),
             fresh: tokio::sync::broadcast::channel(FRESH_QUEUE).0,
@@ -376,7 +386,7 @@ impl Catalog {
                     Ok(done)
                 })
                 .collect();
-            if !fresh.is_empty() && inner.commit().is_err() {
+            if !fresh.is_empty() && inner.commit_soon().is_err() {
                 fresh.clear();
                 for r in &mut results {
                     *r = Err(Refused::Full);
@@ -440,6 +450,19 @@ impl Catalog {
         Ok(record)
     }
 
+    /// The node's own records signed by `publisher` (its key), by content ID.
+    pub fn own_records(&self, publisher: &[u8; 32]) -> Vec<Record> {
+        let inner = self.lock();
+        let mut v: Vec<Record> = inner
+            .entries
+            .iter()
+            .filter(|(k, e)| &k.0 == publisher && e.origin == Origin::Own)
+            .map(|(_, e)| e.record.clone())
+            .collect();
+        v.sort_by_key(|r| r.id);
+        v
+    }
+
     /// Every record held for a content ID (one per publisher), best known first.
     pub fn records_for(&self, id: &InfoHash) -> Vec<Entry> {
         let inner = self.lock();
@@ -485,7 +508,12 @@ impl Catalog {
 
     /// Searches the catalogue (see the module docs for the ranking).
     pub fn search(&self, q: &SearchQuery, now_unix: u64) -> Results {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if inner.pending {
+            if let Err(e) = inner.commit() {
+                tracing::warn!(error = %e, "catalogue index not committed");
+            }
+        }
         inner.search(q, now_unix).unwrap_or_default()
     }
 
@@ -655,7 +683,23 @@ impl Inner {
     fn commit(&mut self) -> Result<(), CatalogError> {
         self.writer.commit()?;
         self.reader.reload()?;
+        self.pending = false;
+        self.committed_at = Some(crate::clock::now());
         Ok(())
+    }
+
+    /// Commits when the last commit is [`COMMIT_INTERVAL`] old, else leaves the changes for
+    /// the next (a search commits what is pending first).
+    fn commit_soon(&mut self) -> Result<(), CatalogError> {
+        self.pending = true;
+        let due = self
+            .committed_at
+            .is_none_or(|t| crate::clock::now().duration_since(t) >= COMMIT_INTERVAL);
+        if due {
+            self.commit()
+        } else {
+            Ok(())
+        }
     }
 
     fn search(&self, q: &SearchQuery, now_unix: u64) -> tantivy::Result<Results> {

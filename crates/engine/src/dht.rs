@@ -84,6 +84,9 @@ pub enum DhtError {
     /// The announce query failed (no nodes to store at, error replies, no replies).
     #[error("DHT announce failed: {0}")]
     Announce(#[from] PutQueryError),
+    /// A BEP 44 put was refused as older than (or conflicting with) what nodes hold.
+    #[error("DHT put refused: {0}")]
+    Conflict(String),
     /// The announce query did not finish in [`ANNOUNCE_TIMEOUT`].
     #[error("DHT announce timed out after {0:?}")]
     Timeout(Duration),
@@ -281,6 +284,65 @@ impl Dht {
             .fetch_add(found.len() as u64, Ordering::Relaxed);
         self.shared.refresh_nodes().await;
         found
+    }
+
+    /// BEP 44: stores `value` (at most 1000 bytes) as the mutable item of `secret`'s ed25519
+    /// key under `salt`, version `seq`, on the nodes closest to its target. Returns how many
+    /// nodes stored it. A `seq` lower than one stored already is refused by those nodes.
+    pub async fn put_mutable(
+        &self,
+        secret: &[u8; 32],
+        salt: &[u8],
+        value: &[u8],
+        seq: i64,
+    ) -> Result<u32, DhtError> {
+        let item = mainline::MutableItem::new(
+            mainline::SigningKey::from_bytes(secret),
+            value,
+            seq,
+            Some(salt),
+        );
+        let put = self.shared.inner.put_mutable(item, None);
+        let result = match tokio::time::timeout(ANNOUNCE_TIMEOUT, put).await {
+            Ok(Ok(outcome)) => Ok(outcome.stored_at),
+            Ok(Err(mainline::errors::PutMutableError::Query(e))) => Err(DhtError::Announce(e)),
+            Ok(Err(mainline::errors::PutMutableError::Concurrency(e))) => {
+                Err(DhtError::Conflict(e.to_string()))
+            }
+            Err(_) => Err(DhtError::Timeout(ANNOUNCE_TIMEOUT)),
+        };
+        self.shared.refresh_nodes().await;
+        result
+    }
+
+    /// BEP 44: the most recent mutable item of `public_key` under `salt` — its `seq` and value
+    /// (the crate checks its signature) — collecting for [`LOOKUP_GRACE`] after the first
+    /// answer, at most [`LOOKUP_TIMEOUT`] in all. `None` when no node holds one.
+    pub async fn get_mutable(&self, public_key: &[u8; 32], salt: &[u8]) -> Option<(i64, Vec<u8>)> {
+        let stream = self.shared.inner.get_mutable(public_key, Some(salt), None);
+        let mut stream = std::pin::pin!(stream);
+        let mut best: Option<(i64, Vec<u8>)> = None;
+        let mut grace: Option<tokio::time::Instant> = None;
+        let collect = async {
+            loop {
+                let next = poll_fn(|cx| stream.as_mut().poll_next(cx));
+                let item = match grace {
+                    Some(g) => match tokio::time::timeout_at(g, next).await {
+                        Ok(i) => i,
+                        Err(_) => return,
+                    },
+                    None => next.await,
+                };
+                let Some(item) = item else { return };
+                grace.get_or_insert(crate::clock::tokio_now() + LOOKUP_GRACE);
+                if best.as_ref().is_none_or(|(seq, _)| item.seq() > *seq) {
+                    best = Some((item.seq(), item.value().to_vec()));
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LOOKUP_TIMEOUT, collect).await;
+        self.shared.refresh_nodes().await;
+        best
     }
 
     /// A snapshot of the counters (`nodes` as of the last refresh; never blocks).
@@ -486,6 +548,35 @@ mod tests {
 
     fn hash(b: u8) -> InfoHash {
         InfoHash([b; 20])
+    }
+
+    /// BEP 44 on a private network: a mutable item put by one node is read by another under
+    /// the same key and salt (not under another salt); a newer `seq` replaces it; an older one
+    /// is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mutable_item_put_by_one_node_is_read_by_another() {
+        let net = testnet(20);
+        let a = Dht::start(config(net.bootstrap.clone(), None)).expect("start a");
+        let secret = [9u8; 32];
+        let public = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
+        let stored = a.put_mutable(&secret, b"s", b"first", 10).await;
+        assert!(stored.expect("put") > 0);
+        let b = Dht::start(config(net.bootstrap.clone(), None)).expect("start b");
+        assert_eq!(
+            b.get_mutable(&public, b"s").await,
+            Some((10, b"first".to_vec()))
+        );
+        assert_eq!(b.get_mutable(&public, b"other salt").await, None);
+        a.put_mutable(&secret, b"s", b"second", 11)
+            .await
+            .expect("newer");
+        assert_eq!(
+            b.get_mutable(&public, b"s").await,
+            Some((11, b"second".to_vec()))
+        );
+        assert!(a.put_mutable(&secret, b"s", b"stale", 5).await.is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod channel;
 pub mod clock;
 pub mod create;
 pub mod dht;

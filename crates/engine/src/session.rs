@@ -165,6 +165,18 @@ struct Inner {
     dht: Option<Dht>,
     lsd: OnceLock<Lsd>,
     search: Arc<Hub>,
+    channels: Arc<crate::channel::Channels>,
+}
+
+/// A session that may have ended (for background tasks that must not keep it alive).
+#[derive(Clone)]
+pub(crate) struct WeakSession(std::sync::Weak<Inner>);
+
+impl WeakSession {
+    /// The session, while it runs.
+    pub(crate) fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
 }
 
 impl Drop for Inner {
@@ -185,6 +197,10 @@ impl Session {
             Some(&config.data_dir),
             crate::clock::unix_secs(),
         )?);
+        let channels = Arc::new(crate::channel::Channels::open(
+            &config.data_dir,
+            key.public(),
+        ));
         let mut random = [0u8; 12];
         getrandom::getrandom(&mut random).map_err(|e| SessionError::DataDir {
             path: config.data_dir.clone(),
@@ -229,8 +245,12 @@ impl Session {
                 dht,
                 lsd: OnceLock::new(),
                 search: Arc::new(Hub::new(catalog)),
+                channels,
             }
         });
+        if inner.dht.is_some() {
+            tokio::spawn(crate::channel::run(WeakSession(Arc::downgrade(&inner))));
+        }
         tokio::spawn(keep_catalog_saved(Arc::downgrade(inner.search.catalog())));
         info!(port, peer_id = ?peer_id, key = %inner.key.public_hex(), "session started");
         Ok(Session { inner })
@@ -310,6 +330,45 @@ impl Session {
         self.inner.search.ask(q, budget).await
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.config.data_dir
+    }
+
+    /// The node's signing key (it signs catalogue records and the channel head).
+    pub(crate) fn node_key(&self) -> ed25519_dalek::SigningKey {
+        self.inner.key.signing_key()
+    }
+
+    pub(crate) fn channels_state(&self) -> &Arc<crate::channel::Channels> {
+        &self.inner.channels
+    }
+
+    /// The own channel and the subscriptions ([`crate::channel`]).
+    pub fn channels(&self) -> crate::channel::Report {
+        self.inner.channels.report()
+    }
+
+    /// Follows `publisher`'s channel: its records come through the DHT (with the DHT off,
+    /// the subscription is kept for when it is on).
+    pub fn subscribe(&self, publisher: [u8; 32]) -> Result<(), crate::channel::SubscribeError> {
+        self.inner.channels.subscribe(publisher)
+    }
+
+    /// Stops following `publisher` and removes its channel torrent (the records taken stay).
+    /// False when not subscribed.
+    pub async fn unsubscribe(&self, publisher: &[u8; 32]) -> bool {
+        match self.inner.channels.unsubscribe(publisher) {
+            None => false,
+            Some(ih) => {
+                if let Some(ih) = ih {
+                    self.remove_with(&ih, true).await;
+                }
+                true
+            }
+        }
+    }
+
     /// What `pc_search` did so far.
     pub fn search_stats(&self) -> crate::gossip::SearchStats {
         self.inner.search.stats()
@@ -325,7 +384,9 @@ impl Session {
     ) -> Result<Record, Refused> {
         let key = self.inner.key.signing_key();
         let now = crate::clock::unix_secs();
-        self.catalog().publish(&key, id, kind, desc, now)
+        let r = self.catalog().publish(&key, id, kind, desc, now);
+        self.inner.channels.wake();
+        r
     }
 
     /// Adds a torrent (or returns the running one with the same ID, after giving it the extra

@@ -58,6 +58,11 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/live/{id}", get(live_inspect))
         .route("/api/v1/dht", get(dht))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/channels", get(channels))
+        .route(
+            "/api/v1/channels/{publisher}",
+            post(subscribe).delete(unsubscribe),
+        )
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -80,6 +85,78 @@ pub fn dht_json(stats: Option<&DhtStats>) -> Value {
         "announce_failures": s.announce_failures,
         "malformed": s.malformed,
     })
+}
+
+/// A channel version's JSON form.
+fn version_json(v: &peercdn_engine::channel::Version) -> Value {
+    json!({
+        "seq": v.seq,
+        "info_hash": v.info_hash.map(|h| h.to_hex()),
+        "records": v.records,
+    })
+}
+
+/// `{"enabled": DHT on, "key": the node key, "own": {seq, info_hash, records, published} or
+/// null, "subscriptions": [{publisher, seq, info_hash, records, checked, error}]}`.
+async fn channels(State(state): State<AppState>) -> Json<Value> {
+    let s = state.session();
+    let r = s.channels();
+    let own = r.own.map(|v| {
+        let mut o = version_json(&v);
+        o["published"] = json!(r.own_published);
+        o
+    });
+    let subs: Vec<Value> = r
+        .subscriptions
+        .iter()
+        .map(|sub| {
+            let mut o = version_json(&sub.version);
+            o["publisher"] = json!(hex::encode(sub.publisher));
+            o["checked"] = json!(sub.checked);
+            o["error"] = json!(sub.error);
+            o
+        })
+        .collect();
+    Json(json!({
+        "enabled": s.dht().is_some(),
+        "key": s.node_key_hex(),
+        "own": own,
+        "subscriptions": subs,
+    }))
+}
+
+fn parse_publisher(s: &str) -> Result<[u8; 32], ApiError> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{s:?}: a publisher key is 64 hex characters"))
+        })
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    Path(publisher): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_publisher(&publisher)?;
+    state
+        .session()
+        .subscribe(key)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({ "subscribed": hex::encode(key) })))
+}
+
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(publisher): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_publisher(&publisher)?;
+    if !state.session().unsubscribe(&key).await {
+        return Err(ApiError::not_found(format!(
+            "not subscribed to {publisher}"
+        )));
+    }
+    Ok(Json(json!({ "unsubscribed": hex::encode(key) })))
 }
 
 async fn dht(State(state): State<AppState>) -> Json<Value> {

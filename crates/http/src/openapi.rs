@@ -125,6 +125,26 @@ pub fn document() -> Value {
                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dht" } } } } }
                 }
             },
+            "/api/v1/channels": {
+                "get": {
+                    "summary": "Channels on the DHT: this node's own (its records as a torrent, a BEP 44 head \
+                        under its key) and the publishers it follows",
+                    "responses": { "200": { "description": "{enabled, key, own: {seq, info_hash, records, published} or null, \
+                        subscriptions: [{publisher, seq, info_hash, records, checked, error}]}" } }
+                }
+            },
+            "/api/v1/channels/{publisher}": {
+                "parameters": [ { "name": "publisher", "in": "path", "required": true,
+                    "description": "Publisher key, 64 hex", "schema": { "type": "string" } } ],
+                "post": {
+                    "summary": "Follow a publisher's channel: its records come through the DHT and its channel torrent",
+                    "responses": { "200": { "description": "{subscribed}" }, "400": error }
+                },
+                "delete": {
+                    "summary": "Stop following (the records already taken stay)",
+                    "responses": { "200": { "description": "{unsubscribed}" }, "400": error, "404": error }
+                }
+            },
             "/api/v1/search": {
                 "get": {
                     "summary": "Search: ask up to 20 peers (pc_search), then the catalogue's signed \
