@@ -8,6 +8,7 @@
 //! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
 
 mod broadcast;
+mod channel;
 mod config;
 mod demo;
 mod node;
@@ -159,6 +160,23 @@ enum Cmd {
         local: bool,
         /// The engine's API.
         #[arg(long, env = "PEERCDN_ENGINE", default_value = "http://127.0.0.1:6878")]
+        engine: String,
+    },
+    /// Channels on the DHT: a publisher's catalogue records under its key, followed with no
+    /// server (`list`, `subscribe KEY`, `unsubscribe KEY`).
+    Channel {
+        #[command(subcommand)]
+        action: channel::ChannelCmd,
+        /// Print the engine's JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        /// The engine's API.
+        #[arg(
+            long,
+            global = true,
+            env = "PEERCDN_ENGINE",
+            default_value = "http://127.0.0.1:6878"
+        )]
         engine: String,
     },
     /// Simulate a live stream's swarm on the real protocol core (deterministic, seeded):
@@ -416,6 +434,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             search::search(opts).await
         }
+        Cmd::Channel {
+            action,
+            json,
+            engine,
+        } => channel::channel(action, &engine, json).await,
         Cmd::Sim(o) => {
             tokio::task::spawn_blocking(move || sim::run(o))
                 .await

@@ -429,3 +429,123 @@ fn a_denied_publisher_is_not_listed() {
         assert!(running(p), "{} died:\n{}", p.name, p.log_text());
     }
 }
+
+/// Runs `peercdn channel ARGS… --engine BASE` to its end.
+fn channel(base: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_peercdn"));
+    c.arg("channel").args(args).args(["--engine", base]);
+    without_proxy(&mut c);
+    let out = c.output().expect("peercdn channel");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
+}
+
+fn channels_json(base: &str) -> Value {
+    let (st, out) = channel(base, &["list", "--json"]);
+    assert!(st.success(), "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Channels with no server: a publisher's engine puts its records in a channel torrent and a
+/// BEP 44 head under its key on a private DHT (one more engine is the bootstrap node); a
+/// second engine that shares no swarm with it, given only the publisher key (`peercdn channel
+/// subscribe`), finds the head, downloads the channel from the publisher (peers from the DHT)
+/// and lists the record — with the publisher's key and signature — in its local search.
+/// Subscribing to one's own key or to a malformed one is refused.
+#[test]
+fn a_channel_is_followed_by_its_key_through_the_dht() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let boot_port = free_port();
+    let boot = format!("127.0.0.1:{boot_port}");
+    let port_arg = boot_port.to_string();
+    let mut boot_node = Proc::spawn(
+        "boot",
+        peercdn(
+            &d.join("boot-data"),
+            &[
+                "engine",
+                "--port",
+                &port_arg,
+                "--http-port",
+                "0",
+                "--dht-bootstrap",
+                &boot,
+            ],
+        ),
+        &d.join("boot.log"),
+    );
+    peercdn_port(&mut boot_node);
+
+    let content = make_tree(d, "glaciers", 32);
+    let mut publish = Proc::spawn(
+        "publish",
+        peercdn(
+            &d.join("a-data"),
+            &[
+                "publish",
+                content.to_str().expect("utf8"),
+                "--no-seed",
+                "--title",
+                "Glaciers of the Far North",
+                "--tags",
+                "ice,nature",
+            ],
+        ),
+        &d.join("publish.log"),
+    );
+    assert!(publish.wait(T).success(), "{}", publish.log_text());
+    let (mut a, _, a_base) = engine_start(d, "a", &["--dht-bootstrap", &boot]);
+    let (mut b, _, b_base) = engine_start(d, "b", &["--dht-bootstrap", &boot]);
+    let key = channels_json(&a_base)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    wait_until(
+        Duration::from_secs(90),
+        "A to publish its channel head",
+        || channels_json(&a_base)["own"]["published"].as_u64() > Some(0),
+    );
+    assert_eq!(channels_json(&a_base)["own"]["records"], 1);
+
+    let (st, out) = channel(&b_base, &["subscribe", &key]);
+    assert!(st.success() && out.contains("following"), "{out}");
+    let (st, out) = channel(&b_base, &["subscribe", "12ab"]);
+    assert!(!st.success() && out.contains("64 hex"), "{out}");
+    let own = channels_json(&b_base)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let (st, out) = channel(&b_base, &["subscribe", &own]);
+    assert!(!st.success() && out.contains("own key"), "{out}");
+
+    wait_until(Duration::from_secs(150), "B to take A's channel", || {
+        channels_json(&b_base)["subscriptions"][0]["records"] == 1
+    });
+    let (st, out) = channel(&b_base, &["list"]);
+    assert!(
+        st.success() && out.contains(&format!("following {key}: 1 records")),
+        "{out}"
+    );
+    let (st, out) = search(&b_base, &["glaciers", "--local", "--json"]);
+    assert!(st.success(), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["total"], 1, "{v}");
+    let rec = &v["results"][0]["record"];
+    assert_eq!(rec["title"], "Glaciers of the Far North");
+    assert_eq!(rec["publisher"], key.as_str());
+    assert_eq!(rec["own"], false);
+    let signed = hex::decode(rec["signed"].as_str().expect("signed")).expect("hex");
+    Record::decode(&signed).expect("the signed bytes verify");
+
+    let (st, out) = channel(&b_base, &["unsubscribe", &key]);
+    assert!(st.success(), "{out}");
+    assert_eq!(
+        channels_json(&b_base)["subscriptions"],
+        serde_json::json!([])
+    );
+    for p in [&mut a, &mut b, &mut boot_node] {
+        p.terminate(T);
+    }
+}
