@@ -1,6 +1,7 @@
-//! `peercdn search`: ask the running engine (`GET /api/v1/search`: it asks its peers, then
-//! searches its catalogue) and print what it found, best first: a table for people, or the
-//! engine's JSON with `--json`.
+//! `peercdn search`: ask the running engine (`GET /api/v1/search?stream=1`: it asks its
+//! peers, then searches its catalogue, telling how many answered as they do — a spinner on a
+//! terminal) and print what it found, best first: a table for people, or the engine's JSON
+//! with `--json`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ pub async fn search(o: SearchOptions) -> Result<ExitCode> {
         let mut q = url.query_pairs_mut();
         q.append_pair("query", &o.words.join(" "));
         q.append_pair("limit", &o.limit.to_string());
+        q.append_pair("stream", "1");
         if o.local {
             q.append_pair("local", "1");
         }
@@ -58,12 +60,48 @@ pub async fn search(o: SearchOptions) -> Result<ExitCode> {
         format!("no engine answers on {engine} (start one with `peercdn engine`, or give --engine)")
     })?;
     let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .context("the engine's answer is not JSON")?;
     if !status.is_success() {
+        let body: Value = resp
+            .json()
+            .await
+            .context("the engine's answer is not JSON")?;
         bail!("the engine refused the search: {}", body["error"]);
+    }
+    // One JSON object a line as peers answer (`stream=1`); the last is the final answer.
+    let spinner = (!o.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(100));
+        s.set_message("searching");
+        s
+    });
+    let mut resp = resp;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut body = Value::Null;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .context("the engine's answer broke off")?
+    {
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            body = serde_json::from_slice(&line).context("the engine's answer is not JSON")?;
+            if let Some(s) = &spinner {
+                s.set_message(format!(
+                    "{} found; {} of {} peers answered",
+                    body["total"], body["peers_answered"], body["peers_asked"]
+                ));
+            }
+        }
+    }
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    if body.is_null() {
+        bail!("the engine sent no answer");
+    }
+    if let Some(o) = body.as_object_mut() {
+        o.remove("phase");
     }
     if o.json {
         println!("{}", serde_json::to_string_pretty(&body)?);

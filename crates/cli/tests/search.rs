@@ -336,6 +336,22 @@ fn a_record_reaches_a_node_that_never_met_its_publisher() {
     assert_eq!(hit["record"]["own"], false, "{at_c}");
     let signed = hex::decode(hit["record"]["signed"].as_str().expect("signed")).expect("hex");
     Record::decode(&signed).expect("the record C holds verifies");
+    // Streamed (`stream=1`, what `peercdn search` reads): the catalogue at once, then again
+    // once B answered, the last line final; `peercdn search` prints the final table.
+    let (status, body) = http_get(&format!("{c_base}/api/v1/search?query=harbour&stream=1"));
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{body}");
+    assert_eq!(lines[0]["phase"], "local", "{body}");
+    assert_eq!(lines[0]["total"], 1, "{body}");
+    let last = lines.last().expect("lines");
+    assert_eq!(last["phase"], "final", "{body}");
+    assert_eq!(last["peers_answered"], 1, "{body}");
+    let (st, out) = search(&c_base, &["harbour"]);
+    assert!(st.success() && out.contains("1 of 1 shown"), "{out}");
     let (_, live) = http_get(&format!("{c_base}/api/v1/live"));
     assert_eq!(
         serde_json::from_str::<Value>(&live).expect("json")["live"],

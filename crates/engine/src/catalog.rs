@@ -199,6 +199,8 @@ struct Inner {
     deny: Vec<[u8; 32]>,
     /// Per record, the distinct networks of the peers that handed it over ([`Catalog::vouch`]).
     vouchers: HashMap<Key, Vec<[u8; 8]>>,
+    /// SHA-1 of each held record's signed bytes ([`Catalog::held`]).
+    digests: HashMap<[u8; 20], Key>,
     /// Index changes not yet committed ([`COMMIT_INTERVAL`]).
     pending: bool,
     /// When the index was last committed.
@@ -265,6 +267,7 @@ impl Catalog {
                 allow: None,
                 deny: Vec::new(),
                 vouchers: HashMap::new(),
+                digests: HashMap::new(),
                 pending: false,
                 committed_at: None,
             }),
@@ -476,15 +479,28 @@ impl Catalog {
         v
     }
 
+    /// The record whose signed bytes are exactly `bytes`, when held: bytes already verified
+    /// once need no second signature check (gossip hands most records over many times).
+    pub fn held(&self, bytes: &[u8]) -> Option<HeldKey> {
+        let d = digest(bytes);
+        self.lock().digests.get(&d).map(|k| HeldKey(*k))
+    }
+
     /// A peer in network `net` (its IPv4 /24 or IPv6 /48, see [`network_of`]) handed over
     /// these records (pushed, or as results): each held record counts each distinct network
     /// once, up to [`MAX_VOUCHERS`], as its availability. Many addresses in one network count
     /// once, so a Sybil publisher on one host cannot make its records look widely held.
     pub fn vouch(&self, records: &[Record], net: [u8; 8], now_unix: u64) {
+        let keys: Vec<HeldKey> = records.iter().map(|r| HeldKey(key_of(r))).collect();
+        self.vouch_held(&keys, net, now_unix);
+    }
+
+    /// [`Catalog::vouch`] for records found by [`Catalog::held`].
+    pub fn vouch_held(&self, records: &[HeldKey], net: [u8; 8], now_unix: u64) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        for r in records {
-            let k = key_of(r);
+        for HeldKey(k) in records {
+            let k = *k;
             let Some(e) = inner.entries.get_mut(&k) else {
                 continue;
             };
@@ -650,6 +666,7 @@ impl Inner {
         self.writer
             .add_document(document)
             .map_err(|_| Refused::Full)?;
+        self.digests.insert(digest(&r.encode()), k);
         self.entries.insert(
             k,
             Entry {
@@ -668,7 +685,8 @@ impl Inner {
 
     fn remove(&mut self, k: &Key) {
         self.vouchers.remove(k);
-        if self.entries.remove(k).is_some() {
+        if let Some(e) = self.entries.remove(k) {
+            self.digests.remove(&digest(&e.record.encode()));
             self.writer
                 .delete_term(Term::from_field_text(self.fields.key, &key_text(k)));
             if let Some(n) = self.per_publisher.get_mut(&k.0) {
@@ -774,6 +792,15 @@ impl Inner {
             hits: hits.into_values().skip(q.offset).take(limit).collect(),
         })
     }
+}
+
+/// A held record's place in the catalogue ([`Catalog::held`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldKey(Key);
+
+fn digest(bytes: &[u8]) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(bytes).into()
 }
 
 fn parse_key(s: &str) -> Option<Key> {

@@ -123,6 +123,23 @@ impl Hub {
     /// is in the catalogue by then. With no peer to ask it returns at once; with
     /// [`MAX_ASKS`] queries already in flight it asks nobody.
     pub async fn ask(&self, q: &SearchQuery, budget: Duration) -> Asked {
+        self.ask_watching(
+            q,
+            budget,
+            &tokio::sync::watch::Sender::new(Asked::default()),
+        )
+        .await
+    }
+
+    /// [`Hub::ask`], telling `progress` how many peers were asked and have answered each
+    /// time that changes (their records are in the catalogue by then): results can be shown
+    /// as they arrive.
+    pub async fn ask_watching(
+        &self,
+        q: &SearchQuery,
+        budget: Duration,
+        progress: &tokio::sync::watch::Sender<Asked>,
+    ) -> Asked {
         let notify = Arc::new(Notify::new());
         let qid = {
             let mut a = self.lock();
@@ -143,6 +160,10 @@ impl Hub {
             );
             qid
         };
+        // Whatever ends this future — its end, or its caller dropping it (an HTTP client that
+        // hangs up) — closes the ask: a dropped ask used to keep its slot for good, and after
+        // MAX_ASKS of them no search asked anyone again.
+        let _open = OpenAsk { hub: self, qid };
         let msg = SearchMsg::Query {
             qid,
             text: q.text.chars().take(MAX_QUERY_CHARS).collect(),
@@ -161,6 +182,13 @@ impl Hub {
                 let a = self.lock();
                 a.open.get(&qid).map_or((0, 0), |x| (x.asked, x.done))
             };
+            progress.send_if_modified(|p| {
+                let now = Asked {
+                    peers: asked,
+                    answered: done.min(asked),
+                };
+                std::mem::replace(p, now) != now
+            });
             let now = crate::clock::tokio_now();
             if quorum_at.is_none() && now >= settle && done * 4 >= asked * 3 {
                 quorum_at = Some(now + STRAGGLERS);
@@ -177,6 +205,11 @@ impl Hub {
             peers: x.asked,
             answered: x.done.min(x.asked),
         })
+    }
+
+    /// Remote queries in flight.
+    pub fn asks_open(&self) -> usize {
+        self.lock().open.len()
     }
 
     /// Up to `want` peers for query `qid` (fewer when the fan-out is spent; none when the ask
@@ -203,6 +236,18 @@ impl Hub {
             x.notify.clone()
         };
         notify.notify_one();
+    }
+}
+
+/// Closes an ask when dropped ([`Hub::ask_watching`]).
+struct OpenAsk<'a> {
+    hub: &'a Hub,
+    qid: u32,
+}
+
+impl Drop for OpenAsk<'_> {
+    fn drop(&mut self) {
+        self.hub.lock().open.remove(&self.qid);
     }
 }
 
@@ -249,8 +294,8 @@ pub struct SearchStats {
 /// What an actor's select loop hears from the hub.
 #[derive(Debug)]
 pub enum Wake {
-    /// A record new to the catalogue: push it.
-    Fresh(Bytes),
+    /// Records new to the catalogue (up to a message's worth): push them.
+    Fresh(Vec<Bytes>),
     /// A remote query to send to some peers.
     Ask(u32, SearchMsg),
 }
@@ -283,12 +328,23 @@ impl Gossip {
     }
 
     /// The next thing to do (for the actor's select loop; a subscriber that fell behind skips
-    /// what it missed).
+    /// what it missed). Queries go first (a search waits on them, gossip does not); new
+    /// records come in batches of up to a message's worth.
     pub async fn next(&mut self) -> Option<Wake> {
         loop {
             let r = tokio::select! {
-                r = self.fresh.recv() => r.map(Wake::Fresh),
+                biased;
                 r = self.asks.recv() => r.map(|(q, m)| Wake::Ask(q, m)),
+                r = self.fresh.recv() => r.map(|first| {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_MSG_RECORDS {
+                        match self.fresh.try_recv() {
+                            Ok(b) => batch.push(b),
+                            Err(_) => break,
+                        }
+                    }
+                    Wake::Fresh(batch)
+                }),
             };
             match r {
                 Ok(w) => return Some(w),
@@ -312,7 +368,7 @@ impl Gossip {
     /// Carries out what [`Gossip::next`] returned on `swarm`.
     pub fn on_wake(&mut self, swarm: &mut impl SearchSwarm, wake: Wake) {
         match wake {
-            Wake::Fresh(record) => self.spread(swarm, record),
+            Wake::Fresh(records) => self.spread(swarm, records),
             Wake::Ask(qid, msg) => {
                 let peers = swarm.search_peers();
                 let n = self.hub.claim(qid, peers.len());
@@ -333,9 +389,9 @@ impl Gossip {
         }
     }
 
-    /// Pushes a record new to the catalogue to every peer of `swarm` that speaks `pc_search`.
-    fn spread(&self, swarm: &mut impl SearchSwarm, record: Bytes) {
-        let msg = SearchMsg::Push(vec![record]);
+    /// Pushes records new to the catalogue to every peer of `swarm` that speaks `pc_search`.
+    fn spread(&self, swarm: &mut impl SearchSwarm, records: Vec<Bytes>) {
+        let msg = SearchMsg::Push(records);
         for key in swarm.search_peers() {
             self.send(swarm, key, &msg);
         }
@@ -427,7 +483,13 @@ impl Gossip {
         s.records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut good = Vec::with_capacity(records.len());
+        let mut held = Vec::new();
         for b in &records {
+            // The very bytes of a record held (verified when it came): no second check.
+            if let Some(k) = self.catalog.held(b) {
+                held.push(k);
+                continue;
+            }
             match Record::decode(b) {
                 Ok(r) => good.push(r),
                 Err(e) => {
@@ -457,7 +519,9 @@ impl Gossip {
             })
             .collect();
         if let Some(addr) = swarm.search_peer_addr(key) {
-            self.catalog.vouch(&kept, network_of(addr.ip()), now);
+            let net = network_of(addr.ip());
+            self.catalog.vouch(&kept, net, now);
+            self.catalog.vouch_held(&held, net, now);
         }
     }
 }
@@ -701,6 +765,47 @@ mod tests {
         let took = crate::clock::tokio_now() - start;
         assert!(took <= SETTLE + STRAGGLERS, "took {took:?}");
         assert!(took >= STRAGGLERS, "the straggler got its time: {took:?}");
+    }
+
+    /// An ask whose caller goes away (an HTTP client hanging up mid-search drops the future)
+    /// gives its slot back: before, each one kept a slot for good and after MAX_ASKS of them
+    /// no search asked anyone again. Progress is told as answers come.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_ask_gives_its_slot_back() {
+        let (y_hub, mut y, mut yw) = node();
+        yw.peers = vec![1, 2];
+        for _ in 0..MAX_ASKS + 2 {
+            let q = SearchQuery {
+                text: "anything".into(),
+                ..Default::default()
+            };
+            let hub = y_hub.clone();
+            let (tx, mut rx) = tokio::sync::watch::channel(Asked::default());
+            let asking = tokio::spawn(async move { hub.ask_watching(&q, MAX_BUDGET, &tx).await });
+            let wake = y.next().await.expect("the ask reaches the actor");
+            y.on_wake(&mut yw, wake);
+            let qid = match &yw.sent.last().expect("Y sent the query").1 {
+                SearchMsg::Query { qid, .. } => *qid,
+                m => panic!("{m:?}"),
+            };
+            let done = SearchMsg::Results {
+                qid,
+                records: Vec::new(),
+                done: true,
+            };
+            y.on_event(&mut yw, 1, SearchEvent::Msg(done), NOW);
+            rx.wait_for(|a| a.answered == 1).await.expect("progress");
+            assert_eq!(
+                *rx.borrow(),
+                Asked {
+                    peers: 2,
+                    answered: 1
+                }
+            );
+            asking.abort();
+            let _ = asking.await;
+            assert_eq!(y_hub.asks_open(), 0);
+        }
     }
 
     /// With nobody to ask (no swarm running), an ask returns at once.

@@ -369,6 +369,17 @@ impl Session {
         }
     }
 
+    /// [`Session::ask_peers`], telling `progress` as answers arrive (see
+    /// [`Hub::ask_watching`]).
+    pub async fn ask_peers_watching(
+        &self,
+        q: &SearchQuery,
+        budget: std::time::Duration,
+        progress: &tokio::sync::watch::Sender<Asked>,
+    ) -> Asked {
+        self.inner.search.ask_watching(q, budget, progress).await
+    }
+
     /// What `pc_search` did so far.
     pub fn search_stats(&self) -> crate::gossip::SearchStats {
         self.inner.search.stats()

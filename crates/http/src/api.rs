@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use peercdn_core::InfoHash;
 use peercdn_engine::dht::DhtStats;
+use peercdn_engine::gossip::Asked;
 use peercdn_engine::session::AddOptions;
 use peercdn_engine::torrent::{Command, Source, State as TState, TorrentHandle};
 use serde::Deserialize;
@@ -454,7 +455,7 @@ const MAX_SEARCH_LIMIT: usize = 200;
 async fn search(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(query.as_deref());
     let kind = match p.get("kind").filter(|k| !k.is_empty()) {
         Some(k) => Some(
@@ -476,17 +477,85 @@ async fn search(
         .number::<usize>("limit")?
         .unwrap_or(20)
         .clamp(1, MAX_SEARCH_LIMIT);
-    let asked = if crate::server_api::truthy(p.get("local")) {
-        peercdn_engine::gossip::Asked::default()
+    let local = crate::server_api::truthy(p.get("local"));
+    let wait = p.number::<u64>("wait_ms")?.map_or(
+        crate::server_api::ASK_BUDGET,
+        std::time::Duration::from_millis,
+    );
+    if crate::server_api::truthy(p.get("stream")) {
+        return Ok(search_stream(state, q, offset, limit, local, wait));
+    }
+    let asked = if local {
+        Asked::default()
     } else {
-        let wait = p.number::<u64>("wait_ms")?.map_or(
-            crate::server_api::ASK_BUDGET,
-            std::time::Duration::from_millis,
-        );
         state.session().ask_peers(&q, wait).await
     };
+    Ok(Json(search_json(&state, &q, offset, limit, asked)).into_response())
+}
+
+/// `stream=1`: newline-delimited JSON, one object per line in `/api/v1/search`'s shape plus
+/// `phase`: `local` at once (the catalogue as it is), `peers` each time more peers have
+/// answered (their records ranked in), `final` when the ask is over. A client that hangs up
+/// ends the ask.
+fn search_stream(
+    state: AppState,
+    q: peercdn_engine::catalog::SearchQuery,
+    offset: usize,
+    limit: usize,
+    local: bool,
+    wait: std::time::Duration,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let line = |phase: &str, asked: Asked| {
+            let mut v = search_json(&state, &q, offset, limit, asked);
+            v["phase"] = json!(phase);
+            Ok(bytes::Bytes::from(format!("{v}\n")))
+        };
+        if tx.send(line("local", Asked::default())).await.is_err() || local {
+            return;
+        }
+        let (progress, mut told) = tokio::sync::watch::channel(Asked::default());
+        let session = state.session().clone();
+        let ask = session.ask_peers_watching(&q, wait, &progress);
+        tokio::pin!(ask);
+        let mut answered = 0;
+        let asked = loop {
+            tokio::select! {
+                a = &mut ask => break a,
+                Ok(()) = told.changed() => {
+                    let now = *told.borrow_and_update();
+                    if now.answered > answered {
+                        answered = now.answered;
+                        if tx.send(line("peers", now)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tx.send(line("final", asked)).await;
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(
+        crate::stream::ChunkStream::new(rx),
+    ));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+/// The search answer: `{total, results, peers_asked, peers_answered}`.
+fn search_json(
+    state: &AppState,
+    q: &peercdn_engine::catalog::SearchQuery,
+    offset: usize,
+    limit: usize,
+    asked: Asked,
+) -> Value {
     let now = peercdn_engine::clock::unix_secs();
-    let found = crate::server_api::find(&state, &q, now);
+    let found = crate::server_api::find(state, q, now);
     let results: Vec<Value> = found
         .iter()
         .skip(offset)
@@ -523,12 +592,12 @@ async fn search(
             })
         })
         .collect();
-    Ok(Json(json!({
+    json!({
         "total": found.len(),
         "results": results,
         "peers_asked": asked.peers,
         "peers_answered": asked.answered,
-    })))
+    })
 }
 
 async fn openapi() -> Json<Value> {

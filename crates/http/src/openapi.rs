@@ -163,7 +163,10 @@ pub fn document() -> Value {
                         { "name": "local", "in": "query", "description": "1: do not ask peers",
                           "schema": { "type": "string" } },
                         { "name": "wait_ms", "in": "query", "description": "How long to wait for peers' answers (at most 5000)",
-                          "schema": { "type": "integer", "minimum": 0, "default": 1000 } }
+                          "schema": { "type": "integer", "minimum": 0, "default": 1000 } },
+                        { "name": "stream", "in": "query", "description": "1: newline-delimited JSON (application/x-ndjson), \
+                            one object per line with a `phase`: `local` at once, `peers` as more peers answer, `final`",
+                          "schema": { "type": "string" } }
                     ],
                     "responses": {
                         "200": { "description": "Results, best first", "content": { "application/json": {
