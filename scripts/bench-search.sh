@@ -30,7 +30,7 @@
 #   final ms    p50 / p95 of local search + ask + search again (the ask waits at least 50 ms
 #               for the swarms to claim peers)
 #   asked       peers asked per query (mean)
-#   B/query     pc_search bytes all nodes sent during the queries, per query
+#   B/query     query and result bytes all nodes sent during the queries, per query
 #   gossip KiB  pc_search bytes sent per node before the queries (samples and pushes)
 #
 # Environment: BENCH_NODES (50), BENCH_SWARMS (10), BENCH_PUBLISHERS (20), BENCH_RECORDS

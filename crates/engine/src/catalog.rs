@@ -15,7 +15,10 @@
 //! Ranking ([`Catalog::search`]): BM25 over title (boost 3), tags (2) and description, filtered
 //! by kind, category and language, then scaled by availability `n` — how many distinct
 //! networks (IPv4 /24, IPv6 /48) handed the record over ([`Catalog::vouch`]), or how many peers
-//! were seen holding the content — as `1 + ln(1 + n)`, and freshness (halving over [`FRESHNESS_HALF_LIFE`]
+//! were seen holding the content — as `1 + n` up to [`MAX_VOUCHERS`], logarithmic beyond (a record eight
+//! networks hold outranks one that two hold even when the latter's words match twice as
+//! well — in the search benchmark, a liar's made-up answer titled with exactly the query's
+//! words outranked the honest match under `1 + ln(1 + n)`), and freshness (halving over [`FRESHNESS_HALF_LIFE`]
 //! days since `created`, never below a quarter). A publisher's second match counts half, its
 //! third a quarter ([`CROWDING`]): one key cannot fill a page while others match. An empty
 //! query lists everything by the same scale. At most [`MAX_CANDIDATES`] text matches are
@@ -765,7 +768,9 @@ impl Inner {
             };
             let age_days = now_unix.saturating_sub(e.record.created) as f64 / 86_400.0;
             let fresh = 0.5f64.powf(age_days / FRESHNESS_HALF_LIFE).max(0.25);
-            let avail = 1.0 + (1.0 + f64::from(e.availability)).ln();
+            let n = f64::from(e.availability);
+            let first = n.min(MAX_VOUCHERS as f64);
+            let avail = 1.0 + first + (1.0 + n - first).ln();
             scored.push(((f64::from(score) * fresh * avail) as f32, k, e));
         }
         // Crowding: a publisher's n-th best match counts CROWDING^n of its score, so that one

@@ -71,6 +71,8 @@ struct Ask {
     room: usize,
     asked: usize,
     done: usize,
+    /// Actors that have claimed their peers (or found none).
+    heard: usize,
     notify: Arc<Notify>,
 }
 
@@ -105,6 +107,7 @@ impl Hub {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SearchStats {
             bytes_out: get(&s.bytes_out),
+            query_bytes_out: get(&s.query_bytes_out),
             messages_out: get(&s.messages_out),
             records_in: get(&s.records_in),
             records_kept: get(&s.records_kept),
@@ -155,6 +158,7 @@ impl Hub {
                     room: FANOUT,
                     asked: 0,
                     done: 0,
+                    heard: 0,
                     notify: notify.clone(),
                 },
             );
@@ -170,17 +174,20 @@ impl Hub {
             category: q.category.clone().unwrap_or_default(),
             kind: q.kind,
         };
-        let _ = self.out.send((qid, msg));
+        let actors = self.out.send((qid, msg)).unwrap_or(0);
         let deadline = crate::clock::tokio_now() + budget.min(MAX_BUDGET);
-        // The actors claim peers as they hear of the query: give them a moment before an
-        // ask with nobody claimed counts as finished.
+        // The actors claim peers as they hear of the query: until all have (or SETTLE has
+        // passed: a busy actor's peers are not worth more waiting), an ask whose claimed
+        // peers all answered is not finished.
         let settle = crate::clock::tokio_now() + SETTLE;
         let mut quorum_at: Option<tokio::time::Instant> = None;
         loop {
             let wait = notify.notified();
-            let (asked, done) = {
+            let (asked, done, heard) = {
                 let a = self.lock();
-                a.open.get(&qid).map_or((0, 0), |x| (x.asked, x.done))
+                a.open
+                    .get(&qid)
+                    .map_or((0, 0, actors), |x| (x.asked, x.done, x.heard))
             };
             progress.send_if_modified(|p| {
                 let now = Asked {
@@ -190,11 +197,12 @@ impl Hub {
                 std::mem::replace(p, now) != now
             });
             let now = crate::clock::tokio_now();
-            if quorum_at.is_none() && now >= settle && done * 4 >= asked * 3 {
+            let settled = heard >= actors || now >= settle;
+            if quorum_at.is_none() && settled && done * 4 >= asked * 3 {
                 quorum_at = Some(now + STRAGGLERS);
             }
             let end = quorum_at.map_or(deadline, |q| q.min(deadline));
-            if now >= end || (now >= settle && done >= asked) {
+            if now >= end || (settled && done >= asked) {
                 break;
             }
             let until = if now < settle { settle } else { end };
@@ -215,13 +223,18 @@ impl Hub {
     /// Up to `want` peers for query `qid` (fewer when the fan-out is spent; none when the ask
     /// is over).
     fn claim(&self, qid: u32, want: usize) -> usize {
-        let mut a = self.lock();
-        let Some(x) = a.open.get_mut(&qid) else {
-            return 0;
+        let (got, notify) = {
+            let mut a = self.lock();
+            let Some(x) = a.open.get_mut(&qid) else {
+                return 0;
+            };
+            let got = want.min(x.room);
+            x.room -= got;
+            x.asked += got;
+            x.heard += 1;
+            (got, x.notify.clone())
         };
-        let got = want.min(x.room);
-        x.room -= got;
-        x.asked += got;
+        notify.notify_one();
         got
     }
 
@@ -253,7 +266,7 @@ impl Drop for OpenAsk<'_> {
 
 /// How long a remote query waits for the swarms to claim peers before "everyone answered" may
 /// end it.
-const SETTLE: Duration = Duration::from_millis(50);
+const SETTLE: Duration = Duration::from_millis(300);
 /// How much longer a remote query waits for the last quarter of the asked peers once three
 /// quarters have answered.
 pub const STRAGGLERS: Duration = Duration::from_millis(200);
@@ -264,6 +277,7 @@ const MAX_QUERY_CHARS: usize = 50;
 #[derive(Debug, Default)]
 struct Stats {
     bytes_out: AtomicU64,
+    query_bytes_out: AtomicU64,
     messages_out: AtomicU64,
     records_in: AtomicU64,
     records_kept: AtomicU64,
@@ -277,6 +291,8 @@ struct Stats {
 pub struct SearchStats {
     /// Payload bytes of the messages sent (pushes, queries, results).
     pub bytes_out: u64,
+    /// Of those, the bytes of queries and results (the rest is gossip).
+    pub query_bytes_out: u64,
     /// Messages sent.
     pub messages_out: u64,
     /// Records received (pushed, or results) within the peers' budgets.
@@ -361,6 +377,9 @@ impl Gossip {
         };
         let s = &self.hub.stats;
         s.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+        if !matches!(msg, SearchMsg::Push(_)) {
+            s.query_bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+        }
         s.messages_out.fetch_add(1, Ordering::Relaxed);
         true
     }

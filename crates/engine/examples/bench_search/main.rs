@@ -366,7 +366,7 @@ async fn main() {
     let bytes_q: u64 = after
         .iter()
         .zip(&before)
-        .map(|(a, b)| a.bytes_out - b.bytes_out)
+        .map(|(a, b)| a.query_bytes_out - b.query_bytes_out)
         .sum();
     let gossip_bytes: u64 = before.iter().map(|s| s.bytes_out).sum();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
