@@ -13,26 +13,7 @@ fn id_only_download_through_a_private_dht() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The bootstrap node: an engine whose DHT knows only itself.
-    let boot_port = free_port();
-    let boot = format!("127.0.0.1:{boot_port}");
-    let port_arg = boot_port.to_string();
-    let mut boot_node = Proc::spawn(
-        "boot",
-        peercdn(
-            &d.join("boot-data"),
-            &[
-                "engine",
-                "--port",
-                &port_arg,
-                "--http-port",
-                "0",
-                "--dht-bootstrap",
-                &boot,
-            ],
-        ),
-        &d.join("boot.log"),
-    );
-    peercdn_port(&mut boot_node);
+    let (_boot_node, boot) = dht_boot_node(d);
 
     let publisher = peercdn_publisher(d, "content", 81, &["--dht-bootstrap", &boot]);
     let log = publisher.proc.log_text();

@@ -129,6 +129,11 @@ fn a_published_record_is_found_by_its_words() {
     assert_eq!(hit["infohash"], id.as_str(), "{v}");
     assert_eq!(hit["name"], "Sailing the Northern Fjords", "{v}");
     assert_eq!(hit["categories"], serde_json::json!(["travel"]), "{v}");
+    assert!(hit.get("epg").is_none(), "{v}");
+    let (_, body) = http_get(&format!("{base}/search?query=fjords&show_epg=1"));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["result"]["results"][0]["epg"], Value::Null, "{v}");
+    assert!(v["result"]["results"][0].get("epg").is_some(), "{v}");
     assert!(running(&mut engine), "engine died:\n{}", engine.log_text());
 }
 
@@ -473,26 +478,7 @@ fn channels_json(base: &str) -> Value {
 fn a_channel_is_followed_by_its_key_through_the_dht() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let boot_port = free_port();
-    let boot = format!("127.0.0.1:{boot_port}");
-    let port_arg = boot_port.to_string();
-    let mut boot_node = Proc::spawn(
-        "boot",
-        peercdn(
-            &d.join("boot-data"),
-            &[
-                "engine",
-                "--port",
-                &port_arg,
-                "--http-port",
-                "0",
-                "--dht-bootstrap",
-                &boot,
-            ],
-        ),
-        &d.join("boot.log"),
-    );
-    peercdn_port(&mut boot_node);
+    let (mut boot_node, boot) = dht_boot_node(d);
 
     let content = make_tree(d, "glaciers", 32);
     let mut publish = Proc::spawn(

@@ -378,6 +378,27 @@ impl Catalog {
         origin: Origin,
         now_unix: u64,
     ) -> Vec<Result<Inserted, Refused>> {
+        self.insert_many(records, origin, now_unix, true)
+    }
+
+    /// [`Catalog::insert_all`] for the answers to this node's own query: kept, but not handed
+    /// to the subscribers (gossip does not pass answers on — a liar's made-up answers would
+    /// otherwise ride the honest nodes' gossip, echo back and gather their vouches).
+    pub fn insert_answers(
+        &self,
+        records: Vec<Record>,
+        now_unix: u64,
+    ) -> Vec<Result<Inserted, Refused>> {
+        self.insert_many(records, Origin::Peer, now_unix, false)
+    }
+
+    fn insert_many(
+        &self,
+        records: Vec<Record>,
+        origin: Origin,
+        now_unix: u64,
+        spread: bool,
+    ) -> Vec<Result<Inserted, Refused>> {
         let mut fresh = Vec::new();
         let results = {
             let mut inner = self.lock();
@@ -403,7 +424,7 @@ impl Catalog {
         if origin == Origin::Own && !fresh.is_empty() {
             self.save_soon();
         }
-        for b in fresh {
+        for b in fresh.into_iter().filter(|_| spread) {
             // No subscriber (no swarm running) is not an error.
             let _ = self.fresh.send(b);
         }

@@ -8,9 +8,10 @@
 //!   ([`Record::decode`]): one that does not verify closes the connection and bans the peer
 //!   (an honest peer verifies before it passes a record on); the rest go into the catalogue,
 //!   which refuses stale, future-dated, denied and over-quota ones;
-//! - a record new to the catalogue (from a peer, or this node's own) is pushed to every peer
-//!   of every swarm that speaks `pc_search` (gossip: each node passes a record on once, when
-//!   it is new to it, so a push wave ends where everyone has it);
+//! - a record new to the catalogue (pushed by a peer, or this node's own) is pushed to every
+//!   peer of every swarm that speaks `pc_search` (gossip: each node passes a record on once,
+//!   when it is new to it, so a push wave ends where everyone has it); answers to this node's
+//!   queries are kept but not passed on;
 //! - a query is answered from the catalogue: at most [`MAX_ANSWER`] records, the last message
 //!   marked done;
 //! - a remote query ([`Hub::ask`]) goes to at most [`FANOUT`] peers across the swarms (one hop,
@@ -430,7 +431,9 @@ impl Gossip {
                     self.send(swarm, key, &m);
                 }
             }
-            SearchEvent::Msg(SearchMsg::Push(records)) => self.take(swarm, key, records, now_unix),
+            SearchEvent::Msg(SearchMsg::Push(records)) => {
+                self.take(swarm, key, records, true, now_unix)
+            }
             SearchEvent::Msg(SearchMsg::Results { qid, records, done }) => {
                 // Results only for a query this actor sent that peer, and still open.
                 let Some(pos) = self.sent.iter().position(|(q, _)| *q == qid) else {
@@ -444,7 +447,7 @@ impl Gossip {
                 let mut records = records;
                 records.truncate(room);
                 self.sent[pos].1[i].1 += records.len();
-                self.take(swarm, key, records, now_unix);
+                self.take(swarm, key, records, false, now_unix);
                 if done {
                     self.sent[pos].1.swap_remove(i);
                     self.hub.answered(qid);
@@ -497,7 +500,16 @@ impl Gossip {
 
     /// Verifies records from a peer and keeps the good ones; a forged one bans the peer (the
     /// rest of its message is dropped with it).
-    fn take(&self, swarm: &mut impl SearchSwarm, key: PeerKey, records: Vec<Bytes>, now: u64) {
+    /// Verifies and keeps records a peer handed over — pushed (`pushed`: gossip passes the
+    /// new ones on) or as answers to our query (kept here only).
+    fn take(
+        &self,
+        swarm: &mut impl SearchSwarm,
+        key: PeerKey,
+        records: Vec<Bytes>,
+        pushed: bool,
+        now: u64,
+    ) {
         let s = &self.hub.stats;
         s.records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -519,9 +531,12 @@ impl Gossip {
             }
         }
         // Held already (a duplicate) still vouches: the peer holds it too.
-        let kept: Vec<Record> = self
-            .catalog
-            .insert_all(good.clone(), Origin::Peer, now)
+        let results = if pushed {
+            self.catalog.insert_all(good.clone(), Origin::Peer, now)
+        } else {
+            self.catalog.insert_answers(good.clone(), now)
+        };
+        let kept: Vec<Record> = results
             .into_iter()
             .zip(good)
             .filter_map(|(r, rec)| match r {
@@ -689,7 +704,8 @@ mod tests {
 
     /// A remote query: Y asks its one peer X, which holds a record beyond its sample; X
     /// answers with it (in messages of at most six records, the last marked done); Y keeps it
-    /// and the ask ends as soon as X said done. Results Y never asked for are ignored.
+    /// (without passing it on) and the ask ends as soon as X said done. Results Y never asked
+    /// for are ignored.
     #[tokio::test]
     async fn a_remote_query_brings_back_what_the_sample_left_out() {
         let (x_hub, mut x, mut xw) = node();
@@ -714,6 +730,7 @@ mod tests {
             text: "needle".into(),
             ..Default::default()
         };
+        let mut y_gossip = y_hub.catalog().subscribe();
         let asking = {
             let hub = y_hub.clone();
             tokio::spawn(async move { hub.ask(&q, Duration::from_secs(5)).await })
@@ -740,6 +757,9 @@ mod tests {
             }
         );
         assert_eq!(y_hub.catalog().records_for(&needle.id)[0].record, needle);
+        // Answers are kept, not gossiped on: in the search benchmark a liar's made-up answers
+        // went round the honest nodes, echoed back and gathered their vouches.
+        assert!(y_gossip.try_recv().is_err(), "an answer was passed on");
     }
 
     /// In the search benchmark a liar that takes queries and never answers held every query

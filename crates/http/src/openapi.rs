@@ -290,7 +290,9 @@ pub fn document() -> Value {
                         { "name": "page", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
                         { "name": "page_size", "in": "query",
                           "schema": { "type": "integer", "minimum": 1, "maximum": 200 } },
-                        { "name": "group_by_channels", "in": "query", "schema": { "type": "string" } }
+                        { "name": "group_by_channels", "in": "query", "schema": { "type": "string" } },
+                        { "name": "show_epg", "in": "query", "description": "1: each item gets `epg` (null: records carry no programme guide)",
+                          "schema": { "type": "string" } }
                     ],
                     "responses": { "200": { "description": "results" } } }
             }

@@ -19,7 +19,9 @@
 //!   `kind`, `language`, `country`, `publisher`; grouped by name when asked. What is searched
 //!   (`find`): the catalogue's signed records ([`peercdn_engine::catalog`], ranked there), then
 //!   what this engine holds that no record describes (by name: every word, any case). Records
-//!   reach the catalogue from this node's `publish` and `broadcast`; from other nodes not yet.
+//!   reach the catalogue from this node's `publish` and `broadcast`, and from other nodes by
+//!   `pc_search` (gossip, and the peers a search asks first) and the channels it follows.
+//!   `show_epg=1` adds `epg: null` to each item: records carry no programme guide.
 //!
 //! Errors follow Ace's conventions through [`crate::ace::conventions`] (200, message in
 //! `error`).
@@ -316,6 +318,7 @@ async fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
         state.session().ask_peers(&q, ASK_BUDGET).await;
     }
     let found = find(state, &q, now);
+    let show_epg = truthy(p.get("show_epg"));
     let item = |e: &Entry| {
         let mut v = json!({
             "infohash": e.infohash,
@@ -327,6 +330,9 @@ async fn search(state: &AppState, p: &Params) -> Result<Json<Value>, ApiError> {
         });
         if let (Some(b), Some(o)) = (e.bitrate, v.as_object_mut()) {
             o.insert("bitrate".into(), json!(b));
+        }
+        if let (true, Some(o)) = (show_epg, v.as_object_mut()) {
+            o.insert("epg".into(), Value::Null);
         }
         if let (Some(c), Some(o)) = (&e.record, v.as_object_mut()) {
             let r = &c.record;

@@ -448,6 +448,32 @@ pub fn engine_start(dir: &Path, name: &str, extra: &[&str]) -> (Proc, u16, Strin
     (p, port, base)
 }
 
+/// A private DHT's bootstrap node on 127.0.0.1: an engine whose DHT knows only itself.
+/// Returns it and its `host:port` for the others' `--dht-bootstrap`.
+pub fn dht_boot_node(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let boot = format!("127.0.0.1:{port}");
+    let port_arg = port.to_string();
+    let mut p = Proc::spawn(
+        "boot",
+        peercdn(
+            &dir.join("boot-data"),
+            &[
+                "engine",
+                "--port",
+                &port_arg,
+                "--http-port",
+                "0",
+                "--dht-bootstrap",
+                &boot,
+            ],
+        ),
+        &dir.join("boot.log"),
+    );
+    peercdn_port(&mut p);
+    (p, boot)
+}
+
 /// True while the process has not exited.
 pub fn running(p: &mut Proc) -> bool {
     matches!(p.child.try_wait(), Ok(None))
