@@ -237,6 +237,7 @@ fn parse_key(s: &str) -> Option<[u8; 32]> {
 pub(crate) async fn run(session: WeakSession) {
     // Let the DHT find its nodes first.
     tokio::time::sleep(RETRY).await;
+    let mut failures: u32 = 0;
     loop {
         let Some(s) = session.upgrade() else { return };
         let mut soon = !publish(&s).await;
@@ -245,7 +246,13 @@ pub(crate) async fn run(session: WeakSession) {
         }
         let channels = s.channels_state().clone();
         drop(s);
-        let pause = if soon { RETRY } else { TICK };
+        // Failing again and again (no DHT nodes: offline), back off: 5, 10, 20, then 30 s.
+        failures = if soon { failures.saturating_add(1) } else { 0 };
+        let pause = if soon {
+            (RETRY * 2u32.pow(failures.min(4) - 1)).min(TICK)
+        } else {
+            TICK
+        };
         let _ = tokio::time::timeout(pause, channels.wake.notified()).await;
         // A burst of changes (a library being published) becomes one version.
         tokio::time::sleep(Duration::from_millis(500)).await;
