@@ -3,7 +3,7 @@
 //! the node key pointing at it — and follows the channels it subscribed to, so that a
 //! publisher's records reach a subscriber that shares no swarm with it and no server.
 //!
-//! One task per session ([`run`], with the DHT on) does both, every [`TICK`] and when woken
+//! One task per session (`run`, with the DHT on) does both, every [`TICK`] and when woken
 //! (a subscription, a new own record):
 //!
 //! - **Publish**: when the node holds own records and their channel file differs from the one
