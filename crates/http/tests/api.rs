@@ -355,7 +355,9 @@ async fn openapi_routes_exist_and_url_fetch() {
         let concrete = path
             .replace("{id}", &id)
             .replace("{infohash}", &id)
-            .replace("{session}", &sid);
+            .replace("{session}", &sid)
+            // Someone else's key: subscribed to now, unsubscribed from last.
+            .replace("{publisher}", &"ab".repeat(32));
         for method in item.as_object().unwrap().keys() {
             let query = match path.as_str() {
                 "/ace/getstream" => format!("?id={id}&format=json"),
