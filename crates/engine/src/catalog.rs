@@ -314,7 +314,8 @@ impl Catalog {
             let mut inner = catalog.lock();
             for (r, origin, avail, at) in loaded {
                 let k = key_of(&r);
-                if inner.admit(r, origin, now_unix).is_ok() {
+                let bytes = r.encode();
+                if inner.admit(r, &bytes, origin, now_unix).is_ok() {
                     if let Some(e) = inner.entries.get_mut(&k) {
                         e.availability = avail;
                         e.availability_at = at;
@@ -406,7 +407,7 @@ impl Catalog {
                 .into_iter()
                 .map(|r| {
                     let bytes = Bytes::from(r.encode());
-                    let done = inner.admit(r, origin, now_unix)?;
+                    let done = inner.admit(r, &bytes, origin, now_unix)?;
                     if done != Inserted::Duplicate {
                         fresh.push(bytes);
                     }
@@ -620,7 +621,15 @@ impl Drop for Catalog {
 }
 
 impl Inner {
-    fn admit(&mut self, r: Record, origin: Origin, now_unix: u64) -> Result<Inserted, Refused> {
+    /// Takes `r`, whose signed bytes are `bytes` (the caller has them already: encoding a
+    /// record again here would be work done twice per record gossip hands over).
+    fn admit(
+        &mut self,
+        r: Record,
+        bytes: &[u8],
+        origin: Origin,
+        now_unix: u64,
+    ) -> Result<Inserted, Refused> {
         r.verify()?;
         r.check_time(now_unix)?;
         if origin == Origin::Peer
@@ -690,7 +699,7 @@ impl Inner {
         self.writer
             .add_document(document)
             .map_err(|_| Refused::Full)?;
-        self.digests.insert(digest(&r.encode()), k);
+        self.digests.insert(digest(bytes), k);
         self.entries.insert(
             k,
             Entry {
@@ -1010,7 +1019,8 @@ mod tests {
                 ..Description::default()
             };
             let r = Record::sign(&key, InfoHash(id), Kind::Vod, d, NOW, 1).unwrap();
-            c.lock().admit(r, Origin::Peer, NOW).unwrap();
+            let bytes = r.encode();
+            c.lock().admit(r, &bytes, Origin::Peer, NOW).unwrap();
         }
         assert!(matches!(
             c.insert(rec(4, 0xff, "One more", &[], 1), Origin::Peer, NOW),
