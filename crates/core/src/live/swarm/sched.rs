@@ -62,7 +62,7 @@ impl LiveSwarm {
         open.extend(
             self.peers
                 .iter()
-                .filter(|(_, p)| self.has_room(p))
+                .filter(|(&k, p)| self.has_room(p) && (!p.peer_choking || self.finishing(k)))
                 .map(|(&k, _)| k),
         );
         self.open = open;
@@ -310,7 +310,9 @@ impl LiveSwarm {
         }
     }
 
-    /// True when `key` announced the piece, unchokes us and has room for a request.
+    /// True when `key` announced the piece, has room for a request and unchokes us — or,
+    /// choking us, sent us a block of this piece already: a choke ends new pieces, not one on
+    /// its way (its uploader still serves those, see `LiveSwarm::set_choking`).
     ///
     /// Room: about a second of what the peer delivered lately (at least `min_outstanding`
     /// blocks, at most `max_outstanding`). More would only queue behind its upload limit, where a request
@@ -319,6 +321,11 @@ impl LiveSwarm {
         // Cheapest tests first: this runs for every peer for every block scheduled.
         self.peers.get(&key).is_some_and(|p| {
             self.has_room(p)
+                && (!p.peer_choking
+                    || self
+                        .downloads
+                        .get(&index)
+                        .is_some_and(|d| d.contributors.contains(&key)))
                 && p.has.contains(&index)
                 && !p.refused.iter().any(|&(i, at)| {
                     i == index && now.saturating_duration_since(at) < REFUSAL_MEMORY
@@ -326,10 +333,10 @@ impl LiveSwarm {
         })
     }
 
-    /// True when the peer is ready, unchokes us and has room for another request (see
-    /// [`Self::usable`]).
+    /// True when the peer is ready and has room for another request (see [`Self::usable`];
+    /// whether it unchokes us is the caller's to check).
     fn has_room(&self, p: &Peer) -> bool {
-        if !p.ready || p.peer_choking {
+        if !p.ready {
             return false;
         }
         let room = (p.rec.traffic.down.rate() / u64::from(BLOCK_LEN)).clamp(
@@ -337,6 +344,14 @@ impl LiveSwarm {
             self.config.max_outstanding.max(self.config.min_outstanding) as u64,
         ) as usize;
         p.outstanding.len() < room
+    }
+
+    /// True when `key` sent us a block of a piece we are still assembling: it finishes that
+    /// piece for us even after choking us.
+    fn finishing(&self, key: PeerKey) -> bool {
+        self.downloads
+            .values()
+            .any(|d| d.contributors.contains(&key))
     }
 
     /// The peer to ask for a block of `index`: a usable one with the fewest requests in
