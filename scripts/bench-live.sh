@@ -64,6 +64,8 @@
 #   BENCH_HLS_PLAYERS   cap on HLS players (default 10)
 #   BENCH_KEEP=1        keep the work directory (logs, progress files, nginx log)
 #   BENCH_PIECE_MS      the broadcaster's --piece-ms (default: its own, 500)
+#   BENCH_VIDEO_KBPS    the source's video bit rate, kbit/s (default 1900); the upload caps
+#                       scale with it (3x and 2x the muxed rate)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn; no build)
 set -euo pipefail

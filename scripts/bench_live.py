@@ -39,6 +39,12 @@ KEEP = os.environ.get("BENCH_KEEP", "0") == "1"
 # Broadcaster piece duration in ms (BENCH_PIECE_MS; empty: the broadcaster default, 500).
 PIECE_ARGS = ["--piece-ms", os.environ["BENCH_PIECE_MS"]] if os.environ.get("BENCH_PIECE_MS") else []
 BITRATE_NOMINAL = 2_000_000  # bit/s, the issue's "2 Mbit/s"
+# Video bit rate of the source, kbit/s (BENCH_VIDEO_KBPS); the upload caps scale with it: the
+# source's 3x and the viewers' 2x of the muxed rate (750 kB/s and 500 kB/s at the default).
+VIDEO_KBPS = int(os.environ.get("BENCH_VIDEO_KBPS", "1900"))
+SCALE = VIDEO_KBPS / 1900
+SOURCE_CAP = f"{round(750 * SCALE)}KB"
+VIEWER_CAP = f"{round(500 * SCALE)}KB"
 # Enough source for the slowest start-up (60 engines one after another) plus the window.
 SOURCE_S = int(SECONDS) + 60
 
@@ -341,7 +347,7 @@ http {{
             [PEERCDN, "broadcast", "--input", self.src, "--name", "bench",
              "--publish-dir", publish, "--port", "0", "--http-port", "0",
              "--bind", "127.0.0.1", "--data-dir", self.p("bc-data"), "--no-dht",
-             "--upload-limit", "750KB"] + PIECE_ARGS,
+             "--upload-limit", SOURCE_CAP] + PIECE_ARGS,
             logf, env=dict(NO_PROXY_ENV, PEERCDN_LOG="warn"),
         )
         self.procs.append(proc)
@@ -358,7 +364,7 @@ http {{
         for k in range(self.n):
             logf = self.p(f"viewer{k}.log")
             args = [PEERCDN, "engine", "--port", "0", "--http-port", "0", "--bind", "127.0.0.1",
-                    "--data-dir", self.p(f"v{k}-data"), "--no-dht", "--upload-limit", "500KB",
+                    "--data-dir", self.p(f"v{k}-data"), "--no-dht", "--upload-limit", VIEWER_CAP,
                     "--peer", f"127.0.0.1:{self.bc_port}"]
             if self.viewers:
                 args += ["--peer", f"127.0.0.1:{self.viewers[-1][1]}"]
@@ -637,14 +643,15 @@ http {{
 
 def make_source(root):
     out = os.path.join(root, "source.ts")
-    log(f"source: {SOURCE_S} s of testsrc2 320x240 25 fps, x264 CBR 1900k, 1 s GOP, AAC 96k")
+    log(f"source: {SOURCE_S} s of testsrc2 320x240 25 fps, x264 CBR {VIDEO_KBPS}k, 1 s GOP, "
+        "AAC 96k")
     subprocess.run(
         ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
          "-f", "lavfi", "-t", str(SOURCE_S), "-i", "testsrc2=size=320x240:rate=25",
          "-f", "lavfi", "-t", str(SOURCE_S), "-i", "sine=frequency=440:sample_rate=48000",
          "-c:v", "libx264", "-preset", "ultrafast",
          "-x264-params", "keyint=25:min-keyint=25:scenecut=0:nal-hrd=cbr",
-         "-b:v", "1900k", "-maxrate", "1900k", "-bufsize", "1900k",
+         "-b:v", f"{VIDEO_KBPS}k", "-maxrate", f"{VIDEO_KBPS}k", "-bufsize", f"{VIDEO_KBPS}k",
          "-c:a", "aac", "-b:a", "96k", "-f", "mpegts", out],
         check=True, env=NO_PROXY_ENV)
     bitrate = os.path.getsize(out) * 8 / SOURCE_S
@@ -659,7 +666,7 @@ def fmt(v, spec, none="n/a"):
 def table(rows, bitrate):
     print()
     print(f"Live streaming, one source (1 s GOP, {bitrate / 1e6:.2f} Mbit/s muxed, upload cap "
-          f"750 kB/s) and N viewers (upload cap 500 kB/s each) on 127.0.0.1, "
+          f"{SOURCE_CAP}/s) and N viewers (upload cap {VIEWER_CAP}/s each) on 127.0.0.1, "
           f"{SECONDS:.0f} s per N; HLS = min(N, {HLS_MAX}) ffmpeg players on nginx beside it")
     print()
     print("| N | continuity mean (worst) | delay p50/p95 s | source up ÷ bitrate "
