@@ -34,7 +34,11 @@
 //!
 //! Scaling (what keeps the source near the bitrate and every viewer at the edge):
 //! - the source serves a piece to at most [`LiveConfig::source_copies`] peers and refuses
-//!   (BEP 6 reject) the others, who fetch it from those peers instead;
+//!   (BEP 6 reject) the others, who fetch it from those peers instead; the holders of its
+//!   copies of the newest pieces keep their slots until the copies are through;
+//! - a choke ends the new pieces a peer may ask for, not a piece on its way: the uploader
+//!   serves the rest of a piece it started sending (BEP 6 lets a choking peer serve), and a
+//!   requester asks a peer that choked it for the rest of a piece that peer sent part of;
 //! - few upload slots ([`LiveConfig::unchoke_slots`], [`LiveConfig::source_slots`]) kept for
 //!   the peers we serve most, plus one optimistic slot rotating every few seconds, and a slot
 //!   whose peer asks for nothing goes to a waiting one: each node feeds a few at full speed
