@@ -395,12 +395,23 @@ http {{
                                  "stat_url": resp.get("stat_url"), "samples": [],
                                  "delays": []})
         self.hls = []
+        # The low-latency playlist lists parts before its first whole segment; ffmpeg's HLS
+        # reader skips parts, finds no stream in a playlist without a segment and exits.
+        playlist = f"http://127.0.0.1:{self.nginx_port}/{self.id}/live.m3u8"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with HTTP.open(playlist, timeout=2) as r:
+                    if b"#EXTINF" in r.read():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)
         for k in range(min(self.n, HLS_MAX)):
             prog = self.p(f"hls{k}.progress")
             proc = spawn(
                 ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", prog,
-                 "-stats_period", "0.25", "-i",
-                 f"http://127.0.0.1:{self.nginx_port}/{self.id}/live.m3u8",
+                 "-stats_period", "0.25", "-i", playlist,
                  "-c", "copy", "-f", "null", "-"],
                 self.p(f"hls{k}.log"),
             )
@@ -579,7 +590,9 @@ http {{
         r["dead_viewers"] = sum(1 for p, _, _ in self.viewers if p.poll() is not None)
         # HLS: nginx's log over the same window.
         hls_delays, origin = [], 0
-        seg_re = re.compile(r"^/" + re.escape(self.id) + r"/seg/(\d+)\.ts")
+        # A part is seg/INDEX.ts, a segment seg/FIRST-LAST.ts (its delay: from its first piece,
+        # where a player starts it).
+        seg_re = re.compile(r"^/" + re.escape(self.id) + r"/seg/(\d+)(?:-\d+)?\.ts")
         try:
             with open(self.nginx_log) as f:
                 for line in f:
