@@ -44,14 +44,13 @@ use peercdn_core::live::fallback::{FallbackPolicy, PolicyConfig};
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{block_hashes, BlockHash, LiveParams, PieceHeader};
 use peercdn_core::time::{earliest, WallClock};
-use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{encoded_len, BlockRef, Message};
 use peercdn_core::InfoHash;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cdn::{Cdn, View};
-use crate::link::{control, one_way, transfer, Access};
+use crate::link::Access;
 use crate::metrics::{self, Depths, Histogram, Report, Sample, Stopwatch};
 use crate::player::{Player, Stream};
 use crate::queue::{Clock, Nanos, Queue, SECOND};
@@ -59,6 +58,7 @@ use crate::scenario::Scenario;
 
 mod connect;
 mod fallback;
+mod net;
 
 use connect::peer_id;
 
@@ -653,14 +653,6 @@ impl Sim {
         self.q.push(now, Ev::Join);
     }
 
-    /// One-way latency from a node with `from` access to node `to` (gone: its RTT share).
-    fn latency(&self, to: usize, from: &Access) -> Nanos {
-        match self.nodes.get(to).and_then(|x| x.as_ref()) {
-            Some(t) => one_way(from, &t.access),
-            None => 2 * from.half_rtt_us * 1000,
-        }
-    }
-
     fn wake(&mut self, n: usize, now: Nanos) {
         let inst = self.clock.at(now);
         let Some(node) = self.nodes[n].as_mut() else {
@@ -684,78 +676,6 @@ impl Sim {
         self.pump(n, now);
     }
 
-    /// A message reached `to`: a block takes its downlink (behind what it is receiving), and
-    /// nothing overtakes what came before it on the connection.
-    fn reach(&mut self, to: usize, key: ConnId, link: u64, msg: Message, size: usize, now: Nanos) {
-        let Some(node) = self.nodes[to].as_mut() else {
-            return;
-        };
-        let Some(end) = node.links.get_mut(&key).filter(|l| l.id == link) else {
-            return;
-        };
-        let mut done = end.recv.max(now);
-        if matches!(msg, Message::Piece { .. }) {
-            done = done.max(node.access.receive(now, size));
-        }
-        end.recv = done;
-        if done == now {
-            self.deliver(to, key, link, msg, now);
-        } else {
-            self.q.push(done, Ev::Deliver { to, key, link, msg });
-        }
-    }
-
-    fn deliver(&mut self, to: usize, key: ConnId, link: u64, msg: Message, now: Nanos) {
-        let inst = self.clock.at(now);
-        let sender_depth = match &msg {
-            Message::Piece { index, .. } => self.nodes[to]
-                .as_ref()
-                .and_then(|n| n.links.get(&key))
-                .and_then(|l| self.nodes.get(l.peer)?.as_ref())
-                .and_then(|s| s.depth.get(index).copied()),
-            _ => None,
-        };
-        let Some(node) = self.nodes[to].as_mut() else {
-            return;
-        };
-        if node.links.get(&key).is_none_or(|l| l.id != link) {
-            return;
-        }
-        match &msg {
-            Message::Interested | Message::Request(_) => {
-                node.mgr.on_activity(key, Activity::Interested, inst)
-            }
-            Message::Piece { index, data, .. } => {
-                if now >= self.warm {
-                    self.viewer_bytes += data.len() as u64;
-                }
-                node.peer_bytes += data.len() as u64;
-                if let Some(d) = sender_depth {
-                    let e = node.incoming_depth.entry(*index).or_insert(0);
-                    *e = (*e).max(d.saturating_add(1));
-                }
-                node.mgr
-                    .on_activity(key, Activity::Received(data.len() as u64), inst);
-            }
-            _ => {}
-        }
-        let ext_handshake = matches!(
-            msg,
-            Message::Extended {
-                id: EXT_HANDSHAKE_ID,
-                ..
-            }
-        );
-        node.swarm.on_message(key, msg, inst);
-        if ext_handshake {
-            if let Some(a) = node.swarm.listen_addr(key) {
-                node.mgr.set_listen_addr(key, a);
-            }
-        }
-        self.pump(to, now);
-    }
-
-    /// Drains node `n`'s actions (swarm and manager) and schedules its next wake.
     fn pump(&mut self, n: usize, now: Nanos) {
         loop {
             let Some(node) = self.nodes[n].as_mut() else {
@@ -929,41 +849,6 @@ impl Sim {
         }
     }
 
-    /// Sends `msg` on `n`'s connection `key`; returns when it left the uplink and the link ID.
-    fn send(
-        &mut self,
-        n: usize,
-        key: ConnId,
-        msg: Message,
-        size: usize,
-        now: Nanos,
-    ) -> Option<(Nanos, u64)> {
-        let link = *self.nodes[n].as_ref()?.links.get(&key)?;
-        let (a, b) = two(&mut self.nodes, n, link.peer);
-        let from = a?;
-        let mut last = link.last;
-        let to = b?;
-        let (left, reach) = if matches!(msg, Message::Piece { .. }) {
-            transfer(&mut from.access, &to.access, &mut last, now, size)
-        } else {
-            (now, control(&from.access, &to.access, &mut last, now))
-        };
-        if let Some(l) = from.links.get_mut(&key) {
-            l.last = last;
-        }
-        self.q.push(
-            reach,
-            Ev::Reach {
-                to: link.peer,
-                key: link.peer_key,
-                link: link.id,
-                msg,
-                size,
-            },
-        );
-        Some((left, link.id))
-    }
-
     /// Lets `n`'s player play what it can; tells the swarm where it is; schedules its wake.
     /// The caller drains the swarm's actions.
     fn play(&mut self, n: usize, now: Nanos) {
@@ -1028,16 +913,4 @@ fn prune(node: &mut Node, first: u32) {
     }
     node.depth = node.depth.split_off(&first);
     node.incoming_depth = node.incoming_depth.split_off(&first);
-}
-
-/// Mutable access to two different nodes.
-fn two(nodes: &mut [Option<Node>], a: usize, b: usize) -> (Option<&mut Node>, Option<&mut Node>) {
-    debug_assert_ne!(a, b, "a connection joins two nodes");
-    if a < b {
-        let (l, r) = nodes.split_at_mut(b);
-        (l[a].as_mut(), r[0].as_mut())
-    } else {
-        let (l, r) = nodes.split_at_mut(a);
-        (r[0].as_mut(), l[b].as_mut())
-    }
 }
