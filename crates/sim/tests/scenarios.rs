@@ -147,3 +147,25 @@ fn the_json_report_has_the_keys_scripts_read() {
         assert!(v.get(key).is_some_and(|x| x.is_number()), "{key} missing");
     }
 }
+
+/// A choke must not cut off a piece on its way. At 5 Mbit/s a 250 ms piece is ten blocks,
+/// more than a requester first puts in flight to a peer; a peer choked after its first eight
+/// requests asked nobody for the last two, and at the source, whose copies are capped, nobody
+/// else could get them: the piece in flight at each of the source's rechokes was missing at
+/// every viewer (83.7 % mean continuity in this run, 99.9 % since the fix).
+#[test]
+fn no_piece_is_lost_to_a_choke_at_five_megabits() {
+    let r = run(Scenario {
+        seconds: 30.0,
+        bitrate_bps: 5_000_000,
+        source_up_bps: 15_000_000,
+        ..Scenario::bench_live(20)
+    });
+    assert_eq!(r.never_started, 0);
+    assert!(
+        r.continuity_mean >= 0.98 && r.continuity_worst1pct >= 0.95,
+        "continuity mean {} worst 1 % {}",
+        r.continuity_mean,
+        r.continuity_worst1pct
+    );
+}
