@@ -118,6 +118,10 @@ struct Peer {
     /// window).
     hashes_sent: BTreeSet<u32>,
     hash_fails: u32,
+    /// Blocks of pieces on their way we still serve it while we choke it (see
+    /// `LiveSwarm::set_choking`): a choke ends new pieces, not one on its way, but a choked
+    /// peer must not keep pulling the pieces it once started for ever.
+    finish_left: u32,
 }
 
 /// A block of a piece being assembled.
@@ -367,6 +371,7 @@ impl LiveSwarm {
                 refused: VecDeque::new(),
                 hashes_sent: BTreeSet::new(),
                 hash_fails: 0,
+                finish_left: 0,
             },
         );
         self.send_ext_handshake(key);

@@ -984,6 +984,15 @@ fn a_piece_on_its_way_is_finished_across_a_choke() {
             .any(|a| matches!(a, Action::Send(2, Message::Reject(_)))),
         "a new piece is refused: {acts:?}"
     );
+    // Within a budget: a choked peer cannot keep pulling a piece it once started.
+    let again = (0..100)
+        .filter(|_| {
+            ask(&mut s, blocks(0, 2).nth(1).unwrap())
+                .iter()
+                .any(|a| matches!(a, Action::SendBlock { peer: 2, .. }))
+        })
+        .count();
+    assert_eq!(again as u32, serve::FINISH_BUDGET - 1);
 }
 
 mod prop {
