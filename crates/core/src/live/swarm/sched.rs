@@ -62,9 +62,21 @@ impl LiveSwarm {
         open.extend(
             self.peers
                 .iter()
-                .filter(|(&k, p)| self.has_room(p) && (!p.peer_choking || self.finishing(k)))
+                .filter(|(_, p)| !p.peer_choking && self.has_room(p))
                 .map(|(&k, _)| k),
         );
+        // A peer that choked us still finishes the pieces it sent us part of (see `usable`):
+        // found from the pieces in assembly, not by scanning them for every peer.
+        for &k in self.downloads.values().flat_map(|d| &d.contributors) {
+            if self
+                .peers
+                .get(&k)
+                .is_some_and(|p| p.peer_choking && self.has_room(p))
+                && !open.contains(&k)
+            {
+                open.push(k);
+            }
+        }
         self.open = open;
         if !late && self.open.is_empty() {
             return;
@@ -321,11 +333,7 @@ impl LiveSwarm {
         // Cheapest tests first: this runs for every peer for every block scheduled.
         self.peers.get(&key).is_some_and(|p| {
             self.has_room(p)
-                && (!p.peer_choking
-                    || self
-                        .downloads
-                        .get(&index)
-                        .is_some_and(|d| d.contributors.contains(&key)))
+                && (!p.peer_choking || self.sent_us_part_of(key, index))
                 && p.has.contains(&index)
                 && !p.refused.iter().any(|&(i, at)| {
                     i == index && now.saturating_duration_since(at) < REFUSAL_MEMORY
@@ -346,12 +354,12 @@ impl LiveSwarm {
         p.outstanding.len() < room
     }
 
-    /// True when `key` sent us a block of a piece we are still assembling: it finishes that
-    /// piece for us even after choking us.
-    fn finishing(&self, key: PeerKey) -> bool {
+    /// True when `key` sent us a block of piece `index`, which we are still assembling: it
+    /// finishes that piece for us even after choking us.
+    fn sent_us_part_of(&self, key: PeerKey, index: u32) -> bool {
         self.downloads
-            .values()
-            .any(|d| d.contributors.contains(&key))
+            .get(&index)
+            .is_some_and(|d| d.contributors.contains(&key))
     }
 
     /// The peer to ask for a block of `index`: a usable one with the fewest requests in
