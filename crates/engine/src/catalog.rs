@@ -306,16 +306,17 @@ impl Catalog {
                 if len > MAX_RECORD_LEN || rest.len() < 15 + len {
                     break;
                 }
-                if let Ok(r) = Record::decode(&rest[15..15 + len]) {
-                    loaded.push((r, origin, avail, at));
+                let raw = &rest[15..15 + len];
+                // `decode` refuses all but the canonical form: `raw` is the record's encoding.
+                if let Ok(r) = Record::decode(raw) {
+                    loaded.push((r, raw, origin, avail, at));
                 }
                 rest = &rest[15 + len..];
             }
             let mut inner = catalog.lock();
-            for (r, origin, avail, at) in loaded {
+            for (r, raw, origin, avail, at) in loaded {
                 let k = key_of(&r);
-                let bytes = r.encode();
-                if inner.admit(r, &bytes, origin, now_unix).is_ok() {
+                if inner.admit(r, raw, origin, now_unix).is_ok() {
                     if let Some(e) = inner.entries.get_mut(&k) {
                         e.availability = avail;
                         e.availability_at = at;
