@@ -21,6 +21,12 @@ fn setup() -> (SigningKey, LiveSwarm) {
     (key, s)
 }
 
+/// The source makes piece `index` of `payload` at `now`, signed by `key`.
+fn add_piece(s: &mut LiveSwarm, key: &SigningKey, index: u32, payload: &[u8], now: Instant) {
+    let h = PieceHeader::sign(key, &s.content_id(), index, 1, 1, 0, payload);
+    s.on_piece_added(h, crate::live::block_hashes(payload), now);
+}
+
 fn drain(s: &mut LiveSwarm) -> Vec<Action> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
@@ -48,11 +54,9 @@ fn peer_without_extensions_is_refused() {
 fn added_piece_moves_edge_and_prunes_the_window() {
     let (key, mut s) = setup();
     let now = Instant::now();
-    let id = s.content_id();
     let wp = s.params().unwrap().window_pieces();
     for i in 0..wp + 10 {
-        let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, b"x");
-        s.on_piece_added(h, crate::live::block_hashes(b"x"), now);
+        add_piece(&mut s, &key, i, b"x", now);
     }
     assert_eq!(s.poll_timeout(), None, "no peers, nothing due");
     assert_eq!(s.edge(), Some(wp + 9));
@@ -102,8 +106,7 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
         ready_peer(&mut s, k, now);
     }
     drain(&mut s);
-    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
+    add_piece(&mut s, &key, 0, b"piece", now);
     let first = announced_to(&drain(&mut s), 0);
     assert_eq!(first.len(), s.config.source_fanout);
     s.handle_timeout(now + Duration::from_millis(50));
@@ -113,8 +116,7 @@ fn source_tells_a_few_first_and_the_rest_after_the_delay() {
     assert_eq!(rest.len(), 6 - first.len());
     assert!(rest.iter().all(|k| !first.contains(k)));
     // The next piece goes first to others (rotation).
-    let h = PieceHeader::sign(&key, &s.content_id(), 1, 1, 1, 0, b"piece");
-    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
+    add_piece(&mut s, &key, 1, b"piece", now);
     let second = announced_to(&drain(&mut s), 1);
     assert!(
         second.iter().all(|k| !first.contains(k)),
@@ -157,8 +159,7 @@ fn second_wave_goes_out_exactly_when_due() {
     run_timers(&mut s, t0);
     drain(&mut s);
     let now = t0 + Duration::from_millis(3);
-    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, crate::live::block_hashes(b"piece"), now);
+    add_piece(&mut s, &key, 0, b"piece", now);
     let first = announced_to(&drain(&mut s), 0);
     assert_eq!(first.len(), s.config.source_fanout);
     let due = now + Duration::from_millis(137);
@@ -221,8 +222,7 @@ fn queued_requests_are_capped() {
     let (key, mut s) = setup();
     s.config.max_reads_in_flight = 0;
     let now = Instant::now();
-    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, &[0u8; 1 << 20]);
-    s.on_piece_added(h, crate::live::block_hashes(&[0u8; 1 << 20]), now);
+    add_piece(&mut s, &key, 0, &[0u8; 1 << 20], now);
     ready_peer(&mut s, 1, now);
     s.on_message(1, Message::Interested, now);
     for begin in 0..2000u32 {
@@ -738,8 +738,7 @@ fn the_source_serves_each_piece_at_most_source_copies_times() {
         s.on_message(k, Message::Interested, t0);
     }
     drain(&mut s);
-    let h = PieceHeader::sign(&key, &s.content_id(), 0, 1, 1, 0, b"piece");
-    s.on_piece_added(h, crate::live::block_hashes(b"piece"), t0);
+    add_piece(&mut s, &key, 0, b"piece", t0);
     let wave = announced_to(&drain(&mut s), 0);
     assert_eq!(wave.len(), 2);
     let others: Vec<PeerKey> = (1..=4).filter(|k| !wave.contains(k)).collect();
@@ -782,8 +781,7 @@ fn the_copy_cap_holds_for_pieces_far_behind_the_edge() {
         s.on_message(k, Message::Interested, t0);
     }
     for i in 0..100 {
-        let h = PieceHeader::sign(&key, &s.content_id(), i, 1, 1, 0, b"piece");
-        s.on_piece_added(h, crate::live::block_hashes(b"piece"), t0);
+        add_piece(&mut s, &key, i, b"piece", t0);
     }
     drain(&mut s);
     let later = t0 + Duration::from_secs(10);
@@ -813,11 +811,9 @@ fn blocks(index: u32, n: u32) -> impl Iterator<Item = BlockRef> {
 fn a_choke_finishes_the_piece_on_its_way_and_refuses_the_rest() {
     let (key, mut s) = setup();
     let t0 = Instant::now();
-    let id = s.content_id();
     let payload = vec![5u8; 20 * BLOCK_LEN as usize];
     for i in 0..2 {
-        let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, &payload);
-        s.on_piece_added(h, crate::live::block_hashes(&payload), t0);
+        add_piece(&mut s, &key, i, &payload, t0);
     }
     ready_peer(&mut s, 1, t0);
     s.on_message(1, Message::Interested, t0);
@@ -868,7 +864,6 @@ fn the_source_keeps_the_holders_of_copies_on_their_way_unchoked() {
     let (key, mut s) = setup();
     s.config.source = true;
     let t0 = Instant::now();
-    let id = s.content_id();
     for k in 1..=6 {
         ready_peer(&mut s, k, t0);
         s.on_message(k, Message::Interested, t0);
@@ -880,8 +875,7 @@ fn the_source_keeps_the_holders_of_copies_on_their_way_unchoked() {
     let payload = vec![9u8; 10 * BLOCK_LEN as usize];
     let t1 = t0 + serve::RECHOKE_EVERY - Duration::from_millis(150);
     for i in 0..3 {
-        let h = PieceHeader::sign(&key, &id, i, 1, 1, 0, &payload);
-        s.on_piece_added(h, crate::live::block_hashes(&payload), t1);
+        add_piece(&mut s, &key, i, &payload, t1);
         for k in announced_to(&drain(&mut s), i) {
             for b in blocks(i, 8) {
                 s.on_message(k, Message::Request(b), t1);
