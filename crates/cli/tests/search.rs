@@ -483,18 +483,23 @@ fn a_channel_is_followed_by_its_key_through_the_dht() {
     let content = make_tree(d, "glaciers", 32);
     let mut publish = Proc::spawn(
         "publish",
-        peercdn(
-            &d.join("a-data"),
-            &[
-                "publish",
-                content.to_str().expect("utf8"),
-                "--no-seed",
-                "--title",
-                "Glaciers of the Far North",
-                "--tags",
-                "ice,nature",
-            ],
-        ),
+        {
+            let mut c = peercdn(
+                &d.join("a-data"),
+                &[
+                    "publish",
+                    content.to_str().expect("utf8"),
+                    "--no-seed",
+                    "--title",
+                    "Glaciers of the Far North",
+                    "--tags",
+                    "ice,nature",
+                ],
+            );
+            // NAME.torrent goes to the working directory: the test's, not the source tree.
+            c.current_dir(d);
+            c
+        },
         &d.join("publish.log"),
     );
     assert!(publish.wait(T).success(), "{}", publish.log_text());
