@@ -189,6 +189,10 @@ impl Engine {
             Action::Search(k, _) => {
                 assert!(self.conns.is_open(k), "search event of unknown peer {k}")
             }
+            Action::Receipts(k, r) => {
+                assert!(self.conns.is_open(k), "receipts of unknown peer {k}");
+                assert!(r.iter().all(|r| r.verify().is_ok()), "unverified receipt");
+            }
             Action::MetadataReceived(info) | Action::NotLive(info) => {
                 assert_eq!(InfoHash::of_info(&info), self.id);
             }

@@ -164,6 +164,10 @@ impl Engine {
             Action::Search(k, _) => {
                 assert!(self.conns.is_open(k), "search event of unknown peer {k}")
             }
+            Action::Receipts(k, r) => {
+                assert!(self.conns.is_open(k), "receipts of unknown peer {k}");
+                assert!(r.iter().all(|r| r.verify().is_ok()), "unverified receipt");
+            }
         }
     }
 

@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub deny_publishers: Option<Vec<String>>,
     /// If set, the only publisher keys whose records are taken from peers.
     pub allow_publishers: Option<Vec<String>>,
+    /// Seconds between two rounds of receipts (accounting; default 30).
+    pub receipt_interval: Option<u64>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.

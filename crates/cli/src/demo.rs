@@ -66,6 +66,7 @@ async fn demo(root: &Path, size: u64, serve: bool) -> Result<ExitCode> {
         upload_limit: 0,
         download_limit: 0,
         dht: None,
+        receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
     };
     let publisher = Session::start(node("publisher", vec![])).await?;
     let pub_dir = content.parent().map(PathBuf::from).unwrap_or_default();

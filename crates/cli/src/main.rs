@@ -287,6 +287,10 @@ struct NodeArgs {
     /// (repeatable; default: any key).
     #[arg(long = "allow-publisher")]
     allow_publishers: Vec<String>,
+    /// Seconds between two rounds of receipts this node signs for what it received
+    /// (accounting; default 30).
+    #[arg(long, env = "PEERCDN_RECEIPT_INTERVAL")]
+    receipt_interval: Option<u64>,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

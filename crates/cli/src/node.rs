@@ -50,6 +50,8 @@ pub struct NodeSettings {
     pub deny_publishers: Vec<[u8; 32]>,
     /// If set, the only publisher keys whose records are taken from peers.
     pub allow_publishers: Option<Vec<[u8; 32]>>,
+    /// Time between two rounds of receipts (accounting).
+    pub receipt_interval: std::time::Duration,
 }
 
 impl NodeSettings {
@@ -94,6 +96,11 @@ impl NodeSettings {
                 let given = !node.allow_publishers.is_empty() || file.allow_publishers.is_some();
                 given.then_some(allow)
             },
+            receipt_interval: match node.receipt_interval.or(file.receipt_interval) {
+                Some(0) => anyhow::bail!("--receipt-interval must be at least 1 second"),
+                Some(s) => std::time::Duration::from_secs(s),
+                None => peercdn_engine::receipts::DEFAULT_INTERVAL,
+            },
             file,
         })
     }
@@ -127,6 +134,7 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         upload_limit: settings.upload_limit,
         download_limit: settings.download_limit,
         dht: settings.dht.clone(),
+        receipt_interval: settings.receipt_interval,
     };
     let session = Session::start(config).await?;
     session

@@ -40,7 +40,8 @@ pub enum DisconnectReason {
 }
 
 /// Ways a peer breaks the wire protocol. None bans (a buggy client is not an attacker) but a
-/// forged catalogue record: an honest peer verifies every record before it passes one on.
+/// forged catalogue record or receipt: an honest peer verifies every record and receipt before
+/// it passes one on, and signs its identity proof itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolViolation {
     /// A BEP 10 extension handshake that is not a bencoded dictionary.
@@ -63,6 +64,11 @@ pub enum ProtocolViolation {
     BadSearchMsg,
     /// A catalogue record (`pc_search`) whose signature or fields do not verify.
     ForgedRecord,
+    /// A `pc_receipt` message that does not decode, or one out of order.
+    BadReceiptMsg,
+    /// A receipt (`pc_receipt`) whose signature or fields do not verify, or an identity proof
+    /// that does not verify with the key the peer claimed.
+    ForgedReceipt,
 }
 
 /// Extensions a swarm requires of its peers.
@@ -96,7 +102,8 @@ impl DisconnectReason {
             | DisconnectReason::BadHeader { .. }
             | DisconnectReason::MetadataMismatch
             | DisconnectReason::BadLiveInfo
-            | DisconnectReason::Protocol(ProtocolViolation::ForgedRecord) => true,
+            | DisconnectReason::Protocol(ProtocolViolation::ForgedRecord)
+            | DisconnectReason::Protocol(ProtocolViolation::ForgedReceipt) => true,
             DisconnectReason::Idle
             | DisconnectReason::BothSeeds
             | DisconnectReason::Protocol(_)
@@ -218,6 +225,8 @@ impl fmt::Display for ProtocolViolation {
             ProtocolViolation::BlockBeforeHashes => "live block before its block hashes",
             ProtocolViolation::BadSearchMsg => "bad pc_search message",
             ProtocolViolation::ForgedRecord => "forged catalogue record",
+            ProtocolViolation::BadReceiptMsg => "bad pc_receipt message",
+            ProtocolViolation::ForgedReceipt => "forged receipt or identity proof",
         })
     }
 }

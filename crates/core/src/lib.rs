@@ -14,6 +14,7 @@
 //! - [`wire`]: the peer wire codec (BEP 3, 6, 10, 9, 11).
 //! - [`bitfield`]: piece sets.
 //! - [`catalog`]: signed catalogue records (what P2P search indexes and passes on).
+//! - [`receipt`]: signed, cumulative receipts of verified bytes and watch time (accounting).
 //! - [`disconnect`]: why a swarm closes a connection ([`DisconnectReason`]), for logs, counters
 //!   and bans.
 //! - [`ext`]: the BEP 10 extension layer both swarms share (handshake, BEP 9 metadata, BEP 11
@@ -45,6 +46,7 @@ pub mod live;
 pub mod magnet;
 pub mod metainfo;
 pub mod picker;
+pub mod receipt;
 pub mod swarm;
 pub mod time;
 pub mod ts;

@@ -297,7 +297,7 @@ impl Picker {
         let Some(k) = self.partials.iter().position(|p| p.index == index) else {
             return Received::Unexpected;
         };
-        if begin % BLOCK_LEN != 0 {
+        if !begin.is_multiple_of(BLOCK_LEN) {
             return Received::Unexpected;
         }
         let b = begin / BLOCK_LEN;

@@ -28,12 +28,14 @@ use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::{Metadata, MetadataEvent};
 use crate::ext::peer::PeerRecord;
 use crate::ext::pex::{self, Pex};
+use crate::ext::receipt::{self, ReceiptBook, ReceiptEvent};
 use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
 pub mod readers;
+mod receipts;
 mod timers;
 mod types;
 pub mod webseed;
@@ -95,7 +97,9 @@ pub struct Swarm {
     picker: Option<Picker>,
     peers: BTreeMap<PeerKey, Peer>,
     choker: Choker,
-    contributors: BTreeMap<u32, Vec<PeerKey>>,
+    /// Who sent each piece in progress, and how many of its bytes (credited to their keys
+    /// once the piece verifies).
+    contributors: BTreeMap<u32, Vec<(PeerKey, u64)>>,
     actions: VecDeque<Action>,
     stats: SwarmStats,
     completed_sent: bool,
@@ -106,6 +110,8 @@ pub struct Swarm {
     scratch: Vec<BlockRef>,
     /// Stream readers and the priority ladder they set.
     readers: readers::Readers,
+    /// Verified bytes received per uploader key (what our receipts say).
+    book: ReceiptBook,
 }
 
 impl Swarm {
@@ -127,6 +133,7 @@ impl Swarm {
             next_choke: None,
             scratch: Vec::new(),
             readers: readers::Readers::default(),
+            book: ReceiptBook::default(),
         }
     }
 
@@ -330,6 +337,7 @@ impl Swarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        receipt::closed(&peer.rec, &mut self.book);
         self.meta.remove_peer(key);
         if let Some(picker) = self.picker.as_mut() {
             for b in &peer.outstanding {
@@ -416,6 +424,12 @@ impl Swarm {
         picker.on_piece_verified(index, ok);
         let contributors = self.contributors.remove(&index).unwrap_or_default();
         if ok {
+            for &(key, n) in &contributors {
+                match self.peers.get_mut(&key) {
+                    Some(p) => receipt::credit(&mut p.rec, &mut self.book, n),
+                    None => self.book.unreceipted = self.book.unreceipted.saturating_add(n),
+                }
+            }
             self.announce_have(index);
             self.check_complete();
         } else {
@@ -424,7 +438,7 @@ impl Swarm {
             self.stats.wasted += len;
             self.stats.downloaded = self.stats.downloaded.saturating_sub(len);
             let sole = contributors.len() == 1;
-            for key in contributors {
+            for (key, _) in contributors {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     continue;
                 };
@@ -638,8 +652,10 @@ impl Swarm {
             Received::Fresh { piece_complete } => {
                 self.stats.downloaded += len as u64;
                 let c = self.contributors.entry(index).or_default();
-                if !c.contains(&key) && c.len() < 32 {
-                    c.push(key);
+                if let Some(i) = c.iter().position(|(k, _)| *k == key) {
+                    c[i].1 += len as u64;
+                } else if c.len() < 32 {
+                    c.push((key, len as u64));
                 }
                 self.actions.push_back(Action::Store { index, begin, data });
                 if piece_complete {
@@ -669,6 +685,10 @@ impl Swarm {
                     if joined {
                         self.actions
                             .push_back(Action::Search(key, SearchEvent::Joined));
+                    }
+                    let ident = self.config.identity.as_ref();
+                    if let Some(m) = receipt::hello(ident, key, &mut peer.rec) {
+                        self.send(key, m);
                     }
                 }
             }
@@ -700,6 +720,20 @@ impl Swarm {
                 match search::receive(&payload, &mut peer.rec, now) {
                     Ok(Some(ev)) => self.actions.push_back(Action::Search(key, ev)),
                     Ok(None) => {}
+                    Err(reason) => self.disconnect(key, reason),
+                }
+            }
+            Some(Extension::PcReceipt) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                let ident = self.config.identity.as_ref();
+                match receipt::receive(&payload, key, &mut peer.rec, ident, &mut self.book, now) {
+                    Ok(Some(ReceiptEvent::Reply(m))) => self.send(key, m),
+                    Ok(Some(ReceiptEvent::Receipts(r))) => {
+                        self.actions.push_back(Action::Receipts(key, r));
+                    }
+                    Ok(Some(ReceiptEvent::Identified(_)) | None) => {}
                     Err(reason) => self.disconnect(key, reason),
                 }
             }
@@ -801,7 +835,12 @@ impl Swarm {
             return;
         }
         let msg = our_handshake(
-            &[Extension::UtMetadata, Extension::UtPex, Extension::PcSearch],
+            &[
+                Extension::UtMetadata,
+                Extension::UtPex,
+                Extension::PcSearch,
+                Extension::PcReceipt,
+            ],
             self.meta.size(),
             self.config.listen_port,
             self.config.max_peer_requests as u32,

@@ -113,6 +113,8 @@ pub struct PeerParams {
     /// The node's catalogue and remote queries, which the swarm's `pc_search` peers feed and
     /// answer.
     pub search: std::sync::Arc<crate::gossip::Hub>,
+    /// The node's accounting: its identity proven to peers, receipts, the ledger.
+    pub accounts: std::sync::Arc<crate::receipts::Accounts>,
 }
 
 impl PeerParams {

@@ -893,6 +893,7 @@ mod tests {
             upload_limit: 0,
             download_limit: 0,
             dht: None,
+            receipt_interval: crate::receipts::DEFAULT_INTERVAL,
         })
         .await
         .expect("session");

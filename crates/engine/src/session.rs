@@ -35,8 +35,10 @@ use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
 use crate::nodekey::NodeKey;
 use crate::peer;
 use crate::ratelimit::RateLimiter;
+use crate::receipts::Accounts;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
 use peercdn_core::catalog::{self, Description, Record};
+use peercdn_core::ext::receipt::Identity;
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct SessionConfig {
     /// The mainline DHT: `None` = off; otherwise its bootstrap list (`None` inside = the
     /// public routers, `Some(list)` = a private network). It listens on UDP at the peer port.
     pub dht: Option<Option<Vec<String>>>,
+    /// Time between two rounds of receipts ([`crate::receipts`]).
+    pub receipt_interval: Duration,
 }
 
 /// Per-torrent options.
@@ -166,6 +170,7 @@ struct Inner {
     lsd: OnceLock<Lsd>,
     search: Arc<Hub>,
     channels: Arc<crate::channel::Channels>,
+    accounts: Arc<Accounts>,
 }
 
 /// A session that may have ended (for background tasks that must not keep it alive).
@@ -207,6 +212,16 @@ impl Session {
             source: std::io::Error::other(e.to_string()),
         })?;
         let peer_id = PeerId::ours(random);
+        let mut salt = [0u8; 32];
+        getrandom::getrandom(&mut salt).map_err(|e| SessionError::DataDir {
+            path: config.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let accounts = Arc::new(Accounts::new(
+            Identity::new(key.signing_key(), salt),
+            config.receipt_interval,
+            Some(config.data_dir.clone()),
+        ));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -246,6 +261,7 @@ impl Session {
                 lsd: OnceLock::new(),
                 search: Arc::new(Hub::new(catalog)),
                 channels,
+                accounts,
             }
         });
         if inner.dht.is_some() {
@@ -452,6 +468,7 @@ impl Session {
             ],
             dht: self.inner.dht.clone(),
             search: self.inner.search.clone(),
+            accounts: self.inner.accounts.clone(),
         }
     }
 

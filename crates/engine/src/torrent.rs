@@ -406,6 +406,7 @@ impl Torrent {
                 SwarmConfig::default().pex_interval
             },
             seed: p.peers.seed([1, 2, 3, 4]),
+            identity: Some(p.peers.accounts.identity().clone()),
             ..SwarmConfig::default()
         };
         let (internal_tx, internal_rx) = mpsc::channel(256);
@@ -674,6 +675,9 @@ impl Torrent {
                     let now = clock::unix_secs();
                     self.gossip.on_event(&mut self.swarm, key, ev, now);
                 }
+                // VoD peers prove their keys, but no VoD content has a collector yet: receipts
+                // are signed and collected for live streams only (crate::receipts).
+                Action::Receipts(..) => {}
                 Action::Completed => {
                     info!("download complete");
                     if self.swarm.stats().downloaded > 0 {

@@ -101,7 +101,7 @@ fn payload(i: u32) -> Bytes {
 fn synthetic(i: u32, ms: u32) -> NewPiece {
     NewPiece {
         payload: payload(i),
-        keyframe: i % 2 == 0,
+        keyframe: i.is_multiple_of(2),
         discontinuity: false,
         duration_us: ms * 1000,
     }

@@ -383,6 +383,7 @@ mod tests {
             upload_limit: 0,
             download_limit: 0,
             dht: None,
+            receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

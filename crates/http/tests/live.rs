@@ -47,7 +47,7 @@ fn payload(i: u32, packets: usize) -> Bytes {
 }
 
 fn is_key(i: u32) -> bool {
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
 
 fn is_disc(i: u32) -> bool {

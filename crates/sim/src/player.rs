@@ -67,7 +67,7 @@ impl Stream {
 
     /// Whether piece `i` starts at a keyframe.
     pub fn keyframe(&self, i: u32) -> bool {
-        i % self.gop.max(1) == 0
+        i.is_multiple_of(self.gop.max(1))
     }
 
     /// How long a missing piece is waited for while a later keyframe piece is held.

@@ -841,11 +841,13 @@ impl Sim {
                     node.mgr.add_candidates(addrs, Source::Pex, inst);
                 }
             }
-            // Simulated nodes hold no catalogue: pc_search is not modelled.
+            // Simulated nodes hold no catalogue and no identity: pc_search and pc_receipt are
+            // not modelled.
             Action::Edge(_)
             | Action::MetadataReceived(_)
             | Action::NotLive(_)
-            | Action::Search(..) => {}
+            | Action::Search(..)
+            | Action::Receipts(..) => {}
         }
     }
 

@@ -33,6 +33,7 @@ pub fn limited_config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> 
         upload_limit,
         download_limit: 0,
         dht: None,
+        receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
     }
 }
 

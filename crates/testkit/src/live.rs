@@ -376,8 +376,10 @@ impl Net {
                 self.nodes[i].ready = true;
             }
             Action::NotLive(_) => panic!("a live stream's info was taken for a torrent"),
-            // No catalogue in the testkit swarms (pc_search is tested in the engine).
-            Action::Edge(_) | Action::Discovered(_) | Action::Search(..) => {}
+            // No catalogue or ledger in the testkit swarms (pc_search and pc_receipt are tested
+            // in core and the engine).
+            Action::Edge(_) | Action::Discovered(_) | Action::Search(..) | Action::Receipts(..) => {
+            }
         }
     }
 

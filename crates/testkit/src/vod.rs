@@ -269,8 +269,9 @@ impl Net {
             }
             Action::Discovered(peers) => self.nodes[i].discovered.extend(peers),
             Action::Completed => self.nodes[i].completed = true,
-            // No catalogue in the testkit swarms (pc_search is tested in the engine).
-            Action::Search(..) => {}
+            // No catalogue or ledger in the testkit swarms (pc_search and pc_receipt are tested
+            // in core and the engine).
+            Action::Search(..) | Action::Receipts(..) => {}
         }
     }
 }

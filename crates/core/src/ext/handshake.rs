@@ -16,6 +16,7 @@ pub use crate::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 
 use super::metadata::Metadata;
 use super::peer::PeerRecord;
+use super::receipt::{OUR_PC_RECEIPT_ID, PC_RECEIPT};
 use super::search::{OUR_PC_SEARCH_ID, PC_SEARCH};
 use super::PeerKey;
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
@@ -34,15 +35,18 @@ pub enum Extension {
     PcLive,
     /// peercdn's catalogue records: gossip and queries ([`super::search`]).
     PcSearch,
+    /// peercdn's node identities and receipts ([`super::receipt`]).
+    PcReceipt,
 }
 
 impl Extension {
     /// Every extension (the order of the per-peer ID table).
-    pub const ALL: [Extension; 4] = [
+    pub const ALL: [Extension; 5] = [
         Extension::UtMetadata,
         Extension::UtPex,
         Extension::PcLive,
         Extension::PcSearch,
+        Extension::PcReceipt,
     ];
 
     /// Its name in the handshake's `m` dictionary.
@@ -52,6 +56,7 @@ impl Extension {
             Extension::UtPex => UT_PEX,
             Extension::PcLive => PC_LIVE,
             Extension::PcSearch => PC_SEARCH,
+            Extension::PcReceipt => PC_RECEIPT,
         }
     }
 
@@ -62,6 +67,7 @@ impl Extension {
             Extension::UtPex => OUR_UT_PEX_ID,
             Extension::PcLive => OUR_PC_LIVE_ID,
             Extension::PcSearch => OUR_PC_SEARCH_ID,
+            Extension::PcReceipt => OUR_PC_RECEIPT_ID,
         }
     }
 

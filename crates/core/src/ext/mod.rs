@@ -13,6 +13,8 @@
 //! - [`choke`]: BEP 6 choke plumbing (CHOKE plus REJECT for the requests it drops).
 //! - [`search`]: `pc_search` — catalogue records pushed (gossip) and queried between peers; the
 //!   codec and the per-connection budget (the catalogue itself is the engine's).
+//! - [`receipt`]: `pc_receipt` — node keys proven by signing the other side's nonce, receipts
+//!   passed between peers, and the book of verified bytes per uploader key.
 //!
 //! What this layer must not touch: policy. Who gets upload slots, which pieces to ask for, the
 //! live window, bans by address — those stay with the swarms, the choker and the connection
@@ -24,6 +26,7 @@ pub mod handshake;
 pub mod metadata;
 pub mod peer;
 pub mod pex;
+pub mod receipt;
 pub mod search;
 
 /// The swarms' handle for one connection (unique per swarm, never reused). Both

@@ -28,6 +28,8 @@ pub struct PeerRecord {
     pub last_recv: Instant,
     /// Its `pc_search` budget.
     pub search: super::search::PeerBudget,
+    /// Its `pc_receipt` state: its proven key, its receipt budget.
+    pub ident: super::receipt::PeerIdent,
 }
 
 impl PeerRecord {
@@ -42,6 +44,7 @@ impl PeerRecord {
             pex: PexPeer::new(first_pex),
             last_recv: now,
             search: super::search::PeerBudget::new(now),
+            ident: super::receipt::PeerIdent::new(now),
         }
     }
 

@@ -248,15 +248,17 @@ pub trait SearchSwarm {
     fn search_peer_addr(&self, key: super::PeerKey) -> Option<std::net::SocketAddr>;
 }
 
-/// A token bucket.
+/// A token bucket (also [`super::receipt`]'s).
 #[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+pub(crate) struct Bucket {
+    pub(crate) tokens: f64,
+    pub(crate) at: Instant,
 }
 
 impl Bucket {
-    fn take(&mut self, want: f64, burst: f64, per_s: f64, now: Instant) -> f64 {
+    /// Takes up to `want` whole tokens (refilled at `per_s` up to `burst` since the last
+    /// call); how many it got.
+    pub(crate) fn take(&mut self, want: f64, burst: f64, per_s: f64, now: Instant) -> f64 {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + dt * per_s).min(burst);
         self.at = now;

@@ -72,6 +72,7 @@ use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::Extension;
 use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
+use crate::ext::receipt::{self, ReceiptBook};
 use crate::id::InfoHash;
 use crate::live::window::{Judgement, Window};
 use crate::live::{BlockHash, LiveMsg, LiveParams, PieceHeader, MAX_HEADERS_PER_MSG};
@@ -212,6 +213,8 @@ pub struct LiveSwarm {
     last_rate: Option<Instant>,
     actions: VecDeque<Action>,
     stats: LiveStats,
+    /// Verified bytes received per uploader key (what our receipts say).
+    book: ReceiptBook,
 }
 
 impl LiveSwarm {
@@ -247,6 +250,7 @@ impl LiveSwarm {
             last_rate: None,
             actions: VecDeque::new(),
             stats: LiveStats::default(),
+            book: ReceiptBook::default(),
         }
     }
 
@@ -382,6 +386,7 @@ impl LiveSwarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        receipt::closed(&peer.rec, &mut self.book);
         self.meta.remove_peer(key);
         self.reads_total = self.reads_total.saturating_sub(peer.up.drain.in_flight());
         for (b, _) in peer.outstanding {
@@ -740,6 +745,11 @@ impl LiveSwarm {
             }
         }
         Ok(())
+    }
+
+    /// The stream's rate, bytes/s, as its headers tell (a moving average; 0 before any).
+    pub fn byte_rate(&self) -> u64 {
+        self.bitrate
     }
 
     /// Folds a new header into the stream's bitrate estimate (bytes/s, a moving average).

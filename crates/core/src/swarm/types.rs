@@ -36,6 +36,9 @@ pub struct SwarmConfig {
     pub listen_port: Option<u16>,
     /// Seed for tie-breaking.
     pub seed: u64,
+    /// The node's identity, proven to peers over `pc_receipt` ([`crate::ext::receipt`]);
+    /// `None` proves nothing (peers then sign no receipts for what we send them).
+    pub identity: Option<crate::ext::receipt::Identity>,
 }
 
 impl Default for SwarmConfig {
@@ -52,6 +55,7 @@ impl Default for SwarmConfig {
             pex_interval: Some(Duration::from_secs(60)),
             listen_port: None,
             seed: 0x5eed,
+            identity: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub enum Action {
     Completed,
     /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
     Search(PeerKey, crate::ext::search::SearchEvent),
+    /// Receipts a peer passed us over `pc_receipt` (within budget), each verified.
+    Receipts(PeerKey, Vec<crate::receipt::Receipt>),
 }
 
 /// Counters for the engine's stats.

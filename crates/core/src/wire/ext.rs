@@ -455,7 +455,7 @@ fn compact_list<'a>(
     entry: usize,
 ) -> Result<impl Iterator<Item = SocketAddr> + 'a, ExtError> {
     let raw = dict.get_bytes(key.as_bytes()).unwrap_or_default();
-    if raw.len() % entry != 0 {
+    if !raw.len().is_multiple_of(entry) {
         return Err(ExtError::BadCompactLen {
             key,
             len: raw.len(),

@@ -152,6 +152,7 @@ async fn start(dir: &Path, i: usize) -> Session {
         upload_limit: 0,
         download_limit: 0,
         dht: None,
+        receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
     })
     .await
     .expect("session")

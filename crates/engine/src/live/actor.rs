@@ -34,7 +34,9 @@ use super::{now_us, LiveBuffer, LiveHandle, LivePiece, LiveStatus, Origin};
 use crate::clock;
 use crate::gossip::Gossip;
 use crate::host::{Host, PeerParams, Totals};
+use crate::ledger::Collecting;
 use crate::peer::Outgoing;
+use crate::receipts::Accounting;
 
 /// Status publication interval.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
@@ -145,6 +147,10 @@ struct Actor {
     done: bool,
     /// `pc_search` on this swarm's connections.
     gossip: Gossip,
+    /// Receipts: signed for what we received, passed on, collected (the source).
+    accounting: Accounting,
+    /// The byte rate the ledger last heard of (the source).
+    collect_rate: Option<u64>,
 }
 
 impl Actor {
@@ -160,6 +166,7 @@ impl Actor {
             listen_port: p.peers.port(),
             seed: p.peers.seed([5, 6, 7, 8]),
             wall_clock: Some(clock::wall()),
+            identity: Some(p.peers.accounts.identity().clone()),
             ..LiveConfig::default()
         };
         let swarm = match &p.descriptor {
@@ -172,6 +179,12 @@ impl Actor {
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
         let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
         let gossip = Gossip::new(p.peers.search.clone());
+        let accounting = Accounting::new(
+            p.peers.accounts.clone(),
+            p.id,
+            p.descriptor.as_ref().map(|d| d.params.pubkey),
+            p.source,
+        );
         Actor {
             p,
             swarm,
@@ -191,6 +204,8 @@ impl Actor {
             fallback: None,
             done: false,
             gossip,
+            accounting,
+            collect_rate: None,
         }
     }
 
@@ -401,6 +416,7 @@ impl Actor {
                     let now = clock::unix_secs();
                     self.gossip.on_event(&mut self.swarm, key, ev, now);
                 }
+                Action::Receipts(_, receipts) => self.accounting.on_receipts(receipts),
                 Action::NotLive(info) => {
                     info!("the ID is an ordinary torrent, not a live stream");
                     let _ = self.kind_tx.send(Kind::Vod(info));
@@ -410,10 +426,32 @@ impl Actor {
         }
     }
 
+    /// Watch time, a round of receipts when due, and (the source) the stream's byte rate for
+    /// the ledger's cap, whenever it moved by a tenth.
+    fn account(&mut self, players: usize, cdn: &[(String, u64)], now: Instant) {
+        self.accounting.watch(players, now);
+        self.accounting
+            .tick(&mut self.swarm, cdn, now, clock::unix_secs());
+        if self.p.source {
+            let rate = self.swarm.byte_rate();
+            let moved = self
+                .collect_rate
+                .is_none_or(|r| rate.abs_diff(r) * 10 > r.max(1));
+            if moved {
+                self.collect_rate = Some(rate);
+                self.p
+                    .peers
+                    .accounts
+                    .collect(self.p.id, Collecting { byte_rate: rate });
+            }
+        }
+    }
+
     fn on_metadata(&mut self, info: Bytes) {
         match Descriptor::from_info_bytes(info) {
             Ok(mut d) => {
                 info!(name = %d.params.name, "live stream descriptor received");
+                self.accounting.set_broadcaster(d.params.pubkey);
                 d.cdn = self.p.cdn.clone();
                 let b = LiveBuffer::new(d);
                 self.buffer_rx = Some(b.subscribe());
@@ -475,6 +513,7 @@ impl Actor {
             peer_list: self.swarm.peer_infos(),
             cdn_pieces: 0,
             cdn_failures: 0,
+            watched_ms: 0,
         };
         if let Some(b) = &self.buffer {
             let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);
@@ -496,11 +535,15 @@ impl Actor {
                 .map(|p| now_us().saturating_sub(p.header.timestamp_us) / 1000);
             s.readers = b.readers();
         }
+        let mut cdn_verified = Vec::new();
         if let Some(fb) = &self.fallback {
             let c = fb.stats();
             s.cdn_pieces = c.pieces;
             s.cdn_failures = c.failures;
+            cdn_verified = c.verified_by_host;
         }
+        self.account(s.readers, &cdn_verified, now);
+        s.watched_ms = self.accounting.watched_ms();
         self.status_tx.send_replace(s);
     }
 }

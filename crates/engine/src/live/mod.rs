@@ -67,6 +67,8 @@ pub struct LiveStatus {
     pub cdn_pieces: u64,
     /// CDN requests that failed (any reason, verification included).
     pub cdn_failures: u64,
+    /// Milliseconds a player was attached to the stream on this node (what its receipts say).
+    pub watched_ms: u64,
 }
 
 /// The handle to a live stream in the session. Cheap to clone.

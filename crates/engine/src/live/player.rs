@@ -255,7 +255,7 @@ mod tests {
         let i = src.next_index();
         let piece = NewPiece {
             payload: Bytes::from(vec![i as u8; 188]),
-            keyframe: i % 2 == 0,
+            keyframe: i.is_multiple_of(2),
             discontinuity: false,
             duration_us: 100_000,
         };

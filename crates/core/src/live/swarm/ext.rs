@@ -15,6 +15,7 @@ use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::metadata::MetadataEvent;
 use crate::ext::pex;
+use crate::ext::receipt::{self, ReceiptBook, ReceiptEvent, ReceiptSwarm};
 use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
 use crate::live::{LiveMsg, LiveParams};
 
@@ -47,6 +48,20 @@ impl LiveSwarm {
                     Err(reason) => self.disconnect(key, reason),
                 }
             }
+            Some(Extension::PcReceipt) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                let ident = self.config.identity.as_ref();
+                match receipt::receive(&payload, key, &mut peer.rec, ident, &mut self.book, now) {
+                    Ok(Some(ReceiptEvent::Reply(m))) => self.send(key, m),
+                    Ok(Some(ReceiptEvent::Receipts(r))) => {
+                        self.actions.push_back(Action::Receipts(key, r));
+                    }
+                    Ok(Some(ReceiptEvent::Identified(_)) | None) => {}
+                    Err(reason) => self.disconnect(key, reason),
+                }
+            }
             None => {}
         }
     }
@@ -61,6 +76,11 @@ impl LiveSwarm {
                 .actions
                 .push_back(Action::Search(key, SearchEvent::Joined)),
             Ok(false) => {}
+        }
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if let Some(m) = receipt::hello(self.config.identity.as_ref(), key, &mut peer.rec) {
+                self.send(key, m);
+            }
         }
         if self.params.is_some() {
             self.make_ready(key, now);
@@ -159,5 +179,35 @@ impl SearchSwarm for LiveSwarm {
 
     fn search_peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
         self.peers.get(&key).map(|p| p.rec.addr)
+    }
+}
+
+impl ReceiptSwarm for LiveSwarm {
+    fn receipt_book(&self) -> &ReceiptBook {
+        &self.book
+    }
+
+    fn identified_peers(&self) -> Vec<(PeerKey, [u8; 32])> {
+        self.peers
+            .iter()
+            .filter_map(|(&k, p)| Some((k, p.rec.ident.proven()?)))
+            .collect()
+    }
+
+    fn send_receipts(&mut self, key: PeerKey, receipts: &[Bytes]) -> bool {
+        let Some(peer) = self.peers.get(&key) else {
+            return false;
+        };
+        let msgs: Option<Vec<_>> = receipt::receipt_messages(receipts)
+            .iter()
+            .map(|m| receipt::message(&peer.rec, m))
+            .collect();
+        let Some(msgs) = msgs else {
+            return false;
+        };
+        for m in msgs {
+            self.send(key, m);
+        }
+        true
     }
 }

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Action, Download, LiveSwarm, Peer, PeerKey, Slot};
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
+use crate::ext::receipt;
 use crate::wire::{BlockRef, Message, BLOCK_LEN};
 
 /// How long a peer's refusal of a piece keeps us from asking it again (the source refuses
@@ -432,7 +433,7 @@ impl LiveSwarm {
                 return self.disconnect(key, reason);
             }
             (Some(slot), Some(expected)) => {
-                if begin % BLOCK_LEN != 0 || crate::live::hash_block(&data) != *expected {
+                if !begin.is_multiple_of(BLOCK_LEN) || crate::live::hash_block(&data) != *expected {
                     *slot = Slot::Missing;
                     self.stats.wasted += len;
                     return self.disconnect(key, DisconnectReason::BadPiece { index });
@@ -441,6 +442,9 @@ impl LiveSwarm {
                 let first_block = dl.blocks.iter().all(Option::is_none);
                 dl.blocks[i] = Some(data);
                 self.stats.downloaded += len;
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    receipt::credit(&mut peer.rec, &mut self.book, len);
+                }
                 if !dl.contributors.contains(&key) && dl.contributors.len() < 32 {
                     dl.contributors.push(key);
                 }

@@ -217,7 +217,7 @@ impl LiveSwarm {
         }
         let dl = self.downloads.get(&b.index)?;
         let block = dl.blocks.get((b.begin / BLOCK_LEN) as usize)?.as_ref()?;
-        (b.begin % BLOCK_LEN == 0 && b.len as usize == block.len())
+        (b.begin.is_multiple_of(BLOCK_LEN) && b.len as usize == block.len())
             .then_some((block, 0..block.len()))
     }
 

@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use super::PeerKey;
 use crate::disconnect::{DisconnectCounts, DisconnectReason};
+use crate::ext::receipt::Identity;
 use crate::live::PieceHeader;
+use crate::receipt::Receipt;
 use crate::time::WallClock;
 use crate::wire::{BlockRef, Message};
 
@@ -70,6 +72,9 @@ pub struct LiveConfig {
     /// The wall clock derived from the monotonic `now` ([`crate::time`]), to refuse headers
     /// with stale timestamps; `None` judges no timestamp.
     pub wall_clock: Option<WallClock>,
+    /// The node's identity, proven to peers over `pc_receipt` ([`crate::ext::receipt`]);
+    /// `None` proves nothing (peers then sign no receipts for what we send them).
+    pub identity: Option<Identity>,
 }
 
 impl Default for LiveConfig {
@@ -98,6 +103,7 @@ impl Default for LiveConfig {
             listen_port: None,
             seed: 0x11fe,
             wall_clock: None,
+            identity: None,
         }
     }
 }
@@ -139,6 +145,8 @@ pub enum Action {
     Discovered(Vec<SocketAddr>),
     /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
     Search(PeerKey, crate::ext::search::SearchEvent),
+    /// Receipts a peer passed us over `pc_receipt` (within budget), each verified.
+    Receipts(PeerKey, Vec<Receipt>),
     /// The info dictionary arrived over ut_metadata, matches the ID and is a live stream: the
     /// swarm runs with it now; build the window from it.
     MetadataReceived(Bytes),

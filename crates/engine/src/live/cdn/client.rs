@@ -132,6 +132,10 @@ fn transport(url: &str, e: reqwest::Error) -> CdnError {
 pub struct CdnStats {
     /// Body bytes received, by base host (`host` or `host:port`), in base order.
     pub bytes_by_host: Vec<(String, u64)>,
+    /// Of those, the bytes that were used: headers whose signature verified, payloads that
+    /// matched their header, playlists that parsed. What a viewer signs receipts for (a
+    /// receipt never covers data that failed its check).
+    pub verified_by_host: Vec<(String, u64)>,
     /// Pieces fetched and verified.
     pub pieces: u64,
     /// Requests that failed (any reason, including verification).
@@ -148,6 +152,7 @@ struct Base {
     url: String,
     host: String,
     bytes: AtomicU64,
+    verified: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +199,7 @@ impl CdnClient {
                     url,
                     host,
                     bytes: AtomicU64::new(0),
+                    verified: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -223,16 +229,22 @@ impl CdnClient {
     /// Counters so far.
     pub fn stats(&self) -> CdnStats {
         let mut bytes_by_host: Vec<(String, u64)> = Vec::new();
+        let mut verified_by_host: Vec<(String, u64)> = Vec::new();
         for b in &self.bases {
-            let n = b.bytes.load(Ordering::Relaxed);
-            match bytes_by_host.iter_mut().find(|(h, _)| *h == b.host) {
-                Some((_, total)) => *total += n,
-                None => bytes_by_host.push((b.host.clone(), n)),
+            for (list, n) in [
+                (&mut bytes_by_host, b.bytes.load(Ordering::Relaxed)),
+                (&mut verified_by_host, b.verified.load(Ordering::Relaxed)),
+            ] {
+                match list.iter_mut().find(|(h, _)| *h == b.host) {
+                    Some((_, total)) => *total += n,
+                    None => list.push((b.host.clone(), n)),
+                }
             }
         }
         let c = &self.counters;
         CdnStats {
             bytes_by_host,
+            verified_by_host,
             pieces: c.pieces.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
             verify_failures: c.verify_failures.load(Ordering::Relaxed),
@@ -254,6 +266,8 @@ impl CdnClient {
                 Some(&base.bytes),
             )
             .await?;
+            base.verified
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             Ok(newest_in_playlist(&body))
         })
         .await
@@ -285,6 +299,8 @@ impl CdnClient {
                 header
                     .check_payload(&payload)
                     .map_err(|source| CdnError::Verify { url, source })?;
+                base.verified
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 Ok(LivePiece {
                     header,
                     payload,
@@ -344,6 +360,7 @@ impl CdnClient {
         if header.length > self.max_piece_length {
             return Err(CdnError::PieceTooLarge(index));
         }
+        base.verified.fetch_add(raw.len() as u64, Ordering::Relaxed);
         Ok(header)
     }
 

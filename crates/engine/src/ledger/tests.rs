@@ -1,0 +1,211 @@
+use ed25519_dalek::SigningKey;
+use peercdn_core::receipt::{Claim, Receipt, Uploader};
+use peercdn_core::InfoHash;
+
+use super::export::{self, Export};
+use super::*;
+
+const NOW: u64 = 1_796_000_000;
+const CONTENT: InfoHash = InfoHash([3; 20]);
+/// 2 Mbit/s.
+const RATE: u64 = 250_000;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn receipt(viewer: u8, from: Uploader, bytes: u64, watched_ms: u64, seq: u64) -> Receipt {
+    let claim = Claim {
+        content: CONTENT,
+        from,
+        bytes,
+        watched_ms,
+        seq,
+        time: NOW,
+    };
+    Receipt::sign(&key(viewer), claim).unwrap()
+}
+
+fn peer(n: u8) -> Uploader {
+    Uploader::Peer(key(n).verifying_key().to_bytes())
+}
+
+fn ledger(dir: &tempfile::TempDir) -> Ledger {
+    let mut l = Ledger::open(dir.path()).unwrap();
+    l.collect(CONTENT, Collecting { byte_rate: RATE });
+    l
+}
+
+#[test]
+fn the_latest_receipt_of_each_pair_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    let cdn = Uploader::Cdn("127.0.0.1:8080".into());
+    let got = l
+        .append(
+            &[
+                receipt(1, peer(9), 1_000_000, 10_000, 1),
+                receipt(1, peer(9), 3_000_000, 20_000, 2),
+                receipt(1, cdn.clone(), 500_000, 20_000, 2),
+                receipt(2, peer(9), 2_000_000, 15_000, 5),
+                receipt(2, peer(1), 1_000_000, 15_000, 5),
+            ],
+            NOW,
+        )
+        .unwrap();
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    let r = l.report().unwrap();
+    assert_eq!(r.entries, 5);
+    assert_eq!(r.totals.p2p_bytes, 6_000_000);
+    assert_eq!(r.totals.cdn_bytes, 500_000);
+    assert_eq!(r.totals.watched_ms, 35_000);
+    assert_eq!(r.totals.viewers, 2);
+    let k9 = hex::encode(key(9).verifying_key().to_bytes());
+    let u9 = r.uploaders.iter().find(|u| u.key == k9).unwrap();
+    assert_eq!((u9.bytes, u9.viewers), (5_000_000, 2));
+    assert!(u9.account.starts_with('G'));
+    assert_eq!(r.cdn_hosts[0].host, "127.0.0.1:8080");
+    assert_eq!(r.contents[0].viewers, 2);
+    // It survives a reopen, chain head and all, and verifies.
+    let head = l.head();
+    drop(l);
+    let l = ledger(&dir);
+    assert_eq!(l.head(), head);
+    assert_eq!(l.verify().unwrap(), r);
+}
+
+#[test]
+fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    let first = receipt(1, peer(9), 1_000_000, 10_000, 7);
+    assert_eq!(l.append(std::slice::from_ref(&first), NOW).unwrap(), vec![Ok(())]);
+    let future = Receipt::sign(
+        &key(1),
+        Claim {
+            content: CONTENT,
+            from: peer(8),
+            bytes: 1,
+            watched_ms: 1,
+            seq: 1,
+            time: NOW + 3600,
+        },
+    )
+    .unwrap();
+    let other = Receipt::sign(
+        &key(1),
+        Claim {
+            content: InfoHash([4; 20]),
+            from: peer(9),
+            bytes: 1,
+            watched_ms: 1,
+            seq: 1,
+            time: NOW,
+        },
+    )
+    .unwrap();
+    // 10 s watched + 60 s slack at 250 kB/s × 1.5 allows 26.25 MB over all uploaders.
+    let allowed = cap(RATE, 10_000);
+    assert_eq!(allowed, 26_250_000);
+    let got = l
+        .append(
+            &[
+                first.clone(),
+                receipt(1, peer(9), 900_000, 10_000, 8),
+                receipt(1, peer(9), 1_000_000, 9_000, 8),
+                future,
+                other,
+                receipt(1, peer(8), allowed, 10_000, 8),
+                receipt(1, peer(8), allowed - 1_000_000, 10_000, 9),
+            ],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Err(Refusal::Replayed),
+            Err(Refusal::NonMonotonic),
+            Err(Refusal::NonMonotonic),
+            Err(Refusal::Future),
+            Err(Refusal::UnknownContent),
+            Err(Refusal::Inflated),
+            Ok(()),
+        ]
+    );
+    assert_eq!(l.entries(), 2);
+}
+
+/// A row altered behind the ledger's back (an operator's `UPDATE`) is found by the chain.
+#[test]
+fn a_tampered_ledger_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    l.append(
+        &[
+            receipt(1, peer(9), 1_000_000, 10_000, 1),
+            receipt(2, peer(9), 1_000_000, 10_000, 1),
+        ],
+        NOW,
+    )
+    .unwrap();
+    l.verify().unwrap();
+    // Swap in another valid receipt (more bytes for the same pair) at entry 1.
+    let bigger = receipt(1, peer(9), 2_000_000, 10_000, 1).encode();
+    l.db.execute(
+        "UPDATE entries SET receipt = ?1 WHERE n = 1",
+        rusqlite::params![bigger],
+    )
+    .unwrap();
+    let err = l.verify().unwrap_err().to_string();
+    assert!(err.contains("entry 1: the hash chain breaks"), "{err}");
+    // Removing the last entry leaves the table of latest receipts disagreeing.
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    l.append(&[receipt(1, peer(9), 1_000_000, 10_000, 1)], NOW)
+        .unwrap();
+    l.append(&[receipt(1, peer(9), 2_000_000, 10_000, 2)], NOW)
+        .unwrap();
+    l.db.execute("DELETE FROM entries WHERE n = 2", []).unwrap();
+    let err = l.verify().unwrap_err().to_string();
+    assert!(err.contains("does not match"), "{err}");
+}
+
+#[test]
+fn an_export_verifies_alone_and_any_change_to_it_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    l.append(
+        &[
+            receipt(1, peer(9), 1_000_000, 10_000, 1),
+            receipt(2, peer(9), 1_500_000, 10_000, 1),
+            receipt(2, Uploader::Cdn("cdn.example:80".into()), 1_000, 10_000, 1),
+        ],
+        NOW,
+    )
+    .unwrap();
+    let e = Export::new(l.entries_iter().unwrap(), &l.report().unwrap(), NOW);
+    let text = serde_json::to_string(&e).unwrap();
+    let back: Export = serde_json::from_str(&text).unwrap();
+    assert_eq!(export::verify(&back).unwrap(), l.report().unwrap());
+    // An inflated total in the report.
+    let mut bad = back.clone();
+    bad.report["totals"]["p2p_bytes"] = serde_json::json!(9_999_999);
+    assert!(export::verify(&bad).unwrap_err().contains("report"));
+    // A dropped entry.
+    let mut bad = back.clone();
+    bad.entries.remove(1);
+    assert!(export::verify(&bad).unwrap_err().contains("missing"));
+    // A forged receipt with the chain recomputed around it: its signature fails.
+    let mut bad = back;
+    let mut forged = Receipt::decode(&bad.entries[0].receipt).unwrap();
+    forged.bytes = 5_000_000;
+    bad.entries[0].receipt = forged.encode();
+    let mut head = [0u8; 32];
+    for e in &mut bad.entries {
+        let h = chain(&head, e.n, e.at, &e.receipt);
+        e.hash = h.to_vec();
+        head = h;
+    }
+    assert!(export::verify(&bad).unwrap_err().contains("signature"));
+}
