@@ -39,6 +39,11 @@ pub struct BroadcastOptions {
     pub publish_dir: Option<PathBuf>,
     /// CDN base URLs put in the descriptor's `url-list`.
     pub cdn: Vec<String>,
+    /// Base URLs of this engine's API where viewers may hand their receipts over HTTP (the
+    /// descriptor's `collector`); `self` stands for the API's own base URL once it listens.
+    pub collector: Vec<String>,
+    /// How long to keep serving (and collecting receipts) after the input ended.
+    pub linger: Duration,
     /// Target piece duration, ms.
     pub piece_ms: u32,
     /// Window, seconds.
@@ -81,6 +86,19 @@ pub async fn broadcast(node: NodeArgs, http: HttpArgs, opts: BroadcastOptions) -
     let first_index = read_counter(&counter).map_or(0, |n| n.saturating_add(RESTART_GAP));
 
     let running = start_engine(&settings, &http).await?;
+    let mut desc = desc;
+    if !opts.collector.is_empty() {
+        desc.collector = opts
+            .collector
+            .iter()
+            .map(|c| match c.as_str() {
+                "self" => running.base_url.trim_end_matches('/').to_string(),
+                url => url.trim_end_matches('/').to_string(),
+            })
+            .collect();
+        std::fs::write(&desc_path, desc.to_bytes())
+            .with_context(|| format!("cannot write {}", desc_path.display()))?;
+    }
     let handle = running.session.add_live(
         desc,
         LiveOptions {
@@ -165,9 +183,14 @@ pub async fn broadcast(node: NodeArgs, http: HttpArgs, opts: BroadcastOptions) -
         Some(c) => c,
         None => match ingest_task.await {
             Ok(Ok(())) => {
-                eprintln!("input ended; serving the last pieces for a few seconds");
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                ExitCode::SUCCESS
+                eprintln!(
+                    "input ended; serving the last pieces and collecting receipts for {} s",
+                    opts.linger.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.linger) => ExitCode::SUCCESS,
+                    _ = &mut stop => ExitCode::from(130),
+                }
             }
             Ok(Err(e)) => {
                 eprintln!("error: input: {e}");

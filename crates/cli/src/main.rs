@@ -2,7 +2,8 @@
 //!
 //! Exit codes a script can rely on:
 //! - 0: done (for `get --no-seed`: the download is complete and verified)
-//! - 1: an error (bad input, unreadable file, I/O failure); the message says what
+//! - 1: an error (bad input, unreadable file, I/O failure), or a `ledger verify` or `ledger
+//!   reconcile` check that failed; the message says what
 //! - 2: bad command-line usage (from clap)
 //! - 3: the download stopped with an error (e.g. a full disk)
 //! - 130: interrupted (Ctrl-C / SIGTERM); resume data was saved
@@ -11,6 +12,7 @@ mod broadcast;
 mod channel;
 mod config;
 mod demo;
+mod ledger;
 mod node;
 mod play;
 mod search;
@@ -120,6 +122,16 @@ enum Cmd {
         /// CDN base URL serving the publish directory (repeatable); put in the descriptor.
         #[arg(long = "cdn")]
         cdn: Vec<String>,
+        /// Where viewers may also hand their receipts over HTTP (repeatable; put in the
+        /// descriptor): this engine's API base URL as viewers reach it (the API must then listen
+        /// where they can, with --http-bind and --access-token), or `self` for the URL it
+        /// listens on. Viewers connected to the broadcaster hand theirs over the swarm anyway.
+        #[arg(long = "collector")]
+        collector: Vec<String>,
+        /// Seconds to keep serving the last pieces and collecting the viewers' last receipts
+        /// after the input ended.
+        #[arg(long, default_value_t = 3)]
+        linger: u64,
         /// Target piece duration in milliseconds (a new piece also starts at each keyframe).
         /// Relays forward each verified 16 KiB block at once; a piece is the unit of signing,
         /// of announcement and of where a player may start.
@@ -184,6 +196,15 @@ enum Cmd {
     /// bitrate (30 % below it), half behind NAT, 40–200 ms RTT, 5 % churn per minute.
     /// Prints a table; writes a JSON report and SVG pictures on request.
     Sim(sim::SimOptions),
+    /// The broadcaster's ledger of viewer-signed receipts (DATA_DIR/ledger.db, read only):
+    /// `report`, `verify [FILE]`, `export --out FILE [--stellar …]`, `reconcile --cdn-log FILE`.
+    /// Nothing is sent to any network.
+    Ledger {
+        #[command(subcommand)]
+        action: ledger::LedgerCmd,
+        #[command(flatten)]
+        opts: ledger::LedgerArgs,
+    },
     /// Download a torrent by ID (40 hex), magnet URI or .torrent file, with a progress bar.
     Get {
         /// 40-hex content ID, `acestream://ID`, `magnet:?…`, or a path to a .torrent file.
@@ -374,6 +395,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             looped,
             publish_dir,
             cdn,
+            collector,
+            linger,
             piece_ms,
             window,
             record,
@@ -387,6 +410,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 looped,
                 publish_dir,
                 cdn,
+                collector,
+                linger: std::time::Duration::from_secs(linger),
                 piece_ms,
                 window_s: window,
             };
@@ -443,6 +468,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             engine,
         } => channel::channel(action, &engine, json).await,
+        Cmd::Ledger { action, opts } => {
+            tokio::task::spawn_blocking(move || ledger::run(action, opts))
+                .await
+                .context("the ledger command panicked")?
+        }
         Cmd::Sim(o) => {
             tokio::task::spawn_blocking(move || sim::run(o))
                 .await

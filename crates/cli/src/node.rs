@@ -63,11 +63,7 @@ impl NodeSettings {
             .bind
             .or(file.bind)
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let data_dir = node
-            .data_dir
-            .clone()
-            .or(file.data_dir.clone())
-            .unwrap_or_else(default_data_dir);
+        let data_dir = data_dir(node.data_dir.as_ref(), &file);
         let mut peers = node.peers.clone();
         peers.extend(file.peers.clone().unwrap_or_default());
         let rate = |flag: &Option<String>, cfg: &Option<String>, name: &str| -> Result<u64> {
@@ -104,6 +100,14 @@ impl NodeSettings {
             file,
         })
     }
+}
+
+/// The data directory: `--data-dir` (or `PEERCDN_DATA_DIR`) over the config file's
+/// `data_dir` over `$XDG_DATA_HOME/peercdn`.
+pub fn data_dir(flag: Option<&PathBuf>, file: &FileConfig) -> PathBuf {
+    flag.cloned()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(default_data_dir)
 }
 
 fn default_data_dir() -> PathBuf {

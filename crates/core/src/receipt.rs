@@ -274,6 +274,54 @@ impl Receipt {
     }
 }
 
+/// Most receipts in one batch handed to a collector over HTTP.
+pub const MAX_BATCH: usize = 64;
+
+/// Why a batch of receipts was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Not a bencoded list of at most [`MAX_BATCH`] strings.
+    #[error("not a list of at most {MAX_BATCH} receipts")]
+    Malformed,
+    /// One receipt was refused (its position from 0, and why).
+    #[error("receipt {0}: {1}")]
+    Receipt(usize, ReceiptError),
+}
+
+/// A batch for a collector: a bencoded list of receipts, each as its signed bytes (a string).
+pub fn encode_batch(receipts: &[impl AsRef<[u8]>]) -> Vec<u8> {
+    OwnedValue::list(
+        receipts
+            .iter()
+            .map(|r| OwnedValue::bytes(r.as_ref().to_vec())),
+    )
+    .encode()
+}
+
+/// Parses and verifies a batch; one bad receipt refuses the whole batch (an honest viewer
+/// signs every receipt it sends).
+pub fn decode_batch(buf: &[u8]) -> Result<Vec<Receipt>, BatchError> {
+    if buf.len() > MAX_BATCH * (MAX_RECEIPT_LEN + 8) + 2 {
+        return Err(BatchError::Malformed);
+    }
+    let limits = bencode::Limits {
+        max_depth: 2,
+        max_items: MAX_BATCH,
+    };
+    let v = bencode::decode_with(buf, limits).map_err(|_| BatchError::Malformed)?;
+    let list = v.as_list().ok_or(BatchError::Malformed)?;
+    if list.len() > MAX_BATCH {
+        return Err(BatchError::Malformed);
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let b = item.as_bytes().ok_or(BatchError::Malformed)?;
+            Receipt::decode(b).map_err(|e| BatchError::Receipt(i, e))
+        })
+        .collect()
+}
+
 /// A CDN host as a receipt names it: 1 to [`MAX_HOST`] bytes of letters, digits, `.-:[]`
 /// (a name or an address, with a port when not the default).
 pub fn valid_host(h: &str) -> bool {
@@ -394,6 +442,29 @@ mod tests {
             ..claim()
         };
         assert_eq!(Receipt::sign(&key(1), huge), Err(ReceiptError::Field("b")));
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_one_forgery_refuses_it() {
+        let rs: Vec<Receipt> = (0..3)
+            .map(|i| Receipt::sign(&key(1), Claim { seq: i, ..claim() }).unwrap())
+            .collect();
+        let wire: Vec<Vec<u8>> = rs.iter().map(Receipt::encode).collect();
+        assert_eq!(decode_batch(&encode_batch(&wire)).unwrap(), rs);
+        let mut bad = wire.clone();
+        let mut forged = rs[1].clone();
+        forged.bytes += 1;
+        bad[1] = forged.encode();
+        assert_eq!(
+            decode_batch(&encode_batch(&bad)),
+            Err(BatchError::Receipt(1, ReceiptError::BadSignature))
+        );
+        let too_many = vec![wire[0].clone(); MAX_BATCH + 1];
+        assert_eq!(
+            decode_batch(&encode_batch(&too_many)),
+            Err(BatchError::Malformed)
+        );
+        assert_eq!(decode_batch(b"i1e"), Err(BatchError::Malformed));
     }
 
     #[test]

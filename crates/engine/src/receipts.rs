@@ -9,8 +9,11 @@
 //!   the node's watch time of the stream (time with a player attached); it sends each peer the
 //!   receipts that name it, and the broadcaster (a connection whose proven key is the stream's
 //!   key) all of them plus the receipts others gave us about our uploads, so the broadcaster
-//!   learns of pairs it is not part of. The source itself collects every receipt for its stream
-//!   into the ledger, which judges each ([`crate::ledger`]).
+//!   learns of pairs it is not part of. When the descriptor names collectors (`collector`: the
+//!   broadcaster's API base URLs), the receipts also go there over HTTP
+//!   ([`COLLECTOR_PATH`], a batch at a time) — the way receipts of viewers with no peer, fed by
+//!   a CDN alone, reach the broadcaster. The source itself collects every receipt for its
+//!   stream into the ledger, which judges each ([`crate::ledger`]).
 //!
 //! Bounded: at most [`MAX_ABOUT_US`] receipts about our uploads are kept per stream (the latest
 //! per viewer), one receipt per uploader key the book counts
@@ -28,14 +31,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use peercdn_core::ext::receipt::{Identity, ReceiptBook, ReceiptSwarm, RECEIPT_BURST};
+use peercdn_core::ext::receipt::{
+    Identity, ReceiptBook, ReceiptSwarm, RECEIPTS_PER_S, RECEIPT_BURST,
+};
 use peercdn_core::ext::PeerKey;
 use peercdn_core::receipt::{Claim, Receipt, Uploader};
 use peercdn_core::InfoHash;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::ledger::{Collecting, Ledger, Refusal, Report};
+use crate::ledger::{Collecting, Ledger, Refusal, Report, Taken};
 
 /// Default time between two rounds of receipts.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -43,6 +48,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const MAX_ABOUT_US: usize = 1024;
 /// Batches waiting for the ledger thread.
 pub const LEDGER_QUEUE: usize = 64;
+/// How long a collector may take to answer a batch.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The collector's path under the base URLs a descriptor names.
+pub const COLLECTOR_PATH: &str = "/api/v1/receipts";
 
 /// Counters of the node's accounting (for `/metrics` and the API).
 #[derive(Debug, Default)]
@@ -55,6 +64,9 @@ pub struct AccountStats {
     pub received: AtomicU64,
     /// Receipts the ledger accepted.
     pub accepted: AtomicU64,
+    /// Receipts the ledger already held (the same receipt from the viewer and passed on by
+    /// its uploader).
+    pub duplicate: AtomicU64,
     /// Receipts the ledger refused, by [`Refusal`] (in [`Refusal::ALL`] order).
     pub refused: [AtomicU64; 5],
     /// Receipts dropped because the ledger's queue was full, or it failed.
@@ -69,9 +81,12 @@ impl AccountStats {
     }
 }
 
+/// What the ledger made of each receipt of a batch.
+pub type Verdicts = Vec<Result<Taken, Refusal>>;
+
 enum LedgerCmd {
     Collect(InfoHash, Collecting),
-    Append(Vec<Receipt>),
+    Append(Vec<Receipt>, Option<oneshot::Sender<Verdicts>>),
     Report(oneshot::Sender<Result<Report, String>>),
 }
 
@@ -85,6 +100,8 @@ pub struct Accounts {
     pub stats: Arc<AccountStats>,
     /// Serialises opening the ledger.
     opening: Mutex<()>,
+    /// For handing receipts to collectors over HTTP.
+    http: OnceLock<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -111,6 +128,7 @@ impl Accounts {
             ledger: OnceLock::new(),
             stats: Arc::new(AccountStats::default()),
             opening: Mutex::new(()),
+            http: OnceLock::new(),
         }
     }
 
@@ -154,6 +172,18 @@ impl Accounts {
         self.ledger.get()
     }
 
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(HTTP_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
     /// Collects receipts for `content` into the ledger from now on (the source of a stream).
     pub fn collect(&self, content: InfoHash, c: Collecting) {
         if let Some(tx) = self.ledger() {
@@ -165,11 +195,27 @@ impl Accounts {
     pub fn append(&self, receipts: Vec<Receipt>) {
         let n = receipts.len() as u64;
         match self.ledger() {
-            Some(tx) if tx.try_send(LedgerCmd::Append(receipts)).is_ok() => {}
+            Some(tx) if tx.try_send(LedgerCmd::Append(receipts, None)).is_ok() => {}
             _ => {
                 self.stats.dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Hands receipts to the ledger and waits for its verdicts (the HTTP collector answers
+    /// with them). `Err` when there is no ledger or its queue is full.
+    pub async fn append_wait(&self, receipts: Vec<Receipt>) -> Result<Verdicts, String> {
+        let n = receipts.len() as u64;
+        let tx = self.ledger().ok_or("this node keeps no ledger")?;
+        let (reply, rx) = oneshot::channel();
+        if tx
+            .try_send(LedgerCmd::Append(receipts, Some(reply)))
+            .is_err()
+        {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            return Err("the ledger is busy; send the receipts again later".into());
+        }
+        rx.await.map_err(|_| "the ledger failed".to_string())
     }
 
     /// The ledger's report (`Err` when there is no ledger, or it failed).
@@ -188,14 +234,17 @@ fn ledger_thread(mut ledger: Ledger, mut rx: mpsc::Receiver<LedgerCmd>, stats: A
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
             LedgerCmd::Collect(id, c) => ledger.collect(id, c),
-            LedgerCmd::Append(receipts) => {
+            LedgerCmd::Append(receipts, reply) => {
                 let n = receipts.len() as u64;
                 match ledger.append(&receipts, crate::clock::unix_secs()) {
                     Ok(verdicts) => {
                         for (v, r) in verdicts.iter().zip(&receipts) {
                             match v {
-                                Ok(()) => {
+                                Ok(Taken::New) => {
                                     stats.accepted.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(Taken::Duplicate) => {
+                                    stats.duplicate.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Err(why) => {
                                     stats.refuse(*why);
@@ -205,6 +254,9 @@ fn ledger_thread(mut ledger: Ledger, mut rx: mpsc::Receiver<LedgerCmd>, stats: A
                                     );
                                 }
                             }
+                        }
+                        if let Some(reply) = reply {
+                            let _ = reply.send(verdicts);
                         }
                     }
                     Err(e) => {
@@ -246,7 +298,81 @@ pub struct Accounting {
     about_us_new: Vec<[u8; 32]>,
     /// Our latest receipt per uploader not yet given to the broadcaster.
     unsent: HashMap<Uploader, Bytes>,
+    /// The broadcaster's collector over HTTP, when the descriptor names one.
+    http: Option<Arc<HttpCollector>>,
     next: Option<Instant>,
+}
+
+/// Receipts on their way to a collector over HTTP: the latest per uploader not yet taken, one
+/// batch in flight at a time.
+#[derive(Debug)]
+struct HttpCollector {
+    urls: Vec<String>,
+    client: reqwest::Client,
+    unsent: Mutex<HashMap<Uploader, Bytes>>,
+    busy: std::sync::atomic::AtomicBool,
+    stats: Arc<AccountStats>,
+}
+
+impl HttpCollector {
+    /// Sends up to a batch of what is unsent, unless a batch is on its way; what the collector
+    /// did not take goes back (unless a newer receipt of the pair came meanwhile).
+    fn post(self: &Arc<Self>) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let batch: Vec<(Uploader, Bytes)> = {
+            let mut u = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<Uploader> = u
+                .keys()
+                .take(peercdn_core::receipt::MAX_BATCH)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| u.remove(&k).map(|b| (k, b)))
+                .collect()
+        };
+        if batch.is_empty() {
+            self.busy.store(false, Ordering::Release);
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let body = peercdn_core::receipt::encode_batch(
+                &batch.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            );
+            let mut taken = false;
+            for base in &me.urls {
+                let url = format!("{}{COLLECTOR_PATH}", base.trim_end_matches('/'));
+                let res = me
+                    .client
+                    .post(&url)
+                    .header("content-type", "application/x-bittorrent")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => {
+                        taken = true;
+                        break;
+                    }
+                    Ok(r) => tracing::debug!("receipts to {url}: HTTP {}", r.status()),
+                    Err(e) => tracing::debug!("receipts to {url}: {e}"),
+                }
+            }
+            if taken {
+                me.stats
+                    .sent_bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+            } else {
+                let mut u = me.unsent.lock().unwrap_or_else(|e| e.into_inner());
+                for (k, b) in batch {
+                    u.entry(k).or_insert(b);
+                }
+            }
+            me.busy.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl Accounting {
@@ -271,6 +397,7 @@ impl Accounting {
             about_us: HashMap::new(),
             about_us_new: Vec::new(),
             unsent: HashMap::new(),
+            http: None,
             next: None,
         }
     }
@@ -278,6 +405,26 @@ impl Accounting {
     /// The stream's key became known (the descriptor arrived).
     pub fn set_broadcaster(&mut self, key: [u8; 32]) {
         self.broadcaster = Some(key);
+    }
+
+    /// The broadcaster's collectors over HTTP (the descriptor's `collector` base URLs); none
+    /// (the default) hands receipts over the swarm only.
+    pub fn set_collectors(&mut self, urls: Vec<String>) {
+        let urls: Vec<String> = urls
+            .into_iter()
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .take(4)
+            .collect();
+        if urls.is_empty() || self.source {
+            return;
+        }
+        self.http = Some(Arc::new(HttpCollector {
+            urls,
+            client: self.accounts.http(),
+            unsent: Mutex::new(HashMap::new()),
+            busy: std::sync::atomic::AtomicBool::new(false),
+            stats: self.accounts.stats.clone(),
+        }));
     }
 
     /// Milliseconds a player was attached so far.
@@ -435,6 +582,16 @@ impl Accounting {
                 }
             }
         }
+        // The collector over HTTP, when there is one, gets all of ours.
+        if let Some(h) = &self.http {
+            {
+                let mut u = h.unsent.lock().unwrap_or_else(|e| e.into_inner());
+                for (from, b) in fresh {
+                    u.insert(from.clone(), b.clone());
+                }
+            }
+            h.post();
+        }
         // The broadcaster gets all of ours and those about our uploads; what it could not be
         // given waits for the next round (the latest per pair: receipts are cumulative).
         for (from, b) in fresh {
@@ -444,8 +601,10 @@ impl Accounting {
         let Some((conn, _)) = peers.iter().find(|(_, pk)| *pk == bk) else {
             return;
         };
-        // At most a burst's worth a round (the broadcaster drops more); the rest next round.
-        let burst = RECEIPT_BURST as usize;
+        // At most what the broadcaster's budget for us refills in a round (it drops more,
+        // and we would take them for delivered); the rest next round.
+        let burst = (RECEIPTS_PER_S * self.accounts.interval.as_secs_f64())
+            .clamp(1.0, RECEIPT_BURST) as usize;
         let ours: Vec<Uploader> = self.unsent.keys().take(burst).cloned().collect();
         let theirs: Vec<[u8; 32]> = self
             .about_us_new
@@ -476,3 +635,6 @@ impl Accounting {
         self.signed.values().map(|s| s.receipt.clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -335,6 +335,11 @@ impl Session {
         self.inner.key.public_hex()
     }
 
+    /// The node's accounting: receipts signed and passed on, the ledger of a broadcaster.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.inner.accounts
+    }
+
     /// The catalogue of signed records this node holds and searches.
     pub fn catalog(&self) -> &Catalog {
         self.inner.search.catalog()

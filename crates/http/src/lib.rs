@@ -33,6 +33,7 @@ pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod hls;
+pub mod ledger;
 pub mod live;
 pub mod media_file;
 pub mod metrics;
@@ -153,6 +154,7 @@ fn app(state: AppState) -> Router {
         .merge(hls::routes())
         .merge(vod_hls::routes())
         .merge(api::routes(state.config()))
+        .merge(ledger::routes())
         .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

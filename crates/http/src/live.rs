@@ -188,6 +188,8 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "edge": st.edge,
         "delay_ms": st.delay_ms,
         "readers": st.readers,
+        "watched_ms": st.watched_ms,
+        "cdn_verified": st.cdn_verified.iter().map(|(h, n)| json!({ "host": h, "bytes": n })).collect::<Vec<_>>(),
         "buffer_pieces": pieces,
         "buffer_bytes": bytes,
         "piece_duration_ms": params.as_ref().map(|p| p.piece_duration_ms),

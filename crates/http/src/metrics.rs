@@ -98,6 +98,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         conns.max()
     ));
     render_media(&mut text, state.media_requests());
+    crate::ledger::render(&mut text, &state.session().accounts().stats);
     render_build_and_process(&mut text);
     let mut r = text.into_response();
     r.headers_mut().insert(

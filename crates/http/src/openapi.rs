@@ -125,6 +125,22 @@ pub fn document() -> Value {
                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dht" } } } } }
                 }
             },
+            "/api/v1/receipts": {
+                "post": {
+                    "summary": "The broadcaster's collector: signed receipts (a bencoded list of at most 64), \
+                        judged by its ledger; no access token needed",
+                    "requestBody": { "content": { "application/x-bittorrent": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": { "200": { "description": "{accepted, duplicate, refused, results: [{status, reason}]}" },
+                        "400": error, "429": error, "503": error }
+                }
+            },
+            "/api/v1/ledger": {
+                "get": {
+                    "summary": "The ledger's report (traffic per uploader, CDN host and viewer; watch time) and the receipt counters",
+                    "responses": { "200": { "description": "{report (null without a ledger), error, receipts: {signed, sent_bytes, \
+                        received, accepted, duplicate, refused: {reason: n}, dropped}}" } }
+                }
+            },
             "/api/v1/channels": {
                 "get": {
                     "summary": "Channels on the DHT: this node's own (its records as a torrent, a BEP 44 head \

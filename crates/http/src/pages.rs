@@ -54,10 +54,11 @@ fn asset(body: &'static str, ctype: &'static str) -> Response {
     r
 }
 
-/// Whether `request` is for a public asset (no token needed: nothing in it is the engine's).
+/// Whether `request` needs no token: a public asset (nothing in it is the engine's), or the
+/// receipt collector (viewers' engines post signed receipts to it; [`crate::ledger`]).
 pub(crate) fn is_public(request: &Request) -> bool {
     let path = request.uri().path();
-    path.starts_with("/assets/") || path == "/favicon.ico"
+    path.starts_with("/assets/") || path == "/favicon.ico" || path == crate::ledger::RECEIPTS_PATH
 }
 
 /// Whether `request` is a browser opening one of the pages (which gets the login page when

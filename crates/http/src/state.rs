@@ -70,6 +70,7 @@ struct Inner {
     hls: Arc<HlsReaders>,
     vod_plans: VodPlans,
     media_requests: crate::metrics::MediaRequests,
+    receipt_budget: crate::ledger::Budget,
 }
 
 #[derive(Default)]
@@ -108,8 +109,14 @@ impl AppState {
                 hls: HlsReaders::new(),
                 vod_plans: VodPlans::default(),
                 media_requests: crate::metrics::MediaRequests::default(),
+                receipt_budget: crate::ledger::Budget::default(),
             }),
         }
+    }
+
+    /// The receipt collector's node-wide budget.
+    pub fn receipt_budget(&self) -> &crate::ledger::Budget {
+        &self.inner.receipt_budget
     }
 
     /// Media requests answered so far (for `/metrics`).

@@ -254,7 +254,9 @@ pub struct ReceiptBook {
 }
 
 impl ReceiptBook {
-    fn add(&mut self, key: [u8; 32], n: u64) {
+    /// Counts `n` verified bytes received from `key` (up to [`MAX_BOOK_KEYS`] keys; beyond,
+    /// they are unreceipted).
+    pub fn add(&mut self, key: [u8; 32], n: u64) {
         if let Some(b) = self.bytes.get_mut(&key) {
             *b = b.saturating_add(n);
         } else if self.bytes.len() < MAX_BOOK_KEYS {

@@ -228,6 +228,10 @@ pub struct Descriptor {
     pub trackers: Vec<String>,
     /// CDN base URLs (`url-list`): each serves `BASE/ID/seg/INDEX.ts` and `.hdr`.
     pub cdn: Vec<String>,
+    /// Where viewers may also hand their receipts over HTTP (`collector`): base URLs of the
+    /// broadcaster's engine API (`BASE/api/v1/receipts`). Outside the info dictionary, like
+    /// `url-list`: receipts are signed, so a changed address can lose them but not forge one.
+    pub collector: Vec<String>,
 }
 
 impl Descriptor {
@@ -239,6 +243,7 @@ impl Descriptor {
             info_bytes,
             trackers,
             cdn,
+            collector: Vec::new(),
         }
     }
 
@@ -257,6 +262,7 @@ impl Descriptor {
             info_bytes: info,
             trackers: Vec::new(),
             cdn: Vec::new(),
+            collector: Vec::new(),
         })
     }
 
@@ -288,6 +294,7 @@ impl Descriptor {
         let mut desc = Descriptor::from_info_bytes(Bytes::copy_from_slice(info.raw()))?;
         desc.trackers = strings(b"announce-list");
         desc.cdn = strings(b"url-list");
+        desc.collector = strings(b"collector");
         Ok(desc)
     }
 
@@ -304,6 +311,11 @@ impl Descriptor {
             );
             bencode_key(&mut outer, b"announce-list");
             tiers.encode_into(&mut outer);
+        }
+        if !self.collector.is_empty() {
+            bencode_key(&mut outer, b"collector");
+            OwnedValue::list(self.collector.iter().map(|u| OwnedValue::str(u)))
+                .encode_into(&mut outer);
         }
         bencode_key(&mut outer, b"info");
         outer.extend_from_slice(&self.info_bytes);
@@ -598,11 +610,12 @@ mod tests {
 
     #[test]
     fn descriptor_round_trip_keeps_the_id() {
-        let d = Descriptor::new(
+        let mut d = Descriptor::new(
             params(),
             vec!["http://127.0.0.1:1/a".into()],
             vec!["http://127.0.0.1:2/cdn".into()],
         );
+        d.collector = vec!["http://127.0.0.1:3".into()];
         let back = Descriptor::from_bytes(&d.to_bytes()).unwrap();
         assert_eq!(back, d);
         assert_eq!(back.content_id(), params().content_id());

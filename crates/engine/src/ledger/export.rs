@@ -15,6 +15,8 @@ use super::{chain, Entry, Report, Row};
 
 /// The export's format tag.
 pub const FORMAT: &str = "peercdn-ledger-1";
+/// How often [`replay_with`] reports progress, in entries.
+pub const PROGRESS_EVERY: u64 = 1024;
 
 /// A ledger export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +47,12 @@ impl Export {
 /// signature and form, and each pair's receipts in increasing `seq` with bytes and watch time
 /// never lower. The report rebuilt from the latest receipt of each pair, or where it breaks.
 pub fn replay(entries: &[Entry]) -> Result<Report, String> {
+    replay_with(entries, |_| {})
+}
+
+/// [`replay`], calling `progress` with the number of entries checked so far (every
+/// [`PROGRESS_EVERY`] entries and once at the end).
+pub fn replay_with(entries: &[Entry], mut progress: impl FnMut(u64)) -> Result<Report, String> {
     let mut head = [0u8; 32];
     let mut latest: BTreeMap<(InfoHash, Uploader, [u8; 32]), Receipt> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
@@ -75,7 +83,11 @@ pub fn replay(entries: &[Entry]) -> Result<Report, String> {
             }
         }
         latest.insert(pair, r);
+        if want.is_multiple_of(PROGRESS_EVERY) {
+            progress(want);
+        }
     }
+    progress(entries.len() as u64);
     let rows: Vec<Row> = latest
         .into_values()
         .map(|r| Row {
@@ -91,16 +103,59 @@ pub fn replay(entries: &[Entry]) -> Result<Report, String> {
 
 /// Checks an export: the chain (see [`replay`]) and that its report says what the chain does.
 pub fn verify(export: &Export) -> Result<Report, String> {
+    verify_with(export, |_| {})
+}
+
+/// [`verify`], calling `progress` as [`replay_with`] does.
+pub fn verify_with(export: &Export, progress: impl FnMut(u64)) -> Result<Report, String> {
     if export.format != FORMAT {
         return Err(format!(
             "not a ledger export (format {:?}, expected {FORMAT:?})",
             export.format
         ));
     }
-    let rebuilt = replay(&export.entries)?;
+    let rebuilt = replay_with(&export.entries, progress)?;
     let value = serde_json::to_value(&rebuilt).map_err(|e| e.to_string())?;
-    if value != export.report {
-        return Err("the export's report does not match its entries".into());
+    if let Some(diff) = first_difference(&export.report, &value, "report") {
+        return Err(format!(
+            "the export's report does not match its entries: {diff}"
+        ));
     }
     Ok(rebuilt)
+}
+
+/// Where `said` first differs from `rebuilt`, as `path: says X, the entries give Y`.
+fn first_difference(
+    said: &serde_json::Value,
+    rebuilt: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    match (said, rebuilt) {
+        (Value::Object(a), Value::Object(b)) => {
+            // Keys in the rebuilt report's order, then any extra the export has.
+            b.iter()
+                .find_map(|(k, v)| match a.get(k) {
+                    Some(av) => first_difference(av, v, &format!("{path}.{k}")),
+                    None => Some(format!("{path}.{k} is missing")),
+                })
+                .or_else(|| {
+                    a.keys()
+                        .find(|k| !b.contains_key(*k))
+                        .map(|k| format!("{path}.{k} is not part of a report"))
+                })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (av, bv))| first_difference(av, bv, &format!("{path}[{i}]"))),
+        (Value::Array(a), Value::Array(b)) => Some(format!(
+            "{path} has {} lines, the entries give {}",
+            a.len(),
+            b.len()
+        )),
+        _ if said == rebuilt => None,
+        _ => Some(format!("{path} says {said}, the entries give {rebuilt}")),
+    }
 }

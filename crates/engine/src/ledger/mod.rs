@@ -20,10 +20,17 @@
 //! [`export::verify`] walk it, check every signature again and rebuild the totals.
 //!
 //! The file is SQLite so that anyone can read it with the `sqlite3` shell; it is opened in WAL
-//! mode and every batch is one transaction.
+//! mode and every batch is one transaction. One owner writes ([`Ledger::open`]: the engine's
+//! ledger thread); others may read at the same time ([`Ledger::open_read_only`]: `peercdn
+//! ledger`), and every read that combines tables ([`Ledger::report`], [`Ledger::snapshot`],
+//! [`Ledger::verify`]) is one read transaction, so it sees one state of the chain.
+//!
+//! Settlement ([`settlement`]) turns a report into what the broadcaster owes each uploader;
+//! [`stellar`] writes that as transaction envelopes. Nothing in this module touches a network.
 
 pub mod cdnlog;
 pub mod export;
+pub mod settlement;
 pub mod stellar;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use peercdn_core::receipt::{Receipt, Uploader};
 use peercdn_core::InfoHash;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -57,6 +64,12 @@ pub enum LedgerError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// [`Ledger::open_read_only`]: there is no ledger file.
+    #[error("no ledger at {path}")]
+    Missing {
+        /// The file looked for.
+        path: PathBuf,
+    },
     /// The ledger file does not hold what it should.
     #[error("ledger {path}: {why}")]
     Corrupt {
@@ -67,13 +80,24 @@ pub enum LedgerError {
     },
 }
 
+/// What became of a receipt the ledger took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Appended: the pair's latest receipt now.
+    New,
+    /// The very receipt the pair's latest already is (it came twice: from the viewer and
+    /// passed on by the uploader); nothing to append.
+    Duplicate,
+}
+
 /// Why a receipt was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// Content this ledger does not collect for.
     UnknownContent,
-    /// `seq` not above the pair's latest receipt.
+    /// `seq` not above the pair's latest receipt (and not that very receipt): an older one
+    /// replayed, or a stale copy passed on late.
     Replayed,
     /// Lower bytes or watch time than the pair's latest receipt.
     NonMonotonic,
@@ -184,20 +208,36 @@ impl Ledger {
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         db.execute_batch(SCHEMA).map_err(sql)?;
-        let (entries, head): (u64, Option<Vec<u8>>) = db
-            .query_row(
-                "SELECT COUNT(*), (SELECT hash FROM entries ORDER BY n DESC LIMIT 1) FROM entries",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .map_err(sql)?;
-        let head = match head {
-            None => [0; 32],
-            Some(h) => h.try_into().map_err(|_| LedgerError::Corrupt {
+        Ledger::with_connection(path, db)
+    }
+
+    /// Opens an existing `data_dir/ledger.db` for reading: nothing is created, and nothing
+    /// can be written through it ([`Ledger::append`] fails). [`LedgerError::Missing`] when
+    /// there is no such file. The engine may be appending meanwhile; see the module doc.
+    pub fn open_read_only(data_dir: &Path) -> Result<Ledger, LedgerError> {
+        let path = data_dir.join(LEDGER_FILE);
+        if !path.is_file() {
+            return Err(LedgerError::Missing { path });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let db = Connection::open_with_flags(&path, flags).map_err(|source| LedgerError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        Ledger::with_connection(&path, db)
+    }
+
+    fn with_connection(path: &Path, db: Connection) -> Result<Ledger, LedgerError> {
+        let (entries, head) = chain_state(&db).map_err(|e| match e {
+            StateError::Sql(source) => LedgerError::Sql {
+                path: path.to_path_buf(),
+                source,
+            },
+            StateError::Head => LedgerError::Corrupt {
                 path: path.to_path_buf(),
                 why: "the last entry's hash is not 32 bytes".into(),
-            })?,
-        };
+            },
+        })?;
         Ok(Ledger {
             path: path.to_path_buf(),
             db,
@@ -236,12 +276,12 @@ impl Ledger {
     }
 
     /// Judges and appends receipts (already signature-checked), at Unix second `now`, in one
-    /// transaction: for each, `Ok(())` or why it was refused.
+    /// transaction: for each, what became of it or why it was refused.
     pub fn append(
         &mut self,
         receipts: &[Receipt],
         now: u64,
-    ) -> Result<Vec<Result<(), Refusal>>, LedgerError> {
+    ) -> Result<Vec<Result<Taken, Refusal>>, LedgerError> {
         let tx = self.db.transaction().map_err(|source| LedgerError::Sql {
             path: self.path.clone(),
             source,
@@ -260,7 +300,7 @@ impl Ledger {
                     })
                 }
             };
-            if verdict.is_ok() {
+            if verdict == Ok(Taken::New) {
                 let n = entries + 1;
                 let bytes = r.encode();
                 let hash = chain(&head, n, now, &bytes);
@@ -305,10 +345,31 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Runs `f` in one read transaction, so that everything it reads is one state of the
+    /// chain even while another connection appends (WAL keeps the snapshot).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        // Dropped at the end: a read-only transaction has nothing to commit.
+        let tx = self.db.unchecked_transaction().map_err(|e| self.sql(e))?;
+        f(&tx)
+    }
+
+    /// The chain's length and head as the file holds them now.
+    fn state_in(&self, db: &Connection) -> Result<(u64, [u8; 32]), LedgerError> {
+        chain_state(db).map_err(|e| match e {
+            StateError::Sql(source) => self.sql(source),
+            StateError::Head => LedgerError::Corrupt {
+                path: self.path.clone(),
+                why: "the last entry's hash is not 32 bytes".into(),
+            },
+        })
+    }
+
     /// The latest receipt of every pair, as the `latest` table holds them.
-    fn latest_rows(&self) -> Result<Vec<Row>, LedgerError> {
-        let mut st = self
-            .db
+    fn latest_rows(&self, db: &Connection) -> Result<Vec<Row>, LedgerError> {
+        let mut st = db
             .prepare(
                 "SELECT content, uploader, viewer, bytes, watched_ms FROM latest \
                  ORDER BY content, uploader, viewer",
@@ -343,20 +404,9 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The report: traffic per uploader, per CDN host and per viewer, viewing time per viewer
-    /// and per content, from the latest receipt of each pair.
-    pub fn report(&self) -> Result<Report, LedgerError> {
-        Ok(Report::from_rows(
-            &self.latest_rows()?,
-            self.entries,
-            self.head,
-        ))
-    }
-
-    /// Every entry in order: `(n, at, receipt bytes, hash)`.
-    pub fn entries_iter(&self) -> Result<Vec<Entry>, LedgerError> {
-        let mut st = self
-            .db
+    /// Every entry in order.
+    fn entries_in(&self, db: &Connection) -> Result<Vec<Entry>, LedgerError> {
+        let mut st = db
             .prepare("SELECT n, at, receipt, hash FROM entries ORDER BY n")
             .map_err(|e| self.sql(e))?;
         let rows = st
@@ -372,16 +422,44 @@ impl Ledger {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
+    /// The report: traffic per uploader, per CDN host and per viewer, viewing time per viewer
+    /// and per content, from the latest receipt of each pair.
+    pub fn report(&self) -> Result<Report, LedgerError> {
+        self.read(|db| {
+            let (entries, head) = self.state_in(db)?;
+            Ok(Report::from_rows(&self.latest_rows(db)?, entries, head))
+        })
+    }
+
+    /// Every entry in order: `(n, at, receipt bytes, hash)`.
+    pub fn entries_iter(&self) -> Result<Vec<Entry>, LedgerError> {
+        self.read(|db| self.entries_in(db))
+    }
+
+    /// Every entry and the report, of the same moment (for [`export::Export::new`]).
+    pub fn snapshot(&self) -> Result<(Vec<Entry>, Report), LedgerError> {
+        self.read(|db| {
+            let (entries, head) = self.state_in(db)?;
+            let report = Report::from_rows(&self.latest_rows(db)?, entries, head);
+            Ok((self.entries_in(db)?, report))
+        })
+    }
+
     /// Walks the whole chain: every hash, every signature, and the latest receipt of every
     /// pair against the `latest` table. `Err` says where it breaks.
     pub fn verify(&self) -> Result<Report, LedgerError> {
-        let entries = self.entries_iter()?;
+        self.verify_with(|_| {})
+    }
+
+    /// [`Ledger::verify`], calling `progress` with the number of entries checked so far
+    /// (every [`export::PROGRESS_EVERY`] entries and at the end).
+    pub fn verify_with(&self, progress: impl FnMut(u64)) -> Result<Report, LedgerError> {
+        let (entries, table) = self.snapshot()?;
         let corrupt = |why: String| LedgerError::Corrupt {
             path: self.path.clone(),
             why,
         };
-        let rebuilt = export::replay(&entries).map_err(corrupt)?;
-        let table = Report::from_rows(&self.latest_rows()?, self.entries, self.head);
+        let rebuilt = export::replay_with(&entries, progress).map_err(corrupt)?;
         if rebuilt != table {
             return Err(corrupt(
                 "the latest-receipt table does not match the chain of entries".into(),
@@ -389,6 +467,28 @@ impl Ledger {
         }
         Ok(rebuilt)
     }
+}
+
+/// Why [`chain_state`] failed.
+enum StateError {
+    Sql(rusqlite::Error),
+    Head,
+}
+
+/// The number of entries and the head hash (32 zero bytes when empty).
+fn chain_state(db: &Connection) -> Result<(u64, [u8; 32]), StateError> {
+    let (entries, head): (u64, Option<Vec<u8>>) = db
+        .query_row(
+            "SELECT COUNT(*), (SELECT hash FROM entries ORDER BY n DESC LIMIT 1) FROM entries",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        )
+        .map_err(StateError::Sql)?;
+    let head = match head {
+        None => [0; 32],
+        Some(h) => h.try_into().map_err(|_| StateError::Head)?,
+    };
+    Ok((entries, head))
 }
 
 /// One ledger entry as stored.
@@ -451,7 +551,7 @@ fn judge(
     collecting: &HashMap<InfoHash, Collecting>,
     r: &Receipt,
     now: u64,
-) -> Result<Result<(), Refusal>, rusqlite::Error> {
+) -> Result<Result<Taken, Refusal>, rusqlite::Error> {
     let Some(c) = collecting.get(&r.content) else {
         return Ok(Err(Refusal::UnknownContent));
     };
@@ -473,6 +573,14 @@ fn judge(
         )
         .optional()?;
     if let Some(l) = &latest {
+        let same = Latest {
+            seq: r.seq,
+            bytes: r.bytes,
+            watched_ms: r.watched_ms,
+        };
+        if *l == same {
+            return Ok(Ok(Taken::Duplicate));
+        }
         if r.seq <= l.seq {
             return Ok(Err(Refusal::Replayed));
         }
@@ -493,7 +601,7 @@ fn judge(
     if total > cap(c.byte_rate, watched) {
         return Ok(Err(Refusal::Inflated));
     }
-    Ok(Ok(()))
+    Ok(Ok(Taken::New))
 }
 
 /// A pair's latest receipt, as reports count it.

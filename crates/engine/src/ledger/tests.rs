@@ -53,7 +53,7 @@ fn the_latest_receipt_of_each_pair_counts() {
             NOW,
         )
         .unwrap();
-    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    assert!(got.iter().all(|v| *v == Ok(Taken::New)), "{got:?}");
     let r = l.report().unwrap();
     assert_eq!(r.entries, 5);
     assert_eq!(r.totals.p2p_bytes, 6_000_000);
@@ -79,7 +79,10 @@ fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut l = ledger(&dir);
     let first = receipt(1, peer(9), 1_000_000, 10_000, 7);
-    assert_eq!(l.append(std::slice::from_ref(&first), NOW).unwrap(), vec![Ok(())]);
+    assert_eq!(
+        l.append(std::slice::from_ref(&first), NOW).unwrap(),
+        vec![Ok(Taken::New)]
+    );
     let future = Receipt::sign(
         &key(1),
         Claim {
@@ -111,6 +114,7 @@ fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
         .append(
             &[
                 first.clone(),
+                receipt(1, peer(9), 1_000_000, 10_000, 6),
                 receipt(1, peer(9), 900_000, 10_000, 8),
                 receipt(1, peer(9), 1_000_000, 9_000, 8),
                 future,
@@ -124,13 +128,14 @@ fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
     assert_eq!(
         got,
         vec![
+            Ok(Taken::Duplicate),
             Err(Refusal::Replayed),
             Err(Refusal::NonMonotonic),
             Err(Refusal::NonMonotonic),
             Err(Refusal::Future),
             Err(Refusal::UnknownContent),
             Err(Refusal::Inflated),
-            Ok(()),
+            Ok(Taken::New),
         ]
     );
     assert_eq!(l.entries(), 2);
@@ -191,7 +196,11 @@ fn an_export_verifies_alone_and_any_change_to_it_is_found() {
     // An inflated total in the report.
     let mut bad = back.clone();
     bad.report["totals"]["p2p_bytes"] = serde_json::json!(9_999_999);
-    assert!(export::verify(&bad).unwrap_err().contains("report"));
+    let err = export::verify(&bad).unwrap_err();
+    assert!(
+        err.contains("report.totals.p2p_bytes says 9999999, the entries give 2500000"),
+        "{err}"
+    );
     // A dropped entry.
     let mut bad = back.clone();
     bad.entries.remove(1);
@@ -208,4 +217,34 @@ fn an_export_verifies_alone_and_any_change_to_it_is_found() {
         head = h;
     }
     assert!(export::verify(&bad).unwrap_err().contains("signature"));
+}
+
+/// `peercdn ledger` reads the file while the engine appends: a read-only open creates nothing,
+/// cannot write, and every report it makes is of one state of the chain.
+#[test]
+fn a_read_only_open_creates_nothing_and_sees_the_writers_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    match Ledger::open_read_only(dir.path()) {
+        Err(LedgerError::Missing { path }) => assert_eq!(path, dir.path().join(LEDGER_FILE)),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.path().join(LEDGER_FILE).exists());
+    let mut w = ledger(&dir);
+    w.append(&[receipt(1, peer(9), 1_000_000, 10_000, 1)], NOW)
+        .unwrap();
+    let mut r = Ledger::open_read_only(dir.path()).unwrap();
+    assert_eq!(r.report().unwrap(), w.report().unwrap());
+    w.append(&[receipt(1, peer(9), 2_000_000, 20_000, 2)], NOW)
+        .unwrap();
+    let (entries, report) = r.snapshot().unwrap();
+    assert_eq!((entries.len(), report.entries), (2, 2));
+    assert_eq!(report.head, hex::encode(w.head()));
+    assert_eq!(r.verify().unwrap(), w.report().unwrap());
+    r.collect(CONTENT, Collecting { byte_rate: RATE });
+    assert!(r
+        .append(&[receipt(1, peer(9), 3_000_000, 30_000, 3)], NOW)
+        .is_err());
+    let mut seen = Vec::new();
+    r.verify_with(|n| seen.push(n)).unwrap();
+    assert_eq!(seen, vec![2]);
 }

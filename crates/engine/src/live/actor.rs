@@ -179,12 +179,15 @@ impl Actor {
         let buffer_rx = buffer.as_ref().map(|b| b.subscribe());
         let host = Host::new(p.id, &p.peers, Arc::new(OnceLock::new()), now);
         let gossip = Gossip::new(p.peers.search.clone());
-        let accounting = Accounting::new(
+        let mut accounting = Accounting::new(
             p.peers.accounts.clone(),
             p.id,
             p.descriptor.as_ref().map(|d| d.params.pubkey),
             p.source,
         );
+        if let Some(d) = &p.descriptor {
+            accounting.set_collectors(d.collector.clone());
+        }
         Actor {
             p,
             swarm,
@@ -514,6 +517,7 @@ impl Actor {
             cdn_pieces: 0,
             cdn_failures: 0,
             watched_ms: 0,
+            cdn_verified: Vec::new(),
         };
         if let Some(b) = &self.buffer {
             let cdn = b.bytes_in.cdn.load(std::sync::atomic::Ordering::Relaxed);
@@ -544,6 +548,7 @@ impl Actor {
         }
         self.account(s.readers, &cdn_verified, now);
         s.watched_ms = self.accounting.watched_ms();
+        s.cdn_verified = cdn_verified;
         self.status_tx.send_replace(s);
     }
 }

@@ -393,7 +393,11 @@ mod tests {
 
     fn piece(b: &LiveBuffer, key: &SigningKey, index: u32, ts_s: u64) -> LivePiece {
         let payload = Bytes::from(vec![index as u8; 188]);
-        let flags = if index.is_multiple_of(2) { FLAG_KEYFRAME } else { 0 };
+        let flags = if index.is_multiple_of(2) {
+            FLAG_KEYFRAME
+        } else {
+            0
+        };
         let header = PieceHeader::sign(
             key,
             &b.content_id(),

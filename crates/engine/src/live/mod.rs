@@ -69,6 +69,8 @@ pub struct LiveStatus {
     pub cdn_failures: u64,
     /// Milliseconds a player was attached to the stream on this node (what its receipts say).
     pub watched_ms: u64,
+    /// Bytes from each CDN host that passed their checks (what its receipts say).
+    pub cdn_verified: Vec<(String, u64)>,
 }
 
 /// The handle to a live stream in the session. Cheap to clone.
