@@ -341,6 +341,7 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
             from: first.from.clone(),
             bytes: 10_000_000_000,
             watched_ms: 5_000,
+            delay_ms: None,
             seq: 1,
             time: first.time,
         },

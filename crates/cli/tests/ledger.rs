@@ -77,6 +77,7 @@ fn fixture(uploaders: u32) -> Fixture {
             from,
             bytes,
             watched_ms: watched_ms(j),
+            delay_ms: None,
             seq,
             time: NOW,
         };

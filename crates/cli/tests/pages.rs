@@ -56,7 +56,9 @@ fn player_page_and_dashboard_show_a_live_stream() {
         http: bc_base,
     } = broadcast_start(d, &src, "Pages channel", &[]);
     let source = format!("127.0.0.1:{bc_port}");
-    let (mut viewer, _, base) = engine_start(d, "viewer", &["--peer", &source]);
+    // Receipts every 2 s, so the broadcaster's accounting view fills while the test runs.
+    let (mut viewer, _, base) =
+        engine_start(d, "viewer", &["--peer", &source, "--receipt-interval", "2"]);
 
     let seen = check(
         d,
@@ -140,6 +142,10 @@ fn player_page_and_dashboard_show_a_live_stream() {
         "the dashboard is wider than a phone: {r}"
     );
 
+    // A player on the viewer while the broadcaster's dashboard is open: its receipts carry
+    // how far behind the source it plays, which the accounting view draws.
+    let (mut bg_player, _) =
+        ffmpeg_decode_start(d, "bg-player", &format!("{base}/ace/getstream?id={id}"));
     let seen = check(
         d,
         "dashboard-broadcaster",
@@ -150,9 +156,11 @@ fn player_page_and_dashboard_show_a_live_stream() {
             "window.peercdnDashboard && peercdnDashboard.live[0] && \
              peercdnDashboard.live[0].up_rate > 0 && peercdnDashboard.live[0].peers >= 1 && \
              peercdnDashboard.history.get(peercdnDashboard.live[0].id).length >= 10 && \
-             document.querySelectorAll('[data-live] svg polyline').length === 4",
+             document.querySelectorAll('[data-live] svg polyline').length === 4 && \
+             document.querySelectorAll('[data-accounting] .lagbar').length === 6",
             "--report",
-            "({ live: peercdnDashboard.live, text: document.body.innerText })",
+            "({ live: peercdnDashboard.live, ledger: peercdnDashboard.ledger, \
+               text: document.body.innerText })",
             "--screenshot",
             &screenshot("dashboard-broadcaster"),
         ],
@@ -167,6 +175,18 @@ fn player_page_and_dashboard_show_a_live_stream() {
         !text.contains("–\npieces / s"),
         "the ingest rate is shown: {text}"
     );
+    // The accounting view: the viewer's receipts, and its player's delay behind the source.
+    let content = &seen["report"]["ledger"]["report"]["contents"][0];
+    assert_eq!(content["viewers"], 1, "{content}");
+    assert!(content["p2p_bytes"].as_u64().unwrap_or(0) > 0, "{content}");
+    let delay = content["delay"]["p50_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (100..30_000).contains(&delay),
+        "the player's delay from its receipts: {content}"
+    );
+    assert!(text.contains("players behind the source"), "{text}");
+    let _ = bg_player.child.kill();
+    let _ = bg_player.child.wait();
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
     assert!(running(&mut bc), "broadcaster died:\n{}", bc.log_text());
 }

@@ -20,6 +20,7 @@
 //! | `to` | the viewer's 32-byte ed25519 key (the signer) |
 //! | `b` | bytes received from the uploader and verified against their hashes |
 //! | `w` | milliseconds the viewer's players were attached to the content |
+//! | `d` | optional: how far behind the source its players were when it signed, milliseconds |
 //! | `s` | sequence number, higher for a later receipt of the same pair |
 //! | `t` | Unix seconds when it was signed |
 //! | `sig` | ed25519 by `to` over [`SIGNING_CONTEXT`] followed by the dictionary without `sig` |
@@ -86,6 +87,10 @@ pub struct Receipt {
     pub bytes: u64,
     /// Milliseconds the viewer's players were attached to the content.
     pub watched_ms: u64,
+    /// How far behind the source the viewer's players were when it signed (the one nearest the
+    /// edge), milliseconds; `None` without a player (the broadcaster's view of its audience's
+    /// delay comes from these).
+    pub delay_ms: Option<u64>,
     /// Higher for a later receipt of the same pair.
     pub seq: u64,
     /// Unix seconds when signed.
@@ -128,6 +133,8 @@ pub struct Claim {
     pub bytes: u64,
     /// Watched milliseconds, cumulative.
     pub watched_ms: u64,
+    /// Players' delay behind the source now, milliseconds.
+    pub delay_ms: Option<u64>,
     /// Sequence number.
     pub seq: u64,
     /// Unix seconds now.
@@ -147,6 +154,7 @@ impl Receipt {
             ("w", claim.watched_ms),
             ("s", claim.seq),
             ("t", claim.time),
+            ("d", claim.delay_ms.unwrap_or(0)),
         ] {
             if i64::try_from(n).is_err() {
                 return Err(ReceiptError::Field(name));
@@ -158,6 +166,7 @@ impl Receipt {
             to: key.verifying_key().to_bytes(),
             bytes: claim.bytes,
             watched_ms: claim.watched_ms,
+            delay_ms: claim.delay_ms,
             seq: claim.seq,
             time: claim.time,
             sig: [0; 64],
@@ -179,7 +188,8 @@ impl Receipt {
             .with("b", OwnedValue::int(clamp_i64(self.bytes)))
             .with("w", OwnedValue::int(clamp_i64(self.watched_ms)))
             .with("s", OwnedValue::int(clamp_i64(self.seq)))
-            .with("t", OwnedValue::int(clamp_i64(self.time)));
+            .with("t", OwnedValue::int(clamp_i64(self.time)))
+            .with_opt("d", self.delay_ms.map(|d| OwnedValue::int(clamp_i64(d))));
         match &self.from {
             Uploader::Peer(k) => d.with("f", OwnedValue::bytes(k.to_vec())),
             Uploader::Cdn(h) => d.with("h", OwnedValue::str(h)),
@@ -207,7 +217,7 @@ impl Receipt {
         }
         let limits = bencode::Limits {
             max_depth: 2,
-            // Nine keys and their values, with room for a stray one (refused as
+            // Ten keys and their values, with room for a stray one (refused as
             // not canonical, with a clearer error than "too many items").
             max_items: 24,
         };
@@ -254,6 +264,10 @@ impl Receipt {
             to,
             bytes: uint("b")?,
             watched_ms: uint("w")?,
+            delay_ms: match d.get(b"d") {
+                None => None,
+                Some(_) => Some(uint("d")?),
+            },
             seq: uint("s")?,
             time: uint("t")?,
             sig,
@@ -351,6 +365,7 @@ mod tests {
             from: Uploader::Peer(key(2).verifying_key().to_bytes()),
             bytes: 123_456_789,
             watched_ms: 61_000,
+            delay_ms: None,
             seq: 4,
             time: 1_796_000_000,
         }
@@ -369,6 +384,20 @@ mod tests {
         };
         let r = Receipt::sign(&key(1), cdn).unwrap();
         assert_eq!(Receipt::decode(&r.encode()).unwrap(), r);
+        // With the players' delay; a changed delay breaks the signature.
+        let late = Claim {
+            delay_ms: Some(1_500),
+            ..claim()
+        };
+        let r = Receipt::sign(&key(1), late).unwrap();
+        let back = Receipt::decode(&r.encode()).unwrap();
+        assert_eq!(back.delay_ms, Some(1_500));
+        let mut other = back;
+        other.delay_ms = Some(100);
+        assert_eq!(
+            Receipt::decode(&other.encode()),
+            Err(ReceiptError::BadSignature)
+        );
     }
 
     #[test]

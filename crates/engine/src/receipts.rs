@@ -485,6 +485,19 @@ impl Accounting {
         now: Instant,
         unix: u64,
     ) {
+        self.tick_with_delay(swarm, cdn, None, now, unix);
+    }
+
+    /// [`Accounting::tick`], with how far behind the source the node's players are now
+    /// (milliseconds; carried in the receipts this round signs).
+    pub fn tick_with_delay<S: ReceiptSwarm>(
+        &mut self,
+        swarm: &mut S,
+        cdn: &[(String, u64)],
+        delay_ms: Option<u64>,
+        now: Instant,
+        unix: u64,
+    ) {
         let interval = self.accounts.interval;
         let next = *self.next.get_or_insert(now + interval);
         if now < next {
@@ -494,7 +507,7 @@ impl Accounting {
         if self.source {
             return;
         }
-        let fresh = self.sign_round(swarm.receipt_book(), cdn, unix);
+        let fresh = self.sign_round(swarm.receipt_book(), cdn, delay_ms, unix);
         self.send_round(swarm, &fresh);
     }
 
@@ -502,6 +515,7 @@ impl Accounting {
         &mut self,
         book: &ReceiptBook,
         cdn: &[(String, u64)],
+        delay_ms: Option<u64>,
         unix: u64,
     ) -> Vec<(Uploader, Bytes)> {
         let mut totals: Vec<(Uploader, u64)> = book
@@ -538,6 +552,7 @@ impl Accounting {
                 from: from.clone(),
                 bytes,
                 watched_ms: self.watched_ms(),
+                delay_ms,
                 seq: self.seq,
                 time: unix,
             };

@@ -538,6 +538,7 @@ mod tests {
                 from: Uploader::Peer([2; 32]),
                 bytes,
                 watched_ms: 1000,
+                delay_ms: None,
                 seq: 1,
                 time: 1_796_000_000,
             };

@@ -96,6 +96,8 @@ pub fn replay_with(entries: &[Entry], mut progress: impl FnMut(u64)) -> Result<R
             to: r.to,
             bytes: r.bytes,
             watched_ms: r.watched_ms,
+            seq: r.seq,
+            delay_ms: r.delay_ms,
         })
         .collect();
     Ok(Report::from_rows(&rows, entries.len() as u64, head))

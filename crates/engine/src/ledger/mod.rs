@@ -186,6 +186,7 @@ CREATE TABLE IF NOT EXISTS latest (
     seq INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     watched_ms INTEGER NOT NULL,
+    delay_ms INTEGER,
     n INTEGER NOT NULL,
     PRIMARY KEY (content, uploader, viewer)
 );
@@ -312,8 +313,8 @@ impl Ledger {
                     .and_then(|_| {
                         tx.execute(
                             "INSERT OR REPLACE INTO latest \
-                             (content, uploader, viewer, seq, bytes, watched_ms, n) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                             (content, uploader, viewer, seq, bytes, watched_ms, delay_ms, n) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                             params![
                                 r.content.0.to_vec(),
                                 r.from.label(),
@@ -321,6 +322,7 @@ impl Ledger {
                                 r.seq as i64,
                                 r.bytes as i64,
                                 r.watched_ms as i64,
+                                r.delay_ms.map(|d| d.min(i64::MAX as u64) as i64),
                                 n as i64
                             ],
                         )
@@ -371,7 +373,7 @@ impl Ledger {
     fn latest_rows(&self, db: &Connection) -> Result<Vec<Row>, LedgerError> {
         let mut st = db
             .prepare(
-                "SELECT content, uploader, viewer, bytes, watched_ms FROM latest \
+                "SELECT content, uploader, viewer, bytes, watched_ms, seq, delay_ms FROM latest \
                  ORDER BY content, uploader, viewer",
             )
             .map_err(|e| self.sql(e))?;
@@ -383,12 +385,14 @@ impl Ledger {
                     r.get::<_, Vec<u8>>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (c, u, v, b, w) = row.map_err(|e| self.sql(e))?;
+            let (c, u, v, b, w, seq, d) = row.map_err(|e| self.sql(e))?;
             let corrupt = |why: &str| LedgerError::Corrupt {
                 path: self.path.clone(),
                 why: why.to_string(),
@@ -399,6 +403,8 @@ impl Ledger {
                 to: v.try_into().map_err(|_| corrupt("viewer key"))?,
                 bytes: b.max(0) as u64,
                 watched_ms: w.max(0) as u64,
+                seq: seq.max(0) as u64,
+                delay_ms: d.map(|d| d.max(0) as u64),
             });
         }
         Ok(out)
@@ -617,6 +623,54 @@ pub struct Row {
     pub bytes: u64,
     /// Watched milliseconds.
     pub watched_ms: u64,
+    /// The receipt's sequence number.
+    pub seq: u64,
+    /// The players' delay behind the source it reported, milliseconds.
+    pub delay_ms: Option<u64>,
+}
+
+/// How far behind the source a content's viewers' players were, by the latest receipt of each
+/// viewer that reported a delay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DelayLine {
+    /// Viewers whose latest receipt reported a delay.
+    pub viewers: u64,
+    /// Median, milliseconds.
+    pub p50_ms: u64,
+    /// 95th percentile, milliseconds.
+    pub p95_ms: u64,
+    /// The largest, milliseconds.
+    pub max_ms: u64,
+    /// Viewers per bucket: under 1 s, 1–2 s, 2–3 s, 3–5 s, 5–10 s, 10 s and more.
+    pub buckets: [u64; 6],
+}
+
+/// Upper bounds of [`DelayLine::buckets`], milliseconds (the last is open).
+pub const DELAY_BUCKETS_MS: [u64; 5] = [1000, 2000, 3000, 5000, 10_000];
+
+impl DelayLine {
+    fn of(mut delays: Vec<u64>) -> DelayLine {
+        if delays.is_empty() {
+            return DelayLine::default();
+        }
+        delays.sort_unstable();
+        let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
+        let mut buckets = [0u64; 6];
+        for d in &delays {
+            let i = DELAY_BUCKETS_MS
+                .iter()
+                .position(|b| d < b)
+                .unwrap_or(DELAY_BUCKETS_MS.len());
+            buckets[i] += 1;
+        }
+        DelayLine {
+            viewers: delays.len() as u64,
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            max_ms: delays[delays.len() - 1],
+            buckets,
+        }
+    }
 }
 
 /// The ledger's totals and breakdowns.
@@ -703,6 +757,8 @@ pub struct ContentLine {
     pub watched_ms: u64,
     /// Viewers.
     pub viewers: u64,
+    /// How far behind the source the viewers' players were, as their latest receipts say.
+    pub delay: DelayLine,
 }
 
 impl Report {
@@ -714,8 +770,16 @@ impl Report {
         let mut viewer: BTreeMap<[u8; 32], (u64, u64)> = BTreeMap::new();
         let mut watched: BTreeMap<(InfoHash, [u8; 32]), u64> = BTreeMap::new();
         let mut content: BTreeMap<InfoHash, (u64, u64)> = BTreeMap::new();
+        // Each viewer's latest delay report per content: (seq, delay).
+        let mut delay: BTreeMap<(InfoHash, [u8; 32]), (u64, u64)> = BTreeMap::new();
         let mut totals = Totals::default();
         for r in rows {
+            if let Some(d) = r.delay_ms {
+                let e = delay.entry((r.content, r.to)).or_insert((r.seq, d));
+                if r.seq > e.0 {
+                    *e = (r.seq, d);
+                }
+            }
             let w = watched.entry((r.content, r.to)).or_default();
             *w = (*w).max(r.watched_ms);
             let v = viewer.entry(r.to).or_default();
@@ -784,12 +848,17 @@ impl Report {
                 .into_iter()
                 .map(|(id, (p2p_bytes, cdn_bytes))| {
                     let (watched_ms, viewers) = content_watch.get(&id).copied().unwrap_or((0, 0));
+                    let delays = delay
+                        .range((id, [0; 32])..=(id, [0xff; 32]))
+                        .map(|(_, (_, d))| *d)
+                        .collect();
                     ContentLine {
                         id: id.to_hex(),
                         p2p_bytes,
                         cdn_bytes,
                         watched_ms,
                         viewers,
+                        delay: DelayLine::of(delays),
                     }
                 })
                 .collect(),

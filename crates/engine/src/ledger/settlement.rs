@@ -307,6 +307,8 @@ mod tests {
             to: [9; 32],
             bytes,
             watched_ms: 1_000,
+            seq: 1,
+            delay_ms: None,
         };
         let cdn = Row {
             from: Uploader::Cdn("cdn.example".into()),

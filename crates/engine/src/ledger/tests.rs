@@ -20,6 +20,7 @@ fn receipt(viewer: u8, from: Uploader, bytes: u64, watched_ms: u64, seq: u64) ->
         from,
         bytes,
         watched_ms,
+        delay_ms: None,
         seq,
         time: NOW,
     };
@@ -90,6 +91,7 @@ fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
             from: peer(8),
             bytes: 1,
             watched_ms: 1,
+            delay_ms: None,
             seq: 1,
             time: NOW + 3600,
         },
@@ -102,6 +104,7 @@ fn replayed_lowered_future_inflated_and_unknown_receipts_are_refused() {
             from: peer(9),
             bytes: 1,
             watched_ms: 1,
+            delay_ms: None,
             seq: 1,
             time: NOW,
         },
@@ -247,4 +250,45 @@ fn a_read_only_open_creates_nothing_and_sees_the_writers_appends() {
     let mut seen = Vec::new();
     r.verify_with(|n| seen.push(n)).unwrap();
     assert_eq!(seen, vec![2]);
+}
+
+/// The broadcaster sees how far behind its audience's players are: each viewer's latest
+/// receipt that reported a delay, as a distribution per content.
+#[test]
+fn the_players_delay_comes_from_each_viewers_latest_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(&dir);
+    let with_delay = |viewer: u8, from: Uploader, seq: u64, delay: Option<u64>| {
+        let claim = Claim {
+            content: CONTENT,
+            from,
+            bytes: 1000 * seq,
+            watched_ms: 1000 * seq,
+            delay_ms: delay,
+            seq,
+            time: NOW,
+        };
+        Receipt::sign(&key(viewer), claim).unwrap()
+    };
+    l.append(
+        &[
+            with_delay(1, peer(9), 1, Some(9_000)),
+            // Viewer 1's later receipt (another uploader) says it caught up.
+            with_delay(1, peer(8), 2, Some(800)),
+            with_delay(2, peer(9), 1, Some(1_500)),
+            with_delay(3, peer(9), 1, Some(12_000)),
+            // No player: no delay.
+            with_delay(4, peer(9), 1, None),
+        ],
+        NOW,
+    )
+    .unwrap();
+    let r = l.report().unwrap();
+    let d = &r.contents[0].delay;
+    assert_eq!(d.viewers, 3);
+    assert_eq!((d.p50_ms, d.max_ms), (1_500, 12_000));
+    assert_eq!(d.buckets, [1, 1, 0, 0, 0, 1]);
+    // The export says the same.
+    let e = Export::new(l.entries_iter().unwrap(), &r, NOW);
+    assert_eq!(export::verify(&e).unwrap().contents[0].delay, *d);
 }

@@ -433,8 +433,12 @@ impl Actor {
     /// the ledger's cap, whenever it moved by a tenth.
     fn account(&mut self, players: usize, cdn: &[(String, u64)], now: Instant) {
         self.accounting.watch(players, now);
+        let delay = self
+            .buffer
+            .as_ref()
+            .and_then(|b| b.players_delay_ms(super::now_us()));
         self.accounting
-            .tick(&mut self.swarm, cdn, now, clock::unix_secs());
+            .tick_with_delay(&mut self.swarm, cdn, delay, now, clock::unix_secs());
         if self.p.source {
             let rate = self.swarm.byte_rate();
             let moved = self

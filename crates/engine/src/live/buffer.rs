@@ -341,6 +341,26 @@ impl LiveBuffer {
     pub fn readers(&self) -> usize {
         self.ring().readers.len()
     }
+
+    /// How far behind the source this node's players are at `now_us`, milliseconds: for each
+    /// positioned player, now less the source time of the last piece it was given (the one
+    /// before the piece it waits for); the nearest to the edge counts — an HLS session stays
+    /// registered for a while after its player left, at the position it left. `None` without
+    /// a positioned player.
+    pub fn players_delay_ms(&self, now_us: u64) -> Option<u64> {
+        let r = self.ring();
+        r.readers
+            .values()
+            .flatten()
+            .filter_map(|&next| {
+                let played = r
+                    .pieces
+                    .get(&next.saturating_sub(1))
+                    .or_else(|| r.pieces.get(&next))?;
+                Some(now_us.saturating_sub(played.header.timestamp_us) / 1000)
+            })
+            .min()
+    }
 }
 
 /// A registered player; tells the buffer which piece it needs next. Dropping it unregisters.
@@ -467,5 +487,37 @@ mod tests {
         drop(r2);
         assert_eq!(b.playhead(), Some(7));
         assert_eq!(b.readers(), 1);
+    }
+
+    /// The players' delay behind the source (what receipts carry): the last piece each player
+    /// was given against the clock, the player nearest the edge counting.
+    #[test]
+    fn the_players_delay_is_the_nearest_players() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let params = LiveParams {
+            name: "t".into(),
+            pubkey: key.verifying_key().to_bytes(),
+            piece_duration_ms: 500,
+            max_piece_length: 1 << 20,
+            window_s: 60,
+        };
+        let b = LiveBuffer::new(Descriptor::new(params, vec![], vec![]));
+        let now = crate::live::now_us();
+        let base = now / 1_000_000 - 20;
+        for i in 0..10 {
+            b.insert(piece(&b, &key, i, base + u64::from(i)));
+        }
+        assert_eq!(b.players_delay_ms(now), None);
+        let behind = b.reader().unwrap();
+        behind.set_position(3); // was given piece 2: 18 s old
+        let d = b.players_delay_ms(now).unwrap();
+        assert!((18_000..19_000).contains(&d), "{d}");
+        let near = b.reader().unwrap();
+        near.set_position(9); // was given piece 8: 12 s old
+        let d = b.players_delay_ms(now).unwrap();
+        assert!((12_000..13_000).contains(&d), "{d}");
+        drop(near);
+        drop(behind);
+        assert_eq!(b.players_delay_ms(now), None);
     }
 }

@@ -78,6 +78,7 @@ fn a_round_never_exceeds_what_the_broadcaster_takes_and_the_rest_follows() {
                 from: ours.clone(),
                 bytes: 5000,
                 watched_ms: 1000,
+                delay_ms: None,
                 seq: 7,
                 time: 1_796_000_000,
             };
