@@ -25,10 +25,11 @@ cd "$REPO_ROOT"
 PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
     chromium prometheus mpv vlc-bin vlc-plugin-base mkvtoolnix)
 
-# PyPI packages the Ace-compatibility tests drive, pinned, in a virtual environment under
-# target/ (a build output: ignored by git, made again after `cargo clean`).
+# PyPI packages the Ace-compatibility tests drive, and the Stellar SDK that checks settlement
+# envelopes, pinned, in a virtual environment under target/ (a build output: ignored by git,
+# made again after `cargo clean`).
 ACE_VENV="$REPO_ROOT/target/ace-clients"
-ACE_PYPI=(acestream==0.2.0 acestream-search==1.6.4 acestream-launcher==2.1.0)
+ACE_PYPI=(acestream==0.2.0 acestream-search==1.6.4 acestream-launcher==2.1.0 stellar-sdk==16.1.1)
 export PEERCDN_ACE_PYTHON="$ACE_VENV/bin/python"
 
 # npm packages the browser HLS tests drive (hls.js in Debian's Chromium, through
@@ -99,7 +100,7 @@ ace_clients() {
         /usr/bin/python3 -m venv "$ACE_VENV"
     fi
     "$ACE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${ACE_PYPI[@]}"
-    "$ACE_VENV/bin/python" -c 'import acestream.server, acestream_search, acestream_launcher; print("Ace clients ok")'
+    "$ACE_VENV/bin/python" -c 'import acestream.server, acestream_search, acestream_launcher, stellar_sdk; print("Ace clients and the Stellar SDK ok")'
 }
 
 # web_clients: hls.js and playwright-core at their pins under target/web-clients (npm installs

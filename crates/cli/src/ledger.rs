@@ -127,6 +127,7 @@ pub struct ExportArgs {
     /// Sign with this secret seed (S…). It shows in the process list: prefer --secret-file.
     #[arg(
         long,
+        visible_alias = "sign",
         value_name = "SEED",
         requires = "stellar",
         conflicts_with = "secret_file"

@@ -5,8 +5,9 @@
 //! over the swarm, CDN-only ones over HTTP to the collector. Once the stream has ended and the
 //! last receipts are in, the broadcaster's ledger must agree with what each engine counted
 //! (bytes per uploader, per viewer, per CDN host, watch time per viewer) and with nginx's access
-//! log; forged, replayed and inflated receipts are refused, and a tampered ledger fails
-//! `peercdn ledger verify`.
+//! log; forged, replayed and inflated receipts are refused, a colluding pair's credit stays
+//! under the watch-time cap, a tampered ledger fails `peercdn ledger verify`, and the Stellar
+//! SDK (Python) reads the settlement envelopes as paying what the ledger owes.
 #![allow(clippy::disallowed_methods)] // tests: the real clock bounds waits
 
 mod common;
@@ -17,8 +18,18 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Seconds of stream.
-const STREAM_S: u64 = 40;
+/// Seconds of stream (`PEERCDN_ACCOUNTING_STREAM_S` for `scripts/bench-accounting.sh`).
+fn stream_s() -> u64 {
+    std::env::var("PEERCDN_ACCOUNTING_STREAM_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40)
+}
+
+/// Seconds between rounds of receipts (`PEERCDN_ACCOUNTING_INTERVAL`; 2 s keeps the test short).
+fn interval() -> String {
+    std::env::var("PEERCDN_ACCOUNTING_INTERVAL").unwrap_or_else(|_| "2".into())
+}
 
 fn json(url: &str) -> Value {
     let (status, body) = http_get(url);
@@ -77,7 +88,11 @@ fn post_receipts(url: &str, body: Vec<u8>) -> (u16, Value) {
 fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let src = make_live_source(d, &STREAM_S.to_string(), "1900k");
+    let stream_s = stream_s();
+    let interval = interval();
+    let src = make_live_source(d, &stream_s.to_string(), "1900k");
+    // Long enough to read the last receipts and run the checks after the input ends.
+    let linger = (60 + 10 * interval.parse::<u64>().expect("interval")).to_string();
     let publish = d.join("publish");
     std::fs::create_dir_all(&publish).expect("mkdir");
     let nginx = nginx_start(d, &publish);
@@ -99,9 +114,9 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
             "--collector",
             "self",
             "--receipt-interval",
-            "2",
+            &interval,
             "--linger",
-            "60",
+            &linger,
             "--upload-limit",
             "750KB",
         ],
@@ -114,7 +129,7 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
         let source = format!("127.0.0.1:{bc_port}");
         let mut args = vec![
             "--receipt-interval",
-            "2",
+            &interval,
             "--upload-limit",
             "500KB",
             "--peer",
@@ -135,7 +150,7 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
         cdn_viewers.push(engine_start(
             d,
             &format!("cdn{i}"),
-            &["--receipt-interval", "2"],
+            &["--receipt-interval", &interval],
         ));
     }
     let mut players = Vec::new();
@@ -156,7 +171,7 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
 
     // The stream ends; the players stop; five rounds of receipts later every figure is final.
     wait_until(
-        Duration::from_secs(STREAM_S + 60),
+        Duration::from_secs(stream_s + 60),
         "the input to end",
         || bc.log_text().contains("input ended"),
     );
@@ -165,7 +180,8 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
         let _ = p.child.kill();
         let _ = p.child.wait();
     }
-    std::thread::sleep(Duration::from_secs(7));
+    let secs: u64 = interval.parse().expect("interval");
+    std::thread::sleep(Duration::from_secs(5 * secs));
     eprintln!(
         "stream ended after {:.0} s",
         started.elapsed().as_secs_f64()
@@ -192,6 +208,7 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
 
     // Per viewer: verified bytes from peers and from the CDN, and watch time.
     let mut stream_bytes = 0;
+    let mut by_host: std::collections::BTreeMap<String, u64> = Default::default();
     for (name, (_, _, base)) in viewers
         .iter()
         .map(|v| ("viewer", v))
@@ -202,10 +219,14 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
         let line = find("viewers", "key", &vkey);
         assert!(line.is_object(), "{name} {vkey} not in the ledger: {st}");
         let p2p = st["p2p_downloaded"].as_u64().unwrap_or(0);
-        let cdn: u64 = st["cdn_verified"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|h| h["bytes"].as_u64()).sum())
-            .unwrap_or(0);
+        let mut cdn = 0;
+        for h in st["cdn_verified"].as_array().into_iter().flatten() {
+            let n = h["bytes"].as_u64().unwrap_or(0);
+            *by_host
+                .entry(h["host"].as_str().unwrap_or_default().to_string())
+                .or_default() += n;
+            cdn += n;
+        }
         close(
             &format!("{name} {vkey} P2P"),
             line["p2p_bytes"].as_u64().unwrap(),
@@ -228,6 +249,14 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
             assert_eq!(p2p, 0, "a CDN-only viewer got bytes from peers: {st}");
             assert!(cdn > 1_000_000, "{st}");
         }
+    }
+    // Per CDN host: what the engines verified from it.
+    assert!(!by_host.is_empty());
+    for (host, n) in &by_host {
+        let got = find("cdn_hosts", "host", host)["bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        close(&format!("CDN host {host}"), got, *n);
     }
     // Per uploader: what each engine, the broadcaster's included, sent — less what its
     // receivers could not use (a block that arrived twice, asked again of another peer when
@@ -269,9 +298,20 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
                 .unwrap_or(0)
         })
         .sum();
+    let watched_min = report["totals"]["watched_ms"].as_u64().unwrap_or(0) as f64 / 60_000.0;
     eprintln!(
-        "receipts: {sent} bytes for {stream_bytes} bytes of stream ({:.3} %, with a 2 s interval)",
-        sent as f64 * 100.0 / stream_bytes as f64
+        "receipts: {sent} bytes for {stream_bytes} bytes of stream ({:.3} %, with a {interval} s \
+         interval), {:.0} bytes per viewer-minute",
+        sent as f64 * 100.0 / stream_bytes as f64,
+        sent as f64 / watched_min
+    );
+    println!(
+        "ACCOUNTING {}",
+        serde_json::json!({
+            "interval_s": secs, "stream_s": stream_s, "viewers": 12,
+            "receipt_bytes": sent, "stream_bytes": stream_bytes,
+            "viewer_minutes": watched_min,
+        })
     );
 
     // The CDN's own log agrees with what viewers signed for.
@@ -353,6 +393,133 @@ fn the_ledger_agrees_with_every_engine_and_the_cdn_log() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["reason"], "inflated", "{body}");
+
+    // A colluding pair: a viewer key signs an uploader key of the same owner ever larger
+    // receipts for 5 s of watching. What it can get credited stays under the cap:
+    // (5 s + 60 s) × the stream's rate (about 260 kB/s here) × 1.5.
+    let rogue_up = ed25519_dalek::SigningKey::from_bytes(&[78; 32])
+        .verifying_key()
+        .to_bytes();
+    let mut verdicts = Vec::new();
+    for (i, bytes) in [1_000_000u64, 10_000_000, 100_000_000, 1_000_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let r = peercdn_core::receipt::Receipt::sign(
+            &rogue,
+            peercdn_core::receipt::Claim {
+                content: first.content,
+                from: peercdn_core::receipt::Uploader::Peer(rogue_up),
+                bytes,
+                watched_ms: 5_000,
+                delay_ms: None,
+                seq: 10 + i as u64,
+                time: first.time,
+            },
+        )
+        .expect("sign");
+        let (status, body) = post_receipts(
+            &collector,
+            peercdn_core::receipt::encode_batch(&[r.encode()]),
+        );
+        assert_eq!(status, 200, "{body}");
+        verdicts.push(
+            body["results"][0]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    assert_eq!(verdicts[0], "new", "{verdicts:?}");
+    assert_eq!(verdicts[3], "refused", "{verdicts:?}");
+    let after = json(&format!("{bc_http}/api/v1/ledger"));
+    let credited = after["report"]["uploaders"]
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["key"] == hex::encode(rogue_up)))
+        .and_then(|u| u["bytes"].as_u64())
+        .unwrap_or(0);
+    assert!(
+        credited > 0 && credited <= 65 * 400_000 * 3 / 2,
+        "colluding pair credited {credited} ({verdicts:?})"
+    );
+
+    // Settlement: envelopes for 0.5 XLM per GB, signed with the broadcaster's key, decoded
+    // and checked with the Stellar SDK (Python, from PyPI).
+    let seed: [u8; 32] = std::fs::read(bc_data.join("node.key"))
+        .expect("node key")
+        .try_into()
+        .expect("32 bytes");
+    let secret = d.join("bc.secret");
+    std::fs::write(
+        &secret,
+        stellar_strkey::Unredacted(&stellar_strkey::ed25519::PrivateKey(seed)).to_string(),
+    )
+    .expect("write secret");
+    let xdr = d.join("payouts.xdr");
+    let (ok, out, err) = ledger(
+        d,
+        &bc_data,
+        &[
+            "export",
+            "--stellar",
+            "--rate",
+            "0.5",
+            "--sequence",
+            "100",
+            "--secret-file",
+            secret.to_str().expect("utf8"),
+            "--out",
+            xdr.to_str().expect("utf8"),
+        ],
+    );
+    assert!(ok, "export --stellar: {out}{err}");
+    let py = std::process::Command::new(ace_python())
+        .arg(interop("stellar_check.py"))
+        .arg(&xdr)
+        .output()
+        .expect("run the Stellar SDK");
+    assert!(
+        py.status.success(),
+        "stellar_check.py: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let envelopes: Value = serde_json::from_slice(&py.stdout).expect("json");
+    let bc_account = after["account"].as_str().expect("account").to_string();
+    let mut paid = std::collections::BTreeMap::new();
+    for (i, e) in envelopes.as_array().expect("envelopes").iter().enumerate() {
+        assert_eq!(e["source"], bc_account.as_str(), "{e}");
+        assert_eq!(e["sequence"], 100 + i as u64, "{e}");
+        let ops = e["payments"].as_array().expect("payments");
+        assert!(!ops.is_empty() && ops.len() <= 100, "{e}");
+        assert_eq!(e["fee"], 100 * ops.len() as u64, "{e}");
+        assert_eq!(e["valid_signatures"], 1, "{e}");
+        for p in ops {
+            assert_eq!(p["native"], true, "{p}");
+            let (whole, frac) = p["amount"]
+                .as_str()
+                .expect("amount")
+                .split_once('.')
+                .unwrap_or((p["amount"].as_str().unwrap_or("0"), "0"));
+            let stroops = whole.parse::<u64>().expect("XLM") * 10_000_000
+                + format!("{frac:0<7}").parse::<u64>().expect("stroops");
+            paid.insert(p["destination"].as_str().expect("G…").to_string(), stroops);
+        }
+    }
+    let owed: std::collections::BTreeMap<String, u64> = after["report"]["uploaders"]
+        .as_array()
+        .expect("uploaders")
+        .iter()
+        .filter(|u| u["account"] != bc_account.as_str())
+        .map(|u| {
+            let b = u["bytes"].as_u64().unwrap_or(0) as u128;
+            (
+                u["account"].as_str().unwrap_or_default().to_string(),
+                (b * 5_000_000 / 1_000_000_000) as u64,
+            )
+        })
+        .filter(|(_, s)| *s > 0)
+        .collect();
+    assert_eq!(paid, owed, "the envelopes pay what the ledger owes");
 
     // The broadcaster ends; its ledger verifies, and a tampered copy does not.
     bc.terminate(Duration::from_secs(20));

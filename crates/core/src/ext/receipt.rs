@@ -385,6 +385,24 @@ pub fn message(rec: &PeerRecord, msg: &ReceiptMsg) -> Option<Message> {
     })
 }
 
+/// The connections among `peers` whose peer proved its key, with the key.
+pub fn identified<'a>(
+    peers: impl Iterator<Item = (PeerKey, &'a PeerRecord)>,
+) -> Vec<(PeerKey, [u8; 32])> {
+    peers
+        .filter_map(|(k, rec)| Some((k, rec.ident.proven?)))
+        .collect()
+}
+
+/// The extended messages carrying `receipts` to the peer of `rec`; `None` when it does not
+/// speak `pc_receipt`.
+pub fn receipts_to(rec: &PeerRecord, receipts: &[Bytes]) -> Option<Vec<Message>> {
+    receipt_messages(receipts)
+        .iter()
+        .map(|m| message(rec, m))
+        .collect()
+}
+
 /// Receipts as messages of at most [`MAX_MSG_RECEIPTS`] each.
 pub fn receipt_messages(receipts: &[Bytes]) -> Vec<ReceiptMsg> {
     receipts

@@ -13,21 +13,15 @@ impl ReceiptSwarm for Swarm {
     }
 
     fn identified_peers(&self) -> Vec<(PeerKey, [u8; 32])> {
-        self.peers
-            .iter()
-            .filter_map(|(&k, p)| Some((k, p.rec.ident.proven()?)))
-            .collect()
+        receipt::identified(self.peers.iter().map(|(&k, p)| (k, &p.rec)))
     }
 
     fn send_receipts(&mut self, key: PeerKey, receipts: &[Bytes]) -> bool {
-        let Some(peer) = self.peers.get(&key) else {
-            return false;
-        };
-        let msgs: Option<Vec<_>> = receipt::receipt_messages(receipts)
-            .iter()
-            .map(|m| receipt::message(&peer.rec, m))
-            .collect();
-        let Some(msgs) = msgs else {
+        let Some(msgs) = self
+            .peers
+            .get(&key)
+            .and_then(|p| receipt::receipts_to(&p.rec, receipts))
+        else {
             return false;
         };
         for m in msgs {
