@@ -70,7 +70,7 @@ fn fixture(uploaders: u32) -> Fixture {
     std::fs::create_dir_all(&cwd).unwrap();
     let broadcaster = NodeKey::load_or_create(&data).unwrap().public();
     let mut l = Ledger::open(&data).unwrap();
-    l.collect(CONTENT, Collecting { byte_rate: 0 });
+    l.collect(CONTENT, Collecting::live(0));
     let sign = |j: u32, from: Uploader, bytes: u64, seq: u64| {
         let claim = Claim {
             content: CONTENT,

@@ -3,7 +3,8 @@
 //!
 //! - [`Accounts`] is node-wide: the node's [`Identity`] (its key, proven to peers over
 //!   `pc_receipt`), the receipt interval, the ledger thread (opened on first use) and counters.
-//! - [`Accounting`] is one stream's, owned by its actor like [`crate::gossip::Gossip`]. Every
+//! - [`Accounting`] is one stream's or torrent's, owned by its actor like
+//!   [`crate::gossip::Gossip`] (for VoD, see the torrent actor's `accounting` module). Every
 //!   [`Accounts::interval`] it signs a receipt for each uploader whose verified bytes grew (the
 //!   swarm's [`ReceiptBook`] for peers, the CDN client's verified bytes per host), each carrying
 //!   the node's watch time of the stream (time with a player attached); it sends each peer the
@@ -402,9 +403,24 @@ impl Accounting {
         }
     }
 
-    /// The stream's key became known (the descriptor arrived).
+    /// The stream's key became known (the descriptor arrived), or the publisher's (VoD).
     pub fn set_broadcaster(&mut self, key: [u8; 32]) {
         self.broadcaster = Some(key);
+    }
+
+    /// This node collects the content's receipts (it published it); it signs none.
+    pub fn set_source(&mut self) {
+        self.source = true;
+    }
+
+    /// Whether this node collects the content's receipts.
+    pub fn is_source(&self) -> bool {
+        self.source
+    }
+
+    /// Whether a round of receipts is due at `now` (the first call arms the timer).
+    pub fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|n| now >= n)
     }
 
     /// The broadcaster's collectors over HTTP (the descriptor's `collector` base URLs); none

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+mod accounting;
 mod webseeds;
 
 pub use webseeds::WebSeedStat;
@@ -35,6 +36,7 @@ use crate::gossip::Gossip;
 use crate::host::{Host, PeerParams, Totals};
 use crate::peer::Outgoing;
 use crate::ratelimit::RateLimiter;
+use crate::receipts::Accounting;
 use crate::storage::{sha1_piece, Resume, Storage, StorageError};
 use crate::stream::{self, FileInfo, FileReader, Shared, StreamError};
 
@@ -391,6 +393,10 @@ struct Torrent {
     dirty: bool,
     /// `pc_search` on this swarm's connections.
     gossip: Gossip,
+    /// Receipts: signed for what we received, passed on, collected (the publisher).
+    accounting: Accounting,
+    /// Verified bytes each web seed delivered (by index in `webseeds`).
+    ws_verified: Vec<u64>,
 }
 
 impl Torrent {
@@ -440,6 +446,8 @@ impl Torrent {
             checked: 0,
             dirty: false,
             gossip: Gossip::new(p.peers.search.clone()),
+            accounting: Accounting::new(p.peers.accounts.clone(), info_hash, None, false),
+            ws_verified: Vec::new(),
             p,
         }
     }
@@ -675,9 +683,7 @@ impl Torrent {
                     let now = clock::unix_secs();
                     self.gossip.on_event(&mut self.swarm, key, ev, now);
                 }
-                // VoD peers prove their keys, but no VoD content has a collector yet: receipts
-                // are signed and collected for live streams only (crate::receipts).
-                Action::Receipts(..) => {}
+                Action::Receipts(_, receipts) => self.accounting.on_receipts(receipts),
                 Action::Completed => {
                     info!("download complete");
                     if self.swarm.stats().downloaded > 0 {
@@ -872,6 +878,7 @@ impl Torrent {
 
     fn publish_status(&mut self) {
         self.next_status = clock::now() + STATUS_EVERY;
+        self.account();
         let st = self.swarm.stats();
         let left = self.info.as_ref().map_or(1, |i| {
             i.total_length()

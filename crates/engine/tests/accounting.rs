@@ -192,3 +192,91 @@ async fn the_broadcasters_ledger_agrees_with_what_every_engine_counted() {
     }
     src.shutdown().await;
 }
+
+/// VoD: a publisher (its catalogue holds its own record for the torrent) seeds; three viewers
+/// download it by hash from the publisher and from each other. Their receipts reach the
+/// publisher, which learns nothing else: its ledger must say what each viewer's engine counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_ledger_accounts_for_a_vod_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::content(6 << 20);
+    let meta = fixtures::torrent_of(
+        &dir.path().join("content"),
+        "film.bin",
+        &[("", &data[..])],
+        256 << 10,
+    );
+    let publisher = Session::start(config(&dir.path().join("pub")))
+        .await
+        .unwrap();
+    fixtures::seed(&publisher, &meta, &dir.path().join("content"));
+    publisher
+        .publish_record(
+            meta.info_hash,
+            peercdn_core::catalog::Kind::Vod,
+            peercdn_core::catalog::Description {
+                title: "A film".into(),
+                size: data.len() as u64,
+                files: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut viewers = Vec::new();
+    for v in 0..3 {
+        let s = Session::start(config(&dir.path().join(format!("v{v}"))))
+            .await
+            .unwrap();
+        let mut peers = vec![addr(&publisher)];
+        peers.extend(viewers.iter().map(|(s, _): &(Session, _)| addr(s)));
+        let h = s.add(
+            fixtures::by_hash(&meta),
+            peercdn_engine::session::AddOptions {
+                save_dir: Some(dir.path().join(format!("dl{v}"))),
+                peers,
+                // A household downlink: the download takes a few receipt rounds.
+                download_limit: 2 << 20,
+                ..Default::default()
+            },
+        );
+        viewers.push((s, h));
+    }
+    for (_, h) in &viewers {
+        let h = h.clone();
+        fixtures::wait_for("the download", 60, move || {
+            h.status.borrow().have_bytes == 6 << 20
+        })
+        .await;
+    }
+    // Rounds every second: three more carry the final figures.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let report = publisher
+        .accounts()
+        .report()
+        .await
+        .expect("the publisher's ledger");
+    assert_eq!(report.totals.viewers, 3, "{report:?}");
+    let mut all = 0;
+    for (s, h) in &viewers {
+        let st = h.status.borrow().clone();
+        let line = report
+            .viewers
+            .iter()
+            .find(|v| v.key == s.node_key_hex())
+            .unwrap_or_else(|| panic!("viewer {} not in the ledger: {report:?}", s.node_key_hex()));
+        close("viewer bytes", line.p2p_bytes, st.p2p_downloaded);
+        assert!(st.p2p_downloaded >= 6 << 20);
+        all += st.p2p_downloaded;
+    }
+    close("P2P total", report.totals.p2p_bytes, all);
+    let from_pub = report
+        .uploaders
+        .iter()
+        .find(|u| u.key == publisher.node_key_hex())
+        .map_or(0, |u| u.bytes);
+    assert!(from_pub > 0, "{report:?}");
+    for (s, _) in &viewers {
+        s.shutdown().await;
+    }
+    publisher.shutdown().await;
+}

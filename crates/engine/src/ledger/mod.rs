@@ -10,7 +10,7 @@
 //! - the viewer's bytes over all its uploaders would exceed what its watch time could have
 //!   needed: `(watched + SLACK) × byte rate × MARGIN` ([`cap`]) for live content — two
 //!   colluding keys can sign each other anything, but not more than the stream could carry to
-//!   a viewer that watched that long.
+//!   a viewer that watched that long — or, for on-demand content, its size × `MARGIN`.
 //!
 //! Signatures are checked before a receipt reaches the ledger ([`Receipt::decode`]).
 //!
@@ -129,11 +129,41 @@ impl Refusal {
     ];
 }
 
-/// What the ledger collects for one piece of content.
+/// What the ledger collects for one piece of content, and what caps a viewer's credit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Collecting {
-    /// The stream's bytes per second (live: the most it has carried; 0: not known yet, no cap).
+    /// The stream's bytes per second (live: the most it has carried; 0: not known yet). A
+    /// viewer's credit is capped by its watch time at this rate ([`cap`]).
     pub byte_rate: u64,
+    /// VoD: the most bytes one viewer may be credited for the content (its size and a margin),
+    /// whatever its watch time (a download needs no player).
+    pub max_bytes: Option<u64>,
+}
+
+impl Collecting {
+    /// A live stream of `byte_rate` bytes/s.
+    pub fn live(byte_rate: u64) -> Collecting {
+        Collecting {
+            byte_rate,
+            max_bytes: None,
+        }
+    }
+
+    /// On-demand content of `size` bytes: a viewer may be credited its size × [`MARGIN`].
+    pub fn vod(size: u64) -> Collecting {
+        Collecting {
+            byte_rate: 0,
+            max_bytes: Some((size as f64 * MARGIN) as u64),
+        }
+    }
+
+    /// The most a viewer that watched `watched_ms` may be credited.
+    pub fn cap(&self, watched_ms: u64) -> u64 {
+        match self.max_bytes {
+            Some(m) => m,
+            None => cap(self.byte_rate, watched_ms),
+        }
+    }
 }
 
 /// The most bytes a viewer that watched `watched_ms` may have received of a stream of
@@ -257,6 +287,7 @@ impl Ledger {
     pub fn collect(&mut self, content: InfoHash, c: Collecting) {
         let e = self.collecting.entry(content).or_insert(c);
         e.byte_rate = e.byte_rate.max(c.byte_rate);
+        e.max_bytes = c.max_bytes.or(e.max_bytes);
     }
 
     /// Entries so far.
@@ -604,7 +635,7 @@ fn judge(
     )?;
     let total = (others.max(0) as u64).saturating_add(r.bytes);
     let watched = (watched.max(0) as u64).max(r.watched_ms);
-    if total > cap(c.byte_rate, watched) {
+    if total > c.cap(watched) {
         return Ok(Err(Refusal::Inflated));
     }
     Ok(Ok(Taken::New))

@@ -33,7 +33,7 @@ fn peer(n: u8) -> Uploader {
 
 fn ledger(dir: &tempfile::TempDir) -> Ledger {
     let mut l = Ledger::open(dir.path()).unwrap();
-    l.collect(CONTENT, Collecting { byte_rate: RATE });
+    l.collect(CONTENT, Collecting::live(RATE));
     l
 }
 
@@ -243,7 +243,7 @@ fn a_read_only_open_creates_nothing_and_sees_the_writers_appends() {
     assert_eq!((entries.len(), report.entries), (2, 2));
     assert_eq!(report.head, hex::encode(w.head()));
     assert_eq!(r.verify().unwrap(), w.report().unwrap());
-    r.collect(CONTENT, Collecting { byte_rate: RATE });
+    r.collect(CONTENT, Collecting::live(RATE));
     assert!(r
         .append(&[receipt(1, peer(9), 3_000_000, 30_000, 3)], NOW)
         .is_err());

@@ -449,7 +449,7 @@ impl Actor {
                 self.p
                     .peers
                     .accounts
-                    .collect(self.p.id, Collecting { byte_rate: rate });
+                    .collect(self.p.id, Collecting::live(rate));
             }
         }
     }

@@ -102,6 +102,10 @@ impl Torrent {
             return; // the peers were faster
         }
         self.http_downloaded += len;
+        if self.ws_verified.len() <= k {
+            self.ws_verified.resize(k + 1, 0);
+        }
+        self.ws_verified[k] += len;
         self.dirty = true;
         self.mark_have(index);
         self.swarm.piece_completed_elsewhere(index, clock::now());
