@@ -185,6 +185,7 @@ fn player_page_and_dashboard_show_a_live_stream() {
         "the player's delay from its receipts: {content}"
     );
     assert!(text.contains("players behind the source"), "{text}");
+    assert!(text.contains("100.0 %\nP2P share"), "{text}");
     let _ = bg_player.child.kill();
     let _ = bg_player.child.wait();
     assert!(running(&mut viewer), "viewer died:\n{}", viewer.log_text());
