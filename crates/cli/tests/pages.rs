@@ -179,9 +179,13 @@ fn player_page_and_dashboard_show_a_live_stream() {
     let content = &seen["report"]["ledger"]["report"]["contents"][0];
     assert_eq!(content["viewers"], 1, "{content}");
     assert!(content["p2p_bytes"].as_u64().unwrap_or(0) > 0, "{content}");
-    let delay = content["delay"]["p50_ms"].as_u64().unwrap_or(0);
+    // (A progressive player reads ahead: the last piece it was given is at most a few pieces
+    // from the newest, often the newest itself — tens of milliseconds.)
+    assert_eq!(content["delay"]["viewers"], 1, "{content}");
     assert!(
-        (100..30_000).contains(&delay),
+        content["delay"]["p50_ms"]
+            .as_u64()
+            .is_some_and(|d| d < 30_000),
         "the player's delay from its receipts: {content}"
     );
     assert!(text.contains("players behind the source"), "{text}");
