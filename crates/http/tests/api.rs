@@ -374,6 +374,8 @@ async fn openapi_routes_exist_and_url_fetch() {
                 }
                 "get" => c.get(&url),
                 "post" if path == "/api/v1/torrents" => c.post(&url).json(&json!({ "id": id })),
+                // An empty batch of receipts (a bencoded empty list).
+                "post" if path == "/api/v1/receipts" => c.post(&url).body("le"),
                 "post" if path.ends_with("/limits") => {
                     c.post(&url).json(&json!({ "upload_limit": 0 }))
                 }
