@@ -397,13 +397,18 @@ mod tests {
     use peercdn_core::live::{LiveParams, FLAG_KEYFRAME};
 
     fn setup() -> (Arc<LiveBuffer>, SigningKey) {
+        setup_window(2)
+    }
+
+    /// A buffer of 500 ms pieces with a window of `window_s` seconds.
+    fn setup_window(window_s: u32) -> (Arc<LiveBuffer>, SigningKey) {
         let key = SigningKey::from_bytes(&[3; 32]);
         let params = LiveParams {
             name: "t".into(),
             pubkey: key.verifying_key().to_bytes(),
             piece_duration_ms: 500,
             max_piece_length: 1 << 20,
-            window_s: 2,
+            window_s,
         };
         (
             LiveBuffer::new(Descriptor::new(params, vec![], vec![])),
@@ -493,15 +498,7 @@ mod tests {
     /// was given against the clock, the player nearest the edge counting.
     #[test]
     fn the_players_delay_is_the_nearest_players() {
-        let key = SigningKey::from_bytes(&[3; 32]);
-        let params = LiveParams {
-            name: "t".into(),
-            pubkey: key.verifying_key().to_bytes(),
-            piece_duration_ms: 500,
-            max_piece_length: 1 << 20,
-            window_s: 60,
-        };
-        let b = LiveBuffer::new(Descriptor::new(params, vec![], vec![]));
+        let (b, key) = setup_window(60);
         let now = crate::live::now_us();
         let base = now / 1_000_000 - 20;
         for i in 0..10 {
