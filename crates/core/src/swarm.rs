@@ -29,11 +29,12 @@ use crate::ext::metadata::{Metadata, MetadataEvent};
 use crate::ext::peer::PeerRecord;
 use crate::ext::pex::{self, Pex};
 use crate::ext::receipt::{self, ReceiptBook, ReceiptEvent};
-use crate::ext::search::{self, SearchEvent, SearchMsg, SearchSwarm};
+use crate::ext::search::{self, SearchEvent};
 use crate::id::InfoHash;
 use crate::picker::{Picker, Received};
 use crate::wire::{BlockRef, Handshake, Message, MAX_REQUEST_LEN};
 
+mod pc_search;
 pub mod readers;
 mod receipts;
 mod timers;
@@ -804,32 +805,6 @@ impl Swarm {
         }
     }
 
-    /// Whether a connection between two seeds stays open: it does for a peer that speaks
-    /// `pc_search` (the connections catalogue records travel on; at most
-    /// [`MAX_SEARCH_SEEDS`] such per torrent) or may still say so (its BEP 10 handshake has not
-    /// come yet: decided when it does).
-    fn keeps_seed(&self, key: PeerKey) -> bool {
-        let Some(peer) = self.peers.get(&key) else {
-            return false;
-        };
-        if peer.extensions && !peer.ext_seen {
-            return true;
-        }
-        if peer.rec.ext.id(Extension::PcSearch).is_none() {
-            return false;
-        }
-        let kept = self
-            .peers
-            .iter()
-            .filter(|(&k, p)| {
-                k != key
-                    && p.rec.ext.id(Extension::PcSearch).is_some()
-                    && p.has.as_ref().is_some_and(|h| h.is_full())
-            })
-            .count();
-        kept < MAX_SEARCH_SEEDS
-    }
-
     fn send_ext_handshake_if_needed(&mut self, key: PeerKey) {
         if !self.peers.get(&key).is_some_and(|p| p.extensions) {
             return;
@@ -1072,31 +1047,5 @@ impl Swarm {
                 self.update_interest(key);
             }
         }
-    }
-}
-
-impl SearchSwarm for Swarm {
-    fn send_search(&mut self, key: PeerKey, msg: &SearchMsg) -> Option<usize> {
-        let (m, len) = search::message(&self.peers.get(&key)?.rec, msg)?;
-        self.send(key, m);
-        Some(len)
-    }
-
-    /// The peers that speak `pc_search`.
-    fn search_peers(&self) -> Vec<PeerKey> {
-        self.peers
-            .iter()
-            .filter(|(_, p)| p.rec.ext.id(Extension::PcSearch).is_some())
-            .map(|(&k, _)| k)
-            .collect()
-    }
-
-    /// A peer sent a catalogue record that does not verify: closed and banned.
-    fn forged_record(&mut self, key: PeerKey) {
-        self.disconnect(key, ProtocolViolation::ForgedRecord.into());
-    }
-
-    fn search_peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
-        self.peers.get(&key).map(|p| p.rec.addr)
     }
 }
