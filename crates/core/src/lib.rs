@@ -11,6 +11,7 @@
 //! - [`id`]: `InfoHash` (the 40-hex content ID) and `PeerId` newtypes.
 //! - [`metainfo`]: `.torrent` v1 read and write, with path validation.
 //! - [`magnet`]: magnet URI parse and format (`xt`, `dn`, `tr`, `ws`, `x.pe`).
+//! - [`mse`]: message stream encryption (MSE/PE), the obfuscated handshake before BEP 3's.
 //! - [`wire`]: the peer wire codec (BEP 3, 6, 10, 9, 11).
 //! - [`bitfield`]: piece sets.
 //! - [`catalog`]: signed catalogue records (what P2P search indexes and passes on).
@@ -45,6 +46,7 @@ pub mod id;
 pub mod live;
 pub mod magnet;
 pub mod metainfo;
+pub mod mse;
 pub mod picker;
 pub mod receipt;
 pub mod swarm;
