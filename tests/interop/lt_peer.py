@@ -4,8 +4,9 @@
 Run ONLY with Debian's /usr/bin/python3 (python3-libtorrent 2.0.8 is not importable
 by other interpreters). Everything stays on 127.0.0.1: DHT, LSD, UPnP and NAT-PMP are
 disabled in the settings handed to the session *constructor* (set later, they would
-already have sent traffic), uTP is off (TCP only) and encryption is off for outgoing
-connections, so libtorrent dials with a plain `\\x13BitTorrent protocol` handshake.
+already have sent traffic), uTP is off (TCP only) and, unless --encryption says
+otherwise, encryption is off for outgoing connections, so libtorrent dials with a plain
+`\\x13BitTorrent protocol` handshake.
 
 Subcommands:
 
@@ -24,6 +25,9 @@ Subcommands:
 
   --verbose (seed, leech) prints peer connect/disconnect alerts on stderr.
   --print-peers (seed, leech) prints a PEER line for every new connection (below).
+  --encryption default|forced|disabled (seed, leech): MSE/PE policy. default dials plaintext
+  and accepts plaintext or MSE; forced dials and accepts only MSE with an RC4 payload;
+  disabled never speaks MSE.
   --no-pex (seed, leech) runs the session without the ut_pex plugin: this peer neither
   sends nor reads PEX (ut_metadata and smart_ban stay), so it learns peers only from
   --peer and from peers that dial it.
@@ -58,6 +62,7 @@ except ImportError as exc:  # pragma: no cover - environment problem
     sys.exit(2)
 
 EXIT_OK = 0
+ENCRYPTION_CHOICES = ("default", "forced", "disabled")
 EXIT_ERROR = 2
 EXIT_TIMEOUT = 3
 
@@ -74,8 +79,11 @@ class PeerError(Exception):
 # --------------------------------------------------------------------------- session
 
 
-def session_settings(upload_limit=0):
-    """Settings for a loopback-only, TCP-only, plaintext, fast libtorrent session.
+def session_settings(upload_limit=0, encryption="default"):
+    """Settings for a loopback-only, TCP-only, fast libtorrent session.
+
+    encryption: "default" dials plaintext and accepts plaintext or MSE (either payload);
+    "forced" dials and accepts only MSE with an RC4 payload; "disabled" never speaks MSE.
 
     A rate-limited seeder keeps libtorrent's default send buffer (about 0.5 MB): the 8 MB
     buffer that makes loopback transfers fast would, at a few hundred kB/s, hold tens of
@@ -126,22 +134,34 @@ def session_settings(upload_limit=0):
             | lt.alert.category_t.connect_notification
         ),
     }
+    if encryption == "forced":
+        settings.update({
+            "out_enc_policy": int(lt.enc_policy.pe_forced),
+            "in_enc_policy": int(lt.enc_policy.pe_forced),
+            "allowed_enc_level": int(lt.enc_level.rc4),
+            "prefer_rc4": True,
+        })
+    elif encryption == "disabled":
+        settings.update({
+            "out_enc_policy": int(lt.enc_policy.pe_disabled),
+            "in_enc_policy": int(lt.enc_policy.pe_disabled),
+        })
     if upload_limit:
         for key in ("send_buffer_watermark", "send_buffer_low_watermark", "send_buffer_watermark_factor"):
             del settings[key]
     return settings
 
 
-def open_session(upload_limit=0, pex=True):
+def open_session(upload_limit=0, pex=True, encryption="default"):
     """Create the session (all settings in the constructor) and wait for its port.
 
     pex=False: no default plugins (the constructor flags 0), then ut_metadata and smart_ban
     added back by hand, so ut_pex is the only default plugin missing.
     """
     if pex:
-        ses = lt.session(session_settings(upload_limit))
+        ses = lt.session(session_settings(upload_limit, encryption))
     else:
-        ses = lt.session(session_settings(upload_limit), 0)
+        ses = lt.session(session_settings(upload_limit, encryption), 0)
         ses.add_extension("ut_metadata")
         ses.add_extension("smart_ban")
     deadline = time.monotonic() + 10
@@ -277,7 +297,8 @@ def run_torrent(args, atp, stop_after_done, timeout):
     Events.verbose = args.verbose
     peers = [parse_hostport(p) for p in (args.peer or [])]
     ses, port = open_session(getattr(args, "upload_limit", 0) or 0,
-                             pex=not getattr(args, "no_pex", False))
+                             pex=not getattr(args, "no_pex", False),
+                             encryption=getattr(args, "encryption", "default"))
     printed_peers = set()
     emit("PORT %d" % port)
     if args.port_file:
@@ -475,6 +496,8 @@ def parse_args(argv):
     s.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
     s.add_argument("--print-peers", action="store_true", help="a PEER line per new connection")
     s.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
+    s.add_argument("--encryption", choices=ENCRYPTION_CHOICES, default="default",
+                   help="MSE/PE policy (see session_settings)")
 
     l = sub.add_parser("leech", help="download a torrent")
     src = l.add_mutually_exclusive_group(required=True)
@@ -488,6 +511,8 @@ def parse_args(argv):
     l.add_argument("--verbose", action="store_true", help="peer connect/disconnect alerts on stderr")
     l.add_argument("--print-peers", action="store_true", help="a PEER line per new connection")
     l.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
+    l.add_argument("--encryption", choices=ENCRYPTION_CHOICES, default="default",
+                   help="MSE/PE policy (see session_settings)")
     return p.parse_args(argv)
 
 

@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub allow_publishers: Option<Vec<String>>,
     /// Seconds between two rounds of receipts (accounting; default 30).
     pub receipt_interval: Option<u64>,
+    /// Peer connection encryption: "prefer" (default), "require" or "plaintext".
+    pub encryption: Option<String>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.

@@ -67,6 +67,7 @@ async fn demo(root: &Path, size: u64, serve: bool) -> Result<ExitCode> {
         download_limit: 0,
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
+        encryption: Default::default(),
     };
     let publisher = Session::start(node("publisher", vec![])).await?;
     let pub_dir = content.parent().map(PathBuf::from).unwrap_or_default();

@@ -312,6 +312,11 @@ struct NodeArgs {
     /// (accounting; default 30).
     #[arg(long, env = "PEERCDN_RECEIPT_INTERVAL")]
     receipt_interval: Option<u64>,
+    /// Peer connection encryption (MSE/PE): `prefer` dials with an obfuscated handshake and
+    /// falls back to plain, and accepts both (default); `require` dials and accepts only
+    /// RC4-encrypted connections; `plaintext` never encrypts.
+    #[arg(long, env = "PEERCDN_ENCRYPTION")]
+    encryption: Option<peercdn_engine::peer::Encryption>,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

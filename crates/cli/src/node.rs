@@ -52,6 +52,8 @@ pub struct NodeSettings {
     pub allow_publishers: Option<Vec<[u8; 32]>>,
     /// Time between two rounds of receipts (accounting).
     pub receipt_interval: std::time::Duration,
+    /// Peer connection encryption.
+    pub encryption: peercdn_engine::peer::Encryption,
 }
 
 impl NodeSettings {
@@ -97,6 +99,13 @@ impl NodeSettings {
                 Some(s) => std::time::Duration::from_secs(s),
                 None => peercdn_engine::receipts::DEFAULT_INTERVAL,
             },
+            encryption: match (node.encryption, &file.encryption) {
+                (Some(e), _) => e,
+                (None, Some(s)) => s
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("config file: encryption: {e}"))?,
+                (None, None) => Default::default(),
+            },
             file,
         })
     }
@@ -139,6 +148,7 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         download_limit: settings.download_limit,
         dht: settings.dht.clone(),
         receipt_interval: settings.receipt_interval,
+        encryption: settings.encryption,
     };
     let session = Session::start(config).await?;
     session

@@ -4,7 +4,9 @@
 //!    from a magnet (metadata through ut_metadata);
 //! 2. libtorrent downloads from a peercdn seeder a torrent that peercdn made;
 //! 3. two peercdn nodes and one libtorrent node, each starting with a different part of the
-//!    pieces, all finish.
+//!    pieces, all finish;
+//! 4. MSE/PE both ways with a libtorrent that forces encryption, and a peercdn that requires
+//!    it against a default libtorrent.
 #![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
@@ -201,6 +203,107 @@ fn mixed_swarm_with_different_parts_all_finish() {
         a.log_text()
     );
     let _ = b.terminate(Duration::from_secs(20));
+}
+
+/// MSE/PE with libtorrent, with encryption forced on libtorrent's side (MSE handshake and RC4
+/// payload only, in and out): peercdn (default `prefer`) dials a forcing libtorrent seeder and
+/// downloads from it (libtorrent selects RC4 of the two offered); a forcing libtorrent leech
+/// dials a peercdn seeder and downloads from it (RC4 is all it offers); peercdn with
+/// `--encryption require` downloads from a default libtorrent seeder (which selects RC4, the
+/// only method offered). The control: a `--encryption plaintext` peercdn gets nothing from the
+/// forcing seeder, so "forced" is really in force.
+#[test]
+fn encrypted_transfers_both_ways_with_libtorrent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let forced = lt_seeder(d, 11, 256 * 1024, &["--encryption", "forced"]);
+
+    let out = d.join("from-forced");
+    let mut p = peercdn_get(
+        d,
+        "get-forced",
+        forced.torrent_str(),
+        &out,
+        &[forced.addr()],
+        &[],
+    );
+    let st = p.wait(T);
+    assert!(
+        st.success(),
+        "get from a forcing seeder failed ({st}):\n{}",
+        p.log_text()
+    );
+    assert_same_tree(&forced.src, &out.join("content"));
+
+    let plain_out = d.join("plaintext");
+    let mut plain = peercdn_get(
+        d,
+        "get-plaintext",
+        forced.torrent_str(),
+        &plain_out,
+        &[forced.addr()],
+        &["--encryption", "plaintext"],
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !same_tree(&forced.src, &plain_out.join("content")),
+        "a plaintext-only peercdn got the content from a seeder that forces encryption"
+    );
+    let _ = plain.terminate(Duration::from_secs(20));
+
+    let Seeded {
+        proc: mut publisher,
+        src,
+        torrent,
+        port,
+    } = peercdn_publisher(d, "enc-published", 12, &[]);
+    let lt_out = d.join("lt-forced-out");
+    let (mut leech, _) = lt_start(
+        d,
+        "lt-forced-leech",
+        &[
+            "leech",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            lt_out.to_str().unwrap(),
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--encryption",
+            "forced",
+            "--timeout",
+            "100",
+        ],
+    );
+    let st = leech.wait(T);
+    assert!(
+        st.success(),
+        "forcing libtorrent leech failed ({st}):\n{}\npeercdn:\n{}",
+        leech.log_text(),
+        publisher.log_text()
+    );
+    assert_same_tree(&src, &lt_out.join("enc-published"));
+    let _ = publisher.terminate(Duration::from_secs(20));
+
+    let sub = d.join("default-seeder");
+    std::fs::create_dir_all(&sub).unwrap();
+    let default = lt_seeder(&sub, 13, 256 * 1024, &[]);
+    let out = d.join("required");
+    let mut p = peercdn_get(
+        d,
+        "get-required",
+        default.torrent_str(),
+        &out,
+        &[default.addr()],
+        &["--encryption", "require"],
+    );
+    let st = p.wait(T);
+    assert!(
+        st.success(),
+        "get --encryption require failed ({st}):\n{}",
+        p.log_text()
+    );
+    assert_same_tree(&default.src, &out.join("content"));
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

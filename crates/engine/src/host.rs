@@ -30,12 +30,11 @@ use peercdn_core::conn::{
 use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{BlockRef, Handshake, Message};
 use peercdn_core::{DisconnectReason, InfoHash, PeerId};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::dht::Dht;
-use crate::peer::{self, Connection, Outgoing, PeerEvent};
+use crate::peer::{self, Connection, Encryption, Outgoing, PeerEvent, PeerStream};
 use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
 use crate::tracker;
@@ -115,6 +114,8 @@ pub struct PeerParams {
     pub search: std::sync::Arc<crate::gossip::Hub>,
     /// The node's accounting: its identity proven to peers, receipts, the ledger.
     pub accounts: std::sync::Arc<crate::receipts::Accounts>,
+    /// Which connections are encrypted (MSE/PE).
+    pub encryption: Encryption,
 }
 
 impl PeerParams {
@@ -139,6 +140,7 @@ struct HostParams {
     peer_id: PeerId,
     listen_port: u16,
     local_ip: Option<std::net::IpAddr>,
+    encryption: Encryption,
     dht: Option<Dht>,
     global: [RateLimiter; 2],
     local: [RateLimiter; 2],
@@ -171,7 +173,7 @@ pub enum Wake {
 #[derive(Debug)]
 pub enum TaskDone {
     /// A dial (connect and handshakes) finished.
-    Dialed(SocketAddr, Result<(TcpStream, Handshake), String>),
+    Dialed(SocketAddr, Result<(PeerStream, Handshake), String>),
     /// Addresses from the DHT.
     DhtPeers(Vec<SocketAddr>),
     /// A tracker's answer: addresses and its re-announce interval.
@@ -182,7 +184,7 @@ pub enum TaskDone {
 /// attached, and not answered if incoming.
 #[derive(Debug)]
 struct Pending {
-    stream: TcpStream,
+    stream: PeerStream,
     addr: SocketAddr,
     hs: Handshake,
     outgoing: bool,
@@ -224,6 +226,7 @@ impl Host {
             peer_id: peers.peer_id,
             listen_port: peers.listen_port,
             local_ip: peers.local_ip,
+            encryption: peers.encryption,
             dht: peers.dht.clone(),
             global: peers.global.clone(),
             local: peers.local.clone(),
@@ -334,7 +337,7 @@ impl Host {
     /// A peer dialled us and sent this handshake (the session read it; ours is not sent yet).
     pub fn incoming<S: PeerSwarm>(
         &mut self,
-        stream: TcpStream,
+        stream: PeerStream,
         addr: SocketAddr,
         hs: Handshake,
         swarm: &mut S,
@@ -452,6 +455,15 @@ impl Host {
         self.conns.len()
     }
 
+    /// Attached connections by how their bytes travel (plain, MSE obfuscated, RC4).
+    pub fn wires(&self) -> peer::Wires {
+        let mut w = peer::Wires::default();
+        for c in self.conns.values() {
+            w.add(c.wire);
+        }
+        w
+    }
+
     fn admit<S: PeerSwarm>(&mut self, a: Admission, p: Pending, swarm: &mut S, now: Instant) {
         match a {
             Admission::Attach(key) => self.attach(key, p, swarm, now),
@@ -495,9 +507,9 @@ impl Host {
             match a {
                 Action::Dial(addr) => {
                     let (ih, id, tx) = (self.p.info_hash, self.p.peer_id, self.tasks_tx.clone());
-                    let from = self.p.local_ip;
+                    let (from, policy) = (self.p.local_ip, self.p.encryption);
                     tokio::spawn(async move {
-                        let r = peer::dial(addr, from, ih, id)
+                        let r = peer::dial(addr, from, ih, id, policy)
                             .await
                             .map_err(|e| e.to_string());
                         let _ = tx.send(TaskDone::Dialed(addr, r)).await;

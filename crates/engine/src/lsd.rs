@@ -894,6 +894,7 @@ mod tests {
             download_limit: 0,
             dht: None,
             receipt_interval: crate::receipts::DEFAULT_INTERVAL,
+            encryption: Default::default(),
         })
         .await
         .expect("session");

@@ -1,4 +1,5 @@
-//! One TCP peer connection: the handshake, then a reader task and a writer task.
+//! One peer connection: the handshakes ([`stream`]: plain or MSE/PE), then a reader task and
+//! a writer task.
 //!
 //! The reader decodes messages with `peercdn_core::wire` (block payloads are split off the
 //! receive buffer, not copied) and forwards them to the torrent's actor over a bounded channel,
@@ -18,12 +19,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use peercdn_core::wire::{self, BlockRef, Handshake, Message, HANDSHAKE_LEN};
-use peercdn_core::{InfoHash, PeerId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use peercdn_core::wire::{self, BlockRef, Message};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+pub mod stream;
+
+pub use stream::{accept, dial, Encryption, PeerStream, Wire, Wires};
+use stream::{ReadHalf, WriteHalf};
 
 use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
@@ -52,9 +55,15 @@ pub enum ConnectError {
     /// No handshake within [`HANDSHAKE_TIMEOUT`].
     #[error("handshake timed out")]
     Timeout,
-    /// The peer did not speak plain BitTorrent (perhaps MSE/PE encryption).
+    /// The peer's BitTorrent handshake was malformed (or MSE came under `plaintext`).
     #[error("not a BitTorrent handshake: {0}")]
     Wire(#[from] wire::WireError),
+    /// The MSE/PE handshake failed.
+    #[error("encryption handshake: {0}")]
+    Mse(#[from] peercdn_core::mse::MseError),
+    /// A plain handshake under `require`.
+    #[error("plaintext connection refused (encryption required)")]
+    PlaintextRefused,
     /// The peer is in another swarm.
     #[error("peer answered for another torrent")]
     WrongTorrent,
@@ -88,85 +97,13 @@ pub enum Outgoing {
     Raw(Bytes),
 }
 
-/// Dials `addr` (from the address `from`, when given, of the same family, and not a loopback
-/// address for a peer elsewhere), exchanges handshakes for `info_hash`.
-pub async fn dial(
-    addr: SocketAddr,
-    from: Option<std::net::IpAddr>,
-    info_hash: InfoHash,
-    our_id: PeerId,
-) -> Result<(TcpStream, Handshake), ConnectError> {
-    let fut = async {
-        let from = from.filter(|ip| {
-            ip.is_ipv4() == addr.is_ipv4() && (addr.ip().is_loopback() || !ip.is_loopback())
-        });
-        let mut stream = match from {
-            Some(ip) => {
-                let socket = if ip.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()?
-                } else {
-                    tokio::net::TcpSocket::new_v6()?
-                };
-                socket.bind(SocketAddr::new(ip, 0))?;
-                socket.connect(addr).await?
-            }
-            None => TcpStream::connect(addr).await?,
-        };
-        stream.set_nodelay(true)?;
-        stream
-            .write_all(&Handshake::ours(info_hash, our_id).encode())
-            .await?;
-        let theirs = read_handshake(&mut stream).await?;
-        if theirs.info_hash != info_hash {
-            return Err(ConnectError::WrongTorrent);
-        }
-        if theirs.peer_id == our_id {
-            return Err(ConnectError::SelfConnection);
-        }
-        Ok((stream, theirs))
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-}
-
-/// Reads the 68-byte handshake of an incoming connection (the caller looks up the torrent and
-/// answers with [`answer`]).
-pub async fn accept_handshake(stream: &mut TcpStream) -> Result<Handshake, ConnectError> {
-    stream.set_nodelay(true)?;
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(stream))
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-}
-
-/// Sends our handshake on an accepted connection.
-pub async fn answer(
-    stream: &mut TcpStream,
-    info_hash: InfoHash,
-    our_id: PeerId,
-) -> Result<(), ConnectError> {
-    stream
-        .write_all(&Handshake::ours(info_hash, our_id).encode())
-        .await?;
-    Ok(())
-}
-
-async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, ConnectError> {
-    let mut buf = [0u8; HANDSHAKE_LEN];
-    // The first byte tells a BitTorrent handshake (19) from an MSE dial (random bytes).
-    stream.read_exact(&mut buf[..1]).await?;
-    if buf[0] != 19 {
-        return Err(wire::WireError::NotBitTorrent.into());
-    }
-    stream.read_exact(&mut buf[1..]).await?;
-    Ok(Handshake::decode(&buf)?)
-}
-
 /// Handles for a running connection, held by the torrent.
 #[derive(Debug)]
 pub struct Connection {
     /// Address.
     pub addr: SocketAddr,
+    /// How its bytes travel.
+    pub wire: Wire,
     /// Queue to the writer.
     pub tx: mpsc::Sender<Outgoing>,
     reader: tokio::task::JoinHandle<()>,
@@ -178,19 +115,21 @@ impl Connection {
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         key: u64,
-        stream: TcpStream,
+        stream: PeerStream,
         addr: SocketAddr,
         events: mpsc::Sender<PeerEvent>,
         storage: Arc<OnceLock<Arc<Storage>>>,
         down: [RateLimiter; 2],
         up: [RateLimiter; 2],
     ) -> Connection {
+        let wire = stream.wire();
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));
         let writer = tokio::spawn(write_loop(key, wr, rx, events, storage, up));
         Connection {
             addr,
+            wire,
             tx,
             reader,
             writer,
@@ -218,11 +157,12 @@ impl Drop for Connection {
 
 async fn read_loop(
     key: u64,
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf,
     events: mpsc::Sender<PeerEvent>,
     limits: [RateLimiter; 2],
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = std::mem::take(&mut rd.pending);
+    buf.reserve(64 * 1024);
     let reason = loop {
         match wire::decode(&mut buf, MAX_MESSAGE_LEN) {
             Ok(Some(msg)) => {
@@ -256,7 +196,7 @@ async fn read_loop(
 
 async fn write_loop(
     key: u64,
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<PeerEvent>,
     storage: Arc<OnceLock<Arc<Storage>>>,
@@ -355,15 +295,16 @@ async fn write_loop(
 /// Writes `out` (no progress for [`WRITE_STALL`] is an error), then reports the blocks in it
 /// sent. `Err` ends the connection with its reason.
 async fn flush(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     out: &mut BytesMut,
     encoded: &mut Vec<BlockRef>,
     key: u64,
     events: &mpsc::Sender<PeerEvent>,
 ) -> Result<(), String> {
+    wr.seal(out);
     let mut pos = 0;
     while pos < out.len() {
-        match tokio::time::timeout(WRITE_STALL, wr.write(&out[pos..])).await {
+        match tokio::time::timeout(WRITE_STALL, wr.wr.write(&out[pos..])).await {
             Ok(Ok(0)) => return Err("write error: connection closed".into()),
             Ok(Ok(n)) => pos += n,
             Ok(Err(e)) => return Err(format!("write error: {e}")),

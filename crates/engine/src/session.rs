@@ -33,7 +33,7 @@ use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
 use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
 use crate::nodekey::NodeKey;
-use crate::peer;
+use crate::peer::{self, Encryption};
 use crate::ratelimit::RateLimiter;
 use crate::receipts::Accounts;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
@@ -60,6 +60,8 @@ pub struct SessionConfig {
     pub dht: Option<Option<Vec<String>>>,
     /// Time between two rounds of receipts ([`crate::receipts`]).
     pub receipt_interval: Duration,
+    /// Which peer connections are encrypted (MSE/PE).
+    pub encryption: Encryption,
 }
 
 /// Per-torrent options.
@@ -474,6 +476,7 @@ impl Session {
             dht: self.inner.dht.clone(),
             search: self.inner.search.clone(),
             accounts: self.inner.accounts.clone(),
+            encryption: self.inner.config.encryption,
         }
     }
 
@@ -904,7 +907,7 @@ fn route_peer(inner: &Inner, ih: InfoHash, peer: SocketAddr) {
 async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     loop {
-        let (mut stream, addr) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 debug!("accept failed: {e}");
@@ -918,10 +921,18 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
         };
         let session = session.clone();
         tokio::spawn(async move {
-            let hs = peer::accept_handshake(&mut stream).await;
+            let policy = match session.upgrade() {
+                Some(inner) => inner.config.encryption,
+                None => return,
+            };
+            let known = || match session.upgrade() {
+                Some(inner) => inner.known_ids(),
+                None => Vec::new(),
+            };
+            let hs = peer::accept(stream, policy, known).await;
             drop(permit);
-            let hs = match hs {
-                Ok(hs) => hs,
+            let (stream, hs) = match hs {
+                Ok(x) => x,
                 Err(e) => {
                     debug!(%addr, "incoming connection dropped: {e}");
                     return;
@@ -963,5 +974,15 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
                 }
             }
         });
+    }
+}
+
+impl Inner {
+    /// The IDs of every torrent and live stream held, for an MSE handshake to find the one a
+    /// peer dialled for.
+    fn known_ids(&self) -> Vec<InfoHash> {
+        let mut ids: Vec<InfoHash> = lock(&self.torrents).keys().copied().collect();
+        ids.extend(lock(&self.lives).keys().copied());
+        ids
     }
 }

@@ -22,7 +22,6 @@ use peercdn_core::swarm::{Action, PeerInfo, Swarm, SwarmConfig};
 use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
 use peercdn_core::{Bitfield, DisconnectCounts, InfoHash};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
@@ -189,6 +188,8 @@ pub struct TorrentStatus {
     pub up_rate: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Connected peers by how their bytes travel (plain, MSE obfuscated, RC4).
+    pub wires: crate::peer::Wires,
     /// Hash failures.
     pub hash_failures: u64,
     /// Payload bytes from peers (BitTorrent).
@@ -220,7 +221,7 @@ impl TorrentStatus {
 #[derive(Debug)]
 pub enum Command {
     /// A peer connected to us and sent this handshake (ours is not sent yet).
-    Incoming(TcpStream, SocketAddr, Handshake),
+    Incoming(crate::peer::PeerStream, SocketAddr, Handshake),
     /// More addresses to try.
     AddPeers(Vec<SocketAddr>),
     /// Stop all transfers (keep connections closed) until `Resume`.
@@ -339,6 +340,7 @@ pub fn spawn(params: TorrentParams) -> TorrentHandle {
         down_rate: 0,
         up_rate: 0,
         peers: 0,
+        wires: Default::default(),
         hash_failures: 0,
         p2p_downloaded: 0,
         http_downloaded: 0,
@@ -915,6 +917,7 @@ impl Torrent {
             down_rate: st.down_rate,
             up_rate: st.up_rate,
             peers: st.peers,
+            wires: self.host.wires(),
             hash_failures: st.hash_failures,
             p2p_downloaded: st.downloaded,
             http_downloaded: self.http_downloaded,

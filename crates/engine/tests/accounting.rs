@@ -19,6 +19,7 @@ use peercdn_testkit::fixtures::{self, addr};
 fn config(dir: &std::path::Path) -> SessionConfig {
     SessionConfig {
         receipt_interval: Duration::from_secs(1),
+        encryption: Default::default(),
         ..fixtures::config(dir, vec![])
     }
 }

@@ -391,6 +391,7 @@ mod tests {
             download_limit: 0,
             dht: None,
             receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
+            encryption: Default::default(),
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

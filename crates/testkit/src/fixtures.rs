@@ -34,6 +34,7 @@ pub fn limited_config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> 
         download_limit: 0,
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
+        encryption: Default::default(),
     }
 }
 

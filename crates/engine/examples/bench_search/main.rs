@@ -153,6 +153,7 @@ async fn start(dir: &Path, i: usize) -> Session {
         download_limit: 0,
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
+        encryption: Default::default(),
     })
     .await
     .expect("session")

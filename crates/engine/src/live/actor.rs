@@ -26,7 +26,6 @@ use peercdn_core::live::{Descriptor, PieceHeader};
 use peercdn_core::time::earliest;
 use peercdn_core::wire::Handshake;
 use peercdn_core::InfoHash;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -56,7 +55,7 @@ pub enum Kind {
 #[derive(Debug)]
 pub enum LiveCommand {
     /// A peer connected to us and sent this handshake (ours is not sent yet).
-    Incoming(TcpStream, SocketAddr, Handshake),
+    Incoming(crate::peer::PeerStream, SocketAddr, Handshake),
     /// More addresses to try.
     AddPeers(Vec<SocketAddr>),
     /// End the task; answered when done.
@@ -503,6 +502,7 @@ impl Actor {
             name: None,
             is_source: self.p.source,
             peers: st.peers,
+            wires: self.host.wires(),
             p2p_downloaded: st.downloaded,
             cdn_downloaded: 0,
             uploaded: st.uploaded,

@@ -32,6 +32,8 @@ pub struct LiveStatus {
     pub is_source: bool,
     /// Connected peers.
     pub peers: usize,
+    /// Connected peers by how their bytes travel (plain, MSE obfuscated, RC4).
+    pub wires: crate::peer::Wires,
     /// Payload bytes downloaded from peers.
     pub p2p_downloaded: u64,
     /// Payload bytes downloaded from the CDN.
