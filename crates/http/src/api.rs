@@ -191,6 +191,7 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
         "down_rate": st.down_rate,
         "up_rate": st.up_rate,
         "peers": st.peers,
+        "peers_by_wire": wires_json(&st.wires),
         "hash_failures": st.hash_failures,
         "downloaded_p2p": st.p2p_downloaded,
         "downloaded_http": st.http_downloaded,
@@ -602,4 +603,9 @@ fn search_json(
 
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
+}
+
+/// Connections by how their bytes travel, for the status JSON.
+pub(crate) fn wires_json(w: &peercdn_engine::peer::Wires) -> serde_json::Value {
+    json!({ "plain": w.plain, "obfuscated": w.obfuscated, "rc4": w.rc4 })
 }

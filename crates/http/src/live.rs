@@ -175,6 +175,7 @@ pub fn live_json(handle: &LiveHandle) -> Value {
         "is_source": st.is_source,
         "ready": buffer.is_some(),
         "peers": st.peers,
+        "peers_by_wire": crate::api::wires_json(&st.wires),
         "p2p_downloaded": st.p2p_downloaded,
         "cdn_downloaded": st.cdn_downloaded,
         "uploaded": st.uploaded,

@@ -9,7 +9,9 @@
 //! `peercdn_dht_peers_found_total`, `peercdn_dht_announces_total`,
 //! `peercdn_dht_announce_failures_total`; no malformed-packet series: the DHT crate keeps no
 //! such counter); the connections the swarms closed, by reason, all swarms together
-//! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed); the HTTP
+//! (`peercdn_peer_disconnects_total{reason="idle|bad_piece|…"}`, every reason listed) and the
+//! peer connections open by encryption
+//! (`peercdn_peer_connections{encryption="plain|obfuscated|rc4"}`); the HTTP
 //! connections and the media requests answered, by kind and status class
 //! (`peercdn_http_media_requests_total{kind="getstream|playlist|live_segment|vod_segment|
 //! player_page",status="2xx|3xx|4xx|5xx"}`, counted by [`count_media`]);
@@ -27,6 +29,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use peercdn_core::DisconnectCounts;
 use peercdn_engine::dht::DhtStats;
+use peercdn_engine::peer::Wires;
 
 use crate::state::AppState;
 
@@ -51,8 +54,10 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         })
         .collect();
     let mut disconnects = DisconnectCounts::default();
+    let mut wires = Wires::default();
     for h in &hs {
         disconnects.merge(&h.status.borrow().disconnects);
+        wires.merge(&h.status.borrow().wires);
     }
     let mut lives = state.session().lives();
     lives.sort_by_key(|h| h.content_id());
@@ -62,6 +67,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
         .map(|h| {
             let st = h.status();
             disconnects.merge(&st.disconnects);
+            wires.merge(&st.wires);
             LiveRow {
                 id: h.content_id().to_hex(),
                 name: st.name.unwrap_or_default(),
@@ -86,6 +92,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
     render_live(&mut text, &live_rows);
     render_dht(&mut text, dht.as_ref());
     render_disconnects(&mut text, &disconnects);
+    render_wires(&mut text, &wires);
     let conns = state.connections();
     text.push_str(&format!(
         "# HELP peercdn_http_connections HTTP connections open.\n\
@@ -391,6 +398,23 @@ fn render_dht(out: &mut String, stats: Option<&DhtStats>) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+fn render_wires(out: &mut String, w: &Wires) {
+    let name = "peercdn_peer_connections";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Peer connections open, by encryption: plain BitTorrent, an obfuscated \
+         (MSE/PE) handshake with a plain payload, or RC4 throughout."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (wire, n) in [
+        ("plain", w.plain),
+        ("obfuscated", w.obfuscated),
+        ("rc4", w.rc4),
+    ] {
+        let _ = writeln!(out, "{name}{{encryption=\"{wire}\"}} {n}");
     }
 }
 
