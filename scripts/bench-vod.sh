@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# VoD download benchmark (not a test): one libtorrent seeder on 127.0.0.1, the
-# same v1 torrent downloaded four ways, one after another, each into a fresh dir:
-#   peercdn (release build), libtorrent (lt_peer.py leech), rqbit (if available),
-#   aria2c (finds the seeder through tests/interop/tracker.py).
-# Prints a markdown table: seconds (process start to exit), MB/s, peak RSS, and
-# peercdn's speed divided by each client's. Data is verified with cmp after each
-# download; a wrong or missing file makes the row FAIL.
+# VoD transfer benchmark (not a test), both directions, one v1 torrent on 127.0.0.1.
+#
+# Download direction: one libtorrent seeder; the torrent downloaded four ways, one after
+#   another, each into a fresh dir: peercdn (release build), libtorrent (lt_peer.py leech),
+#   rqbit (if available), aria2c (finds the seeder through tests/interop/tracker.py). Table:
+#   seconds (process start to exit), MB/s, peak RSS, and peercdn's speed divided by each
+#   client's.
+# Upload direction: the same clients (libtorrent plain and with encryption forced -- MSE and
+#   RC4 both ways --, aria2c, rqbit) download from a libtorrent seeder and from a peercdn
+#   seeder (`peercdn get` over the complete data: it checks, then seeds), one seeder up at a
+#   time, in the same rounds. Table: MB/s from each seeder, the ratio (peercdn seeder ÷
+#   libtorrent seeder; the goal is >= 1.0 for every client) and each seeder's CPU seconds per
+#   GB uploaded (user + system, from /proc).
+# Data is verified with cmp after each download; a wrong or missing file makes the row FAIL.
 #
 # Environment:
+#   BENCH_DIRECTION     download, upload or both (default both)
 #   BENCH_SIZE_MIB      data set size (default 1024)
 #   BENCH_PIECE_SIZE    piece size in bytes (default: libtorrent's choice)
 #   BENCH_TIMEOUT       seconds allowed per download (default 600)
+#   BENCH_ROUNDS        rounds (default 3); tables give the median
 #   BENCH_CACHE         where the random data set is kept between runs
 #                       (default ${TMPDIR:-/tmp}/peercdn-bench-data)
 #   BENCH_RQBIT=0       skip rqbit (no `cargo install`)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn; no build)
 #   BENCH_BASELINE_BIN  another peercdn binary (e.g. a build of the previous commit): adds a
-#                       `peercdn-baseline` row measured in the same rounds, for before/after
+#                       `peercdn-baseline` row (download) and seeder column (upload) measured
+#                       in the same rounds, for before/after
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -245,6 +255,139 @@ print_table() {
     fi
 }
 
+# ------------------------------------------------------------------ upload direction
+
+# seeder_cpu PID: the process's user + system CPU seconds so far.
+seeder_cpu() {
+    awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# start_seeder KIND (libtorrent, peercdn or peercdn-baseline): one seeder over the complete
+# data set; sets SEEDER_PID and SEEDER_PORT once it seeds.
+start_seeder() {
+    local kind="$1" log="$WORK/useed-$1.log"
+    case "$kind" in
+        libtorrent)
+            rm -f "$WORK/useed.port"
+            "$PY" "$LT_PEER" seed --torrent "$TORRENT" --save "$CACHE" --port-file "$WORK/useed.port" \
+                >"$log" 2>&1 &
+            SEEDER_PID=$!
+            wait_file "$WORK/useed.port" 10
+            wait_line "$log" '^DONE' 600 "$SEEDER_PID"
+            SEEDER_PORT=$(cat "$WORK/useed.port") ;;
+        peercdn|peercdn-baseline)
+            local bin="$PEERCDN"
+            [[ "$kind" == peercdn-baseline ]] && bin="$BASELINE"
+            rm -rf "$WORK/useed-data"; mkdir -p "$WORK/useed-data"
+            "$bin" get "$TORRENT" -o "$CACHE" --data-dir "$WORK/useed-data" --port 0 \
+                --bind 127.0.0.1 --no-dht >"$log" 2>&1 &
+            SEEDER_PID=$!
+            wait_line "$log" '^port: ' 30 "$SEEDER_PID"
+            wait_line "$log" 'complete' 600 "$SEEDER_PID"
+            SEEDER_PORT=$(grep -m1 '^port: ' "$log" | cut -d' ' -f2) ;;
+    esac
+    log "$kind seeder ready on 127.0.0.1:$SEEDER_PORT (pid $SEEDER_PID)"
+}
+
+stop_seeder() {
+    kill "$SEEDER_PID" 2>/dev/null || true
+    wait "$SEEDER_PID" 2>/dev/null || true
+}
+
+# up_client CLIENT SEEDER: CLIENT downloads from the running seeder; a row "CLIENT@SEEDER" and
+# the seeder's CPU seconds for it.
+up_client() {
+    local client="$1" seeder="$2" name="$1@$2" out="$WORK/out-up" c0 c1
+    c0=$(seeder_cpu "$SEEDER_PID")
+    case "$client" in
+        libtorrent)
+            run_client "$name" "$out" "$PY" "$LT_PEER" leech --torrent "$TORRENT" --save "$out" \
+                --peer "127.0.0.1:$SEEDER_PORT" --timeout "$TIMEOUT" ;;
+        libtorrent-rc4)
+            run_client "$name" "$out" "$PY" "$LT_PEER" leech --torrent "$TORRENT" --save "$out" \
+                --peer "127.0.0.1:$SEEDER_PORT" --timeout "$TIMEOUT" --encryption forced ;;
+        aria2c)
+            command -v aria2c >/dev/null 2>&1 || { na_row "$name" "aria2c not installed"; return; }
+            run_client "$name" "$out" aria2c --no-conf=true --interface=127.0.0.1 \
+                --disable-ipv6=true --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+                --enable-peer-exchange=false --seed-time=0 --file-allocation=none \
+                --summary-interval=0 --console-log-level=warn --dir="$out" "$TORRENT" ;;
+        rqbit)
+            local bin cmd
+            if ! bin=$(find_rqbit); then na_row "$name" "no rqbit (BENCH_RQBIT=0 or install failed)"; return; fi
+            if ! cmd=$(rqbit_cmd "$bin" "$out" "$SEEDER_PORT"); then na_row "$name" "$cmd"; return; fi
+            mapfile -t rq <<<"$cmd"
+            rm -rf "$WORK/rqbit-cache" "$WORK/rqbit-data" "$WORK/rqbit-config"
+            run_client "$name" "$out" env XDG_CACHE_HOME="$WORK/rqbit-cache" \
+                XDG_DATA_HOME="$WORK/rqbit-data" XDG_CONFIG_HOME="$WORK/rqbit-config" "${rq[@]}" ;;
+    esac
+    c1=$(seeder_cpu "$SEEDER_PID")
+    CPU_ROWS+=("$name|$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')")
+}
+
+# median_row NAME: "median seconds|MB/s|median seeder CPU s per GB" of NAME's ok runs, or
+# "FAIL|note" / "n/a|note".
+median_row() {
+    local name="$1" row n secs mbps rss status note times=() cpus=() fail="" na=""
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r n secs mbps rss status note <<<"$row"
+        [[ "$n" == "$name" ]] || continue
+        case "$status" in
+            ok) times+=("$secs") ;;
+            FAIL) fail="$note" ;;
+            *) na="$note" ;;
+        esac
+    done
+    for row in "${CPU_ROWS[@]}"; do
+        [[ "${row%%|*}" == "$name" ]] && cpus+=("${row#*|}")
+    done
+    if [[ -n "$fail" ]]; then echo "FAIL|$fail"; return; fi
+    if ((${#times[@]} == 0)); then echo "n/a|${na:-no run}"; return; fi
+    local med cpu
+    med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    cpu=$(printf '%s\n' "${cpus[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    mbps=$(awk -v b="$((SIZE_MIB * 1024 * 1024))" -v s="$med" 'BEGIN { printf "%.1f", b / 1e6 / s }')
+    cpu=$(awk -v c="$cpu" -v b="$((SIZE_MIB * 1024 * 1024))" 'BEGIN { printf "%.2f", c / (b / 1e9) }')
+    echo "$med|$mbps|$cpu"
+}
+
+print_upload_table() {
+    local client seeder cells row ref
+    echo
+    echo "VoD upload, ${SIZE_MIB} MiB, each client downloading from one seeder at a time on" \
+        "127.0.0.1, $(nproc) cores, $(date -u +%F), median of ${ROUNDS} rounds;" \
+        "CPU = the seeder's user + system seconds per GB uploaded"
+    echo
+    local head="| client | from libtorrent MB/s | from peercdn MB/s | peercdn ÷ libtorrent |"
+    local sep="| --- | ---: | ---: | ---: |"
+    if [[ -n "$BASELINE" ]]; then
+        head+=" from peercdn-baseline MB/s |"; sep+=" ---: |"
+    fi
+    head+=" CPU s/GB libtorrent | CPU s/GB peercdn |"; sep+=" ---: | ---: |"
+    echo "$head"; echo "$sep"
+    local notes=()
+    for client in "${UP_CLIENTS[@]}"; do
+        local lt pc bl lt_m pc_m ratio line
+        lt=$(median_row "$client@libtorrent"); pc=$(median_row "$client@peercdn")
+        cell() { case "${1%%|*}" in FAIL|n/a) echo "${1%%|*}" ;; *) cut -d'|' -f2 <<<"$1" ;; esac; }
+        cpu() { case "${1%%|*}" in FAIL|n/a) echo "n/a" ;; *) cut -d'|' -f3 <<<"$1" ;; esac; }
+        lt_m=$(cell "$lt"); pc_m=$(cell "$pc")
+        ratio="n/a"
+        [[ "$lt_m" =~ ^[0-9.]+$ && "$pc_m" =~ ^[0-9.]+$ ]] \
+            && ratio=$(awk -v p="$pc_m" -v l="$lt_m" 'BEGIN { printf "%.2f", p / l }')
+        line="| $client | $lt_m | $pc_m | $ratio |"
+        if [[ -n "$BASELINE" ]]; then
+            bl=$(median_row "$client@peercdn-baseline"); line+=" $(cell "$bl") |"
+        fi
+        line+=" $(cpu "$lt") | $(cpu "$pc") |"
+        echo "$line"
+        for row in "$lt" "$pc"; do
+            case "${row%%|*}" in FAIL|n/a) notes+=("- $client: ${row}") ;; esac
+        done
+    done
+    if ((${#notes[@]})); then echo; printf '%s\n' "${notes[@]}"; fi
+}
+
 # ------------------------------------------------------------------ main
 
 ensure_time
@@ -339,17 +482,41 @@ run_aria2c() {
     fi
 }
 
+DIRECTION="${BENCH_DIRECTION:-both}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+UP_CLIENTS=(libtorrent libtorrent-rc4 aria2c rqbit)
+CPU_ROWS=()  # "client@seeder|seeder CPU seconds" (upload direction)
 CLIENTS=(peercdn libtorrent rqbit aria2c)
 if [[ -n "$BASELINE" ]]; then
     [[ -x "$BASELINE" ]] || die "BENCH_BASELINE_BIN=$BASELINE is not an executable"
     CLIENTS=(peercdn peercdn-baseline libtorrent rqbit aria2c)
 fi
-ROUNDS="${BENCH_ROUNDS:-3}"
-for ((round = 0; round < ROUNDS; round++)); do
-    log "round $((round + 1)) of $ROUNDS"
-    for ((k = 0; k < ${#CLIENTS[@]}; k++)); do
-        "run_${CLIENTS[(k + round) % ${#CLIENTS[@]}]}"
+if [[ "$DIRECTION" != upload ]]; then
+    for ((round = 0; round < ROUNDS; round++)); do
+        log "download: round $((round + 1)) of $ROUNDS"
+        for ((k = 0; k < ${#CLIENTS[@]}; k++)); do
+            "run_${CLIENTS[(k + round) % ${#CLIENTS[@]}]}"
+        done
     done
-done
+    print_table
+fi
 
-print_table
+# 5. Upload: one seeder at a time (aria2c finds whichever is up through the tracker), every
+#    client from each, the seeders' order rotating each round.
+if [[ "$DIRECTION" != download ]]; then
+    kill "$SEED_PID" 2>/dev/null || true
+    wait "$SEED_PID" 2>/dev/null || true
+    ((PEERCDN_OK)) || die "the upload direction needs a peercdn binary"
+    SEEDERS=(libtorrent peercdn)
+    [[ -n "$BASELINE" ]] && SEEDERS+=(peercdn-baseline)
+    for ((round = 0; round < ROUNDS; round++)); do
+        log "upload: round $((round + 1)) of $ROUNDS"
+        for ((k = 0; k < ${#SEEDERS[@]}; k++)); do
+            seeder="${SEEDERS[(k + round) % ${#SEEDERS[@]}]}"
+            start_seeder "$seeder"
+            for client in "${UP_CLIENTS[@]}"; do up_client "$client" "$seeder"; done
+            stop_seeder
+        done
+    done
+    print_upload_table
+fi
