@@ -274,7 +274,8 @@ struct NodeArgs {
     /// TCP port for peers (0: any free port) [default: 8621].
     #[arg(long, env = "PEERCDN_PORT")]
     port: Option<u16>,
-    /// Address to listen on for peers [default: 0.0.0.0].
+    /// Address to listen on for peers [default: `::`, IPv6 and IPv4 (dual stack); `0.0.0.0` on a
+    /// host without IPv6]. The DHT and LSD are IPv4: on `::` they use `0.0.0.0`.
     #[arg(long, env = "PEERCDN_BIND")]
     bind: Option<std::net::IpAddr>,
     /// Data directory (node key, resume data) [default: $XDG_DATA_HOME/peercdn].

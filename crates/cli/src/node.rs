@@ -64,7 +64,7 @@ impl NodeSettings {
         let bind = node
             .bind
             .or(file.bind)
-            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            .unwrap_or(std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED));
         let data_dir = data_dir(node.data_dir.as_ref(), &file);
         let mut peers = node.peers.clone();
         peers.extend(file.peers.clone().unwrap_or_default());

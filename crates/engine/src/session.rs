@@ -224,13 +224,10 @@ impl Session {
             config.receipt_interval,
             Some(config.data_dir.clone()),
         ));
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| SessionError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| SessionError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let limits = [
             RateLimiter::new(config.download_limit),
@@ -239,7 +236,7 @@ impl Session {
         let dht = match &config.dht {
             Some(bootstrap) => Some(Dht::start(DhtConfig {
                 port,
-                bind: config.listen.ip(),
+                bind: ipv4_side(config.listen.ip()),
                 bootstrap: bootstrap.clone(),
                 state_file: Some(config.data_dir.join("dht.nodes")),
             })?),
@@ -295,7 +292,7 @@ impl Session {
         let weak = Arc::downgrade(&self.inner);
         let lsd = Lsd::start(
             LsdConfig {
-                bind: self.inner.config.listen.ip(),
+                bind: ipv4_side(self.inner.config.listen.ip()),
                 peer_port: self.inner.port,
             },
             Arc::new(move |ih, peer| {
@@ -908,7 +905,8 @@ async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     loop {
         let (stream, addr) = match listener.accept().await {
-            Ok(x) => x,
+            // On a dual-stack socket IPv4 peers arrive as `::ffff:a.b.c.d`: keep them IPv4.
+            Ok((s, a)) => (s, SocketAddr::new(a.ip().to_canonical(), a.port())),
             Err(e) => {
                 debug!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -984,5 +982,41 @@ impl Inner {
         let mut ids: Vec<InfoHash> = lock(&self.torrents).keys().copied().collect();
         ids.extend(lock(&self.lives).keys().copied());
         ids
+    }
+}
+
+/// The address the IPv4-only services (DHT, LSD) bind for a listen address: the IPv4 wildcard
+/// when the node listens on the IPv6 wildcard (dual stack), else the address itself.
+fn ipv4_side(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        other => other,
+    }
+}
+
+/// Binds the peer listener. The IPv6 wildcard (`[::]`) is dual stack — IPv4 peers too, whatever
+/// the system's `bindv6only` — and falls back to the IPv4 wildcard on a host without IPv6.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let open = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(!addr.ip().is_unspecified())?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        TcpListener::from_std(socket.into())
+    };
+    match open(addr) {
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED && e.raw_os_error().is_some() => {
+            debug!("no IPv6 listener ({e}): IPv4 only");
+            open(SocketAddr::new(
+                std::net::Ipv4Addr::UNSPECIFIED.into(),
+                addr.port(),
+            ))
+        }
+        r => r,
     }
 }

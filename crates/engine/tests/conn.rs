@@ -464,3 +464,65 @@ async fn handshakes_in_flight_are_capped() {
     .expect("answered once the silent sockets are gone");
     seeder.shutdown().await;
 }
+
+/// The peer listener on `[::]` is dual stack: an IPv4 peer and an IPv6 peer both get in, and
+/// the IPv4 one is listed as `127.0.0.1`, not as the mapped `::ffff:127.0.0.1` (which would
+/// count it as a second address family in PEX and bans).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_listener_takes_ipv4_and_ipv6_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, pub_dir) = make_torrent(dir.path(), 100_000);
+    let node = Session::start(peercdn_engine::session::SessionConfig {
+        listen: "[::]:0".parse().unwrap(),
+        ..config(&dir.path().join("node"), vec![])
+    })
+    .await
+    .unwrap();
+    let h = node.add(
+        Source::Metainfo(Box::new(m.clone())),
+        AddOptions {
+            save_dir: Some(pub_dir),
+            ..Default::default()
+        },
+    );
+    let mut st = h.status.clone();
+    tokio::time::timeout(
+        BOUND,
+        st.wait_for(|s| s.pieces_total > 0 && s.have_bytes == s.total_length),
+    )
+    .await
+    .expect("checked its data")
+    .unwrap();
+    let port = node.listen_port();
+    let mut v4 = raw_dial(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        m.info_hash,
+        peer_id(41),
+    )
+    .await;
+    let mut v6 = raw_dial(
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        m.info_hash,
+        peer_id(42),
+    )
+    .await;
+    assert!(
+        answered(&mut v4).await.is_some(),
+        "the IPv4 peer was not answered"
+    );
+    assert!(
+        answered(&mut v6).await.is_some(),
+        "the IPv6 peer was not answered"
+    );
+    wait_peers(&h, 2).await;
+    let mut addrs: Vec<String> = h
+        .status
+        .borrow()
+        .peer_list
+        .iter()
+        .map(|p| p.addr.ip().to_string())
+        .collect();
+    addrs.sort();
+    assert_eq!(addrs, ["127.0.0.1", "::1"]);
+    node.shutdown().await;
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod fixtures;
+pub mod netns;
 #[allow(unused_imports)]
 pub use fixtures::*;
 
