@@ -135,12 +135,22 @@ fn malformed_messages_close_only_that_connection() {
             "{what}: connection closed"
         );
     }
-    // Not BitTorrent at all (e.g. an MSE dial): closed at once.
+    // Not BitTorrent and not an MSE/PE handshake either (no sync value after the longest
+    // pad): closed, after at most our half of an MSE exchange (Yb and a pad).
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[0x8a; 96]).unwrap();
-    let mut b = [0u8; 16];
-    assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+    s.write_all(&[0x8a; 96 + 600]).unwrap();
+    let mut got = 0;
+    let mut b = [0u8; 1024];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("garbage kept the connection open ({e})"),
+        }
+    }
+    assert!(got <= 96 + 512, "{got} bytes answered to garbage");
 
     // The node still serves everyone else.
     let out = d.join("out");
@@ -156,11 +166,17 @@ fn malformed_messages_close_only_that_connection() {
     assert_same_tree(&src, &out.join("content"));
 }
 
-/// A peer that claims every piece and answers every request with the wrong bytes.
+/// A peer that claims every piece and answers every request with the wrong bytes, on every
+/// connection. It reads any 68 bytes as a handshake and answers in plain BitTorrent at once,
+/// so a dial that starts with MSE/PE sees a plain answer and dials again in plain.
 fn evil_seeder(listener: TcpListener, info_hash: InfoHash) {
-    let Ok((mut s, _)) = listener.accept() else {
-        return;
-    };
+    for s in listener.incoming() {
+        let Ok(s) = s else { return };
+        std::thread::spawn(move || evil_connection(s, info_hash));
+    }
+}
+
+fn evil_connection(mut s: std::net::TcpStream, info_hash: InfoHash) {
     let mut hs = [0u8; 68];
     if s.read_exact(&mut hs).is_err() {
         return;

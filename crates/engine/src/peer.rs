@@ -64,6 +64,10 @@ pub enum ConnectError {
     /// A plain handshake under `require`.
     #[error("plaintext connection refused (encryption required)")]
     PlaintextRefused,
+    /// We dialled with MSE/PE and the peer answered with a plain BitTorrent handshake (it took
+    /// our key for one): it speaks plain only.
+    #[error("the peer answered an encrypted dial in plain BitTorrent")]
+    PlainAnswer,
     /// The peer is in another swarm.
     #[error("peer answered for another torrent")]
     WrongTorrent,

@@ -73,6 +73,15 @@ pub fn peercdn_publisher(d: &Path, name: &str, seed: u64, extra: &[&str]) -> See
         &d.join("publisher.log"),
     );
     let port = peercdn_port(&mut proc);
+    // Seeding (it checks its data after printing the port; the log is at `info`): before that
+    // its swarm refuses connections, and a loaded CI machine once let a test dial in between
+    // and read a close for an answer.
+    wait_until(Duration::from_secs(60), "the publisher to seed", || {
+        if let Ok(Some(st)) = proc.child.try_wait() {
+            panic!("publish exited early ({st}):\n{}", proc.log_text());
+        }
+        proc.log_text().contains("download complete")
+    });
     Seeded {
         proc,
         src,

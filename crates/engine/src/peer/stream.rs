@@ -287,6 +287,8 @@ pub async fn dial(
                     {
                         return Err(ConnectError::Io(e))
                     }
+                    // Any other failure (closed on us, reset, a plain answer, a broken
+                    // exchange): the peer may speak plain only.
                     Err(e) => {
                         tracing::debug!(%addr, "MSE dial failed ({e}): dialling plain");
                         dial_plain(addr, from, &ours).await?
@@ -332,10 +334,19 @@ async fn dial_mse(
     tcp.write_all(&first).await?;
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::new();
+    // The first bytes back, to tell a plain answer from Yb.
+    let mut head = Vec::with_capacity(PROTOCOL.len());
     loop {
         let n = tcp.read(&mut buf).await?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        if head.len() < PROTOCOL.len() {
+            let take = n.min(PROTOCOL.len() - head.len());
+            head.extend_from_slice(&buf[..take]);
+            if head.len() == PROTOCOL.len() && head == PROTOCOL {
+                return Err(ConnectError::PlainAnswer);
+            }
         }
         let done = hs.feed(&buf[..n], &mut out)?;
         if !out.is_empty() {
