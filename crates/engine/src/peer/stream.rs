@@ -123,7 +123,8 @@ impl Wires {
 #[derive(Debug)]
 pub struct PeerStream {
     tcp: TcpStream,
-    keys: Option<(Keystream, Keystream)>,
+    /// Boxed: two RC4 states are 0.5 KiB, and a stream travels inside enums and messages.
+    keys: Option<Box<(Keystream, Keystream)>>,
     /// Payload already read (decrypted), not yet consumed.
     pending: BytesMut,
     wire: Wire,
@@ -146,7 +147,7 @@ impl PeerStream {
                 Method::Plaintext => Wire::Obfuscated,
                 Method::Rc4 => Wire::Rc4,
             },
-            keys: est.keys,
+            keys: est.keys.map(Box::new),
             pending: BytesMut::from(&est.received[..]),
         }
     }
@@ -161,7 +162,7 @@ impl PeerStream {
         let n = self.pending.len().min(buf.len());
         buf[..n].copy_from_slice(&self.pending.split_to(n));
         self.tcp.read_exact(&mut buf[n..]).await?;
-        if let Some((_, dec)) = self.keys.as_mut() {
+        if let Some((_, dec)) = self.keys.as_deref_mut() {
             dec.apply(&mut buf[n..]);
         }
         Ok(())
@@ -169,7 +170,7 @@ impl PeerStream {
 
     /// Writes payload bytes (encrypted when RC4 is on).
     async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self.keys.as_mut() {
+        match self.keys.as_deref_mut() {
             Some((enc, _)) => {
                 let mut b = buf.to_vec();
                 enc.apply(&mut b);
@@ -183,7 +184,10 @@ impl PeerStream {
     pub(super) fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (rd, wr) = self.tcp.into_split();
         let (enc, dec) = match self.keys {
-            Some((e, d)) => (Some(e), Some(d)),
+            Some(k) => {
+                let (e, d) = *k;
+                (Some(e), Some(d))
+            }
             None => (None, None),
         };
         (
