@@ -279,11 +279,12 @@ start_seeder() {
             local bin="$PEERCDN"
             [[ "$kind" == peercdn-baseline ]] && bin="$BASELINE"
             rm -rf "$WORK/useed-data"; mkdir -p "$WORK/useed-data"
-            "$bin" get "$TORRENT" -o "$CACHE" --data-dir "$WORK/useed-data" --port 0 \
-                --bind 127.0.0.1 --no-dht >"$log" 2>&1 &
+            # The progress bar is hidden without a terminal: its `info` log says when it seeds.
+            PEERCDN_LOG=info "$bin" get "$TORRENT" -o "$CACHE" --data-dir "$WORK/useed-data" \
+                --port 0 --bind 127.0.0.1 --no-dht >"$log" 2>&1 &
             SEEDER_PID=$!
             wait_line "$log" '^port: ' 30 "$SEEDER_PID"
-            wait_line "$log" 'complete' 600 "$SEEDER_PID"
+            wait_line "$log" 'download complete' 600 "$SEEDER_PID"
             SEEDER_PORT=$(grep -m1 '^port: ' "$log" | cut -d' ' -f2) ;;
     esac
     log "$kind seeder ready on 127.0.0.1:$SEEDER_PORT (pid $SEEDER_PID)"
