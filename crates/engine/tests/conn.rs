@@ -18,7 +18,9 @@ use peercdn_core::{Bitfield, InfoHash, PeerId};
 use peercdn_engine::live::{LiveBuffer, LiveSource, NewPiece};
 use peercdn_engine::session::{AddOptions, LiveOptions, Session};
 use peercdn_engine::torrent::{Source, TorrentHandle};
-use peercdn_testkit::fixtures::{addr, config, content, live_descriptor, torrent_of, ts_payload};
+use peercdn_testkit::fixtures::{
+    addr, config, content, live_descriptor, seeded, torrent_of, ts_payload,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -35,21 +37,7 @@ async fn seed(dir: &Path, m: &Metainfo, pub_dir: &Path) -> (Session, TorrentHand
     let s = Session::start(config(&dir.join("seeder"), vec![]))
         .await
         .unwrap();
-    let h = s.add(
-        Source::Metainfo(Box::new(m.clone())),
-        AddOptions {
-            save_dir: Some(pub_dir.to_path_buf()),
-            ..Default::default()
-        },
-    );
-    let mut st = h.status.clone();
-    tokio::time::timeout(
-        BOUND,
-        st.wait_for(|s| s.pieces_total > 0 && s.have_bytes == s.total_length),
-    )
-    .await
-    .expect("seeder checked its data")
-    .unwrap();
+    let h = seeded(&s, m, pub_dir).await;
     (s, h)
 }
 
@@ -478,21 +466,7 @@ async fn a_dual_stack_listener_takes_ipv4_and_ipv6_peers() {
     })
     .await
     .unwrap();
-    let h = node.add(
-        Source::Metainfo(Box::new(m.clone())),
-        AddOptions {
-            save_dir: Some(pub_dir),
-            ..Default::default()
-        },
-    );
-    let mut st = h.status.clone();
-    tokio::time::timeout(
-        BOUND,
-        st.wait_for(|s| s.pieces_total > 0 && s.have_bytes == s.total_length),
-    )
-    .await
-    .expect("checked its data")
-    .unwrap();
+    let h = seeded(&node, &m, &pub_dir).await;
     let port = node.listen_port();
     let mut v4 = raw_dial(
         SocketAddr::from(([127, 0, 0, 1], port)),

@@ -13,7 +13,9 @@ use peercdn_engine::live::{LiveHandle, LiveSource, NewPiece};
 use peercdn_engine::peer::{Encryption, Wires};
 use peercdn_engine::session::{AddOptions, LiveOptions, Session, SessionConfig};
 use peercdn_engine::torrent::Source;
-use peercdn_testkit::fixtures::{addr, config, content, live_descriptor, torrent_of, ts_payload};
+use peercdn_testkit::fixtures::{
+    addr, config, content, live_descriptor, seeded, torrent_of, ts_payload,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -140,21 +142,7 @@ async fn a_seeder_that_requires_encryption_refuses_plain_and_garbage_then_serves
     let seeder = Session::start(with(&d.join("seeder"), Encryption::Require))
         .await
         .unwrap();
-    let sh = seeder.add(
-        Source::Metainfo(Box::new(meta.clone())),
-        AddOptions {
-            save_dir: Some(pub_dir.clone()),
-            ..Default::default()
-        },
-    );
-    let mut st = sh.status.clone();
-    tokio::time::timeout(
-        BOUND,
-        st.wait_for(|s| s.have_bytes == s.total_length && s.total_length > 0),
-    )
-    .await
-    .expect("seeder checked")
-    .unwrap();
+    let sh = seeded(&seeder, &meta, &pub_dir).await;
 
     // A plain handshake: closed without an answer.
     let mut plain = TcpStream::connect(addr(&seeder)).await.unwrap();

@@ -315,6 +315,15 @@ pub fn document() -> Value {
         },
         "components": {
             "schemas": {
+                "Wires": {
+                    "type": "object",
+                    "description": "Connected peers by how their bytes travel: plain BitTorrent, MSE/PE handshake with a plain payload, or RC4 throughout.",
+                    "properties": {
+                        "plain": { "type": "integer" },
+                        "obfuscated": { "type": "integer" },
+                        "rc4": { "type": "integer" }
+                    }
+                },
                 "SearchResults": {
                     "type": "object",
                     "properties": {
@@ -375,15 +384,7 @@ pub fn document() -> Value {
                         "down_rate": { "type": "integer", "description": "bytes/s" },
                         "up_rate": { "type": "integer", "description": "bytes/s" },
                         "peers": { "type": "integer" },
-                        "peers_by_wire": {
-                            "type": "object",
-                            "description": "Connected peers by how their bytes travel: plain BitTorrent, MSE/PE handshake with a plain payload, or RC4 throughout.",
-                            "properties": {
-                                "plain": { "type": "integer" },
-                                "obfuscated": { "type": "integer" },
-                                "rc4": { "type": "integer" }
-                            }
-                        },
+                        "peers_by_wire": { "$ref": "#/components/schemas/Wires" },
                         "hash_failures": { "type": "integer" },
                         "downloaded_p2p": { "type": "integer", "description": "Payload bytes from peers." },
                         "downloaded_http": { "type": "integer", "description": "Payload bytes from web seeds (HTTP/CDN)." },
@@ -427,15 +428,7 @@ pub fn document() -> Value {
                         "is_source": { "type": "boolean" },
                         "ready": { "type": "boolean", "description": "The descriptor is known." },
                         "peers": { "type": "integer" },
-                        "peers_by_wire": {
-                            "type": "object",
-                            "description": "Connected peers by how their bytes travel: plain BitTorrent, MSE/PE handshake with a plain payload, or RC4 throughout.",
-                            "properties": {
-                                "plain": { "type": "integer" },
-                                "obfuscated": { "type": "integer" },
-                                "rc4": { "type": "integer" }
-                            }
-                        },
+                        "peers_by_wire": { "$ref": "#/components/schemas/Wires" },
                         "p2p_downloaded": { "type": "integer" },
                         "cdn_downloaded": { "type": "integer" },
                         "uploaded": { "type": "integer" },

@@ -89,6 +89,21 @@ pub fn seed(session: &Session, meta: &Metainfo, save_dir: &Path) -> TorrentHandl
     )
 }
 
+/// [`seed`], then waits (up to 60 s) until the session has checked the data and seeds: before
+/// that its swarm is inactive and refuses connections.
+pub async fn seeded(session: &Session, meta: &Metainfo, save_dir: &Path) -> TorrentHandle {
+    let h = seed(session, meta, save_dir);
+    let mut st = h.status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        st.wait_for(|s| s.pieces_total > 0 && s.have_bytes == s.total_length),
+    )
+    .await
+    .expect("the seeder checked its data in time")
+    .expect("the torrent task is running");
+    h
+}
+
 /// A torrent to add by its info hash alone (fetching the metadata from peers).
 pub fn by_hash(meta: &Metainfo) -> Source {
     Source::Hash {
