@@ -20,10 +20,11 @@ cd "$REPO_ROOT"
 # (python-acestream imports distutils).
 # chromium: the browser tests (a page of another site against the engine).
 # prometheus: its promtool checks /metrics.
+# miniupnpd-nftables, nftables: the NAT test's router (a UPnP IGD over an nftables masquerade).
 # mpv, vlc-bin, vlc-plugin-base: the players the Ace-compatibility tests drive (VLC runs as
 # nobody through util-linux's setpriv: it refuses root).
 PACKAGES=(python3-libtorrent ffmpeg aria2 nginx curl iproute2 python3-venv python3-distutils
-    chromium prometheus mpv vlc-bin vlc-plugin-base mkvtoolnix)
+    chromium prometheus mpv vlc-bin vlc-plugin-base mkvtoolnix miniupnpd-nftables nftables)
 
 # PyPI packages the Ace-compatibility tests drive, and the Stellar SDK that checks settlement
 # envelopes, pinned, in a virtual environment under target/ (a build output: ignored by git,

@@ -46,6 +46,8 @@ pub struct NodeSettings {
     pub dht: Option<Option<Vec<String>>>,
     /// Local Service Discovery on (it stays off on a loopback bind address anyway).
     pub lsd: bool,
+    /// UPnP port mapping on (off on a loopback bind address anyway).
+    pub upnp: bool,
     /// Publisher keys whose catalogue records are refused.
     pub deny_publishers: Vec<[u8; 32]>,
     /// If set, the only publisher keys whose records are taken from peers.
@@ -88,6 +90,7 @@ impl NodeSettings {
                 Some(file.dht_bootstrap.clone())
             },
             lsd: !node.no_lsd && file.lsd != Some(false),
+            upnp: !node.no_upnp && file.upnp != Some(false),
             deny_publishers: publisher_keys(&node.deny_publishers, &file.deny_publishers)?,
             allow_publishers: {
                 let allow = publisher_keys(&node.allow_publishers, &file.allow_publishers)?;
@@ -168,6 +171,22 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
     }
     // Scripts and tests read the port from this line.
     println!("port: {}", session.listen_port());
+    if settings.upnp && !settings.listen.ip().is_loopback() {
+        session.start_port_mapping();
+        let s = session.clone();
+        tokio::spawn(async move {
+            // Scripts and tests read the outcome from this line.
+            match s.port_mapping_settled().await {
+                Some(peercdn_engine::nat::Reachability::Mapped { external, gateway }) => {
+                    println!("upnp: mapped {external} (gateway {gateway})")
+                }
+                Some(peercdn_engine::nat::Reachability::Unmapped(why)) => {
+                    println!("upnp: not mapped: {why}")
+                }
+                _ => {}
+            }
+        });
+    }
     Ok(session)
 }
 

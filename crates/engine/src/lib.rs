@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod live;
 pub mod lsd;
+pub mod nat;
 pub mod nodekey;
 pub mod peer;
 pub mod ratelimit;

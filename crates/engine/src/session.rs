@@ -173,6 +173,8 @@ struct Inner {
     search: Arc<Hub>,
     channels: Arc<crate::channel::Channels>,
     accounts: Arc<Accounts>,
+    /// The router port mapping, once started ([`Session::start_port_mapping`]).
+    nat: Mutex<Option<crate::nat::PortMapper>>,
 }
 
 /// A session that may have ended (for background tasks that must not keep it alive).
@@ -261,6 +263,7 @@ impl Session {
                 search: Arc::new(Hub::new(catalog)),
                 channels,
                 accounts,
+                nat: Mutex::new(None),
             }
         });
         if inner.dht.is_some() {
@@ -851,8 +854,36 @@ impl Session {
         )
     }
 
+    /// Maps the peer port on the router (UPnP IGD, [`crate::nat`]) in the background; a second
+    /// call is a no-op. Nothing is done for a node on a loopback address.
+    pub fn start_port_mapping(&self) {
+        let bind = self.inner.config.listen.ip();
+        if bind.is_loopback() {
+            return;
+        }
+        let mut nat = lock(&self.inner.nat);
+        if nat.is_none() {
+            *nat = Some(crate::nat::PortMapper::start(bind, self.inner.port));
+        }
+    }
+
+    /// What the port mapping found (`None`: not started).
+    pub fn reachability(&self) -> Option<crate::nat::Reachability> {
+        lock(&self.inner.nat).as_ref().map(|m| m.reachability())
+    }
+
+    /// Waits until the port mapping settled (`None`: not started).
+    pub async fn port_mapping_settled(&self) -> Option<crate::nat::Reachability> {
+        let rx = lock(&self.inner.nat).as_ref().map(|m| m.watch())?;
+        Some(crate::nat::settled(rx).await)
+    }
+
     /// Stops every torrent (saving resume data) and every live stream.
     pub async fn shutdown(&self) {
+        let nat = lock(&self.inner.nat).take();
+        if let Some(m) = nat {
+            m.stop().await;
+        }
         let lives: Vec<InfoHash> = self.lives().iter().map(|h| h.content_id()).collect();
         for id in lives {
             self.remove_live(&id).await;

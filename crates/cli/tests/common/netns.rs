@@ -96,17 +96,23 @@ impl Lan {
         c
     }
 
-    /// A `peercdn` command run inside namespace `ns`, bound to `bind`, with its own data dir
-    /// and no DHT.
+    /// A `peercdn` command run inside namespace `ns` ([`peercdn_in`]).
     pub fn peercdn(&self, ns: &str, bind: &str, data_dir: &Path, args: &[&str]) -> Command {
-        let mut c = self.exec(ns, env!("CARGO_BIN_EXE_peercdn"));
-        c.args(args)
-            .args(["--bind", bind, "--no-dht", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info,peercdn_engine::lsd=debug")
-            .env_remove("PEERCDN_NO_LSD");
-        c
+        peercdn_in(ns, bind, data_dir, args)
     }
+}
+
+/// A `peercdn` command run inside namespace `ns`, bound to `bind`, with its own data dir and
+/// no DHT.
+pub fn peercdn_in(ns: &str, bind: &str, data_dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_peercdn")])
+        .args(args)
+        .args(["--bind", bind, "--no-dht", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info,peercdn_engine::lsd=debug")
+        .env_remove("PEERCDN_NO_LSD");
+    c
 }
 
 impl Drop for Lan {
@@ -137,7 +143,7 @@ pub fn ip(args: &[&str]) {
     );
 }
 
-fn require_root() {
+pub fn require_root() {
     let uid = Command::new("id")
         .arg("-u")
         .output()
