@@ -272,6 +272,7 @@ start_seeder() {
             "$PY" "$LT_PEER" seed --torrent "$TORRENT" --save "$CACHE" --port-file "$WORK/useed.port" \
                 >"$log" 2>&1 &
             SEEDER_PID=$!
+            BG_PIDS+=("$SEEDER_PID")
             wait_file "$WORK/useed.port" 10
             wait_line "$log" '^DONE' 600 "$SEEDER_PID"
             SEEDER_PORT=$(cat "$WORK/useed.port") ;;
@@ -283,6 +284,7 @@ start_seeder() {
             PEERCDN_LOG=info "$bin" get "$TORRENT" -o "$CACHE" --data-dir "$WORK/useed-data" \
                 --port 0 --bind 127.0.0.1 --no-dht >"$log" 2>&1 &
             SEEDER_PID=$!
+            BG_PIDS+=("$SEEDER_PID")
             wait_line "$log" '^port: ' 30 "$SEEDER_PID"
             wait_line "$log" 'download complete' 600 "$SEEDER_PID"
             SEEDER_PORT=$(grep -m1 '^port: ' "$log" | cut -d' ' -f2) ;;
