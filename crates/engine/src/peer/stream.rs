@@ -168,18 +168,6 @@ impl PeerStream {
         Ok(())
     }
 
-    /// Writes payload bytes (encrypted when RC4 is on).
-    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self.keys.as_deref_mut() {
-            Some((enc, _)) => {
-                let mut b = buf.to_vec();
-                enc.apply(&mut b);
-                self.tcp.write_all(&b).await
-            }
-            None => self.tcp.write_all(buf).await,
-        }
-    }
-
     /// Splits into the reader's and the writer's halves.
     pub(super) fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (rd, wr) = self.tcp.into_split();
@@ -365,7 +353,7 @@ async fn dial_mse(
 
 /// Reads the handshake of an incoming connection under the `policy`: a plain one, or an MSE
 /// handshake for one of the torrents `known` returns (asked only for MSE). The caller looks up
-/// the torrent and answers with [`answer`].
+/// the torrent; our handshake goes out through the connection's writer (and its cipher).
 pub async fn accept(
     mut tcp: TcpStream,
     policy: Encryption,
@@ -419,18 +407,6 @@ pub async fn accept(
     tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
         .await
         .map_err(|_| ConnectError::Timeout)?
-}
-
-/// Sends our handshake on an accepted connection (through its cipher).
-pub async fn answer(
-    stream: &mut PeerStream,
-    info_hash: InfoHash,
-    our_id: PeerId,
-) -> Result<(), ConnectError> {
-    stream
-        .write_all(&Handshake::ours(info_hash, our_id).encode())
-        .await?;
-    Ok(())
 }
 
 async fn read_handshake(stream: &mut PeerStream) -> Result<Handshake, ConnectError> {
