@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::netns::{ip, peercdn_in, require_root};
+use common::netns::{exec_in, ip, output, peercdn_in, require_root, run};
 use common::*;
 
 /// The three namespaces, the router's rules and its miniupnpd; removed on drop.
@@ -91,9 +91,7 @@ impl Home {
             "via",
             &format!("192.168.{net}.1"),
         ]);
-        run(home
-            .exec(&home.r, "sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"]));
+        run(exec_in(&home.r, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
         // The chains miniupnpd fills (its defaults: table `inet filter`), and the masquerade.
         let rules = format!(
             "table inet filter {{\n\
@@ -108,7 +106,7 @@ impl Home {
         );
         let rules_file = d.join("router.nft");
         std::fs::write(&rules_file, rules).expect("write the router's rules");
-        run(home.exec(&home.r, "nft").arg("-f").arg(&rules_file));
+        run(exec_in(&home.r, "nft").arg("-f").arg(&rules_file));
         let conf = d.join("miniupnpd.conf");
         std::fs::write(
             &conf,
@@ -122,7 +120,7 @@ impl Home {
             ),
         )
         .expect("write miniupnpd's config");
-        let mut c = home.exec(&home.r, "miniupnpd");
+        let mut c = exec_in(&home.r, "miniupnpd");
         c.arg("-d").arg("-f").arg(&conf);
         let mut mu = Proc::spawn("miniupnpd", c, &d.join("miniupnpd.log"));
         wait_until(Duration::from_secs(10), "miniupnpd to listen", || {
@@ -135,20 +133,15 @@ impl Home {
         home
     }
 
-    fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
-    }
-
     /// The router's port-forwarding rules (miniupnpd's chain).
     fn forwards(&self) -> String {
-        let out = self
-            .exec(&self.r, "nft")
-            .args(["list", "chain", "inet", "filter", "prerouting_miniupnpd"])
-            .output()
-            .expect("nft list");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        output(exec_in(&self.r, "nft").args([
+            "list",
+            "chain",
+            "inet",
+            "filter",
+            "prerouting_miniupnpd",
+        ]))
     }
 }
 
@@ -165,15 +158,6 @@ impl Drop for Home {
                 .status();
         }
     }
-}
-
-fn run(c: &mut Command) {
-    let out = c.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::netns::{output, run};
 use common::*;
 
 /// A network namespace with only `lo` (up), removed on drop.
@@ -76,25 +77,6 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .status();
     }
-}
-
-fn run(c: &mut Command) {
-    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn output(c: &mut Command) -> String {
-    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A field of `/proc/net/snmp`: a header line `Ip: A B C…` followed by a value line

@@ -89,11 +89,9 @@ impl Lan {
         }
     }
 
-    /// A command run inside namespace `ns`.
+    /// A command run inside namespace `ns` ([`exec_in`]).
     pub fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
+        exec_in(ns, program)
     }
 
     /// A `peercdn` command run inside namespace `ns` ([`peercdn_in`]).
@@ -105,9 +103,8 @@ impl Lan {
 /// A `peercdn` command run inside namespace `ns`, bound to `bind`, with its own data dir and
 /// no DHT.
 pub fn peercdn_in(ns: &str, bind: &str, data_dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_peercdn")])
-        .args(args)
+    let mut c = exec_in(ns, env!("CARGO_BIN_EXE_peercdn"));
+    c.args(args)
         .args(["--bind", bind, "--no-dht", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "info,peercdn_engine::lsd=debug")
@@ -129,18 +126,32 @@ impl Drop for Lan {
     }
 }
 
+/// `program` run inside namespace `ns` (`ip netns exec`).
+pub fn exec_in(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]);
+    c
+}
+
 /// Runs `ip ARGS`, panics with its stderr on failure.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
+    run(Command::new("ip").args(args));
+}
+
+/// Runs `c`, panics with its stderr on failure.
+pub fn run(c: &mut Command) {
+    output(c);
+}
+
+/// Runs `c` and returns its stdout; panics with its stderr on failure.
+pub fn output(c: &mut Command) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
     assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+        o.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn require_root() {
