@@ -2,12 +2,13 @@
 //! limits, a handle per torrent ([`crate::torrent`]) and one per live stream
 //! ([`crate::live::actor`]).
 //!
-//! Incoming connections are accepted here: the session reads the 68-byte handshake, finds the
-//! torrent or live stream by info hash and hands the socket over; unknown IDs and
-//! non-BitTorrent bytes (e.g. an MSE-encrypted dial) are closed at once. At most
-//! [`MAX_HANDSHAKES_IN_FLIGHT`] handshakes are read at once; a connection beyond that is closed
-//! as soon as it is accepted (slow or silent sockets cannot pile up tasks). Whether the swarm
-//! keeps the peer is its connection manager's decision ([`crate::host`]).
+//! Incoming connections are accepted in `session/net.rs`: the session reads the handshakes
+//! (plain, or MSE/PE then plain, under the node's [`Encryption`] policy), finds the torrent or
+//! live stream by info hash and hands the stream over; unknown IDs and bytes that are neither
+//! are closed. At most [`MAX_HANDSHAKES_IN_FLIGHT`] handshakes are read at once; a connection
+//! beyond that is closed as soon as it is accepted (slow or silent sockets cannot pile up
+//! tasks). Whether the swarm keeps the peer is its connection manager's decision
+//! ([`crate::host`]).
 //!
 //! Local Service Discovery ([`crate::lsd`]) is off until [`Session::start_lsd`]; once on, every
 //! held torrent and live stream is announced on the LAN, and each peer it finds is handed to
@@ -21,7 +22,6 @@ use std::time::Duration;
 
 use peercdn_core::live::Descriptor;
 use peercdn_core::{InfoHash, PeerId};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
@@ -33,10 +33,13 @@ use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
 use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
 use crate::nodekey::NodeKey;
-use crate::peer::{self, Encryption};
+use crate::peer::Encryption;
 use crate::ratelimit::RateLimiter;
 use crate::receipts::Accounts;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
+
+mod net;
+use net::{accept_loop, ipv4_side, listen, route_peer};
 use peercdn_core::catalog::{self, Description, Record};
 use peercdn_core::ext::receipt::Identity;
 
@@ -918,136 +921,4 @@ async fn keep_catalog_saved(catalog: std::sync::Weak<Catalog>) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Hands a peer found by LSD to the torrent, else the live stream, with that info hash
-/// (without waiting: a full command queue drops it; LSD finds it again later).
-fn route_peer(inner: &Inner, ih: InfoHash, peer: SocketAddr) {
-    if let Some(h) = lock(&inner.torrents).get(&ih) {
-        let _ = h.tx.try_send(Command::AddPeers(vec![peer]));
-        return;
-    }
-    if let Some(h) = lock(&inner.lives).get(&ih) {
-        let _ = h.tx.try_send(LiveCommand::AddPeers(vec![peer]));
-    }
-}
-
-async fn accept_loop(listener: TcpListener, session: std::sync::Weak<Inner>) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
-    loop {
-        let (stream, addr) = match listener.accept().await {
-            // On a dual-stack socket IPv4 peers arrive as `::ffff:a.b.c.d`: keep them IPv4.
-            Ok((s, a)) => (s, SocketAddr::new(a.ip().to_canonical(), a.port())),
-            Err(e) => {
-                debug!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            debug!(%addr, "too many handshakes in flight: connection closed");
-            continue;
-        };
-        let session = session.clone();
-        tokio::spawn(async move {
-            let policy = match session.upgrade() {
-                Some(inner) => inner.config.encryption,
-                None => return,
-            };
-            let known = || match session.upgrade() {
-                Some(inner) => inner.known_ids(),
-                None => Vec::new(),
-            };
-            let hs = peer::accept(stream, policy, known).await;
-            drop(permit);
-            let (stream, hs) = match hs {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(%addr, "incoming connection dropped: {e}");
-                    return;
-                }
-            };
-            let Some(inner) = session.upgrade() else {
-                return;
-            };
-            let handle = inner
-                .torrents
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&hs.info_hash)
-                .cloned();
-            let live = inner
-                .lives
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&hs.info_hash)
-                .map(|h| h.tx.clone());
-            drop(inner);
-            match (handle, live) {
-                (Some(h), _) => {
-                    let _ = h
-                        .tx
-                        .send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5))
-                        .await;
-                }
-                (None, Some(tx)) => {
-                    let _ = tx
-                        .send_timeout(
-                            LiveCommand::Incoming(stream, addr, hs),
-                            Duration::from_secs(5),
-                        )
-                        .await;
-                }
-                (None, None) => {
-                    debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown ID")
-                }
-            }
-        });
-    }
-}
-
-impl Inner {
-    /// The IDs of every torrent and live stream held, for an MSE handshake to find the one a
-    /// peer dialled for.
-    fn known_ids(&self) -> Vec<InfoHash> {
-        let mut ids: Vec<InfoHash> = lock(&self.torrents).keys().copied().collect();
-        ids.extend(lock(&self.lives).keys().copied());
-        ids
-    }
-}
-
-/// The address the IPv4-only services (DHT, LSD) bind for a listen address: the IPv4 wildcard
-/// when the node listens on the IPv6 wildcard (dual stack), else the address itself.
-fn ipv4_side(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        other => other,
-    }
-}
-
-/// Binds the peer listener. The IPv6 wildcard (`[::]`) is dual stack — IPv4 peers too, whatever
-/// the system's `bindv6only` — and falls back to the IPv4 wildcard on a host without IPv6.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let open = |addr: SocketAddr| -> std::io::Result<TcpListener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(!addr.ip().is_unspecified())?;
-        }
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        socket.set_nonblocking(true)?;
-        TcpListener::from_std(socket.into())
-    };
-    match open(addr) {
-        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED && e.raw_os_error().is_some() => {
-            debug!("no IPv6 listener ({e}): IPv4 only");
-            open(SocketAddr::new(
-                std::net::Ipv4Addr::UNSPECIFIED.into(),
-                addr.port(),
-            ))
-        }
-        r => r,
-    }
 }
