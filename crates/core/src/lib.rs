@@ -27,6 +27,7 @@
 //! - [`swarm`]: the per-torrent state machine that turns peer events into actions.
 //! - [`live`]: live streams: descriptor, signed piece header, `pc_live` messages, live swarm.
 //! - [`ts`]: the MPEG-TS reader and live piece cutter (sync, PAT/PMT, keyframes, PTS/PCR).
+//! - [`utp`]: uTP (BEP 29) with LEDBAT congestion control: one connection, sans IO.
 //! - [`time`]: the time contract (`handle_timeout`/`poll_timeout`) and the wall clock derived
 //!   from the one monotonic time input.
 //!
@@ -52,6 +53,7 @@ pub mod receipt;
 pub mod swarm;
 pub mod time;
 pub mod ts;
+pub mod utp;
 pub mod wire;
 
 pub use bitfield::Bitfield;
