@@ -285,6 +285,11 @@ impl Connection {
         self.recv_id
     }
 
+    /// The ID packets from us carry (a `RESET` ending this connection carries it too).
+    pub fn send_id(&self) -> u16 {
+        self.send_id
+    }
+
     /// Where the connection is.
     pub fn state(&self) -> State {
         self.state
@@ -793,7 +798,9 @@ impl Connection {
     }
 }
 
-/// A `RESET` answering a packet for no connection we hold (not itself a `RESET`).
+/// A `RESET` answering a packet for no connection we hold (not itself a `RESET`). As libutp
+/// does, it carries the sender's send ID (for a `SYN`, the ID + 1), and a `RESET` is matched
+/// by the send ID of the connection it ends (which side dialled is not known).
 pub fn reset_for(p: &Packet<'_>, buf: &mut [u8]) -> Option<usize> {
     if p.ty == Type::Reset {
         return None;
@@ -801,9 +808,9 @@ pub fn reset_for(p: &Packet<'_>, buf: &mut [u8]) -> Option<usize> {
     let reply = Packet {
         ty: Type::Reset,
         conn_id: if p.ty == Type::Syn {
-            p.conn_id
+            p.conn_id.wrapping_add(1)
         } else {
-            p.conn_id.wrapping_sub(1)
+            p.conn_id
         },
         ts_us: 0,
         ts_diff_us: 0,

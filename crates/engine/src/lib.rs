@@ -32,4 +32,5 @@ pub mod stream;
 pub mod torrent;
 pub mod tracker;
 pub mod units;
+pub mod utp;
 pub mod webseed;

@@ -272,6 +272,8 @@ fn a_reset_closes_at_once() {
         n.conns[0].state() == State::Connected
     });
     let mut buf = [0u8; MAX_DATAGRAM];
+    // Side 0 sends with 1001; a RESET answering its packet carries that ID, which is side
+    // 0's send ID.
     let probe = Packet {
         ty: Type::Data,
         conn_id: 1001,
@@ -289,9 +291,10 @@ fn a_reset_closes_at_once() {
     let n = reset_for(&probe, &mut out).unwrap();
     let reset = Packet::decode(&out[..n]).unwrap();
     assert_eq!(reset.ty, Type::Reset);
-    net.conns[1].handle_packet(net.now, &reset);
-    assert_eq!(net.conns[1].state(), State::Closed(Close::Reset));
-    assert_eq!(net.conns[1].write(b"x"), 0);
+    assert_eq!(reset.conn_id, net.conns[0].send_id());
+    net.conns[0].handle_packet(net.now, &reset);
+    assert_eq!(net.conns[0].state(), State::Closed(Close::Reset));
+    assert_eq!(net.conns[0].write(b"x"), 0);
 }
 
 #[test]
