@@ -4,9 +4,9 @@
 Run ONLY with Debian's /usr/bin/python3 (python3-libtorrent 2.0.8 is not importable
 by other interpreters). Everything stays on 127.0.0.1: DHT, LSD, UPnP and NAT-PMP are
 disabled in the settings handed to the session *constructor* (set later, they would
-already have sent traffic), uTP is off (TCP only) and, unless --encryption says
-otherwise, encryption is off for outgoing connections, so libtorrent dials with a plain
-`\\x13BitTorrent protocol` handshake.
+already have sent traffic), uTP is off (TCP only) unless --transport says otherwise
+and, unless --encryption says otherwise, encryption is off for outgoing connections, so
+libtorrent dials with a plain `\\x13BitTorrent protocol` handshake.
 
 Subcommands:
 
@@ -28,6 +28,9 @@ Subcommands:
   --encryption default|forced|disabled (seed, leech): MSE/PE policy. default dials plaintext
   and accepts plaintext or MSE; forced dials and accepts only MSE with an RC4 payload;
   disabled never speaks MSE.
+  --transport tcp|utp|both (seed, leech): tcp (the default, as before) dials and accepts
+  TCP only; utp dials and accepts uTP only (on the UDP socket bound to the PORT below);
+  both enables the two, and then libtorrent dials uTP first and falls back to TCP.
   --no-pex (seed, leech) runs the session without the ut_pex plugin: this peer neither
   sends nor reads PEX (ut_metadata and smart_ban stay), so it learns peers only from
   --peer and from peers that dial it.
@@ -43,6 +46,8 @@ Output on stdout (line-buffered, machine-readable):
       connection seen: dir=out when we dialled it (the address is then its listen address),
       dir=in when it dialled us; src lists how we learned of it (tracker, dht, pex, lsd,
       resume, incoming -- libtorrent's peer_info.source); NAME may contain spaces.
+  TRANSPORT 127.0.0.1:6881 dir=out transport=utp   with --print-peers, right after each PEER
+      line: the same connection's transport, tcp or utp (peer_info.flags bit utp_socket).
 Exit codes: 0 ok, 2 error (message on stderr), 3 --timeout expired.
 """
 
@@ -63,6 +68,8 @@ except ImportError as exc:  # pragma: no cover - environment problem
 
 EXIT_OK = 0
 ENCRYPTION_CHOICES = ("default", "forced", "disabled")
+# "tcp" is the default: it is what this script always did (uTP off).
+TRANSPORT_CHOICES = ("tcp", "utp", "both")
 EXIT_ERROR = 2
 EXIT_TIMEOUT = 3
 
@@ -79,11 +86,14 @@ class PeerError(Exception):
 # --------------------------------------------------------------------------- session
 
 
-def session_settings(upload_limit=0, encryption="default"):
-    """Settings for a loopback-only, TCP-only, fast libtorrent session.
+def session_settings(upload_limit=0, encryption="default", transport="tcp"):
+    """Settings for a loopback-only, fast libtorrent session (TCP only unless `transport`).
 
     encryption: "default" dials plaintext and accepts plaintext or MSE (either payload);
     "forced" dials and accepts only MSE with an RC4 payload; "disabled" never speaks MSE.
+
+    transport: "tcp" (uTP off, as this script always ran), "utp" (TCP off both ways: every
+    connection, dialled or accepted, is uTP) or "both" (libtorrent's own default).
 
     A rate-limited seeder keeps libtorrent's default send buffer (about 0.5 MB): the 8 MB
     buffer that makes loopback transfers fast would, at a few hundred kB/s, hold tens of
@@ -110,9 +120,11 @@ def session_settings(upload_limit=0, encryption="default"):
         "in_enc_policy": int(lt.enc_policy.pe_enabled),
         "allowed_enc_level": int(lt.enc_level.both),
         "prefer_rc4": False,
-        # TCP only (uTP on loopback is slow and erratic).
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
+        # TCP only by default (uTP on loopback is slow and erratic); see --transport.
+        "enable_incoming_tcp": transport in ("tcp", "both"),
+        "enable_outgoing_tcp": transport in ("tcp", "both"),
+        "enable_incoming_utp": transport in ("utp", "both"),
+        "enable_outgoing_utp": transport in ("utp", "both"),
         # Speed on loopback.
         "send_buffer_watermark": 8 * 1024 * 1024,
         "send_buffer_low_watermark": 1024 * 1024,
@@ -152,16 +164,16 @@ def session_settings(upload_limit=0, encryption="default"):
     return settings
 
 
-def open_session(upload_limit=0, pex=True, encryption="default"):
+def open_session(upload_limit=0, pex=True, encryption="default", transport="tcp"):
     """Create the session (all settings in the constructor) and wait for its port.
 
     pex=False: no default plugins (the constructor flags 0), then ut_metadata and smart_ban
     added back by hand, so ut_pex is the only default plugin missing.
     """
     if pex:
-        ses = lt.session(session_settings(upload_limit, encryption))
+        ses = lt.session(session_settings(upload_limit, encryption, transport))
     else:
-        ses = lt.session(session_settings(upload_limit, encryption), 0)
+        ses = lt.session(session_settings(upload_limit, encryption, transport), 0)
         ses.add_extension("ut_metadata")
         ses.add_extension("smart_ban")
     deadline = time.monotonic() + 10
@@ -266,13 +278,18 @@ def connected_addresses(handle):
     return out
 
 
+# peer_info.flags bit for "this connection is a uTP socket" (libtorrent 2.0's
+# peer_info::utp_socket = 17_bit; the 2.0.8 Python binding does not export the name).
+UTP_SOCKET = getattr(lt.peer_info, "utp_socket", 1 << 17)
+
 PEER_SOURCES = (
     (1, "tracker"), (2, "dht"), (4, "pex"), (8, "lsd"), (16, "resume"), (32, "incoming"),
 )
 
 
 def print_new_peers(handle, printed):
-    """Emit a PEER line for each connection not printed yet (keyed by address and direction)."""
+    """Emit PEER and TRANSPORT lines for each connection not printed yet (keyed by address
+    and direction)."""
     try:
         infos = handle.get_peer_info()
     except RuntimeError:
@@ -289,6 +306,9 @@ def print_new_peers(handle, printed):
         client = p.client if isinstance(p.client, str) else repr(p.client)
         emit("PEER %s:%d dir=%s src=%s client=%s" % (
             key[0], key[1], "out" if out else "in", src, client))
+        # A separate line: PEER's client= is free text to the end of the line.
+        emit("TRANSPORT %s:%d dir=%s transport=%s" % (
+            key[0], key[1], "out" if out else "in", "utp" if p.flags & UTP_SOCKET else "tcp"))
 
 
 def run_torrent(args, atp, stop_after_done, timeout):
@@ -298,7 +318,8 @@ def run_torrent(args, atp, stop_after_done, timeout):
     peers = [parse_hostport(p) for p in (args.peer or [])]
     ses, port = open_session(getattr(args, "upload_limit", 0) or 0,
                              pex=not getattr(args, "no_pex", False),
-                             encryption=getattr(args, "encryption", "default"))
+                             encryption=getattr(args, "encryption", "default"),
+                             transport=getattr(args, "transport", "tcp"))
     printed_peers = set()
     emit("PORT %d" % port)
     if args.port_file:
@@ -331,6 +352,15 @@ def run_torrent(args, atp, stop_after_done, timeout):
                 Events.reached.clear()
             for hp in peers:
                 if hp not in have and hp not in Events.reached:
+                    # connect_peer(endpoint, source=0, flags=0xd): flags are pex_flags
+                    # (pex_encryption | pex_utp | pex_holepunch). The endpoint is a TCP
+                    # endpoint in name only. libtorrent 2.0.8 torrent::connect_to_peer dials
+                    # uTP when enable_outgoing_utp is on and (enable_outgoing_tcp is off, or
+                    # the peer is believed to support uTP -- assumed for every new peer, and
+                    # pex_utp says so too); otherwise TCP, or, when outgoing TCP is off too,
+                    # it drops the peer. So --transport utp dials this address over uTP (to
+                    # the peer's UDP socket on its listen port), tcp dials TCP, and both
+                    # tries uTP first and redials over TCP if the uTP connect fails.
                     try:
                         handle.connect_peer(hp)
                     except RuntimeError as exc:
@@ -498,6 +528,8 @@ def parse_args(argv):
     s.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
     s.add_argument("--encryption", choices=ENCRYPTION_CHOICES, default="default",
                    help="MSE/PE policy (see session_settings)")
+    s.add_argument("--transport", choices=TRANSPORT_CHOICES, default="tcp",
+                   help="peer transport(s), dialled and accepted (default tcp)")
 
     l = sub.add_parser("leech", help="download a torrent")
     src = l.add_mutually_exclusive_group(required=True)
@@ -513,6 +545,8 @@ def parse_args(argv):
     l.add_argument("--no-pex", action="store_true", help="run without the ut_pex plugin")
     l.add_argument("--encryption", choices=ENCRYPTION_CHOICES, default="default",
                    help="MSE/PE policy (see session_settings)")
+    l.add_argument("--transport", choices=TRANSPORT_CHOICES, default="tcp",
+                   help="peer transport(s), dialled and accepted (default tcp)")
     return p.parse_args(argv)
 
 

@@ -49,6 +49,10 @@ pub struct FileConfig {
     pub receipt_interval: Option<u64>,
     /// Peer connection encryption: "prefer" (default), "require" or "plaintext".
     pub encryption: Option<String>,
+    /// uTP beside TCP: "on" (default), "prefer" or "off".
+    pub utp: Option<String>,
+    /// The DHT's UDP port.
+    pub dht_port: Option<u16>,
 }
 
 /// Loads the config file: `explicit` must exist; the default location may be absent.

@@ -68,6 +68,8 @@ async fn demo(root: &Path, size: u64, serve: bool) -> Result<ExitCode> {
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
         encryption: Default::default(),
+        utp: Default::default(),
+        dht_port: None,
     };
     let publisher = Session::start(node("publisher", vec![])).await?;
     let pub_dir = content.parent().map(PathBuf::from).unwrap_or_default();

@@ -322,6 +322,15 @@ struct NodeArgs {
     /// RC4-encrypted connections; `plaintext` never encrypts.
     #[arg(long, env = "PEERCDN_ENCRYPTION")]
     encryption: Option<peercdn_engine::peer::Encryption>,
+    /// uTP (BEP 29, LEDBAT) beside TCP on the peer port: `on` accepts both and dials TCP, then
+    /// uTP (default); `prefer` dials uTP first, so that uploads yield to other traffic on the
+    /// uplink; `off` is TCP only.
+    #[arg(long, env = "PEERCDN_UTP")]
+    utp: Option<peercdn_engine::session::UtpMode>,
+    /// The DHT's UDP port [default: the peer port + 1 with uTP on (any free port when taken),
+    /// else the peer port].
+    #[arg(long, env = "PEERCDN_DHT_PORT")]
+    dht_port: Option<u16>,
 }
 
 /// Flags of `peercdn engine` (and `play` when it starts an engine).

@@ -56,6 +56,10 @@ pub struct NodeSettings {
     pub receipt_interval: std::time::Duration,
     /// Peer connection encryption.
     pub encryption: peercdn_engine::peer::Encryption,
+    /// uTP beside TCP.
+    pub utp: peercdn_engine::session::UtpMode,
+    /// The DHT's UDP port (`None`: the default).
+    pub dht_port: Option<u16>,
 }
 
 impl NodeSettings {
@@ -109,6 +113,14 @@ impl NodeSettings {
                     .map_err(|e: String| anyhow::anyhow!("config file: encryption: {e}"))?,
                 (None, None) => Default::default(),
             },
+            utp: match (node.utp, &file.utp) {
+                (Some(u), _) => u,
+                (None, Some(s)) => s
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("config file: utp: {e}"))?,
+                (None, None) => Default::default(),
+            },
+            dht_port: node.dht_port.or(file.dht_port),
             file,
         })
     }
@@ -152,6 +164,8 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         dht: settings.dht.clone(),
         receipt_interval: settings.receipt_interval,
         encryption: settings.encryption,
+        utp: settings.utp,
+        dht_port: settings.dht_port,
     };
     let session = Session::start(config).await?;
     session

@@ -55,7 +55,8 @@ fn twenty_node_private_dht_finds_vod_and_live_by_id_before_and_after_the_first_s
     boot_cmd
         .args(["engine", "--config"])
         .arg(&boot_cfg)
-        .args(["--port", &boot_port.to_string(), "--http-port", "0"])
+        .args(["--port", "0", "--dht-port", &boot_port.to_string()])
+        .args(["--http-port", "0"])
         .args(["--bind", "127.0.0.1", "--data-dir"])
         .arg(d.join("boot-data"))
         .env("PEERCDN_LOG", "info");

@@ -6,7 +6,9 @@
 //! 3. two peercdn nodes and one libtorrent node, each starting with a different part of the
 //!    pieces, all finish;
 //! 4. MSE/PE both ways with a libtorrent that forces encryption, and a peercdn that requires
-//!    it against a default libtorrent.
+//!    it against a default libtorrent;
+//! 5. uTP both ways with a libtorrent that speaks uTP only (TCP off both ways), plain and
+//!    with encryption forced.
 #![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 mod common;
@@ -304,6 +306,77 @@ fn encrypted_transfers_both_ways_with_libtorrent() {
         p.log_text()
     );
     assert_same_tree(&default.src, &out.join("content"));
+}
+
+/// libtorrent with TCP off (in and out) seeds to peercdn, which finds that TCP fails and
+/// falls back to uTP; then downloads from a peercdn publisher over uTP, once with
+/// encryption forced (MSE over uTP). libtorrent's own `TRANSPORT` lines say which transport
+/// it used.
+#[test]
+fn utp_only_transfers_both_ways_with_libtorrent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let seeder = lt_seeder(d, 21, 256 * 1024, &["--transport", "utp", "--print-peers"]);
+    let out = d.join("from-utp");
+    let mut p = peercdn_get(
+        d,
+        "get-utp",
+        seeder.torrent_str(),
+        &out,
+        &[seeder.addr()],
+        &[],
+    );
+    let st = p.wait(T);
+    assert!(
+        st.success(),
+        "get from a uTP-only seeder failed ({st}):\n{}",
+        p.log_text()
+    );
+    assert_same_tree(&seeder.src, &out.join("content"));
+
+    let Seeded {
+        proc: mut publisher,
+        src,
+        torrent,
+        port,
+    } = peercdn_publisher(d, "utp-published", 22, &[]);
+    for (name, extra) in [
+        ("plain", &[][..]),
+        ("forced", &["--encryption", "forced"][..]),
+    ] {
+        let lt_out = d.join(format!("lt-utp-{name}"));
+        let mut args = vec![
+            "leech",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--save",
+            lt_out.to_str().unwrap(),
+            "--transport",
+            "utp",
+            "--print-peers",
+            "--timeout",
+            "100",
+        ];
+        let peer = format!("127.0.0.1:{port}");
+        args.extend(["--peer", &peer]);
+        args.extend(extra);
+        let (mut leech, _) = lt_start(d, &format!("lt-utp-leech-{name}"), &args);
+        let st = leech.wait(T);
+        let log = leech.log_text();
+        assert!(
+            st.success(),
+            "uTP-only libtorrent leech ({name}) failed ({st}):\n{log}\npeercdn:\n{}",
+            publisher.log_text()
+        );
+        assert_same_tree(&src, &lt_out.join("utp-published"));
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("TRANSPORT") && l.contains("transport=utp")),
+            "libtorrent did not report a uTP peer:\n{log}"
+        );
+        assert!(!log.contains("transport=tcp"), "{log}");
+    }
+    let _ = publisher.terminate(Duration::from_secs(20));
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

@@ -17,7 +17,8 @@
 //!   the responder's first; the initiator sends with the receive ID + 1;
 //! - cumulative ACKs and the selective ACK extension (up to 256 packets past the ACK), fast
 //!   resend of a packet three later packets were acknowledged past, or after three duplicate
-//!   ACKs; Karn's RTT estimate and the RFC 6298 timeout (at least 1 s, doubled per timeout,
+//!   ACKs — once: a packet sent twice waits for the timeout, or every ACK of the window would
+//!   resend it again; Karn's RTT estimate and the RFC 6298 timeout (at least 1 s, doubled per timeout,
 //!   the window down to one packet);
 //! - LEDBAT: the one-way delay the other side measures for our packets (`ts_diff`), minus
 //!   its minimum over the last ten minutes, against a 100 ms target: the window grows by up to
@@ -449,7 +450,7 @@ impl Connection {
                             s.resend = false;
                         }
                         sacked_after += 1;
-                    } else if sacked_after >= DUP_ACKS && !s.resend && s.transmissions > 0 {
+                    } else if sacked_after >= DUP_ACKS && !s.resend && s.transmissions == 1 {
                         self.in_flight = self.in_flight.saturating_sub(s.payload.len());
                         s.resend = true;
                         lost = Some(s.seq);
@@ -458,7 +459,11 @@ impl Connection {
                 // The packet right after the ACK: covered by bit -1, i.e. none.
                 if sacked_after >= DUP_ACKS {
                     if let Some(s) = self.unacked.front_mut() {
-                        if s.seq == p.ack.wrapping_add(1) && !s.resend && !s.sacked {
+                        if s.seq == p.ack.wrapping_add(1)
+                            && !s.resend
+                            && !s.sacked
+                            && s.transmissions == 1
+                        {
                             self.in_flight = self.in_flight.saturating_sub(s.payload.len());
                             s.resend = true;
                             lost = Some(s.seq);
@@ -472,7 +477,7 @@ impl Connection {
             self.dup_acks += 1;
             if self.dup_acks == DUP_ACKS {
                 if let Some(s) = self.unacked.front_mut() {
-                    if !s.resend && !s.sacked && s.transmissions > 0 {
+                    if !s.resend && !s.sacked && s.transmissions == 1 {
                         self.in_flight = self.in_flight.saturating_sub(s.payload.len());
                         s.resend = true;
                         lost = Some(s.seq);
@@ -721,7 +726,12 @@ impl Connection {
             self.window_full_at = Some(now);
             return self.emit_ack(now, buf);
         }
-        if self.state == State::Connected && self.unacked.len() < MAX_REORDER {
+        // libtorrent drops any packet (its ACK too) whose sequence number is more than
+        // `max(16, capacity / 1100)` past its last in-order one, its capacity being at least
+        // the window it advertises: never run further ahead than that, or a lost packet
+        // leaves every later one, our ACKs of its requests included, thrown away.
+        let ahead = (self.peer_wnd / 1100).clamp(16, MAX_REORDER);
+        if self.state == State::Connected && self.unacked.len() < ahead {
             // New data.
             if !self.out.is_empty() {
                 let len = self.out.len().min(PAYLOAD);

@@ -116,6 +116,8 @@ pub struct PeerParams {
     pub accounts: std::sync::Arc<crate::receipts::Accounts>,
     /// Which connections are encrypted (MSE/PE).
     pub encryption: Encryption,
+    /// The node's uTP socket, when uTP is on: dials fall back to it (or try it first).
+    pub utp: Option<crate::utp::UtpSocket>,
 }
 
 impl PeerParams {
@@ -141,6 +143,7 @@ struct HostParams {
     listen_port: u16,
     local_ip: Option<std::net::IpAddr>,
     encryption: Encryption,
+    utp: Option<crate::utp::UtpSocket>,
     dht: Option<Dht>,
     global: [RateLimiter; 2],
     local: [RateLimiter; 2],
@@ -227,6 +230,7 @@ impl Host {
             listen_port: peers.listen_port,
             local_ip: peers.local_ip,
             encryption: peers.encryption,
+            utp: peers.utp.clone(),
             dht: peers.dht.clone(),
             global: peers.global.clone(),
             local: peers.local.clone(),
@@ -508,8 +512,9 @@ impl Host {
                 Action::Dial(addr) => {
                     let (ih, id, tx) = (self.p.info_hash, self.p.peer_id, self.tasks_tx.clone());
                     let (from, policy) = (self.p.local_ip, self.p.encryption);
+                    let utp = self.p.utp.clone();
                     tokio::spawn(async move {
-                        let r = peer::dial(addr, from, ih, id, policy)
+                        let r = peer::dial(addr, from, ih, id, policy, utp.as_ref())
                             .await
                             .map_err(|e| e.to_string());
                         let _ = tx.send(TaskDone::Dialed(addr, r)).await;

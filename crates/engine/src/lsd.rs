@@ -895,6 +895,8 @@ mod tests {
             dht: None,
             receipt_interval: crate::receipts::DEFAULT_INTERVAL,
             encryption: Default::default(),
+            utp: Default::default(),
+            dht_port: None,
         })
         .await
         .expect("session");

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 pub mod stream;
 
-pub use stream::{accept, dial, Encryption, PeerStream, Wire, Wires};
+pub use stream::{accept, dial, Encryption, PeerStream, Transport, Wire, Wires};
 use stream::{ReadHalf, WriteHalf};
 
 use crate::ratelimit::RateLimiter;

@@ -23,7 +23,7 @@ use std::time::Duration;
 use peercdn_core::live::Descriptor;
 use peercdn_core::{InfoHash, PeerId};
 use tokio::sync::oneshot;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::catalog::{Catalog, Refused, SearchQuery};
 use crate::dht::{Dht, DhtConfig};
@@ -37,9 +37,10 @@ use crate::peer::Encryption;
 use crate::ratelimit::RateLimiter;
 use crate::receipts::Accounts;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
+use crate::utp::UtpSocket;
 
 mod net;
-use net::{accept_loop, ipv4_side, listen, route_peer};
+use net::{accept_loop, ipv4_side, listen, route_peer, utp_accept_loop};
 use peercdn_core::catalog::{self, Description, Record};
 use peercdn_core::ext::receipt::Identity;
 
@@ -65,6 +66,37 @@ pub struct SessionConfig {
     pub receipt_interval: Duration,
     /// Which peer connections are encrypted (MSE/PE).
     pub encryption: Encryption,
+    /// uTP beside TCP on the peer port.
+    pub utp: UtpMode,
+    /// The DHT's UDP port. `None`: the peer port when uTP is off; with uTP (which takes the
+    /// peer port's UDP side), the peer port + 1, or any free port when that one is taken or
+    /// the peer port is 0.
+    pub dht_port: Option<u16>,
+}
+
+/// Whether peers are reached over uTP (BEP 29) as well as TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UtpMode {
+    /// TCP only.
+    Off,
+    /// Accept both; dial TCP, then uTP when TCP fails.
+    #[default]
+    On,
+    /// Accept both; dial uTP (LEDBAT: uploads yield to other traffic), then TCP.
+    Prefer,
+}
+
+impl std::str::FromStr for UtpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(UtpMode::Off),
+            "on" => Ok(UtpMode::On),
+            "prefer" => Ok(UtpMode::Prefer),
+            _ => Err(format!("unknown uTP mode {s:?} (on, prefer or off)")),
+        }
+    }
 }
 
 /// Per-torrent options.
@@ -171,6 +203,9 @@ struct Inner {
     late: Mutex<std::collections::HashSet<InfoHash>>,
     limits: [RateLimiter; 2],
     accept: tokio::task::JoinHandle<()>,
+    /// uTP on the peer port's UDP side, when on.
+    utp: Option<UtpSocket>,
+    utp_accept: Option<tokio::task::JoinHandle<()>>,
     dht: Option<Dht>,
     lsd: OnceLock<Lsd>,
     search: Arc<Hub>,
@@ -194,6 +229,9 @@ impl WeakSession {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(a) = &self.utp_accept {
+            a.abort();
+        }
     }
 }
 
@@ -238,18 +276,51 @@ impl Session {
             RateLimiter::new(config.download_limit),
             RateLimiter::new(config.upload_limit),
         ];
+        let utp = match config.utp {
+            UtpMode::Off => None,
+            mode => match UtpSocket::bind(
+                SocketAddr::new(
+                    listener.local_addr().map_or(config.listen.ip(), |a| a.ip()),
+                    port,
+                ),
+                mode == UtpMode::Prefer,
+            ) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    warn!("uTP is off: cannot bind UDP port {port}: {e}");
+                    None
+                }
+            },
+        };
         let dht = match &config.dht {
-            Some(bootstrap) => Some(Dht::start(DhtConfig {
-                port,
-                bind: ipv4_side(config.listen.ip()),
-                bootstrap: bootstrap.clone(),
-                state_file: Some(config.data_dir.join("dht.nodes")),
-            })?),
+            Some(bootstrap) => {
+                let start = |port| {
+                    Dht::start(DhtConfig {
+                        port,
+                        bind: ipv4_side(config.listen.ip()),
+                        bootstrap: bootstrap.clone(),
+                        state_file: Some(config.data_dir.join("dht.nodes")),
+                    })
+                };
+                Some(match (config.dht_port, &utp) {
+                    (Some(p), _) => start(p)?,
+                    (None, None) => start(port)?,
+                    (None, Some(_)) if port == 0 || port == u16::MAX => start(0)?,
+                    (None, Some(_)) => start(port + 1).or_else(|e| {
+                        debug!("DHT port {} taken ({e}): any free port", port + 1);
+                        start(0)
+                    })?,
+                })
+            }
             None => None,
         };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
-            let accept = tokio::spawn(accept_loop(listener, weak));
+            let accept = tokio::spawn(accept_loop(listener, weak.clone()));
+            let utp_accept = utp
+                .as_ref()
+                .and_then(|u| u.incoming())
+                .map(|rx| tokio::spawn(utp_accept_loop(rx, weak)));
             Inner {
                 config,
                 peer_id,
@@ -261,6 +332,8 @@ impl Session {
                 late: Mutex::new(std::collections::HashSet::new()),
                 limits,
                 accept,
+                utp,
+                utp_accept,
                 dht,
                 lsd: OnceLock::new(),
                 search: Arc::new(Hub::new(catalog)),
@@ -280,6 +353,11 @@ impl Session {
     /// The TCP port peers reach us on.
     pub fn listen_port(&self) -> u16 {
         self.inner.port
+    }
+
+    /// The uTP socket, when uTP is on.
+    pub fn utp(&self) -> Option<&UtpSocket> {
+        self.inner.utp.as_ref()
     }
 
     /// The DHT node, when on.
@@ -480,6 +558,7 @@ impl Session {
             search: self.inner.search.clone(),
             accounts: self.inner.accounts.clone(),
             encryption: self.inner.config.encryption,
+            utp: self.inner.utp.clone(),
         }
     }
 

@@ -20,6 +20,8 @@ fn config(dir: &std::path::Path) -> SessionConfig {
     SessionConfig {
         receipt_interval: Duration::from_secs(1),
         encryption: Default::default(),
+        utp: Default::default(),
+        dht_port: None,
         ..fixtures::config(dir, vec![])
     }
 }

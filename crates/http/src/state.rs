@@ -392,6 +392,8 @@ mod tests {
             dht: None,
             receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
             encryption: Default::default(),
+            utp: Default::default(),
+            dht_port: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

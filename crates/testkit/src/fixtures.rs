@@ -35,6 +35,8 @@ pub fn limited_config(dir: &Path, peers: Vec<SocketAddr>, upload_limit: u64) -> 
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
         encryption: Default::default(),
+        utp: Default::default(),
+        dht_port: None,
     }
 }
 

@@ -462,6 +462,8 @@ pub fn dht_boot_node(dir: &Path) -> (Proc, String) {
             &[
                 "engine",
                 "--port",
+                "0",
+                "--dht-port",
                 &port_arg,
                 "--http-port",
                 "0",

@@ -9,7 +9,8 @@ pub const HEADER_LEN: usize = 20;
 pub const VERSION: u8 = 1;
 /// Extension type of the selective ACK.
 const EXT_SACK: u8 = 1;
-/// The longest selective ACK bitmask we read or write, in bytes (256 packets past the ACK).
+/// The longest selective ACK bitmask we write, in bytes (256 packets past the ACK). We read
+/// any length the extension's one-byte length allows.
 pub const MAX_SACK: usize = 32;
 
 /// A packet's type.
@@ -62,7 +63,7 @@ pub enum PacketError {
     /// A type above 4.
     #[error("unknown uTP packet type {0}")]
     Type(u8),
-    /// A selective ACK whose length is not a multiple of 4, or too long.
+    /// A selective ACK extension without a bitmask.
     #[error("malformed selective ACK")]
     Sack,
 }
@@ -93,8 +94,7 @@ pub struct Packet<'a> {
 }
 
 impl<'a> Packet<'a> {
-    /// Decodes a datagram. Unknown extensions are skipped; a selective ACK longer than
-    /// [`MAX_SACK`] bytes is refused.
+    /// Decodes a datagram. Unknown extensions are skipped.
     pub fn decode(b: &'a [u8]) -> Result<Packet<'a>, PacketError> {
         if b.len() < HEADER_LEN {
             return Err(PacketError::Truncated);
@@ -116,7 +116,9 @@ impl<'a> Packet<'a> {
             next = b[at];
             let body = b.get(at + 2..at + 2 + len).ok_or(PacketError::Truncated)?;
             if kind == EXT_SACK {
-                if len == 0 || len % 4 != 0 || len > MAX_SACK {
+                // BEP 29 says a multiple of 4 bytes; libtorrent sends (span + 7) / 8 bytes, up
+                // to most of a packet. Any non-empty length is taken.
+                if len == 0 {
                     return Err(PacketError::Sack);
                 }
                 sack = body;

@@ -22,6 +22,8 @@ struct Net {
     /// Extra delay for datagram number `n`: reorders.
     jitter: fn(u64) -> Duration,
     sent: u64,
+    /// Each datagram is answered on its own (as libtorrent does), not once per arrival batch.
+    ack_each: bool,
     /// What each side received, in order.
     got: [Vec<u8>; 2],
 }
@@ -50,6 +52,7 @@ impl Net {
             lose,
             jitter: |_| Duration::ZERO,
             sent: 0,
+            ack_each: false,
             got: [Vec::new(), Vec::new()],
         };
         net.flush();
@@ -102,6 +105,9 @@ impl Net {
             for (to, d) in due {
                 let p = Packet::decode(&d).unwrap();
                 self.conns[to].handle_packet(self.now, &p);
+                if self.ack_each {
+                    self.flush();
+                }
             }
             for c in self.conns.iter_mut() {
                 c.handle_timeout(self.now);
@@ -204,6 +210,23 @@ fn reordered_packets_are_put_back_in_order() {
     });
     net.send_all(0, &data(1 << 20), Duration::from_secs(120));
     net.send_all(1, &data(300_000), Duration::from_secs(120));
+}
+
+/// Regression: a burst of lost datagrams (a receiver's socket buffer overflowing) left many
+/// packets with three or more acknowledged past them, and every later ACK marked them lost
+/// again: each was resent once per ACK, reached the transmission limit within a second and
+/// the connection was given up (libtorrent's uploads from peercdn died every few seconds).
+#[test]
+fn a_burst_of_losses_is_resent_once_not_once_per_ack() {
+    let mut net = Net::new(Duration::from_millis(5), |n| (300..360).contains(&n));
+    net.ack_each = true;
+    net.run(Duration::from_secs(1), |n| {
+        n.conns[0].state() == State::Connected
+    });
+    net.send_all(0, &data(2 << 20), Duration::from_secs(60));
+    let s = net.conns[0].stats();
+    assert_eq!(net.conns[0].state(), State::Connected);
+    assert!(s.resent <= 60 && s.timeouts == 0, "{s:?}");
 }
 
 #[test]
@@ -431,8 +454,61 @@ fn unknown_extensions_are_skipped_and_bad_packets_refused() {
     v[0] = 0x71;
     assert_eq!(Packet::decode(&v), Err(PacketError::Type(7)));
     let mut s = d.clone();
-    s[27] = 3; // the selective ACK's length
+    s[27] = 0; // the selective ACK's length
+    s.truncate(28);
     assert_eq!(Packet::decode(&s), Err(PacketError::Sack));
+}
+
+/// Regression: libtorrent sizes its selective ACK `(span + 7) / 8` bytes — 18, 38, not a
+/// multiple of 4 and past 32 once a loss leaves a long reorder span. Such packets were
+/// refused whole, their ACKs with them: the upload to libtorrent stalled after its first
+/// loss until libtorrent gave up. They are read, every bit of them.
+#[test]
+fn libtorrent_sized_selective_acks_are_read() {
+    let mut net = Net::new(Duration::from_millis(5), no_loss);
+    net.run(Duration::from_secs(1), |n| {
+        n.conns[0].state() == State::Connected
+    });
+    net.conns[0].window = 100 * PAYLOAD;
+    net.conns[0].peer_wnd = 1 << 20;
+    net.conns[0].write(&data(60 * PAYLOAD));
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let mut first = None;
+    while let Some(n) = net.conns[0].poll_transmit(net.now, &mut buf) {
+        let p = Packet::decode(&buf[..n]).unwrap();
+        first.get_or_insert(p.seq);
+    }
+    let first = first.unwrap();
+    assert_eq!(net.conns[0].unacked.len(), 60);
+    // The first packet is lost; the other 59 arrived: 38 bytes of bits, all but the tail set.
+    let mut bits = [0u8; 38];
+    for i in 0..58 {
+        bits[i / 8] |= 1 << (i % 8);
+    }
+    let mut d = vec![0u8; HEADER_LEN + 2 + 38];
+    let ack = Packet {
+        ty: Type::State,
+        conn_id: 1000,
+        ts_us: 0,
+        ts_diff_us: 0,
+        wnd: 1 << 20,
+        seq: 65530,
+        ack: first.wrapping_sub(1),
+        sack: &[],
+        payload: &[],
+    };
+    ack.encode(&mut d);
+    d[1] = 1;
+    d[HEADER_LEN] = 0;
+    d[HEADER_LEN + 1] = 38;
+    d[HEADER_LEN + 2..].copy_from_slice(&bits);
+    let p = Packet::decode(&d).unwrap();
+    assert_eq!(p.sack.len(), 38);
+    net.conns[0].handle_packet(net.now, &p);
+    // Three or more acknowledged past the first: it goes out again at once.
+    let n = net.conns[0].poll_transmit(net.now, &mut buf).unwrap();
+    assert_eq!(Packet::decode(&buf[..n]).unwrap().seq, first);
+    assert_eq!(net.conns[0].stats().resent, 1);
 }
 
 #[test]

@@ -154,6 +154,8 @@ async fn start(dir: &Path, i: usize) -> Session {
         dht: None,
         receipt_interval: peercdn_engine::receipts::DEFAULT_INTERVAL,
         encryption: Default::default(),
+        utp: Default::default(),
+        dht_port: None,
     })
     .await
     .expect("session")

@@ -21,11 +21,15 @@ use peercdn_core::mse::{
 };
 use peercdn_core::wire::{Handshake, HANDSHAKE_LEN};
 use peercdn_core::{InfoHash, PeerId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::{ConnectError, HANDSHAKE_TIMEOUT};
+use crate::utp::{UtpSocket, UtpStream};
 
 /// The 20 bytes every plain BitTorrent handshake starts with.
 const PROTOCOL: &[u8; 20] = b"\x13BitTorrent protocol";
@@ -118,11 +122,120 @@ impl Wires {
     }
 }
 
-/// A peer's TCP stream after the handshakes, with its ciphers and the payload bytes that came
-/// in with the handshake.
+/// The connection under a peer: TCP or uTP.
+#[derive(Debug)]
+pub enum Transport {
+    /// TCP.
+    Tcp(TcpStream),
+    /// uTP (BEP 29) on the node's UDP socket.
+    Utp(UtpStream),
+}
+
+impl Transport {
+    /// `"tcp"` or `"utp"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp(_) => "tcp",
+            Transport::Utp(_) => "utp",
+        }
+    }
+}
+
+/// Delegates to the TCP or uTP stream.
+macro_rules! either {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Transport::Tcp($s) => $e,
+            Transport::Utp($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        either!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        either!(self, s => Pin::new(s).poll_write(cx, data))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        either!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        either!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// The reading side of a [`Transport`].
+pub(super) enum Reader {
+    Tcp(OwnedReadHalf),
+    Utp(UtpStream),
+}
+
+/// The writing side of a [`Transport`].
+pub(super) enum Writer {
+    Tcp(OwnedWriteHalf),
+    Utp(UtpStream),
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Reader::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Reader::Utp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(s) => Pin::new(s).poll_write(cx, data),
+            Writer::Utp(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Writer::Utp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Writer::Utp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A peer's stream (TCP or uTP) after the handshakes, with its ciphers and the payload bytes
+/// that came in with the handshake.
 #[derive(Debug)]
 pub struct PeerStream {
-    tcp: TcpStream,
+    tcp: Transport,
     /// Boxed: two RC4 states are 0.5 KiB, and a stream travels inside enums and messages.
     keys: Option<Box<(Keystream, Keystream)>>,
     /// Payload already read (decrypted), not yet consumed.
@@ -131,7 +244,7 @@ pub struct PeerStream {
 }
 
 impl PeerStream {
-    fn plain(tcp: TcpStream, pending: &[u8]) -> PeerStream {
+    fn plain(tcp: Transport, pending: &[u8]) -> PeerStream {
         PeerStream {
             tcp,
             keys: None,
@@ -140,7 +253,7 @@ impl PeerStream {
         }
     }
 
-    fn established(tcp: TcpStream, est: mse::Established) -> PeerStream {
+    fn established(tcp: Transport, est: mse::Established) -> PeerStream {
         PeerStream {
             tcp,
             wire: match est.method {
@@ -157,6 +270,11 @@ impl PeerStream {
         self.wire
     }
 
+    /// `"tcp"` or `"utp"`.
+    pub fn transport(&self) -> &'static str {
+        self.tcp.name()
+    }
+
     /// Reads exactly `buf.len()` payload bytes (those that came with the handshake first).
     async fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
         let n = self.pending.len().min(buf.len());
@@ -170,7 +288,13 @@ impl PeerStream {
 
     /// Splits into the reader's and the writer's halves.
     pub(super) fn into_split(self) -> (ReadHalf, WriteHalf) {
-        let (rd, wr) = self.tcp.into_split();
+        let (rd, wr) = match self.tcp {
+            Transport::Tcp(t) => {
+                let (r, w) = t.into_split();
+                (Reader::Tcp(r), Writer::Tcp(w))
+            }
+            Transport::Utp(u) => (Reader::Utp(u.clone()), Writer::Utp(u)),
+        };
         let (enc, dec) = match self.keys {
             Some(k) => {
                 let (e, d) = *k;
@@ -191,7 +315,7 @@ impl PeerStream {
 
 /// The reading half: decrypts in place what it reads.
 pub(super) struct ReadHalf {
-    rd: OwnedReadHalf,
+    rd: Reader,
     dec: Option<Keystream>,
     /// Payload that came with the handshake: the reader's buffer starts with it.
     pub(super) pending: BytesMut,
@@ -211,7 +335,7 @@ impl ReadHalf {
 
 /// The writing half: [`WriteHalf::seal`] encrypts a batch in place before it is written.
 pub(super) struct WriteHalf {
-    pub(super) wr: OwnedWriteHalf,
+    pub(super) wr: Writer,
     enc: Option<Keystream>,
 }
 
@@ -235,9 +359,25 @@ fn randomness() -> ([u8; SECRET_LEN], Vec<u8>) {
     (secret, pad)
 }
 
-/// Connects to `addr`, from `from` when given (same family; not a loopback address for a peer
-/// elsewhere).
-async fn connect(addr: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+/// Which transport a dial uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Tcp,
+    Utp,
+}
+
+/// Opens the transport to `addr`: TCP from `from` when given (same family; not a loopback
+/// address for a peer elsewhere), or uTP on the node's socket.
+async fn open(
+    via: Via,
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    utp: Option<&UtpSocket>,
+) -> std::io::Result<Transport> {
+    if via == Via::Utp {
+        let utp = utp.ok_or_else(|| std::io::Error::other("no uTP socket"))?;
+        return Ok(Transport::Utp(utp.connect(addr).await?));
+    }
     let from = from.filter(|ip| {
         ip.is_ipv4() == addr.is_ipv4() && (addr.ip().is_loopback() || !ip.is_loopback())
     });
@@ -254,36 +394,71 @@ async fn connect(addr: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::R
         None => TcpStream::connect(addr).await?,
     };
     stream.set_nodelay(true)?;
-    Ok(stream)
+    Ok(Transport::Tcp(stream))
 }
 
-/// Dials `addr` and exchanges handshakes for `info_hash` under the `policy`.
+/// Dials `addr` and exchanges handshakes for `info_hash` under the `policy`. With a uTP
+/// socket, a dial that fails over one transport (refused, reset, closed, silent) is tried
+/// over the other: TCP first, unless the socket prefers uTP. Each attempt has
+/// [`HANDSHAKE_TIMEOUT`].
 pub async fn dial(
     addr: SocketAddr,
     from: Option<std::net::IpAddr>,
     info_hash: InfoHash,
     our_id: PeerId,
     policy: Encryption,
+    utp: Option<&UtpSocket>,
+) -> Result<(PeerStream, Handshake), ConnectError> {
+    let order: &[Via] = match utp {
+        None => &[Via::Tcp],
+        Some(u) if u.preferred() => &[Via::Utp, Via::Tcp],
+        Some(_) => &[Via::Tcp, Via::Utp],
+    };
+    let mut last = ConnectError::Timeout;
+    for &via in order {
+        match dial_via(via, addr, from, info_hash, our_id, policy, utp).await {
+            Ok(x) => return Ok(x),
+            // The peer answered and it is the wrong one: another transport reaches the same.
+            Err(e @ (ConnectError::WrongTorrent | ConnectError::SelfConnection)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(%addr, ?via, "dial failed: {e}");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn dial_via(
+    via: Via,
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    info_hash: InfoHash,
+    our_id: PeerId,
+    policy: Encryption,
+    utp: Option<&UtpSocket>,
 ) -> Result<(PeerStream, Handshake), ConnectError> {
     let ours = Handshake::ours(info_hash, our_id).encode();
+    let open = || open(via, addr, from, utp);
     let fut = async {
         let mut stream = match policy {
-            Encryption::Plaintext => dial_plain(addr, from, &ours).await?,
-            Encryption::Require => dial_mse(addr, from, info_hash, CRYPTO_RC4, &ours).await?,
+            Encryption::Plaintext => dial_plain(open().await?, &ours).await?,
+            Encryption::Require => dial_mse(open().await?, info_hash, CRYPTO_RC4, &ours).await?,
             Encryption::Prefer => {
-                match dial_mse(addr, from, info_hash, CRYPTO_PLAINTEXT | CRYPTO_RC4, &ours).await {
+                match dial_mse(
+                    open().await?,
+                    info_hash,
+                    CRYPTO_PLAINTEXT | CRYPTO_RC4,
+                    &ours,
+                )
+                .await
+                {
                     Ok(s) => s,
-                    // Connection refused: the peer is not there; nothing to fall back to.
-                    Err(ConnectError::Io(e))
-                        if e.kind() == std::io::ErrorKind::ConnectionRefused =>
-                    {
-                        return Err(ConnectError::Io(e))
-                    }
-                    // Any other failure (closed on us, reset, a plain answer, a broken
-                    // exchange): the peer may speak plain only.
+                    // Any failure after the transport opened (closed on us, reset, a plain
+                    // answer, a broken exchange): the peer may speak plain only.
                     Err(e) => {
                         tracing::debug!(%addr, "MSE dial failed ({e}): dialling plain");
-                        dial_plain(addr, from, &ours).await?
+                        dial_plain(open().await?, &ours).await?
                     }
                 }
             }
@@ -302,25 +477,18 @@ pub async fn dial(
         .map_err(|_| ConnectError::Timeout)?
 }
 
-async fn dial_plain(
-    addr: SocketAddr,
-    from: Option<std::net::IpAddr>,
-    ours: &[u8],
-) -> Result<PeerStream, ConnectError> {
-    let mut tcp = connect(addr, from).await?;
-    tcp.write_all(ours).await?;
-    Ok(PeerStream::plain(tcp, &[]))
+async fn dial_plain(mut io: Transport, ours: &[u8]) -> Result<PeerStream, ConnectError> {
+    io.write_all(ours).await?;
+    Ok(PeerStream::plain(io, &[]))
 }
 
 /// The MSE handshake as initiator, our BitTorrent handshake as its initial payload.
 async fn dial_mse(
-    addr: SocketAddr,
-    from: Option<std::net::IpAddr>,
+    mut tcp: Transport,
     info_hash: InfoHash,
     provide: u32,
     ours: &[u8],
 ) -> Result<PeerStream, ConnectError> {
-    let mut tcp = connect(addr, from).await?;
     let (secret, pad) = randomness();
     let (mut hs, first) = Initiator::new(info_hash, &secret, &pad, provide, ours);
     tcp.write_all(&first).await?;
@@ -355,12 +523,14 @@ async fn dial_mse(
 /// handshake for one of the torrents `known` returns (asked only for MSE). The caller looks up
 /// the torrent; our handshake goes out through the connection's writer (and its cipher).
 pub async fn accept(
-    mut tcp: TcpStream,
+    mut tcp: Transport,
     policy: Encryption,
     known: impl FnOnce() -> Vec<InfoHash>,
 ) -> Result<(PeerStream, Handshake), ConnectError> {
     let fut = async {
-        tcp.set_nodelay(true)?;
+        if let Transport::Tcp(t) = &tcp {
+            t.set_nodelay(true)?;
+        }
         let mut head = [0u8; 20];
         tcp.read_exact(&mut head).await?;
         // An MSE handshake names its torrent: the BitTorrent handshake inside must agree.

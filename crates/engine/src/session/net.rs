@@ -12,8 +12,9 @@ use tracing::debug;
 
 use super::{lock, Inner, MAX_HANDSHAKES_IN_FLIGHT};
 use crate::live::actor::LiveCommand;
-use crate::peer;
+use crate::peer::{self, Transport};
 use crate::torrent::Command;
+use crate::utp::UtpStream;
 
 /// Hands a peer found by LSD to the torrent, else the live stream, with that info hash
 /// (without waiting: a full command queue drops it; LSD finds it again later).
@@ -39,66 +40,88 @@ pub(super) async fn accept_loop(listener: TcpListener, session: std::sync::Weak<
                 continue;
             }
         };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            debug!(%addr, "too many handshakes in flight: connection closed");
-            continue;
-        };
-        let session = session.clone();
-        tokio::spawn(async move {
-            let policy = match session.upgrade() {
-                Some(inner) => inner.config.encryption,
-                None => return,
-            };
-            let known = || match session.upgrade() {
-                Some(inner) => inner.known_ids(),
-                None => Vec::new(),
-            };
-            let hs = peer::accept(stream, policy, known).await;
-            drop(permit);
-            let (stream, hs) = match hs {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(%addr, "incoming connection dropped: {e}");
-                    return;
-                }
-            };
-            let Some(inner) = session.upgrade() else {
-                return;
-            };
-            let handle = inner
-                .torrents
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&hs.info_hash)
-                .cloned();
-            let live = inner
-                .lives
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&hs.info_hash)
-                .map(|h| h.tx.clone());
-            drop(inner);
-            match (handle, live) {
-                (Some(h), _) => {
-                    let _ = h
-                        .tx
-                        .send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5))
-                        .await;
-                }
-                (None, Some(tx)) => {
-                    let _ = tx
-                        .send_timeout(
-                            LiveCommand::Incoming(stream, addr, hs),
-                            Duration::from_secs(5),
-                        )
-                        .await;
-                }
-                (None, None) => {
-                    debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown ID")
-                }
-            }
-        });
+        incoming(&in_flight, &session, Transport::Tcp(stream), addr);
     }
+}
+
+/// Incoming uTP connections (the socket already canonicalised their addresses), as TCP ones.
+pub(super) async fn utp_accept_loop(
+    mut rx: tokio::sync::mpsc::Receiver<UtpStream>,
+    session: std::sync::Weak<Inner>,
+) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
+    while let Some(stream) = rx.recv().await {
+        let addr = stream.peer_addr();
+        incoming(&in_flight, &session, Transport::Utp(stream), addr);
+    }
+}
+
+/// Reads an incoming connection's handshake (at most [`MAX_HANDSHAKES_IN_FLIGHT`] at once;
+/// more are closed) and hands it to the torrent or live stream it is for.
+fn incoming(
+    in_flight: &Arc<tokio::sync::Semaphore>,
+    session: &std::sync::Weak<Inner>,
+    stream: Transport,
+    addr: SocketAddr,
+) {
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        debug!(%addr, "too many handshakes in flight: connection closed");
+        return;
+    };
+    let session = session.clone();
+    tokio::spawn(async move {
+        let policy = match session.upgrade() {
+            Some(inner) => inner.config.encryption,
+            None => return,
+        };
+        let known = || match session.upgrade() {
+            Some(inner) => inner.known_ids(),
+            None => Vec::new(),
+        };
+        let hs = peer::accept(stream, policy, known).await;
+        drop(permit);
+        let (stream, hs) = match hs {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(%addr, "incoming connection dropped: {e}");
+                return;
+            }
+        };
+        let Some(inner) = session.upgrade() else {
+            return;
+        };
+        let handle = inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hs.info_hash)
+            .cloned();
+        let live = inner
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hs.info_hash)
+            .map(|h| h.tx.clone());
+        drop(inner);
+        match (handle, live) {
+            (Some(h), _) => {
+                let _ =
+                    h.tx.send_timeout(Command::Incoming(stream, addr, hs), Duration::from_secs(5))
+                        .await;
+            }
+            (None, Some(tx)) => {
+                let _ = tx
+                    .send_timeout(
+                        LiveCommand::Incoming(stream, addr, hs),
+                        Duration::from_secs(5),
+                    )
+                    .await;
+            }
+            (None, None) => {
+                debug!(%addr, id = %hs.info_hash, "incoming connection for an unknown ID")
+            }
+        }
+    });
 }
 
 impl Inner {
