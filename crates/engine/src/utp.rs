@@ -3,7 +3,7 @@
 //!
 //! A driver task owns the receiving side: it reads a batch of datagrams, hands each to its
 //! connection (found by the sender's address and the packet's connection ID), answers a `SYN`
-//! for no connection with a new one (queued for [`UtpSocket::accept`]) and anything else with
+//! for no connection with a new one (queued for [`UtpSocket::incoming`]) and anything else with
 //! a `RESET`, then lets each connection it touched send (so one ACK answers a batch). A timer
 //! tick drives timeouts. Streams ([`UtpStream`]) read and write their connection directly
 //! under its lock and send what it then has to send; a datagram the socket cannot take at
@@ -30,7 +30,7 @@ use crate::clock::now;
 
 /// The most uTP connections at once (dialled and accepted).
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Accepted connections waiting for [`UtpSocket::accept`]; more `SYN`s are reset.
+/// Accepted connections waiting for [`UtpSocket::incoming`]; more `SYN`s are reset.
 pub const ACCEPT_QUEUE: usize = 64;
 /// How often timeouts are looked at.
 const TICK: Duration = Duration::from_millis(10);
