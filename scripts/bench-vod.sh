@@ -3,11 +3,12 @@
 #
 # Download direction: one libtorrent seeder; the torrent downloaded four ways, one after
 #   another, each into a fresh dir: peercdn (release build), libtorrent (lt_peer.py leech),
-#   rqbit (if available), aria2c (finds the seeder through tests/interop/tracker.py). Table:
-#   seconds (process start to exit), MB/s, peak RSS, and peercdn's speed divided by each
-#   client's.
-# Upload direction: the same clients (libtorrent plain and with encryption forced -- MSE and
-#   RC4 both ways --, aria2c, rqbit) download from a libtorrent seeder and from a peercdn
+#   rqbit (if available), aria2c (finds the seeder through tests/interop/tracker.py); and over
+#   uTP, peercdn (`--utp prefer`) and libtorrent (uTP only). Table: seconds (process start to
+#   exit), MB/s, peak RSS, and peercdn's speed divided by each client's (uTP rows: peercdn's
+#   over uTP).
+# Upload direction: the same clients (libtorrent plain, with encryption forced -- MSE and
+#   RC4 both ways -- and over uTP only, aria2c, rqbit) download from a libtorrent seeder and from a peercdn
 #   seeder (`peercdn get` over the complete data: it checks, then seeds), one seeder up at a
 #   time, in the same rounds. Table: MB/s from each seeder, the ratio (peercdn seeder ÷
 #   libtorrent seeder; the goal is >= 1.0 for every client) and each seeder's CPU seconds per
@@ -194,7 +195,7 @@ rqbit_cmd() {
 # aggregate: one row per client from its runs: median seconds, max RSS; FAIL if any run failed.
 aggregate() {
     local name row n secs mbps rss status note
-    for name in peercdn peercdn-baseline libtorrent rqbit aria2c; do
+    for name in peercdn peercdn-baseline libtorrent rqbit aria2c peercdn-utp libtorrent-utp; do
         local times=() worst_rss=0 fail="" na=""
         for row in "${ROWS[@]}"; do
             IFS='|' read -r n secs mbps rss status note <<<"$row"
@@ -219,11 +220,12 @@ aggregate() {
 }
 
 print_table() {
-    local ref="" row name secs mbps rss status note ratio
+    local ref="" ref_utp="" row name secs mbps rss status note ratio r
     mapfile -t AGG < <(aggregate)
     for row in "${AGG[@]}"; do
         IFS='|' read -r name secs mbps rss status note <<<"$row"
         [[ "$name" == peercdn && "$status" == ok ]] && ref="$mbps"
+        [[ "$name" == peercdn-utp && "$status" == ok ]] && ref_utp="$mbps"
     done
     echo
     echo "VoD download, ${SIZE_MIB} MiB in $(cd "$CACHE/data" && find . -type f | wc -l) files," \
@@ -237,8 +239,10 @@ print_table() {
         case "$status" in
             ok)
                 ratio="n/a"
-                if [[ -n "$ref" ]]; then
-                    ratio=$(awk -v p="$ref" -v t="$mbps" 'BEGIN { printf "%.2f", p / t }')
+                r="$ref"
+                [[ "$name" == *-utp ]] && r="$ref_utp"
+                if [[ -n "$r" ]]; then
+                    ratio=$(awk -v p="$r" -v t="$mbps" 'BEGIN { printf "%.2f", p / t }')
                 fi
                 echo "| $name | $secs | $mbps | $rss | $ratio | ${note#runs: } |" ;;
             FAIL)
@@ -270,7 +274,7 @@ start_seeder() {
         libtorrent)
             rm -f "$WORK/useed.port"
             "$PY" "$LT_PEER" seed --torrent "$TORRENT" --save "$CACHE" --port-file "$WORK/useed.port" \
-                >"$log" 2>&1 &
+                --transport both >"$log" 2>&1 &
             SEEDER_PID=$!
             BG_PIDS+=("$SEEDER_PID")
             wait_file "$WORK/useed.port" 10
@@ -309,6 +313,9 @@ up_client() {
         libtorrent-rc4)
             run_client "$name" "$out" "$PY" "$LT_PEER" leech --torrent "$TORRENT" --save "$out" \
                 --peer "127.0.0.1:$SEEDER_PORT" --timeout "$TIMEOUT" --encryption forced ;;
+        libtorrent-utp)
+            run_client "$name" "$out" "$PY" "$LT_PEER" leech --torrent "$TORRENT" --save "$out" \
+                --peer "127.0.0.1:$SEEDER_PORT" --timeout "$TIMEOUT" --transport utp ;;
         aria2c)
             command -v aria2c >/dev/null 2>&1 || { na_row "$name" "aria2c not installed"; return; }
             run_client "$name" "$out" aria2c --no-conf=true --interface=127.0.0.1 \
@@ -426,7 +433,7 @@ log "info hash $INFO_HASH, tracker $TRACKER_URL"
 
 # 3. The one seeder (announces to the tracker, for aria2).
 "$PY" "$LT_PEER" seed --torrent "$TORRENT" --save "$CACHE" --port-file "$WORK/seed.port" \
-    >"$WORK/seed.log" 2>&1 &
+    --transport both >"$WORK/seed.log" 2>&1 &
 SEED_PID=$!
 BG_PIDS+=("$SEED_PID")
 wait_file "$WORK/seed.port" 10
@@ -445,6 +452,22 @@ run_peercdn() {
     else
         ROWS+=("peercdn||||FAIL|release build failed or no binary (see cargo build --release -p peercdn)")
     fi
+}
+
+run_peercdn-utp() {
+    if ((PEERCDN_OK)); then
+        rm -rf "$WORK/peercdn-data"; mkdir -p "$WORK/peercdn-data"
+        run_client peercdn-utp "$WORK/out-peercdn" "$PEERCDN" get "$TORRENT" -o "$WORK/out-peercdn" \
+            --peer "127.0.0.1:$SEED_PORT" --no-seed --data-dir "$WORK/peercdn-data" --port 0 \
+            --bind 127.0.0.1 --no-dht --utp prefer
+    else
+        ROWS+=("peercdn-utp||||FAIL|release build failed or no binary")
+    fi
+}
+
+run_libtorrent-utp() {
+    run_client libtorrent-utp "$WORK/out-lt" "$PY" "$LT_PEER" leech --torrent "$TORRENT" \
+        --save "$WORK/out-lt" --peer "127.0.0.1:$SEED_PORT" --timeout "$TIMEOUT" --transport utp
 }
 
 run_peercdn-baseline() {
@@ -487,12 +510,12 @@ run_aria2c() {
 
 DIRECTION="${BENCH_DIRECTION:-both}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-UP_CLIENTS=(libtorrent libtorrent-rc4 aria2c rqbit)
+UP_CLIENTS=(libtorrent libtorrent-rc4 libtorrent-utp aria2c rqbit)
 CPU_ROWS=()  # "client@seeder|seeder CPU seconds" (upload direction)
-CLIENTS=(peercdn libtorrent rqbit aria2c)
+CLIENTS=(peercdn libtorrent rqbit aria2c peercdn-utp libtorrent-utp)
 if [[ -n "$BASELINE" ]]; then
     [[ -x "$BASELINE" ]] || die "BENCH_BASELINE_BIN=$BASELINE is not an executable"
-    CLIENTS=(peercdn peercdn-baseline libtorrent rqbit aria2c)
+    CLIENTS=(peercdn peercdn-baseline libtorrent rqbit aria2c peercdn-utp libtorrent-utp)
 fi
 if [[ "$DIRECTION" != upload ]]; then
     for ((round = 0; round < ROUNDS; round++)); do

@@ -459,11 +459,11 @@ impl Host {
         self.conns.len()
     }
 
-    /// Attached connections by how their bytes travel (plain, MSE obfuscated, RC4).
+    /// Attached connections by how their bytes travel (plain, MSE obfuscated, RC4; uTP).
     pub fn wires(&self) -> peer::Wires {
         let mut w = peer::Wires::default();
         for c in self.conns.values() {
-            w.add(c.wire);
+            w.add(c.wire, c.utp);
         }
         w
     }

@@ -108,6 +108,8 @@ pub struct Connection {
     pub addr: SocketAddr,
     /// How its bytes travel.
     pub wire: Wire,
+    /// Over uTP (else TCP).
+    pub utp: bool,
     /// Queue to the writer.
     pub tx: mpsc::Sender<Outgoing>,
     reader: tokio::task::JoinHandle<()>,
@@ -127,6 +129,7 @@ impl Connection {
         up: [RateLimiter; 2],
     ) -> Connection {
         let wire = stream.wire();
+        let utp = stream.transport() == "utp";
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));
@@ -134,6 +137,7 @@ impl Connection {
         Connection {
             addr,
             wire,
+            utp,
             tx,
             reader,
             writer,

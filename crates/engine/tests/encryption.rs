@@ -24,8 +24,6 @@ const BOUND: Duration = Duration::from_secs(60);
 fn with(dir: &Path, encryption: Encryption) -> SessionConfig {
     SessionConfig {
         encryption,
-        utp: Default::default(),
-        dht_port: None,
         ..config(dir, vec![])
     }
 }

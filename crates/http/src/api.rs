@@ -607,5 +607,5 @@ async fn openapi() -> Json<Value> {
 
 /// Connections by how their bytes travel, for the status JSON.
 pub(crate) fn wires_json(w: &peercdn_engine::peer::Wires) -> serde_json::Value {
-    json!({ "plain": w.plain, "obfuscated": w.obfuscated, "rc4": w.rc4 })
+    json!({ "plain": w.plain, "obfuscated": w.obfuscated, "rc4": w.rc4, "utp": w.utp })
 }

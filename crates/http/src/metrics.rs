@@ -416,6 +416,16 @@ fn render_wires(out: &mut String, w: &Wires) {
     ] {
         let _ = writeln!(out, "{name}{{encryption=\"{wire}\"}} {n}");
     }
+    let name = "peercdn_peer_connections_by_transport";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Peer connections open, by transport: TCP or uTP (BEP 29)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let all = w.plain + w.obfuscated + w.rc4;
+    for (transport, n) in [("tcp", all.saturating_sub(w.utp)), ("utp", w.utp)] {
+        let _ = writeln!(out, "{name}{{transport=\"{transport}\"}} {n}");
+    }
 }
 
 fn render_disconnects(out: &mut String, counts: &DisconnectCounts) {

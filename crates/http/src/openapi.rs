@@ -317,11 +317,12 @@ pub fn document() -> Value {
             "schemas": {
                 "Wires": {
                     "type": "object",
-                    "description": "Connected peers by how their bytes travel: plain BitTorrent, MSE/PE handshake with a plain payload, or RC4 throughout.",
+                    "description": "Connected peers by how their bytes travel: plain BitTorrent, MSE/PE handshake with a plain payload, or RC4 throughout (these three add up to all); and how many of them over uTP (the rest over TCP).",
                     "properties": {
                         "plain": { "type": "integer" },
                         "obfuscated": { "type": "integer" },
-                        "rc4": { "type": "integer" }
+                        "rc4": { "type": "integer" },
+                        "utp": { "type": "integer" }
                     }
                 },
                 "SearchResults": {

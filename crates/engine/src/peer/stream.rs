@@ -93,7 +93,8 @@ impl Wire {
     }
 }
 
-/// Attached connections by how their bytes travel.
+/// Attached connections by how their bytes travel: by encryption (`plain`, `obfuscated`
+/// and `rc4` add up to all of them), and how many of them run over uTP (the rest over TCP).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wires {
     /// Plain BitTorrent.
@@ -102,16 +103,19 @@ pub struct Wires {
     pub obfuscated: usize,
     /// MSE handshake, RC4 payload.
     pub rc4: usize,
+    /// Over uTP, whatever their encryption.
+    pub utp: usize,
 }
 
 impl Wires {
     /// Counts one more connection.
-    pub fn add(&mut self, w: Wire) {
+    pub fn add(&mut self, w: Wire, utp: bool) {
         match w {
             Wire::Plain => self.plain += 1,
             Wire::Obfuscated => self.obfuscated += 1,
             Wire::Rc4 => self.rc4 += 1,
         }
+        self.utp += usize::from(utp);
     }
 
     /// Adds another count (a node's total over its swarms).
@@ -119,6 +123,7 @@ impl Wires {
         self.plain += o.plain;
         self.obfuscated += o.obfuscated;
         self.rc4 += o.rc4;
+        self.utp += o.utp;
     }
 }
 
