@@ -39,7 +39,7 @@ pub struct FileConfig {
     pub dht_bootstrap: Option<Vec<String>>,
     /// Run Local Service Discovery (default true).
     pub lsd: Option<bool>,
-    /// Map the peer port on the router with UPnP IGD (default true).
+    /// Map the peer port on the router with UPnP IGD, else PCP or NAT-PMP (default true).
     pub upnp: Option<bool>,
     /// Publisher keys (64 hex) whose catalogue records are refused.
     pub deny_publishers: Option<Vec<String>>,

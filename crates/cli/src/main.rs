@@ -301,8 +301,8 @@ struct NodeArgs {
     /// off when bound to a loopback address).
     #[arg(long, env = "PEERCDN_NO_LSD")]
     no_lsd: bool,
-    /// Do not map the peer port on the router (UPnP IGD; it stays off on a loopback address).
-    /// The outcome is printed as an `upnp:` line.
+    /// Do not map the peer port on the router (UPnP IGD, else PCP or NAT-PMP; it stays off on
+    /// a loopback address). The outcome is printed as a `port mapping:` line.
     #[arg(long, env = "PEERCDN_NO_UPNP")]
     no_upnp: bool,
     /// Refuse catalogue records (search) signed by this publisher key, 64 hex (repeatable;

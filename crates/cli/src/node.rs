@@ -191,11 +191,13 @@ async fn start(settings: &NodeSettings, download_dir: PathBuf) -> Result<Session
         tokio::spawn(async move {
             // Scripts and tests read the outcome from this line.
             match s.port_mapping_settled().await {
-                Some(peercdn_engine::nat::Reachability::Mapped { external, gateway }) => {
-                    println!("upnp: mapped {external} (gateway {gateway})")
-                }
+                Some(peercdn_engine::nat::Reachability::Mapped {
+                    external,
+                    gateway,
+                    via,
+                }) => println!("port mapping: mapped {external} (gateway {gateway}, via {via})"),
                 Some(peercdn_engine::nat::Reachability::Unmapped(why)) => {
-                    println!("upnp: not mapped: {why}")
+                    println!("port mapping: not mapped: {why}")
                 }
                 _ => {}
             }

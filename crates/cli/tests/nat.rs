@@ -1,12 +1,13 @@
-//! A node behind NAT maps its port on the router with UPnP, and a peer outside reaches it.
+//! A node behind NAT maps its port on the router with UPnP (or PCP), and a peer outside
+//! reaches it.
 //!
 //! Three network namespaces the test creates: a home host `V` (192.168.X.2) behind a router
-//! `R` that masquerades its LAN onto the "WAN" (nftables) and runs a real UPnP IGD
-//! (Debian's miniupnpd), and an outside host `O` on the WAN with no route into the LAN. The
+//! `R` that masquerades its LAN onto the "WAN" (nftables) and runs a real UPnP IGD and
+//! PCP/NAT-PMP server (Debian's miniupnpd; the second test turns its UPnP off), and an outside host `O` on the WAN with no route into the LAN. The
 //! WAN is 11.204.X.0/24: miniupnpd refuses to map behind a private external address (that would
 //! be double NAT); that link exists only between `R` and `O`, nothing routes out of them.
 //!
-//! A publisher in `V` (bound to the wildcard) must map its port (`upnp: mapped …`), a
+//! A publisher in `V` (bound to the wildcard) must map its port (`port mapping: mapped …`), a
 //! downloader in `O` told only that external address gets the files, and when the publisher
 //! stops the mapping is gone from the router.
 //!
@@ -36,24 +37,27 @@ struct Home {
 }
 
 impl Home {
-    fn new(d: &Path) -> Home {
+    /// `upnp`: the router speaks UPnP IGD (and PCP/NAT-PMP); else PCP/NAT-PMP only.
+    fn new(d: &Path, upnp: bool) -> Home {
         require_root();
         let pid = std::process::id();
         let net = 10 + pid % 240;
         let tag = pid % 100_000;
+        // Both tests of this binary run at once: their namespaces and links differ by `k`.
+        let k = if upnp { "u" } else { "p" };
         let mut home = Home {
-            v: format!("pc-nat-v-{pid}"),
-            r: format!("pc-nat-r-{pid}"),
-            o: format!("pc-nat-o-{pid}"),
+            v: format!("pc-nat{k}-v-{pid}"),
+            r: format!("pc-nat{k}-r-{pid}"),
+            o: format!("pc-nat{k}-o-{pid}"),
             net,
-            wan_dev: format!("pcnrw{tag}"),
-            links: [format!("pcnvl{tag}"), format!("pcnrw{tag}")],
+            wan_dev: format!("pcnrw{k}{tag}"),
+            links: [format!("pcnvl{k}{tag}"), format!("pcnrw{k}{tag}")],
             miniupnpd: None,
         };
         let (lan_v, lan_r, wan_o) = (
-            format!("pcnvl{tag}"),
-            format!("pcnrl{tag}"),
-            format!("pcnow{tag}"),
+            format!("pcnvl{k}{tag}"),
+            format!("pcnrl{k}{tag}"),
+            format!("pcnow{k}{tag}"),
         );
         for ns in [&home.v, &home.r, &home.o] {
             ip(&["netns", "add", ns]);
@@ -111,23 +115,30 @@ impl Home {
         std::fs::write(
             &conf,
             format!(
-                "ext_ifname={}\nlistening_ip={lan_r}\nhttp_port=0\nenable_upnp=yes\n\
+                "ext_ifname={}\nlistening_ip={lan_r}\nhttp_port=0\nenable_upnp={}\n\
                  enable_natpmp=yes\nsecure_mode=no\nsystem_uptime=yes\n\
                  uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
                  allow 1024-65535 192.168.{net}.0/24 1024-65535\n\
                  deny 0-65535 0.0.0.0/0 0-65535\n",
-                home.wan_dev
+                home.wan_dev,
+                if upnp { "yes" } else { "no" }
             ),
         )
         .expect("write miniupnpd's config");
         let mut c = exec_in(&home.r, "miniupnpd");
-        c.arg("-d").arg("-f").arg(&conf);
+        // Its own pid file: both tests of this binary run a miniupnpd at once.
+        c.arg("-d")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-P")
+            .arg(d.join("miniupnpd.pid"));
         let mut mu = Proc::spawn("miniupnpd", c, &d.join("miniupnpd.log"));
         wait_until(Duration::from_secs(10), "miniupnpd to listen", || {
             if let Ok(Some(st)) = mu.child.try_wait() {
                 panic!("miniupnpd exited ({st}):\n{}", mu.log_text());
             }
-            mu.log_text().contains("HTTP listening on port")
+            mu.log_text().contains("Listening for NAT-PMP/PCP traffic")
+                && (!upnp || mu.log_text().contains("HTTP listening on port"))
         });
         home.miniupnpd = Some(mu);
         home
@@ -162,10 +173,21 @@ impl Drop for Home {
 
 #[test]
 fn a_node_behind_nat_maps_its_port_and_an_outside_peer_downloads_from_it() {
+    behind_nat(true, "upnp");
+}
+
+/// The same behind a router that speaks PCP and NAT-PMP but not UPnP (miniupnpd with UPnP
+/// off): the node maps its port with PCP.
+#[test]
+fn a_node_behind_a_pcp_router_maps_its_port_and_an_outside_peer_downloads_from_it() {
+    behind_nat(false, "pcp");
+}
+
+fn behind_nat(upnp: bool, via: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     // Declared first, so it is dropped last: the nodes are killed before the network goes.
-    let home = Home::new(d);
+    let home = Home::new(d, upnp);
 
     let src = make_tree(&d.join("pub"), "content", 31);
     let torrent = d.join("content.torrent");
@@ -187,12 +209,13 @@ fn a_node_behind_nat_maps_its_port_and_an_outside_peer_downloads_from_it() {
         ),
         &d.join("publisher.log"),
     );
-    let mapped = wait_line(&mut publisher, "upnp: ");
+    let mapped = wait_line(&mut publisher, "port mapping: ");
     let external = mapped
         .strip_prefix("mapped ")
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or_else(|| panic!("not mapped: {mapped}\n{}", publisher.log_text()))
         .to_string();
+    assert!(mapped.ends_with(&format!("via {via})")), "{mapped}");
     assert!(
         external.starts_with(&format!("11.204.{}.1:", home.net)),
         "mapped to {external}"

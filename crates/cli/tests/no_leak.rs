@@ -145,6 +145,8 @@ fn private_dht_run_sends_nothing_off_loopback() {
         &[
             "engine",
             "--port",
+            "0",
+            "--dht-port",
             &port_arg,
             "--http-port",
             "0",

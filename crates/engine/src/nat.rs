@@ -1,16 +1,17 @@
 //! Port mapping on the home router, so a node behind NAT can be dialled (and relay): UPnP IGD
-//! through `igd-next`. The mapper finds the gateway (SSDP on the LAN), maps the peer port for
-//! TCP (and UDP, for the DHT) to the same external port when it is free and to any port
-//! otherwise, renews the lease at half its life, and removes both mappings when stopped. What
-//! it learns — the external address, or why there is none — is the node's reachability, shown
-//! by the API and the CLI.
-//!
-//! Not done here yet: NAT-PMP/PCP, and learning reachability from peers (an incoming
-//! connection from outside proves it).
+//! through `igd-next`, else PCP (RFC 6887) or NAT-PMP (RFC 6886) through `crab_nat` with the
+//! default gateway. The mapper maps the peer port for TCP and UDP (uTP) to the same external
+//! port when it is free and to any port otherwise, renews at half the lease, and removes both
+//! mappings when stopped. What it learns — the external address, or why there is none — is
+//! the node's reachability, shown by the API and the CLI (the session adds what incoming
+//! connections prove).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use std::num::NonZeroU16;
+
+use crab_nat::{InternetProtocol, PortMapping, PortMappingOptions, PortMappingType};
 use igd_next::aio::tokio::Tokio;
 use igd_next::aio::Gateway;
 use igd_next::{PortMappingProtocol, SearchOptions};
@@ -35,6 +36,8 @@ pub enum Reachability {
         external: SocketAddr,
         /// The router that holds the mapping.
         gateway: SocketAddr,
+        /// How it was asked: `"upnp"`, `"pcp"` or `"nat-pmp"`.
+        via: &'static str,
     },
     /// No mapping (no gateway answered, or it refused): why.
     Unmapped(String),
@@ -104,16 +107,28 @@ async fn run(
     };
     let (gateway, local, external) = match mapped {
         Ok(m) => m,
-        Err(why) => {
-            info!("no port mapping: {why}");
-            let _ = tx.send(Reachability::Unmapped(why));
-            return;
+        Err(upnp) => {
+            debug!("no UPnP mapping ({upnp}): PCP / NAT-PMP");
+            let pmp = tokio::select! {
+                r = map_pcp(bind_v4, port) => r,
+                _ = &mut stopped => return,
+            };
+            match pmp {
+                Ok(m) => return keep_pcp(m, tx, stopped).await,
+                Err(pcp) => {
+                    let why = format!("{upnp}; {pcp}");
+                    info!("no port mapping: {why}");
+                    let _ = tx.send(Reachability::Unmapped(why));
+                    return;
+                }
+            }
         }
     };
-    info!(%external, gateway = %gateway.addr, "port mapped");
+    info!(%external, gateway = %gateway.addr, "port mapped (UPnP)");
     let _ = tx.send(Reachability::Mapped {
         external,
         gateway: gateway.addr,
+        via: "upnp",
     });
     let mut renew = tokio::time::interval(LEASE / 2);
     renew.tick().await;
@@ -190,9 +205,141 @@ async fn map(
         )
         .await
     {
-        warn!("no UDP mapping (the DHT stays unreachable from outside): {e}");
+        warn!("no UDP mapping (uTP stays unreachable from outside): {e}");
     }
     Ok((gateway, local, SocketAddr::new(external_ip, external_port)))
+}
+
+/// The PCP or NAT-PMP mappings (TCP, UDP) and the address they give.
+struct PcpMapped {
+    tcp: PortMapping,
+    udp: Option<PortMapping>,
+    external: SocketAddr,
+    gateway: SocketAddr,
+    via: &'static str,
+}
+
+/// PCP, else NAT-PMP (`crab_nat` falls back when the gateway says it speaks only that), with
+/// the default gateway: TCP on the same external port if it is free, UDP on the port TCP got.
+async fn map_pcp(bind: Ipv4Addr, port: u16) -> Result<PcpMapped, String> {
+    let gw = default_gateway().map_err(|e| format!("no PCP/NAT-PMP gateway: {e}"))?;
+    let local_ip = if bind.is_unspecified() {
+        local_ip_towards(SocketAddr::new(gw.into(), 5351))
+            .map_err(|e| format!("no local address towards {gw}: {e}"))?
+    } else {
+        bind.into()
+    };
+    let internal = NonZeroU16::new(port).ok_or("port 0 cannot be mapped")?;
+    let options = |external| PortMappingOptions {
+        external_port: NonZeroU16::new(external),
+        lifetime_seconds: Some(LEASE.as_secs() as u32),
+        timeout_config: Some(crab_nat::TimeoutConfig {
+            initial_timeout: Duration::from_millis(250),
+            max_retries: 3,
+            max_retry_timeout: Some(Duration::from_secs(2)),
+        }),
+    };
+    let tcp = PortMapping::new(
+        gw.into(),
+        local_ip,
+        InternetProtocol::Tcp,
+        internal,
+        options(port),
+    )
+    .await
+    .map_err(|e| format!("no PCP/NAT-PMP mapping from {gw}: {e}"))?;
+    let external_port = tcp.external_port().get();
+    let udp = match PortMapping::new(
+        gw.into(),
+        local_ip,
+        InternetProtocol::Udp,
+        internal,
+        options(external_port),
+    )
+    .await
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!("no UDP mapping (uTP stays unreachable from outside): {e}");
+            None
+        }
+    };
+    let (external_ip, via) = match tcp.mapping_type() {
+        PortMappingType::Pcp { external_ip, .. } => (external_ip, "pcp"),
+        PortMappingType::NatPmp => {
+            let ip = crab_nat::natpmp::external_address(gw.into(), None)
+                .await
+                .map_err(|e| format!("the gateway did not tell its external address: {e}"))?;
+            (IpAddr::V4(ip), "nat-pmp")
+        }
+    };
+    Ok(PcpMapped {
+        tcp,
+        udp,
+        external: SocketAddr::new(external_ip, external_port),
+        gateway: SocketAddr::new(gw.into(), 5351),
+        via,
+    })
+}
+
+/// Says the mapping, renews it at half its lifetime, removes it when stopped.
+async fn keep_pcp(
+    mut m: PcpMapped,
+    tx: watch::Sender<Reachability>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    info!(external = %m.external, gateway = %m.gateway, via = m.via, "port mapped");
+    let _ = tx.send(Reachability::Mapped {
+        external: m.external,
+        gateway: m.gateway,
+        via: m.via,
+    });
+    let half = Duration::from_secs(u64::from(m.tcp.lifetime().max(60) / 2));
+    let mut renew = tokio::time::interval(half);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                if let Err(e) = m.tcp.renew().await {
+                    warn!("TCP port mapping not renewed: {e}");
+                }
+                if let Some(u) = m.udp.as_mut() {
+                    if let Err(e) = u.renew().await {
+                        warn!("UDP port mapping not renewed: {e}");
+                    }
+                }
+            }
+            _ = &mut stopped => break,
+        }
+    }
+    for (name, mapping) in [("TCP", Some(m.tcp)), ("UDP", m.udp)] {
+        if let Some(mapping) = mapping {
+            match mapping.try_drop().await {
+                Ok(()) => debug!("{name} port mapping removed"),
+                Err((e, _)) => warn!("{name} port mapping not removed: {e}"),
+            }
+        }
+    }
+}
+
+/// The IPv4 default gateway, from the kernel's routing table (`/proc/net/route`: the line
+/// whose destination and mask are 0; addresses in hex, host byte order). Hand-written: no
+/// crate we use reads it, and the format is one line of whitespace-separated fields.
+fn default_gateway() -> std::io::Result<Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/route")?;
+    parse_default_gateway(&table).ok_or_else(|| std::io::Error::other("no IPv4 default route"))
+}
+
+fn parse_default_gateway(table: &str) -> Option<Ipv4Addr> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (dest, gw, mask) = (f.get(1)?, f.get(2)?, f.get(7)?);
+        if *dest != "00000000" || *mask != "00000000" {
+            return None;
+        }
+        let raw = u32::from_str_radix(gw, 16).ok()?;
+        (raw != 0).then(|| Ipv4Addr::from(raw.to_le_bytes()))
+    })
 }
 
 /// The local address the system would use to reach `to` (a connected UDP socket sends
@@ -201,4 +348,26 @@ fn local_ip_towards(to: SocketAddr) -> std::io::Result<IpAddr> {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     socket.connect(to)?;
     Ok(socket.local_addr()?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/net/route` as Linux writes it: the default route's gateway, in host byte order.
+    #[test]
+    fn the_default_gateway_is_read_from_the_routing_table() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(
+            parse_default_gateway(table),
+            Some(Ipv4Addr::new(192, 168, 0, 1))
+        );
+        let no_default = "Iface\tDestination\tGateway\n\
+                          eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(parse_default_gateway(no_default), None);
+        assert_eq!(parse_default_gateway(""), None);
+    }
 }

@@ -58,6 +58,7 @@ pub fn routes(config: &HttpConfig) -> Router<AppState> {
         .route("/api/v1/live", get(live_list))
         .route("/api/v1/live/{id}", get(live_inspect))
         .route("/api/v1/dht", get(dht))
+        .route("/api/v1/node", get(node))
         .route("/api/v1/search", get(search))
         .route("/api/v1/channels", get(channels))
         .route(
@@ -158,6 +159,45 @@ async fn unsubscribe(
         )));
     }
     Ok(Json(json!({ "unsubscribed": hex::encode(key) })))
+}
+
+/// The node's reach: `{"listen", "port", "encryption", "utp": {"enabled", "preferred",
+/// "connections"}, "reachable", "mapping": {"state": "off"|"searching"|"mapped"|"unmapped",
+/// "external", "gateway", "reason"}, "incoming": {"tcp", "utp", "global"}}`.
+async fn node(State(state): State<AppState>) -> Json<Value> {
+    use peercdn_engine::nat::Reachability;
+    let s = state.session();
+    let reach = s.reach();
+    let mapping = match &reach.mapping {
+        None => json!({ "state": "off" }),
+        Some(Reachability::Searching) => json!({ "state": "searching" }),
+        Some(Reachability::Mapped {
+            external,
+            gateway,
+            via,
+        }) => json!({
+            "state": "mapped", "external": external.to_string(), "gateway": gateway.to_string(),
+            "via": via
+        }),
+        Some(Reachability::Unmapped(why)) => json!({ "state": "unmapped", "reason": why }),
+    };
+    Json(json!({
+        "listen": s.listen_addr().to_string(),
+        "port": s.listen_port(),
+        "encryption": s.encryption().to_string(),
+        "utp": {
+            "enabled": s.utp().is_some(),
+            "preferred": s.utp().is_some_and(|u| u.preferred()),
+            "connections": s.utp().map_or(0, |u| u.connections()),
+        },
+        "reachable": reach.reachable(),
+        "mapping": mapping,
+        "incoming": {
+            "tcp": reach.incoming_tcp,
+            "utp": reach.incoming_utp,
+            "global": reach.incoming_global,
+        },
+    }))
 }
 
 async fn dht(State(state): State<AppState>) -> Json<Value> {

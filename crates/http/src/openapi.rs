@@ -125,6 +125,13 @@ pub fn document() -> Value {
                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dht" } } } } }
                 }
             },
+            "/api/v1/node": {
+                "get": {
+                    "summary": "How peers reach this node: listen address, encryption policy, uTP, the router port mapping (UPnP) and the incoming connections so far",
+                    "responses": { "200": { "description": "The node's reach",
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Node" } } } } }
+                }
+            },
             "/api/v1/receipts": {
                 "post": {
                     "summary": "The broadcaster's collector: signed receipts (a bencoded list of at most 64), \
@@ -472,6 +479,28 @@ pub fn document() -> Value {
                                 "am_choking": { "type": "boolean" },
                                 "peer_choking": { "type": "boolean" }
                             } } }
+                    }
+                },
+                "Node": {
+                    "type": "object",
+                    "properties": {
+                        "listen": { "type": "string", "description": "The peer listen address (`[::]:PORT`: dual stack)." },
+                        "port": { "type": "integer", "description": "The peer port, TCP and (uTP) UDP." },
+                        "encryption": { "type": "string", "enum": ["prefer", "require", "plaintext"] },
+                        "utp": { "type": "object", "properties": {
+                            "enabled": { "type": "boolean" },
+                            "preferred": { "type": "boolean", "description": "Dials try uTP before TCP." },
+                            "connections": { "type": "integer", "description": "uTP connections held (closing ones included)." } } },
+                        "reachable": { "type": "boolean", "description": "Peers on the Internet reach this node: its port is mapped, or one already connected from a global address." },
+                        "mapping": { "type": "object", "properties": {
+                            "state": { "type": "string", "enum": ["off", "searching", "mapped", "unmapped"] },
+                            "external": { "type": "string", "description": "When mapped: the address the Internet reaches us at." },
+                            "gateway": { "type": "string" },
+                            "via": { "type": "string", "enum": ["upnp", "pcp", "nat-pmp"] },
+                            "reason": { "type": "string", "description": "When unmapped: why." } } },
+                        "incoming": { "type": "object", "description": "Incoming connections whose handshake passed.", "properties": {
+                            "tcp": { "type": "integer" }, "utp": { "type": "integer" },
+                            "global": { "type": "integer", "description": "From global (not private, loopback or link-local) addresses." } } }
                     }
                 },
                 "Dht": {

@@ -451,11 +451,9 @@ async fn dht_figures_in_api_and_metrics() {
     assert_eq!(v["enabled"], true, "{v}");
     assert_eq!(v["bootstrapped"], true, "{v}");
     assert!(v["nodes"].as_u64().unwrap() >= 1, "{v}");
-    assert_eq!(
-        v["port"],
-        b.listen_port(),
-        "the DHT listens at the peer port"
-    );
+    // uTP holds the peer port's UDP side: the DHT has its own port (by default the next).
+    assert_eq!(v["port"], b.dht().unwrap().local_addr().unwrap().port());
+    assert_ne!(v["port"], b.listen_port(), "the DHT on uTP's port");
     assert!(
         v["malformed"].is_null(),
         "no counter in the DHT crate: null"
@@ -909,5 +907,47 @@ async fn pages_ask_a_browser_for_the_token() {
         );
     }
     drop(srv);
+    swarm.shutdown().await;
+}
+
+/// `GET /api/v1/node`: the seeder's listen port, its policies (default encryption, uTP on),
+/// no port mapping tried (loopback), not reachable; once the viewer connects, one incoming TCP
+/// connection — from loopback, so still not counted as from the Internet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_reach_in_the_api() {
+    use peercdn_engine::session::AddOptions;
+    use peercdn_engine::torrent::Source;
+
+    let swarm = Swarm::new().await;
+    let c = client();
+    let srv = serve(swarm.seeder.clone(), http_config()).await;
+    let url = format!("{}/api/v1/node", srv.base);
+    let v: Value = get_json(&c, &url).await;
+    assert_eq!(v["port"], swarm.seeder.listen_port(), "{v}");
+    assert_eq!(v["encryption"], "prefer", "{v}");
+    assert_eq!(v["utp"]["enabled"], true, "{v}");
+    assert_eq!(v["utp"]["preferred"], false, "{v}");
+    assert_eq!(v["mapping"]["state"], "off", "{v}");
+    assert_eq!(v["reachable"], false, "{v}");
+    assert_eq!(v["incoming"]["tcp"], 0, "{v}");
+
+    let _h = swarm.viewer.add(
+        Source::Metainfo(Box::new(swarm.meta.clone())),
+        AddOptions {
+            peers: vec![swarm.seeder_addr],
+            ..Default::default()
+        },
+    );
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = get_json(&c, &url).await;
+        if v["incoming"]["tcp"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["incoming"]["tcp"], 1, "{v}");
+    assert_eq!(v["incoming"]["global"], 0, "{v}");
+    assert_eq!(v["reachable"], false, "{v}");
     swarm.shutdown().await;
 }

@@ -90,6 +90,7 @@ fn incoming(
         let Some(inner) = session.upgrade() else {
             return;
         };
+        inner.incoming.count(stream.transport() == "utp", addr.ip());
         let handle = inner
             .torrents
             .lock()
