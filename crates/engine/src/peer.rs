@@ -129,7 +129,7 @@ impl Connection {
         up: [RateLimiter; 2],
     ) -> Connection {
         let wire = stream.wire();
-        let utp = stream.transport() == "utp";
+        let utp = stream.is_utp();
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));

@@ -40,9 +40,12 @@ use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
 use crate::utp::UtpSocket;
 
 mod net;
+mod reach;
 use net::{accept_loop, ipv4_side, listen, route_peer, utp_accept_loop};
 use peercdn_core::catalog::{self, Description, Record};
 use peercdn_core::ext::receipt::Identity;
+use reach::IncomingCounts;
+pub use reach::Reach;
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -215,72 +218,6 @@ struct Inner {
     nat: Mutex<Option<crate::nat::PortMapper>>,
     /// Incoming connections whose handshake passed.
     incoming: IncomingCounts,
-}
-
-/// Incoming connections whose handshake passed, by transport, and how many of them came from
-/// a global address (not loopback, private, link-local or unique-local): a node that got one
-/// is reachable from the Internet, whatever its router said.
-#[derive(Debug, Default)]
-pub(crate) struct IncomingCounts {
-    tcp: std::sync::atomic::AtomicU64,
-    utp: std::sync::atomic::AtomicU64,
-    global: std::sync::atomic::AtomicU64,
-}
-
-impl IncomingCounts {
-    pub(crate) fn count(&self, utp: bool, from: std::net::IpAddr) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if utp { &self.utp } else { &self.tcp }.fetch_add(1, Relaxed);
-        if is_global(from) {
-            self.global.fetch_add(1, Relaxed);
-        }
-    }
-}
-
-/// Not loopback, unspecified, private (RFC 1918), shared (RFC 6598), link-local, unique-local
-/// or documentation.
-fn is_global(ip: std::net::IpAddr) -> bool {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_documentation()
-                || v4.is_broadcast()
-                || (o[0] == 100 && (64..128).contains(&o[1])))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0xdb8))
-        }
-    }
-}
-
-/// What a node knows about how peers reach it ([`Session::reach`]).
-#[derive(Debug, Clone)]
-pub struct Reach {
-    /// The router port mapping (`None`: not started: `--no-upnp` or a loopback bind).
-    pub mapping: Option<crate::nat::Reachability>,
-    /// Incoming TCP connections whose handshake passed.
-    pub incoming_tcp: u64,
-    /// Incoming uTP connections whose handshake passed.
-    pub incoming_utp: u64,
-    /// Of those, from global addresses.
-    pub incoming_global: u64,
-}
-
-impl Reach {
-    /// Peers on the Internet can reach this node: its port is mapped, or one already did.
-    pub fn reachable(&self) -> bool {
-        self.incoming_global > 0
-            || matches!(self.mapping, Some(crate::nat::Reachability::Mapped { .. }))
-    }
 }
 
 /// A session that may have ended (for background tasks that must not keep it alive).
@@ -1025,14 +962,7 @@ impl Session {
 
     /// How peers reach this node: the port mapping and the incoming connections so far.
     pub fn reach(&self) -> Reach {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &self.inner.incoming;
-        Reach {
-            mapping: self.reachability(),
-            incoming_tcp: c.tcp.load(Relaxed),
-            incoming_utp: c.utp.load(Relaxed),
-            incoming_global: c.global.load(Relaxed),
-        }
+        self.inner.incoming.reach(self.reachability())
     }
 
     /// The listen address (as configured; the port as bound).
@@ -1091,32 +1021,4 @@ async fn keep_catalog_saved(catalog: std::sync::Weak<Catalog>) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod reach_tests {
-    use super::is_global;
-
-    /// Only addresses the Internet routes count as a sign of being reachable from it.
-    #[test]
-    fn global_addresses_are_the_routable_ones() {
-        for local in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.1.9",
-            "172.16.0.1",
-            "100.64.0.1",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:192.168.1.9",
-            "2001:db8::1",
-        ] {
-            assert!(!is_global(local.parse().unwrap()), "{local}");
-        }
-        for global in ["11.204.1.2", "8.8.8.8", "2a00:1450::1", "::ffff:9.9.9.9"] {
-            assert!(is_global(global.parse().unwrap()), "{global}");
-        }
-    }
 }

@@ -136,22 +136,12 @@ pub enum Transport {
     Utp(UtpStream),
 }
 
-impl Transport {
-    /// `"tcp"` or `"utp"`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Transport::Tcp(_) => "tcp",
-            Transport::Utp(_) => "utp",
-        }
-    }
-}
-
-/// Delegates to the TCP or uTP stream.
+/// Delegates to the TCP or uTP stream of a [`Transport`] or one of its halves.
 macro_rules! either {
-    ($self:expr, $s:ident => $e:expr) => {
+    ($ty:ident, $self:expr, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            Transport::Tcp($s) => $e,
-            Transport::Utp($s) => $e,
+            $ty::Tcp($s) => $e,
+            $ty::Utp($s) => $e,
         }
     };
 }
@@ -162,7 +152,7 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        either!(self, s => Pin::new(s).poll_read(cx, buf))
+        either!(Transport, self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -172,15 +162,15 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        either!(self, s => Pin::new(s).poll_write(cx, data))
+        either!(Transport, self, s => Pin::new(s).poll_write(cx, data))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        either!(self, s => Pin::new(s).poll_flush(cx))
+        either!(Transport, self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        either!(self, s => Pin::new(s).poll_shutdown(cx))
+        either!(Transport, self, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -202,10 +192,7 @@ impl AsyncRead for Reader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Reader::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Reader::Utp(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        either!(Reader, self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -215,24 +202,15 @@ impl AsyncWrite for Writer {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Tcp(s) => Pin::new(s).poll_write(cx, data),
-            Writer::Utp(s) => Pin::new(s).poll_write(cx, data),
-        }
+        either!(Writer, self, s => Pin::new(s).poll_write(cx, data))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Writer::Utp(s) => Pin::new(s).poll_flush(cx),
-        }
+        either!(Writer, self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Writer::Utp(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        either!(Writer, self, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -275,9 +253,9 @@ impl PeerStream {
         self.wire
     }
 
-    /// `"tcp"` or `"utp"`.
-    pub fn transport(&self) -> &'static str {
-        self.tcp.name()
+    /// Over uTP (else TCP).
+    pub fn is_utp(&self) -> bool {
+        matches!(self.tcp, Transport::Utp(_))
     }
 
     /// Reads exactly `buf.len()` payload bytes (those that came with the handshake first).

@@ -90,7 +90,7 @@ fn incoming(
         let Some(inner) = session.upgrade() else {
             return;
         };
-        inner.incoming.count(stream.transport() == "utp", addr.ip());
+        inner.incoming.count(stream.is_utp(), addr.ip());
         let handle = inner
             .torrents
             .lock()
