@@ -185,7 +185,11 @@ impl Engine {
                 self.checks.push((header, payload));
             }
             Action::Edge(e) => self.edge = Some(self.edge.map_or(e, |x| x.max(e))),
-            Action::Discovered(addrs) => assert!(addrs.len() <= 1000),
+            Action::Discovered(k, addrs) => {
+                assert!(self.conns.is_open(k), "addresses from unknown peer {k}");
+                assert!(addrs.len() <= 1000);
+            }
+            Action::Holepunch(addr) => assert_ne!(addr.port(), 0, "introduced to port 0"),
             Action::Search(k, _) => {
                 assert!(self.conns.is_open(k), "search event of unknown peer {k}")
             }

@@ -159,7 +159,11 @@ impl Engine {
                 assert_eq!(InfoHash::of_info(&info), self.hash);
                 self.set_metadata();
             }
-            Action::Discovered(addrs) => assert!(addrs.len() <= 1000),
+            Action::Discovered(k, addrs) => {
+                assert!(self.conns.is_open(k), "addresses from unknown peer {k}");
+                assert!(addrs.len() <= 1000);
+            }
+            Action::Holepunch(addr) => assert_ne!(addr.port(), 0, "introduced to port 0"),
             Action::Completed => assert!(self.meta),
             Action::Search(k, _) => {
                 assert!(self.conns.is_open(k), "search event of unknown peer {k}")

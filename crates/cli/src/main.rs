@@ -290,7 +290,7 @@ struct NodeArgs {
     /// Download limit (e.g. 500KiB, 2MB, 8mbit; 0 = none).
     #[arg(long, env = "PEERCDN_DOWNLOAD_LIMIT")]
     download_limit: Option<String>,
-    /// Turn the mainline DHT off (it is on by default, on UDP at the peer port).
+    /// Turn the mainline DHT off (it is on by default, on its own UDP port: --dht-port).
     #[arg(long, env = "PEERCDN_NO_DHT")]
     no_dht: bool,
     /// DHT bootstrap node HOST:PORT (repeatable): a private DHT of these nodes only, instead

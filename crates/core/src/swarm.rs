@@ -25,6 +25,7 @@ use crate::choker::{self, Candidate, Choker, SlotPeer};
 use crate::disconnect::{DisconnectReason, ProtocolViolation};
 use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
+use crate::ext::holepunch::{self, HolepunchEvent};
 use crate::ext::metadata::{Metadata, MetadataEvent};
 use crate::ext::peer::PeerRecord;
 use crate::ext::pex::{self, Pex};
@@ -263,6 +264,10 @@ impl Swarm {
                 pieces: p.has.as_ref().map_or(0, |h| h.count()),
                 down_rate: p.rec.traffic.down.rate(),
                 up_rate: p.rec.traffic.up.rate(),
+                downloaded: p.rec.traffic.down.total(),
+                uploaded: p.rec.traffic.up.total(),
+                utp: p.rec.utp,
+                holepunched: p.rec.holepunched,
                 in_flight: p.outstanding.len(),
                 am_choking: p.up.am_choking,
                 peer_choking: p.peer_choking,
@@ -331,6 +336,64 @@ impl Swarm {
     /// said).
     pub fn listen_addr(&self, key: PeerKey) -> Option<SocketAddr> {
         self.peers.get(&key).and_then(|p| p.rec.listen_addr)
+    }
+
+    /// How a connection travels, as the engine knows it: over uTP (else TCP; a BEP 55 relay
+    /// introduces a uTP peer at its connection's own address), and whether it came of an
+    /// introduction (holepunched).
+    pub fn set_route(&mut self, key: PeerKey, utp: bool, holepunched: bool) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.rec.utp = utp;
+            p.rec.holepunched = holepunched;
+        }
+    }
+
+    /// Whether the peer `key` speaks `ext` (its extension handshake said so).
+    pub fn speaks(&self, key: PeerKey, ext: Extension) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| p.rec.ext.id(ext).is_some())
+    }
+
+    /// BEP 55: asks the peer `via` to introduce us to `target` (a dial to it failed); false
+    /// when `via` is gone or does not speak `ut_holepunch`.
+    pub fn rendezvous(&mut self, via: PeerKey, target: SocketAddr) -> bool {
+        let Some(m) = self
+            .peers
+            .get(&via)
+            .and_then(|p| holepunch::rendezvous(&p.rec, target))
+        else {
+            return false;
+        };
+        self.send(via, m);
+        true
+    }
+
+    /// A `ut_holepunch` message: relayed introductions go out, an introduction of us becomes
+    /// [`Action::Holepunch`] (see [`crate::ext::holepunch`]).
+    fn on_holepunch(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
+        let Some(msg) = self
+            .peers
+            .get_mut(&key)
+            .and_then(|p| holepunch::admit(payload, &mut p.rec, now))
+        else {
+            return;
+        };
+        let Some(asker) = self.peers.get(&key) else {
+            return;
+        };
+        let peers = self.peers.iter().map(|(&k, p)| (k, &p.rec));
+        match holepunch::receive(msg, key, &asker.rec, peers) {
+            Some(HolepunchEvent::Send(out)) => {
+                for (k, m) in out {
+                    self.send(k, m);
+                }
+            }
+            Some(HolepunchEvent::Connect(addr)) => {
+                self.actions.push_back(Action::Holepunch(addr));
+            }
+            Some(HolepunchEvent::Failed(..)) | None => {}
+        }
     }
 
     /// A connection closed (for any reason). Its requests go back to the picker.
@@ -711,9 +774,10 @@ impl Swarm {
             }
             Some(Extension::UtPex) => {
                 if let Some(added) = pex::received(&payload) {
-                    self.actions.push_back(Action::Discovered(added));
+                    self.actions.push_back(Action::Discovered(key, added));
                 }
             }
+            Some(Extension::UtHolepunch) => self.on_holepunch(key, &payload, now),
             Some(Extension::PcSearch) => {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     return;
@@ -815,6 +879,7 @@ impl Swarm {
                 Extension::UtPex,
                 Extension::PcSearch,
                 Extension::PcReceipt,
+                Extension::UtHolepunch,
             ],
             self.meta.size(),
             self.config.listen_port,

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use peercdn_core::conn::{
     Action, Activity, Admission, ConnConfig, ConnId, ConnManager, Source, TrackerEvent,
 };
+use peercdn_core::ext::handshake::Extension;
 use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{BlockRef, Handshake, Message};
 use peercdn_core::{DisconnectReason, InfoHash, PeerId};
@@ -59,6 +60,12 @@ pub trait PeerSwarm {
     fn on_message(&mut self, key: ConnId, msg: Message, now: Instant);
     /// A block was written to a peer (or dropped).
     fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool);
+    /// How a connection travels: over uTP, and whether it came of an introduction.
+    fn set_route(&mut self, key: ConnId, utp: bool, holepunched: bool);
+    /// Whether the peer `key` speaks `ext`.
+    fn speaks(&self, key: ConnId, ext: Extension) -> bool;
+    /// Asks the peer `via` to introduce us to `target` (BEP 55); false if it cannot.
+    fn rendezvous(&mut self, via: ConnId, target: SocketAddr) -> bool;
 }
 
 /// Implements [`PeerSwarm`] by forwarding to the swarm's own methods of the same names.
@@ -79,6 +86,15 @@ macro_rules! peer_swarm {
             }
             fn on_message(&mut self, key: ConnId, msg: Message, now: Instant) {
                 <$t>::on_message(self, key, msg, now)
+            }
+            fn set_route(&mut self, key: ConnId, utp: bool, holepunched: bool) {
+                <$t>::set_route(self, key, utp, holepunched)
+            }
+            fn speaks(&self, key: ConnId, ext: Extension) -> bool {
+                <$t>::speaks(self, key, ext)
+            }
+            fn rendezvous(&mut self, via: ConnId, target: SocketAddr) -> bool {
+                <$t>::rendezvous(self, via, target)
             }
             fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool) {
                 <$t>::on_block_sent(self, key, block, sent)
@@ -400,6 +416,45 @@ impl Host {
         self.pump(swarm, now);
     }
 
+    /// Addresses the peer `via` told us (PEX): to try, and to ask `via` to introduce us to
+    /// when a dial fails (BEP 55).
+    pub fn add_introduced<S: PeerSwarm>(
+        &mut self,
+        peers: Vec<SocketAddr>,
+        via: ConnId,
+        swarm: &mut S,
+        now: Instant,
+    ) {
+        self.mgr.add_introduced(peers, via, now);
+        self.pump(swarm, now);
+    }
+
+    /// A peer introduced us to `addr` (BEP 55 `connect`): dial it over uTP now, as it dials
+    /// us, unless the manager says no (connected, dialling, banned) or uTP is off.
+    pub fn holepunch<S: PeerSwarm>(&mut self, addr: SocketAddr, swarm: &mut S, now: Instant) {
+        let Some(utp) = self.p.utp.clone() else {
+            return;
+        };
+        if !self.mgr.on_holepunch(addr, now) {
+            debug!(%addr, "introduction ignored");
+            return;
+        }
+        debug!(%addr, "introduced: dialling over uTP");
+        let (ih, id, tx, policy) = (
+            self.p.info_hash,
+            self.p.peer_id,
+            self.tasks_tx.clone(),
+            self.p.encryption,
+        );
+        tokio::spawn(async move {
+            let r = peer::dial_utp(addr, ih, id, policy, &utp)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = tx.send(TaskDone::Dialed(addr, r)).await;
+        });
+        self.pump(swarm, now);
+    }
+
     /// More addresses to try.
     pub fn add_candidates<S: PeerSwarm>(
         &mut self,
@@ -463,7 +518,7 @@ impl Host {
     pub fn wires(&self) -> peer::Wires {
         let mut w = peer::Wires::default();
         for c in self.conns.values() {
-            w.add(c.wire, c.utp);
+            w.add(c.wire, c.utp, c.holepunched);
         }
         w
     }
@@ -480,7 +535,7 @@ impl Host {
     }
 
     fn attach<S: PeerSwarm>(&mut self, key: ConnId, p: Pending, swarm: &mut S, now: Instant) {
-        let conn = Connection::spawn(
+        let mut conn = Connection::spawn(
             key,
             p.stream,
             p.addr,
@@ -497,9 +552,12 @@ impl Host {
                 return;
             }
         }
-        debug!(addr = %p.addr, key, outgoing = p.outgoing, "peer connected");
+        conn.holepunched = conn.utp && self.mgr.is_holepunched(p.addr);
+        let (utp, holepunched) = (conn.utp, conn.holepunched);
+        debug!(addr = %p.addr, key, outgoing = p.outgoing, utp, holepunched, "peer connected");
         self.conns.insert(key, conn);
         swarm.add_peer(key, p.addr, &p.hs, now);
+        swarm.set_route(key, utp, holepunched);
         if p.outgoing {
             swarm.set_listen_addr(key, p.addr);
         }
@@ -512,7 +570,13 @@ impl Host {
                 Action::Dial(addr) => {
                     let (ih, id, tx) = (self.p.info_hash, self.p.peer_id, self.tasks_tx.clone());
                     let (from, policy) = (self.p.local_ip, self.p.encryption);
-                    let utp = self.p.utp.clone();
+                    // An address a peer may introduce us to is dialled over TCP only: a uTP
+                    // packet now would spoil the holes (`ConnManager::introducer`).
+                    let introduced = self
+                        .mgr
+                        .introducer(addr)
+                        .is_some_and(|via| swarm.speaks(via, Extension::UtHolepunch));
+                    let utp = self.p.utp.clone().filter(|_| !introduced);
                     tokio::spawn(async move {
                         let r = peer::dial(addr, from, ih, id, policy, utp.as_ref())
                             .await
@@ -530,6 +594,10 @@ impl Host {
                     if let Some(p) = self.held.remove(&key) {
                         self.attach(key, p, swarm, now);
                     }
+                }
+                Action::Rendezvous { via, target } => {
+                    let asked = swarm.rendezvous(via, target);
+                    debug!(%target, via, asked, "asking for an introduction");
                 }
                 Action::DhtLookup => self.dht_lookup(),
                 Action::DhtAnnounce => self.dht_announce(),

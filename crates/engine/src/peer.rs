@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 pub mod stream;
 
-pub use stream::{accept, dial, Encryption, PeerStream, Transport, Wire, Wires};
+pub use stream::{accept, dial, dial_utp, Encryption, PeerStream, Transport, Wire, Wires};
 use stream::{ReadHalf, WriteHalf};
 
 use crate::ratelimit::RateLimiter;
@@ -110,6 +110,8 @@ pub struct Connection {
     pub wire: Wire,
     /// Over uTP (else TCP).
     pub utp: bool,
+    /// Came of a BEP 55 introduction (set by the host after spawning).
+    pub holepunched: bool,
     /// Queue to the writer.
     pub tx: mpsc::Sender<Outgoing>,
     reader: tokio::task::JoinHandle<()>,
@@ -138,6 +140,7 @@ impl Connection {
             addr,
             wire,
             utp,
+            holepunched: false,
             tx,
             reader,
             writer,

@@ -680,7 +680,13 @@ impl Torrent {
                 Action::Store { index, begin, data } => self.store(index, begin, &data),
                 Action::Verify(index) => self.verify(index),
                 Action::MetadataReceived(bytes) => self.on_metadata(bytes),
-                Action::Discovered(peers) => self.discovered(peers),
+                Action::Discovered(via, peers) => {
+                    let now = clock::now();
+                    self.host.add_introduced(peers, via, &mut self.swarm, now);
+                }
+                Action::Holepunch(addr) => {
+                    self.host.holepunch(addr, &mut self.swarm, clock::now());
+                }
                 Action::Search(key, ev) => {
                     let now = clock::unix_secs();
                     self.gossip.on_event(&mut self.swarm, key, ev, now);
@@ -705,12 +711,6 @@ impl Torrent {
     }
 
     /// Addresses a peer told us (PEX).
-    fn discovered(&mut self, peers: Vec<SocketAddr>) {
-        let now = clock::now();
-        self.host
-            .add_candidates(peers, PeerSource::Pex, &mut self.swarm, now);
-    }
-
     fn store(&mut self, index: u32, begin: u32, data: &[u8]) {
         let Some(info) = &self.info else { return };
         let len = info.piece_len(index) as usize;

@@ -62,6 +62,8 @@ struct Shared {
 struct Entry {
     addr: SocketAddr,
     key: (SocketAddr, u16),
+    /// We dialled it.
+    outgoing: bool,
     st: Mutex<EntryState>,
 }
 
@@ -124,6 +126,15 @@ impl UtpSocket {
         lock(&self.shared.conns).len()
     }
 
+    /// Whether we hold a connection we dialled to `addr` (open or opening): an incoming one
+    /// from there then is a simultaneous open — a BEP 55 introduction — which proves nothing
+    /// about whether peers can reach us.
+    pub fn dialled(&self, addr: SocketAddr) -> bool {
+        lock(&self.shared.conns)
+            .values()
+            .any(|e| e.outgoing && e.addr == addr)
+    }
+
     /// Takes the receiver of accepted connections (once: the session's accept loop).
     pub fn incoming(&self) -> Option<mpsc::Receiver<UtpStream>> {
         lock(&self.shared.incoming).take()
@@ -144,6 +155,7 @@ impl UtpSocket {
             let entry = Arc::new(Entry {
                 addr,
                 key: (addr, id),
+                outgoing: true,
                 st: Mutex::new(EntryState {
                     conn: Connection::connect(now(), id, random_u16()),
                     reader: None,
@@ -281,6 +293,7 @@ fn datagram(
                 let entry = Arc::new(Entry {
                     addr: from,
                     key,
+                    outgoing: false,
                     st: Mutex::new(EntryState {
                         conn: Connection::accept(at, &p, random_u16()),
                         reader: None,

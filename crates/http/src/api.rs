@@ -254,6 +254,10 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
             "peer_choking": p.peer_choking,
             "am_interested": p.am_interested,
             "peer_interested": p.peer_interested,
+            "downloaded": p.downloaded,
+            "uploaded": p.uploaded,
+            "transport": if p.utp { "utp" } else { "tcp" },
+            "holepunched": p.holepunched,
         }))),
     })
 }
@@ -647,5 +651,11 @@ async fn openapi() -> Json<Value> {
 
 /// Connections by how their bytes travel, for the status JSON.
 pub(crate) fn wires_json(w: &peercdn_engine::peer::Wires) -> serde_json::Value {
-    json!({ "plain": w.plain, "obfuscated": w.obfuscated, "rc4": w.rc4, "utp": w.utp })
+    json!({
+        "plain": w.plain,
+        "obfuscated": w.obfuscated,
+        "rc4": w.rc4,
+        "utp": w.utp,
+        "holepunched": w.holepunched,
+    })
 }

@@ -220,6 +220,10 @@ pub fn live_json(handle: &LiveHandle) -> Value {
             "queued": p.queued,
             "am_choking": p.am_choking,
             "peer_choking": p.peer_choking,
+            "downloaded": p.downloaded,
+            "uploaded": p.uploaded,
+            "transport": if p.utp { "utp" } else { "tcp" },
+            "holepunched": p.holepunched,
         }))),
     })
 }

@@ -426,6 +426,13 @@ fn render_wires(out: &mut String, w: &Wires) {
     for (transport, n) in [("tcp", all.saturating_sub(w.utp)), ("utp", w.utp)] {
         let _ = writeln!(out, "{name}{{transport=\"{transport}\"}} {n}");
     }
+    let name = "peercdn_peer_connections_holepunched";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Peer connections open that came of a BEP 55 introduction (holepunched)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {}", w.holepunched);
 }
 
 fn render_disconnects(out: &mut String, counts: &DisconnectCounts) {

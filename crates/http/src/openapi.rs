@@ -329,7 +329,8 @@ pub fn document() -> Value {
                         "plain": { "type": "integer" },
                         "obfuscated": { "type": "integer" },
                         "rc4": { "type": "integer" },
-                        "utp": { "type": "integer" }
+                        "utp": { "type": "integer" },
+                        "holepunched": { "type": "integer", "description": "Connections that came of a BEP 55 introduction (holepunched, over uTP)." }
                     }
                 },
                 "SearchResults": {
@@ -421,6 +422,10 @@ pub fn document() -> Value {
                                 "am_choking": { "type": "boolean" },
                                 "peer_choking": { "type": "boolean" },
                                 "am_interested": { "type": "boolean" },
+                                "downloaded": { "type": "integer", "description": "Payload bytes from it." },
+                                "uploaded": { "type": "integer", "description": "Payload bytes to it." },
+                                "transport": { "type": "string", "enum": ["tcp", "utp"] },
+                                "holepunched": { "type": "boolean", "description": "The connection came of a BEP 55 introduction." },
                                 "peer_interested": { "type": "boolean" }
                             } } },
                         "files": { "type": "array", "nullable": true,
@@ -476,6 +481,10 @@ pub fn document() -> Value {
                                 "newest": { "type": "integer", "nullable": true, "description": "Newest piece it announced." },
                                 "requests": { "type": "integer", "description": "Our requests in flight to it." },
                                 "queued": { "type": "integer", "description": "Its requests queued here." },
+                                "downloaded": { "type": "integer", "description": "Payload bytes from it." },
+                                "uploaded": { "type": "integer", "description": "Payload bytes to it." },
+                                "transport": { "type": "string", "enum": ["tcp", "utp"] },
+                                "holepunched": { "type": "boolean", "description": "The connection came of a BEP 55 introduction." },
                                 "am_choking": { "type": "boolean" },
                                 "peer_choking": { "type": "boolean" }
                             } } }

@@ -836,14 +836,17 @@ impl Sim {
                     self.play(n, now);
                 }
             }
-            Action::Discovered(addrs) => {
+            // Candidates without an introducer: BEP 55 holepunching is not modelled (an
+            // unreachable viewer stays unreachable, the pessimistic side).
+            Action::Discovered(_, addrs) => {
                 if let Some(node) = self.nodes[n].as_mut() {
                     node.mgr.add_candidates(addrs, Source::Pex, inst);
                 }
             }
             // Simulated nodes hold no catalogue and no identity: pc_search and pc_receipt are
             // not modelled.
-            Action::Edge(_)
+            Action::Holepunch(_)
+            | Action::Edge(_)
             | Action::MetadataReceived(_)
             | Action::NotLive(_)
             | Action::Search(..)

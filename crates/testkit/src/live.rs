@@ -378,8 +378,11 @@ impl Net {
             Action::NotLive(_) => panic!("a live stream's info was taken for a torrent"),
             // No catalogue or ledger in the testkit swarms (pc_search and pc_receipt are tested
             // in core and the engine).
-            Action::Edge(_) | Action::Discovered(_) | Action::Search(..) | Action::Receipts(..) => {
-            }
+            Action::Edge(_)
+            | Action::Discovered(..)
+            | Action::Holepunch(_)
+            | Action::Search(..)
+            | Action::Receipts(..) => {}
         }
     }
 

@@ -267,7 +267,8 @@ impl Net {
                     self.now,
                 );
             }
-            Action::Discovered(peers) => self.nodes[i].discovered.extend(peers),
+            Action::Discovered(_, peers) => self.nodes[i].discovered.extend(peers),
+            Action::Holepunch(_) => {}
             Action::Completed => self.nodes[i].completed = true,
             // No catalogue or ledger in the testkit swarms (pc_search and pc_receipt are tested
             // in core and the engine).

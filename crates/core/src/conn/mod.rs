@@ -92,6 +92,10 @@ pub type ConnId = u64;
 
 /// Held connections at most (see the module doc); more are refused.
 pub const MAX_HELD: usize = 16;
+/// Introduced addresses remembered (to tell holepunched connections), the oldest forgotten.
+pub const MAX_HOLEPUNCHED: usize = 64;
+/// After asking for an introduction, the address is not dialled directly for this long.
+const INTRODUCTION_WAIT: Duration = Duration::from_secs(60);
 /// Bans of each kind (IPs, peer IDs, addresses) kept; the oldest is forgotten first.
 pub const MAX_BANS: usize = 1024;
 /// Failed dials before a non-static candidate is forgotten.
@@ -222,6 +226,15 @@ pub enum Action {
     },
     /// Attach this held connection now (its existing duplicate closed).
     Attach(ConnId),
+    /// A dial to `target`, an address the peer `via` told us, failed: ask `via` to introduce
+    /// us (BEP 55 `rendezvous`). If it does, report its `connect` with
+    /// [`ConnManager::on_holepunch`].
+    Rendezvous {
+        /// The peer that told us the address.
+        via: ConnId,
+        /// The address we could not dial.
+        target: SocketAddr,
+    },
     /// Look up peers in the DHT; report them with `add_candidates(.., Source::Dht, ..)`.
     DhtLookup,
     /// Announce our listen port in the DHT.
@@ -266,6 +279,22 @@ struct Candidate {
     source: Source,
     next_try: Instant,
     attempts: u32,
+    /// The connection that told us this address (PEX): the one to ask for an introduction.
+    via: Option<ConnId>,
+    /// An introduction was asked for already.
+    punched: bool,
+}
+
+impl Candidate {
+    fn new(source: Source, now: Instant) -> Candidate {
+        Candidate {
+            source,
+            next_try: now,
+            attempts: 0,
+            via: None,
+            punched: false,
+        }
+    }
 }
 
 /// The connection manager (see the module doc for its rules).
@@ -284,6 +313,8 @@ pub struct ConnManager {
     /// Held connection per peer ID (at most one each).
     held: BTreeMap<PeerId, ConnId>,
     bans: Bans,
+    /// Addresses peers introduced us to (BEP 55), the newest last.
+    holepunched: VecDeque<(SocketAddr, Instant)>,
     actions: VecDeque<Action>,
     created: Instant,
     dht_last_lookup: Option<Instant>,
@@ -309,6 +340,7 @@ impl ConnManager {
             by_id: BTreeMap::new(),
             held: BTreeMap::new(),
             bans: Bans::default(),
+            holepunched: VecDeque::new(),
             actions: VecDeque::new(),
             created: now,
             dht_last_lookup: None,
@@ -320,14 +352,7 @@ impl ConnManager {
         for &a in statics {
             if a.port() != 0 && !m.is_self(a) {
                 m.statics.insert(a);
-                m.candidates.insert(
-                    a,
-                    Candidate {
-                        source: Source::Static,
-                        next_try: now,
-                        attempts: 0,
-                    },
-                );
+                m.candidates.insert(a, Candidate::new(Source::Static, now));
             }
         }
         m
@@ -431,16 +456,66 @@ impl ConnManager {
             if self.candidates.len() >= self.config.max_candidates + self.statics.len() {
                 continue;
             }
-            self.candidates.insert(
-                a,
-                Candidate {
-                    source,
-                    next_try: now,
-                    attempts: 0,
-                },
-            );
+            self.candidates.insert(a, Candidate::new(source, now));
         }
         self.work(now);
+    }
+
+    /// Addresses the peer `via` told us (PEX): candidates like [`Source::Pex`] ones, and if a
+    /// dial to one fails, `via` is asked to introduce us ([`Action::Rendezvous`]).
+    pub fn add_introduced(
+        &mut self,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        via: ConnId,
+        now: Instant,
+    ) {
+        let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
+        self.add_candidates(addrs.iter().copied(), Source::Pex, now);
+        for a in addrs {
+            if let Some(c) = self.candidates.get_mut(&a) {
+                c.via.get_or_insert(via);
+            }
+        }
+    }
+
+    /// The attached connection that told us `addr` and may introduce us to it, unless it was
+    /// asked already. The engine dials such an address over TCP only: a uTP packet to a NAT
+    /// that has not seen one of ours from that address yet makes it (Linux's conntrack among
+    /// them) pick a new external port for the target's own packets to us, and then the
+    /// introduction cannot work.
+    pub fn introducer(&self, addr: SocketAddr) -> Option<ConnId> {
+        let c = self.candidates.get(&addr)?;
+        let via = c.via.filter(|v| self.by_id.values().any(|id| id == v))?;
+        (!c.punched).then_some(via)
+    }
+
+    /// A peer introduced us to `addr` (BEP 55 `connect`): whether to dial it over uTP now —
+    /// no when inactive, banned, connected or dialling it already, or with too many dials in
+    /// flight. If yes, report the dial like any other ([`ConnManager::on_dialed`],
+    /// [`ConnManager::on_dial_failed`]); connections from or to `addr` count as holepunched
+    /// from now on ([`ConnManager::is_holepunched`]).
+    pub fn on_holepunch(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let ok = self.active
+            && addr.port() != 0
+            && !self.is_self(addr)
+            && !self.bans.addr_banned(addr)
+            && !self.connected_to(addr)
+            && !self.dialing.contains(&addr)
+            && self.dialing.len() < 2 * self.config.max_dials;
+        if ok {
+            self.dialing.insert(addr);
+            if self.holepunched.len() >= MAX_HOLEPUNCHED {
+                self.holepunched.pop_front();
+            }
+            self.holepunched.push_back((addr, now));
+        }
+        ok
+    }
+
+    /// Whether a connection with `addr` came of an introduction (BEP 55) within the last
+    /// [`MAX_HOLEPUNCHED`] introductions.
+    pub fn is_holepunched(&self, addr: SocketAddr) -> bool {
+        self.holepunched.iter().any(|&(a, _)| a == addr)
     }
 
     /// A dial we asked for failed (connect, handshake, wrong swarm, timeout): the address is
@@ -693,11 +768,10 @@ impl ConnManager {
         }
         if let Some(a) = c.static_addr {
             if self.statics.contains(&a) && !self.bans.addr_banned(a) {
-                let e = self.candidates.entry(a).or_insert(Candidate {
-                    source: Source::Static,
-                    next_try: now,
-                    attempts: 0,
-                });
+                let e = self
+                    .candidates
+                    .entry(a)
+                    .or_insert(Candidate::new(Source::Static, now));
                 e.next_try = now + BACKOFF_MIN;
             }
         }
@@ -705,9 +779,19 @@ impl ConnManager {
 
     fn dial_failed(&mut self, addr: SocketAddr, now: Instant) {
         let is_static = self.statics.contains(&addr);
+        let via = self.introducer(addr);
         let Some(c) = self.candidates.get_mut(&addr) else {
             return;
         };
+        if let Some(via) = via {
+            // Ask for an introduction once; the peer's answer (or its silence) decides, and a
+            // direct dial meanwhile would spoil the holes (see `introducer`).
+            c.punched = true;
+            c.next_try = now + INTRODUCTION_WAIT;
+            self.actions
+                .push_back(Action::Rendezvous { via, target: addr });
+            return;
+        }
         c.attempts = c.attempts.saturating_add(1);
         if !is_static && c.attempts >= MAX_ATTEMPTS {
             self.candidates.remove(&addr);

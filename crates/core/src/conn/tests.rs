@@ -607,3 +607,49 @@ fn candidates_are_bounded() {
     m.add_candidates((0..3000u16).map(|p| net(1, p + 1)), Source::Pex, t0);
     assert_eq!(m.candidate_count(), 1000);
 }
+
+/// BEP 55, the initiator's side: an address a peer told us is dialled (over TCP only, the
+/// engine's part); when that fails, the peer that told it is asked once to introduce us, and
+/// the address is not dialled directly while the introduction runs. The relay's `connect`
+/// starts a uTP dial (once), and the connection that results is known as holepunched.
+#[test]
+fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
+    let t0 = Instant::now();
+    let mut m = manager(&[], t0);
+    let relay = attach(&mut m, net(1, 40000), id(1), t0);
+    let target = net(2, 6881);
+    m.add_introduced([target], relay, t0);
+    assert_eq!(dials(&drain(&mut m)), vec![target]);
+    assert_eq!(m.introducer(target), Some(relay));
+    m.on_dial_failed(target, t0);
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::Rendezvous { via: relay, target }]
+    );
+    assert_eq!(m.introducer(target), None, "asked once");
+    assert!(dials(&drain(&mut m)).is_empty());
+    m.handle_timeout(t0 + secs(30));
+    assert!(dials(&drain(&mut m)).is_empty(), "no direct dial meanwhile");
+
+    // The relay's connect: one uTP dial, not two; then the dial's handshake attaches it.
+    assert!(m.on_holepunch(target, t0 + secs(1)));
+    assert!(!m.on_holepunch(target, t0 + secs(1)));
+    assert!(m.is_holepunched(target));
+    assert!(!m.is_holepunched(net(3, 6881)));
+    assert!(matches!(
+        m.on_dialed(target, id(2), t0 + secs(2)),
+        Admission::Attach(_)
+    ));
+    assert!(!m.on_holepunch(target, t0 + secs(3)), "connected already");
+
+    // An introducer that left cannot be asked: the address is retried like any other.
+    let other = net(4, 6881);
+    m.add_introduced([other], relay, t0 + secs(3));
+    drain(&mut m);
+    m.on_closed(relay, t0 + secs(4));
+    assert_eq!(m.introducer(other), None);
+    m.on_dial_failed(other, t0 + secs(4));
+    assert!(!drain(&mut m)
+        .iter()
+        .any(|a| matches!(a, Action::Rendezvous { .. })));
+}

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 pub use crate::wire::ext::{ExtHandshake, EXT_HANDSHAKE_ID};
 
+use super::holepunch::{OUR_UT_HOLEPUNCH_ID, UT_HOLEPUNCH};
 use super::metadata::Metadata;
 use super::peer::PeerRecord;
 use super::receipt::{OUR_PC_RECEIPT_ID, PC_RECEIPT};
@@ -37,16 +38,19 @@ pub enum Extension {
     PcSearch,
     /// peercdn's node identities and receipts ([`super::receipt`]).
     PcReceipt,
+    /// BEP 55 holepunch ([`super::holepunch`]).
+    UtHolepunch,
 }
 
 impl Extension {
     /// Every extension (the order of the per-peer ID table).
-    pub const ALL: [Extension; 5] = [
+    pub const ALL: [Extension; 6] = [
         Extension::UtMetadata,
         Extension::UtPex,
         Extension::PcLive,
         Extension::PcSearch,
         Extension::PcReceipt,
+        Extension::UtHolepunch,
     ];
 
     /// Its name in the handshake's `m` dictionary.
@@ -57,6 +61,7 @@ impl Extension {
             Extension::PcLive => PC_LIVE,
             Extension::PcSearch => PC_SEARCH,
             Extension::PcReceipt => PC_RECEIPT,
+            Extension::UtHolepunch => UT_HOLEPUNCH,
         }
     }
 
@@ -68,6 +73,7 @@ impl Extension {
             Extension::PcLive => OUR_PC_LIVE_ID,
             Extension::PcSearch => OUR_PC_SEARCH_ID,
             Extension::PcReceipt => OUR_PC_RECEIPT_ID,
+            Extension::UtHolepunch => OUR_UT_HOLEPUNCH_ID,
         }
     }
 

@@ -15,6 +15,7 @@
 //!   codec and the per-connection budget (the catalogue itself is the engine's).
 //! - [`receipt`]: `pc_receipt` — node keys proven by signing the other side's nonce, receipts
 //!   passed between peers, and the book of verified bytes per uploader key.
+//! - [`holepunch`]: BEP 55 `ut_holepunch` — the codec, the relay's rule, the per-peer budget.
 //!
 //! What this layer must not touch: policy. Who gets upload slots, which pieces to ask for, the
 //! live window, bans by address — those stay with the swarms, the choker and the connection
@@ -23,6 +24,7 @@
 
 pub mod choke;
 pub mod handshake;
+pub mod holepunch;
 pub mod metadata;
 pub mod peer;
 pub mod pex;

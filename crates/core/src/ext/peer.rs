@@ -30,6 +30,12 @@ pub struct PeerRecord {
     pub search: super::search::PeerBudget,
     /// Its `pc_receipt` state: its proven key, its receipt budget.
     pub ident: super::receipt::PeerIdent,
+    /// The connection runs over uTP (else TCP): set by the engine, read by BEP 55's relay.
+    pub utp: bool,
+    /// The connection came of a BEP 55 introduction (set by the engine).
+    pub holepunched: bool,
+    /// Its `ut_holepunch` budget.
+    pub holepunch: super::holepunch::PeerBudget,
 }
 
 impl PeerRecord {
@@ -45,6 +51,9 @@ impl PeerRecord {
             last_recv: now,
             search: super::search::PeerBudget::new(now),
             ident: super::receipt::PeerIdent::new(now),
+            utp: false,
+            holepunched: false,
+            holepunch: super::holepunch::PeerBudget::new(now),
         }
     }
 

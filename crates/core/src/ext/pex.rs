@@ -42,13 +42,24 @@ impl PexPeer {
     }
 }
 
-/// The listen addresses PEX can tell, each with its flags and the connection it belongs to.
+/// The listen addresses PEX can tell, each with its flags and the connection it belongs to:
+/// the swarm's (`flags`: a seed) and what the record knows — the connection runs over uTP
+/// ([`Pex::FLAG_UTP`]), the peer speaks BEP 55 ([`Pex::FLAG_HOLEPUNCH`]: a peer that cannot
+/// dial it may ask us to introduce them).
 pub fn known<'a>(
     peers: impl IntoIterator<Item = (PeerKey, &'a PeerRecord, u8)>,
 ) -> Vec<(PeerKey, SocketAddr, u8)> {
     peers
         .into_iter()
-        .filter_map(|(k, r, flags)| Some((k, r.listen_addr?, flags)))
+        .filter_map(|(k, r, mut flags)| {
+            if r.utp {
+                flags |= Pex::FLAG_UTP;
+            }
+            if r.ext.id(Extension::UtHolepunch).is_some() {
+                flags |= Pex::FLAG_HOLEPUNCH;
+            }
+            Some((k, r.listen_addr?, flags))
+        })
         .collect()
 }
 

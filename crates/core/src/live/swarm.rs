@@ -70,6 +70,7 @@ use bytes::Bytes;
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
 use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::Extension;
+use crate::ext::holepunch::{self, HolepunchEvent};
 use crate::ext::metadata::Metadata;
 use crate::ext::peer::PeerRecord;
 use crate::ext::receipt::{self, ReceiptBook};
@@ -330,6 +331,10 @@ impl LiveSwarm {
                 reading: p.up.drain.in_flight(),
                 down_rate: p.rec.traffic.down.rate(),
                 up_rate: p.rec.traffic.up.rate(),
+                downloaded: p.rec.traffic.down.total(),
+                uploaded: p.rec.traffic.up.total(),
+                utp: p.rec.utp,
+                holepunched: p.rec.holepunched,
             })
             .collect()
     }
@@ -406,6 +411,64 @@ impl LiveSwarm {
     /// said).
     pub fn listen_addr(&self, key: PeerKey) -> Option<SocketAddr> {
         self.peers.get(&key).and_then(|p| p.rec.listen_addr)
+    }
+
+    /// How a connection travels, as the engine knows it: over uTP (else TCP; a BEP 55 relay
+    /// introduces a uTP peer at its connection's own address), and whether it came of an
+    /// introduction (holepunched).
+    pub fn set_route(&mut self, key: PeerKey, utp: bool, holepunched: bool) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.rec.utp = utp;
+            p.rec.holepunched = holepunched;
+        }
+    }
+
+    /// Whether the peer `key` speaks `ext` (its extension handshake said so).
+    pub fn speaks(&self, key: PeerKey, ext: Extension) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| p.rec.ext.id(ext).is_some())
+    }
+
+    /// BEP 55: asks the peer `via` to introduce us to `target` (a dial to it failed); false
+    /// when `via` is gone or does not speak `ut_holepunch`.
+    pub fn rendezvous(&mut self, via: PeerKey, target: SocketAddr) -> bool {
+        let Some(m) = self
+            .peers
+            .get(&via)
+            .and_then(|p| holepunch::rendezvous(&p.rec, target))
+        else {
+            return false;
+        };
+        self.send(via, m);
+        true
+    }
+
+    /// A `ut_holepunch` message: relayed introductions go out, an introduction of us becomes
+    /// [`Action::Holepunch`] (see [`crate::ext::holepunch`]).
+    fn on_holepunch(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
+        let Some(msg) = self
+            .peers
+            .get_mut(&key)
+            .and_then(|p| holepunch::admit(payload, &mut p.rec, now))
+        else {
+            return;
+        };
+        let Some(asker) = self.peers.get(&key) else {
+            return;
+        };
+        let peers = self.peers.iter().map(|(&k, p)| (k, &p.rec));
+        match holepunch::receive(msg, key, &asker.rec, peers) {
+            Some(HolepunchEvent::Send(out)) => {
+                for (k, m) in out {
+                    self.send(k, m);
+                }
+            }
+            Some(HolepunchEvent::Connect(addr)) => {
+                self.actions.push_back(Action::Holepunch(addr));
+            }
+            Some(HolepunchEvent::Failed(..)) | None => {}
+        }
     }
 
     /// The lowest piece a local player needs (`None`: no player; the node only relays).

@@ -93,8 +93,11 @@ pub enum Action {
     /// The info dictionary arrived through ut_metadata and matches the info hash: parse it and
     /// call `set_metadata`.
     MetadataReceived(Bytes),
-    /// Addresses learned from peer exchange, to dial.
-    Discovered(Vec<SocketAddr>),
+    /// Addresses learned from peer exchange, to dial, and the peer that told them (the one to
+    /// ask for an introduction, BEP 55, when a dial fails).
+    Discovered(PeerKey, Vec<SocketAddr>),
+    /// A peer introduced us (BEP 55 `connect`): dial this address over uTP now.
+    Holepunch(SocketAddr),
     /// Every wanted piece is verified.
     Completed,
     /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
@@ -151,4 +154,12 @@ pub struct PeerInfo {
     pub am_interested: bool,
     /// It wants pieces we have.
     pub peer_interested: bool,
+    /// Payload bytes from it.
+    pub downloaded: u64,
+    /// Payload bytes to it.
+    pub uploaded: u64,
+    /// The connection runs over uTP (else TCP).
+    pub utp: bool,
+    /// The connection came of a BEP 55 introduction.
+    pub holepunched: bool,
 }

@@ -409,9 +409,12 @@ impl Actor {
                         b.note_exists(i);
                     }
                 }
-                Action::Discovered(peers) => {
+                Action::Discovered(via, peers) => {
                     self.host
-                        .add_candidates(peers, PeerSource::Pex, &mut self.swarm, clock::now());
+                        .add_introduced(peers, via, &mut self.swarm, clock::now());
+                }
+                Action::Holepunch(addr) => {
+                    self.host.holepunch(addr, &mut self.swarm, clock::now());
                 }
                 Action::MetadataReceived(info) => self.on_metadata(info),
                 Action::Search(key, ev) => {

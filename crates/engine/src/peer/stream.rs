@@ -105,17 +105,20 @@ pub struct Wires {
     pub rc4: usize,
     /// Over uTP, whatever their encryption.
     pub utp: usize,
+    /// Came of a BEP 55 introduction (holepunched; uTP).
+    pub holepunched: usize,
 }
 
 impl Wires {
     /// Counts one more connection.
-    pub fn add(&mut self, w: Wire, utp: bool) {
+    pub fn add(&mut self, w: Wire, utp: bool, holepunched: bool) {
         match w {
             Wire::Plain => self.plain += 1,
             Wire::Obfuscated => self.obfuscated += 1,
             Wire::Rc4 => self.rc4 += 1,
         }
         self.utp += usize::from(utp);
+        self.holepunched += usize::from(holepunched);
     }
 
     /// Adds another count (a node's total over its swarms).
@@ -124,6 +127,7 @@ impl Wires {
         self.obfuscated += o.obfuscated;
         self.rc4 += o.rc4;
         self.utp += o.utp;
+        self.holepunched += o.holepunched;
     }
 }
 
@@ -410,6 +414,18 @@ pub async fn dial(
         }
     }
     Err(last)
+}
+
+/// Dials `addr` over uTP only (a BEP 55 introduction: the other side dials us at the same
+/// moment, and each NAT lets the other's packets in once ours went out).
+pub async fn dial_utp(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    our_id: PeerId,
+    policy: Encryption,
+    utp: &UtpSocket,
+) -> Result<(PeerStream, Handshake), ConnectError> {
+    dial_via(Via::Utp, addr, None, info_hash, our_id, policy, Some(utp)).await
 }
 
 async fn dial_via(

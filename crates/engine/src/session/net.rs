@@ -90,7 +90,10 @@ fn incoming(
         let Some(inner) = session.upgrade() else {
             return;
         };
-        inner.incoming.count(stream.is_utp(), addr.ip());
+        // A uTP connection from where we are dialling too is the other half of an introduction
+        // (both dialled at once through their NATs): it does not show we can be reached.
+        let punched = stream.is_utp() && inner.utp.as_ref().is_some_and(|u| u.dialled(addr));
+        inner.incoming.count(stream.is_utp(), addr.ip(), !punched);
         let handle = inner
             .torrents
             .lock()

@@ -13,10 +13,12 @@ pub(crate) struct IncomingCounts {
 }
 
 impl IncomingCounts {
-    pub(crate) fn count(&self, utp: bool, from: std::net::IpAddr) {
+    /// One more incoming connection; `unsolicited`: not the other half of a simultaneous open
+    /// (only those show that peers can reach us).
+    pub(crate) fn count(&self, utp: bool, from: std::net::IpAddr, unsolicited: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         if utp { &self.utp } else { &self.tcp }.fetch_add(1, Relaxed);
-        if is_global(from) {
+        if unsolicited && is_global(from) {
             self.global.fetch_add(1, Relaxed);
         }
     }

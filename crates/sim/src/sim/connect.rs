@@ -177,8 +177,12 @@ impl Sim {
                 let rtt = 2 * node.access.half_rtt_us * 1000;
                 self.q.push(now + rtt, Ev::TrackerAnswer(n));
             }
-            // Held connections are closed at once (see the module doc); no DHT.
-            conn::Action::Attach(_) | conn::Action::DhtLookup | conn::Action::DhtAnnounce => {}
+            // Held connections are closed at once (see the module doc); no DHT; no BEP 55
+            // (candidates never have an introducer here).
+            conn::Action::Attach(_)
+            | conn::Action::DhtLookup
+            | conn::Action::DhtAnnounce
+            | conn::Action::Rendezvous { .. } => {}
         }
     }
 

@@ -31,9 +31,10 @@ impl LiveSwarm {
             }
             Some(Extension::UtPex) => {
                 if let Some(added) = pex::received(&payload) {
-                    self.actions.push_back(Action::Discovered(added));
+                    self.actions.push_back(Action::Discovered(key, added));
                 }
             }
+            Some(Extension::UtHolepunch) => self.on_holepunch(key, &payload, now),
             Some(Extension::PcLive) => match LiveMsg::decode(&payload) {
                 Ok(m) => self.on_live_msg(key, m, now),
                 Err(_) => self.disconnect(key, ProtocolViolation::BadLiveMsg.into()),

@@ -141,8 +141,11 @@ pub enum Action {
     },
     /// A verified header moved the live edge to this index (`LiveBuffer::note_exists`).
     Edge(u32),
-    /// Addresses learned from peer exchange, to dial.
-    Discovered(Vec<SocketAddr>),
+    /// Addresses learned from peer exchange, to dial, and the peer that told them (the one to
+    /// ask for an introduction, BEP 55, when a dial fails).
+    Discovered(PeerKey, Vec<SocketAddr>),
+    /// A peer introduced us (BEP 55 `connect`): dial this address over uTP now.
+    Holepunch(SocketAddr),
     /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
     Search(PeerKey, crate::ext::search::SearchEvent),
     /// Receipts a peer passed us over `pc_receipt` (within budget), each verified.
@@ -212,4 +215,12 @@ pub struct LivePeerInfo {
     pub down_rate: u64,
     /// Bytes/s to it.
     pub up_rate: u64,
+    /// Payload bytes from it.
+    pub downloaded: u64,
+    /// Payload bytes to it.
+    pub uploaded: u64,
+    /// The connection runs over uTP (else TCP).
+    pub utp: bool,
+    /// The connection came of a BEP 55 introduction.
+    pub holepunched: bool,
 }
