@@ -15,9 +15,10 @@
 //! other's address by PEX, their TCP dials are refused by the other's router, and they ask a
 //! peer both are connected to for an introduction (`ut_holepunch` rendezvous); the relay sends
 //! each the other's address and both dial over uTP at once. The test asserts: A is mapped and
-//! reachable, B and C are not (their introduced connections do not count as reachable); B and
-//! C hold a holepunched uTP connection to each other's router address, and payload crossed it;
-//! every player gets its bytes of the stream, and prints the figures.
+//! reachable, B and C are not (their introduced connections do not count as reachable), and
+//! the broadcaster knows it from their extension handshakes; B and C hold a holepunched uTP
+//! connection to each other's router address, and payload crossed it; every player gets its
+//! bytes of the stream. It prints the figures.
 //!
 //! Needs root for `ip netns`, nftables and tc (CI runs as root); without it the test FAILS,
 //! never skips.
@@ -271,6 +272,7 @@ fn viewers_behind_nat_relay_live_to_each_other_through_holepunched_connections()
     );
     let bc_port = peercdn_port(&mut bc);
     let id = wait_line(&mut bc, "id: ");
+    let bc_http = wait_line(&mut bc, "http: ");
     let bc_addr = format!("{src_ip}:{bc_port}");
 
     let viewer = |i: usize, limit: Option<&str>| {
@@ -356,6 +358,23 @@ fn viewers_behind_nat_relay_live_to_each_other_through_holepunched_connections()
     assert_eq!(reach[0]["mapping"]["state"], "mapped", "A: {}", reach[0]);
     for i in [1, 2] {
         assert_eq!(reach[i]["reachable"], false, "viewer {i}: {}", reach[i]);
+    }
+
+    // The broadcaster knows who can be dialled: A said so in its extension handshake (its
+    // port is mapped), B and C did not; it serves reachable viewers first.
+    let src = inet.get_json(&inet.src, &format!("{bc_http}/api/v1/live/{id}"));
+    let peers = src["peer_list"].as_array().expect("peer_list");
+    for i in 0..3 {
+        let ip = inet.router_ip(i);
+        let p = peers
+            .iter()
+            .find(|p| {
+                p["addr"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(&format!("{ip}:")))
+            })
+            .unwrap_or_else(|| panic!("the broadcaster has no peer at {ip}: {src}"));
+        assert_eq!(p["reachable"], i == 0, "viewer {i} at the broadcaster: {p}");
     }
 
     // B and C: each holds a holepunched uTP connection to the other's router, and payload

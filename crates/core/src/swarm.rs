@@ -27,7 +27,7 @@ use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::{self, our_handshake, Extension, EXT_HANDSHAKE_ID};
 use crate::ext::holepunch::{self, HolepunchEvent};
 use crate::ext::metadata::{Metadata, MetadataEvent};
-use crate::ext::peer::PeerRecord;
+use crate::ext::peer::{PeerRecord, Route};
 use crate::ext::pex::{self, Pex};
 use crate::ext::receipt::{self, ReceiptBook, ReceiptEvent};
 use crate::ext::search::{self, SearchEvent};
@@ -94,6 +94,8 @@ pub const MAX_SEARCH_SEEDS: usize = 8;
 pub struct Swarm {
     info_hash: InfoHash,
     config: SwarmConfig,
+    /// Peers can dial this node, as far as it knows (told in our extension handshake).
+    reachable: bool,
     /// BEP 9: the info dictionary (served), or its fetch.
     meta: Metadata,
     picker: Option<Picker>,
@@ -123,6 +125,7 @@ impl Swarm {
         Swarm {
             info_hash,
             config,
+            reachable: false,
             meta: Metadata::new(info_hash),
             picker: None,
             peers: BTreeMap::new(),
@@ -266,8 +269,9 @@ impl Swarm {
                 up_rate: p.rec.traffic.up.rate(),
                 downloaded: p.rec.traffic.down.total(),
                 uploaded: p.rec.traffic.up.total(),
-                utp: p.rec.utp,
-                holepunched: p.rec.holepunched,
+                utp: p.rec.route.utp,
+                holepunched: p.rec.route.holepunched,
+                reachable: p.rec.reachable(),
                 in_flight: p.outstanding.len(),
                 am_choking: p.up.am_choking,
                 peer_choking: p.peer_choking,
@@ -338,13 +342,24 @@ impl Swarm {
         self.peers.get(&key).and_then(|p| p.rec.listen_addr)
     }
 
-    /// How a connection travels, as the engine knows it: over uTP (else TCP; a BEP 55 relay
-    /// introduces a uTP peer at its connection's own address), and whether it came of an
-    /// introduction (holepunched).
-    pub fn set_route(&mut self, key: PeerKey, utp: bool, holepunched: bool) {
+    /// How a connection travels and came to be, as the engine knows it (see [`Route`]).
+    pub fn set_route(&mut self, key: PeerKey, route: Route) {
         if let Some(p) = self.peers.get_mut(&key) {
-            p.rec.utp = utp;
-            p.rec.holepunched = holepunched;
+            p.rec.route = route;
+        }
+    }
+
+    /// Whether peers can dial this node, as it knows (its port mapped, or a peer on the
+    /// Internet dialled it): told to every peer in our extension handshake (again when it
+    /// changes, as BEP 10 allows).
+    pub fn set_reachable(&mut self, reachable: bool) {
+        if self.reachable == reachable {
+            return;
+        }
+        self.reachable = reachable;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.send_ext_handshake_if_needed(k);
         }
     }
 
@@ -884,6 +899,7 @@ impl Swarm {
             self.meta.size(),
             self.config.listen_port,
             self.config.max_peer_requests as u32,
+            self.reachable,
         );
         self.send(key, msg);
     }

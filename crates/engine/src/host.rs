@@ -28,6 +28,7 @@ use peercdn_core::conn::{
     Action, Activity, Admission, ConnConfig, ConnId, ConnManager, Source, TrackerEvent,
 };
 use peercdn_core::ext::handshake::Extension;
+use peercdn_core::ext::peer::Route;
 use peercdn_core::wire::ext::EXT_HANDSHAKE_ID;
 use peercdn_core::wire::{BlockRef, Handshake, Message};
 use peercdn_core::{DisconnectReason, InfoHash, PeerId};
@@ -60,8 +61,10 @@ pub trait PeerSwarm {
     fn on_message(&mut self, key: ConnId, msg: Message, now: Instant);
     /// A block was written to a peer (or dropped).
     fn on_block_sent(&mut self, key: ConnId, block: BlockRef, sent: bool);
-    /// How a connection travels: over uTP, and whether it came of an introduction.
-    fn set_route(&mut self, key: ConnId, utp: bool, holepunched: bool);
+    /// How a connection travels and came to be.
+    fn set_route(&mut self, key: ConnId, route: Route);
+    /// Whether peers can dial this node (told to every peer when it changes).
+    fn set_reachable(&mut self, reachable: bool);
     /// Whether the peer `key` speaks `ext`.
     fn speaks(&self, key: ConnId, ext: Extension) -> bool;
     /// Asks the peer `via` to introduce us to `target` (BEP 55); false if it cannot.
@@ -87,8 +90,11 @@ macro_rules! peer_swarm {
             fn on_message(&mut self, key: ConnId, msg: Message, now: Instant) {
                 <$t>::on_message(self, key, msg, now)
             }
-            fn set_route(&mut self, key: ConnId, utp: bool, holepunched: bool) {
-                <$t>::set_route(self, key, utp, holepunched)
+            fn set_route(&mut self, key: ConnId, route: Route) {
+                <$t>::set_route(self, key, route)
+            }
+            fn set_reachable(&mut self, reachable: bool) {
+                <$t>::set_reachable(self, reachable)
             }
             fn speaks(&self, key: ConnId, ext: Extension) -> bool {
                 <$t>::speaks(self, key, ext)
@@ -134,6 +140,8 @@ pub struct PeerParams {
     pub encryption: Encryption,
     /// The node's uTP socket, when uTP is on: dials fall back to it (or try it first).
     pub utp: Option<crate::utp::UtpSocket>,
+    /// Whether peers can dial this node (the swarm tells its peers).
+    pub reachable: crate::session::ReachFlag,
 }
 
 impl PeerParams {
@@ -160,6 +168,7 @@ struct HostParams {
     local_ip: Option<std::net::IpAddr>,
     encryption: Encryption,
     utp: Option<crate::utp::UtpSocket>,
+    reachable: crate::session::ReachFlag,
     dht: Option<Dht>,
     global: [RateLimiter; 2],
     local: [RateLimiter; 2],
@@ -247,6 +256,7 @@ impl Host {
             local_ip: peers.local_ip,
             encryption: peers.encryption,
             utp: peers.utp.clone(),
+            reachable: peers.reachable.clone(),
             dht: peers.dht.clone(),
             global: peers.global.clone(),
             local: peers.local.clone(),
@@ -281,6 +291,8 @@ impl Host {
     /// Handles what [`Host::recv`] returned, and the peer events already queued behind it
     /// (up to [`BURST`]: fewer wake-ups of the actor under load).
     pub fn handle<S: PeerSwarm>(&mut self, wake: Wake, swarm: &mut S, now: Instant) {
+        // Whether we are reachable changes rarely; the swarm ignores a repeat.
+        swarm.set_reachable(self.p.reachable.get());
         let burst = matches!(wake, Wake::Peer(_));
         self.handle_one(wake, swarm, now);
         if burst {
@@ -557,7 +569,12 @@ impl Host {
         debug!(addr = %p.addr, key, outgoing = p.outgoing, utp, holepunched, "peer connected");
         self.conns.insert(key, conn);
         swarm.add_peer(key, p.addr, &p.hs, now);
-        swarm.set_route(key, utp, holepunched);
+        let route = Route {
+            utp,
+            holepunched,
+            dialled: p.outgoing,
+        };
+        swarm.set_route(key, route);
         if p.outgoing {
             swarm.set_listen_addr(key, p.addr);
         }

@@ -45,7 +45,7 @@ use net::{accept_loop, ipv4_side, listen, route_peer, utp_accept_loop};
 use peercdn_core::catalog::{self, Description, Record};
 use peercdn_core::ext::receipt::Identity;
 use reach::IncomingCounts;
-pub use reach::Reach;
+pub use reach::{Reach, ReachFlag};
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -565,6 +565,7 @@ impl Session {
             accounts: self.inner.accounts.clone(),
             encryption: self.inner.config.encryption,
             utp: self.inner.utp.clone(),
+            reachable: self.inner.incoming.flag(),
         }
     }
 
@@ -951,7 +952,26 @@ impl Session {
         }
         let mut nat = lock(&self.inner.nat);
         if nat.is_none() {
-            *nat = Some(crate::nat::PortMapper::start(bind, self.inner.port));
+            let mapper = crate::nat::PortMapper::start(bind, self.inner.port);
+            // The swarms' reachability flag follows the mapping.
+            let mut rx = mapper.watch();
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                loop {
+                    let mapped = matches!(
+                        *rx.borrow_and_update(),
+                        crate::nat::Reachability::Mapped { .. }
+                    );
+                    match weak.upgrade() {
+                        Some(inner) => inner.incoming.set_mapped(mapped),
+                        None => return,
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            *nat = Some(mapper);
         }
     }
 

@@ -258,6 +258,7 @@ pub fn torrent_json(h: &TorrentHandle) -> Value {
             "uploaded": p.uploaded,
             "transport": if p.utp { "utp" } else { "tcp" },
             "holepunched": p.holepunched,
+            "reachable": p.reachable,
         }))),
     })
 }

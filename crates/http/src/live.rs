@@ -224,6 +224,7 @@ pub fn live_json(handle: &LiveHandle) -> Value {
             "uploaded": p.uploaded,
             "transport": if p.utp { "utp" } else { "tcp" },
             "holepunched": p.holepunched,
+            "reachable": p.reachable,
         }))),
     })
 }

@@ -426,6 +426,7 @@ pub fn document() -> Value {
                                 "uploaded": { "type": "integer", "description": "Payload bytes to it." },
                                 "transport": { "type": "string", "enum": ["tcp", "utp"] },
                                 "holepunched": { "type": "boolean", "description": "The connection came of a BEP 55 introduction." },
+                                "reachable": { "type": "boolean", "description": "Peers can dial it: we did (not through an introduction), or its extension handshake says so (`pc_reachable`)." },
                                 "peer_interested": { "type": "boolean" }
                             } } },
                         "files": { "type": "array", "nullable": true,
@@ -485,6 +486,7 @@ pub fn document() -> Value {
                                 "uploaded": { "type": "integer", "description": "Payload bytes to it." },
                                 "transport": { "type": "string", "enum": ["tcp", "utp"] },
                                 "holepunched": { "type": "boolean", "description": "The connection came of a BEP 55 introduction." },
+                                "reachable": { "type": "boolean", "description": "Peers can dial it: we did (not through an introduction), or its extension handshake says so (`pc_reachable`)." },
                                 "am_choking": { "type": "boolean" },
                                 "peer_choking": { "type": "boolean" }
                             } } }

@@ -519,8 +519,10 @@ impl Sim {
             wall_clock: Some(self.wall),
             ..LiveConfig::default()
         };
-        let swarm = LiveSwarm::with_info(self.params.info_bytes().into(), config)
+        let mut swarm = LiveSwarm::with_info(self.params.info_bytes().into(), config)
             .expect("the simulator's own descriptor is valid");
+        // As a node knows it from its port mapping; its extension handshakes tell peers.
+        swarm.set_reachable(reachable);
         let cc = ConnConfig {
             listen_port: Some(PORT),
             ..ConnConfig::default()

@@ -89,14 +89,17 @@ impl Extension {
 }
 
 /// Our extension handshake: the extensions we speak under our IDs, the size of the info
-/// dictionary once we have it, our listen port, and how many requests we queue per peer.
+/// dictionary once we have it, our listen port, how many requests we queue per peer, and
+/// whether peers can dial us (as far as we know).
 pub fn our_handshake(
     speaks: &[Extension],
     metadata_size: Option<u32>,
     listen_port: Option<u16>,
     reqq: u32,
+    reachable: bool,
 ) -> Message {
     let mut hs = ExtHandshake::ours(metadata_size, listen_port);
+    hs.reachable = reachable;
     hs.m = speaks
         .iter()
         .map(|e| (e.name().to_string(), e.our_id()))
@@ -120,6 +123,8 @@ pub struct PeerExtensions {
     pub listen_port: Option<u16>,
     /// The size of the info dictionary it announced (`metadata_size`, BEP 9), if any.
     pub metadata_size: Option<u32>,
+    /// It says peers can dial it (`pc_reachable`).
+    pub reachable: bool,
 }
 
 impl PeerExtensions {
@@ -143,6 +148,7 @@ impl PeerExtensions {
             reqq: hs.reqq,
             listen_port: hs.listen_port,
             metadata_size: hs.metadata_size,
+            reachable: hs.reachable,
         }
     }
 
@@ -187,6 +193,7 @@ mod tests {
             Some(1234),
             Some(6881),
             512,
+            true,
         );
         let Message::Extended { id, payload } = msg else {
             panic!("not extended");
@@ -198,6 +205,7 @@ mod tests {
         assert_eq!(theirs.id(Extension::UtPex), None);
         assert_eq!(theirs.metadata_size, Some(1234));
         assert_eq!(theirs.reqq, Some(512));
+        assert!(theirs.reachable);
         assert!(theirs
             .client
             .as_deref()

@@ -238,7 +238,7 @@ pub fn rendezvous(rec: &PeerRecord, target: SocketAddr) -> Option<Message> {
 /// (the NAT's mapping of that socket), else where it listens (its TCP listener and uTP socket
 /// share the port), else the connection's address.
 pub fn punch_addr(rec: &PeerRecord) -> SocketAddr {
-    if rec.utp {
+    if rec.route.utp {
         rec.addr
     } else {
         rec.listen_addr.unwrap_or(rec.addr)
@@ -381,7 +381,7 @@ mod tests {
             ..ExtHandshake::default()
         }));
         r.listen_addr = listen.map(sa);
-        r.utp = utp;
+        r.route.utp = utp;
         r
     }
 

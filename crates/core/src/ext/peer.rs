@@ -30,10 +30,8 @@ pub struct PeerRecord {
     pub search: super::search::PeerBudget,
     /// Its `pc_receipt` state: its proven key, its receipt budget.
     pub ident: super::receipt::PeerIdent,
-    /// The connection runs over uTP (else TCP): set by the engine, read by BEP 55's relay.
-    pub utp: bool,
-    /// The connection came of a BEP 55 introduction (set by the engine).
-    pub holepunched: bool,
+    /// How the connection travels and came to be (set by the engine).
+    pub route: Route,
     /// Its `ut_holepunch` budget.
     pub holepunch: super::holepunch::PeerBudget,
 }
@@ -51,10 +49,14 @@ impl PeerRecord {
             last_recv: now,
             search: super::search::PeerBudget::new(now),
             ident: super::receipt::PeerIdent::new(now),
-            utp: false,
-            holepunched: false,
+            route: Route::default(),
             holepunch: super::holepunch::PeerBudget::new(now),
         }
+    }
+
+    /// Whether peers can dial it: we did (not through an introduction), or it says so.
+    pub fn reachable(&self) -> bool {
+        (self.route.dialled && !self.route.holepunched) || self.ext.reachable
     }
 
     /// Keeps the peer's extension handshake; its listen address is learned from it unless
@@ -65,6 +67,17 @@ impl PeerRecord {
         }
         self.ext = theirs;
     }
+}
+
+/// How a connection travels and came to be, as the engine knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Over uTP (else TCP): a BEP 55 relay introduces the peer at the connection's address.
+    pub utp: bool,
+    /// It came of a BEP 55 introduction (holepunched).
+    pub holepunched: bool,
+    /// We dialled it.
+    pub dialled: bool,
 }
 
 /// Bytes moved one way on one connection, and a smoothed rate.

@@ -45,15 +45,19 @@ impl PexPeer {
 /// The listen addresses PEX can tell, each with its flags and the connection it belongs to:
 /// the swarm's (`flags`: a seed) and what the record knows — the connection runs over uTP
 /// ([`Pex::FLAG_UTP`]), the peer speaks BEP 55 ([`Pex::FLAG_HOLEPUNCH`]: a peer that cannot
-/// dial it may ask us to introduce them).
+/// dial it may ask us to introduce them), it can be dialled ([`Pex::FLAG_REACHABLE`]: we did,
+/// or it said so).
 pub fn known<'a>(
     peers: impl IntoIterator<Item = (PeerKey, &'a PeerRecord, u8)>,
 ) -> Vec<(PeerKey, SocketAddr, u8)> {
     peers
         .into_iter()
         .filter_map(|(k, r, mut flags)| {
-            if r.utp {
+            if r.route.utp {
                 flags |= Pex::FLAG_UTP;
+            }
+            if r.reachable() {
+                flags |= Pex::FLAG_REACHABLE;
             }
             if r.ext.id(Extension::UtHolepunch).is_some() {
                 flags |= Pex::FLAG_HOLEPUNCH;

@@ -439,7 +439,8 @@ mod tests {
     /// A connection record whose peer speaks every extension.
     fn rec(now: Instant) -> PeerRecord {
         let mut r = PeerRecord::new("127.0.0.1:1".parse().unwrap(), now, now);
-        let Message::Extended { payload, .. } = our_handshake(&Extension::ALL, None, None, 1)
+        let Message::Extended { payload, .. } =
+            our_handshake(&Extension::ALL, None, None, 1, false)
         else {
             unreachable!()
         };

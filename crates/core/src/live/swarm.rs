@@ -72,7 +72,7 @@ use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::Extension;
 use crate::ext::holepunch::{self, HolepunchEvent};
 use crate::ext::metadata::Metadata;
-use crate::ext::peer::PeerRecord;
+use crate::ext::peer::{PeerRecord, Route};
 use crate::ext::receipt::{self, ReceiptBook};
 use crate::id::InfoHash;
 use crate::live::window::{Judgement, Window};
@@ -165,6 +165,8 @@ struct Pending {
 pub struct LiveSwarm {
     content_id: InfoHash,
     config: LiveConfig,
+    /// Peers can dial this node, as far as it knows (told in our extension handshake).
+    reachable: bool,
     params: Option<LiveParams>,
     /// BEP 9: the info dictionary (served), or its fetch.
     meta: Metadata,
@@ -225,6 +227,7 @@ impl LiveSwarm {
         LiveSwarm {
             content_id,
             config,
+            reachable: false,
             params: None,
             meta: Metadata::new(content_id),
             peers: BTreeMap::new(),
@@ -333,8 +336,9 @@ impl LiveSwarm {
                 up_rate: p.rec.traffic.up.rate(),
                 downloaded: p.rec.traffic.down.total(),
                 uploaded: p.rec.traffic.up.total(),
-                utp: p.rec.utp,
-                holepunched: p.rec.holepunched,
+                utp: p.rec.route.utp,
+                holepunched: p.rec.route.holepunched,
+                reachable: p.rec.reachable(),
             })
             .collect()
     }
@@ -413,13 +417,24 @@ impl LiveSwarm {
         self.peers.get(&key).and_then(|p| p.rec.listen_addr)
     }
 
-    /// How a connection travels, as the engine knows it: over uTP (else TCP; a BEP 55 relay
-    /// introduces a uTP peer at its connection's own address), and whether it came of an
-    /// introduction (holepunched).
-    pub fn set_route(&mut self, key: PeerKey, utp: bool, holepunched: bool) {
+    /// How a connection travels and came to be, as the engine knows it (see [`Route`]).
+    pub fn set_route(&mut self, key: PeerKey, route: Route) {
         if let Some(p) = self.peers.get_mut(&key) {
-            p.rec.utp = utp;
-            p.rec.holepunched = holepunched;
+            p.rec.route = route;
+        }
+    }
+
+    /// Whether peers can dial this node, as it knows (its port mapped, or a peer on the
+    /// Internet dialled it): told to every peer in our extension handshake (again when it
+    /// changes, as BEP 10 allows).
+    pub fn set_reachable(&mut self, reachable: bool) {
+        if self.reachable == reachable {
+            return;
+        }
+        self.reachable = reachable;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.send_ext_handshake(k);
         }
     }
 

@@ -162,4 +162,6 @@ pub struct PeerInfo {
     pub utp: bool,
     /// The connection came of a BEP 55 introduction.
     pub holepunched: bool,
+    /// Peers can dial it (we did, or it said so).
+    pub reachable: bool,
 }

@@ -95,6 +95,9 @@ pub struct ExtHandshake {
     pub reqq: Option<u32>,
     /// Our address as the sender sees it (`yourip`, 4 or 16 bytes).
     pub your_ip: Option<IpAddr>,
+    /// The sender says peers can dial it (`pc_reachable: 1`, peercdn's: its port is mapped
+    /// on its router, or a peer on the Internet dialled it). Absent means unknown.
+    pub reachable: bool,
 }
 
 impl ExtHandshake {
@@ -111,6 +114,7 @@ impl ExtHandshake {
             metadata_size,
             reqq: Some(OUR_REQQ),
             your_ip: None,
+            reachable: false,
         }
     }
 
@@ -141,6 +145,9 @@ impl ExtHandshake {
                 IpAddr::V6(v6) => v6.octets().to_vec(),
             };
             d.insert(b"yourip".to_vec(), OwnedValue::Bytes(raw));
+        }
+        if self.reachable {
+            d.insert(b"pc_reachable".to_vec(), int(1));
         }
         Bytes::from(OwnedValue::Dict(d).encode())
     }
@@ -192,6 +199,7 @@ impl ExtHandshake {
             .and_then(|q| u32::try_from(q).ok())
             .filter(|q| *q != 0);
         let your_ip = dict.get_bytes(b"yourip").and_then(ip_from_bytes);
+        let reachable = dict.get_int(b"pc_reachable") == Some(1);
         Ok(ExtHandshake {
             m,
             client,
@@ -199,6 +207,7 @@ impl ExtHandshake {
             metadata_size,
             reqq,
             your_ip,
+            reachable,
         })
     }
 
@@ -596,6 +605,7 @@ mod tests {
         assert_eq!(back.id_of(UT_PEX), Some(OUR_UT_PEX_ID));
         let full = ExtHandshake {
             your_ip: Some("2001:db8::1".parse().unwrap()),
+            reachable: true,
             ..ExtHandshake::ours(None, None)
         };
         assert_eq!(ExtHandshake::decode(&full.encode()).unwrap(), full);
@@ -796,6 +806,7 @@ mod tests {
             reqq in proptest::option::of(1u32..),
             v6 in any::<bool>(),
             ip in any::<[u8; 16]>(),
+            reachable in any::<bool>(),
         ) {
             let your_ip = match v6 {
                 true => Some(IpAddr::from(ip)),
@@ -808,6 +819,7 @@ mod tests {
                 metadata_size,
                 reqq,
                 your_ip,
+                reachable,
             };
             prop_assert_eq!(ExtHandshake::decode(&hs.encode()).unwrap(), hs);
         }

@@ -10,9 +10,41 @@ pub(crate) struct IncomingCounts {
     tcp: std::sync::atomic::AtomicU64,
     utp: std::sync::atomic::AtomicU64,
     global: std::sync::atomic::AtomicU64,
+    /// The router mapped our port.
+    mapped: std::sync::atomic::AtomicBool,
+    /// `mapped` or a global incoming connection: what the swarms tell their peers.
+    flag: ReachFlag,
+}
+
+/// Whether peers can dial this node, as it knows, shared with every swarm (their extension
+/// handshakes say it; a source serves reachable viewers first). Cheap to clone and to read.
+#[derive(Debug, Clone, Default)]
+pub struct ReachFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ReachFlag {
+    /// Reachable now.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, v: bool) {
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl IncomingCounts {
+    /// The flag the swarms read.
+    pub(crate) fn flag(&self) -> ReachFlag {
+        self.flag.clone()
+    }
+
+    /// The router mapped our port (or the mapping went).
+    pub(crate) fn set_mapped(&self, mapped: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.mapped.store(mapped, Relaxed);
+        self.flag.set(mapped || self.global.load(Relaxed) > 0);
+    }
+
     /// One more incoming connection; `unsolicited`: not the other half of a simultaneous open
     /// (only those show that peers can reach us).
     pub(crate) fn count(&self, utp: bool, from: std::net::IpAddr, unsolicited: bool) {
@@ -20,6 +52,7 @@ impl IncomingCounts {
         if utp { &self.utp } else { &self.tcp }.fetch_add(1, Relaxed);
         if unsolicited && is_global(from) {
             self.global.fetch_add(1, Relaxed);
+            self.flag.set(true);
         }
     }
 

@@ -114,6 +114,11 @@ impl Sim {
             );
             f.swarm.add_peer(ka, addr, &hs_to, inst);
             f.swarm.set_listen_addr(ka, addr);
+            let route = peercdn_core::ext::peer::Route {
+                dialled: true,
+                ..Default::default()
+            };
+            f.swarm.set_route(ka, route);
         }
         self.pump(to, now);
         self.pump(from, now);

@@ -139,6 +139,7 @@ impl LiveSwarm {
             self.meta.size(),
             self.config.listen_port,
             self.config.max_peer_requests as u32,
+            self.reachable,
         );
         self.send(key, msg);
     }

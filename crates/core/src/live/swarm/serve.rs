@@ -29,6 +29,8 @@ struct Candidate {
     choked: bool,
     /// It announced pieces (a newcomer has none).
     holds: bool,
+    /// Peers can dial it (see [`crate::ext::peer::PeerRecord::reachable`]).
+    reachable: bool,
 }
 
 /// How often the unchoked set is recomputed (and the optimistic slot rotates).
@@ -342,10 +344,23 @@ impl LiveSwarm {
                 since: p.up.since,
                 choked: p.up.am_choking,
                 holds: !p.has.is_empty(),
+                reachable: p.rec.reachable(),
             })
             .collect();
-        // Most served first; among equals those unchoked longest (stable).
-        interested.sort_by_key(|c| (Reverse(c.served), c.choked, c.since, c.key));
+        // Most served first; among equals those unchoked longest (stable). The source serves
+        // peers that others can dial first: its copies are the roots of the relay tree, and a
+        // root every viewer can connect to feeds more of them than one behind a NAT, which
+        // only the peers it dialled itself (or an introduction) reach.
+        let source = self.config.source;
+        interested.sort_by_key(|c| {
+            (
+                source && !c.reachable,
+                Reverse(c.served),
+                c.choked,
+                c.since,
+                c.key,
+            )
+        });
         let mut keep: Vec<PeerKey> = interested.iter().take(slots).map(|c| c.key).collect();
         // The optimistic slot: a peer that holds nothing yet (a newcomer) first, then the one
         // choked longest. With slots sized to the uplink a viewer has few, and at 1,000

@@ -1101,3 +1101,83 @@ fn a_peer_refusing_many_pieces_is_not_asked_again_in_a_loop() {
         "{asked} requests for 80 blocks, all refused"
     );
 }
+
+/// The source gives its slots to peers others can dial (they said so in their extension
+/// handshake, or we dialled them) before peers behind NAT, whoever asked first: its copies are
+/// the roots of the relay tree, and a root every viewer can connect to feeds more of them.
+/// A viewer's own handshake tells whether it is reachable, again when that changes.
+#[test]
+fn the_source_serves_reachable_peers_first() {
+    let (_, mut s) = setup();
+    s.config.source = true;
+    let t0 = Instant::now();
+    let slots = s.slots() as PeerKey;
+    // Behind NAT: the first `slots + 1` to ask (the slots and the optimistic one).
+    let natted = slots + 1;
+    for k in 1..=natted {
+        ready_peer(&mut s, k, t0);
+        s.on_message(k, Message::Interested, t0);
+    }
+    drain(&mut s);
+    let reachable = [natted + 1, natted + 2];
+    for (i, &k) in reachable.iter().enumerate() {
+        ready_peer(&mut s, k, t0);
+        if i == 0 {
+            // It says so.
+            let mut ext = ExtHandshake::ours(None, None);
+            ext.m.push((PC_LIVE.to_string(), OUR_PC_LIVE_ID));
+            ext.reachable = true;
+            s.on_message(
+                k,
+                Message::Extended {
+                    id: ext::EXT_HANDSHAKE_ID,
+                    payload: ext.encode(),
+                },
+                t0,
+            );
+        } else {
+            // We dialled it.
+            let route = Route {
+                dialled: true,
+                ..Route::default()
+            };
+            s.set_route(k, route);
+        }
+        s.on_message(k, Message::Interested, t0);
+    }
+    drain(&mut s);
+    s.handle_timeout(t0 + serve::RECHOKE_EVERY);
+    let acts = drain(&mut s);
+    for k in reachable {
+        assert!(
+            acts.contains(&Action::Send(k, Message::Unchoke)),
+            "reachable peer {k} not served: {acts:?}"
+        );
+    }
+    let infos = s.peer_infos();
+    assert_eq!(infos.iter().filter(|p| p.reachable).count(), 2);
+    // A peer we reached through an introduction is not known to be reachable.
+    let punched = Route {
+        dialled: true,
+        holepunched: true,
+        utp: true,
+    };
+    s.set_route(reachable[1], punched);
+    assert_eq!(s.peer_infos().iter().filter(|p| p.reachable).count(), 1);
+
+    // Our own reachability goes out in a new extension handshake to every peer.
+    s.set_reachable(true);
+    let sent: Vec<PeerKey> = drain(&mut s)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send(k, Message::Extended { id: 0, payload }) => {
+                let hs = ExtHandshake::decode(&payload).unwrap();
+                hs.reachable.then_some(k)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), natted as usize + 2);
+    s.set_reachable(true);
+    assert!(drain(&mut s).is_empty(), "no change, no message");
+}
