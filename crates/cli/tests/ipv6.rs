@@ -1,7 +1,9 @@
 //! IPv6 only, whole processes: two network namespaces joined by a veth pair that carries no
 //! IPv4 at all (addresses `fd00:203:X::1` and `::2`). A VoD publisher in one and a downloader in
-//! the other given its `[addr]:port`; then a live broadcaster in one and a viewer engine in the
-//! other, whose player reads the stream through the viewer's `/ace/getstream`. Each node binds
+//! the other that is told no address: it finds the publisher by BEP 14 Local Service Discovery
+//! over IPv6 (the group `ff15::efc0:988f`); then a live broadcaster in one and a viewer engine
+//! in the other given its `[addr]:port`, whose player reads the stream through the viewer's
+//! `/ace/getstream`. Each node binds
 //! its IPv6 address; files are compared byte for byte, the stream checked for MPEG-TS sync and
 //! the viewer's bytes for their origin (peers, not a CDN: there is none).
 //!
@@ -23,7 +25,7 @@ fn vod_and_live_between_two_ipv6_only_hosts() {
     let lan = Lan::new("ip6", Family::V6);
     let (ip_a, ip_b) = (lan.addr(1), lan.addr(2));
 
-    // VoD: publish in A, download in B from [A]:port.
+    // VoD: publish in A, download in B, which finds A by LSD over IPv6.
     let src = make_tree(&d.join("pub"), "content", 21);
     let torrent = d.join("content.torrent");
     let mut publisher = Proc::spawn(
@@ -43,7 +45,8 @@ fn vod_and_live_between_two_ipv6_only_hosts() {
         ),
         &d.join("publisher.log"),
     );
-    let port = peercdn_port(&mut publisher);
+    // Seeding once it prints its port.
+    peercdn_port(&mut publisher);
     let out = d.join("out");
     let mut get = Proc::spawn(
         "downloader",
@@ -59,8 +62,6 @@ fn vod_and_live_between_two_ipv6_only_hosts() {
                 "--no-seed",
                 "--port",
                 "0",
-                "--peer",
-                &lan.sock(1, port),
             ],
         ),
         &d.join("downloader.log"),
@@ -73,6 +74,18 @@ fn vod_and_live_between_two_ipv6_only_hosts() {
         publisher.log_text()
     );
     assert_same_tree(&src, &out.join("content"));
+    // Whichever heard the other's announce first dialled it.
+    let found = |p: &Proc, ip: &str| {
+        p.log_text()
+            .lines()
+            .any(|l| l.contains("LSD peer found") && l.contains(&format!("peer=[{ip}]:")))
+    };
+    assert!(
+        found(&get, &ip_a) || found(&publisher, &ip_b),
+        "neither found the other by LSD:\ndownloader:\n{}\npublisher:\n{}",
+        get.log_text(),
+        publisher.log_text()
+    );
     drop(publisher);
 
     // Live: broadcast in A, a viewer engine in B told the broadcaster's [addr]:port.

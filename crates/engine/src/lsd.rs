@@ -1,7 +1,7 @@
 //! # BEP 14 Local Service Discovery — peers on the same LAN find each other by multicast
 //!
-//! Owns one UDP socket on `0.0.0.0:6771` joined to the group `239.192.152.143`, the announce
-//! schedule of every info hash the node holds, and the policy applied to what arrives:
+//! Owns the UDP sockets on port 6771 — `0.0.0.0` joined to the group `239.192.152.143`,
+//! `[::]` joined to `ff15::efc0:988f` (BEP 14's two groups) — the announce schedule of every info hash the node holds, and the policy applied to what arrives:
 //! parse strictly and bounded, drop and count malformed datagrams, ignore our own announces,
 //! de-duplicate, and hand out only peers for info hashes we hold.
 //!
@@ -15,14 +15,16 @@
 //! that pumps it over the real socket.
 //!
 //! Rules:
-//! - IPv4 only (the IPv6 group `ff15::efc0:988f` is not joined).
+//! - The families follow the bind address: an IPv4 one, IPv4 only; an IPv6 one, IPv6 only (its
+//!   interface found in `/proc/net/if_inet6`); the IPv6 wildcard (a dual-stack node), both.
+//!   Each announce goes to every group joined, its `Host` header naming that group.
 //! - **Off when the node is bound to a loopback address** (127.0.0.0/8): multicast sent from a
 //!   loopback-bound node would leave through another interface and reach a LAN the node cannot
 //!   serve. [`Lsd::start`] returns [`LsdError::Loopback`] then.
-//! - The socket uses `SO_REUSEADDR` + `SO_REUSEPORT` so several nodes on one host share the
-//!   port; it joins the group on the interface of the node's bind address (the default
-//!   interface for `0.0.0.0`), sends through that interface, with TTL 1 and multicast loop on
-//!   (two nodes on one host find each other).
+//! - The sockets use `SO_REUSEADDR` + `SO_REUSEPORT` so several nodes on one host share the
+//!   port; each joins its group on the interface of the node's bind address (the default
+//!   interface for a wildcard), sends through that interface, with TTL (hop limit) 1 and
+//!   multicast loop on (two nodes on one host find each other).
 //! - Each held info hash is announced when added and every [`ANNOUNCE_INTERVAL`]; at most one
 //!   datagram leaves every [`ANNOUNCE_GAP`], carrying up to [`MAX_HASHES_PER_DATAGRAM`] hashes.
 //!   Nothing is ever sent in reply to a datagram (BEP 14 has no replies).
@@ -35,7 +37,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,8 @@ use tokio::sync::Notify;
 
 /// The BEP 14 IPv4 multicast group.
 pub const LSD_GROUP: Ipv4Addr = Ipv4Addr::new(239, 192, 152, 143);
+/// The BEP 14 IPv6 multicast group (site-local scope).
+pub const LSD_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0xefc0, 0x988f);
 /// The BEP 14 UDP port.
 pub const LSD_PORT: u16 = 6771;
 /// Largest datagram accepted (and sent).
@@ -84,9 +88,9 @@ pub enum LsdError {
     /// The node is bound to a loopback address; LSD stays off (see the module docs).
     #[error("LSD is off on a loopback address ({0})")]
     Loopback(IpAddr),
-    /// Only IPv4 is supported.
-    #[error("LSD supports IPv4 only; the node is bound to {0}")]
-    Ipv6Unsupported(IpAddr),
+    /// No interface holds the IPv6 address the node is bound to.
+    #[error("no interface holds {0}")]
+    NoInterface(IpAddr),
     /// Port 0 cannot be announced.
     #[error("LSD cannot announce peer port 0")]
     InvalidPort,
@@ -244,14 +248,26 @@ fn parse_hash(value: &str) -> Result<InfoHash, ParseError> {
     Ok(InfoHash(out))
 }
 
-/// Encodes one announce (at most [`MAX_HASHES_PER_DATAGRAM`] hashes are written; the rest are
-/// ignored). With a cookie of up to 64 bytes the result stays well under [`MAX_DATAGRAM`].
+/// Encodes one announce for the IPv4 group (see [`encode_for`]).
 pub fn encode(port: u16, info_hashes: &[InfoHash], cookie: &str) -> Vec<u8> {
+    encode_for(group(false), port, info_hashes, cookie)
+}
+
+/// The group of one family and its port: where announces go (and their `Host` header).
+pub fn group(v6: bool) -> SocketAddr {
+    if v6 {
+        SocketAddr::V6(SocketAddrV6::new(LSD_GROUP_V6, LSD_PORT, 0, 0))
+    } else {
+        SocketAddr::V4(SocketAddrV4::new(LSD_GROUP, LSD_PORT))
+    }
+}
+
+/// Encodes one announce to `group` (its `Host` header; at most [`MAX_HASHES_PER_DATAGRAM`]
+/// hashes are written, the rest ignored). With a cookie of up to 64 bytes the result stays
+/// well under [`MAX_DATAGRAM`].
+pub fn encode_for(group: SocketAddr, port: u16, info_hashes: &[InfoHash], cookie: &str) -> Vec<u8> {
     let mut s = String::with_capacity(128 + 51 * info_hashes.len());
-    let _ = write!(
-        s,
-        "{REQUEST_LINE}\r\nHost: {LSD_GROUP}:{LSD_PORT}\r\nPort: {port}\r\n"
-    );
+    let _ = write!(s, "{REQUEST_LINE}\r\nHost: {group}\r\nPort: {port}\r\n");
     for ih in info_hashes.iter().take(MAX_HASHES_PER_DATAGRAM) {
         let _ = write!(s, "Infohash: {}\r\n", hex::encode(ih.0));
     }
@@ -333,9 +349,10 @@ impl LsdState {
         self.held.remove(info_hash);
     }
 
-    /// The next datagram to send, if one is due and [`ANNOUNCE_GAP`] has passed since the last:
-    /// up to [`MAX_HASHES_PER_DATAGRAM`] due hashes, most overdue first.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+    /// The next announce to send, if one is due and [`ANNOUNCE_GAP`] has passed since the
+    /// last: up to [`MAX_HASHES_PER_DATAGRAM`] due hashes, most overdue first. Encode it for
+    /// each group with [`LsdState::datagram`].
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<InfoHash>> {
         if self.last_sent.is_some_and(|t| now < t + ANNOUNCE_GAP) {
             return None;
         }
@@ -356,7 +373,12 @@ impl LsdState {
         }
         self.last_sent = Some(now);
         self.stats.announces_sent += 1;
-        Some(encode(self.peer_port, &hashes, &self.cookie))
+        Some(hashes)
+    }
+
+    /// The datagram announcing `hashes` to `group` (our port and cookie).
+    pub fn datagram(&self, group: SocketAddr, hashes: &[InfoHash]) -> Vec<u8> {
+        encode_for(group, self.peer_port, hashes, &self.cookie)
     }
 
     /// When [`LsdState::poll_transmit`] may next have something, if anything is held.
@@ -472,20 +494,33 @@ impl Lsd {
     /// Binds the socket (see the module docs) and starts the task; must run inside a tokio
     /// runtime. `on_peer` is called with every peer found for a held info hash.
     pub fn start(config: LsdConfig, on_peer: PeerCallback) -> Result<Lsd, LsdError> {
-        let bind = match config.bind {
-            IpAddr::V4(ip) if ip.is_loopback() => return Err(LsdError::Loopback(config.bind)),
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(ip) if ip.is_loopback() => return Err(LsdError::Loopback(config.bind)),
-            IpAddr::V6(_) => return Err(LsdError::Ipv6Unsupported(config.bind)),
+        let bind = config.bind;
+        let v4_mapped = match bind {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+            IpAddr::V4(_) => None,
         };
+        if bind.is_loopback() || v4_mapped.is_some_and(|v4| v4.is_loopback()) {
+            return Err(LsdError::Loopback(bind));
+        }
         if config.peer_port == 0 {
             return Err(LsdError::InvalidPort);
         }
-        let socket = open_socket(bind).map_err(LsdError::Socket)?;
+        let (v4, v6) = match (bind, v4_mapped) {
+            (IpAddr::V4(ip), _) | (IpAddr::V6(_), Some(ip)) => (Some(ip), None),
+            (IpAddr::V6(ip), None) if ip.is_unspecified() => (Some(Ipv4Addr::UNSPECIFIED), Some(0)),
+            (IpAddr::V6(ip), None) => {
+                let index = interface_of(ip).ok_or(LsdError::NoInterface(bind))?;
+                (None, Some(index))
+            }
+        };
+        let v4 = v4.map(open_socket).transpose().map_err(LsdError::Socket)?;
+        let v6 = v6
+            .map(open_socket_v6)
+            .transpose()
+            .map_err(LsdError::Socket)?;
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).map_err(|e| LsdError::Random(e.to_string()))?;
-        let self_addr = (!bind.is_unspecified())
-            .then(|| SocketAddr::V4(SocketAddrV4::new(bind, config.peer_port)));
+        let self_addr = (!bind.is_unspecified()).then_some(SocketAddr::new(bind, config.peer_port));
         let shared = Arc::new(Shared {
             state: Mutex::new(LsdState::new(
                 config.peer_port,
@@ -494,7 +529,7 @@ impl Lsd {
             )),
             wake: Notify::new(),
         });
-        let task = tokio::spawn(run(socket, shared.clone(), on_peer));
+        let task = tokio::spawn(run(v4, v6, shared.clone(), on_peer));
         tracing::info!(%bind, port = config.peer_port, "LSD started");
         Ok(Lsd {
             shared,
@@ -546,24 +581,79 @@ fn open_socket(bind: Ipv4Addr) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
+/// The IPv6 socket: `[::]:6771` (IPv6 only), shared, joined to [`LSD_GROUP_V6`] on interface
+/// `index` (0: the default), sending through it with hop limit 1.
+fn open_socket_v6(index: u32) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket
+        .bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, LSD_PORT, 0, 0)).into())?;
+    socket.join_multicast_v6(&LSD_GROUP_V6, index)?;
+    if index != 0 {
+        socket.set_multicast_if_v6(index)?;
+    }
+    socket.set_multicast_loop_v6(true)?;
+    socket.set_multicast_hops_v6(1)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// The index of the interface holding `ip`, from `/proc/net/if_inet6` (Linux: one line per
+/// address — 32 hex digits, the index in hex, prefix length, scope, flags, name). Hand-read:
+/// the crates that list interfaces pull in far more than this one lookup needs.
+fn interface_of(ip: Ipv6Addr) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+    let want = hex::encode(ip.octets());
+    table.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == want).then_some(())?;
+        u32::from_str_radix(f.next()?, 16).ok()
+    })
+}
+
+/// Receives on `socket` if there is one; never returns otherwise.
+async fn recv_on(
+    socket: Option<&tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The task: receive, send what is due, sleep until the next due time or a wake-up.
-async fn run(socket: tokio::net::UdpSocket, shared: Arc<Shared>, on_peer: PeerCallback) {
-    let group = SocketAddr::V4(SocketAddrV4::new(LSD_GROUP, LSD_PORT));
+async fn run(
+    v4: Option<tokio::net::UdpSocket>,
+    v6: Option<tokio::net::UdpSocket>,
+    shared: Arc<Shared>,
+    on_peer: PeerCallback,
+) {
     // One byte more than accepted, so an oversize datagram is seen as such.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut buf6 = vec![0u8; MAX_DATAGRAM + 1];
+    let sockets: Vec<(&tokio::net::UdpSocket, SocketAddr)> = [(&v4, false), (&v6, true)]
+        .into_iter()
+        .filter_map(|(s, is_v6)| Some((s.as_ref()?, group(is_v6))))
+        .collect();
     loop {
         let (sends, deadline) = {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = crate::clock::now();
             let mut sends = Vec::new();
-            while let Some(d) = state.poll_transmit(now) {
-                sends.push(d);
+            while let Some(hashes) = state.poll_transmit(now) {
+                for &(socket, group) in &sockets {
+                    sends.push((socket, group, state.datagram(group, &hashes)));
+                }
             }
             (sends, state.poll_timeout())
         };
-        for d in sends {
+        for (socket, group, d) in sends {
             if let Err(e) = socket.send_to(&d, group).await {
-                tracing::debug!(error = %e, "LSD announce not sent");
+                tracing::debug!(error = %e, %group, "LSD announce not sent");
             }
         }
         let sleep = async {
@@ -573,16 +663,21 @@ async fn run(socket: tokio::net::UdpSocket, shared: Arc<Shared>, on_peer: PeerCa
             }
         };
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, src) = match r {
-                    Ok(x) => x,
+            r = async {
+                tokio::select! {
+                    r = recv_on(v4.as_ref(), &mut buf) => r.map(|(n, src)| (false, n, src)),
+                    r = recv_on(v6.as_ref(), &mut buf6) => r.map(|(n, src)| (true, n, src)),
+                }
+            } => {
+                let (bytes, src) = match r {
+                    Ok((false, n, src)) => (&buf[..n], src),
+                    Ok((true, n, src)) => (&buf6[..n], src),
                     Err(e) => {
                         tracing::debug!(error = %e, "LSD receive failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
-                let bytes = buf.get(..n).unwrap_or_default();
                 let received = shared
                     .state
                     .lock()
@@ -823,16 +918,16 @@ mod tests {
             s.add(ih(b), t0);
         }
         // First datagram at once with 16 hashes; then nothing until the gap has passed.
-        let first = parse(&s.poll_transmit(t0).expect("due")).expect("ours parse");
+        let first = tx(&mut s, t0).expect("due");
         assert_eq!(first.info_hashes.len(), 16);
         assert_eq!(first.cookie.as_deref(), Some("mine"));
         assert!(s.poll_transmit(t0).is_none());
         assert!(s.poll_transmit(t0 + ANNOUNCE_GAP / 2).is_none());
         assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_GAP));
         let t1 = t0 + ANNOUNCE_GAP;
-        let second = parse(&s.poll_transmit(t1).expect("due")).expect("parse");
+        let second = tx(&mut s, t1).expect("due");
         let t2 = t1 + ANNOUNCE_GAP;
-        let third = parse(&s.poll_transmit(t2).expect("due")).expect("parse");
+        let third = tx(&mut s, t2).expect("due");
         assert_eq!((second.info_hashes.len(), third.info_hashes.len()), (16, 8));
         let mut all: Vec<InfoHash> = [first, second, third]
             .into_iter()
@@ -847,17 +942,27 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_INTERVAL));
         // A newly added hash goes out at the next allowed moment.
         s.add(ih(99), t2);
-        let next = parse(&s.poll_transmit(t2 + ANNOUNCE_GAP).expect("new hash")).expect("parse");
+        let next = tx(&mut s, t2 + ANNOUNCE_GAP).expect("new hash");
         assert_eq!(next.info_hashes, vec![ih(99)]);
         assert_eq!(s.stats().announces_sent, 4);
         let again = s
             .poll_transmit(t0 + ANNOUNCE_INTERVAL)
             .expect("re-announce");
-        assert_eq!(parse(&again).map(|a| a.info_hashes.len()), Ok(16));
+        assert_eq!(again.len(), 16);
+        // Each group's datagram names it in its Host header.
+        let v6 = String::from_utf8(s.datagram(group(true), &again)).unwrap();
+        assert!(v6.contains("\r\nHost: [ff15::efc0:988f]:6771\r\n"), "{v6}");
+        assert_eq!(parse(v6.as_bytes()).map(|a| a.info_hashes), Ok(again));
+    }
+
+    /// The next due announce, encoded for the IPv4 group and parsed back.
+    fn tx(s: &mut LsdState, now: Instant) -> Option<Announce> {
+        let hashes = s.poll_transmit(now)?;
+        Some(parse(&s.datagram(group(false), &hashes)).expect("ours parse"))
     }
 
     #[test]
-    fn refuses_loopback_ipv6_and_port_zero() {
+    fn refuses_loopback_an_unknown_ipv6_address_and_port_zero() {
         let cb: PeerCallback = Arc::new(|_, _| {});
         let start = |bind: IpAddr, peer_port| Lsd::start(LsdConfig { bind, peer_port }, cb.clone());
         assert!(matches!(
@@ -873,8 +978,13 @@ mod tests {
             Err(LsdError::Loopback(_))
         ));
         assert!(matches!(
-            start("fe80::1".parse().unwrap(), 1),
-            Err(LsdError::Ipv6Unsupported(_))
+            start("::ffff:127.0.0.1".parse().unwrap(), 1),
+            Err(LsdError::Loopback(_))
+        ));
+        // An address no interface of this host holds.
+        assert!(matches!(
+            start("2001:db8::7".parse().unwrap(), 1),
+            Err(LsdError::NoInterface(_))
         ));
         assert!(matches!(
             start("10.0.0.1".parse().unwrap(), 0),

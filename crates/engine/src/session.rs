@@ -371,10 +371,10 @@ impl Session {
         self.inner.dht.as_ref()
     }
 
-    /// Starts BEP 14 Local Service Discovery on the interface of the listen address and
-    /// announces every torrent and live stream held now or added later. Errors (and does
-    /// nothing) when the node listens on a loopback address or on IPv6 ([`LsdError`]); a second
-    /// call is a no-op.
+    /// Starts BEP 14 Local Service Discovery on the interface of the listen address (its
+    /// family; both for the IPv6 wildcard) and announces every torrent and live stream held
+    /// now or added later. Errors (and does nothing) when the node listens on a loopback
+    /// address ([`LsdError`]); a second call is a no-op.
     pub fn start_lsd(&self) -> Result<(), LsdError> {
         if self.inner.lsd.get().is_some() {
             return Ok(());
@@ -382,7 +382,7 @@ impl Session {
         let weak = Arc::downgrade(&self.inner);
         let lsd = Lsd::start(
             LsdConfig {
-                bind: ipv4_side(self.inner.config.listen.ip()),
+                bind: self.inner.config.listen.ip(),
                 peer_port: self.inner.port,
             },
             Arc::new(move |ih, peer| {
