@@ -94,8 +94,12 @@ pub type ConnId = u64;
 pub const MAX_HELD: usize = 16;
 /// Introduced addresses remembered (to tell holepunched connections), the oldest forgotten.
 pub const MAX_HOLEPUNCHED: usize = 64;
-/// After asking for an introduction, the address is not dialled directly for this long.
-const INTRODUCTION_WAIT: Duration = Duration::from_secs(60);
+/// After asking for an introduction, the address is not dialled directly for this long:
+/// longer than an introduced uTP dial takes to succeed or give up (three SYNs over 7 s), short
+/// enough that a peer reachable over uTP only, whose introducer could not help (libtorrent
+/// finds the target by its connection's address, which a peer that dialled it does not
+/// listen on), is soon dialled directly (TCP, then uTP).
+const INTRODUCTION_WAIT: Duration = Duration::from_secs(10);
 /// Bans of each kind (IPs, peer IDs, addresses) kept; the oldest is forgotten first.
 pub const MAX_BANS: usize = 1024;
 /// Failed dials before a non-static candidate is forgotten.

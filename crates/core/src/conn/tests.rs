@@ -628,7 +628,7 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     );
     assert_eq!(m.introducer(target), None, "asked once");
     assert!(dials(&drain(&mut m)).is_empty());
-    m.handle_timeout(t0 + secs(30));
+    m.handle_timeout(t0 + secs(9));
     assert!(dials(&drain(&mut m)).is_empty(), "no direct dial meanwhile");
 
     // The relay's connect: one uTP dial, not two; then the dial's handshake attaches it.
@@ -652,4 +652,20 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     assert!(!drain(&mut m)
         .iter()
         .any(|a| matches!(a, Action::Rendezvous { .. })));
+
+    // An introduction that brought nothing (libtorrent's relay may not find the target): the
+    // address is dialled directly once the wait is over.
+    let late = net(5, 6881);
+    let relay2 = attach(&mut m, net(6, 40000), id(6), t0 + secs(4));
+    m.add_introduced([late], relay2, t0 + secs(4));
+    drain(&mut m);
+    m.on_dial_failed(late, t0 + secs(5));
+    assert!(drain(&mut m).contains(&Action::Rendezvous {
+        via: relay2,
+        target: late
+    }));
+    m.handle_timeout(t0 + secs(14));
+    assert!(!dials(&drain(&mut m)).contains(&late));
+    m.handle_timeout(t0 + secs(15));
+    assert!(dials(&drain(&mut m)).contains(&late));
 }
