@@ -447,7 +447,7 @@ impl Host {
         let Some(utp) = self.p.utp.clone() else {
             return;
         };
-        if !self.mgr.on_holepunch(addr, now) {
+        if !self.mgr.on_holepunch(addr) {
             debug!(%addr, "introduction ignored");
             return;
         }

@@ -954,23 +954,12 @@ impl Session {
         if nat.is_none() {
             let mapper = crate::nat::PortMapper::start(bind, self.inner.port);
             // The swarms' reachability flag follows the mapping.
-            let mut rx = mapper.watch();
             let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
-                loop {
-                    let mapped = matches!(
-                        *rx.borrow_and_update(),
-                        crate::nat::Reachability::Mapped { .. }
-                    );
-                    match weak.upgrade() {
-                        Some(inner) => inner.incoming.set_mapped(mapped),
-                        None => return,
-                    }
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(reach::follow_mapping(mapper.watch(), move |mapped| {
+                weak.upgrade()
+                    .map(|inner| inner.incoming.set_mapped(mapped))
+                    .is_some()
+            }));
             *nat = Some(mapper);
         }
     }

@@ -318,7 +318,7 @@ pub struct ConnManager {
     held: BTreeMap<PeerId, ConnId>,
     bans: Bans,
     /// Addresses peers introduced us to (BEP 55), the newest last.
-    holepunched: VecDeque<(SocketAddr, Instant)>,
+    holepunched: VecDeque<SocketAddr>,
     actions: VecDeque<Action>,
     created: Instant,
     dht_last_lookup: Option<Instant>,
@@ -498,7 +498,7 @@ impl ConnManager {
     /// flight. If yes, report the dial like any other ([`ConnManager::on_dialed`],
     /// [`ConnManager::on_dial_failed`]); connections from or to `addr` count as holepunched
     /// from now on ([`ConnManager::is_holepunched`]).
-    pub fn on_holepunch(&mut self, addr: SocketAddr, now: Instant) -> bool {
+    pub fn on_holepunch(&mut self, addr: SocketAddr) -> bool {
         let ok = self.active
             && addr.port() != 0
             && !self.is_self(addr)
@@ -511,7 +511,7 @@ impl ConnManager {
             if self.holepunched.len() >= MAX_HOLEPUNCHED {
                 self.holepunched.pop_front();
             }
-            self.holepunched.push_back((addr, now));
+            self.holepunched.push_back(addr);
         }
         ok
     }
@@ -519,7 +519,7 @@ impl ConnManager {
     /// Whether a connection with `addr` came of an introduction (BEP 55) within the last
     /// [`MAX_HOLEPUNCHED`] introductions.
     pub fn is_holepunched(&self, addr: SocketAddr) -> bool {
-        self.holepunched.iter().any(|&(a, _)| a == addr)
+        self.holepunched.contains(&addr)
     }
 
     /// A dial we asked for failed (connect, handshake, wrong swarm, timeout): the address is

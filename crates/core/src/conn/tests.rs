@@ -632,15 +632,15 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     assert!(dials(&drain(&mut m)).is_empty(), "no direct dial meanwhile");
 
     // The relay's connect: one uTP dial, not two; then the dial's handshake attaches it.
-    assert!(m.on_holepunch(target, t0 + secs(1)));
-    assert!(!m.on_holepunch(target, t0 + secs(1)));
+    assert!(m.on_holepunch(target));
+    assert!(!m.on_holepunch(target));
     assert!(m.is_holepunched(target));
     assert!(!m.is_holepunched(net(3, 6881)));
     assert!(matches!(
         m.on_dialed(target, id(2), t0 + secs(2)),
         Admission::Attach(_)
     ));
-    assert!(!m.on_holepunch(target, t0 + secs(3)), "connected already");
+    assert!(!m.on_holepunch(target), "connected already");
 
     // An introducer that left cannot be asked: the address is retried like any other.
     let other = net(4, 6881);

@@ -281,32 +281,21 @@ pub fn relay<'a>(
             },
         )
     };
+    let error = |e| vec![to_asker(HolepunchMsg::Error(target, e))];
     if target.port() == 0 || target.ip().is_unspecified() {
-        return vec![to_asker(HolepunchMsg::Error(
-            target,
-            HolepunchError::NoSuchPeer,
-        ))];
+        return error(HolepunchError::NoSuchPeer);
     }
     let found = peers
         .into_iter()
         .find(|(_, r)| r.addr == target || r.listen_addr == Some(target));
     let Some((key, rec)) = found else {
-        return vec![to_asker(HolepunchMsg::Error(
-            target,
-            HolepunchError::NotConnected,
-        ))];
+        return error(HolepunchError::NotConnected);
     };
     if key == from {
-        return vec![to_asker(HolepunchMsg::Error(
-            target,
-            HolepunchError::NoSelf,
-        ))];
+        return error(HolepunchError::NoSelf);
     }
     let Some(target_id) = rec.ext.id(Extension::UtHolepunch) else {
-        return vec![to_asker(HolepunchMsg::Error(
-            target,
-            HolepunchError::NoSupport,
-        ))];
+        return error(HolepunchError::NoSupport);
     };
     let (a, t) = (punch_addr(asker), punch_addr(rec));
     if is_local(a.ip()) != is_local(t.ip()) {

@@ -70,9 +70,8 @@ use bytes::Bytes;
 use crate::disconnect::{DisconnectReason, HeaderFault, Missing};
 use crate::ext::choke::{self, UploadSlot};
 use crate::ext::handshake::Extension;
-use crate::ext::holepunch::{self, HolepunchEvent};
 use crate::ext::metadata::Metadata;
-use crate::ext::peer::{PeerRecord, Route};
+use crate::ext::peer::PeerRecord;
 use crate::ext::receipt::{self, ReceiptBook};
 use crate::id::InfoHash;
 use crate::live::window::{Judgement, Window};
@@ -415,75 +414,6 @@ impl LiveSwarm {
     /// said).
     pub fn listen_addr(&self, key: PeerKey) -> Option<SocketAddr> {
         self.peers.get(&key).and_then(|p| p.rec.listen_addr)
-    }
-
-    /// How a connection travels and came to be, as the engine knows it (see [`Route`]).
-    pub fn set_route(&mut self, key: PeerKey, route: Route) {
-        if let Some(p) = self.peers.get_mut(&key) {
-            p.rec.route = route;
-        }
-    }
-
-    /// Whether peers can dial this node, as it knows (its port mapped, or a peer on the
-    /// Internet dialled it): told to every peer in our extension handshake (again when it
-    /// changes, as BEP 10 allows).
-    pub fn set_reachable(&mut self, reachable: bool) {
-        if self.reachable == reachable {
-            return;
-        }
-        self.reachable = reachable;
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.send_ext_handshake(k);
-        }
-    }
-
-    /// Whether the peer `key` speaks `ext` (its extension handshake said so).
-    pub fn speaks(&self, key: PeerKey, ext: Extension) -> bool {
-        self.peers
-            .get(&key)
-            .is_some_and(|p| p.rec.ext.id(ext).is_some())
-    }
-
-    /// BEP 55: asks the peer `via` to introduce us to `target` (a dial to it failed); false
-    /// when `via` is gone or does not speak `ut_holepunch`.
-    pub fn rendezvous(&mut self, via: PeerKey, target: SocketAddr) -> bool {
-        let Some(m) = self
-            .peers
-            .get(&via)
-            .and_then(|p| holepunch::rendezvous(&p.rec, target))
-        else {
-            return false;
-        };
-        self.send(via, m);
-        true
-    }
-
-    /// A `ut_holepunch` message: relayed introductions go out, an introduction of us becomes
-    /// [`Action::Holepunch`] (see [`crate::ext::holepunch`]).
-    fn on_holepunch(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
-        let Some(msg) = self
-            .peers
-            .get_mut(&key)
-            .and_then(|p| holepunch::admit(payload, &mut p.rec, now))
-        else {
-            return;
-        };
-        let Some(asker) = self.peers.get(&key) else {
-            return;
-        };
-        let peers = self.peers.iter().map(|(&k, p)| (k, &p.rec));
-        match holepunch::receive(msg, key, &asker.rec, peers) {
-            Some(HolepunchEvent::Send(out)) => {
-                for (k, m) in out {
-                    self.send(k, m);
-                }
-            }
-            Some(HolepunchEvent::Connect(addr)) => {
-                self.actions.push_back(Action::Holepunch(addr));
-            }
-            Some(HolepunchEvent::Failed(..)) | None => {}
-        }
     }
 
     /// The lowest piece a local player needs (`None`: no player; the node only relays).
@@ -1023,6 +953,7 @@ impl LiveSwarm {
 }
 
 mod ext;
+mod reach;
 mod sched;
 mod serve;
 mod timers;

@@ -10,9 +10,7 @@ pub(crate) struct IncomingCounts {
     tcp: std::sync::atomic::AtomicU64,
     utp: std::sync::atomic::AtomicU64,
     global: std::sync::atomic::AtomicU64,
-    /// The router mapped our port.
-    mapped: std::sync::atomic::AtomicBool,
-    /// `mapped` or a global incoming connection: what the swarms tell their peers.
+    /// The port mapped, or a global incoming connection: what the swarms tell their peers.
     flag: ReachFlag,
 }
 
@@ -41,7 +39,6 @@ impl IncomingCounts {
     /// The router mapped our port (or the mapping went).
     pub(crate) fn set_mapped(&self, mapped: bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.mapped.store(mapped, Relaxed);
         self.flag.set(mapped || self.global.load(Relaxed) > 0);
     }
 
@@ -64,6 +61,23 @@ impl IncomingCounts {
             incoming_tcp: self.tcp.load(Relaxed),
             incoming_utp: self.utp.load(Relaxed),
             incoming_global: self.global.load(Relaxed),
+        }
+    }
+}
+
+/// Calls `mapped` with whether the port is mapped, now and at every change of the mapping,
+/// until it returns false (the session is gone) or the mapper stops.
+pub(crate) async fn follow_mapping(
+    mut rx: tokio::sync::watch::Receiver<crate::nat::Reachability>,
+    mapped: impl Fn(bool) -> bool,
+) {
+    loop {
+        let now = matches!(
+            *rx.borrow_and_update(),
+            crate::nat::Reachability::Mapped { .. }
+        );
+        if !mapped(now) || rx.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods)] // tests: a real clock as the origin of a virtual clock, or to bound a wait
 
 use super::*;
+use crate::ext::peer::Route;
 use crate::live::{LiveParams, OUR_PC_LIVE_ID, PC_LIVE};
 use crate::wire::ext::{self, ExtHandshake};
 use crate::wire::BLOCK_LEN;
