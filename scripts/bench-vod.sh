@@ -24,6 +24,8 @@
 #   BENCH_CACHE         where the random data set is kept between runs
 #                       (default ${TMPDIR:-/tmp}/peercdn-bench-data)
 #   BENCH_RQBIT=0       skip rqbit (no `cargo install`)
+#   BENCH_UP_CLIENTS    the upload direction's clients, space-separated (default: libtorrent
+#                       libtorrent-rc4 libtorrent-utp aria2c rqbit)
 #   BENCH_SKIP_BUILD=1  use the existing target/release/peercdn
 #   PEERCDN_BIN         peercdn binary to use (default target/release/peercdn; no build)
 #   BENCH_BASELINE_BIN  another peercdn binary (e.g. a build of the previous commit): adds a
@@ -510,7 +512,7 @@ run_aria2c() {
 
 DIRECTION="${BENCH_DIRECTION:-both}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-UP_CLIENTS=(libtorrent libtorrent-rc4 libtorrent-utp aria2c rqbit)
+read -ra UP_CLIENTS <<<"${BENCH_UP_CLIENTS:-libtorrent libtorrent-rc4 libtorrent-utp aria2c rqbit}"
 CPU_ROWS=()  # "client@seeder|seeder CPU seconds" (upload direction)
 CLIENTS=(peercdn libtorrent rqbit aria2c peercdn-utp libtorrent-utp)
 if [[ -n "$BASELINE" ]]; then

@@ -1,11 +1,12 @@
 //! One peer connection: the handshakes ([`stream`]: plain or MSE/PE), then a reader task and
-//! a writer task.
+//! a writer in two stages (a fetcher and a writer task).
 //!
 //! The reader decodes messages with `peercdn_core::wire` (block payloads are split off the
 //! receive buffer, not copied) and forwards them to the torrent's actor over a bounded channel,
 //! so a slow actor slows the socket instead of growing a queue. The writer batches outgoing
-//! messages into one buffer per write, and reads blocks for upload from storage in batches on
-//! the blocking pool. Neither task owns protocol state: that is the swarm's.
+//! messages into one buffer per write; blocks for upload are read from storage in batches on
+//! the blocking pool by a third task ahead of it, so reading the next batch overlaps writing
+//! this one. No task owns protocol state: that is the swarm's.
 //!
 //! A block is reported sent (`PeerEvent::BlockSent`) once the socket took it, not when it was
 //! queued: a peer that requests and never reads then shows up in core as blocks that do not
@@ -24,6 +25,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 pub mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use stream::{accept, dial, dial_utp, Encryption, PeerStream, Transport, Wire, Wires};
 use stream::{ReadHalf, WriteHalf};
@@ -115,6 +118,7 @@ pub struct Connection {
     /// Queue to the writer.
     pub tx: mpsc::Sender<Outgoing>,
     reader: tokio::task::JoinHandle<()>,
+    fetcher: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -135,7 +139,9 @@ impl Connection {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let reader = tokio::spawn(read_loop(key, rd, events.clone(), down));
-        let writer = tokio::spawn(write_loop(key, wr, rx, events, storage, up));
+        let (ready_tx, ready_rx) = mpsc::channel(1);
+        let fetcher = tokio::spawn(fetch_loop(key, rx, ready_tx, events.clone(), storage));
+        let writer = tokio::spawn(write_loop(key, wr, ready_rx, events, up));
         Connection {
             addr,
             wire,
@@ -143,6 +149,7 @@ impl Connection {
             holepunched: false,
             tx,
             reader,
+            fetcher,
             writer,
         }
     }
@@ -153,9 +160,10 @@ impl Connection {
         self.tx.try_send(out).is_ok()
     }
 
-    /// Stops both tasks.
+    /// Stops its tasks.
     pub fn close(&self) {
         self.reader.abort();
+        self.fetcher.abort();
         self.writer.abort();
     }
 }
@@ -205,74 +213,108 @@ async fn read_loop(
     let _ = events.send(PeerEvent::Closed(key, reason)).await;
 }
 
-async fn write_loop(
+/// Blocks read from storage in one trip to the blocking pool, and the most messages taken off
+/// the writer's queue at a time.
+const FETCH_BATCH: usize = 64;
+
+/// The writer's first stage: takes messages off the torrent's queue in batches and reads the
+/// batch's blocks from storage (one trip to the blocking pool, one buffer per batch), so the
+/// second stage ([`write_loop`]) writes one batch while this one reads the next. At most one
+/// read batch waits between them (`ready` holds one), so a connection holds at most three
+/// batches of blocks in memory.
+async fn fetch_loop(
     key: u64,
-    mut wr: WriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
+    ready: mpsc::Sender<Vec<Outgoing>>,
     events: mpsc::Sender<PeerEvent>,
     storage: Arc<OnceLock<Arc<Storage>>>,
-    limits: [RateLimiter; 2],
 ) {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH + 32 * 1024);
-    let mut batch: Vec<Outgoing> = Vec::with_capacity(64);
-    // Blocks encoded into `out`, reported sent once it is written.
-    let mut encoded: Vec<BlockRef> = Vec::with_capacity(64);
-    let reason = loop {
+    loop {
         let Some(first) = rx.recv().await else { return };
+        let mut batch = Vec::with_capacity(FETCH_BATCH);
         batch.push(first);
-        while batch.len() < 64 {
+        while batch.len() < FETCH_BATCH {
             match rx.try_recv() {
                 Ok(o) => batch.push(o),
                 Err(_) => break,
             }
         }
-        // Read all requested blocks of this batch in one trip to the blocking pool.
-        let blocks: Vec<BlockRef> = batch
-            .iter()
-            .filter_map(|o| match o {
-                Outgoing::Block(b) => Some(*b),
-                Outgoing::Msg(_) | Outgoing::Data(..) | Outgoing::Raw(_) => None,
-            })
-            .collect();
-        let mut datas: Vec<Option<Bytes>> = Vec::new();
-        if !blocks.is_empty() {
+        if batch.iter().any(|o| matches!(o, Outgoing::Block(_))) {
             let st = storage.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                blocks
-                    .iter()
-                    .map(|b| {
-                        let st = st.get()?;
-                        let mut v = vec![0u8; b.len as usize];
-                        st.read(b.index, b.begin, &mut v)
-                            .ok()
-                            .map(|_| Bytes::from(v))
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            match read {
-                Ok(d) => datas = d,
-                Err(_) => break "storage read task failed".to_string(),
+            let read = tokio::task::spawn_blocking(move || read_blocks(&st, batch)).await;
+            let Ok((read, failed)) = read else {
+                let _ = events
+                    .send(PeerEvent::Closed(key, "storage read task failed".into()))
+                    .await;
+                return;
+            };
+            batch = read;
+            for b in failed {
+                let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
             }
         }
-        let mut datas = datas.into_iter();
+        if ready.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Replaces each [`Outgoing::Block`] of `batch` by its data, all read into one buffer; the
+/// blocks that could not be read are left out and returned.
+fn read_blocks(
+    storage: &OnceLock<Arc<Storage>>,
+    batch: Vec<Outgoing>,
+) -> (Vec<Outgoing>, Vec<BlockRef>) {
+    let total: usize = batch
+        .iter()
+        .map(|o| match o {
+            Outgoing::Block(b) => b.len as usize,
+            _ => 0,
+        })
+        .sum();
+    let mut buf = BytesMut::zeroed(total);
+    let mut failed = Vec::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for o in batch {
+        let Outgoing::Block(b) = o else {
+            out.push(o);
+            continue;
+        };
+        let mut data = buf.split_to(b.len as usize);
+        match storage.get().map(|st| st.read(b.index, b.begin, &mut data)) {
+            Some(Ok(())) => out.push(Outgoing::Data(b, data.freeze())),
+            _ => failed.push(b),
+        }
+    }
+    (out, failed)
+}
+
+/// The writer's second stage: encodes each batch from [`fetch_loop`] into one buffer per
+/// [`WRITE_BATCH`] bytes and writes it, block payloads through the upload limiters.
+async fn write_loop(
+    key: u64,
+    mut wr: WriteHalf,
+    mut ready: mpsc::Receiver<Vec<Outgoing>>,
+    events: mpsc::Sender<PeerEvent>,
+    limits: [RateLimiter; 2],
+) {
+    let mut out = BytesMut::with_capacity(WRITE_BATCH + 32 * 1024);
+    // Blocks encoded into `out`, reported sent once it is written.
+    let mut encoded: Vec<BlockRef> = Vec::with_capacity(FETCH_BATCH);
+    let reason = loop {
+        let Some(batch) = ready.recv().await else {
+            return;
+        };
         let mut failed = None;
-        for o in batch.drain(..) {
+        for o in batch {
             match o {
                 Outgoing::Msg(m) => wire::encode(&m, &mut out),
                 Outgoing::Raw(b) => out.extend_from_slice(&b),
-                Outgoing::Block(_) | Outgoing::Data(..) => {
-                    let (b, data) = match o {
-                        Outgoing::Data(b, data) => (b, data),
-                        Outgoing::Block(b) => match datas.next() {
-                            Some(Some(data)) => (b, data),
-                            _ => {
-                                let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
-                                continue;
-                            }
-                        },
-                        Outgoing::Msg(_) | Outgoing::Raw(_) => continue,
-                    };
+                // `fetch_loop` turned every block into data.
+                Outgoing::Block(b) => {
+                    let _ = events.send(PeerEvent::BlockSent(key, b, false)).await;
+                }
+                Outgoing::Data(b, data) => {
                     limits[0].acquire(data.len()).await;
                     limits[1].acquire(data.len()).await;
                     wire::encode(

@@ -380,8 +380,25 @@ async fn open(
         }
         None => TcpStream::connect(addr).await?,
     };
-    stream.set_nodelay(true)?;
+    tune(&stream)?;
     Ok(Transport::Tcp(stream))
+}
+
+/// Unsent bytes a peer's TCP socket may hold (`TCP_NOTSENT_LOWAT`; libtorrent's default): the
+/// writer is woken when the socket has sent all but this much, so the kernel holds little
+/// beyond what the receiver's window takes, and what the writer writes leaves soon after. On
+/// loopback a deep unsent queue is pushed out by the receiver's acknowledgements, in the
+/// receiving process's time (rqbit from a peercdn seeder, 1 GiB, median of 5: 3.88 s without,
+/// 3.63 s with).
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+
+/// Options of every peer TCP socket: no Nagle delay (requests and pieces leave at once) and
+/// [`NOTSENT_LOWAT`] where the system has it.
+fn tune(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
+    Ok(())
 }
 
 /// Dials `addr` and exchanges handshakes for `info_hash` under the `policy`. With a uTP
@@ -528,7 +545,7 @@ pub async fn accept(
 ) -> Result<(PeerStream, Handshake), ConnectError> {
     let fut = async {
         if let Transport::Tcp(t) = &tcp {
-            t.set_nodelay(true)?;
+            tune(t)?;
         }
         let mut head = [0u8; 20];
         tcp.read_exact(&mut head).await?;
