@@ -222,6 +222,10 @@ pub struct Report {
     /// Payload bytes viewers uploaded ÷ what their uplinks could have carried while they were
     /// present (measurement window): how much of the audience's capacity the protocol uses.
     pub viewer_upload_used: f64,
+    /// Connections made between nodes over the run.
+    pub connections: u64,
+    /// Of them, made through a BEP 55 introduction.
+    pub holepunched_connections: u64,
     /// Events handled.
     pub events: u64,
     /// Events per wall-clock second.
@@ -313,6 +317,10 @@ impl Report {
                 format!("{:.2}x bitrate", self.source_upload_x),
             ),
             ("viewer uplinks used", pct(self.viewer_upload_used)),
+            (
+                "connections (holepunched)",
+                format!("{} ({})", self.connections, self.holepunched_connections),
+            ),
             (
                 "P2P / CDN share",
                 format!("{} / {}", pct(self.p2p_share), pct(self.cdn_share)),

@@ -19,7 +19,8 @@
 //! The engine's parts that are *not* core and are modelled here (so a difference from real
 //! processes may come from them): connection setup costs 1.5 RTT and both ends attach at the
 //! same instant; a dial to a node behind NAT fails after the engine's 10 s handshake timeout,
-//! a dial to a node that left after one RTT; a connection the manager holds as a possible
+//! a dial to a node that left after one RTT; a BEP 55 introduction's dial gets through when
+//! both ends are reachable or holepunchable, else fails like a dial to a NAT'd node; a connection the manager holds as a possible
 //! simultaneous open is closed instead; the tracker answers after one RTT with random present
 //! nodes; the payload check compares with the source's payload (the same verdict as the hash
 //! in an honest network, much cheaper); viewers know the info dictionary from the start (no
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use peercdn_core::conn::{Activity, ConnConfig, ConnId, ConnManager, Source};
+use peercdn_core::conn::{Activity, ConnConfig, ConnId, ConnManager};
 use peercdn_core::live::fallback::{FallbackPolicy, PolicyConfig};
 use peercdn_core::live::swarm::{Action, LiveConfig, LiveSwarm};
 use peercdn_core::live::{block_hashes, BlockHash, LiveParams, PieceHeader};
@@ -112,8 +113,12 @@ enum Ev {
         link: u64,
         block: BlockRef,
     },
-    /// A dial from `from` reached `to` (handshakes done).
-    Connect { from: usize, to: usize },
+    /// A dial from `from` reached `to` (handshakes done); `punched`: of an introduction.
+    Connect {
+        from: usize,
+        to: usize,
+        punched: bool,
+    },
     /// A dial failed.
     DialFailed { node: usize, addr: SocketAddr },
     /// The far end closed connection `key` of `node`.
@@ -158,6 +163,8 @@ struct Node {
     mgr: ConnManager,
     access: Access,
     reachable: bool,
+    /// Reachable, or behind a NAT that BEP 55 introductions get through.
+    punchable: bool,
     links: BTreeMap<ConnId, LinkEnd>,
     /// Indices of the verified pieces in its window.
     held: BTreeSet<u32>,
@@ -224,6 +231,9 @@ pub struct Sim {
     /// at each timeline sample), both in the measurement window.
     viewer_up: u64,
     viewer_up_capacity: u64,
+    /// Connections made, and of them through an introduction.
+    connections: u64,
+    punched: u64,
     timeline: Vec<Sample>,
     end: Nanos,
     /// Start of the measurement window.
@@ -283,6 +293,8 @@ impl Sim {
             viewer_bytes: 0,
             viewer_up: 0,
             viewer_up_capacity: 0,
+            connections: 0,
+            punched: 0,
             timeline: Vec::new(),
             end,
             warm: ((sc.warmup_s.max(0.0) * 1e9) as Nanos).min(end),
@@ -290,7 +302,7 @@ impl Sim {
             sc,
         };
         let up = sim.sc.source_up_bps;
-        let s = sim.add_node(true, up, true);
+        let s = sim.add_node(true, up, true, true);
         sim.register(s);
         sim.q.push(0, Ev::Produce);
         sim.q.push(SECOND, Ev::Sample);
@@ -393,6 +405,8 @@ impl Sim {
             } else {
                 0.0
             },
+            connections: self.connections,
+            holepunched_connections: self.punched,
             events: self.q.popped(),
             events_per_s: self.q.popped() as f64 / wall.max(1e-9),
             sim_per_wall: secs / wall.max(1e-9),
@@ -482,7 +496,7 @@ impl Sim {
                 n.swarm.on_block_sent(key, block, true);
                 self.pump(node, now);
             }
-            Ev::Connect { from, to } => self.connect(from, to, now),
+            Ev::Connect { from, to, punched } => self.connect(from, to, punched, now),
             Ev::DialFailed { node, addr } => {
                 let inst = self.clock.at(now);
                 if let Some(n) = self.nodes[node].as_mut() {
@@ -509,7 +523,7 @@ impl Sim {
         }
     }
 
-    fn add_node(&mut self, source: bool, up_bps: u64, reachable: bool) -> usize {
+    fn add_node(&mut self, source: bool, up_bps: u64, reachable: bool, punchable: bool) -> usize {
         let i = self.nodes.len();
         let now = self.clock.at(self.q.now());
         let config = LiveConfig {
@@ -536,6 +550,7 @@ impl Sim {
             mgr,
             access: Access::new(up_bps, self.sc.down_bps, half),
             reachable,
+            punchable,
             links: BTreeMap::new(),
             held: BTreeSet::new(),
             depth: BTreeMap::new(),
@@ -622,8 +637,9 @@ impl Sim {
     fn join(&mut self, now: Nanos) {
         let up = self.sc.draw_uplink(&mut self.rng);
         let reachable = !self.rng.gen_bool(self.sc.nat_share.clamp(0.0, 1.0));
+        let punchable = reachable || self.rng.gen_bool(self.sc.punch_share.clamp(0.0, 1.0));
         let stay = self.sc.draw_stay_s(&mut self.rng);
-        let n = self.add_node(false, up, reachable);
+        let n = self.add_node(false, up, reachable, punchable);
         self.present += 1;
         self.peak = self.peak.max(self.present);
         if let Some(s) = stay {
@@ -838,17 +854,16 @@ impl Sim {
                     self.play(n, now);
                 }
             }
-            // Candidates without an introducer: BEP 55 holepunching is not modelled (an
-            // unreachable viewer stays unreachable, the pessimistic side).
-            Action::Discovered(_, addrs) => {
+            // PEX: candidates the sender may introduce us to (BEP 55), as the engine does.
+            Action::Discovered(via, addrs) => {
                 if let Some(node) = self.nodes[n].as_mut() {
-                    node.mgr.add_candidates(addrs, Source::Pex, inst);
+                    node.mgr.add_introduced(addrs, via, inst);
                 }
             }
+            Action::Holepunch(addr) => self.holepunch(n, addr, now),
             // Simulated nodes hold no catalogue and no identity: pc_search and pc_receipt are
             // not modelled.
-            Action::Holepunch(_)
-            | Action::Edge(_)
+            Action::Edge(_)
             | Action::MetadataReceived(_)
             | Action::NotLive(_)
             | Action::Search(..)

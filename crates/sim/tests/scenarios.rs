@@ -169,3 +169,33 @@ fn no_piece_is_lost_to_a_choke_at_five_megabits() {
         r.continuity_worst1pct
     );
 }
+
+/// Every viewer behind NAT: nobody can dial a viewer, so viewers meet only through BEP 55
+/// introductions by a peer both are connected to (the source, at first). With NATs that let
+/// introductions through, viewers connect to each other and relay the stream; with NATs that
+/// do not, every viewer hangs on the source alone, which carries two copies of each piece.
+#[test]
+fn viewers_behind_nat_meet_through_introductions() {
+    let sc = |punch_share| Scenario {
+        nat_share: 1.0,
+        punch_share,
+        ..generous(12, 30.0, 3)
+    };
+    let punched = run(sc(1.0));
+    let closed = run(sc(0.0));
+    assert_eq!(closed.holepunched_connections, 0);
+    // The source is every viewer's only connection.
+    assert!(closed.connections <= 12 * 2, "{}", closed.connections);
+    assert!(
+        punched.holepunched_connections >= 12,
+        "{} introductions",
+        punched.holepunched_connections
+    );
+    assert!(
+        punched.depth_max >= 2 && punched.continuity_mean > closed.continuity_mean,
+        "depth {}, continuity {} against {}",
+        punched.depth_max,
+        punched.continuity_mean,
+        closed.continuity_mean
+    );
+}

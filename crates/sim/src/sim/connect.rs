@@ -8,10 +8,18 @@
 //! the far end one latency later. The tracker answers after one RTT with up to
 //! `tracker_peers` random present nodes and asks for a re-announce every 60 s. Node `i`
 //! listens at `10.0.0.0/8` address `i + 1`, port 6881; its dials come from port 50000.
+//!
+//! BEP 55 as the engine plays it: a PEX address remembers the connection that told it; when
+//! a dial to it fails, the manager asks that peer for an introduction (`Rendezvous`), the
+//! swarms exchange the real `ut_holepunch` messages, and each side told to `connect` dials
+//! the other. Such a dial gets through when both ends are reachable or behind a NAT that
+//! lets introductions through ([`crate::scenario::Scenario::punch_share`]), after the same
+//! 1.5 RTT as a dial; otherwise it fails after the handshake timeout.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use peercdn_core::conn::{self, Admission, ConnId, Source};
+use peercdn_core::ext::peer::Route;
 use peercdn_core::wire::Handshake;
 use peercdn_core::{InfoHash, PeerId};
 use rand::seq::index::sample;
@@ -19,6 +27,14 @@ use rand::seq::index::sample;
 use super::{Ev, LinkEnd, Sim, EPHEMERAL, PORT, TRACKER_INTERVAL, UNREACHABLE_FAIL};
 use crate::link::one_way;
 use crate::queue::Nanos;
+
+/// The route of a connection that came of an introduction. (Not marked uTP, although the
+/// engine's are: a simulated node's listen address is where a relay introduces it either way.)
+const PUNCHED: Route = Route {
+    utp: false,
+    holepunched: true,
+    dialled: false,
+};
 
 impl Sim {
     pub(super) fn register(&mut self, n: usize) {
@@ -42,8 +58,10 @@ impl Sim {
         }
     }
 
-    /// A dial reached its target: both managers decide, both swarms attach.
-    pub(super) fn connect(&mut self, from: usize, to: usize, now: Nanos) {
+    /// A dial reached its target: both managers decide, both swarms attach. `punched`: the
+    /// dial came of an introduction (both ends mark the connection holepunched; the dialler
+    /// does not take the target for reachable).
+    pub(super) fn connect(&mut self, from: usize, to: usize, punched: bool, now: Nanos) {
         let inst = self.clock.at(now);
         let addr = addr_of(to);
         if self.nodes[from].is_none() {
@@ -86,6 +104,8 @@ impl Sim {
         };
         self.next_link += 1;
         let id = self.next_link;
+        self.connections += 1;
+        self.punched += u64::from(punched);
         let hs = |i: usize, info: InfoHash| Handshake::ours(info, peer_id(i));
         let (hs_from, hs_to) = (hs(from, self.id), hs(to, self.id));
         if let Some(t) = self.nodes[to].as_mut() {
@@ -100,6 +120,9 @@ impl Sim {
                 },
             );
             t.swarm.add_peer(kt, ephemeral_of(from), &hs_from, inst);
+            if punched {
+                t.swarm.set_route(kt, PUNCHED);
+            }
         }
         if let Some(f) = self.nodes[from].as_mut() {
             f.links.insert(
@@ -114,9 +137,13 @@ impl Sim {
             );
             f.swarm.add_peer(ka, addr, &hs_to, inst);
             f.swarm.set_listen_addr(ka, addr);
-            let route = peercdn_core::ext::peer::Route {
-                dialled: true,
-                ..Default::default()
+            let route = if punched {
+                PUNCHED
+            } else {
+                Route {
+                    dialled: true,
+                    ..Default::default()
+                }
             };
             f.swarm.set_route(ka, route);
         }
@@ -157,8 +184,16 @@ impl Sim {
                 match target {
                     Some((t, tn)) if tn.reachable && t != n => {
                         let rtt = 2 * one_way(&from.access, &tn.access);
-                        self.q
-                            .push(now + rtt + rtt / 2, Ev::Connect { from: n, to: t });
+                        let at = now + rtt + rtt / 2;
+                        let punched = false;
+                        self.q.push(
+                            at,
+                            Ev::Connect {
+                                from: n,
+                                to: t,
+                                punched,
+                            },
+                        );
                     }
                     Some(_) => self
                         .q
@@ -182,12 +217,44 @@ impl Sim {
                 let rtt = 2 * node.access.half_rtt_us * 1000;
                 self.q.push(now + rtt, Ev::TrackerAnswer(n));
             }
-            // Held connections are closed at once (see the module doc); no DHT; no BEP 55
-            // (candidates never have an introducer here).
-            conn::Action::Attach(_)
-            | conn::Action::DhtLookup
-            | conn::Action::DhtAnnounce
-            | conn::Action::Rendezvous { .. } => {}
+            conn::Action::Rendezvous { via, target } => {
+                if let Some(node) = self.nodes[n].as_mut() {
+                    node.swarm.rendezvous(via, target);
+                }
+            }
+            // Held connections are closed at once (see the module doc); no DHT.
+            conn::Action::Attach(_) | conn::Action::DhtLookup | conn::Action::DhtAnnounce => {}
+        }
+    }
+
+    /// A peer introduced `n` to `addr` (BEP 55 `connect`): `n` dials it at once, as the engine
+    /// does over uTP, unless its manager says no.
+    pub(super) fn holepunch(&mut self, n: usize, addr: SocketAddr, now: Nanos) {
+        let Some(from) = self.nodes[n].as_mut() else {
+            return;
+        };
+        if !from.mgr.on_holepunch(addr) {
+            return;
+        }
+        let (access, punchable) = (from.access.clone(), from.punchable);
+        let target = node_of(addr).and_then(|t| self.nodes.get(t)?.as_ref().map(|x| (t, x)));
+        match target {
+            Some((t, tn)) if punchable && tn.punchable && t != n => {
+                let rtt = 2 * one_way(&access, &tn.access);
+                let at = now + rtt + rtt / 2;
+                let punched = true;
+                self.q.push(
+                    at,
+                    Ev::Connect {
+                        from: n,
+                        to: t,
+                        punched,
+                    },
+                );
+            }
+            _ => self
+                .q
+                .push(now + UNREACHABLE_FAIL, Ev::DialFailed { node: n, addr }),
         }
     }
 
