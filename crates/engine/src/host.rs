@@ -428,11 +428,11 @@ impl Host {
         self.pump(swarm, now);
     }
 
-    /// Addresses the peer `via` told us (PEX): to try, and to ask `via` to introduce us to
-    /// when a dial fails (BEP 55).
+    /// Addresses the peer `via` told us (PEX): to try (those it flagged reachable first), and
+    /// to ask `via` to introduce us to when a dial fails (BEP 55).
     pub fn add_introduced<S: PeerSwarm>(
         &mut self,
-        peers: Vec<SocketAddr>,
+        peers: Vec<peercdn_core::ext::pex::Heard>,
         via: ConnId,
         swarm: &mut S,
         now: Instant,

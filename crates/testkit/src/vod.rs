@@ -267,7 +267,9 @@ impl Net {
                     self.now,
                 );
             }
-            Action::Discovered(_, peers) => self.nodes[i].discovered.extend(peers),
+            Action::Discovered(_, peers) => self.nodes[i]
+                .discovered
+                .extend(peers.iter().map(|h| h.addr)),
             Action::Holepunch(_) => {}
             Action::Completed => self.nodes[i].completed = true,
             // No catalogue or ledger in the testkit swarms (pc_search and pc_receipt are tested

@@ -2,7 +2,9 @@
 //! asks the DHT and the trackers for more peers. One [`ConnManager`] per torrent or live
 //! stream, shared by both (quinn's `Endpoint` and rust-libp2p's `Pool` are the models).
 //!
-//! It owns: the candidate addresses (by [`Source`], at most [`ConnConfig::max_candidates`]),
+//! It owns: the candidate addresses (by [`Source`], at most [`ConnConfig::max_candidates`];
+//! configured, user and LSD ones are dialled first, then those a peer flagged reachable, then
+//! the rest),
 //! the dials in flight (at most [`ConnConfig::max_dials`]) and the peer slots
 //! ([`ConnConfig::max_peers`]), static peers (re-dialled with backoff after a drop), failed
 //! dials (backed off, then forgotten), bans, one connection per peer ID, eviction of idle peers
@@ -287,6 +289,8 @@ struct Candidate {
     via: Option<ConnId>,
     /// An introduction was asked for already.
     punched: bool,
+    /// A peer flagged it reachable in PEX: dialled before addresses nobody vouched for.
+    reachable: bool,
 }
 
 impl Candidate {
@@ -297,6 +301,7 @@ impl Candidate {
             attempts: 0,
             via: None,
             punched: false,
+            reachable: false,
         }
     }
 }
@@ -451,35 +456,49 @@ impl ConnManager {
         now: Instant,
     ) {
         for a in addrs {
-            if a.port() == 0 || self.is_self(a) || self.bans.addr_banned(a) {
-                continue;
-            }
-            if self.candidates.contains_key(&a) || self.connected_to(a) {
-                continue;
-            }
-            if self.candidates.len() >= self.config.max_candidates + self.statics.len() {
-                continue;
-            }
-            self.candidates.insert(a, Candidate::new(source, now));
+            self.add_candidate(a, source, now);
         }
         self.work(now);
     }
 
+    /// Adds one candidate (see [`ConnManager::add_candidates`]); the new or known entry.
+    fn add_candidate(
+        &mut self,
+        a: SocketAddr,
+        source: Source,
+        now: Instant,
+    ) -> Option<&mut Candidate> {
+        if a.port() == 0 || self.is_self(a) || self.bans.addr_banned(a) || self.connected_to(a) {
+            return None;
+        }
+        let full = self.candidates.len() >= self.config.max_candidates + self.statics.len();
+        if full && !self.candidates.contains_key(&a) {
+            return None;
+        }
+        Some(
+            self.candidates
+                .entry(a)
+                .or_insert_with(|| Candidate::new(source, now)),
+        )
+    }
+
     /// Addresses the peer `via` told us (PEX): candidates like [`Source::Pex`] ones, and if a
-    /// dial to one fails, `via` is asked to introduce us ([`Action::Rendezvous`]).
+    /// dial to one fails, `via` is asked to introduce us ([`Action::Rendezvous`]). Those it
+    /// flagged reachable are dialled before the addresses nobody vouched for (trackers, the
+    /// DHT, unflagged PEX): a dial to a node behind NAT costs a dial slot until it times out.
     pub fn add_introduced(
         &mut self,
-        addrs: impl IntoIterator<Item = SocketAddr>,
+        heard: impl IntoIterator<Item = crate::ext::pex::Heard>,
         via: ConnId,
         now: Instant,
     ) {
-        let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
-        self.add_candidates(addrs.iter().copied(), Source::Pex, now);
-        for a in addrs {
-            if let Some(c) = self.candidates.get_mut(&a) {
+        for h in heard {
+            if let Some(c) = self.add_candidate(h.addr, Source::Pex, now) {
                 c.via.get_or_insert(via);
+                c.reachable |= h.reachable;
             }
         }
+        self.work(now);
     }
 
     /// The attached connection that told us `addr` and may introduce us to it, unless it was
@@ -830,13 +849,22 @@ impl ConnManager {
         if room == 0 {
             return;
         }
-        let mut picks: Vec<(Source, Instant, SocketAddr)> = self
+        // Configured and local addresses first, then those a peer vouched for, then the rest;
+        // by source, then by how long they waited.
+        let mut picks: Vec<(u8, Source, Instant, SocketAddr)> = self
             .eligible()
             .filter(|(_, c)| c.next_try <= now)
-            .map(|(&a, c)| (c.source, c.next_try, a))
+            .map(|(&a, c)| {
+                let tier = match c.source {
+                    Source::Static | Source::User | Source::Lsd => 0,
+                    _ if c.reachable => 1,
+                    _ => 2,
+                };
+                (tier, c.source, c.next_try, a)
+            })
             .collect();
         picks.sort();
-        for (_, _, a) in picks.into_iter().take(room) {
+        for (_, _, _, a) in picks.into_iter().take(room) {
             self.dialing.insert(a);
             // Not tried again until this dial reports (or, after a drop, the backoff).
             if let Some(c) = self.candidates.get_mut(&a) {

@@ -20,6 +20,14 @@ fn net(last: u8, port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, last], port))
 }
 
+/// A PEX address not flagged reachable.
+fn heard(addr: SocketAddr) -> crate::ext::pex::Heard {
+    crate::ext::pex::Heard {
+        addr,
+        reachable: false,
+    }
+}
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -618,7 +626,7 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     let mut m = manager(&[], t0);
     let relay = attach(&mut m, net(1, 40000), id(1), t0);
     let target = net(2, 6881);
-    m.add_introduced([target], relay, t0);
+    m.add_introduced([heard(target)], relay, t0);
     assert_eq!(dials(&drain(&mut m)), vec![target]);
     assert_eq!(m.introducer(target), Some(relay));
     m.on_dial_failed(target, t0);
@@ -644,7 +652,7 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
 
     // An introducer that left cannot be asked: the address is retried like any other.
     let other = net(4, 6881);
-    m.add_introduced([other], relay, t0 + secs(3));
+    m.add_introduced([heard(other)], relay, t0 + secs(3));
     drain(&mut m);
     m.on_closed(relay, t0 + secs(4));
     assert_eq!(m.introducer(other), None);
@@ -657,7 +665,7 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     // address is dialled directly once the wait is over.
     let late = net(5, 6881);
     let relay2 = attach(&mut m, net(6, 40000), id(6), t0 + secs(4));
-    m.add_introduced([late], relay2, t0 + secs(4));
+    m.add_introduced([heard(late)], relay2, t0 + secs(4));
     drain(&mut m);
     m.on_dial_failed(late, t0 + secs(5));
     assert!(drain(&mut m).contains(&Action::Rendezvous {
@@ -668,4 +676,48 @@ fn a_failed_dial_to_an_introduced_address_asks_its_introducer() {
     assert!(!dials(&drain(&mut m)).contains(&late));
     m.handle_timeout(t0 + secs(15));
     assert!(dials(&drain(&mut m)).contains(&late));
+}
+
+/// Half the addresses a tracker lists may sit behind NAT, and a dial to one holds a dial slot
+/// until it times out. Addresses a connected peer flagged reachable in PEX go first, ahead of
+/// the tracker's and of unflagged PEX ones (configured ones stay ahead of all).
+#[test]
+fn addresses_a_peer_vouched_for_are_dialled_first() {
+    let t0 = Instant::now();
+    let cfg = ConnConfig {
+        max_dials: 2,
+        ..ConnConfig::default()
+    };
+    let mut m = active(cfg, &[], t0);
+    let relay = attach(&mut m, net(1, 40000), id(1), t0);
+    drain(&mut m);
+    // Nothing can be dialled yet: two dials in flight.
+    m.add_candidates([net(2, 6881), net(3, 6881)], Source::Tracker, t0);
+    assert_eq!(dials(&drain(&mut m)).len(), 2);
+    let tracker: Vec<SocketAddr> = (10..20).map(|i| net(i, 6881)).collect();
+    m.add_candidates(tracker, Source::Tracker, t0);
+    let vouched = net(30, 6881);
+    let unflagged = net(31, 6881);
+    m.add_introduced(
+        [
+            heard(unflagged),
+            crate::ext::pex::Heard {
+                addr: vouched,
+                reachable: true,
+            },
+        ],
+        relay,
+        t0,
+    );
+    m.add_candidates([net(40, 6881)], Source::User, t0);
+    // Two dials end: the freed slots go to the user's address, then the vouched one.
+    m.on_dial_failed(net(2, 6881), t0);
+    m.on_dial_failed(net(3, 6881), t0);
+    assert_eq!(dials(&drain(&mut m)), vec![net(40, 6881), vouched]);
+    m.on_dial_failed(net(40, 6881), t0);
+    assert_eq!(
+        dials(&drain(&mut m)),
+        vec![net(10, 6881)],
+        "then the tracker's"
+    );
 }

@@ -105,12 +105,31 @@ pub fn round<'a>(
     out
 }
 
+/// An address a peer's PEX message adds, with what its flags tell the connection manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Flagged reachable ([`Pex::FLAG_REACHABLE`], BEP 11's "outgoing connection": the sender
+    /// dialled it, or it told the sender it can be dialled).
+    pub reachable: bool,
+}
+
 /// The addresses a peer's PEX message adds (at most [`Pex::MAX_PEERS`]); `None` when it adds
 /// none or does not decode (a bad PEX message is ignored, not punished: BEP 11 is advisory).
-pub fn received(payload: &[u8]) -> Option<Vec<SocketAddr>> {
-    let mut added = Pex::decode(payload).ok()?.added;
-    added.truncate(Pex::MAX_PEERS);
-    (!added.is_empty()).then_some(added)
+pub fn received(payload: &[u8]) -> Option<Vec<Heard>> {
+    let pex = Pex::decode(payload).ok()?;
+    let heard: Vec<Heard> = pex
+        .added
+        .iter()
+        .zip(pex.added_flags.iter().chain(std::iter::repeat(&0)))
+        .take(Pex::MAX_PEERS)
+        .map(|(&addr, &flags)| Heard {
+            addr,
+            reachable: flags & Pex::FLAG_REACHABLE != 0,
+        })
+        .collect();
+    (!heard.is_empty()).then_some(heard)
 }
 
 #[cfg(test)]

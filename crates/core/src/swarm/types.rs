@@ -95,7 +95,7 @@ pub enum Action {
     MetadataReceived(Bytes),
     /// Addresses learned from peer exchange, to dial, and the peer that told them (the one to
     /// ask for an introduction, BEP 55, when a dial fails).
-    Discovered(PeerKey, Vec<SocketAddr>),
+    Discovered(PeerKey, Vec<crate::ext::pex::Heard>),
     /// A peer introduced us (BEP 55 `connect`): dial this address over uTP now.
     Holepunch(SocketAddr),
     /// Every wanted piece is verified.

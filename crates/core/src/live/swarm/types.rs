@@ -143,7 +143,7 @@ pub enum Action {
     Edge(u32),
     /// Addresses learned from peer exchange, to dial, and the peer that told them (the one to
     /// ask for an introduction, BEP 55, when a dial fails).
-    Discovered(PeerKey, Vec<SocketAddr>),
+    Discovered(PeerKey, Vec<crate::ext::pex::Heard>),
     /// A peer introduced us (BEP 55 `connect`): dial this address over uTP now.
     Holepunch(SocketAddr),
     /// `pc_search` on a connection: a peer that speaks it, or its message (within budget).
