@@ -175,35 +175,7 @@ impl Sim {
 
     pub(super) fn exec_conn(&mut self, n: usize, a: conn::Action, now: Nanos) {
         match a {
-            conn::Action::Dial(addr) => {
-                let Some(from) = self.nodes[n].as_ref() else {
-                    return;
-                };
-                let target =
-                    node_of(addr).and_then(|t| self.nodes.get(t)?.as_ref().map(|x| (t, x)));
-                match target {
-                    Some((t, tn)) if tn.reachable && t != n => {
-                        let rtt = 2 * one_way(&from.access, &tn.access);
-                        let at = now + rtt + rtt / 2;
-                        let punched = false;
-                        self.q.push(
-                            at,
-                            Ev::Connect {
-                                from: n,
-                                to: t,
-                                punched,
-                            },
-                        );
-                    }
-                    Some(_) => self
-                        .q
-                        .push(now + UNREACHABLE_FAIL, Ev::DialFailed { node: n, addr }),
-                    None => {
-                        let rtt = 2 * from.access.half_rtt_us * 1000;
-                        self.q.push(now + rtt, Ev::DialFailed { node: n, addr });
-                    }
-                }
-            }
+            conn::Action::Dial(addr) => self.dial(n, addr, false, now),
             conn::Action::Close { conn, .. } => {
                 self.close(n, conn, now);
                 if let Some(node) = self.nodes[n].as_mut() {
@@ -233,28 +205,42 @@ impl Sim {
         let Some(from) = self.nodes[n].as_mut() else {
             return;
         };
-        if !from.mgr.on_holepunch(addr) {
-            return;
+        if from.mgr.on_holepunch(addr) {
+            self.dial(n, addr, true, now);
         }
-        let (access, punchable) = (from.access.clone(), from.punchable);
+    }
+
+    /// `n` dials `addr` (`punched`: on an introduction). The handshakes reach the target after
+    /// 1.5 RTT when it can be dialled, or, on an introduction, when both ends' NATs let it
+    /// through; otherwise the dial fails after the handshake timeout, or after one RTT when
+    /// nobody is there.
+    fn dial(&mut self, n: usize, addr: SocketAddr, punched: bool, now: Nanos) {
+        let Some(from) = self.nodes[n].as_ref() else {
+            return;
+        };
         let target = node_of(addr).and_then(|t| self.nodes.get(t)?.as_ref().map(|x| (t, x)));
         match target {
-            Some((t, tn)) if punchable && tn.punchable && t != n => {
-                let rtt = 2 * one_way(&access, &tn.access);
-                let at = now + rtt + rtt / 2;
-                let punched = true;
+            Some((t, tn))
+                if t != n && (tn.reachable || punched && from.punchable && tn.punchable) =>
+            {
+                let rtt = 2 * one_way(&from.access, &tn.access);
+                let to = t;
                 self.q.push(
-                    at,
+                    now + rtt + rtt / 2,
                     Ev::Connect {
                         from: n,
-                        to: t,
+                        to,
                         punched,
                     },
                 );
             }
-            _ => self
+            Some(_) => self
                 .q
                 .push(now + UNREACHABLE_FAIL, Ev::DialFailed { node: n, addr }),
+            None => {
+                let rtt = 2 * from.access.half_rtt_us * 1000;
+                self.q.push(now + rtt, Ev::DialFailed { node: n, addr });
+            }
         }
     }
 
