@@ -31,7 +31,7 @@ use crate::gossip::{Asked, Hub};
 use crate::host::PeerParams;
 use crate::live::actor::{self, ActorHandle, ActorParams, Kind, LiveCommand};
 use crate::live::LiveHandle;
-use crate::lsd::{Lsd, LsdConfig, LsdError, LsdStats};
+use crate::lsd::Lsd;
 use crate::nodekey::NodeKey;
 use crate::peer::Encryption;
 use crate::ratelimit::RateLimiter;
@@ -39,6 +39,7 @@ use crate::receipts::Accounts;
 use crate::torrent::{self, Command, Source, TorrentHandle, TorrentParams};
 use crate::utp::UtpSocket;
 
+mod lsd;
 mod net;
 mod reach;
 use net::{accept_loop, ipv4_side, listen, route_peer, utp_accept_loop};
@@ -369,49 +370,6 @@ impl Session {
     /// The DHT node, when on.
     pub fn dht(&self) -> Option<&Dht> {
         self.inner.dht.as_ref()
-    }
-
-    /// Starts BEP 14 Local Service Discovery on the interface of the listen address (its
-    /// family; both for the IPv6 wildcard) and announces every torrent and live stream held
-    /// now or added later. Errors (and does nothing) when the node listens on a loopback
-    /// address ([`LsdError`]); a second call is a no-op.
-    pub fn start_lsd(&self) -> Result<(), LsdError> {
-        if self.inner.lsd.get().is_some() {
-            return Ok(());
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let lsd = Lsd::start(
-            LsdConfig {
-                bind: self.inner.config.listen.ip(),
-                peer_port: self.inner.port,
-            },
-            Arc::new(move |ih, peer| {
-                if let Some(inner) = weak.upgrade() {
-                    route_peer(&inner, ih, peer);
-                }
-            }),
-        )?;
-        let lsd = self.inner.lsd.get_or_init(|| lsd);
-        for ih in self.list().iter().map(|h| h.info_hash) {
-            lsd.add(ih);
-        }
-        let lives: Vec<InfoHash> = self
-            .inner
-            .lives
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
-        for ih in lives {
-            lsd.add(ih);
-        }
-        Ok(())
-    }
-
-    /// Local Service Discovery counters; `None` while LSD is off.
-    pub fn lsd_stats(&self) -> Option<LsdStats> {
-        self.inner.lsd.get().map(Lsd::stats)
     }
 
     /// Our peer ID.
@@ -868,18 +826,6 @@ impl Session {
         }
     }
 
-    /// Stops announcing `id` on LSD unless a torrent or live stream still holds it.
-    fn lsd_forget(&self, id: &InfoHash) {
-        let Some(lsd) = self.inner.lsd.get() else {
-            return;
-        };
-        let held =
-            lock(&self.inner.torrents).contains_key(id) || lock(&self.inner.lives).contains_key(id);
-        if !held {
-            lsd.remove(id);
-        }
-    }
-
     /// Starts the torrent whose info dictionary peers gave (by hash if it does not parse).
     fn add_from_info(&self, id: InfoHash, info: &[u8], opts: AddOptions) -> TorrentHandle {
         match peercdn_core::metainfo::Metainfo::from_info_bytes(info.to_vec(), vec![], vec![]) {
@@ -941,37 +887,6 @@ impl Session {
             },
             opts,
         )
-    }
-
-    /// Maps the peer port on the router (UPnP IGD, [`crate::nat`]) in the background; a second
-    /// call is a no-op. Nothing is done for a node on a loopback address.
-    pub fn start_port_mapping(&self) {
-        let bind = self.inner.config.listen.ip();
-        if bind.is_loopback() {
-            return;
-        }
-        let mut nat = lock(&self.inner.nat);
-        if nat.is_none() {
-            let mapper = crate::nat::PortMapper::start(bind, self.inner.port);
-            // The swarms' reachability flag follows the mapping.
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(reach::follow_mapping(mapper.watch(), move |mapped| {
-                weak.upgrade()
-                    .map(|inner| inner.incoming.set_mapped(mapped))
-                    .is_some()
-            }));
-            *nat = Some(mapper);
-        }
-    }
-
-    /// What the port mapping found (`None`: not started).
-    pub fn reachability(&self) -> Option<crate::nat::Reachability> {
-        lock(&self.inner.nat).as_ref().map(|m| m.reachability())
-    }
-
-    /// How peers reach this node: the port mapping and the incoming connections so far.
-    pub fn reach(&self) -> Reach {
-        self.inner.incoming.reach(self.reachability())
     }
 
     /// The listen address (as configured; the port as bound).

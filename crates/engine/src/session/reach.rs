@@ -1,6 +1,45 @@
 //! What a node knows about how peers reach it: the incoming connections whose handshake
 //! passed (by transport, and from global addresses), beside the router port mapping
-//! ([`crate::nat`]); [`super::Session::reach`] puts them together.
+//! ([`crate::nat`], started by [`Session::start_port_mapping`]); [`Session::reach`] puts them
+//! together.
+
+use std::sync::Arc;
+
+use super::{lock, Session};
+use crate::nat::Reachability;
+
+impl Session {
+    /// Maps the peer port on the router (UPnP IGD, [`crate::nat`]) in the background; a second
+    /// call is a no-op. Nothing is done for a node on a loopback address.
+    pub fn start_port_mapping(&self) {
+        let bind = self.inner.config.listen.ip();
+        if bind.is_loopback() {
+            return;
+        }
+        let mut nat = lock(&self.inner.nat);
+        if nat.is_none() {
+            let mapper = crate::nat::PortMapper::start(bind, self.inner.port);
+            // The swarms' reachability flag follows the mapping.
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(follow_mapping(mapper.watch(), move |mapped| {
+                weak.upgrade()
+                    .map(|inner| inner.incoming.set_mapped(mapped))
+                    .is_some()
+            }));
+            *nat = Some(mapper);
+        }
+    }
+
+    /// What the port mapping found (`None`: not started).
+    pub fn reachability(&self) -> Option<Reachability> {
+        lock(&self.inner.nat).as_ref().map(|m| m.reachability())
+    }
+
+    /// How peers reach this node: the port mapping and the incoming connections so far.
+    pub fn reach(&self) -> Reach {
+        self.inner.incoming.reach(self.reachability())
+    }
+}
 
 /// Incoming connections whose handshake passed, by transport, and how many of them came from
 /// a global address (not loopback, private, link-local or unique-local): a node that got one
